@@ -1,0 +1,89 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace cellos::base {
+
+std::string Error::message() const {
+  std::string m = prefix;
+  m += call;
+  if (!object.empty()) {
+    m += "(";
+    m += object;
+    m += ")";
+  }
+  if (err != 0 || !detail.empty()) m += ": ";
+  if (!detail.empty()) m += detail;
+  if (err != 0) {
+    if (!detail.empty()) m += ": ";
+    m += std::strerror(err);
+  }
+  return m;
+}
+
+Error Error::context(std::string_view what) && {
+  Error e = std::move(*this);
+  e.prefix = std::string(what) + ": " + e.prefix;
+  return e;
+}
+
+Error sys_error(std::string call, std::string object, int err) {
+  return Error{err, std::move(call), std::move(object), {}, {}};
+}
+
+Error value_error(std::string where, std::string detail) {
+  return Error{0, std::move(where), {}, std::move(detail), {}};
+}
+
+void Fd::reset(int fd) {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = fd;
+}
+
+Result<Pipe> make_pipe(int extra_flags) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | extra_flags) != 0) return sys_error("pipe2", "");
+  return Pipe{Fd(fds[0]), Fd(fds[1])};
+}
+
+Result<Fd> open_at(int dirfd, const std::string& path, int flags, unsigned mode) {
+  int fd = ::openat(dirfd, path.c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) return sys_error("open", "\"" + path + "\"");
+  return Fd(fd);
+}
+
+Result<void> write_file_at(int dirfd, const std::string& path, std::string_view data) {
+  auto fd = open_at(dirfd, path, O_WRONLY | O_TRUNC);
+  if (!fd) return std::move(fd).error();
+  ssize_t n = ::write(fd->get(), data.data(), data.size());
+  if (n < 0) return sys_error("write", "\"" + path + "\"");
+  if (static_cast<size_t>(n) != data.size())
+    return Error{EIO, "write", "\"" + path + "\"", "short write", {}};
+  return ok();
+}
+
+Result<std::string> read_file_at(int dirfd, const std::string& path, size_t limit) {
+  auto fd = open_at(dirfd, path, O_RDONLY);
+  if (!fd) return std::move(fd).error();
+  std::string out;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::read(fd->get(), buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("read", "\"" + path + "\"");
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > limit)
+      return Error{EFBIG, "read", "\"" + path + "\"",
+                   "larger than " + std::to_string(limit) + " bytes", {}};
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+}  // namespace cellos::base

@@ -1,0 +1,59 @@
+// Fd: the one owner of a file descriptor. Move-only; closes on destruction.
+//
+// Every kernel object the reactor holds through a descriptor (pipe ends, pidfds, cgroup dirs,
+// signalfd, the ring) is wrapped in an Fd or in a type built on it, so no raw int outlives the
+// call that produced it.
+#pragma once
+
+#include <string>
+#include <utility>
+
+#include "base/result.h"
+
+namespace cellos::base {
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { reset(); }
+
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  explicit operator bool() const { return valid(); }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1);
+
+ private:
+  int fd_ = -1;
+};
+
+struct Pipe {
+  Fd read;
+  Fd write;
+};
+
+// pipe2(O_CLOEXEC | extra_flags).
+Result<Pipe> make_pipe(int extra_flags = 0);
+
+// openat(dirfd, path, flags | O_CLOEXEC, mode), with the path in the error.
+Result<Fd> open_at(int dirfd, const std::string& path, int flags, unsigned mode = 0);
+
+// Write all of `data` to an fd opened on a small kernel file (cgroup knobs): one write(2),
+// because cgroup files take a value per write and a short write is an error there.
+Result<void> write_file_at(int dirfd, const std::string& path, std::string_view data);
+
+// Read a small file whole (cgroup knobs, /proc entries, spec files).
+Result<std::string> read_file_at(int dirfd, const std::string& path, size_t limit = 1 << 20);
+
+}  // namespace cellos::base

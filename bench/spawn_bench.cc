@@ -1,0 +1,430 @@
+// spawn_bench: how long one isolated /bin/true takes, end to end, through three launchers.
+//
+//   spawn_bench --reactor PATH [-n 500] [--warmup 20] [--csv FILE]
+//
+//   floor    <dir of spawn_bench>/spawn_floor   clone3 with new namespaces + exec + waitid: the
+//                                                kernel's floor
+//   reactor  PATH run SPEC --config FLEET --events /dev/null
+//                                                a whole cell: spec, policy, cgroup, namespaces,
+//                                                seccomp, events
+//   bwrap    bwrap --unshare-all --die-with-parent --ro-bind / / --tmpfs /tmp /bin/true
+//                                                the best-known peer
+//
+// Each invocation is posix_spawn + waitpid, timed with CLOCK_MONOTONIC. The three run
+// interleaved, round-robin, with the starting tool rotating each round, so drift and noise on
+// the machine hit all three alike. Every invocation must exit 0: a launcher that failed did
+// not do the work, so its time would be a lie; the run aborts with the command and status.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Options {
+  std::string reactor;
+  long n = 500;
+  long warmup = 20;
+  std::string csv;
+};
+
+struct Tool {
+  std::string name;
+  std::vector<std::string> argv;  // argv[0] is an absolute path
+  std::vector<double> ms;         // one per measured invocation
+};
+
+struct Stats {
+  double median = 0, p99 = 0, mean = 0;
+};
+
+// Single-quotes an argument for a shell when it needs it, so printed commands can be pasted.
+std::string shell_quote(const std::string& s) {
+  bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::strchr("/._-=:,+@%", c);
+  });
+  if (plain) return s;
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+std::string join(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) s += (s.empty() ? "" : " ") + shell_quote(a);
+  return s;
+}
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exit status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const char* name = sigabbrev_np(WTERMSIG(status));
+    return std::string("killed by SIG") + (name != nullptr ? name : "?");
+  }
+  return "wait status " + std::to_string(status);
+}
+
+std::optional<long> parse_count(const char* s, long min) {
+  char* end = nullptr;
+  errno = 0;
+  long v = std::strtol(s, &end, 10);
+  if (errno != 0 || end == s || *end != '\0' || v < min) return std::nullopt;
+  return v;
+}
+
+void usage(FILE* to) {
+  std::fprintf(to,
+               "usage: spawn_bench --reactor PATH [-n N] [--warmup W] [--csv FILE]\n"
+               "  --reactor PATH  the cellos-reactor binary to measure (required)\n"
+               "  -n N            measured invocations per command (default 500)\n"
+               "  --warmup W      unmeasured rounds first (default 20)\n"
+               "  --csv FILE      write one row per measured invocation: tool,iteration,ms\n");
+}
+
+// Returns the options, or an exit code (0 for --help, 2 for a usage error).
+std::variant<Options, int> parse_args(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      usage(stdout);
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "spawn_bench: %s needs a value\n", a.c_str());
+      usage(stderr);
+      return 2;
+    }
+    const char* v = argv[++i];
+    if (a == "--reactor") {
+      o.reactor = v;
+    } else if (a == "--csv") {
+      o.csv = v;
+    } else if (a == "-n" || a == "--warmup") {
+      auto c = parse_count(v, a == "-n" ? 1 : 0);
+      if (!c) {
+        std::fprintf(stderr, "spawn_bench: %s wants a %s integer, got \"%s\"\n", a.c_str(),
+                     a == "-n" ? "positive" : "non-negative", v);
+        return 2;
+      }
+      (a == "-n" ? o.n : o.warmup) = *c;
+    } else {
+      std::fprintf(stderr, "spawn_bench: unknown option %s\n", a.c_str());
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (o.reactor.empty()) {
+    std::fprintf(stderr, "spawn_bench: --reactor PATH is required\n");
+    usage(stderr);
+    return 2;
+  }
+  return o;
+}
+
+// An executable's absolute path, or nullopt with the reason on stderr.
+std::optional<std::string> executable(const std::string& path, const char* what) {
+  std::error_code ec;
+  fs::path abs = fs::canonical(path, ec);
+  if (ec) {
+    std::fprintf(stderr, "spawn_bench: %s \"%s\": %s\n", what, path.c_str(),
+                 ec.message().c_str());
+    return std::nullopt;
+  }
+  if (::access(abs.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "spawn_bench: %s \"%s\": %s\n", what, abs.c_str(),
+                 std::strerror(errno));
+    return std::nullopt;
+  }
+  return abs.string();
+}
+
+// The first executable `name` in $PATH, as a shell would find it.
+std::optional<std::string> find_in_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = dirs.substr(start, end - start);
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    struct stat st{};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0)
+      return fs::absolute(candidate).string();
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+bool write_file(const fs::path& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << data;
+  out.close();
+  if (!out) {
+    std::fprintf(stderr, "spawn_bench: cannot write %s\n", path.c_str());
+    return false;
+  }
+  return true;
+}
+
+double now_ms() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+// Runs argv once with stdin from /dev/null, and stdout and stderr to /dev/null unless
+// `show_stderr`. Returns the wait status (or -1 if the spawn failed) and the wall time.
+struct Run {
+  int status = -1;
+  double ms = 0;
+};
+
+Run run_once(const std::vector<std::string>& argv, int devnull, bool show_stderr) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, devnull, 0);
+  posix_spawn_file_actions_adddup2(&fa, devnull, 1);
+  if (!show_stderr) posix_spawn_file_actions_adddup2(&fa, devnull, 2);
+
+  Run r;
+  double start = now_ms();
+  pid_t pid = -1;
+  int err = ::posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  if (err == 0) {
+    pid_t w;
+    do w = ::waitpid(pid, &r.status, 0);
+    while (w < 0 && errno == EINTR);
+    if (w != pid) {
+      std::fprintf(stderr, "spawn_bench: waitpid: %s\n", std::strerror(errno));
+      r.status = -1;
+    }
+  } else {
+    std::fprintf(stderr, "spawn_bench: posix_spawn %s: %s\n", args[0], std::strerror(err));
+  }
+  r.ms = now_ms() - start;
+  posix_spawn_file_actions_destroy(&fa);
+  return r;
+}
+
+// Runs every tool `rounds` times, interleaved. Returns false, having said why, when any
+// invocation did not exit 0.
+bool run_rounds(std::vector<Tool>& tools, long rounds, bool record, int devnull) {
+  const size_t k = tools.size();
+  for (long round = 0; round < rounds; ++round) {
+    for (size_t j = 0; j < k; ++j) {
+      Tool& t = tools[(static_cast<size_t>(round) + j) % k];
+      Run r = run_once(t.argv, devnull, false);
+      if (r.status == 0) {
+        if (record) t.ms.push_back(r.ms);
+        continue;
+      }
+      std::fprintf(stderr,
+                   "spawn_bench: %s failed on %s round %ld: %s\n"
+                   "  command: %s\n"
+                   "spawn_bench: running it once more with its stderr shown:\n",
+                   t.name.c_str(), record ? "measured" : "warm-up", round + 1,
+                   r.status < 0 ? "could not run" : describe_status(r.status).c_str(),
+                   join(t.argv).c_str());
+      std::fflush(stderr);
+      Run again = run_once(t.argv, devnull, true);
+      std::fprintf(stderr, "spawn_bench: the re-run ended with %s\n",
+                   again.status < 0 ? "a spawn failure" : describe_status(again.status).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+Stats stats_of(std::vector<double> v) {
+  Stats s;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  s.median = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  // Nearest rank: the smallest sample with at least 99% of samples at or below it.
+  size_t rank = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(n)));
+  s.p99 = v[std::max<size_t>(rank, 1) - 1];
+  double sum = 0;
+  for (double x : v) sum += x;
+  s.mean = sum / static_cast<double>(n);
+  return s;
+}
+
+void print_ratio(const char* label, double num, double den, double target) {
+  double ratio = num / den;
+  std::printf("%-22s %6.2f   (target <= %.1f)  %s\n", label, ratio, target,
+              ratio <= target ? "PASS" : "MISS");
+}
+
+// The temp dir holding spec.json, fleet.toml and the reactor's state_dir; removed on exit.
+class TempDir {
+ public:
+  bool create() {
+    char tmpl[] = "/tmp/cellos-spawn-bench-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) {
+      std::fprintf(stderr, "spawn_bench: mkdtemp(%s): %s\n", tmpl, std::strerror(errno));
+      return false;
+    }
+    path_ = tmpl;
+    return true;
+  }
+  ~TempDir() {
+    if (path_.empty()) return;
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+    if (ec)
+      std::fprintf(stderr, "spawn_bench: could not remove %s: %s\n", path_.c_str(),
+                   ec.message().c_str());
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+int bench(const Options& opt) {
+  // The floor program ships beside this one (the build puts both in bench/).
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) {
+    std::fprintf(stderr, "spawn_bench: readlink /proc/self/exe: %s\n", ec.message().c_str());
+    return 1;
+  }
+  auto floor = executable((self.parent_path() / "spawn_floor").string(), "floor program");
+  auto reactor = executable(opt.reactor, "--reactor");
+  if (!floor || !reactor) return 1;
+  auto bwrap = find_in_path("bwrap");
+
+  // Opened before measuring: a bad --csv path should not cost a whole run.
+  FILE* csv = nullptr;
+  if (!opt.csv.empty()) {
+    csv = std::fopen(opt.csv.c_str(), "w");
+    if (csv == nullptr) {
+      std::fprintf(stderr, "spawn_bench: --csv %s: %s\n", opt.csv.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
+  struct CsvCloser {
+    FILE* f;
+    ~CsvCloser() {
+      if (f != nullptr) std::fclose(f);
+    }
+  } csv_closer{csv};
+
+  TempDir tmp;
+  if (!tmp.create()) return 1;
+  const fs::path spec = tmp.path() / "spec.json";
+  const fs::path fleet = tmp.path() / "fleet.toml";
+  if (!write_file(spec,
+                  R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell",)"
+                  R"("spec":{"id":"bench-spawn","run":{"argv":["/bin/true"]}}})"
+                  "\n") ||
+      !write_file(fleet, "[host]\nid = \"bench\"\nstate_dir = \"" +
+                             (tmp.path() / "state").string() + "\"\n"))
+    return 1;
+
+  std::vector<Tool> tools;
+  tools.push_back({"floor", {*floor}, {}});
+  tools.push_back({"reactor",
+                   {*reactor, "run", spec.string(), "--config", fleet.string(), "--events",
+                    "/dev/null"},
+                   {}});
+  if (bwrap) {
+    tools.push_back({"bwrap",
+                     {*bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/",
+                      "--tmpfs", "/tmp", "/bin/true"},
+                     {}});
+  }
+
+  utsname u{};
+  ::uname(&u);
+  std::printf("spawn_bench: %ld measured invocations per command, interleaved, after %ld "
+              "warm-up rounds\nhost: Linux %s, %ld CPUs\n",
+              opt.n, opt.warmup, u.release, ::sysconf(_SC_NPROCESSORS_ONLN));
+  for (const Tool& t : tools) std::printf("  %-8s %s\n", t.name.c_str(), join(t.argv).c_str());
+  if (!bwrap)
+    std::printf("  %-8s not installed (no bwrap in PATH): column and ratio skipped\n", "bwrap");
+  std::fflush(stdout);
+
+  int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull < 0) {
+    std::fprintf(stderr, "spawn_bench: open /dev/null: %s\n", std::strerror(errno));
+    return 1;
+  }
+  bool ok = run_rounds(tools, opt.warmup, false, devnull) &&
+            run_rounds(tools, opt.n, true, devnull);
+  ::close(devnull);
+  if (!ok) return 1;
+
+  std::printf("\n%-8s %10s %10s %10s\n", "command", "median ms", "p99 ms", "mean ms");
+  std::vector<Stats> stats;
+  for (const Tool& t : tools) {
+    stats.push_back(stats_of(t.ms));
+    std::printf("%-8s %10.3f %10.3f %10.3f\n", t.name.c_str(), stats.back().median,
+                stats.back().p99, stats.back().mean);
+  }
+  std::printf("\n");
+  print_ratio("reactor/floor median", stats[1].median, stats[0].median, 1.5);
+  if (bwrap)
+    print_ratio("reactor/bwrap median", stats[1].median, stats[2].median, 0.5);
+  else
+    std::printf("%-22s skipped (bwrap not installed)\n", "reactor/bwrap median");
+
+  if (csv != nullptr) {
+    std::fprintf(csv, "tool,iteration,ms\n");
+    for (const Tool& t : tools)
+      for (size_t i = 0; i < t.ms.size(); ++i)
+        std::fprintf(csv, "%s,%zu,%.4f\n", t.name.c_str(), i, t.ms[i]);
+    if (std::fflush(csv) != 0 || std::ferror(csv)) {
+      std::fprintf(stderr, "spawn_bench: writing %s failed\n", opt.csv.c_str());
+      return 1;
+    }
+  }
+
+  // Every option spelled out, with absolute paths, so the line reruns from any directory.
+  std::vector<std::string> again = {self.string(), "--reactor", *reactor, "-n",
+                                    std::to_string(opt.n), "--warmup",
+                                    std::to_string(opt.warmup)};
+  if (!opt.csv.empty()) {
+    again.push_back("--csv");
+    again.push_back(fs::absolute(opt.csv).string());
+  }
+  std::printf("reproduce: %s\n", join(again).c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  auto parsed = parse_args(argc, argv);
+  if (const int* code = std::get_if<int>(&parsed)) return *code;
+  return bench(std::get<Options>(parsed));
+}

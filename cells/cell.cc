@@ -1,0 +1,294 @@
+#include "cells/cell.h"
+
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "cells/launcher.h"
+
+namespace cellos::cells {
+namespace {
+
+// A leaf whose last process is still being torn down refuses rmdir with EBUSY for a moment;
+// retry on a timer rather than block the reactor, and give up after about two seconds.
+constexpr auto kRemoveRetry = std::chrono::milliseconds(10);
+constexpr int kMaxRemoveAttempts = 200;
+
+uint64_t ms_between(std::chrono::steady_clock::time_point a,
+                    std::chrono::steady_clock::time_point b) {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count());
+}
+
+}  // namespace
+
+int CellOutcome::exit_status() const {
+  if (refused) return 125;
+  if (exec_failed) return exec_errno == ENOENT ? 127 : 126;
+  switch (reason) {
+    case sinks::CompletedReason::kSetupFailed: return 125;
+    case sinks::CompletedReason::kTimeout: return 124;
+    case sinks::CompletedReason::kExited: return exit_code.value_or(125);
+    case sinks::CompletedReason::kSignaled:
+    case sinks::CompletedReason::kOom: return 128 + signal.value_or(SIGKILL);
+  }
+  return 125;
+}
+
+Cell::Cell(const CellHost& host, CellOptions options) : host_(host), opts_(std::move(options)) {
+  for (Op* op : std::initializer_list<Op*>{&out_, &err_, &status_, &exit_, &ttl_, &retry_, &defer_})
+    op->cell = this;
+}
+
+Cell::~Cell() {
+  // The owner destroys a cell only after on_finished, when nothing is in flight; a cell dropped
+  // earlier (reactor failure) still must not leave processes behind.
+  if (pidfd_ && !exit_.reaped) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+}
+
+void Cell::emit(sinks::EventData d) { host_.events->emit(sinks::make_event(std::move(d))); }
+
+CgroupLimits Cell::effective_limits() const {
+  const auto& l = opts_.spec.run.limits;
+  const auto& d = host_.config->policy.default_limits;
+  return CgroupLimits{l.memory_max_bytes.value_or(d.memory_max_bytes),
+                      l.pids_max.value_or(d.pids_max), l.cpu_max};
+}
+
+std::chrono::milliseconds Cell::effective_deadline() const {
+  uint64_t ttl_s = opts_.spec.ttl_seconds.value_or(host_.config->policy.default_ttl_seconds);
+  uint64_t ms = ttl_s * 1000;
+  if (opts_.spec.run.timeout_ms && *opts_.spec.run.timeout_ms < ms) ms = *opts_.spec.run.timeout_ms;
+  return std::chrono::milliseconds(ms);
+}
+
+void Cell::start() {
+  const Spec& spec = opts_.spec;
+  auto lock = CellLock::acquire(host_.config->host.state_dir, spec.id);
+  if (!lock) {
+    outcome_.refused = true;
+    outcome_.error = "spec.id: " + lock.error().message();
+    emit(sinks::RejectedData{spec.id, outcome_.error});
+    defer_.fire = [this](int) { finished_ = true; opts_.on_finished(); };
+    defer_.in_flight = true;
+    host_.io->timeout(std::chrono::nanoseconds(0), defer_);
+    return;
+  }
+  lock_.emplace(std::move(*lock));
+
+  emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id});
+  sinks::NetworkPolicyData policy{spec.id, "clone_newnet", {}};
+  for (const auto& r : spec.egress_rules) policy.declared_egress.push_back({r.host, r.port, r.protocol});
+  emit(std::move(policy));
+
+  auto leaf = host_.cgroups->create_leaf(spec.id, effective_limits());
+  if (!leaf) return fail_setup(leaf.error().message());
+  leaf_.emplace(std::move(*leaf));
+
+  LaunchOptions lo;
+  lo.argv = spec.run.argv;
+  lo.env = opts_.env;
+  lo.workdir = spec.run.working_directory;
+  lo.hostname = spec.id;
+  lo.uid = host_.config->policy.run_as_uid;
+  lo.gid = host_.config->policy.run_as_gid;
+  lo.cgroup_v2_dirfd = leaf_->v2_dirfd();
+  for (const auto& fd : leaf_->v1_procs()) lo.v1_procs.push_back(fd.get());
+  lo.seccomp = host_.seccomp;
+  launched_at_ = std::chrono::steady_clock::now();
+  auto launched = launch(lo);
+  if (!launched) return fail_setup(launched.error().message());
+  launched_ = true;
+  pid_ = launched->pid;
+  pidfd_ = std::move(launched->pidfd);
+  // The v1 cgroup.procs descriptors were for the child; drop ours now.
+  leaf_->close_v1_procs();
+
+  out_.from = std::move(launched->stdout_read);
+  out_.to = opts_.stdout_fd;
+  err_.from = std::move(launched->stderr_read);
+  err_.to = opts_.stderr_fd;
+  status_.from = std::move(launched->status_read);
+  out_.arm();
+  err_.arm();
+  status_.arm();
+  exit_.in_flight = true;
+  host_.io->wait_exit(pidfd_.get(), &exit_.info, exit_);
+  ttl_.fire = [this](int res) {
+    if (res == -ETIME) kill(KillCause::kTimeout);
+  };
+  ttl_.in_flight = true;
+  host_.io->timeout(effective_deadline(), ttl_);
+}
+
+void Cell::fail_setup(std::string error) {
+  outcome_.reason = sinks::CompletedReason::kSetupFailed;
+  outcome_.error = "cell " + opts_.spec.id + ": " + std::move(error);
+  // Finish from a completion, not from inside start(): the owner may not expect re-entrance.
+  defer_.fire = [this](int) { maybe_finish(); };
+  defer_.in_flight = true;
+  host_.io->timeout(std::chrono::nanoseconds(0), defer_);
+}
+
+void Cell::kill(KillCause cause) {
+  if (!launched_ || exit_.reaped || killed_ != KillCause::kNone) return;
+  killed_ = cause;
+  // cgroup.kill takes every process at once, daemonized grandchildren included. Killing init
+  // is the fallback: its pid namespace dies with it.
+  if (!leaf_ || !leaf_->kill().ok())
+    ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+}
+
+void Cell::StreamPump::arm() {
+  in_flight = true;
+  if (writing) {
+    cell->host_.io->write(to, std::span(buf).subspan(written, len - written), *this);
+  } else {
+    cell->host_.io->read(from.get(), std::span(buf), *this);
+  }
+}
+
+void Cell::StreamPump::complete(int res) {
+  in_flight = false;
+  if (!writing) {
+    if (res <= 0) {  // EOF, or the pipe failed: either way nothing more will come
+      eof = true;
+      from.reset();
+      return cell->maybe_finish();
+    }
+    len = static_cast<size_t>(res);
+    written = 0;
+    // Output whose destination is gone is drained and dropped, so the cell never blocks on it.
+    writing = !sink_broken;
+    return arm();
+  }
+  if (res <= 0) {
+    if (res != -EINTR && res != -EAGAIN) sink_broken = true;
+  } else {
+    written += static_cast<size_t>(res);
+  }
+  if (sink_broken || written >= len) writing = false;
+  arm();
+}
+
+void Cell::StatusReader::arm() {
+  in_flight = true;
+  cell->host_.io->read(from.get(), std::as_writable_bytes(std::span(&rec, 1)), *this);
+}
+
+void Cell::StatusReader::complete(int res) {
+  in_flight = false;
+  if (res == static_cast<int>(sizeof rec)) {
+    cell->on_status(rec);
+    return arm();
+  }
+  eof = true;
+  from.reset();
+  cell->maybe_finish();
+}
+
+void Cell::ExitWatcher::complete(int res) {
+  in_flight = false;
+  reaped = true;
+  if (res < 0) info.si_code = 0;  // could not reap: decided from the status records alone
+  cell->exited_at_ = std::chrono::steady_clock::now();
+  if (cell->ttl_.in_flight) cell->host_.io->cancel(cell->ttl_);
+  cell->maybe_finish();
+}
+
+void Cell::Timer::complete(int res) {
+  in_flight = false;
+  if (fire) fire(res);
+  if (cell->exit_.reaped || !cell->launched_) cell->maybe_finish();
+}
+
+void Cell::on_status(const ChildStatus& s) {
+  switch (s.kind) {
+    case ChildStatus::kSetupFailed:
+    case ChildStatus::kExecFailed: setup_error_ = s; break;
+    case ChildStatus::kExited: command_status_ = s.wait_status; break;
+    default: break;  // kStarted: the command is running
+  }
+}
+
+void Cell::maybe_finish() {
+  if (finished_ || defer_.in_flight || retry_.in_flight) return;
+  if (launched_) {
+    if (!exit_.reaped || !out_.eof || !err_.eof || !status_.eof || ttl_.in_flight) return;
+    if (!completed_emitted_) decide_outcome();
+  }
+  if (!completed_emitted_) {
+    completed_emitted_ = true;
+    sinks::CompletedData c{opts_.spec.id, outcome_.exit_code, outcome_.signal,
+                           outcome_.duration_ms, outcome_.reason, outcome_.error};
+    emit(std::move(c));
+  }
+  teardown();
+}
+
+void Cell::decide_outcome() {
+  using R = sinks::CompletedReason;
+  outcome_.duration_ms = ms_between(launched_at_, exited_at_);
+  outcome_.forced = killed_ != KillCause::kNone;
+  const bool oom = leaf_ && leaf_->oom_killed();
+  if (setup_error_) {
+    const ChildStatus& s = *setup_error_;
+    outcome_.reason = R::kSetupFailed;
+    if (s.kind == ChildStatus::kExecFailed) {
+      outcome_.exec_failed = true;
+      outcome_.exec_errno = s.err;
+      outcome_.error = "spec.run.argv[0]: " + opts_.spec.run.argv[0] + ": " + std::strerror(s.err);
+    } else {
+      outcome_.error = "cell " + opts_.spec.id + ": " + child_stage_name(s.stage) + ": " +
+                       std::strerror(s.err);
+    }
+    return;
+  }
+  if (killed_ == KillCause::kTimeout) {
+    outcome_.reason = R::kTimeout;
+    outcome_.signal = SIGKILL;
+    return;
+  }
+  int st = command_status_.value_or(0);
+  if (command_status_ && WIFEXITED(st) && killed_ == KillCause::kNone) {
+    outcome_.reason = R::kExited;
+    outcome_.exit_code = WEXITSTATUS(st);
+    return;
+  }
+  // Signalled, killed by the reactor, or init itself died (no status record): say which signal.
+  int sig = command_status_ && WIFSIGNALED(st) ? WTERMSIG(st)
+            : exit_.info.si_code == CLD_KILLED || exit_.info.si_code == CLD_DUMPED
+                ? exit_.info.si_status
+                : SIGKILL;
+  outcome_.signal = sig;
+  outcome_.reason = oom && sig == SIGKILL ? R::kOom : R::kSignaled;
+}
+
+void Cell::teardown() {
+  if (leaf_ && !leaf_->removed()) {
+    auto r = leaf_->remove();
+    if (!r.ok()) {
+      if (++remove_attempts_ < kMaxRemoveAttempts) {
+        retry_.fire = [this](int) {};
+        retry_.in_flight = true;
+        host_.io->timeout(kRemoveRetry, retry_);
+        return;
+      }
+      std::fprintf(stderr, "cellos-reactor: cell %s: teardown: %s\n", opts_.spec.id.c_str(),
+                   r.error().message().c_str());
+    }
+  }
+  pidfd_.reset();
+  emit(sinks::DestroyedData{opts_.spec.id,
+                            outcome_.reason == sinks::CompletedReason::kExited &&
+                                outcome_.exit_code == 0,
+                            outcome_.forced});
+  lock_.reset();
+  finished_ = true;
+  if (opts_.on_finished) opts_.on_finished();
+}
+
+}  // namespace cellos::cells

@@ -1,0 +1,149 @@
+// Cell: one cell's life, as a state machine driven by reactor completions.
+//
+//   start: lock id ─► started, network_policy ─► cgroup leaf ─► launch (clone3)
+//   running: status pipe · stdout/stderr pumps · exit of init (WAITID on the pidfd) · TTL timer
+//   done: every stream at EOF and init reaped ─► completed ─► cgroup removed ─► destroyed
+//
+// A cell never ends the process: every failure becomes this cell's setup_failed outcome and its
+// events. The owner learns of the end through on_finished and may then destroy the Cell.
+#pragma once
+
+#include <signal.h>
+
+#include <array>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/io.h"
+#include "cells/cell_lock.h"
+#include "cells/cgroup.h"
+#include "cells/child_setup.h"
+#include "cells/config.h"
+#include "cells/seccomp.h"
+#include "cells/spec.h"
+#include "sinks/events.h"
+
+namespace cellos::cells {
+
+// Host-wide services a cell uses; owned by the reactor and outliving every cell.
+struct CellHost {
+  base::IoPort* io = nullptr;
+  const Config* config = nullptr;
+  sinks::EventSink* events = nullptr;
+  const CgroupTree* cgroups = nullptr;
+  const SeccompProgram* seccomp = nullptr;
+};
+
+struct CellOptions {
+  Spec spec;
+  std::vector<std::string> env;  // complete "KEY=value" block (build_environment)
+  std::string run_id;
+  int stdout_fd = STDOUT_FILENO;  // where the cell's streams are copied
+  int stderr_fd = STDERR_FILENO;
+  std::function<void()> on_finished;  // called once, from a completion, never from start()
+};
+
+enum class KillCause { kNone, kTimeout, kReactorStop };
+
+struct CellOutcome {
+  sinks::CompletedReason reason = sinks::CompletedReason::kExited;
+  std::optional<int> exit_code;
+  std::optional<int> signal;
+  bool forced = false;         // the reactor killed it (TTL, timeout, stop)
+  bool exec_failed = false;    // argv[0] could not be executed: exec_errno says why
+  int exec_errno = 0;
+  bool refused = false;        // never started (id already running): no cell events
+  std::string error;           // one line, for setup failures and refusals
+  uint64_t duration_ms = 0;
+
+  // `run`'s exit status: the command's own, 128+N, 124 timeout, 125 setup, 126/127 exec.
+  int exit_status() const;
+};
+
+class Cell {
+ public:
+  Cell(const CellHost& host, CellOptions options);
+  ~Cell();
+  Cell(const Cell&) = delete;
+  Cell& operator=(const Cell&) = delete;
+
+  // Starts the cell. If it cannot start, the outcome is set and on_finished follows from the
+  // next completion round (never re-entrantly from here).
+  void start();
+  // Kills every process of the cell at once; the cell then finishes as usual.
+  void kill(KillCause cause);
+
+  const std::string& id() const { return opts_.spec.id; }
+  bool finished() const { return finished_; }
+  const CellOutcome& outcome() const { return outcome_; }
+  pid_t pid() const { return pid_; }
+
+ private:
+  // One Completion per kind of operation; each knows its cell and whether it is in flight.
+  struct Op : base::Completion {
+    Cell* cell = nullptr;
+    bool in_flight = false;
+  };
+  struct StreamPump final : Op {
+    base::Fd from;
+    int to = -1;
+    bool writing = false, eof = false, sink_broken = false;
+    size_t len = 0, written = 0;
+    std::array<std::byte, 32 * 1024> buf;
+    void arm();
+    void complete(int res) override;
+  };
+  struct StatusReader final : Op {
+    base::Fd from;
+    ChildStatus rec;
+    bool eof = false;
+    void arm();
+    void complete(int res) override;
+  };
+  struct ExitWatcher final : Op {
+    siginfo_t info{};
+    bool reaped = false;
+    void complete(int res) override;
+  };
+  struct Timer final : Op {
+    std::function<void(int)> fire;
+    void complete(int res) override;
+  };
+
+  void fail_setup(std::string error);
+  void on_status(const ChildStatus& s);
+  void maybe_finish();
+  void decide_outcome();
+  void teardown();
+  void emit(sinks::EventData d);
+  CgroupLimits effective_limits() const;
+  std::chrono::milliseconds effective_deadline() const;
+
+  CellHost host_;
+  CellOptions opts_;
+  std::optional<CellLock> lock_;
+  std::optional<CgroupLeaf> leaf_;
+  base::Fd pidfd_;
+  pid_t pid_ = -1;
+  std::chrono::steady_clock::time_point launched_at_;
+  std::chrono::steady_clock::time_point exited_at_;
+
+  StreamPump out_, err_;
+  StatusReader status_;
+  ExitWatcher exit_;
+  Timer ttl_, retry_, defer_;
+  int remove_attempts_ = 0;
+
+  std::optional<ChildStatus> setup_error_;  // kSetupFailed / kExecFailed from the child
+  std::optional<int> command_status_;       // waitpid status of the command
+  KillCause killed_ = KillCause::kNone;
+  bool launched_ = false, completed_emitted_ = false, finished_ = false;
+  CellOutcome outcome_;
+};
+
+}  // namespace cellos::cells

@@ -1,0 +1,229 @@
+#include "cells/cgroup.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <sstream>
+
+namespace cellos::cells {
+namespace {
+
+using base::Error;
+using base::Result;
+
+bool has_word(const std::string& text, const std::string& word) {
+  std::istringstream in(text);
+  std::string w;
+  while (in >> w)
+    if (w == word) return true;
+  return false;
+}
+
+// Cgroup knobs exist in a real cgroupfs; O_CREAT lets the same code write a fake one in tests.
+Result<void> write_knob(const std::string& dir, const std::string& name, const std::string& v) {
+  std::string path = dir + "/" + name;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return base::sys_error("open", "cgroup \"" + path + "\"");
+  base::Fd guard(fd);
+  ssize_t n = ::write(fd, v.data(), v.size());
+  if (n < 0) return base::sys_error("write " + v, "cgroup \"" + path + "\"");
+  return base::ok();
+}
+
+Result<void> mkdir_p(const std::string& path) {
+  std::string cur;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    cur = path.substr(0, pos);
+    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
+      return base::sys_error("mkdir", "cgroup \"" + cur + "\"");
+  }
+  return base::ok();
+}
+
+// A leaf left by a crashed run: empty (nothing populated) and safe to remove.
+bool populated(const std::string& dir) {
+  auto procs = base::read_file_at(AT_FDCWD, dir + "/cgroup.procs");
+  return procs.ok() && !procs->empty();
+}
+
+uint64_t counter(const std::string& text, const std::string& key) {
+  std::istringstream in(text);
+  std::string k;
+  uint64_t v = 0;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return 0;
+}
+
+}  // namespace
+
+Result<CgroupRoots> detect_cgroup_roots(const std::string& mounts_file) {
+  auto mounts = base::read_file_at(AT_FDCWD, mounts_file);
+  if (!mounts) return std::move(mounts).error();
+  CgroupRoots r;
+  std::istringstream in(*mounts);
+  std::string line;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string dev, dir, type, opts;
+    f >> dev >> dir >> type >> opts;
+    if (type == "cgroup2" && r.unified.empty()) r.unified = dir;
+    if (type != "cgroup") continue;
+    std::istringstream o(opts);
+    std::string opt;
+    while (std::getline(o, opt, ',')) {
+      if (opt == "memory") r.memory = dir;
+      if (opt == "pids") r.pids = dir;
+      if (opt == "cpu") r.cpu = dir;
+    }
+  }
+  if (r.unified.empty())
+    return base::value_error("cgroup", "no cgroup2 mount in " + mounts_file +
+                                           " (cells join their cgroup through cgroup2)");
+  auto ctl = base::read_file_at(AT_FDCWD, r.unified + "/cgroup.controllers");
+  if (!ctl) return std::move(ctl).error();
+  // A controller bound to v1 never shows in cgroup.controllers, so this prefers v2 when both
+  // claim it only in the impossible case; the v2 files are the ones the kernel then obeys.
+  if (has_word(*ctl, "memory")) r.memory = r.unified, r.memory_v2 = true;
+  if (has_word(*ctl, "pids")) r.pids = r.unified, r.pids_v2 = true;
+  if (has_word(*ctl, "cpu")) r.cpu = r.unified, r.cpu_v2 = true;
+  return r;
+}
+
+std::vector<std::string> CgroupTree::hierarchies() const {
+  std::vector<std::string> h{roots_.unified};
+  for (const std::string* root : {&roots_.memory, &roots_.pids, &roots_.cpu})
+    if (!root->empty() && std::find(h.begin(), h.end(), *root) == h.end()) h.push_back(*root);
+  return h;
+}
+
+Result<CgroupTree> CgroupTree::prepare(CgroupRoots roots, std::string parent) {
+  CgroupTree t(std::move(roots), std::move(parent));
+  for (const std::string& h : t.hierarchies()) CELLOS_TRY(mkdir_p(h + "/" + t.parent_));
+  // Pure v2: a controller reaches a leaf only if every ancestor enables it for its children.
+  std::string enable;
+  if (t.roots_.memory_v2) enable += "+memory ";
+  if (t.roots_.pids_v2) enable += "+pids ";
+  if (t.roots_.cpu_v2) enable += "+cpu ";
+  if (!enable.empty()) {
+    enable.pop_back();
+    std::string dir = t.roots_.unified;
+    CELLOS_TRY(write_knob(dir, "cgroup.subtree_control", enable));
+    std::istringstream segs(t.parent_);
+    std::string seg;
+    while (std::getline(segs, seg, '/')) {
+      dir += "/" + seg;
+      CELLOS_TRY(write_knob(dir, "cgroup.subtree_control", enable));
+    }
+  }
+  return t;
+}
+
+void CgroupTree::remove_empty_parents() const {
+  for (const std::string& h : hierarchies()) {
+    std::string rel = parent_;
+    while (!rel.empty()) {
+      if (::rmdir((h + "/" + rel).c_str()) != 0) break;  // busy or in use by another reactor
+      auto slash = rel.rfind('/');
+      rel = slash == std::string::npos ? "" : rel.substr(0, slash);
+    }
+  }
+}
+
+Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
+                                           const CgroupLimits& limits) const {
+  CgroupLeaf leaf;
+  leaf.rel_ = parent_ + "/" + name;
+  for (const std::string& h : hierarchies()) {
+    std::string dir = h + "/" + leaf.rel_;
+    if (::mkdir(dir.c_str(), 0755) != 0) {
+      if (errno != EEXIST) return base::sys_error("mkdir", "cgroup \"" + dir + "\"");
+      // The caller holds the cell's lock, so an existing leaf is either still running under
+      // another state dir (refuse) or left by a crashed reactor (empty: reuse it).
+      if (populated(dir))
+        return Error{EBUSY, "mkdir", "cgroup \"" + dir + "\"",
+                     "cell id is already running (its cgroup has processes)", {}};
+    }
+    leaf.dirs_.push_back(dir);
+  }
+  const std::string& v2 = leaf.dirs_.front();
+  auto dirfd = base::open_at(AT_FDCWD, v2, O_PATH | O_DIRECTORY);
+  if (!dirfd) return std::move(dirfd).error();
+  leaf.v2_dir_ = std::move(*dirfd);
+
+  auto dir_of = [&](const std::string& root) { return root + "/" + leaf.rel_; };
+  if (!roots_.memory.empty()) {
+    const std::string d = dir_of(roots_.memory);
+    const std::string bytes = std::to_string(limits.memory_max_bytes);
+    if (roots_.memory_v2) {
+      CELLOS_TRY(write_knob(d, "memory.max", bytes));
+      // Without this a cell under memory pressure would spill to swap instead of hitting its
+      // limit; hosts without swap have no such file, which is fine.
+      if (::access((d + "/memory.swap.max").c_str(), F_OK) == 0)
+        CELLOS_TRY(write_knob(d, "memory.swap.max", "0"));
+    } else {
+      CELLOS_TRY(write_knob(d, "memory.limit_in_bytes", bytes));
+      if (::access((d + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0)
+        CELLOS_TRY(write_knob(d, "memory.memsw.limit_in_bytes", bytes));
+    }
+    leaf.memory_dir_ = d;
+    leaf.memory_v2_ = roots_.memory_v2;
+  }
+  if (!roots_.pids.empty())
+    CELLOS_TRY(write_knob(dir_of(roots_.pids), "pids.max", std::to_string(limits.pids_max + 1)));
+  if (limits.cpu_max && !roots_.cpu.empty()) {
+    const std::string d = dir_of(roots_.cpu);
+    const auto& c = *limits.cpu_max;
+    if (roots_.cpu_v2) {
+      CELLOS_TRY(write_knob(d, "cpu.max", std::to_string(c.quota_micros) + " " +
+                                              std::to_string(c.period_micros)));
+    } else {
+      // The period first: the kernel checks the quota against the period in force.
+      CELLOS_TRY(write_knob(d, "cpu.cfs_period_us", std::to_string(c.period_micros)));
+      CELLOS_TRY(write_knob(d, "cpu.cfs_quota_us", std::to_string(c.quota_micros)));
+    }
+  }
+  for (size_t i = 1; i < leaf.dirs_.size(); ++i) {
+    auto fd = base::open_at(AT_FDCWD, leaf.dirs_[i] + "/cgroup.procs", O_WRONLY);
+    if (!fd) return std::move(fd).error();
+    leaf.v1_procs_.push_back(std::move(*fd));
+  }
+  return leaf;
+}
+
+CgroupLeaf::~CgroupLeaf() {
+  if (!dirs_.empty()) (void)remove();
+}
+
+Result<void> CgroupLeaf::kill() const {
+  if (dirs_.empty()) return base::ok();
+  return write_knob(dirs_.front(), "cgroup.kill", "1");
+}
+
+bool CgroupLeaf::oom_killed() const {
+  if (memory_dir_.empty()) return false;
+  auto text = base::read_file_at(
+      AT_FDCWD, memory_dir_ + (memory_v2_ ? "/memory.events" : "/memory.oom_control"));
+  return text.ok() && counter(*text, "oom_kill") > 0;
+}
+
+Result<void> CgroupLeaf::remove() {
+  v1_procs_.clear();
+  v2_dir_.reset();
+  // Leaves go first in every hierarchy; keep the ones that are still busy for a retry.
+  std::vector<std::string> left;
+  Result<void> result;
+  for (const std::string& d : dirs_) {
+    if (::rmdir(d.c_str()) == 0 || errno == ENOENT) continue;
+    if (result.ok()) result = base::sys_error("rmdir", "cgroup \"" + d + "\"");
+    left.push_back(d);
+  }
+  dirs_ = std::move(left);
+  return result;
+}
+
+}  // namespace cellos::cells

@@ -1,0 +1,99 @@
+// Cgroups for cells: one leaf per cell, limits written where the controllers are.
+//
+// Membership always goes through cgroup2 (clone3 CLONE_INTO_CGROUP needs a cgroup2 dir fd, and
+// cgroup.kill lives there). The memory, pids and cpu limits go to the cgroup2 files when the
+// unified hierarchy carries those controllers (pure v2) and to the v1 hierarchies otherwise
+// (hybrid hosts such as this project's CI machines); the child joins the v1 leaves itself by
+// writing "0" into their cgroup.procs before exec.
+//
+// Roots are injected (CgroupRoots), so the pure-v2 path is tested against a fake cgroupfs in a
+// temp dir.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "cells/spec.h"
+
+namespace cellos::cells {
+
+struct CgroupRoots {
+  std::string unified;  // the cgroup2 mount; required
+  // Where each controller's limits go: the unified root when cgroup2 carries the controller,
+  // else the v1 hierarchy's mount, else empty (the limit cannot be applied on this host).
+  std::string memory, pids, cpu;
+  bool memory_v2 = false, pids_v2 = false, cpu_v2 = false;
+};
+
+// Reads a mounts table (/proc/self/mounts format) and the unified root's cgroup.controllers.
+base::Result<CgroupRoots> detect_cgroup_roots(const std::string& mounts_file = "/proc/self/mounts");
+
+struct CgroupLimits {
+  uint64_t memory_max_bytes = 0;
+  uint64_t pids_max = 0;  // as the spec counts it: the cell's init is added on top
+  std::optional<CpuMax> cpu_max;
+};
+
+class CgroupLeaf;
+
+// The per-host parent ("cellos/<hostId>") under every hierarchy in use. Prepared once per
+// process (mkdir -p, and on pure v2 the controllers enabled in each parent's subtree_control),
+// so a cell's setup costs only its own leaf.
+class CgroupTree {
+ public:
+  static base::Result<CgroupTree> prepare(CgroupRoots roots, std::string parent);
+  const CgroupRoots& roots() const { return roots_; }
+  const std::string& parent() const { return parent_; }
+
+  base::Result<CgroupLeaf> create_leaf(const std::string& name, const CgroupLimits& limits) const;
+
+  // Removes the parent dirs that are empty (another reactor may still use them: best effort).
+  void remove_empty_parents() const;
+
+ private:
+  CgroupTree(CgroupRoots roots, std::string parent)
+      : roots_(std::move(roots)), parent_(std::move(parent)) {}
+  std::vector<std::string> hierarchies() const;  // unified plus each distinct v1 root in use
+  CgroupRoots roots_;
+  std::string parent_;
+};
+
+class CgroupLeaf {
+ public:
+  CgroupLeaf(CgroupLeaf&&) noexcept = default;
+  CgroupLeaf& operator=(CgroupLeaf&&) noexcept = default;
+  ~CgroupLeaf();
+
+  // O_PATH dir fd of the cgroup2 leaf, for clone3's cgroup field.
+  int v2_dirfd() const { return v2_dir_.get(); }
+  // cgroup.procs of each v1 leaf, opened for writing; the child writes "0" into each.
+  const std::vector<base::Fd>& v1_procs() const { return v1_procs_; }
+  // Once the child has joined (it holds its own copies), the reactor drops these.
+  void close_v1_procs() { v1_procs_.clear(); }
+  const std::string& relative_path() const { return rel_; }
+
+  // Kills every process in the leaf at once (cgroup.kill). Fails where the kernel has no
+  // cgroup.kill (before 5.14); the caller then kills the cell's init, which takes its pid
+  // namespace down with it.
+  base::Result<void> kill() const;
+  // Whether the kernel OOM killer fired inside this leaf.
+  bool oom_killed() const;
+  // rmdir in every hierarchy. EBUSY while a process is still exiting: the caller retries.
+  base::Result<void> remove();
+  bool removed() const { return dirs_.empty(); }
+
+ private:
+  friend class CgroupTree;
+  CgroupLeaf() = default;
+  std::string rel_;                 // "cellos/<host>/<cell>"
+  std::vector<std::string> dirs_;   // absolute leaf dirs still present, v2 first
+  std::string memory_dir_;          // where memory.events / memory.oom_control live
+  bool memory_v2_ = false;
+  base::Fd v2_dir_;
+  std::vector<base::Fd> v1_procs_;
+};
+
+}  // namespace cellos::cells

@@ -1,0 +1,418 @@
+#include "cells/child_setup.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "netns/loopback.h"
+
+namespace cellos::cells {
+namespace {
+
+// Fixed descriptor numbers inside the cell's init. 0-2 are the command's stdio, so the command
+// inherits them as they are; the others are close-on-exec.
+constexpr int kStatusFd = 3;
+constexpr int kFirstV1Fd = 4;
+
+// Where init builds a replacement root when the workspace's top-level directory is missing on
+// the host: a directory that exists on every Linux host and gets a fresh tmpfs anyway.
+constexpr const char* kStagingDir = "/tmp";
+
+[[noreturn]] void report_and_exit(int32_t kind, int32_t stage, int err) {
+  ChildStatus s;
+  s.kind = kind;
+  s.stage = stage;
+  s.err = err;
+  ssize_t n = ::write(kStatusFd, &s, sizeof s);
+  (void)n;  // nothing more to do if the parent is gone
+  _exit(kind == ChildStatus::kExecFailed ? (err == ENOENT ? 127 : 126) : 125);
+}
+
+[[noreturn]] void fail(int32_t stage) { report_and_exit(ChildStatus::kSetupFailed, stage, errno); }
+
+// Moves the plan's descriptors to 0..3 and 4.., then closes everything else the reactor had
+// open (other cells' pipes, the ring, the event log): a cell inherits nothing but its own.
+void place_fds(const ChildPlan& p) {
+  int src[4 + 8];
+  int n = 4 + p.n_v1_procs;
+  if (p.n_v1_procs > 8) _exit(125);
+  src[0] = p.stdin_fd;
+  src[1] = p.stdout_fd;
+  src[2] = p.stderr_fd;
+  src[3] = p.status_fd;
+  for (int i = 0; i < p.n_v1_procs; ++i) src[4 + i] = p.v1_procs[i];
+  // Lift every source above the target range first, so no dup2 below clobbers a source.
+  for (int i = 0; i < n; ++i) {
+    src[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 64);
+    if (src[i] < 0) _exit(125);  // no status pipe yet to report through
+  }
+  for (int i = 0; i < n; ++i)
+    if (::dup2(src[i], i) < 0) _exit(125);
+  for (int i = kStatusFd; i < n; ++i) ::fcntl(i, F_SETFD, FD_CLOEXEC);
+  if (::close_range(static_cast<unsigned>(n), ~0U, 0) != 0) fail(kStageFds);
+}
+
+void join_v1_cgroups(const ChildPlan& p) {
+  for (int i = 0; i < p.n_v1_procs; ++i) {
+    // "0" means the writer itself; the command inherits the membership.
+    if (::write(kFirstV1Fd + i, "0", 1) != 1) fail(kStageCgroupV1);
+    ::close(kFirstV1Fd + i);
+  }
+}
+
+int set_mount_attr(const char* path, unsigned flags, uint64_t set) {
+  mount_attr attr{};
+  attr.attr_set = set;
+  return static_cast<int>(::syscall(SYS_mount_setattr, AT_FDCWD, path, flags, &attr, sizeof attr));
+}
+
+// Clones `name` under `from` (with its submounts) onto the same name under `to`, which lives on
+// a fresh tmpfs: the host's entry stays visible, read-only as it already is in this namespace.
+int graft_entry(int from, int to, const char* name) {
+  struct stat st{};
+  if (::fstatat(from, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno;
+  if (S_ISLNK(st.st_mode)) {
+    char target[4096];
+    ssize_t n = ::readlinkat(from, name, target, sizeof target - 1);
+    if (n < 0) return errno;
+    target[n] = '\0';
+    return ::symlinkat(target, to, name) == 0 ? 0 : errno;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    if (::mkdirat(to, name, 0755) != 0) return errno;
+  } else {
+    int fd = ::openat(to, name, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) return errno;
+    ::close(fd);
+  }
+  int tree = static_cast<int>(::syscall(SYS_open_tree, from, name,
+                                        OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
+  if (tree < 0) return errno;
+  int rc = static_cast<int>(
+      ::syscall(SYS_move_mount, tree, "", to, name, MOVE_MOUNT_F_EMPTY_PATH));
+  int err = rc == 0 ? 0 : errno;
+  ::close(tree);
+  return err;
+}
+
+// Fills the tmpfs at `to` with the entries of the host directory `from` (an fd opened before
+// the tmpfs covered it). With `skip_fresh`, tmp, dev and proc only get an empty directory:
+// they receive fresh mounts. getdents64 rather than readdir: no allocation in the child.
+void graft_dir(int from, int to, bool skip_fresh) {
+  int lister = ::openat(from, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (lister < 0) fail(kStageWorkspaceParent);
+  alignas(8) char buf[16384];
+  for (;;) {
+    long n = ::syscall(SYS_getdents64, lister, buf, sizeof buf);
+    if (n < 0) fail(kStageWorkspaceParent);
+    if (n == 0) break;
+    for (long off = 0; off < n;) {
+      struct Dirent64 {
+        uint64_t ino;
+        int64_t off;
+        unsigned short reclen;
+        unsigned char type;
+        char name[1];
+      };
+      auto* e = reinterpret_cast<Dirent64*>(buf + off);
+      off += e->reclen;
+      const char* name = e->name;
+      if (!std::strcmp(name, ".") || !std::strcmp(name, "..")) continue;
+      if (skip_fresh &&
+          (!std::strcmp(name, "tmp") || !std::strcmp(name, "dev") || !std::strcmp(name, "proc"))) {
+        if (::mkdirat(to, name, 0755) != 0) fail(kStageWorkspaceParent);
+        continue;
+      }
+      if (int err = graft_entry(from, to, name); err != 0) {
+        errno = err;
+        fail(kStageWorkspaceParent);
+      }
+    }
+  }
+  ::close(lister);
+}
+
+// A path buffer: the child must not allocate (a raw clone3 runs no atfork handlers, so a
+// malloc lock held by another thread of the reactor at clone time would never be released).
+struct PathBuf {
+  char s[4096];
+};
+
+// mkdir -p of an absolute, normalised path.
+void make_path(const char* path) {
+  PathBuf b;
+  size_t len = std::strlen(path);
+  if (len >= sizeof b.s) fail(kStageWorkspaceParent);
+  std::memcpy(b.s, path, len + 1);
+  for (size_t i = 1; i <= len; ++i) {
+    if (b.s[i] != '/' && b.s[i] != '\0') continue;
+    char saved = b.s[i];
+    b.s[i] = '\0';
+    if (::mkdir(b.s, 0755) != 0 && errno != EEXIST) fail(kStageWorkspaceParent);
+    b.s[i] = saved;
+  }
+}
+
+void deepest_existing_ancestor(const char* path, PathBuf& out) {
+  size_t len = std::strlen(path);
+  if (len >= sizeof out.s) fail(kStageWorkspaceParent);
+  std::memcpy(out.s, path, len + 1);
+  struct stat st{};
+  for (;;) {
+    char* slash = std::strrchr(out.s, '/');
+    if (slash == out.s) {
+      out.s[1] = '\0';
+      return;
+    }
+    *slash = '\0';
+    if (::stat(out.s, &st) == 0) return;
+  }
+}
+
+// The workspace path does not exist on the host, and the host is read-only here, so the
+// missing directory is created on a tmpfs laid over its deepest existing ancestor, into which
+// that ancestor's host entries are grafted back. The host never sees a write, and the cell sees
+// the host as before plus its workspace. A missing top-level directory means a new root: it is
+// built on a staging tmpfs and switched to the way an initramfs hands over to the real root.
+void make_workspace_parent(const char* workdir) {
+  PathBuf anchor;
+  deepest_existing_ancestor(workdir, anchor);
+  const bool new_root = std::strcmp(anchor.s, "/") == 0;
+  int from = ::open(anchor.s, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (from < 0) fail(kStageWorkspaceParent);
+  const char* mnt = new_root ? kStagingDir : anchor.s;
+  if (::mount("tmpfs", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0)
+    fail(kStageWorkspaceParent);
+  int to = ::open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (to < 0) fail(kStageWorkspaceParent);
+  graft_dir(from, to, new_root);
+  ::close(from);
+  ::close(to);
+  if (new_root) {
+    if (::chdir(kStagingDir) != 0 || ::mount(kStagingDir, "/", nullptr, MS_MOVE, nullptr) != 0 ||
+        ::chroot(".") != 0 || ::chdir("/") != 0)
+      fail(kStageWorkspaceParent);
+  }
+  make_path(workdir);
+  if (set_mount_attr(new_root ? "/" : anchor.s, 0, MOUNT_ATTR_RDONLY) != 0)
+    fail(kStageWorkspaceParent);
+}
+
+// "mode=0755,uid=N,gid=N" without snprintf, which may allocate.
+void tmpfs_owner_opts(char* out, uid_t uid, gid_t gid) {
+  auto put_num = [&](unsigned v) {
+    char digits[12];
+    int n = 0;
+    do digits[n++] = static_cast<char>('0' + v % 10), v /= 10;
+    while (v != 0);
+    while (n > 0) *out++ = digits[--n];
+  };
+  for (const char* c = "mode=0755,uid="; *c;) *out++ = *c++;
+  put_num(uid);
+  for (const char* c = ",gid="; *c;) *out++ = *c++;
+  put_num(gid);
+  *out = '\0';
+}
+
+void make_dev() {
+  if (::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
+    fail(kStageDev);
+  struct Node {
+    const char* path;
+    unsigned minor;
+  };
+  static constexpr Node kNodes[] = {{"/dev/null", 3},   {"/dev/zero", 5},   {"/dev/full", 7},
+                                    {"/dev/random", 8}, {"/dev/urandom", 9}};
+  for (const Node& n : kNodes)
+    if (::mknod(n.path, S_IFCHR | 0666, makedev(1, n.minor)) != 0) fail(kStageDev);
+  static constexpr const char* kLinks[][2] = {{"/proc/self/fd", "/dev/fd"},
+                                              {"/proc/self/fd/0", "/dev/stdin"},
+                                              {"/proc/self/fd/1", "/dev/stdout"},
+                                              {"/proc/self/fd/2", "/dev/stderr"}};
+  for (const auto& l : kLinks)
+    if (::symlink(l[0], l[1]) != 0) fail(kStageDev);
+  // Device nodes stay writable on a read-only mount; nothing else in /dev should be.
+  if (set_mount_attr("/dev", 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC) != 0)
+    fail(kStageDev);
+}
+
+void make_mounts(const ChildPlan& p) {
+  // Private first: nothing mounted below may propagate back to the host.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate);
+  // Every mount copied from the host, read-only, nosuid and nodev, in this namespace only.
+  if (set_mount_attr("/", AT_RECURSIVE,
+                     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) != 0)
+    fail(kStageMountReadonly);
+
+  const char* workdir = p.workdir;
+  const bool under_tmp = !std::strcmp(workdir, "/tmp") || !std::strncmp(workdir, "/tmp/", 5);
+  struct stat st{};
+  if (!under_tmp && ::stat(workdir, &st) != 0) make_workspace_parent(workdir);
+
+  if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) fail(kStageTmp);
+  if (under_tmp) make_path(workdir);  // on the cell's own /tmp, never the host's
+
+  char opts[64];
+  tmpfs_owner_opts(opts, p.uid, p.gid);
+  if (::mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) fail(kStageWorkspace);
+
+  make_dev();
+  // The cell's own /proc: it shows only the processes of the cell's pid namespace.
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    fail(kStageProc);
+}
+
+// Shared between init and the command it spawns with CLONE_VM|CLONE_VFORK: init sleeps until
+// the command has exec'd or exited, then reads what the command left here.
+struct CommandShared {
+  const ChildPlan* plan;
+  int32_t stage;
+  int err;
+};
+
+// Raw syscalls: this runs on init's memory with init suspended, so nothing here may take a
+// libc lock or rely on libc's per-thread state beyond errno.
+int drop_privileges(const ChildPlan& p, int32_t* stage) {
+  *stage = kStageCapabilities;
+  // Keep-caps off and locked, no ambient raise, and root gets no capabilities back on exec.
+  if (::prctl(PR_SET_SECUREBITS, SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED |
+                                     SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
+                                     SECBIT_NO_CAP_AMBIENT_RAISE |
+                                     SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) != 0)
+    return errno;
+  for (int cap = 0; cap <= p.cap_last_cap; ++cap)
+    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return errno;
+
+  *stage = kStageCredentials;
+  if (::syscall(SYS_setgroups, 0, nullptr) != 0) return errno;
+  if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0) return errno;
+  // With keep-caps off, leaving uid 0 clears the permitted and effective sets.
+  if (::syscall(SYS_setresuid, p.uid, p.uid, p.uid) != 0) return errno;
+
+  *stage = kStageCapabilities;
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2]{};  // inheritable too: setuid does not clear it
+  if (::syscall(SYS_capset, &hdr, data) != 0) return errno;
+
+  *stage = kStageNoNewPrivs;
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
+  return 0;
+}
+
+int command_main(void* arg) {
+  auto* sh = static_cast<CommandShared*>(arg);
+  const ChildPlan& p = *sh->plan;
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  // The reactor ignores SIGPIPE; an ignored disposition survives exec, and a build expects the
+  // default (a writer to a closed pipe dies).
+  struct sigaction dfl{};
+  dfl.sa_handler = SIG_DFL;
+  ::sigaction(SIGPIPE, &dfl, nullptr);
+  ::umask(022);
+
+  if (int err = drop_privileges(p, &sh->stage); err != 0) {
+    sh->err = err;
+    _exit(125);
+  }
+  sh->stage = kStageSeccomp;
+  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, p.seccomp) != 0) {
+    sh->err = errno;
+    _exit(125);
+  }
+  sh->stage = kStageExec;
+  ::execve(p.argv[0], const_cast<char* const*>(p.argv), const_cast<char* const*>(p.envp));
+  sh->err = errno;
+  _exit(127);
+}
+
+}  // namespace
+
+const char* child_stage_name(int32_t stage) {
+  switch (stage) {
+    case kStageCgroupV1: return "join the v1 cgroups";
+    case kStageFds: return "close inherited descriptors";
+    case kStageMountPrivate: return "make the mount namespace private";
+    case kStageMountReadonly: return "make the host mounts read-only";
+    case kStageWorkspaceParent: return "create the workspace directory";
+    case kStageWorkspace: return "mount tmpfs at the workspace";
+    case kStageTmp: return "mount tmpfs at /tmp";
+    case kStageDev: return "build /dev";
+    case kStageProc: return "mount /proc";
+    case kStageHostname: return "set the hostname";
+    case kStageLoopback: return "bring up loopback";
+    case kStageChdir: return "enter the workspace";
+    case kStageSpawn: return "spawn the command";
+    case kStageCredentials: return "switch to the unprivileged uid/gid";
+    case kStageCapabilities: return "drop capabilities";
+    case kStageNoNewPrivs: return "set no_new_privs";
+    case kStageSeccomp: return "load the seccomp filter";
+    case kStageExec: return "execve";
+    default: return "set up the cell";
+  }
+}
+
+void cell_init_main(const ChildPlan& p) {
+  place_fds(p);
+  join_v1_cgroups(p);
+  // Init outlives nothing it supervises: if the reactor dies, the cell dies with it.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  make_mounts(p);
+  if (::sethostname(p.hostname, std::strlen(p.hostname)) != 0) fail(kStageHostname);
+  if (int err = netns::bring_up_loopback(); err != 0) {
+    errno = err;
+    fail(kStageLoopback);
+  }
+  if (::chdir(p.workdir) != 0) fail(kStageChdir);
+
+  CommandShared sh{&p, kStageSpawn, 0};
+  alignas(16) static char stack[64 * 1024];  // init's own copy: the clone3 child is a fork
+  pid_t cmd = ::clone(command_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &sh);
+  if (cmd < 0) fail(kStageSpawn);
+  if (sh.err != 0) {
+    // The command has exited; reap it so it does not linger as a zombie while we report.
+    ::waitpid(cmd, nullptr, 0);
+    report_and_exit(sh.stage == kStageExec ? ChildStatus::kExecFailed : ChildStatus::kSetupFailed,
+                    sh.stage, sh.err);
+  }
+  ChildStatus started;
+  started.kind = ChildStatus::kStarted;
+  (void)::write(kStatusFd, &started, sizeof started);
+  // The pipes now belong to the command: their EOF must mean the command's side closed them.
+  ::close(0);
+  ::close(1);
+  ::close(2);
+  for (;;) {
+    int st = 0;
+    pid_t r = ::waitpid(-1, &st, __WALL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r == cmd || r < 0) {
+      ChildStatus done;
+      done.kind = ChildStatus::kExited;
+      done.wait_status = st;
+      if (r < 0) done.kind = ChildStatus::kSetupFailed, done.stage = kStageSpawn, done.err = errno;
+      (void)::write(kStatusFd, &done, sizeof done);
+      // Leaving takes the rest of the pid namespace down: orphans of the command die here.
+      _exit(0);
+    }
+  }
+}
+
+}  // namespace cellos::cells

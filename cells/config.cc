@@ -1,0 +1,261 @@
+// fleet.toml -> Config. Strict like the spec parser: an unknown table or key, a wrong type or a
+// value out of range throws ConfigError `<source>: <key.path>: <reason>`, because a mistyped
+// policy key that was silently ignored would leave the fleet running with the default policy.
+#include "cells/config.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <string>
+#include <string_view>
+
+#include "base/fd.h"
+#include "cells/spec.h"
+
+// The error paths below rely on toml::parse throwing; a build with TOML_EXCEPTIONS=0 would
+// return a parse_result instead and never report syntax errors.
+static_assert(TOML_EXCEPTIONS, "cells/config.cc needs toml++ built with exceptions");
+
+namespace cellos::cells {
+namespace {
+
+constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
+
+// Text for a one-line message: control characters (a quoted TOML key may hold a newline) are
+// shown as \xNN, and long text is cut.
+std::string printable(std::string_view s, size_t max = 64) {
+  std::string out;
+  for (unsigned char c : s.substr(0, max)) {
+    if (c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  return s.size() > max ? out + "..." : out;
+}
+
+bool is_bare_key(std::string_view k) {
+  return !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  });
+}
+
+// `policy` + `default_limits` -> `policy.default_limits`; a key TOML needed quotes for keeps them.
+std::string child(const std::string& path, std::string_view key) {
+  std::string k = is_bare_key(key) ? std::string(key) : "\"" + printable(key) + "\"";
+  return path.empty() ? k : path + "." + k;
+}
+
+// Same rule as spec paths: compared as text, so no empty, "." or ".." components and no
+// trailing '/'. "/" itself only where the caller allows it (an allow-prefix of everything).
+bool is_normalized_absolute(std::string_view p, bool allow_root) {
+  if (p == "/") return allow_root;
+  if (p.size() < 2 || p[0] != '/' || p.back() == '/') return false;
+  if (p.find('\0') != std::string_view::npos) return false;
+  size_t start = 1;
+  while (start <= p.size()) {
+    size_t end = std::min(p.find('/', start), p.size());
+    std::string_view part = p.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+std::string default_host_id() {
+  char name[HOST_NAME_MAX + 1] = {};
+  // gethostname may truncate without a terminator; the zeroed last byte keeps one.
+  if (::gethostname(name, sizeof name - 1) != 0) return "host";
+  return is_portable_segment(name) ? std::string(name) : "host";
+}
+
+// Walks one parsed document, throwing with `source` in every message.
+class ConfigParser {
+ public:
+  explicit ConfigParser(const std::string& source) : source_(source) {}
+
+  void parse(const toml::table& root, Config& cfg) const {
+    check_keys(root, "", {"host", "policy", "secrets", "events"});
+    if (const toml::table* t = table(root, "host", "host")) parse_host(*t, cfg.host);
+    if (const toml::table* t = table(root, "policy", "policy")) parse_policy(*t, cfg.policy);
+    if (const toml::table* t = table(root, "secrets", "secrets")) parse_secrets(*t, cfg.secrets);
+    if (const toml::table* t = table(root, "events", "events")) parse_events(*t, cfg.events);
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& path, const std::string& reason) const {
+    throw ConfigError(source_ + ": " + path + ": " + reason);
+  }
+
+  // Unknown members are named as tables or keys, the way the user wrote them.
+  void check_keys(const toml::table& t, const std::string& path,
+                  std::initializer_list<std::string_view> known) const {
+    for (auto&& [key, node] : t) {
+      if (std::find(known.begin(), known.end(), key.str()) != known.end()) continue;
+      fail(child(path, key.str()), node.is_table() ? "unknown table" : "unknown key");
+    }
+  }
+
+  // The sub-table `name` of `t`, or nullptr when absent.
+  const toml::table* table(const toml::table& t, std::string_view name,
+                           const std::string& path) const {
+    const toml::node* n = t.get(name);
+    if (!n) return nullptr;
+    if (!n->is_table()) fail(path, "must be a table");
+    return n->as_table();
+  }
+
+  std::string string_value(const toml::node& n, const std::string& path) const {
+    const auto* s = n.as_string();
+    if (!s) fail(path, "must be a string");
+    return s->get();
+  }
+
+  std::string absolute_path(const toml::node& n, const std::string& path, bool allow_root) const {
+    std::string s = string_value(n, path);
+    if (!is_normalized_absolute(s, allow_root))
+      fail(path,
+           "must be a normalized absolute path (no empty, \".\" or \"..\" components, "
+           "no trailing '/')");
+    return s;
+  }
+
+  // TOML integers only: 1.0 or "1" is refused, since such a value was probably meant otherwise.
+  int64_t integer(const toml::node& n, const std::string& path, int64_t min, int64_t max) const {
+    std::string range =
+        max == kNoMax ? "must be an integer >= " + std::to_string(min)
+                      : "must be an integer in " + std::to_string(min) + ".." + std::to_string(max);
+    const auto* i = n.as_integer();
+    if (!i) fail(path, range);
+    int64_t v = i->get();
+    if (v < min || v > max) fail(path, range);
+    return v;
+  }
+
+  // 4294967295 is (uid_t)-1, which setresuid reads as "leave unchanged".
+  uint32_t id_value(const toml::node& n, const std::string& path) const {
+    const auto* i = n.as_integer();
+    if (i && i->get() == 0) fail(path, "must not be 0 (cells never run as root)");
+    return static_cast<uint32_t>(integer(n, path, 1, 4294967294LL));
+  }
+
+  void parse_host(const toml::table& t, HostConfig& host) const {
+    check_keys(t, "host", {"id", "state_dir"});
+    if (const toml::node* n = t.get("id")) {
+      std::string id = string_value(*n, "host.id");
+      // The host id names directories and appears in every event's data.
+      if (!is_portable_segment(id))
+        fail("host.id",
+             "must be 1..128 characters of [A-Za-z0-9._-], not starting with '.' or '-'");
+      host.id = id;
+    }
+    if (const toml::node* n = t.get("state_dir"))
+      host.state_dir = absolute_path(*n, "host.state_dir", /*allow_root=*/false);
+  }
+
+  void parse_prefixes(const toml::node& n, std::vector<std::string>& out) const {
+    const std::string path = "policy.argv0_allow_prefixes";
+    const toml::array* a = n.as_array();
+    if (!a) fail(path, "must be an array of strings");
+    // An empty list would make every spec fail admission; that is a mistake, not a policy.
+    if (a->empty()) fail(path, "must not be empty");
+    std::vector<std::string> prefixes;
+    for (size_t i = 0; i < a->size(); ++i)
+      prefixes.push_back(
+          absolute_path(*a->get(i), path + "[" + std::to_string(i) + "]", /*allow_root=*/true));
+    out = std::move(prefixes);
+  }
+
+  void parse_default_limits(const toml::table& t, DefaultLimits& limits) const {
+    const std::string path = "policy.default_limits";
+    check_keys(t, path, {"memory_max_bytes", "pids_max"});
+    if (const toml::node* n = t.get("memory_max_bytes"))
+      limits.memory_max_bytes = integer(*n, child(path, "memory_max_bytes"), 1 << 20, kNoMax);
+    if (const toml::node* n = t.get("pids_max"))
+      limits.pids_max = integer(*n, child(path, "pids_max"), 1, kNoMax);
+  }
+
+  void parse_policy(const toml::table& t, PolicyConfig& policy) const {
+    check_keys(t, "policy",
+               {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
+                "run_as_gid", "default_limits"});
+    if (const toml::node* n = t.get("argv0_allow_prefixes"))
+      parse_prefixes(*n, policy.argv0_allow_prefixes);
+    if (const toml::node* n = t.get("default_ttl_seconds"))
+      policy.default_ttl_seconds = integer(*n, "policy.default_ttl_seconds", 1, kNoMax);
+    if (const toml::node* n = t.get("max_ttl_seconds"))
+      policy.max_ttl_seconds = integer(*n, "policy.max_ttl_seconds", 1, kNoMax);
+    if (const toml::node* n = t.get("run_as_uid"))
+      policy.run_as_uid = id_value(*n, "policy.run_as_uid");
+    if (const toml::node* n = t.get("run_as_gid"))
+      policy.run_as_gid = id_value(*n, "policy.run_as_gid");
+    if (const toml::table* d = table(t, "default_limits", "policy.default_limits"))
+      parse_default_limits(*d, policy.default_limits);
+    // Checked after both are known, whichever of them the file set.
+    if (policy.default_ttl_seconds > policy.max_ttl_seconds)
+      fail("policy.default_ttl_seconds", std::to_string(policy.default_ttl_seconds) +
+                                             " exceeds policy.max_ttl_seconds " +
+                                             std::to_string(policy.max_ttl_seconds));
+  }
+
+  void parse_secrets(const toml::table& t, SecretsConfig& secrets) const {
+    check_keys(t, "secrets", {"dir"});
+    if (const toml::node* n = t.get("dir"))
+      secrets.dir = absolute_path(*n, "secrets.dir", /*allow_root=*/false);
+  }
+
+  void parse_events(const toml::table& t, EventsConfig& events) const {
+    check_keys(t, "events", {"jsonl"});
+    if (const toml::node* n = t.get("jsonl")) {
+      std::string s = string_value(*n, "events.jsonl");
+      if (s != "-" && !is_normalized_absolute(s, /*allow_root=*/false))
+        fail("events.jsonl", "must be a normalized absolute path or \"-\" (stdout)");
+      events.jsonl = s;
+    }
+  }
+
+  const std::string& source_;
+};
+
+}  // namespace
+
+Config default_config() {
+  Config cfg;
+  cfg.host.id = default_host_id();
+  return cfg;
+}
+
+Config parse_config(const std::string& toml_text, const std::string& source) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, std::string_view(source));
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    throw ConfigError(source + ":" + std::to_string(where.line) + ":" +
+                      std::to_string(where.column) + ": " + printable(e.description(), 512));
+  }
+  Config cfg = default_config();
+  cfg.source = source;
+  ConfigParser(source).parse(root, cfg);
+  return cfg;
+}
+
+Config load_config(const std::string& path) {
+  auto text = base::read_file_at(AT_FDCWD, path);
+  if (!text) throw ConfigError(path + ": cannot read: " + std::strerror(text.error().err));
+  return parse_config(text.value(), path);
+}
+
+}  // namespace cellos::cells

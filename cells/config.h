@@ -1,0 +1,69 @@
+// fleet.toml, parsed once at startup into an immutable Config.
+//
+// Configuration errors are the one place exceptions are used: they happen before any cell runs
+// and end the process with a one-line message naming the file and the key.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace cellos::cells {
+
+struct DefaultLimits {
+  uint64_t memory_max_bytes = 2ull << 30;  // 2 GiB
+  uint64_t pids_max = 1024;
+};
+
+struct PolicyConfig {
+  std::vector<std::string> argv0_allow_prefixes{"/usr/bin", "/bin", "/usr/local/bin"};
+  uint64_t default_ttl_seconds = 3600;
+  uint64_t max_ttl_seconds = 86400;
+  uint32_t run_as_uid = 65534;
+  uint32_t run_as_gid = 65534;
+  DefaultLimits default_limits;
+};
+
+struct HostConfig {
+  std::string id;  // default: the machine's hostname, if it is a portable segment, else "host"
+  std::string state_dir = "/var/lib/cellos-reactor";
+};
+
+struct SecretsConfig {
+  std::string dir;  // empty: no secrets configured; a spec naming secretRefs is then rejected
+};
+
+struct EventsConfig {
+  std::string jsonl;  // empty: <state_dir>/events.jsonl
+};
+
+struct Config {
+  HostConfig host;
+  PolicyConfig policy;
+  SecretsConfig secrets;
+  EventsConfig events;
+  std::string source = "<built-in defaults>";  // the file it came from, for messages
+
+  std::string events_path() const {
+    return events.jsonl.empty() ? host.state_dir + "/events.jsonl" : events.jsonl;
+  }
+};
+
+// Thrown with a one-line message: `fleet.toml: policy.max_ttl_seconds: must be an integer >= 1`.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// The documented built-in defaults (host.id from the hostname).
+Config default_config();
+
+// Reads and validates a fleet.toml; keys not given keep their defaults. Unknown tables and
+// keys, wrong types and bad values throw ConfigError naming the file and the key.
+Config load_config(const std::string& path);
+
+// Same, from text (tests); `source` names it in messages.
+Config parse_config(const std::string& toml_text, const std::string& source);
+
+}  // namespace cellos::cells

@@ -1,0 +1,40 @@
+// The launcher: clone3 into new namespaces and a cgroup, with the child set up by
+// cell_init_main (child_setup.h).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "cells/seccomp.h"
+
+namespace cellos::cells {
+
+struct LaunchOptions {
+  std::vector<std::string> argv;
+  std::vector<std::string> env;  // "KEY=value", complete: nothing is inherited
+  std::string workdir;
+  std::string hostname;
+  uid_t uid = 65534;
+  gid_t gid = 65534;
+  int cgroup_v2_dirfd = -1;              // CLONE_INTO_CGROUP target
+  std::vector<int> v1_procs;             // cgroup.procs of each v1 leaf (not owned)
+  const SeccompProgram* seccomp = nullptr;
+};
+
+// What the parent keeps of a launched cell.
+struct Launched {
+  pid_t pid = -1;
+  base::Fd pidfd;
+  base::Fd stdout_read;
+  base::Fd stderr_read;
+  base::Fd status_read;  // ChildStatus records, then EOF when the cell's init is gone
+};
+
+// CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+// CLONE_NEWNET. Failures of the child's own setup arrive later on status_read.
+base::Result<Launched> launch(const LaunchOptions& options);
+
+}  // namespace cellos::cells

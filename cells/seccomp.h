@@ -1,0 +1,43 @@
+// The default seccomp filter every cell's command runs under.
+//
+// Built once per process with libseccomp and exported as a classic-BPF program, so that the
+// child only calls prctl(PR_SET_SECCOMP) on memory prepared before clone: no allocation, no
+// library call between clone and exec.
+#pragma once
+
+#include <linux/filter.h>
+
+#include <vector>
+
+#include "base/result.h"
+
+namespace cellos::cells {
+
+class SeccompProgram {
+ public:
+  explicit SeccompProgram(std::vector<sock_filter> insns) : insns_(std::move(insns)) { fix(); }
+  // Valid as long as this object lives; what prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER) takes.
+  const sock_fprog* prog() const { return &prog_; }
+  size_t size() const { return insns_.size(); }
+
+  SeccompProgram(SeccompProgram&& o) noexcept : insns_(std::move(o.insns_)) { fix(); }
+  SeccompProgram& operator=(SeccompProgram&&) = delete;
+  SeccompProgram(const SeccompProgram&) = delete;
+
+ private:
+  void fix() {
+    prog_.len = static_cast<unsigned short>(insns_.size());
+    prog_.filter = insns_.data();
+  }
+  std::vector<sock_filter> insns_;
+  sock_fprog prog_{};
+};
+
+// In the spirit of Docker's default profile: everything a build needs is allowed; what lets a
+// process reach past its cell (kernel modules, kexec, reboot, mount and the new mount API,
+// namespaces, ptrace and cross-process memory access, bpf, perf_event_open, the kernel keyring,
+// io_uring, userfaultfd, clock and time setting, swap, quotas, handle-based opens, tty input
+// injection) fails with EPERM. Syscalls of other architectures (x32, i386) kill the process.
+const base::Result<SeccompProgram>& default_seccomp_program();
+
+}  // namespace cellos::cells

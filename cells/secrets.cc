@@ -1,0 +1,55 @@
+#include "cells/secrets.h"
+
+#include <fcntl.h>
+
+namespace cellos::cells {
+namespace {
+
+// A secret is a token or a key, not a file to stream; anything larger is a mistake.
+constexpr size_t kMaxSecretBytes = 64 * 1024;
+
+base::Result<std::string> read_secret(const SecretsConfig& secrets, const std::string& key,
+                                      size_t index) {
+  const std::string field = "spec.authority.secretRefs[" + std::to_string(index) + "]";
+  if (secrets.dir.empty())
+    return base::value_error(field, key + " is declared but no [secrets] dir is configured");
+  const std::string path = secrets.dir + "/" + key;
+  // O_NOFOLLOW: a symlink planted in the secrets dir must not redirect the read.
+  auto fd = base::open_at(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW);
+  if (!fd) {
+    auto e = std::move(fd).error();
+    return base::Error{e.err, field, {}, "secret " + key + " unavailable (" + path + ")", {}};
+  }
+  auto value = base::read_file_at(AT_FDCWD, "/proc/self/fd/" + std::to_string(fd->get()),
+                                  kMaxSecretBytes);
+  if (!value) {
+    auto e = std::move(value).error();
+    return base::Error{e.err, field, {}, "secret " + key + " unreadable (" + path + ")", {}};
+  }
+  std::string v = std::move(*value);
+  if (!v.empty() && v.back() == '\n') v.pop_back();
+  if (!v.empty() && v.back() == '\r') v.pop_back();
+  if (v.find('\0') != std::string::npos)
+    return base::value_error(field, "secret " + key + " contains a NUL byte (" + path + ")");
+  return v;
+}
+
+}  // namespace
+
+base::Result<std::vector<std::string>> build_environment(const Spec& spec,
+                                                         const SecretsConfig& secrets) {
+  std::vector<std::string> env;
+  bool own_path = false;
+  for (const auto& [k, v] : spec.run.env) own_path = own_path || k == "PATH";
+  if (!own_path) env.emplace_back(kDefaultPath);
+  for (const auto& [k, v] : spec.run.env) env.push_back(k + "=" + v);
+  for (size_t i = 0; i < spec.secret_refs.size(); ++i) {
+    const std::string& key = spec.secret_refs[i];
+    auto value = read_secret(secrets, key, i);
+    if (!value) return std::move(value).error();
+    env.push_back(key + "=" + *value);
+  }
+  return env;
+}
+
+}  // namespace cellos::cells

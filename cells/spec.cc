@@ -1,0 +1,596 @@
+// Parsing and validation of the ExecutionCell spec. Every failure is one Error whose `call` is
+// the JSON path of the offending field, so Error::message() reads `spec.run.argv: must not be
+// empty`. No exception leaves this file: nlohmann's are caught and become Errors.
+#include "cells/spec.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "cells/config.h"
+
+namespace cellos::cells {
+namespace {
+
+using base::Result;
+using base::value_error;
+// ordered_json keeps object members in document order, which is the order run.env is declared
+// in and the order unknown fields are reported in.
+using Json = nlohmann::ordered_json;
+
+constexpr uint64_t kNoMax = std::numeric_limits<uint64_t>::max();
+
+// ASCII only: <cctype> follows the locale, and names that become paths and env keys must not.
+bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+bool is_alnum(unsigned char c) {
+  return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering names into messages
+
+// Text quoted for a one-line message: JSON escaping keeps control characters (a newline in a
+// field name would split the line) and invalid UTF-8 out, and long input is cut.
+std::string json_quoted(std::string_view s) {
+  constexpr size_t kMax = 64;
+  bool cut = s.size() > kMax;
+  std::string q = Json(std::string(s.substr(0, kMax)))
+                      .dump(-1, ' ', /*ensure_ascii=*/true, Json::error_handler_t::replace);
+  return cut ? q + "..." : q;
+}
+
+bool is_plain_key(std::string_view key) {
+  if (key.empty() || key.size() > 128) return false;
+  return std::all_of(key.begin(), key.end(),
+                     [](unsigned char c) { return is_alnum(c) || c == '_' || c == '-'; });
+}
+
+// `spec.run` + `env` -> `spec.run.env`; a key that is not a plain word is shown quoted as
+// `spec.run.env["A B"]` so the path stays unambiguous and on one line.
+std::string child(const std::string& path, std::string_view key) {
+  std::string prefix = path.empty() ? "" : path + ".";
+  if (is_plain_key(key)) return prefix + std::string(key);
+  return path + "[" + json_quoted(key) + "]";
+}
+
+std::string element(const std::string& path, size_t i) {
+  return path + "[" + std::to_string(i) + "]";
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON text -> Json, refusing duplicate keys
+
+// nlohmann keeps the last of two equal keys, so `"limits":{...},"limits":{}` would silently drop
+// the first set of limits. This parse callback tracks where the parser is and remembers the
+// path of the first repeated key.
+class DuplicateKeyFinder {
+ public:
+  bool operator()(int /*depth*/, Json::parse_event_t event, Json& parsed) {
+    switch (event) {
+      case Json::parse_event_t::object_start:
+      case Json::parse_event_t::array_start:
+        enter_element();
+        frames_.push_back(Frame{event == Json::parse_event_t::array_start, 0, {}, {}});
+        break;
+      case Json::parse_event_t::object_end:
+      case Json::parse_event_t::array_end:
+        if (!frames_.empty()) frames_.pop_back();
+        break;
+      case Json::parse_event_t::key:
+        if (!frames_.empty() && parsed.is_string()) on_key(parsed.get_ref<const std::string&>());
+        break;
+      case Json::parse_event_t::value:
+        enter_element();
+        break;
+    }
+    return true;  // keep everything: the finder only watches
+  }
+
+  const std::optional<std::string>& duplicate() const { return duplicate_; }
+
+ private:
+  struct Frame {
+    bool array;
+    size_t next_index;
+    std::string key;                       // the member being parsed, for object frames
+    std::unordered_set<std::string> seen;  // keys met so far, for object frames
+  };
+
+  void enter_element() {
+    if (!frames_.empty() && frames_.back().array) ++frames_.back().next_index;
+  }
+
+  void on_key(const std::string& key) {
+    Frame& top = frames_.back();
+    top.key = key;
+    if (top.seen.insert(key).second || duplicate_) return;
+    std::string path;
+    for (const Frame& f : frames_)
+      path = f.array ? element(path, f.next_index - 1) : child(path, f.key);
+    duplicate_ = path;
+  }
+
+  std::vector<Frame> frames_;
+  std::optional<std::string> duplicate_;
+};
+
+// nlohmann's what() reads "[json.exception.parse_error.101] parse error at line 1, column 9:
+// syntax error ... ; last read: '<text>'". The "last read" part echoes document text, which may
+// be a secret env value, so it is cut.
+std::string short_parse_reason(const std::string& what) {
+  std::string r = what;
+  if (auto p = r.find("] "); r.starts_with("[json.exception.") && p != std::string::npos)
+    r.erase(0, p + 2);
+  if (r.starts_with("parse error at ")) r.erase(0, 15);
+  if (auto p = r.find("; last read"); p != std::string::npos) r.erase(p);
+  return r;
+}
+
+Result<Json> parse_json(std::string_view text) {
+  DuplicateKeyFinder finder;
+  Json doc;
+  try {
+    doc = Json::parse(text.begin(), text.end(), std::ref(finder));
+  } catch (const Json::exception& e) {
+    return value_error("spec", "invalid JSON: " + short_parse_reason(e.what()));
+  }
+  if (finder.duplicate()) return value_error(*finder.duplicate(), "duplicate field");
+  return doc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed field readers. Each names the field by `path` and writes `out` only on success.
+
+const Json* find(const Json& obj, std::string_view key) {
+  auto it = obj.find(key);
+  return it == obj.end() ? nullptr : &*it;
+}
+
+// Rejects members outside `known`. CellOS fields we have not implemented get their own message:
+// someone migrating a CellOS spec should learn the field is real but unsupported, not mistyped.
+Result<void> check_fields(const Json& obj, const std::string& path,
+                          std::initializer_list<std::string_view> known,
+                          std::initializer_list<std::string_view> cellos_only = {}) {
+  for (const auto& [key, value] : obj.items()) {
+    auto is = [&key = key](std::string_view k) { return k == key; };
+    if (std::any_of(known.begin(), known.end(), is)) continue;
+    if (std::any_of(cellos_only.begin(), cellos_only.end(), is))
+      return value_error(child(path, key), "CellOS field not supported by cellos-reactor");
+    return value_error(child(path, key), "unknown field");
+  }
+  return base::ok();
+}
+
+Result<void> require_object(const Json& v, const std::string& path) {
+  if (!v.is_object()) return value_error(path, "must be an object");
+  return base::ok();
+}
+
+Result<void> read_string(const Json& v, const std::string& path, std::string& out) {
+  if (!v.is_string()) return value_error(path, "must be a string");
+  out = v.get<std::string>();
+  return base::ok();
+}
+
+// Only JSON integers count: 1.0, "1" and true are refused, because a limit written as a float
+// or a string is a sign the author meant something else.
+Result<void> read_uint(const Json& v, const std::string& path, uint64_t min, uint64_t max,
+                       uint64_t& out) {
+  std::string range =
+      max == kNoMax ? "must be an integer >= " + std::to_string(min)
+                    : "must be an integer in " + std::to_string(min) + ".." + std::to_string(max);
+  if (!v.is_number_integer()) return value_error(path, range);
+  if (v.is_number_unsigned()) {
+    uint64_t n = v.get<uint64_t>();
+    if (n < min || n > max) return value_error(path, range);
+    out = n;
+    return base::ok();
+  }
+  int64_t n = v.get<int64_t>();  // a negative integer, below every minimum we use
+  if (n < 0 || static_cast<uint64_t>(n) < min || static_cast<uint64_t>(n) > max)
+    return value_error(path, range);
+  out = static_cast<uint64_t>(n);
+  return base::ok();
+}
+
+Result<void> read_uint(const Json& v, const std::string& path, uint64_t min, uint64_t max,
+                       std::optional<uint64_t>& out) {
+  uint64_t n = 0;
+  CELLOS_TRY(read_uint(v, path, min, max, n));
+  out = n;
+  return base::ok();
+}
+
+Result<void> read_string_array(const Json& v, const std::string& path,
+                               std::vector<std::string>& out) {
+  if (!v.is_array()) return value_error(path, "must be an array of strings");
+  std::vector<std::string> items;
+  for (size_t i = 0; i < v.size(); ++i) {
+    std::string s;
+    CELLOS_TRY(read_string(v[i], element(path, i), s));
+    items.push_back(std::move(s));
+  }
+  out = std::move(items);
+  return base::ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value rules
+
+// "/a/b" yes; "a/b", "/a//b", "/a/./b", "/a/../b", "/a/" no. A normalized path is compared by
+// its text without resolving anything, so `..` could otherwise step out of an allowed prefix.
+bool is_normalized_absolute(std::string_view p) {
+  if (p.size() < 2 || p[0] != '/' || p.back() == '/') return false;
+  if (p.find('\0') != std::string_view::npos) return false;
+  size_t start = 1;
+  while (start <= p.size()) {
+    size_t end = std::min(p.find('/', start), p.size());
+    std::string_view part = p.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+// True when `path` is `dir` or lies below it, by whole components ("/usr/binx" is not below
+// "/usr/bin"). `dir` "/" contains everything.
+bool is_within(std::string_view path, std::string_view dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.remove_suffix(1);
+  if (dir == "/") return true;
+  return path.starts_with(dir) && (path.size() == dir.size() || path[dir.size()] == '/');
+}
+
+// Strictly below: an allowed prefix is a directory, never itself a program.
+bool is_below(std::string_view path, std::string_view dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.remove_suffix(1);
+  return path != dir && is_within(path, dir);
+}
+
+bool is_ip_address(const std::string& s) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+bool is_cidr(const std::string& s) {
+  auto slash = s.rfind('/');
+  if (slash == std::string::npos) return false;
+  std::string addr = s.substr(0, slash), bits = s.substr(slash + 1);
+  if (bits.empty() || bits.size() > 3 ||
+      !std::all_of(bits.begin(), bits.end(), [](unsigned char c) { return is_digit(c); }))
+    return false;
+  int prefix = std::stoi(bits);
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, addr.c_str(), buf) == 1) return prefix <= 32;
+  if (inet_pton(AF_INET6, addr.c_str(), buf) == 1) return prefix <= 128;
+  return false;
+}
+
+bool is_hostname_label(std::string_view l) {
+  if (l.empty() || l.size() > 63 || l.front() == '-' || l.back() == '-') return false;
+  return std::all_of(l.begin(), l.end(), [](unsigned char c) { return is_alnum(c) || c == '-'; });
+}
+
+// RFC 1123 host names. A name whose last label is all digits is refused too: no top-level
+// domain is numeric, so "10.0.0.256" is a mistyped address, not a name to resolve.
+bool is_hostname(std::string_view h) {
+  if (h.ends_with('.')) h.remove_suffix(1);
+  if (h.empty() || h.size() > 253) return false;
+  std::string_view last;
+  size_t start = 0;
+  while (start <= h.size()) {
+    size_t end = std::min(h.find('.', start), h.size());
+    last = h.substr(start, end - start);
+    if (!is_hostname_label(last)) return false;
+    start = end + 1;
+  }
+  return !std::all_of(last.begin(), last.end(), [](unsigned char c) { return is_digit(c); });
+}
+
+Result<void> check_egress_host(const std::string& host, const std::string& path) {
+  if (host.empty()) return value_error(path, "must not be empty");
+  if (host.starts_with("*."))
+    return value_error(path, "wildcard hosts are not allowed in a spec (name one host)");
+  if (is_ip_address(host) || is_cidr(host) || is_hostname(host)) return base::ok();
+  return value_error(path, "must be an IP address, a CIDR or a host name");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections
+
+Result<void> parse_header(const Json& root) {
+  CELLOS_TRY(check_fields(root, "", {"apiVersion", "kind", "spec"}));
+  const Json* api = find(root, "apiVersion");
+  if (!api) return value_error("apiVersion", "is required");
+  std::string s;
+  CELLOS_TRY(read_string(*api, "apiVersion", s));
+  if (s != "cellos.io/v1")
+    return value_error("apiVersion", "must be \"cellos.io/v1\", not " + json_quoted(s));
+  const Json* kind = find(root, "kind");
+  if (!kind) return value_error("kind", "is required");
+  CELLOS_TRY(read_string(*kind, "kind", s));
+  if (s != "ExecutionCell")
+    return value_error("kind", "must be \"ExecutionCell\", not " + json_quoted(s));
+  return base::ok();
+}
+
+Result<void> parse_secret_refs(const Json& v, const std::string& path, Spec& spec) {
+  CELLOS_TRY(read_string_array(v, path, spec.secret_refs));
+  for (size_t i = 0; i < spec.secret_refs.size(); ++i) {
+    const std::string& name = spec.secret_refs[i];
+    if (!is_env_name(name))
+      return value_error(element(path, i),
+                         "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+    auto first = std::find(spec.secret_refs.begin(), spec.secret_refs.end(), name);
+    if (first != spec.secret_refs.begin() + static_cast<std::ptrdiff_t>(i))
+      return value_error(element(path, i), "duplicate " + name);
+  }
+  return base::ok();
+}
+
+Result<void> parse_egress_rule(const Json& v, const std::string& path, EgressRule& rule) {
+  CELLOS_TRY(require_object(v, path));
+  CELLOS_TRY(check_fields(v, path, {"host", "port", "protocol"}));
+  const Json* host = find(v, "host");
+  if (!host) return value_error(child(path, "host"), "is required");
+  CELLOS_TRY(read_string(*host, child(path, "host"), rule.host));
+  CELLOS_TRY(check_egress_host(rule.host, child(path, "host")));
+  const Json* port = find(v, "port");
+  if (!port) return value_error(child(path, "port"), "is required");
+  uint64_t n = 0;
+  CELLOS_TRY(read_uint(*port, child(path, "port"), 1, 65535, n));
+  rule.port = static_cast<uint16_t>(n);
+  if (const Json* proto = find(v, "protocol")) {
+    std::string p;
+    CELLOS_TRY(read_string(*proto, child(path, "protocol"), p));
+    if (p != "tcp" && p != "udp")
+      return value_error(child(path, "protocol"), "must be \"tcp\" or \"udp\"");
+    rule.protocol = p;
+  }
+  return base::ok();
+}
+
+Result<void> parse_authority(const Json& v, Spec& spec) {
+  const std::string path = "spec.authority";
+  CELLOS_TRY(require_object(v, path));
+  CELLOS_TRY(check_fields(v, path, {"secretRefs", "egressRules"}, {"dnsAuthority"}));
+  if (const Json* refs = find(v, "secretRefs"))
+    CELLOS_TRY(parse_secret_refs(*refs, child(path, "secretRefs"), spec));
+  if (const Json* rules = find(v, "egressRules")) {
+    const std::string rpath = child(path, "egressRules");
+    if (!rules->is_array()) return value_error(rpath, "must be an array of objects");
+    for (size_t i = 0; i < rules->size(); ++i) {
+      EgressRule rule;
+      CELLOS_TRY(parse_egress_rule((*rules)[i], element(rpath, i), rule));
+      spec.egress_rules.push_back(std::move(rule));
+    }
+  }
+  return base::ok();
+}
+
+Result<void> parse_lifetime(const Json& v, Spec& spec) {
+  CELLOS_TRY(require_object(v, "spec.lifetime"));
+  CELLOS_TRY(check_fields(v, "spec.lifetime", {"ttlSeconds"}));
+  if (const Json* ttl = find(v, "ttlSeconds"))
+    CELLOS_TRY(read_uint(*ttl, "spec.lifetime.ttlSeconds", 1, kNoMax, spec.ttl_seconds));
+  return base::ok();
+}
+
+Result<void> parse_argv(const Json& v, RunSpec& run) {
+  const std::string path = "spec.run.argv";
+  CELLOS_TRY(read_string_array(v, path, run.argv));
+  if (run.argv.empty()) return value_error(path, "must not be empty");
+  for (size_t i = 0; i < run.argv.size(); ++i)
+    if (run.argv[i].find('\0') != std::string::npos)
+      return value_error(element(path, i), "must not contain NUL");
+  // The launcher execs argv[0] directly, with no PATH search, and policy compares its text
+  // against allowed prefixes; both need one spelling of one absolute file.
+  if (!run.argv[0].starts_with('/'))
+    return value_error(element(path, 0), "must be an absolute path");
+  if (!is_normalized_absolute(run.argv[0]))
+    return value_error(element(path, 0),
+                       "must be a normalized absolute path (no empty, \".\" or \"..\" "
+                       "components, no trailing '/')");
+  return base::ok();
+}
+
+Result<void> parse_working_directory(const Json& v, RunSpec& run) {
+  const std::string path = "spec.run.workingDirectory";
+  CELLOS_TRY(read_string(v, path, run.working_directory));
+  const std::string& wd = run.working_directory;
+  if (!wd.starts_with('/')) return value_error(path, "must be an absolute path");
+  if (wd == "/") return value_error(path, "must not be \"/\"");
+  if (!is_normalized_absolute(wd))
+    return value_error(path,
+                       "must be a normalized absolute path (no empty, \".\" or \"..\" "
+                       "components, no trailing '/')");
+  // A fresh workspace is mounted over the working directory; over a kernel filesystem it
+  // would hide what the cell's own setup needs.
+  for (std::string_view kernel_fs : {"/proc", "/sys", "/dev"})
+    if (is_within(wd, kernel_fs))
+      return value_error(path, "must not be in " + std::string(kernel_fs));
+  return base::ok();
+}
+
+Result<void> parse_secret_delivery(const Json& v, RunSpec& run) {
+  const std::string path = "spec.run.secretDelivery";
+  std::string s;
+  CELLOS_TRY(read_string(v, path, s));
+  if (s == "runtimeBroker" || s == "runtimeLeasedBroker")
+    return value_error(path, "\"" + s + "\" is not supported by cellos-reactor (only \"env\")");
+  if (s != "env") return value_error(path, "must be \"env\"");
+  run.secret_delivery = s;
+  return base::ok();
+}
+
+// Values here may be credentials pasted inline: messages name the key, never the value.
+Result<void> parse_env(const Json& v, const Spec& spec, RunSpec& run) {
+  const std::string path = "spec.run.env";
+  CELLOS_TRY(require_object(v, path));
+  for (const auto& [key, value] : v.items()) {
+    const std::string kpath = child(path, key);
+    if (!is_env_name(key))
+      return value_error(kpath, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
+    if (!value.is_string()) return value_error(kpath, "must be a string");
+    const std::string& s = value.get_ref<const std::string&>();
+    if (s.find('\0') != std::string::npos) return value_error(kpath, "must not contain NUL");
+    // Two sources for one variable would leave it to ordering which one the cell sees.
+    if (std::find(spec.secret_refs.begin(), spec.secret_refs.end(), key) != spec.secret_refs.end())
+      return value_error(kpath, "also named in spec.authority.secretRefs");
+    run.env.emplace_back(key, s);
+  }
+  return base::ok();
+}
+
+Result<void> parse_cpu_max(const Json& v, Limits& limits) {
+  const std::string path = "spec.run.limits.cpuMax";
+  CELLOS_TRY(require_object(v, path));
+  CELLOS_TRY(check_fields(v, path, {"quotaMicros", "periodMicros"}));
+  CpuMax cpu;
+  const Json* quota = find(v, "quotaMicros");
+  if (!quota) return value_error(child(path, "quotaMicros"), "is required");
+  // The kernel refuses a CFS quota or period under 1 ms and a period over 1 s.
+  CELLOS_TRY(read_uint(*quota, child(path, "quotaMicros"), 1000, kNoMax, cpu.quota_micros));
+  if (const Json* period = find(v, "periodMicros"))
+    CELLOS_TRY(read_uint(*period, child(path, "periodMicros"), 1000, 1000000, cpu.period_micros));
+  limits.cpu_max = cpu;
+  return base::ok();
+}
+
+Result<void> parse_limits(const Json& v, Limits& limits) {
+  const std::string path = "spec.run.limits";
+  CELLOS_TRY(require_object(v, path));
+  CELLOS_TRY(
+      check_fields(v, path, {"memoryMaxBytes", "pidsMax", "cpuMax"}, {"gracefulShutdownSeconds"}));
+  // Below 1 MiB a cell cannot even exec a shell; such a value is a unit mistake (KiB for bytes).
+  if (const Json* mem = find(v, "memoryMaxBytes"))
+    CELLOS_TRY(
+        read_uint(*mem, child(path, "memoryMaxBytes"), 1 << 20, kNoMax, limits.memory_max_bytes));
+  if (const Json* pids = find(v, "pidsMax"))
+    CELLOS_TRY(read_uint(*pids, child(path, "pidsMax"), 1, kNoMax, limits.pids_max));
+  if (const Json* cpu = find(v, "cpuMax")) CELLOS_TRY(parse_cpu_max(*cpu, limits));
+  return base::ok();
+}
+
+Result<void> parse_run(const Json& v, Spec& spec) {
+  const std::string path = "spec.run";
+  CELLOS_TRY(require_object(v, path));
+  CELLOS_TRY(check_fields(
+      v, path, {"argv", "workingDirectory", "secretDelivery", "timeoutMs", "env", "limits"}));
+  RunSpec& run = spec.run;
+  const Json* argv = find(v, "argv");
+  if (!argv) return value_error(child(path, "argv"), "is required");
+  CELLOS_TRY(parse_argv(*argv, run));
+  if (const Json* wd = find(v, "workingDirectory")) CELLOS_TRY(parse_working_directory(*wd, run));
+  if (const Json* sd = find(v, "secretDelivery")) CELLOS_TRY(parse_secret_delivery(*sd, run));
+  if (const Json* t = find(v, "timeoutMs"))
+    CELLOS_TRY(read_uint(*t, child(path, "timeoutMs"), 1, kNoMax, run.timeout_ms));
+  if (const Json* env = find(v, "env")) CELLOS_TRY(parse_env(*env, spec, run));
+  if (const Json* limits = find(v, "limits")) CELLOS_TRY(parse_limits(*limits, run.limits));
+  return base::ok();
+}
+
+Result<void> parse_spec_body(const Json& v, Spec& spec) {
+  CELLOS_TRY(require_object(v, "spec"));
+  CELLOS_TRY(check_fields(v, "spec", {"id", "authority", "lifetime", "run"},
+                          {"correlation", "export", "identity", "policy"}));
+  const Json* id = find(v, "id");
+  if (!id) return value_error("spec.id", "is required");
+  CELLOS_TRY(read_string(*id, "spec.id", spec.id));
+  // The id names directories (cgroup leaf, workspace): it must be exactly one path segment.
+  if (!is_portable_segment(spec.id))
+    return value_error("spec.id",
+                       "must be 1..128 characters of [A-Za-z0-9._-], not starting with '.' or '-'");
+  // Authority before run: run.env is checked against the secret names.
+  if (const Json* auth = find(v, "authority")) CELLOS_TRY(parse_authority(*auth, spec));
+  if (const Json* life = find(v, "lifetime")) CELLOS_TRY(parse_lifetime(*life, spec));
+  const Json* run = find(v, "run");
+  if (!run) return value_error("spec.run", "is required");
+  return parse_run(*run, spec);
+}
+
+Result<Spec> parse_document(std::string_view json) {
+  auto doc = parse_json(json);
+  if (!doc) return std::move(doc).error();
+  const Json& root = doc.value();
+  if (!root.is_object()) return value_error("spec", "the document must be a JSON object");
+  CELLOS_TRY(parse_header(root));
+  const Json* body = find(root, "spec");
+  if (!body) return value_error("spec", "is required");
+  Spec spec;
+  CELLOS_TRY(parse_spec_body(*body, spec));
+  return spec;
+}
+
+// Messages may quote argv[0]; a control character in it must not break the one-line rule.
+std::string printable(std::string_view s) {
+  bool plain =
+      std::all_of(s.begin(), s.end(), [](unsigned char c) { return c >= 0x20 && c != 0x7f; });
+  return plain ? std::string(s) : json_quoted(s);
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ", ") + printable(s);
+  return out;
+}
+
+}  // namespace
+
+Result<Spec> parse_spec(std::string_view json) {
+  // Nothing below is expected to throw once the text is parsed, but a type_error or bad_alloc
+  // must still become this cell's error rather than unwind through the reactor.
+  try {
+    return parse_document(json);
+  } catch (const std::exception& e) {
+    return value_error("spec", std::string("internal error while validating: ") + e.what());
+  }
+}
+
+Result<void> check_policy(const Spec& spec, const PolicyConfig& policy) {
+  // Re-checked here because a Spec can be built in code: the prefix test is only sound on a
+  // normalized path.
+  if (spec.run.argv.empty()) return value_error("spec.run.argv", "must not be empty");
+  const std::string& argv0 = spec.run.argv[0];
+  if (!is_normalized_absolute(argv0))
+    return value_error("spec.run.argv[0]", "must be a normalized absolute path");
+  bool allowed = std::any_of(policy.argv0_allow_prefixes.begin(), policy.argv0_allow_prefixes.end(),
+                             [&](const std::string& prefix) { return is_below(argv0, prefix); });
+  if (!allowed)
+    return value_error("spec.run.argv[0]", printable(argv0) + " is not under an allowed prefix (" +
+                                               join(policy.argv0_allow_prefixes) + ")");
+  if (spec.ttl_seconds && *spec.ttl_seconds > policy.max_ttl_seconds)
+    return value_error("spec.lifetime.ttlSeconds", std::to_string(*spec.ttl_seconds) +
+                                                       " exceeds the policy cap of " +
+                                                       std::to_string(policy.max_ttl_seconds));
+  // The run timeout shares the TTL cap; saturate so a huge cap cannot wrap to a small one.
+  uint64_t cap_ms = policy.max_ttl_seconds > kNoMax / 1000 ? kNoMax : policy.max_ttl_seconds * 1000;
+  if (spec.run.timeout_ms && *spec.run.timeout_ms > cap_ms)
+    return value_error("spec.run.timeoutMs", std::to_string(*spec.run.timeout_ms) +
+                                                 " exceeds the policy cap of " +
+                                                 std::to_string(cap_ms));
+  return base::ok();
+}
+
+bool is_portable_segment(std::string_view id) {
+  if (id.empty() || id.size() > 128 || id[0] == '.' || id[0] == '-') return false;
+  return std::all_of(id.begin(), id.end(), [](unsigned char c) {
+    return is_alnum(c) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+bool is_env_name(std::string_view name) {
+  if (name.empty() || is_digit(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [](unsigned char c) { return is_alnum(c) || c == '_'; });
+}
+
+}  // namespace cellos::cells

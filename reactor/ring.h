@@ -1,0 +1,59 @@
+// Ring: the reactor's one io_uring, and the IoPort the rest of the tree drives it through.
+//
+// SINGLE_ISSUER|DEFER_TASKRUN: only the reactor thread submits, and completion work runs when
+// that thread waits, never in interrupt context on another CPU. No SQPOLL: it burns a core.
+// Every SQE's user_data is the address of a base::Completion (see base/io.h); a CQE with
+// user_data 0 belongs to a fire-and-forget request (cancel) and is dropped.
+#pragma once
+
+#include <liburing.h>
+#include <poll.h>
+
+#include <chrono>
+#include <deque>
+#include <memory>
+
+#include "base/io.h"
+#include "base/result.h"
+
+namespace cellos::reactor {
+
+struct RingOptions {
+  unsigned entries = 256;
+};
+
+class Ring final : public base::IoPort {
+ public:
+  static base::Result<std::unique_ptr<Ring>> create(const RingOptions& options);
+  ~Ring() override;
+  Ring(const Ring&) = delete;
+  Ring& operator=(const Ring&) = delete;
+
+  void read(int fd, std::span<std::byte> buf, base::Completion& c) override;
+  void write(int fd, std::span<const std::byte> buf, base::Completion& c) override;
+  void timeout(std::chrono::nanoseconds after, base::Completion& c) override;
+  void wait_exit(int pidfd, siginfo_t* info, base::Completion& c) override;
+  void cancel(base::Completion& c) override;
+
+  // Submits what is queued, waits for at least one completion and dispatches every completion
+  // that is ready. Returns how many were dispatched.
+  base::Result<unsigned> run_once();
+
+  // Whether IORING_OP_WAITID is usable; without it, child exit is watched with POLL_ADD on the
+  // pidfd (readable when the process exits) followed by a non-blocking waitid(2).
+  bool has_waitid() const { return has_waitid_; }
+
+ private:
+  Ring() = default;
+  io_uring_sqe* next_sqe();
+  void probe();
+
+  io_uring ring_{};
+  bool initialised_ = false;
+  bool has_waitid_ = false;
+  // A timeout SQE points at its timespec until the kernel copies it at submission; the deque
+  // keeps their addresses stable until the next submit, then is cleared.
+  std::deque<__kernel_timespec> pending_timespecs_;
+};
+
+}  // namespace cellos::reactor

@@ -1,0 +1,63 @@
+#include "reactor/supervisor.h"
+
+namespace cellos::reactor {
+
+base::Result<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions options) {
+  std::unique_ptr<Supervisor> s(new Supervisor(std::move(options)));
+  auto ring = Ring::create(RingOptions{});
+  if (!ring) return std::move(ring).error();
+  s->ring_ = std::move(*ring);
+  auto sig = SignalWatcher::create(*s->ring_, [p = s.get()](int signo) { p->on_signal(signo); });
+  if (!sig) return std::move(sig).error();
+  s->signals_ = std::move(*sig);
+  s->host_ = cells::CellHost{s->ring_.get(), s->opts_.config, s->opts_.events, s->opts_.cgroups,
+                             s->opts_.seccomp};
+  return s;
+}
+
+Supervisor::~Supervisor() {
+  // Cells still here when the reactor is torn down are killed by their destructors; drain the
+  // signal watcher's read so the ring never completes into freed memory.
+  cells_.clear();
+  if (signals_ && !signals_->idle()) {
+    signals_->stop();
+    while (!signals_->idle() && ring_->run_once().ok()) {
+    }
+  }
+}
+
+void Supervisor::add(cells::CellOptions options) {
+  // The cell reports its end through on_finished; the reactor collects it after the current
+  // completion round, so a cell is never destroyed from inside its own handler.
+  auto self = std::make_shared<cells::Cell*>(nullptr);
+  options.on_finished = [this, self] { finished_.push_back(*self); };
+  auto cell = std::make_unique<cells::Cell>(host_, std::move(options));
+  cells::Cell* raw = cell.get();
+  *self = raw;
+  cells_.emplace(raw, std::move(cell));
+  raw->start();
+}
+
+void Supervisor::on_signal(int signo) {
+  stop_signal_ = signo;
+  for (auto& [raw, cell] : cells_) cell->kill(cells::KillCause::kReactorStop);
+}
+
+void Supervisor::reap_finished() {
+  for (cells::Cell* c : finished_) {
+    if (opts_.on_cell_done) opts_.on_cell_done(*c);
+    cells_.erase(c);
+  }
+  finished_.clear();
+}
+
+base::Result<void> Supervisor::run_until_idle() {
+  while (!cells_.empty()) {
+    auto n = ring_->run_once();
+    if (!n) return std::move(n).error();
+    reap_finished();
+  }
+  return base::ok();
+}
+
+}  // namespace cellos::reactor

@@ -1,0 +1,57 @@
+// Supervisor: the reactor proper. One ring, one signal watcher, the host-wide cell services and
+// the cells themselves, all on one thread. `run` adds one cell and runs until it is gone; the
+// fleet daemon adds cells as they are admitted.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cells/cell.h"
+#include "reactor/ring.h"
+#include "reactor/signals.h"
+
+namespace cellos::reactor {
+
+struct SupervisorOptions {
+  const cells::Config* config = nullptr;
+  sinks::EventSink* events = nullptr;
+  const cells::CgroupTree* cgroups = nullptr;
+  const cells::SeccompProgram* seccomp = nullptr;
+  // Called for each cell once it has finished, just before it is destroyed.
+  std::function<void(const cells::Cell&)> on_cell_done;
+};
+
+class Supervisor {
+ public:
+  static base::Result<std::unique_ptr<Supervisor>> create(SupervisorOptions options);
+  ~Supervisor();
+
+  // Starts a cell. Its id must not be running in this reactor (the CellLock refuses it across
+  // reactors too, with its own events).
+  void add(cells::CellOptions options);
+
+  // Runs completions until no cell is left. SIGINT/SIGTERM kill every cell (each still ends
+  // with its completed and destroyed events) and are remembered in stop_signal().
+  base::Result<void> run_until_idle();
+
+  int stop_signal() const { return stop_signal_; }
+  size_t running() const { return cells_.size(); }
+
+ private:
+  explicit Supervisor(SupervisorOptions o) : opts_(std::move(o)) {}
+  void on_signal(int signo);
+  void reap_finished();
+
+  SupervisorOptions opts_;
+  std::unique_ptr<Ring> ring_;
+  std::unique_ptr<SignalWatcher> signals_;
+  cells::CellHost host_;
+  std::unordered_map<cells::Cell*, std::unique_ptr<cells::Cell>> cells_;
+  std::vector<cells::Cell*> finished_;
+  int stop_signal_ = 0;
+};
+
+}  // namespace cellos::reactor

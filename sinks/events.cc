@@ -1,0 +1,58 @@
+#include "sinks/events.h"
+
+#include <time.h>
+
+namespace cellos::sinks {
+
+const char* reason_name(CompletedReason r) {
+  switch (r) {
+    case CompletedReason::kExited: return "exited";
+    case CompletedReason::kSignaled: return "signaled";
+    case CompletedReason::kTimeout: return "timeout";
+    case CompletedReason::kOom: return "oom";
+    case CompletedReason::kSetupFailed: return "setup_failed";
+  }
+  return "exited";
+}
+
+namespace {
+struct TypeOf {
+  const char* operator()(const StartedData&) const {
+    return "dev.cellos.events.cell.lifecycle.v1.started";
+  }
+  const char* operator()(const NetworkPolicyData&) const {
+    return "dev.cellos.events.cell.observability.v1.network_policy";
+  }
+  const char* operator()(const CompletedData&) const {
+    return "dev.cellos.events.cell.command.v1.completed";
+  }
+  const char* operator()(const DestroyedData&) const {
+    return "dev.cellos.events.cell.lifecycle.v1.destroyed";
+  }
+  const char* operator()(const RejectedData&) const {
+    return "dev.cellos.events.cell.lifecycle.v1.rejected";
+  }
+};
+
+struct SubjectOf {
+  std::string operator()(const RejectedData& d) const { return d.cell_id.value_or(""); }
+  template <typename T>
+  std::string operator()(const T& d) const {
+    return d.cell_id;
+  }
+};
+}  // namespace
+
+const char* event_type(const EventData& d) { return std::visit(TypeOf{}, d); }
+
+Event make_event(EventData data) {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  Event e;
+  e.subject = std::visit(SubjectOf{}, data);
+  e.data = std::move(data);
+  e.time_us = static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+  return e;
+}
+
+}  // namespace cellos::sinks

@@ -1,0 +1,163 @@
+// cell_probe: runs inside cells and reports what the cell can and cannot do, so integration
+// tests observe isolation from the inside. One subcommand per property; output is plain text
+// the tests match on.
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: cell_probe fds | alloc MB | connect IP PORT | loopback-echo | "
+               "fork N | daemonize MARKER | write PATH | mount | sleep S\n");
+  return 2;
+}
+
+// Lists this process's open descriptors, leaving out the one opendir uses to list them.
+int fds() {
+  DIR* d = opendir("/proc/self/fd");
+  if (d == nullptr) return 1;
+  int self = dirfd(d);
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    if (std::atoi(e->d_name) == self) continue;
+    std::printf("%s\n", e->d_name);
+  }
+  closedir(d);
+  return 0;
+}
+
+int alloc(long mb) {
+  std::vector<char*> chunks;
+  for (long i = 0; i < mb; ++i) {
+    char* p = static_cast<char*>(std::malloc(1 << 20));
+    if (p == nullptr) {
+      std::printf("malloc failed after %ld MiB\n", i);
+      return 3;
+    }
+    std::memset(p, 1, 1 << 20);  // touch every page so it is charged
+    chunks.push_back(p);
+  }
+  std::printf("allocated %ld MiB\n", mb);
+  return 0;
+}
+
+int connect_to(const char* ip, int port) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, ip, &a.sin_addr);
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    std::printf("connect failed: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::printf("connected\n");
+  return 0;
+}
+
+// A listener and a client on the cell's own loopback, one byte each way.
+int loopback_echo() {
+  int l = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) || listen(l, 1) ||
+      getsockname(l, reinterpret_cast<sockaddr*>(&a), &len)) {
+    std::printf("listen failed: %s\n", std::strerror(errno));
+    return 1;
+  }
+  int c = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    std::printf("connect failed: %s\n", std::strerror(errno));
+    return 1;
+  }
+  int s = accept(l, nullptr, nullptr);
+  char b = 'x';
+  if (write(c, &b, 1) != 1 || read(s, &b, 1) != 1) return 1;
+  std::printf("loopback ok\n");
+  return 0;
+}
+
+// Forks up to n children that wait; prints how many forks succeeded.
+int fork_n(int n) {
+  int ok = 0;
+  for (int i = 0; i < n; ++i) {
+    pid_t p = fork();
+    if (p == 0) {
+      pause();
+      _exit(0);
+    }
+    if (p < 0) break;
+    ++ok;
+  }
+  std::printf("forked %d\n", ok);
+  return 0;
+}
+
+// Leaves a session leader behind that outlives its parent, as a daemonizing build step would.
+int daemonize(const char* marker) {
+  pid_t p = fork();
+  if (p == 0) {
+    setsid();
+    if (fork() == 0) {
+      execl("/bin/sleep", "sleep", "1000", marker, static_cast<char*>(nullptr));
+      _exit(1);
+    }
+    _exit(0);
+  }
+  waitpid(p, nullptr, 0);
+  std::printf("daemonized\n");
+  std::fflush(stdout);
+  return 0;
+}
+
+int write_file(const char* path) {
+  FILE* f = std::fopen(path, "w");
+  if (f == nullptr) {
+    std::printf("write failed: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::fputs("written by a cell\n", f);
+  std::fclose(f);
+  std::printf("written\n");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage();
+  std::string cmd = argv[1];
+  if (cmd == "fds") return fds();
+  if (cmd == "alloc" && argc == 3) return alloc(std::atol(argv[2]));
+  if (cmd == "connect" && argc == 4) return connect_to(argv[2], std::atoi(argv[3]));
+  if (cmd == "loopback-echo") return loopback_echo();
+  if (cmd == "fork" && argc == 3) return fork_n(std::atoi(argv[2]));
+  if (cmd == "daemonize" && argc == 3) return daemonize(argv[2]);
+  if (cmd == "write" && argc == 3) return write_file(argv[2]);
+  if (cmd == "mount") {
+    if (mount("tmpfs", "/mnt", "tmpfs", 0, nullptr) != 0) {
+      std::printf("mount failed: %s\n", std::strerror(errno));
+      return 1;
+    }
+    return 0;
+  }
+  if (cmd == "sleep" && argc == 3) return sleep(static_cast<unsigned>(std::atoi(argv[2])));
+  return usage();
+}
