@@ -8,6 +8,7 @@
 namespace cellos::cells {
 
 base::Result<void> make_dirs(const std::string& path, unsigned mode) {
+  if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) return base::ok();
   size_t pos = 0;
   while (pos != std::string::npos) {
     pos = path.find('/', pos + 1);

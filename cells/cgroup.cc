@@ -33,6 +33,8 @@ Result<void> write_knob(const std::string& dir, const std::string& name, const s
 }
 
 Result<void> mkdir_p(const std::string& path) {
+  // The usual case is that it all exists already: one syscall, not one per ancestor.
+  if (::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST) return base::ok();
   std::string cur;
   size_t pos = 0;
   while (pos != std::string::npos) {
@@ -94,10 +96,11 @@ Result<CgroupRoots> detect_cgroup_roots(const std::string& mounts_file) {
   return r;
 }
 
-std::vector<std::string> CgroupTree::hierarchies() const {
+std::vector<std::string> CgroupTree::hierarchies(bool with_cpu) const {
   std::vector<std::string> h{roots_.unified};
-  for (const std::string* root : {&roots_.memory, &roots_.pids, &roots_.cpu})
-    if (!root->empty() && std::find(h.begin(), h.end(), *root) == h.end()) h.push_back(*root);
+  for (const std::string* root : {&roots_.memory, &roots_.pids, with_cpu ? &roots_.cpu : nullptr})
+    if (root && !root->empty() && std::find(h.begin(), h.end(), *root) == h.end())
+      h.push_back(*root);
   return h;
 }
 
@@ -138,7 +141,8 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
                                            const CgroupLimits& limits) const {
   CgroupLeaf leaf;
   leaf.rel_ = parent_ + "/" + name;
-  for (const std::string& h : hierarchies()) {
+  // A v1 cpu leaf costs a mkdir and an rmdir of a cgroup; make one only for a cell with cpuMax.
+  for (const std::string& h : hierarchies(limits.cpu_max.has_value())) {
     std::string dir = h + "/" + leaf.rel_;
     if (::mkdir(dir.c_str(), 0755) != 0) {
       if (errno != EEXIST) return base::sys_error("mkdir", "cgroup \"" + dir + "\"");

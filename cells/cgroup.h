@@ -51,12 +51,15 @@ class CgroupTree {
   base::Result<CgroupLeaf> create_leaf(const std::string& name, const CgroupLimits& limits) const;
 
   // Removes the parent dirs that are empty (another reactor may still use them: best effort).
+  // `run` keeps them: like a systemd slice they are host infrastructure, made once and shared
+  // by every cell of the host; removing and recreating them cost a quarter of a cell's setup.
   void remove_empty_parents() const;
 
  private:
   CgroupTree(CgroupRoots roots, std::string parent)
       : roots_(std::move(roots)), parent_(std::move(parent)) {}
-  std::vector<std::string> hierarchies() const;  // unified plus each distinct v1 root in use
+  // The unified root plus each distinct v1 root in use (the cpu one only when asked for).
+  std::vector<std::string> hierarchies(bool with_cpu = true) const;
   CgroupRoots roots_;
   std::string parent_;
 };

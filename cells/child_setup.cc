@@ -230,6 +230,8 @@ void tmpfs_owner_opts(char* out, uid_t uid, gid_t gid) {
 }
 
 void make_dev() {
+  // mknod honours the umask, and the nodes must be 0666 for the unprivileged command.
+  ::umask(0);
   if (::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
     fail(kStageDev);
   struct Node {

@@ -40,6 +40,10 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   if (!err) return std::move(err).error();
   auto status = base::make_pipe();
   if (!status) return std::move(status).error();
+  // Scripts reopen their output through /dev/stdout (/proc/self/fd/1), which checks the pipe
+  // inode's owner and mode: give the cell's uid the pipes it writes to.
+  for (int fd : {out->write.get(), err->write.get()})
+    if (::fchown(fd, o.uid, o.gid) != 0) return base::sys_error("fchown", "cell output pipe");
   auto devnull = base::open_at(AT_FDCWD, "/dev/null", O_RDONLY);
   if (!devnull) return std::move(devnull).error();
 

@@ -20,7 +20,10 @@ class SeccompProgram {
   const sock_fprog* prog() const { return &prog_; }
   size_t size() const { return insns_.size(); }
 
-  SeccompProgram(SeccompProgram&& o) noexcept : insns_(std::move(o.insns_)) { fix(); }
+  SeccompProgram(SeccompProgram&& o) noexcept : insns_(std::move(o.insns_)) {
+    fix();
+    o.fix();  // the moved-from program must not point into our buffer
+  }
   SeccompProgram& operator=(SeccompProgram&&) = delete;
   SeccompProgram(const SeccompProgram&) = delete;
 
@@ -37,7 +40,8 @@ class SeccompProgram {
 // process reach past its cell (kernel modules, kexec, reboot, mount and the new mount API,
 // namespaces, ptrace and cross-process memory access, bpf, perf_event_open, the kernel keyring,
 // io_uring, userfaultfd, clock and time setting, swap, quotas, handle-based opens, tty input
-// injection) fails with EPERM. Syscalls of other architectures (x32, i386) kill the process.
+// injection) fails with EPERM. clone3 fails with ENOSYS, so libc falls back to clone, whose
+// flags the filter can inspect. Syscalls of other architectures (x32, i386) kill the process.
 const base::Result<SeccompProgram>& default_seccomp_program();
 
 }  // namespace cellos::cells

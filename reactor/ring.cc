@@ -93,10 +93,11 @@ void Ring::write(int fd, std::span<const std::byte> buf, base::Completion& c) {
 
 void Ring::timeout(std::chrono::nanoseconds after, base::Completion& c) {
   auto ns = after.count() < 0 ? 0 : after.count();
+  // The SQE first: taking it may submit (queue full) and clear pending_timespecs_.
+  io_uring_sqe* sqe = next_sqe();
   __kernel_timespec& ts = pending_timespecs_.emplace_back();
   ts.tv_sec = ns / 1000000000;
   ts.tv_nsec = ns % 1000000000;
-  io_uring_sqe* sqe = next_sqe();
   io_uring_prep_timeout(sqe, &ts, 0, 0);
   io_uring_sqe_set_data64(sqe, tag(c));
 }

@@ -107,7 +107,6 @@ int run_command(const RunArgs& args) {
   co.run_id = new_run_id();
   (*sup)->add(std::move(co));
   if (auto r = (*sup)->run_until_idle(); !r) return complain(r.error().message());
-  tree->remove_empty_parents();
 
   if (!outcome) return complain("cell ended without an outcome");
   int status = outcome->exit_status();

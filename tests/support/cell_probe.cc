@@ -111,20 +111,45 @@ int fork_n(int n) {
 }
 
 // Leaves a session leader behind that outlives its parent, as a daemonizing build step would.
+// The daemon carries `marker` as its argv[0] so tests can find it on the host; the probe
+// prints "daemonized" only once the daemon is seen running.
 int daemonize(const char* marker) {
-  pid_t p = fork();
-  if (p == 0) {
+  int p[2];
+  if (pipe(p) != 0) return 1;
+  pid_t mid = fork();
+  if (mid == 0) {
     setsid();
-    if (fork() == 0) {
-      execl("/bin/sleep", "sleep", "1000", marker, static_cast<char*>(nullptr));
+    pid_t d = fork();
+    if (d == 0) {
+      close(p[0]);
+      close(p[1]);
+      execl("/bin/sleep", marker, "1000", static_cast<char*>(nullptr));
       _exit(1);
     }
+    (void)!write(p[1], &d, sizeof d);
     _exit(0);
   }
-  waitpid(p, nullptr, 0);
-  std::printf("daemonized\n");
-  std::fflush(stdout);
-  return 0;
+  close(p[1]);
+  pid_t daemon = -1;
+  if (read(p[0], &daemon, sizeof daemon) != sizeof daemon) return 1;
+  waitpid(mid, nullptr, 0);
+  char path[64], cmd[256];
+  std::snprintf(path, sizeof path, "/proc/%d/cmdline", daemon);
+  for (int i = 0; i < 500; ++i) {  // until the exec has happened
+    FILE* f = std::fopen(path, "r");
+    if (f == nullptr) return 1;
+    size_t n = std::fread(cmd, 1, sizeof cmd - 1, f);
+    std::fclose(f);
+    cmd[n] = '\0';
+    if (std::strcmp(cmd, marker) == 0) {
+      std::printf("daemonized\n");
+      std::fflush(stdout);
+      return 0;
+    }
+    usleep(2000);
+  }
+  std::printf("daemon did not start\n");
+  return 1;
 }
 
 int write_file(const char* path) {

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -130,6 +131,14 @@ Fleet::Fleet(const std::string& extra_toml) {
   write_text(config_, toml);
 }
 
+Fleet::~Fleet() {
+  for (const char* h : {"unified", "memory", "pids", "cpu"}) {
+    const std::string root = std::string("/sys/fs/cgroup/") + h + "/cellos";
+    ::rmdir((root + "/" + host_id_).c_str());
+    ::rmdir(root.c_str());  // only if no other fleet uses it
+  }
+}
+
 RunResult Fleet::run(const std::string& spec_json, const std::vector<std::string>& extra,
                      int timeout_s) const {
   std::vector<std::string> argv{CELLOS_REACTOR_BIN, "run", "-", "--config", config_};
@@ -168,6 +177,7 @@ std::vector<int> processes_with(const std::string& marker) {
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
     std::ifstream in(e.path() / "cmdline", std::ios::binary);
     std::string cmd((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::replace(cmd.begin(), cmd.end(), '\0', ' ');  // arguments are NUL-separated
     if (cmd.find(marker) != std::string::npos && std::stoi(name) != ::getpid())
       pids.push_back(std::stoi(name));
   }

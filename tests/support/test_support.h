@@ -53,6 +53,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
 class Fleet {
  public:
   explicit Fleet(const std::string& extra_toml = "");
+  // Removes the fleet's cgroup parents (cellos/<host id>), which `run` keeps for the next cell.
+  ~Fleet();
   const std::string& config_path() const { return config_; }
   const std::string& state_dir() const { return state_; }
   const std::string& events_path() const { return events_; }
