@@ -66,24 +66,27 @@ Result<void> write_file_at(int dirfd, const std::string& path, std::string_view 
   return ok();
 }
 
-Result<std::string> read_file_at(int dirfd, const std::string& path, size_t limit) {
-  auto fd = open_at(dirfd, path, O_RDONLY);
-  if (!fd) return std::move(fd).error();
+Result<std::string> read_fd(int fd, const std::string& what, size_t limit) {
   std::string out;
   char buf[8192];
   for (;;) {
-    ssize_t n = ::read(fd->get(), buf, sizeof buf);
+    ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return sys_error("read", "\"" + path + "\"");
+      return sys_error("read", what);
     }
     if (n == 0) break;
     if (out.size() + static_cast<size_t>(n) > limit)
-      return Error{EFBIG, "read", "\"" + path + "\"",
-                   "larger than " + std::to_string(limit) + " bytes", {}};
+      return Error{EFBIG, "read", what, "larger than " + std::to_string(limit) + " bytes", {}};
     out.append(buf, static_cast<size_t>(n));
   }
   return out;
+}
+
+Result<std::string> read_file_at(int dirfd, const std::string& path, size_t limit) {
+  auto fd = open_at(dirfd, path, O_RDONLY);
+  if (!fd) return std::move(fd).error();
+  return read_fd(fd->get(), "\"" + path + "\"", limit);
 }
 
 }  // namespace cellos::base

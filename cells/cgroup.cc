@@ -28,7 +28,11 @@ Result<void> write_knob(const std::string& dir, const std::string& name, const s
   if (fd < 0) return base::sys_error("open", "cgroup \"" + path + "\"");
   base::Fd guard(fd);
   ssize_t n = ::write(fd, v.data(), v.size());
-  if (n < 0) return base::sys_error("write " + v, "cgroup \"" + path + "\"");
+  if (n < 0) {
+    auto e = base::sys_error("write", "cgroup \"" + path + "\"");
+    e.detail = "value " + v;
+    return e;
+  }
   return base::ok();
 }
 
@@ -170,15 +174,22 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
       if (::access((d + "/memory.swap.max").c_str(), F_OK) == 0)
         CELLOS_TRY(write_knob(d, "memory.swap.max", "0"));
     } else {
+      // v1 insists on limit <= memsw at every write, and a reused leaf keeps its old memsw:
+      // lift memsw first, set the limit, then bring memsw down to it (no swap past the limit).
+      const bool memsw = ::access((d + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0;
+      if (memsw) CELLOS_TRY(write_knob(d, "memory.memsw.limit_in_bytes", "-1"));
       CELLOS_TRY(write_knob(d, "memory.limit_in_bytes", bytes));
-      if (::access((d + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0)
-        CELLOS_TRY(write_knob(d, "memory.memsw.limit_in_bytes", bytes));
+      if (memsw) CELLOS_TRY(write_knob(d, "memory.memsw.limit_in_bytes", bytes));
     }
     leaf.memory_dir_ = d;
     leaf.memory_v2_ = roots_.memory_v2;
   }
   if (!roots_.pids.empty())
     CELLOS_TRY(write_knob(dir_of(roots_.pids), "pids.max", std::to_string(limits.pids_max + 1)));
+  if (!limits.cpu_max && roots_.cpu_v2) {
+    // The leaf may be reused from a crashed run: clear a quota this cell did not declare.
+    CELLOS_TRY(write_knob(dir_of(roots_.cpu), "cpu.max", "max"));
+  }
   if (limits.cpu_max && !roots_.cpu.empty()) {
     const std::string d = dir_of(roots_.cpu);
     const auto& c = *limits.cpu_max;

@@ -1,6 +1,7 @@
 #include "cells/secrets.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 
 namespace cellos::cells {
 namespace {
@@ -14,14 +15,17 @@ base::Result<std::string> read_secret(const SecretsConfig& secrets, const std::s
   if (secrets.dir.empty())
     return base::value_error(field, key + " is declared but no [secrets] dir is configured");
   const std::string path = secrets.dir + "/" + key;
-  // O_NOFOLLOW: a symlink planted in the secrets dir must not redirect the read.
-  auto fd = base::open_at(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW);
+  // O_NOFOLLOW: a symlink planted in the secrets dir must not redirect the read. O_NONBLOCK and
+  // the regular-file check: a FIFO planted there must not block the reactor thread.
+  auto fd = base::open_at(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   if (!fd) {
     auto e = std::move(fd).error();
     return base::Error{e.err, field, {}, "secret " + key + " unavailable (" + path + ")", {}};
   }
-  auto value = base::read_file_at(AT_FDCWD, "/proc/self/fd/" + std::to_string(fd->get()),
-                                  kMaxSecretBytes);
+  struct stat st{};
+  if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode))
+    return base::value_error(field, "secret " + key + " is not a regular file (" + path + ")");
+  auto value = base::read_fd(fd->get(), path, kMaxSecretBytes);
   if (!value) {
     auto e = std::move(value).error();
     return base::Error{e.err, field, {}, "secret " + key + " unreadable (" + path + ")", {}};

@@ -105,6 +105,8 @@ void Ring::timeout(std::chrono::nanoseconds after, base::Completion& c) {
 void Ring::wait_exit(int pidfd, siginfo_t* info, base::Completion& c) {
   io_uring_sqe* sqe = next_sqe();
   if (!has_waitid_) {
+    // The poll belongs to an internal completion, so cancel(c) cannot reach it: cells never
+    // cancel their exit watch (they kill the cell and let it be reaped).
     io_uring_prep_poll_add(sqe, pidfd, POLLIN);
     io_uring_sqe_set_data64(sqe, tag(*new PollThenWait(pidfd, info, c)));
     return;
@@ -135,7 +137,8 @@ base::Result<unsigned> Ring::run_once() {
     uint64_t data = io_uring_cqe_get_data64(cqe);
     int res = cqe->res;
     io_uring_cqe_seen(&ring_, cqe);
-    if (data != 0) reinterpret_cast<base::Completion*>(data)->complete(res);
+    if (data == 0) continue;  // a cancel request's own CQE: nobody waits for it
+    reinterpret_cast<base::Completion*>(data)->complete(res);
     ++n;
   }
   return n;

@@ -168,12 +168,15 @@ TEST_CASE("cgroup: on pure v2 create_leaf sets memory.swap.max to 0 where the ho
   CHECK(knob(f.dir("unified/cellos/h1/c2/memory.max")) == "1048576");
 }
 
-TEST_CASE("cgroup: create_leaf without cpuMax writes no cpu limit", "[cgroup]") {
+TEST_CASE("cgroup: on pure v2 create_leaf without cpuMax clears any quota a reused leaf had",
+          "[cgroup]") {
   FakeCgroupfs f;
   FakeCgroupfs::pure_v2(f);
   CgroupTree tree = prepare(detect(f), "cellos/h1");
+  std::filesystem::create_directories(f.dir("unified/cellos/h1/c1"));
+  write_text(f.dir("unified/cellos/h1/c1/cpu.max"), "10000 100000");  // left by a crashed run
   CgroupLeaf leaf = create(tree, "c1", CgroupLimits{1 << 20, 5, std::nullopt});
-  CHECK_FALSE(path_exists(f.dir("unified/cellos/h1/c1/cpu.max")));
+  CHECK(knob(f.dir("unified/cellos/h1/c1/cpu.max")) == "max");
   CHECK(knob(f.dir("unified/cellos/h1/c1/pids.max")) == "6");
 }
 
@@ -287,6 +290,20 @@ TEST_CASE("cgroup: on a hybrid host create_leaf writes the v1 knobs and opens on
   for (const auto& fd : leaf.v1_procs()) CHECK(fd.valid());
   leaf.close_v1_procs();
   CHECK(leaf.v1_procs().empty());
+}
+
+TEST_CASE("cgroup: on a hybrid host a cell without cpuMax gets no v1 cpu leaf", "[cgroup]") {
+  FakeCgroupfs f;
+  FakeCgroupfs::hybrid(f);
+  CgroupTree tree = prepare(detect(f), "cellos/h1");
+  for (const char* h : {"memory", "pids"}) {
+    f.mkdir(std::string(h) + "/cellos/h1/c1");
+    write_text(f.dir(std::string(h) + "/cellos/h1/c1/cgroup.procs"), "");
+  }
+  CgroupLeaf leaf = create(tree, "c1", CgroupLimits{1 << 20, 10, std::nullopt});
+  CHECK_FALSE(path_exists(f.dir("cpu,cpuacct/cellos/h1/c1")));
+  CHECK(leaf.v1_procs().size() == 2);  // memory and pids
+  CHECK(knob(f.dir("pids/cellos/h1/c1/pids.max")) == "11");
 }
 
 TEST_CASE("cgroup: on a hybrid host the cpu period is written before the quota", "[cgroup]") {

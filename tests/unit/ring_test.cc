@@ -275,16 +275,17 @@ TEST_CASE("ring: run_once returns the number of completions it dispatched", "[ri
 TEST_CASE("ring: 1000 timeouts on a 256-entry ring all complete with -ETIME, none early",
           "[ring]") {
   // More SQEs than the submission queue holds: queuing them must hand full batches to the
-  // kernel (next_sqe's "SQ full -> submit" path). Durations differ per timeout, so a timespec
-  // that did not stay valid until its SQE was submitted shows up as a timeout firing early
-  // (or late, or -EINVAL) instead of hiding behind an identical neighbour.
+  // kernel (next_sqe's "SQ full -> submit" path). Each timeout is shorter than the one queued
+  // before it, so a timespec that did not stay valid until its SQE was submitted (its memory
+  // reused for a later timeout's) shows up as a timeout firing early, and garbage shows up as
+  // -EINVAL or one that never fires (the next test makes this deterministic).
   constexpr int kCount = 1000;
   std::vector<Recorder> recs(kCount);  // declared before the ring: outlives it
-  std::vector<std::chrono::milliseconds> after(kCount);
+  std::vector<std::chrono::microseconds> after(kCount);
   std::vector<Clock::time_point> queued(kCount);
   auto ring = make_ring(256);
   for (int i = 0; i < kCount; ++i) {
-    after[i] = std::chrono::milliseconds(i % 3 == 0 ? 1 : i % 3 == 1 ? 100 : 50);
+    after[i] = 1ms + (kCount - i) * 100us;  // 101ms down to 1.1ms
     queued[i] = Clock::now();
     ring->timeout(after[i], recs[i]);
   }
@@ -296,7 +297,7 @@ TEST_CASE("ring: 1000 timeouts on a 256-entry ring all complete with -ETIME, non
         for (const auto& r : recs) completed += r.done() ? 1 : 0;
         return completed == kCount;
       },
-      5s);  // every duration is <= 100ms
+      5s);  // every duration is <= 101ms
   int first_pending = -1;
   for (int i = 0; i < kCount && first_pending < 0; ++i)
     if (!recs[i].done()) first_pending = i;
@@ -317,7 +318,7 @@ TEST_CASE("ring: 1000 timeouts on a 256-entry ring all complete with -ETIME, non
     twice += r.results.size() > 1;
     if ((bad_res || is_early) && first_bad.empty())
       first_bad = "timeout #" + std::to_string(i) + " (" + std::to_string(after[i].count()) +
-                  "ms) res=" + std::to_string(r.res()) + " after " +
+                  "us) res=" + std::to_string(r.res()) + " after " +
                   std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(
                                      r.at - queued[i]).count()) + "us";
   }
@@ -325,6 +326,35 @@ TEST_CASE("ring: 1000 timeouts on a 256-entry ring all complete with -ETIME, non
   CHECK(wrong_result == 0);
   CHECK(early == 0);
   CHECK(twice == 0);
+}
+
+TEST_CASE("ring: a timeout queued when the submission queue is full keeps its own duration",
+          "[ring]") {
+  // 256 short timeouts fill the SQ; the 257th, long one forces next_sqe to submit the batch
+  // while it is being queued. The long one must still wait its own 300ms: its timespec has to
+  // stay valid until its own SQE reaches the kernel, whatever happens to the batch before it.
+  constexpr int kBefore = 256;
+  std::vector<Recorder> shorts(kBefore);  // declared before the ring: outlive it
+  Recorder long_one;
+  auto ring = make_ring(256);
+  for (int i = 0; i < kBefore; ++i) ring->timeout(1ms, shorts[i]);
+  const auto queued = Clock::now();
+  ring->timeout(300ms, long_one);
+  // Heap churn before the long one's SQE is submitted: blocks of the size the ring's timespec
+  // deque allocates, filled with 1ms timespecs. If the ring had freed the long one's timespec,
+  // this reuses (or malloc's free-list metadata clobbers) it, so the bug shows deterministically
+  // as an early fire or -EINVAL instead of depending on the heap layout.
+  std::vector<std::vector<__kernel_timespec>> churn;
+  for (int i = 0; i < 64; ++i) churn.emplace_back(32, __kernel_timespec{0, 1000000});
+  for (int i = 0; i < 16; ++i) churn.emplace_back(64, __kernel_timespec{0, 1000000});
+
+  const bool fired = run_until(*ring, [&] { return long_one.done(); }, 5s);
+  const auto waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(long_one.at - queued).count();
+  INFO("long timeout: res=" << long_one.res() << " after " << waited << "ms");
+  REQUIRE(fired);  // a garbage timespec never fires (or fails with -EINVAL)
+  CHECK(long_one.res() == -ETIME);
+  CHECK(long_one.at - queued >= 299ms);  // a reused timespec fires after 1ms
 }
 
 }  // namespace

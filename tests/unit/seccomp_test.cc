@@ -168,6 +168,24 @@ TEST_CASE("the default filter is built once and fits the kernel's program limit"
   CHECK(a.value().prog()->len == a.value().size());
 }
 
+TEST_CASE("the embedded filter is exactly what libseccomp builds from the policy now",
+          "[seccomp]") {
+  const auto& embedded = default_seccomp_program();
+  auto fresh = cellos::cells::build_default_seccomp_program();
+  REQUIRE(embedded.ok());
+  REQUIRE(fresh.ok());
+  REQUIRE(embedded->size() == fresh->size());
+  for (size_t i = 0; i < fresh->size(); ++i) {
+    const sock_filter& a = embedded->prog()->filter[i];
+    const sock_filter& b = fresh->prog()->filter[i];
+    INFO("instruction " << i);
+    CHECK(a.code == b.code);
+    CHECK(a.jt == b.jt);
+    CHECK(a.jf == b.jf);
+    CHECK(a.k == b.k);
+  }
+}
+
 TEST_CASE("the default filter refuses unshare with EPERM", "[seccomp]") {
   check_refused([] { return result_of(::unshare(CLONE_NEWNS)); }, EPERM);
 }
