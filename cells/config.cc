@@ -58,20 +58,9 @@ std::string child(const std::string& path, std::string_view key) {
   return path.empty() ? k : path + "." + k;
 }
 
-// Same rule as spec paths: compared as text, so no empty, "." or ".." components and no
-// trailing '/'. "/" itself only where the caller allows it (an allow-prefix of everything).
+// Spec paths' rule; "/" itself only where the caller allows it (an allow-prefix of everything).
 bool is_normalized_absolute(std::string_view p, bool allow_root) {
-  if (p == "/") return allow_root;
-  if (p.size() < 2 || p[0] != '/' || p.back() == '/') return false;
-  if (p.find('\0') != std::string_view::npos) return false;
-  size_t start = 1;
-  while (start <= p.size()) {
-    size_t end = std::min(p.find('/', start), p.size());
-    std::string_view part = p.substr(start, end - start);
-    if (part.empty() || part == "." || part == "..") return false;
-    start = end + 1;
-  }
-  return true;
+  return p == "/" ? allow_root : cells::is_normalized_absolute(p);
 }
 
 std::string default_host_id() {

@@ -226,21 +226,6 @@ Result<void> read_string_array(const Json& v, const std::string& path,
 // ---------------------------------------------------------------------------------------------
 // Value rules
 
-// "/a/b" yes; "a/b", "/a//b", "/a/./b", "/a/../b", "/a/" no. A normalized path is compared by
-// its text without resolving anything, so `..` could otherwise step out of an allowed prefix.
-bool is_normalized_absolute(std::string_view p) {
-  if (p.size() < 2 || p[0] != '/' || p.back() == '/') return false;
-  if (p.find('\0') != std::string_view::npos) return false;
-  size_t start = 1;
-  while (start <= p.size()) {
-    size_t end = std::min(p.find('/', start), p.size());
-    std::string_view part = p.substr(start, end - start);
-    if (part.empty() || part == "." || part == "..") return false;
-    start = end + 1;
-  }
-  return true;
-}
-
 // True when `path` is `dir` or lies below it, by whole components ("/usr/binx" is not below
 // "/usr/bin"). `dir` "/" contains everything.
 bool is_within(std::string_view path, std::string_view dir) {
@@ -591,6 +576,19 @@ bool is_env_name(std::string_view name) {
   if (name.empty() || is_digit(static_cast<unsigned char>(name[0]))) return false;
   return std::all_of(name.begin(), name.end(),
                      [](unsigned char c) { return is_alnum(c) || c == '_'; });
+}
+
+bool is_normalized_absolute(std::string_view p) {
+  if (p.size() < 2 || p[0] != '/' || p.back() == '/') return false;
+  if (p.find('\0') != std::string_view::npos) return false;
+  size_t start = 1;
+  while (start <= p.size()) {
+    size_t end = std::min(p.find('/', start), p.size());
+    std::string_view part = p.substr(start, end - start);
+    if (part.empty() || part == "." || part == "..") return false;
+    start = end + 1;
+  }
+  return true;
 }
 
 }  // namespace cellos::cells

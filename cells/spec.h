@@ -63,6 +63,11 @@ base::Result<void> check_policy(const Spec& spec, const PolicyConfig& policy);
 // '.' or '-'. Used for spec.id and host.id, which both become directory names.
 bool is_portable_segment(std::string_view id);
 
+// "/a/b" yes; "/", "a/b", "/a//b", "/a/./b", "/a/../b", "/a/" no. Paths from specs and
+// fleet.toml are compared as text without resolving anything, so `..` must not be able to step
+// out of an allowed prefix.
+bool is_normalized_absolute(std::string_view path);
+
 // True for a valid environment variable name: [A-Za-z_][A-Za-z0-9_]*.
 bool is_env_name(std::string_view name);
 
