@@ -97,7 +97,6 @@ void Cell::start() {
   lo.gid = host_.config->policy.run_as_gid;
   lo.cgroup_v2_dirfd = leaf_->v2_dirfd();
   for (const auto& fd : leaf_->v1_procs()) lo.v1_procs.push_back(fd.get());
-  lo.seccomp = host_.seccomp;
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = launch(lo);
   if (!launched) return fail_setup(launched.error().message());

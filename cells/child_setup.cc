@@ -24,10 +24,11 @@
 namespace cellos::cells {
 namespace {
 
-// Fixed descriptor numbers inside the cell's init. 0-2 are the command's stdio, so the command
-// inherits them as they are; the others are close-on-exec.
+// Fixed descriptor numbers in the cell. 0-2 are the command's stdio, inherited as they are;
+// 3 is the status pipe, kept across the exec into the init; the rest are close-on-exec.
 constexpr int kStatusFd = 3;
-constexpr int kFirstV1Fd = 4;
+constexpr int kInitFd = 4;
+constexpr int kFirstV1Fd = 5;
 
 // Where init builds a replacement root when the workspace's top-level directory is missing on
 // the host: a directory that exists on every Linux host and gets a fresh tmpfs anyway.
@@ -48,14 +49,16 @@ constexpr const char* kStagingDir = "/tmp";
 // Moves the plan's descriptors to 0..3 and 4.., then closes everything else the reactor had
 // open (other cells' pipes, the ring, the event log): a cell inherits nothing but its own.
 void place_fds(const ChildPlan& p) {
-  int src[4 + 8];
-  int n = 4 + p.n_v1_procs;
+  constexpr int kFixed = kFirstV1Fd;
+  int src[kFixed + 8];
+  int n = kFixed + p.n_v1_procs;
   if (p.n_v1_procs > 8) _exit(125);
   src[0] = p.stdin_fd;
   src[1] = p.stdout_fd;
   src[2] = p.stderr_fd;
-  src[3] = p.status_fd;
-  for (int i = 0; i < p.n_v1_procs; ++i) src[4 + i] = p.v1_procs[i];
+  src[kStatusFd] = p.status_fd;
+  src[kInitFd] = p.init_fd;
+  for (int i = 0; i < p.n_v1_procs; ++i) src[kFirstV1Fd + i] = p.v1_procs[i];
   // Lift every source above the target range first, so no dup2 below clobbers a source.
   for (int i = 0; i < n; ++i) {
     src[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 64);
@@ -63,7 +66,8 @@ void place_fds(const ChildPlan& p) {
   }
   for (int i = 0; i < n; ++i)
     if (::dup2(src[i], i) < 0) _exit(125);
-  for (int i = kStatusFd; i < n; ++i) ::fcntl(i, F_SETFD, FD_CLOEXEC);
+  // Only 0-3 cross into the init; execveat still reaches the init binary through fd 4.
+  for (int i = kInitFd; i < n; ++i) ::fcntl(i, F_SETFD, FD_CLOEXEC);
   if (::close_range(static_cast<unsigned>(n), ~0U, 0) != 0) fail(kStageFds);
 }
 
@@ -279,72 +283,6 @@ void make_mounts(const ChildPlan& p) {
     fail(kStageProc);
 }
 
-// Shared between init and the command it spawns with CLONE_VM|CLONE_VFORK: init sleeps until
-// the command has exec'd or exited, then reads what the command left here.
-struct CommandShared {
-  const ChildPlan* plan;
-  int32_t stage;
-  int err;
-};
-
-// Raw syscalls: this runs on init's memory with init suspended, so nothing here may take a
-// libc lock or rely on libc's per-thread state beyond errno.
-int drop_privileges(const ChildPlan& p, int32_t* stage) {
-  *stage = kStageCapabilities;
-  // Keep-caps off and locked, no ambient raise, and root gets no capabilities back on exec.
-  if (::prctl(PR_SET_SECUREBITS, SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED |
-                                     SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
-                                     SECBIT_NO_CAP_AMBIENT_RAISE |
-                                     SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED) != 0)
-    return errno;
-  for (int cap = 0; cap <= p.cap_last_cap; ++cap)
-    if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
-  if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) return errno;
-
-  *stage = kStageCredentials;
-  if (::syscall(SYS_setgroups, 0, nullptr) != 0) return errno;
-  if (::syscall(SYS_setresgid, p.gid, p.gid, p.gid) != 0) return errno;
-  // With keep-caps off, leaving uid 0 clears the permitted and effective sets.
-  if (::syscall(SYS_setresuid, p.uid, p.uid, p.uid) != 0) return errno;
-
-  *stage = kStageCapabilities;
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};  // inheritable too: setuid does not clear it
-  if (::syscall(SYS_capset, &hdr, data) != 0) return errno;
-
-  *stage = kStageNoNewPrivs;
-  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return errno;
-  return 0;
-}
-
-int command_main(void* arg) {
-  auto* sh = static_cast<CommandShared*>(arg);
-  const ChildPlan& p = *sh->plan;
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  // The reactor ignores SIGPIPE; an ignored disposition survives exec, and a build expects the
-  // default (a writer to a closed pipe dies).
-  struct sigaction dfl{};
-  dfl.sa_handler = SIG_DFL;
-  ::sigaction(SIGPIPE, &dfl, nullptr);
-  ::umask(022);
-
-  if (int err = drop_privileges(p, &sh->stage); err != 0) {
-    sh->err = err;
-    _exit(125);
-  }
-  sh->stage = kStageSeccomp;
-  if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, p.seccomp) != 0) {
-    sh->err = errno;
-    _exit(125);
-  }
-  sh->stage = kStageExec;
-  ::execve(p.argv[0], const_cast<char* const*>(p.argv), const_cast<char* const*>(p.envp));
-  sh->err = errno;
-  _exit(127);
-}
-
 }  // namespace
 
 const char* child_stage_name(int32_t stage) {
@@ -361,6 +299,7 @@ const char* child_stage_name(int32_t stage) {
     case kStageHostname: return "set the hostname";
     case kStageLoopback: return "bring up loopback";
     case kStageChdir: return "enter the workspace";
+    case kStageInit: return "start the cell's init";
     case kStageSpawn: return "spawn the command";
     case kStageCredentials: return "switch to the unprivileged uid/gid";
     case kStageCapabilities: return "drop capabilities";
@@ -371,10 +310,11 @@ const char* child_stage_name(int32_t stage) {
   }
 }
 
-void cell_init_main(const ChildPlan& p) {
+void cell_setup_main(const ChildPlan& p) {
   place_fds(p);
   join_v1_cgroups(p);
-  // Init outlives nothing it supervises: if the reactor dies, the cell dies with it.
+  // The init outlives nothing it supervises: if the reactor dies, the cell dies with it. The
+  // setting survives the exec below (the init binary is not set-uid).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   make_mounts(p);
   if (::sethostname(p.hostname, std::strlen(p.hostname)) != 0) fail(kStageHostname);
@@ -383,38 +323,10 @@ void cell_init_main(const ChildPlan& p) {
     fail(kStageLoopback);
   }
   if (::chdir(p.workdir) != 0) fail(kStageChdir);
-
-  CommandShared sh{&p, kStageSpawn, 0};
-  alignas(16) static char stack[64 * 1024];  // init's own copy: the clone3 child is a fork
-  pid_t cmd = ::clone(command_main, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &sh);
-  if (cmd < 0) fail(kStageSpawn);
-  if (sh.err != 0) {
-    // The command has exited; reap it so it does not linger as a zombie while we report.
-    ::waitpid(cmd, nullptr, 0);
-    report_and_exit(sh.stage == kStageExec ? ChildStatus::kExecFailed : ChildStatus::kSetupFailed,
-                    sh.stage, sh.err);
-  }
-  ChildStatus started;
-  started.kind = ChildStatus::kStarted;
-  (void)::write(kStatusFd, &started, sizeof started);
-  // The pipes now belong to the command: their EOF must mean the command's side closed them.
-  ::close(0);
-  ::close(1);
-  ::close(2);
-  for (;;) {
-    int st = 0;
-    pid_t r = ::waitpid(-1, &st, __WALL);
-    if (r < 0 && errno == EINTR) continue;
-    if (r == cmd || r < 0) {
-      ChildStatus done;
-      done.kind = ChildStatus::kExited;
-      done.wait_status = st;
-      if (r < 0) done.kind = ChildStatus::kSetupFailed, done.stage = kStageSpawn, done.err = errno;
-      (void)::write(kStatusFd, &done, sizeof done);
-      // Leaving takes the rest of the pid namespace down: orphans of the command die here.
-      _exit(0);
-    }
-  }
+  // Become the cell's init: a fresh image, so the reactor's memory is released to it and none
+  // of it (other cells' environments included) is left in the cell.
+  ::syscall(SYS_execveat, kInitFd, "", p.init_argv, p.envp, AT_EMPTY_PATH);
+  fail(kStageInit);
 }
 
 }  // namespace cellos::cells

@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cells/cell_init.h"
 #include "cells/child_setup.h"
 
 namespace cellos::cells {
@@ -29,11 +30,55 @@ std::vector<const char*> c_strings(const std::vector<std::string>& v) {
   return out;
 }
 
+int setup_entry(void* plan) { cell_setup_main(*static_cast<const ChildPlan*>(plan)); }
+
+// The child's stack. One is enough: with CLONE_VFORK the reactor's only thread waits until the
+// child has exec'd, so no two children ever run on it at once.
+alignas(64) char g_child_stack[128 * 1024];
+
+#if defined(__x86_64__)
+// clone3 with a new stack needs the child to start in a function of its own: the child must not
+// return through the caller's frames, which belong to the (waiting) parent. glibc 2.36 offers no
+// clone3 wrapper, so this is the few instructions posix_spawn's own clone3 path uses.
+long clone3_call(clone_args* args, int (*fn)(void*), void* arg) {
+  long ret;
+  register void* fn_reg asm("r12") = reinterpret_cast<void*>(fn);
+  register void* arg_reg asm("r13") = arg;
+  asm volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xor %%ebp, %%ebp\n\t"  // end of the frame chain for debuggers
+      "mov %%r13, %%rdi\n\t"
+      "call *%%r12\n\t"
+      "mov %%eax, %%edi\n\t"
+      "mov %[exit], %%eax\n\t"
+      "syscall\n\t"
+      "ud2\n\t"
+      "1:\n\t"
+      : "=a"(ret)
+      : "a"(SYS_clone3), "D"(args), "S"(sizeof *args), "r"(fn_reg), "r"(arg_reg),
+        [exit] "i"(SYS_exit)
+      : "rcx", "r11", "memory");
+  return ret;
+}
+constexpr bool kShareMemory = true;
+#else
+// Elsewhere: a fork-like clone3 (the child gets a copy of the reactor's memory).
+long clone3_call(clone_args* args, int (*fn)(void*), void* arg) {
+  long pid = ::syscall(SYS_clone3, args, sizeof *args);
+  if (pid == 0) _exit(fn(arg));
+  return pid < 0 ? -errno : pid;
+}
+constexpr bool kShareMemory = false;
+#endif
+
 }  // namespace
 
 base::Result<Launched> launch(const LaunchOptions& o) {
-  if (o.seccomp == nullptr) return base::value_error("launch", "no seccomp program");
   if (o.v1_procs.size() > 8) return base::value_error("launch", "too many v1 hierarchies");
+  const auto& init = cell_init_binary();
+  if (!init.ok()) return init.error();
   auto out = base::make_pipe();
   if (!out) return std::move(out).error();
   auto err = base::make_pipe();
@@ -48,21 +93,23 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   if (!devnull) return std::move(devnull).error();
 
   // Everything the child reads is built here, before clone: the child only makes syscalls.
-  const auto argv = c_strings(o.argv);
+  std::vector<std::string> init_args{kCellInitName, std::to_string(o.uid), std::to_string(o.gid),
+                                     std::to_string(cap_last_cap()), "--"};
+  init_args.insert(init_args.end(), o.argv.begin(), o.argv.end());
+  const auto init_argv = c_strings(init_args);
   const auto envp = c_strings(o.env);
   ChildPlan plan;
-  plan.argv = argv.data();
+  plan.init_argv = init_argv.data();
   plan.envp = envp.data();
   plan.workdir = o.workdir.c_str();
   plan.hostname = o.hostname.c_str();
   plan.uid = o.uid;
   plan.gid = o.gid;
-  plan.cap_last_cap = cap_last_cap();
-  plan.seccomp = o.seccomp->prog();
   plan.stdin_fd = devnull->get();
   plan.stdout_fd = out->write.get();
   plan.stderr_fd = err->write.get();
   plan.status_fd = status->write.get();
+  plan.init_fd = init->get();
   plan.v1_procs = o.v1_procs.data();
   plan.n_v1_procs = static_cast<int>(o.v1_procs.size());
 
@@ -70,12 +117,16 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   clone_args args{};
   args.flags = CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
                CLONE_NEWUTS | CLONE_NEWNET;
+  if (kShareMemory) {
+    args.flags |= CLONE_VM | CLONE_VFORK;
+    args.stack = reinterpret_cast<uint64_t>(g_child_stack);
+    args.stack_size = sizeof g_child_stack;
+  }
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   args.cgroup = static_cast<uint64_t>(o.cgroup_v2_dirfd);
-  long pid = ::syscall(SYS_clone3, &args, sizeof args);
-  if (pid < 0) return base::sys_error("clone3", "cell " + o.hostname);
-  if (pid == 0) cell_init_main(plan);  // never returns
+  long pid = clone3_call(&args, setup_entry, &plan);
+  if (pid < 0) return base::sys_error("clone3", "cell " + o.hostname, static_cast<int>(-pid));
 
   Launched l;
   l.pid = static_cast<pid_t>(pid);

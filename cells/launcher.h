@@ -1,5 +1,6 @@
-// The launcher: clone3 into new namespaces and a cgroup, with the child set up by
-// cell_init_main (child_setup.h).
+// The launcher: clone3 into new namespaces and a cgroup. The child is set up by
+// cell_setup_main (child_setup.h), then becomes the cell's init (cell_init.h), which runs the
+// command under the default seccomp filter (seccomp.h).
 #pragma once
 
 #include <sys/types.h>
@@ -8,7 +9,6 @@
 #include <vector>
 
 #include "base/fd.h"
-#include "cells/seccomp.h"
 
 namespace cellos::cells {
 
@@ -21,7 +21,6 @@ struct LaunchOptions {
   gid_t gid = 65534;
   int cgroup_v2_dirfd = -1;              // CLONE_INTO_CGROUP target
   std::vector<int> v1_procs;             // cgroup.procs of each v1 leaf (not owned)
-  const SeccompProgram* seccomp = nullptr;
 };
 
 // What the parent keeps of a launched cell.

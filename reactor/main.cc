@@ -2,10 +2,13 @@
 // parses flags (CLI11) and dispatches.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <string_view>
+#include <unistd.h>
 
 #include "reactor/run_command.h"
 
 int main(int argc, char** argv) {
+
   CLI::App app{"cellos-reactor: runs untrusted CI commands as isolated cells"};
   app.require_subcommand(0, 1);
   std::string serve_config;

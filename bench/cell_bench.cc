@@ -1,0 +1,173 @@
+// cell_bench: what one isolated /bin/true costs inside a running reactor, without process
+// start-up. The companion of spawn_bench, which measures whole `cellos-reactor run` commands.
+//
+//   cell_bench [-n 500] [--warmup 20] [--csv FILE]
+//
+// Interleaves, in one process, N rounds of:
+//   floor    clone3(CLONE_PIDFD | NEWNS | NEWPID | NEWIPC | NEWUTS | NEWNET), exec /bin/true,
+//            waitid(P_PIDFD): the kernel's floor, as spawn_floor does it
+//   reactor  one cell through the reactor (Supervisor::add + run_until_idle): lock, events,
+//            cgroup leaf with limits, clone3 into the cgroup, the cell's init and mounts,
+//            credentials, seccomp, exec, reap, teardown
+// and prints the median and p99 of each and their ratio. The difference is what the isolation
+// and supervision cost per cell, which is what a fleet daemon pays for every cell it runs.
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cells/cgroup.h"
+#include "cells/config.h"
+#include "cells/seccomp.h"
+#include "reactor/supervisor.h"
+#include "sinks/jsonl_sink.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+bool floor_once() {
+  int pidfd = -1;
+  clone_args args{};
+  args.flags = CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+               CLONE_NEWNET;
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid < 0) return false;
+  if (pid == 0) {
+    char* const argv[] = {const_cast<char*>("/bin/true"), nullptr};
+    char* const envp[] = {nullptr};
+    ::execve(argv[0], argv, envp);
+    ::_exit(127);
+  }
+  siginfo_t info{};
+  int rc;
+  do rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED);
+  while (rc < 0 && errno == EINTR);
+  ::close(pidfd);
+  return rc == 0 && info.si_code == CLD_EXITED && info.si_status == 0;
+}
+
+struct Stats {
+  double median, p99, mean;
+};
+
+Stats stats(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  double sum = 0;
+  for (double x : v) sum += x;
+  return {v[v.size() / 2], v[std::min(v.size() - 1, v.size() * 99 / 100)], sum / v.size()};
+}
+
+int fail(const std::string& what) {
+  std::fprintf(stderr, "cell_bench: %s\n", what.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n = 500, warmup = 20;
+  std::string csv;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-n" && i + 1 < argc) n = std::atoi(argv[++i]);
+    else if (a == "--warmup" && i + 1 < argc) warmup = std::atoi(argv[++i]);
+    else if (a == "--csv" && i + 1 < argc) csv = argv[++i];
+    else return fail("usage: cell_bench [-n N] [--warmup N] [--csv FILE]");
+  }
+  if (n < 1) return fail("-n must be >= 1");
+
+  char tmpl[] = "/tmp/cellos-cell-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) return fail("mkdtemp failed");
+  const std::string dir = tmpl;
+  cellos::cells::Config config = cellos::cells::default_config();
+  config.host.id = "bench-inproc";
+  config.host.state_dir = dir + "/state";
+  std::filesystem::create_directories(config.host.state_dir);
+
+  auto roots = cellos::cells::detect_cgroup_roots();
+  if (!roots) return fail(roots.error().message());
+  auto tree = cellos::cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config.host.id);
+  if (!tree) return fail(tree.error().message());
+  auto sink = cellos::sinks::JsonlSink::open("/dev/null", config.host.id);
+  if (!sink) return fail(sink.error().message());
+  const auto& seccomp = cellos::cells::default_seccomp_program();
+  if (!seccomp.ok()) return fail(seccomp.error().message());
+
+  int failures = 0;
+  cellos::reactor::SupervisorOptions so;
+  so.config = &config;
+  so.events = sink->get();
+  so.cgroups = &*tree;
+  so.seccomp = &seccomp.value();
+  so.on_cell_done = [&](const cellos::cells::Cell& c) {
+    if (c.outcome().exit_status() != 0) ++failures;
+  };
+  auto sup = cellos::reactor::Supervisor::create(std::move(so));
+  if (!sup) return fail(sup.error().message());
+
+  auto cell_once = [&](int i) {
+    cellos::cells::CellOptions co;
+    co.spec.id = "bench-" + std::to_string(i);
+    co.spec.run.argv = {"/bin/true"};
+    co.env = {"PATH=/usr/local/bin:/usr/bin:/bin"};
+    co.run_id = "bench";
+    (*sup)->add(std::move(co));
+    return (*sup)->run_until_idle().ok();
+  };
+
+  std::vector<double> floor_ms, cell_ms;
+  for (int i = 0; i < warmup + n; ++i) {
+    // Alternate which goes first, so drift and teardown spill-over fall on both alike.
+    double f = 0, c = 0;
+    for (int k = 0; k < 2; ++k) {
+      auto t0 = Clock::now();
+      if ((i + k) % 2 == 0) {
+        if (!floor_once()) return fail("floor: clone3/exec/waitid failed");
+        f = ms_since(t0);
+      } else {
+        if (!cell_once(i)) return fail("reactor: the ring failed");
+        c = ms_since(t0);
+      }
+    }
+    if (failures != 0) return fail("reactor: a cell did not exit 0 (run cellos-reactor run to see why)");
+    if (i >= warmup) floor_ms.push_back(f), cell_ms.push_back(c);
+  }
+  std::filesystem::remove_all(dir);
+  tree->remove_empty_parents();
+
+  auto fs = stats(floor_ms), cs = stats(cell_ms);
+  std::printf("cell_bench: %d isolated /bin/true per row, in one process, interleaved\n\n", n);
+  std::printf("%-8s %10s %10s %10s\n", "row", "median ms", "p99 ms", "mean ms");
+  std::printf("%-8s %10.3f %10.3f %10.3f\n", "floor", fs.median, fs.p99, fs.mean);
+  std::printf("%-8s %10.3f %10.3f %10.3f\n", "reactor", cs.median, cs.p99, cs.mean);
+  std::printf("\nreactor/floor median %6.2f   (per-cell cost of isolation and supervision)\n",
+              cs.median / fs.median);
+  std::printf("reproduce: %s -n %d --warmup %d\n", argv[0], n, warmup);
+  if (!csv.empty()) {
+    std::ofstream out(csv);
+    out << "row,iteration,ms\n";
+    for (size_t i = 0; i < floor_ms.size(); ++i)
+      out << "floor," << i << "," << floor_ms[i] << "\nreactor," << i << "," << cell_ms[i] << "\n";
+  }
+  return 0;
+}
