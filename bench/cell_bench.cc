@@ -31,7 +31,6 @@
 
 #include "cells/cgroup.h"
 #include "cells/config.h"
-#include "cells/seccomp.h"
 #include "reactor/supervisor.h"
 #include "sinks/jsonl_sink.h"
 
@@ -110,15 +109,12 @@ int main(int argc, char** argv) {
   if (!tree) return fail(tree.error().message());
   auto sink = cellos::sinks::JsonlSink::open("/dev/null", config.host.id);
   if (!sink) return fail(sink.error().message());
-  const auto& seccomp = cellos::cells::default_seccomp_program();
-  if (!seccomp.ok()) return fail(seccomp.error().message());
 
   int failures = 0;
   cellos::reactor::SupervisorOptions so;
   so.config = &config;
   so.events = sink->get();
   so.cgroups = &*tree;
-  so.seccomp = &seccomp.value();
   so.on_cell_done = [&](const cellos::cells::Cell& c) {
     if (c.outcome().exit_status() != 0) ++failures;
   };

@@ -24,7 +24,6 @@
 #include "cells/cgroup.h"
 #include "cells/child_setup.h"
 #include "cells/config.h"
-#include "cells/seccomp.h"
 #include "cells/spec.h"
 #include "sinks/events.h"
 
@@ -36,7 +35,6 @@ struct CellHost {
   const Config* config = nullptr;
   sinks::EventSink* events = nullptr;
   const CgroupTree* cgroups = nullptr;
-  const SeccompProgram* seccomp = nullptr;
 };
 
 struct CellOptions {

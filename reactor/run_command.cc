@@ -11,7 +11,7 @@
 #include "cells/cgroup.h"
 #include "cells/config.h"
 #include "cells/secrets.h"
-#include "cells/seccomp.h"
+#include "cells/cell_init.h"
 #include "reactor/supervisor.h"
 #include "sinks/jsonl_sink.h"
 
@@ -88,15 +88,14 @@ int run_command(const RunArgs& args) {
   if (!roots) return complain(roots.error().message());
   auto tree = cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config.host.id);
   if (!tree) return complain(tree.error().message());
-  const auto& seccomp = cells::default_seccomp_program();
-  if (!seccomp.ok()) return complain(seccomp.error().message());
+  // The cell init (with the seccomp filter compiled in) is loaded once, before any cell.
+  if (const auto& init = cells::cell_init_binary(); !init.ok()) return complain(init.error().message());
 
   std::optional<cells::CellOutcome> outcome;
   SupervisorOptions so;
   so.config = &config;
   so.events = sink->get();
   so.cgroups = &*tree;
-  so.seccomp = &seccomp.value();
   so.on_cell_done = [&](const cells::Cell& c) { outcome = c.outcome(); };
   auto sup = Supervisor::create(std::move(so));
   if (!sup) return complain(sup.error().message());

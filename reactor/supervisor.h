@@ -19,7 +19,6 @@ struct SupervisorOptions {
   const cells::Config* config = nullptr;
   sinks::EventSink* events = nullptr;
   const cells::CgroupTree* cgroups = nullptr;
-  const cells::SeccompProgram* seccomp = nullptr;
   // Called for each cell once it has finished, just before it is destroyed.
   std::function<void(const cells::Cell&)> on_cell_done;
 };
