@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/floor_spawn.h"
 #include "cells/cgroup.h"
 #include "cells/config.h"
 #include "reactor/supervisor.h"
@@ -40,29 +41,6 @@ using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-bool floor_once() {
-  int pidfd = -1;
-  clone_args args{};
-  args.flags = CLONE_PIDFD | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-               CLONE_NEWNET;
-  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-  args.exit_signal = SIGCHLD;
-  long pid = ::syscall(SYS_clone3, &args, sizeof args);
-  if (pid < 0) return false;
-  if (pid == 0) {
-    char* const argv[] = {const_cast<char*>("/bin/true"), nullptr};
-    char* const envp[] = {nullptr};
-    ::execve(argv[0], argv, envp);
-    ::_exit(127);
-  }
-  siginfo_t info{};
-  int rc;
-  do rc = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED);
-  while (rc < 0 && errno == EINTR);
-  ::close(pidfd);
-  return rc == 0 && info.si_code == CLD_EXITED && info.si_status == 0;
 }
 
 struct Stats {
@@ -138,7 +116,7 @@ int main(int argc, char** argv) {
     for (int k = 0; k < 2; ++k) {
       auto t0 = Clock::now();
       if ((i + k) % 2 == 0) {
-        if (!floor_once()) return fail("floor: clone3/exec/waitid failed");
+        if (cellos::bench::floor_spawn_once() != 0) return fail("floor: clone3/exec/waitid failed");
         f = ms_since(t0);
       } else {
         if (!cell_once(i)) return fail("reactor: the ring failed");
