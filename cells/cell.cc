@@ -246,6 +246,13 @@ void Cell::decide_outcome() {
     }
     return;
   }
+  if (!command_status_ && exit_.info.si_code == CLD_EXITED && killed_ == KillCause::kNone) {
+    // The setup or the init left without a word (it could not even reach the status pipe).
+    outcome_.reason = R::kSetupFailed;
+    outcome_.error = "cell " + opts_.spec.id + ": the cell's init exited with status " +
+                     std::to_string(exit_.info.si_status) + " before reporting";
+    return;
+  }
   if (killed_ == KillCause::kTimeout) {
     outcome_.reason = R::kTimeout;
     outcome_.signal = SIGKILL;

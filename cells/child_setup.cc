@@ -24,7 +24,7 @@ constexpr int kStatusFd = 3;
 constexpr int kInitFd = 4;
 constexpr int kFirstV1Fd = 5;
 
-// Where init builds a replacement root when the workspace's top-level directory is missing on
+// Where the setup builds a replacement root when the workspace's top-level directory is missing on
 // the host: a directory that exists on every Linux host and gets a fresh tmpfs anyway.
 constexpr const char* kStagingDir = "/tmp";
 
@@ -40,7 +40,7 @@ constexpr const char* kStagingDir = "/tmp";
 
 [[noreturn]] void fail(int32_t stage) { report_and_exit(ChildStatus::kSetupFailed, stage, errno); }
 
-// Moves the plan's descriptors to 0..3 and 4.., then closes everything else the reactor had
+// Moves the plan's descriptors to 0..4 and 5.., then closes everything else the reactor had
 // open (other cells' pipes, the ring, the event log): a cell inherits nothing but its own.
 void place_fds(const ChildPlan& p) {
   constexpr int kFixed = kFirstV1Fd;
