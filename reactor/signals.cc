@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <cstdio>
 #include <cstring>
 
 namespace cellos::reactor {
@@ -21,22 +22,20 @@ base::Result<std::unique_ptr<SignalWatcher>> SignalWatcher::create(base::IoPort&
 }
 
 void SignalWatcher::arm() {
-  in_flight_ = true;
   io_.read(fd_.get(), std::as_writable_bytes(std::span(&info_, 1)), *this);
 }
 
-void SignalWatcher::stop() {
-  stopped_ = true;
-  if (in_flight_) io_.cancel(*this);
-}
-
 void SignalWatcher::complete(int res) {
-  in_flight_ = false;
-  if (stopped_) return;
   if (res == static_cast<int>(sizeof info_)) handler_(static_cast<int>(info_.ssi_signo));
+  if (res < 0 && res != -EINTR && res != -EAGAIN) {
+    // Re-arming a read that fails for good would spin the loop; say so once and stop.
+    std::fprintf(stderr, "cellos-reactor: read(signalfd): %s; SIGINT/SIGTERM no longer heard\n",
+                 std::strerror(-res));
+    return;
+  }
   // The signalfd is blocking on purpose: io_uring then arms a poll and completes the read
   // when a signal is pending, instead of returning -EAGAIN (which O_NONBLOCK would make it do).
-  if (!stopped_) arm();
+  arm();
 }
 
 }  // namespace cellos::reactor

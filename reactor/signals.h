@@ -23,11 +23,7 @@ class SignalWatcher final : public base::Completion {
   // that hit it, not the death of every cell's supervisor).
   static base::Result<std::unique_ptr<SignalWatcher>> create(base::IoPort& io, Handler h);
 
-  // Stop re-arming; the outstanding read is cancelled. The watcher may be destroyed once
-  // idle() is true.
-  void stop();
-  bool idle() const { return !in_flight_; }
-
+  // Destroy it only after the ring that reads for it (Supervisor's teardown order).
   void complete(int res) override;
 
  private:
@@ -39,8 +35,6 @@ class SignalWatcher final : public base::Completion {
   base::Fd fd_;
   Handler handler_;
   signalfd_siginfo info_{};
-  bool in_flight_ = false;
-  bool stopped_ = false;
 };
 
 }  // namespace cellos::reactor

@@ -15,14 +15,12 @@ base::Result<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions o
 }
 
 Supervisor::~Supervisor() {
-  // Cells still here when the reactor is torn down are killed by their destructors; drain the
-  // signal watcher's read so the ring never completes into freed memory.
+  // Cells still here mean the loop failed. The ring goes first: closing it cancels every
+  // operation without dispatching a completion, so nothing can complete into a cell or the
+  // signal watcher after they are freed. Each cell's destructor then kills what it ran.
+  ring_.reset();
+  signals_.reset();
   cells_.clear();
-  if (signals_ && !signals_->idle()) {
-    signals_->stop();
-    while (!signals_->idle() && ring_->run_once().ok()) {
-    }
-  }
 }
 
 void Supervisor::add(cells::CellOptions options) {
