@@ -52,7 +52,7 @@ base::Result<std::unique_ptr<Ring>> Ring::create(const RingOptions& options) {
   }
   if (rc < 0) return base::sys_error("io_uring_queue_init", "", -rc);
   r->initialised_ = true;
-  r->probe();
+  if (options.use_waitid) r->probe();
   return r;
 }
 

@@ -20,6 +20,9 @@ namespace cellos::reactor {
 
 struct RingOptions {
   unsigned entries = 256;
+  // Off: watch child exits with the POLL_ADD fallback even where IORING_OP_WAITID exists, so
+  // the fallback is tested on kernels that never need it.
+  bool use_waitid = true;
 };
 
 class Ring final : public base::IoPort {

@@ -36,8 +36,8 @@ struct Recorder final : base::Completion {
   int res() const { return results.empty() ? 1 << 30 : results.front(); }
 };
 
-std::unique_ptr<Ring> make_ring(unsigned entries = 256) {
-  auto r = Ring::create(RingOptions{entries});
+std::unique_ptr<Ring> make_ring(unsigned entries = 256, bool use_waitid = true) {
+  auto r = Ring::create(RingOptions{entries, use_waitid});
   INFO((r.ok() ? std::string() : r.error().message()));
   REQUIRE(r.ok());
   return std::move(r).value();
@@ -214,7 +214,11 @@ TEST_CASE("ring: has_waitid() is true on this kernel (IORING_OP_WAITID, 6.7+)", 
 
 TEST_CASE("ring: wait_exit on a pidfd completes with 0 and CLD_EXITED + the exit code",
           "[ring]") {
-  auto ring = make_ring();
+  // Both ways of watching an exit: IORING_OP_WAITID, and the POLL_ADD + waitid fallback.
+  const bool use_waitid = GENERATE(true, false);
+  INFO("use_waitid " << use_waitid);
+  auto ring = make_ring(256, use_waitid);
+  CHECK(ring->has_waitid() == use_waitid);
   Child child = spawn_child(42);
   siginfo_t info;
   std::memset(&info, 0xff, sizeof info);
@@ -233,7 +237,9 @@ TEST_CASE("ring: wait_exit on a pidfd completes with 0 and CLD_EXITED + the exit
 }
 
 TEST_CASE("ring: wait_exit reports a SIGKILLed child as CLD_KILLED with signal 9", "[ring]") {
-  auto ring = make_ring();
+  const bool use_waitid = GENERATE(true, false);
+  INFO("use_waitid " << use_waitid);
+  auto ring = make_ring(256, use_waitid);
   Child child = spawn_child(-1);
   siginfo_t info{};
   Recorder w, tick;
