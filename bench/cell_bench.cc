@@ -76,6 +76,11 @@ int main(int argc, char** argv) {
   char tmpl[] = "/tmp/cellos-cell-bench-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return fail("mkdtemp failed");
   const std::string dir = tmpl;
+  // Removed on every way out, failures included.
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() { std::filesystem::remove_all(path); }
+  } remove_dir{dir};
   cellos::cells::Config config = cellos::cells::default_config();
   config.host.id = "bench-inproc";
   config.host.state_dir = dir + "/state";
@@ -126,7 +131,6 @@ int main(int argc, char** argv) {
     if (failures != 0) return fail("reactor: a cell did not exit 0 (run cellos-reactor run to see why)");
     if (i >= warmup) floor_ms.push_back(f), cell_ms.push_back(c);
   }
-  std::filesystem::remove_all(dir);
   tree->remove_empty_parents();
 
   auto fs = stats(floor_ms), cs = stats(cell_ms);

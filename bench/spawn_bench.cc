@@ -298,6 +298,13 @@ class TempDir {
   }
   ~TempDir() {
     if (path_.empty()) return;
+    // `run` keeps its host's cgroup parents for the next cell; the benchmark's host is its own,
+    // so it removes them (rmdir: only if empty, only ours).
+    for (const char* h : {"unified", "memory", "pids", "cpu"}) {
+      const std::string root = std::string("/sys/fs/cgroup/") + h + "/cellos";
+      ::rmdir((root + "/bench").c_str());
+      ::rmdir(root.c_str());
+    }
     std::error_code ec;
     fs::remove_all(path_, ec);
     if (ec)

@@ -6,7 +6,15 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${CELLOS_REACTOR:-$here/../build/cellos-reactor}
 state=$(mktemp -d /var/tmp/cellos-demo-XXXXXX)
-trap 'rm -rf "$state"' EXIT
+# The demo's host is its own: remove its state and the cgroup parents `run` keeps for a host.
+cleanup() {
+  rm -rf "$state"
+  for h in unified memory pids cpu; do
+    rmdir "/sys/fs/cgroup/$h/cellos/demo-host" "/sys/fs/cgroup/$h/cellos" 2>/dev/null
+  done
+  return 0
+}
+trap cleanup EXIT
 mkdir -p "$state/secrets"
 printf 'demo-secret-value\n' > "$state/secrets/DEMO_TOKEN"
 sed -e "s|/var/lib/cellos-reactor/demo|$state|g" "$here/fleet.toml" > "$state/fleet.toml"
