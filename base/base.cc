@@ -1,4 +1,5 @@
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -63,6 +64,18 @@ Result<void> write_file_at(int dirfd, const std::string& path, std::string_view 
   if (n < 0) return sys_error("write", "\"" + path + "\"");
   if (static_cast<size_t>(n) != data.size())
     return Error{EIO, "write", "\"" + path + "\"", "short write", {}};
+  return ok();
+}
+
+Result<void> make_dirs(const std::string& path, unsigned mode) {
+  if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) return ok();
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    std::string cur = path.substr(0, pos);
+    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST)
+      return sys_error("mkdir", "\"" + cur + "\"");
+  }
   return ok();
 }
 

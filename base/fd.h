@@ -53,6 +53,9 @@ Result<Fd> open_at(int dirfd, const std::string& path, int flags, unsigned mode 
 // because cgroup files take a value per write and a short write is an error there.
 Result<void> write_file_at(int dirfd, const std::string& path, std::string_view data);
 
+// mkdir -p: one syscall when the path exists already (the usual case), else each component.
+Result<void> make_dirs(const std::string& path, unsigned mode = 0755);
+
 // Read an open descriptor to EOF (at most `limit` bytes); `what` names it in errors.
 Result<std::string> read_fd(int fd, const std::string& what, size_t limit = 1 << 20);
 

@@ -7,21 +7,9 @@
 
 namespace cellos::cells {
 
-base::Result<void> make_dirs(const std::string& path, unsigned mode) {
-  if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) return base::ok();
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = path.find('/', pos + 1);
-    std::string cur = path.substr(0, pos);
-    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST)
-      return base::sys_error("mkdir", "\"" + cur + "\"");
-  }
-  return base::ok();
-}
-
 base::Result<CellLock> CellLock::acquire(const std::string& state_dir, const std::string& id) {
   const std::string dir = state_dir + "/cells";
-  CELLOS_TRY(make_dirs(dir));
+  CELLOS_TRY(base::make_dirs(dir));
   const std::string path = dir + "/" + id + ".lock";
   for (;;) {
     auto fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);

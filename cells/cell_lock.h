@@ -24,7 +24,4 @@ class CellLock {
   std::string path_;
 };
 
-// mkdir -p for the reactor's own directories (state dir and below).
-base::Result<void> make_dirs(const std::string& path, unsigned mode = 0755);
-
 }  // namespace cellos::cells

@@ -36,20 +36,6 @@ Result<void> write_knob(const std::string& dir, const std::string& name, const s
   return base::ok();
 }
 
-Result<void> mkdir_p(const std::string& path) {
-  // The usual case is that it all exists already: one syscall, not one per ancestor.
-  if (::mkdir(path.c_str(), 0755) == 0 || errno == EEXIST) return base::ok();
-  std::string cur;
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = path.find('/', pos + 1);
-    cur = path.substr(0, pos);
-    if (::mkdir(cur.c_str(), 0755) != 0 && errno != EEXIST)
-      return base::sys_error("mkdir", "cgroup \"" + cur + "\"");
-  }
-  return base::ok();
-}
-
 // A leaf left by a crashed run: empty (nothing populated) and safe to remove.
 bool populated(const std::string& dir) {
   auto procs = base::read_file_at(AT_FDCWD, dir + "/cgroup.procs");
@@ -110,7 +96,7 @@ std::vector<std::string> CgroupTree::hierarchies(bool with_cpu) const {
 
 Result<CgroupTree> CgroupTree::prepare(CgroupRoots roots, std::string parent) {
   CgroupTree t(std::move(roots), std::move(parent));
-  for (const std::string& h : t.hierarchies()) CELLOS_TRY(mkdir_p(h + "/" + t.parent_));
+  for (const std::string& h : t.hierarchies()) CELLOS_TRY(base::make_dirs(h + "/" + t.parent_));
   // Pure v2: a controller reaches a leaf only if every ancestor enables it for its children.
   std::string enable;
   if (t.roots_.memory_v2) enable += "+memory ";

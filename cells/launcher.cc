@@ -89,8 +89,9 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   // inode's owner and mode: give the cell's uid the pipes it writes to.
   for (int fd : {out->write.get(), err->write.get()})
     if (::fchown(fd, o.uid, o.gid) != 0) return base::sys_error("fchown", "cell output pipe");
-  auto devnull = base::open_at(AT_FDCWD, "/dev/null", O_RDONLY);
-  if (!devnull) return std::move(devnull).error();
+  // Every cell's stdin: opened once, shared (reads of /dev/null carry no state).
+  static const base::Result<base::Fd> devnull = base::open_at(AT_FDCWD, "/dev/null", O_RDONLY);
+  if (!devnull.ok()) return devnull.error();
 
   // Everything the child reads is built here, before clone: the child only makes syscalls.
   std::vector<std::string> init_args{kCellInitName, std::to_string(o.uid), std::to_string(o.gid),

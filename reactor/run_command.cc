@@ -64,7 +64,7 @@ int run_command(const RunArgs& args) {
   } catch (const cells::ConfigError& e) {
     return complain(e.what());
   }
-  if (auto r = cells::make_dirs(config.host.state_dir); !r)
+  if (auto r = base::make_dirs(config.host.state_dir); !r)
     return complain("host.state_dir: " + r.error().message());
 
   const std::string events_path = args.events_path.value_or(config.events_path());
