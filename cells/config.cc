@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <initializer_list>
 #include <limits>
@@ -76,11 +77,15 @@ class ConfigParser {
   explicit ConfigParser(const std::string& source) : source_(source) {}
 
   void parse(const toml::table& root, Config& cfg) const {
-    check_keys(root, "", {"host", "policy", "secrets", "events"});
+    check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network"});
     if (const toml::table* t = table(root, "host", "host")) parse_host(*t, cfg.host);
     if (const toml::table* t = table(root, "policy", "policy")) parse_policy(*t, cfg.policy);
     if (const toml::table* t = table(root, "secrets", "secrets")) parse_secrets(*t, cfg.secrets);
     if (const toml::table* t = table(root, "events", "events")) parse_events(*t, cfg.events);
+    if (const toml::table* t = table(root, "logs", "logs")) parse_logs(*t, cfg.logs);
+    if (const toml::table* t = table(root, "network", "network")) parse_network(*t, cfg.network);
+    if (cfg.events.per_event_signing && cfg.events.signing_key.empty())
+      fail("events.per_event_signing", "needs events.signing_key");
   }
 
  private:
@@ -133,6 +138,21 @@ class ConfigParser {
     return v;
   }
 
+  bool boolean(const toml::node& n, const std::string& path) const {
+    const auto* b = n.as_boolean();
+    if (!b) fail(path, "must be true or false");
+    return b->get();
+  }
+
+  std::string one_of(const toml::node& n, const std::string& path,
+                     std::initializer_list<std::string_view> allowed) const {
+    std::string s = string_value(n, path);
+    if (std::find(allowed.begin(), allowed.end(), s) != allowed.end()) return s;
+    std::string list;
+    for (auto a : allowed) list += (list.empty() ? "\"" : ", \"") + std::string(a) + "\"";
+    fail(path, "must be one of " + list);
+  }
+
   // 4294967295 is (uid_t)-1, which setresuid reads as "leave unchanged".
   uint32_t id_value(const toml::node& n, const std::string& path) const {
     const auto* i = n.as_integer();
@@ -141,7 +161,11 @@ class ConfigParser {
   }
 
   void parse_host(const toml::table& t, HostConfig& host) const {
-    check_keys(t, "host", {"id", "state_dir"});
+    check_keys(t, "host", {"id", "state_dir", "max_concurrent_cells", "shutdown_grace_seconds"});
+    if (const toml::node* n = t.get("max_concurrent_cells"))
+      host.max_concurrent_cells = integer(*n, "host.max_concurrent_cells", 1, 1 << 20);
+    if (const toml::node* n = t.get("shutdown_grace_seconds"))
+      host.shutdown_grace_seconds = integer(*n, "host.shutdown_grace_seconds", 0, 86400);
     if (const toml::node* n = t.get("id")) {
       std::string id = string_value(*n, "host.id");
       // The host id names directories and appears in every event's data.
@@ -176,10 +200,36 @@ class ConfigParser {
       limits.pids_max = integer(*n, child(path, "pids_max"), 1, kNoMax);
   }
 
+  // "example.com", "*.example.com", "10.0.0.1" or "10.0.0.0/8": a leading "*." is the only
+  // wildcard, so an entry can never widen into "every host".
+  void parse_egress_hosts(const toml::node& n, std::vector<std::string>& out) const {
+    const std::string path = "policy.allowed_egress_hosts";
+    const toml::array* a = n.as_array();
+    if (!a) fail(path, "must be an array of strings");
+    for (size_t i = 0; i < a->size(); ++i) {
+      std::string at = path + "[" + std::to_string(i) + "]";
+      std::string h = string_value(*a->get(i), at);
+      std::string_view rest = h;
+      if (rest.starts_with("*.")) rest.remove_prefix(2);
+      bool ok = !rest.empty() && rest.size() <= 253 &&
+                std::all_of(rest.begin(), rest.end(), [](char c) {
+                  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':' || c == '/';
+                });
+      if (!ok || rest.find('*') != std::string_view::npos)
+        fail(at, "must be a hostname, IP or CIDR, with at most one leading \"*.\"");
+      out.push_back(h);
+    }
+  }
+
   void parse_policy(const toml::table& t, PolicyConfig& policy) const {
     check_keys(t, "policy",
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
-                "run_as_gid", "default_limits"});
+                "run_as_gid", "default_limits", "allowed_egress_hosts", "forbid_egress"});
+    if (const toml::node* n = t.get("allowed_egress_hosts"))
+      parse_egress_hosts(*n, policy.allowed_egress_hosts);
+    if (const toml::node* n = t.get("forbid_egress"))
+      policy.forbid_egress = boolean(*n, "policy.forbid_egress");
     if (const toml::node* n = t.get("argv0_allow_prefixes"))
       parse_prefixes(*n, policy.argv0_allow_prefixes);
     if (const toml::node* n = t.get("default_ttl_seconds"))
@@ -206,12 +256,48 @@ class ConfigParser {
   }
 
   void parse_events(const toml::table& t, EventsConfig& events) const {
-    check_keys(t, "events", {"jsonl"});
+    check_keys(t, "events", {"jsonl", "format", "batch_max_events", "batch_max_delay_ms",
+                             "signing_key", "per_event_signing", "max_buffered_bytes"});
+    if (const toml::node* n = t.get("format"))
+      events.format = one_of(*n, "events.format", {"jsonl", "capnp"});
+    if (const toml::node* n = t.get("batch_max_events"))
+      events.batch_max_events = integer(*n, "events.batch_max_events", 1, 1 << 20);
+    if (const toml::node* n = t.get("batch_max_delay_ms"))
+      events.batch_max_delay_ms = integer(*n, "events.batch_max_delay_ms", 0, 60000);
+    if (const toml::node* n = t.get("signing_key"))
+      events.signing_key = absolute_path(*n, "events.signing_key", /*allow_root=*/false);
+    if (const toml::node* n = t.get("per_event_signing"))
+      events.per_event_signing = boolean(*n, "events.per_event_signing");
+    if (const toml::node* n = t.get("max_buffered_bytes"))
+      events.max_buffered_bytes = integer(*n, "events.max_buffered_bytes", 64 << 10, kNoMax);
     if (const toml::node* n = t.get("jsonl")) {
       std::string s = string_value(*n, "events.jsonl");
       if (s != "-" && !is_normalized_absolute(s, /*allow_root=*/false))
         fail("events.jsonl", "must be a normalized absolute path or \"-\" (stdout)");
       events.jsonl = s;
+    }
+  }
+
+  void parse_logs(const toml::table& t, LogsConfig& logs) const {
+    check_keys(t, "logs", {"max_bytes_per_stream"});
+    if (const toml::node* n = t.get("max_bytes_per_stream"))
+      logs.max_bytes_per_stream = integer(*n, "logs.max_bytes_per_stream", 1, kNoMax);
+  }
+
+  void parse_network(const toml::table& t, NetworkConfig& net) const {
+    check_keys(t, "network", {"uplink", "subnet"});
+    if (const toml::node* n = t.get("uplink"))
+      net.uplink = one_of(*n, "network.uplink", {"none", "nat"});
+    if (const toml::node* n = t.get("subnet")) {
+      // Checked fully (an IPv4 /8../24 network address) where the uplink is built; here only
+      // its shape, so the message names the key.
+      std::string s = string_value(*n, "network.subnet");
+      unsigned a, b, c, d, len;
+      char tail;
+      if (std::sscanf(s.c_str(), "%u.%u.%u.%u/%u%c", &a, &b, &c, &d, &len, &tail) != 5 ||
+          a > 255 || b > 255 || c > 255 || d > 255 || len < 8 || len > 24)
+        fail("network.subnet", "must be an IPv4 CIDR from /8 to /24, like \"10.213.0.0/16\"");
+      net.subnet = s;
     }
   }
 

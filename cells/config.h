@@ -23,11 +23,26 @@ struct PolicyConfig {
   uint32_t run_as_uid = 65534;
   uint32_t run_as_gid = 65534;
   DefaultLimits default_limits;
+  // Egress admission: empty means any host a spec declares; otherwise each rule's host must
+  // equal an entry or match one leading "*." entry. forbid_egress rejects every egress rule.
+  std::vector<std::string> allowed_egress_hosts;
+  bool forbid_egress = false;
 };
 
 struct HostConfig {
   std::string id;  // default: the machine's hostname, if it is a portable segment, else "host"
   std::string state_dir = "/var/lib/cellos-reactor";
+  uint64_t max_concurrent_cells = 64;   // the daemon runs at most this many cells at once
+  uint64_t shutdown_grace_seconds = 30;  // SIGTERM: how long running cells may finish
+};
+
+struct LogsConfig {
+  uint64_t max_bytes_per_stream = 16ull << 20;  // per cell stdout / stderr file
+};
+
+struct NetworkConfig {
+  std::string uplink = "none";            // "none" | "nat"
+  std::string subnet = "10.213.0.0/16";   // cell addresses for uplink = "nat"
 };
 
 struct SecretsConfig {
@@ -36,6 +51,12 @@ struct SecretsConfig {
 
 struct EventsConfig {
   std::string jsonl;  // empty: <state_dir>/events.jsonl
+  std::string format = "jsonl";            // "jsonl" | "capnp"
+  uint64_t batch_max_events = 512;
+  uint64_t batch_max_delay_ms = 10;
+  std::string signing_key;                 // PKCS#8 PEM Ed25519 key; empty: unsigned
+  bool per_event_signing = false;          // DSSE per event (needs signing_key)
+  uint64_t max_buffered_bytes = 64ull << 20;
 };
 
 struct Config {
@@ -43,6 +64,8 @@ struct Config {
   PolicyConfig policy;
   SecretsConfig secrets;
   EventsConfig events;
+  LogsConfig logs;
+  NetworkConfig network;
   std::string source = "<built-in defaults>";  // the file it came from, for messages
 
   std::string events_path() const {

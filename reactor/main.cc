@@ -5,6 +5,7 @@
 #include <string_view>
 #include <unistd.h>
 
+#include "reactor/event_commands.h"
 #include "reactor/run_command.h"
 
 int main(int argc, char** argv) {
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--config", run_config, "fleet.toml (default: built-in defaults)");
   run_cmd->add_option("--events", run_events, "event log path, or - for stdout");
 
+  std::optional<int> event_rc;
+  cellos::reactor::add_event_commands(app, event_rc);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -34,6 +38,7 @@ int main(int argc, char** argv) {
     if (!run_events.empty()) run.events_path = run_events;
     return cellos::reactor::run_command(run);
   }
+  if (event_rc) return *event_rc;
   std::fprintf(stderr,
                "cellos-reactor: the fleet daemon (serving --config) is not part of this build "
                "yet; use `cellos-reactor run SPEC.json`\n");

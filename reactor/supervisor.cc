@@ -54,6 +54,16 @@ base::Result<void> Supervisor::run_until_idle() {
     if (!n) return std::move(n).error();
     reap_finished();
   }
+  return drain_events();
+}
+
+base::Result<void> Supervisor::drain_events() {
+  if (!opts_.events) return base::ok();
+  opts_.events->flush();
+  while (!opts_.events->drained()) {
+    auto n = ring_->run_once();
+    if (!n) return std::move(n).error();
+  }
   return base::ok();
 }
 

@@ -37,12 +37,21 @@ class Supervisor {
   base::Result<void> run_until_idle();
 
   int stop_signal() const { return stop_signal_; }
+  // The ring, for host-wide services created after the supervisor (the event log writes
+  // through it); and the sink they become, set before the first cell is added.
+  base::IoPort& io() { return *ring_; }
+  void set_events(sinks::EventSink* events) {
+    opts_.events = events;
+    host_.events = events;
+  }
   size_t running() const { return cells_.size(); }
 
  private:
   explicit Supervisor(SupervisorOptions o) : opts_(std::move(o)) {}
   void on_signal(int signo);
   void reap_finished();
+  // Flushes the event sink and runs completions until it has written everything.
+  base::Result<void> drain_events();
 
   SupervisorOptions opts_;
   std::unique_ptr<Ring> ring_;

@@ -71,6 +71,11 @@ class EventSink {
  public:
   virtual ~EventSink() = default;
   virtual void emit(const Event& e) = 0;
+  // Closes the open batch now (a sink that batches). The reactor calls it when it is about to
+  // stop, then runs completions until drained().
+  virtual void flush() {}
+  // True when nothing is buffered or in flight: the reactor may exit without losing an event.
+  virtual bool drained() const { return true; }
 };
 
 }  // namespace cellos::sinks

@@ -116,6 +116,67 @@ jsonl = "/var/log/cellos/events.jsonl"
   CHECK(c.events_path() == "/var/log/cellos/events.jsonl");
 }
 
+TEST_CASE("daemon, log, network and event-log keys land in Config", "[config]") {
+  Config d = parse_config("", "fleet.toml");
+  CHECK(d.host.max_concurrent_cells == 64);
+  CHECK(d.host.shutdown_grace_seconds == 30);
+  CHECK(d.logs.max_bytes_per_stream == 16u << 20);
+  CHECK(d.network.uplink == "none");
+  CHECK(d.events.format == "jsonl");
+  CHECK(d.events.batch_max_events == 512);
+  CHECK(d.events.batch_max_delay_ms == 10);
+  CHECK_FALSE(d.policy.forbid_egress);
+  CHECK(d.policy.allowed_egress_hosts.empty());
+
+  Config c = parse_config(R"(
+[host]
+max_concurrent_cells = 8
+shutdown_grace_seconds = 0
+[logs]
+max_bytes_per_stream = 4096
+[network]
+uplink = "nat"
+subnet = "10.77.0.0/16"
+[policy]
+allowed_egress_hosts = ["*.example.com", "10.0.0.0/8"]
+forbid_egress = true
+[events]
+format = "capnp"
+batch_max_events = 64
+batch_max_delay_ms = 0
+signing_key = "/etc/cellos/host.key"
+per_event_signing = true
+max_buffered_bytes = 1048576
+)",
+                          "fleet.toml");
+  CHECK(c.host.max_concurrent_cells == 8);
+  CHECK(c.host.shutdown_grace_seconds == 0);
+  CHECK(c.logs.max_bytes_per_stream == 4096);
+  CHECK(c.network.uplink == "nat");
+  CHECK(c.network.subnet == "10.77.0.0/16");
+  CHECK(c.policy.allowed_egress_hosts == std::vector<std::string>{"*.example.com", "10.0.0.0/8"});
+  CHECK(c.policy.forbid_egress);
+  CHECK(c.events.format == "capnp");
+  CHECK(c.events.batch_max_events == 64);
+  CHECK(c.events.batch_max_delay_ms == 0);
+  CHECK(c.events.signing_key == "/etc/cellos/host.key");
+  CHECK(c.events.per_event_signing);
+  CHECK(c.events.max_buffered_bytes == 1048576);
+
+  check_rejections({
+      {"[host]\nmax_concurrent_cells = 0\n", "fleet.toml: host.max_concurrent_cells: must be"},
+      {"[network]\nuplink = \"bridge\"\n", "fleet.toml: network.uplink: must be one of"},
+      {"[network]\nsubnet = \"10.0.0.0\"\n", "fleet.toml: network.subnet: must be an IPv4 CIDR"},
+      {"[policy]\nallowed_egress_hosts = [\"a.*.com\"]\n",
+       "fleet.toml: policy.allowed_egress_hosts[0]: must be"},
+      {"[policy]\nforbid_egress = 1\n", "fleet.toml: policy.forbid_egress: must be true or false"},
+      {"[events]\nformat = \"xml\"\n", "fleet.toml: events.format: must be one of"},
+      {"[events]\nper_event_signing = true\n",
+       "fleet.toml: events.per_event_signing: needs events.signing_key"},
+      {"[logs]\nmax_bytes = 1\n", "fleet.toml: logs.max_bytes: unknown key"},
+  });
+}
+
 TEST_CASE("boundary values and special forms are accepted", "[config]") {
   Config c = parse_config(R"(
 [policy]
@@ -139,7 +200,7 @@ jsonl = "-"
 
 TEST_CASE("unknown tables and keys are refused at every level", "[config]") {
   check_rejections({
-      {"[network]\n", "fleet.toml: network: unknown table"},
+      {"[flows]\n", "fleet.toml: flows: unknown table"},
       {"colour = 1\n", "fleet.toml: colour: unknown key"},
       {"[host]\ncolour = \"red\"\n", "fleet.toml: host.colour: unknown key"},
       {"[policy]\nmax_ttl = 5\n", "fleet.toml: policy.max_ttl: unknown key"},
@@ -291,7 +352,7 @@ TEST_CASE("load_config errors carry the file path", "[config]") {
   char path[] = "/tmp/cellos-config-test-XXXXXX";
   int fd = mkstemp(path);
   REQUIRE(fd >= 0);
-  const std::string text = "[network]\n";
+  const std::string text = "[flows]\n";
   REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
   close(fd);
   std::string msg;
@@ -301,7 +362,7 @@ TEST_CASE("load_config errors carry the file path", "[config]") {
     msg = e.what();
   }
   unlink(path);
-  CHECK(msg == std::string(path) + ": network: unknown table");
+  CHECK(msg == std::string(path) + ": flows: unknown table");
 }
 
 }  // namespace
