@@ -67,6 +67,36 @@ Result<void> write_file_at(int dirfd, const std::string& path, std::string_view 
   return ok();
 }
 
+Result<void> replace_file(const std::string& path, std::string_view data, unsigned mode) {
+  auto slash = path.rfind('/');
+  // A dot name: spool and textfile-collector readers skip dot files, so they never pick up a
+  // temp file half-written.
+  std::string tmp = slash == std::string::npos
+                        ? "." + path + ".tmp"
+                        : path.substr(0, slash + 1) + "." + path.substr(slash + 1) + ".tmp";
+  {
+    auto fd = open_at(AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (!fd) return std::move(fd).error();
+    size_t done = 0;
+    while (done < data.size()) {
+      ssize_t n = ::write(fd->get(), data.data() + done, data.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        auto e = sys_error("write", "\"" + tmp + "\"");
+        ::unlink(tmp.c_str());
+        return e;
+      }
+      done += static_cast<size_t>(n);
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    auto e = sys_error("rename", "\"" + tmp + "\" to \"" + path + "\"");
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  return ok();
+}
+
 Result<void> make_dirs(const std::string& path, unsigned mode) {
   if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) return ok();
   size_t pos = 0;

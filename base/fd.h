@@ -53,6 +53,10 @@ Result<Fd> open_at(int dirfd, const std::string& path, int flags, unsigned mode 
 // because cgroup files take a value per write and a short write is an error there.
 Result<void> write_file_at(int dirfd, const std::string& path, std::string_view data);
 
+// Replaces `path` whole: writes a sibling temp file, then renames it over the path, so a
+// reader sees the old content or the new, never a part (status files, metrics, spool entries).
+Result<void> replace_file(const std::string& path, std::string_view data, unsigned mode = 0644);
+
 // mkdir -p: one syscall when the path exists already (the usual case), else each component.
 Result<void> make_dirs(const std::string& path, unsigned mode = 0755);
 

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -108,8 +109,11 @@ void Cell::start() {
 
   out_.from = std::move(launched->stdout_read);
   out_.to = opts_.stdout_fd;
+  out_.name = "stdout";
   err_.from = std::move(launched->stderr_read);
   err_.to = opts_.stderr_fd;
+  err_.name = "stderr";
+  out_.cap = err_.cap = opts_.max_stream_bytes;
   status_.from = std::move(launched->status_read);
   out_.arm();
   err_.arm();
@@ -158,10 +162,7 @@ void Cell::StreamPump::complete(int res) {
       from.reset();
       return cell->maybe_finish();
     }
-    len = static_cast<size_t>(res);
-    written = 0;
-    // Output whose destination is gone is drained and dropped, so the cell never blocks on it.
-    writing = !sink_broken;
+    accept(static_cast<size_t>(res));
     return arm();
   }
   if (res <= 0) {
@@ -171,6 +172,31 @@ void Cell::StreamPump::complete(int res) {
   }
   if (sink_broken || written >= len) writing = false;
   arm();
+}
+
+// A chunk just read: pass on what fits under the cap; at the cap, write the cut notice once
+// in its place. Output whose destination is gone, or past the cap, is drained and dropped so
+// the cell never blocks on a full pipe.
+void Cell::StreamPump::accept(size_t n) {
+  written = 0;
+  len = 0;
+  if (!truncated && cap != 0 && copied + n > cap) {
+    size_t keep = static_cast<size_t>(cap - copied);
+    truncated = true;
+    const std::string marker = "\n[cellos-reactor: " + std::string(name) + " cut at " + std::to_string(cap) +
+             " bytes (logs.max_bytes_per_stream); the rest was discarded]\n";
+    // The kept head and the notice go out as one write, so the notice overwrites the last
+    // few bytes of the head when the chunk filled the buffer: the file holds at most `cap`
+    // bytes of the stream, then the notice.
+    keep = std::min(keep, buf.size() - marker.size());
+    std::memcpy(buf.data() + keep, marker.data(), marker.size());
+    len = keep + marker.size();
+    copied = cap;
+  } else if (!truncated) {
+    len = n;
+    copied += n;
+  }
+  writing = !sink_broken && len > 0;
 }
 
 void Cell::StatusReader::arm() {
@@ -222,7 +248,8 @@ void Cell::maybe_finish() {
   if (!completed_emitted_) {
     completed_emitted_ = true;
     sinks::CompletedData c{opts_.spec.id, outcome_.exit_code, outcome_.signal,
-                           outcome_.duration_ms, outcome_.reason, outcome_.error};
+                           outcome_.duration_ms, outcome_.reason, outcome_.error,
+                           out_.truncated, err_.truncated};
     emit(std::move(c));
   }
   teardown();
@@ -291,7 +318,7 @@ void Cell::teardown() {
   emit(sinks::DestroyedData{opts_.spec.id,
                             outcome_.reason == sinks::CompletedReason::kExited &&
                                 outcome_.exit_code == 0,
-                            outcome_.forced});
+                            outcome_.forced, {}});
   lock_.reset();
   finished_ = true;
   if (opts_.on_finished) opts_.on_finished();

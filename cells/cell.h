@@ -43,6 +43,9 @@ struct CellOptions {
   std::string run_id;
   int stdout_fd = STDOUT_FILENO;  // where the cell's streams are copied
   int stderr_fd = STDERR_FILENO;
+  // Per stream: past this many bytes the copy is cut with a marker line and the rest of the
+  // stream is drained and dropped (the cell keeps running). 0: no cap.
+  uint64_t max_stream_bytes = 0;
   std::function<void()> on_finished;  // called once, from a completion, never from start()
 };
 
@@ -80,6 +83,9 @@ class Cell {
   bool finished() const { return finished_; }
   const CellOutcome& outcome() const { return outcome_; }
   pid_t pid() const { return pid_; }
+  // When the command was launched (zero before), and its memory use now (0 when unknown).
+  std::chrono::steady_clock::time_point launched_at() const { return launched_at_; }
+  uint64_t memory_bytes() const { return leaf_ ? leaf_->memory_bytes() : 0; }
 
  private:
   // One Completion per kind of operation; each knows its cell and whether it is in flight.
@@ -90,8 +96,11 @@ class Cell {
   struct StreamPump final : Op {
     base::Fd from;
     int to = -1;
-    bool writing = false, eof = false, sink_broken = false;
+    bool writing = false, eof = false, sink_broken = false, truncated = false;
     size_t len = 0, written = 0;
+    uint64_t copied = 0, cap = 0;  // bytes passed on so far; cap 0 = none
+    const char* name = "";
+    void accept(size_t n);
     std::array<std::byte, 32 * 1024> buf;
     void arm();
     void complete(int res) override;

@@ -1,10 +1,13 @@
 #include "cells/cgroup.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 
 namespace cellos::cells {
@@ -210,6 +213,56 @@ bool CgroupLeaf::oom_killed() const {
   auto text = base::read_file_at(
       AT_FDCWD, memory_dir_ + (memory_v2_ ? "/memory.events" : "/memory.oom_control"));
   return text.ok() && counter(*text, "oom_kill") > 0;
+}
+
+uint64_t CgroupLeaf::memory_bytes() const {
+  if (memory_dir_.empty()) return 0;
+  auto text = base::read_file_at(
+      AT_FDCWD, memory_dir_ + (memory_v2_ ? "/memory.current" : "/memory.usage_in_bytes"));
+  return text.ok() ? std::strtoull(text->c_str(), nullptr, 10) : 0;
+}
+
+std::vector<std::string> CgroupTree::list_leaves() const {
+  std::vector<std::string> names;
+  for (const std::string& h : hierarchies()) {
+    DIR* d = ::opendir((h + "/" + parent_).c_str());
+    if (!d) continue;
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (e->d_type != DT_DIR || n == "." || n == "..") continue;
+      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+    }
+    ::closedir(d);
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<void> CgroupTree::reclaim_leaf(const std::string& name,
+                                      std::chrono::milliseconds wait) const {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (const std::string& h : hierarchies()) {
+    const std::string dir = h + "/" + parent_ + "/" + name;
+    if (::access(dir.c_str(), F_OK) != 0) continue;
+    if (h == roots_.unified) (void)write_knob(dir, "cgroup.kill", "1");
+    // Processes leave a cgroup only once they are reaped; poll until the leaf is empty.
+    for (;;) {
+      auto procs = base::read_file_at(AT_FDCWD, dir + "/cgroup.procs");
+      if (!procs.ok() || procs->empty()) break;
+      std::istringstream in(*procs);
+      for (pid_t pid; in >> pid;) ::kill(pid, SIGKILL);
+      if (std::chrono::steady_clock::now() > deadline)
+        return Error{EBUSY, "reclaim", "cgroup \"" + dir + "\"",
+                     "processes still present after SIGKILL", {}};
+      ::usleep(5000);
+    }
+    for (int tries = 0; ::rmdir(dir.c_str()) != 0 && errno != ENOENT; ++tries) {
+      if (errno != EBUSY || std::chrono::steady_clock::now() > deadline)
+        return base::sys_error("rmdir", "cgroup \"" + dir + "\"");
+      ::usleep(5000);
+    }
+  }
+  return base::ok();
 }
 
 Result<void> CgroupLeaf::remove() {

@@ -10,6 +10,7 @@
 // temp dir.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -55,6 +56,13 @@ class CgroupTree {
   // by every cell of the host; removing and recreating them cost a quarter of a cell's setup.
   void remove_empty_parents() const;
 
+  // The leaves under the parent in any hierarchy: what a reactor that died left behind.
+  std::vector<std::string> list_leaves() const;
+  // Kills every process of a leftover leaf (cgroup.kill, then SIGKILL to each pid as a
+  // fallback), waits up to `wait` for them to be gone, and removes the leaf everywhere. Used at
+  // start-up only: it blocks.
+  base::Result<void> reclaim_leaf(const std::string& name, std::chrono::milliseconds wait) const;
+
  private:
   CgroupTree(CgroupRoots roots, std::string parent)
       : roots_(std::move(roots)), parent_(std::move(parent)) {}
@@ -84,6 +92,8 @@ class CgroupLeaf {
   base::Result<void> kill() const;
   // Whether the kernel OOM killer fired inside this leaf.
   bool oom_killed() const;
+  // Current memory use of the leaf (memory.current / memory.usage_in_bytes); 0 if unknown.
+  uint64_t memory_bytes() const;
   // rmdir in every hierarchy. EBUSY while a process is still exiting: the caller retries.
   base::Result<void> remove();
   bool removed() const { return dirs_.empty(); }

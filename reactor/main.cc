@@ -5,7 +5,9 @@
 #include <string_view>
 #include <unistd.h>
 
+#include "reactor/daemon.h"
 #include "reactor/event_commands.h"
+#include "reactor/status.h"
 #include "reactor/run_command.h"
 
 int main(int argc, char** argv) {
@@ -23,6 +25,17 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--config", run_config, "fleet.toml (default: built-in defaults)");
   run_cmd->add_option("--events", run_events, "event log path, or - for stdout");
 
+  cellos::reactor::SubmitArgs submit;
+  auto* submit_cmd = app.add_subcommand("submit", "queue a spec on the fleet daemon's spool");
+  submit_cmd->add_option("spec", submit.spec_path, "ExecutionCell JSON file, or - for stdin")
+      ->required();
+  submit_cmd->add_option("--config", submit.config_path, "fleet.toml of the daemon")->required();
+
+  cellos::reactor::StatusArgs status;
+  auto* status_cmd = app.add_subcommand("status", "what the fleet daemon is running");
+  status_cmd->add_option("--config", status.config_path, "fleet.toml of the daemon")->required();
+  status_cmd->add_flag("--json", status.json, "the raw JSON snapshot, for scripts");
+
   std::optional<int> event_rc;
   cellos::reactor::add_event_commands(app, event_rc);
 
@@ -38,9 +51,13 @@ int main(int argc, char** argv) {
     if (!run_events.empty()) run.events_path = run_events;
     return cellos::reactor::run_command(run);
   }
+  if (*submit_cmd) return cellos::reactor::submit_command(submit);
+  if (*status_cmd) return cellos::reactor::status_command(status);
   if (event_rc) return *event_rc;
-  std::fprintf(stderr,
-               "cellos-reactor: the fleet daemon (serving --config) is not part of this build "
-               "yet; use `cellos-reactor run SPEC.json`\n");
-  return 125;
+  if (serve_config.empty()) {
+    std::fprintf(stderr, "cellos-reactor: the fleet daemon needs --config FLEET.toml "
+                         "(see --help for the subcommands)\n");
+    return 125;
+  }
+  return cellos::reactor::serve_command({serve_config});
 }

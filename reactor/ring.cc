@@ -52,6 +52,12 @@ base::Result<std::unique_ptr<Ring>> Ring::create(const RingOptions& options) {
   }
   if (rc < 0) return base::sys_error("io_uring_queue_init", "", -rc);
   r->initialised_ = true;
+  // Buffered writes to regular files (cell logs, the event log) are handed by the kernel to
+  // io_uring's own io-worker threads (iou-wrk-*, kernel tasks that run no user code) on ext4.
+  // They keep disk stalls off the reactor thread; cap them so thousands of cells writing logs
+  // cannot make thousands of kernel threads. Failure only leaves the kernel's default cap.
+  unsigned max_workers[2] = {options.max_io_workers, options.max_io_workers};
+  (void)io_uring_register_iowq_max_workers(&r->ring_, max_workers);
   if (options.use_waitid) r->probe();
   return r;
 }
@@ -82,6 +88,12 @@ void Ring::read(int fd, std::span<std::byte> buf, base::Completion& c) {
   io_uring_sqe* sqe = next_sqe();
   // Offset -1: read at the file position, which is what pipes and sockets need.
   io_uring_prep_read(sqe, fd, buf.data(), static_cast<unsigned>(buf.size()), -1);
+  io_uring_sqe_set_data64(sqe, tag(c));
+}
+
+void Ring::accept(int fd, base::Completion& c) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_accept(sqe, fd, nullptr, nullptr, SOCK_CLOEXEC);
   io_uring_sqe_set_data64(sqe, tag(c));
 }
 

@@ -23,6 +23,8 @@ struct RingOptions {
   // Off: watch child exits with the POLL_ADD fallback even where IORING_OP_WAITID exists, so
   // the fallback is tested on kernels that never need it.
   bool use_waitid = true;
+  // Bound on io_uring's kernel io-workers, for bounded and for unbounded work each.
+  unsigned max_io_workers = 4;
 };
 
 class Ring final : public base::IoPort {
@@ -37,6 +39,9 @@ class Ring final : public base::IoPort {
   void timeout(std::chrono::nanoseconds after, base::Completion& c) override;
   void wait_exit(int pidfd, siginfo_t* info, base::Completion& c) override;
   void cancel(base::Completion& c) override;
+  // Completes with the accepted socket (close-on-exec), or -errno. Reactor-level only: the
+  // status socket is the reactor's, so this is not part of IoPort.
+  void accept(int listen_fd, base::Completion& c);
 
   // Submits what is queued, waits for at least one completion and dispatches every completion
   // that is ready. Returns how many were dispatched.

@@ -25,7 +25,9 @@ int complain(const std::string& line) {
   return kSetupFailed;
 }
 
-base::Result<std::string> read_spec(const std::string& path) {
+}  // namespace
+
+base::Result<std::string> read_spec_text(const std::string& path) {
   if (path == "-") {
     std::string text;
     char buf[8192];
@@ -39,7 +41,6 @@ base::Result<std::string> read_spec(const std::string& path) {
   return text;
 }
 
-// A random (version 4) UUID naming this run of the cell in its events.
 std::string new_run_id() {
   unsigned char b[16] = {};
   if (getrandom(b, sizeof b, 0) != sizeof b) {
@@ -54,8 +55,6 @@ std::string new_run_id() {
                 b[14], b[15]);
   return out;
 }
-
-}  // namespace
 
 int run_command(const RunArgs& args) {
   cells::Config config;
@@ -75,7 +74,7 @@ int run_command(const RunArgs& args) {
     return complain(reason);
   };
 
-  auto text = read_spec(args.spec_path);
+  auto text = read_spec_text(args.spec_path);
   if (!text) return reject(text.error().message(), std::nullopt);
   auto spec = cells::parse_spec(*text);
   if (!spec) return reject(spec.error().message(), std::nullopt);

@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 
+#include "base/result.h"
+
 namespace cellos::reactor {
 
 struct RunArgs {
@@ -11,6 +13,12 @@ struct RunArgs {
   std::optional<std::string> config_path;  // absent: built-in defaults
   std::optional<std::string> events_path;  // overrides [events] jsonl; "-" is standard output
 };
+
+// A random (version 4) UUID naming one run of a cell in its events.
+std::string new_run_id();
+
+// A spec from a file, or from standard input for "-".
+base::Result<std::string> read_spec_text(const std::string& path);
 
 // Runs one cell in the foreground; returns the process exit status (see README, "Exit codes").
 int run_command(const RunArgs& args);

@@ -4,7 +4,9 @@ namespace cellos::reactor {
 
 base::Result<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions options) {
   std::unique_ptr<Supervisor> s(new Supervisor(std::move(options)));
-  auto ring = Ring::create(RingOptions{});
+  RingOptions ro;
+  ro.entries = s->opts_.ring_entries;
+  auto ring = Ring::create(ro);
   if (!ring) return std::move(ring).error();
   s->ring_ = std::move(*ring);
   auto sig = SignalWatcher::create(*s->ring_, [p = s.get()](int signo) { p->on_signal(signo); });
@@ -37,7 +39,12 @@ void Supervisor::add(cells::CellOptions options) {
 
 void Supervisor::on_signal(int signo) {
   stop_signal_ = signo;
-  for (auto& [raw, cell] : cells_) cell->kill(cells::KillCause::kReactorStop);
+  if (opts_.on_signal) return opts_.on_signal(signo);
+  kill_all(cells::KillCause::kReactorStop);
+}
+
+void Supervisor::kill_all(cells::KillCause cause) {
+  for (auto& [raw, cell] : cells_) cell->kill(cause);
 }
 
 void Supervisor::reap_finished() {
@@ -49,7 +56,11 @@ void Supervisor::reap_finished() {
 }
 
 base::Result<void> Supervisor::run_until_idle() {
-  while (!cells_.empty()) {
+  return run_until([this] { return cells_.empty(); });
+}
+
+base::Result<void> Supervisor::run_until(const std::function<bool()>& done) {
+  while (!done()) {
     auto n = ring_->run_once();
     if (!n) return std::move(n).error();
     reap_finished();

@@ -21,6 +21,12 @@ struct SupervisorOptions {
   const cells::CgroupTree* cgroups = nullptr;
   // Called for each cell once it has finished, just before it is destroyed.
   std::function<void(const cells::Cell&)> on_cell_done;
+  // SIGINT/SIGTERM. Unset: every cell is killed at once (what `run` wants); the daemon sets
+  // its own to stop intake and give cells a grace period first.
+  std::function<void(int signo)> on_signal;
+  // Submission queue size; the completion queue is twice that. The daemon, with thousands of
+  // cells each holding a few operations in flight, wants a large one.
+  unsigned ring_entries = 256;
 };
 
 class Supervisor {
@@ -37,6 +43,14 @@ class Supervisor {
   base::Result<void> run_until_idle();
 
   int stop_signal() const { return stop_signal_; }
+  void kill_all(cells::KillCause cause);
+  // Runs completion rounds until `done()` holds (checked before each round), then drains the
+  // event sink. `done` must become true through a completion, or the loop waits forever.
+  base::Result<void> run_until(const std::function<bool()>& done);
+  Ring& ring() { return *ring_; }
+  const std::unordered_map<cells::Cell*, std::unique_ptr<cells::Cell>>& cells() const {
+    return cells_;
+  }
   // The ring, for host-wide services created after the supervisor (the event log writes
   // through it); and the sink they become, set before the first cell is added.
   base::IoPort& io() { return *ring_; }

@@ -36,12 +36,16 @@ struct DataOf {
                       {"durationMs", d.duration_ms},
                       {"reason", reason_name(d.reason)}};
     if (!d.error.empty()) j["error"] = d.error;
+    if (d.stdout_truncated) j["stdoutTruncated"] = true;
+    if (d.stderr_truncated) j["stderrTruncated"] = true;
     return j;
   }
   ordered_json operator()(const DestroyedData& d) const {
-    return {{"cellId", d.cell_id},
-            {"outcome", d.succeeded ? "succeeded" : "failed"},
-            {"terminalState", d.forced ? "Forced" : "Clean"}};
+    ordered_json j = {{"cellId", d.cell_id},
+                      {"outcome", d.succeeded ? "succeeded" : "failed"},
+                      {"terminalState", d.forced ? "Forced" : "Clean"}};
+    if (!d.reason.empty()) j["reason"] = d.reason;
+    return j;
   }
   ordered_json operator()(const RejectedData& d) const {
     return {{"cellId", opt(d.cell_id)}, {"reason", d.reason}};

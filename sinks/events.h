@@ -40,12 +40,18 @@ struct CompletedData {
   uint64_t duration_ms = 0;
   CompletedReason reason = CompletedReason::kExited;
   std::string error;  // for setup_failed: the one-line cause (no secret values, by construction)
+  // The stream went past [logs] max_bytes_per_stream and the rest of it was discarded.
+  bool stdout_truncated = false;
+  bool stderr_truncated = false;
 };
 
 struct DestroyedData {
   std::string cell_id;
   bool succeeded = false;
   bool forced = false;  // terminalState Forced: the reactor killed the cell
+  // Why it failed when there is no completed event to say so: "lost" for a cell found
+  // running by a reactor that restarted after its predecessor died.
+  std::string reason;
 };
 
 struct RejectedData {
@@ -76,6 +82,8 @@ class EventSink {
   virtual void flush() {}
   // True when nothing is buffered or in flight: the reactor may exit without losing an event.
   virtual bool drained() const { return true; }
+  // Events written to the log so far (the daemon's metric).
+  virtual uint64_t events_written() const { return 0; }
 };
 
 }  // namespace cellos::sinks

@@ -40,6 +40,7 @@ void JsonlSink::emit(const Event& e) {
     }
     done += static_cast<size_t>(n);
   }
+  ++written_;
 }
 
 }  // namespace cellos::sinks

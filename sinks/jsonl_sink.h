@@ -18,6 +18,7 @@ class JsonlSink final : public EventSink {
   static base::Result<std::unique_ptr<JsonlSink>> open(const std::string& path,
                                                        const std::string& host_id);
   void emit(const Event& e) override;
+  uint64_t events_written() const override { return written_; }
   // The first write error, if any; reported once, and the reactor keeps supervising.
   const std::string& first_error() const { return first_error_; }
 
@@ -29,6 +30,7 @@ class JsonlSink final : public EventSink {
   std::string source_;
   EventIdGenerator ids_;
   std::string first_error_;
+  uint64_t written_ = 0;
 };
 
 }  // namespace cellos::sinks

@@ -132,15 +132,26 @@ TEST_CASE("events: completed names each reason: timeout, oom, setup_failed (with
 
 TEST_CASE("events: destroyed maps outcome succeeded/failed and terminalState Clean/Forced",
           "[events]") {
-  Json ok = encode_and_check(DestroyedData{"build-42", true, false},
+  Json ok = encode_and_check(DestroyedData{"build-42", true, false, {}},
                              "dev.cellos.events.cell.lifecycle.v1.destroyed");
   CHECK(ok.at("subject") == "build-42");
   CHECK(ok.at("data") ==
         Json{{"cellId", "build-42"}, {"outcome", "succeeded"}, {"terminalState", "Clean"}});
-  Json forced = encode_and_check(DestroyedData{"build-42", false, true},
+  Json forced = encode_and_check(DestroyedData{"build-42", false, true, {}},
                                  "dev.cellos.events.cell.lifecycle.v1.destroyed");
   CHECK(forced["data"].at("outcome") == "failed");
   CHECK(forced["data"].at("terminalState") == "Forced");
+  CHECK_FALSE(forced["data"].contains("reason"));
+  Json lost = encode_and_check(DestroyedData{"build-42", false, true, "lost"},
+                               "dev.cellos.events.cell.lifecycle.v1.destroyed");
+  CHECK(lost["data"].at("reason") == "lost");
+}
+
+TEST_CASE("events: completed says which streams were cut at the log cap", "[events]") {
+  CompletedData d{"c", 0, std::nullopt, 5, CompletedReason::kExited, "", true, false};
+  Json j = encode_and_check(d, "dev.cellos.events.cell.command.v1.completed");
+  CHECK(j["data"].at("stdoutTruncated") == true);
+  CHECK_FALSE(j["data"].contains("stderrTruncated"));
 }
 
 TEST_CASE("events: rejected without a cell id has no subject and a null cellId", "[events]") {
@@ -216,7 +227,7 @@ TEST_CASE("events: JsonlSink appends one CloudEvent line per emit", "[events]") 
     INFO((sink.ok() ? std::string() : sink.error().message()));
     REQUIRE(sink.ok());
     (*sink)->emit(make_event(StartedData{"c1", "r1", "host-7"}));
-    (*sink)->emit(make_event(DestroyedData{"c1", true, false}));
+    (*sink)->emit(make_event(DestroyedData{"c1", true, false, {}}));
     CHECK((*sink)->first_error().empty());
   }
   {

@@ -1,0 +1,448 @@
+#include "reactor/daemon.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "cells/cell_init.h"
+#include "cells/cell_lock.h"
+#include "cells/cgroup.h"
+#include "cells/config.h"
+#include "cells/secrets.h"
+#include "reactor/event_sink_setup.h"
+#include "reactor/metrics.h"
+#include "reactor/run_command.h"
+#include "reactor/spool.h"
+#include "reactor/status.h"
+#include "reactor/supervisor.h"
+
+namespace cellos::reactor {
+namespace {
+
+constexpr int kSetupFailed = 125;
+// Metrics are rewritten at most this often, and only after something changed: an idle
+// daemon with sleeping cells does no periodic work at all.
+constexpr auto kMetricsInterval = std::chrono::seconds(1);
+// Start-up recovery waits at most this long for a lost cell's processes to die.
+constexpr auto kReclaimWait = std::chrono::seconds(5);
+
+int complain(const std::string& line) {
+  std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
+  return kSetupFailed;
+}
+
+struct Callback final : base::Completion {
+  std::function<void(int)> fn;
+  bool in_flight = false;
+  void complete(int res) override {
+    in_flight = false;
+    if (fn) fn(res);
+  }
+};
+
+// What the metrics and the status call a finished cell: "exit_nonzero" for a command that
+// exited non-zero, otherwise the completed event's reason.
+std::optional<std::string> failure_reason(const cells::CellOutcome& o) {
+  if (o.reason == sinks::CompletedReason::kExited)
+    return o.exit_code == 0 ? std::nullopt : std::optional<std::string>("exit_nonzero");
+  return std::string(sinks::reason_name(o.reason));
+}
+
+class Daemon {
+ public:
+  explicit Daemon(cells::Config config) : config_(std::move(config)), dirs_(config_.host.state_dir) {}
+  int run();
+
+ private:
+  struct Waiting {
+    std::string name;  // spool entry
+    cells::Spec spec;
+  };
+  struct Running {
+    std::string active_path;
+    base::Fd out, err;
+  };
+
+  base::Result<void> lock_state_dir();
+  void recover();
+  void offer(const std::string& name);
+  void reject(const std::string& name, const std::optional<std::string>& id,
+              const std::string& reason, bool active);
+  void pump();
+  void launch(Waiting w);
+  void on_cell_done(const cells::Cell& c);
+  void on_signal(int signo);
+  void changed();
+  void publish_metrics();
+  std::string snapshot() const;
+
+  cells::Config config_;
+  StateDirs dirs_;
+  base::Fd state_lock_;
+  std::optional<cells::CgroupTree> tree_;
+
+  std::deque<Waiting> waiting_;
+  std::unordered_set<std::string> waiting_ids_, waiting_names_;
+  std::unordered_map<std::string, Running> running_;
+  Metrics metrics_;
+  uint64_t succeeded_ = 0, failed_ = 0;
+  bool stopping_ = false, killing_ = false;
+  Callback grace_, metrics_timer_;
+  bool metrics_dirty_ = false;
+
+  // Declared last so they go first: the supervisor closes the ring before anything the ring
+  // could still complete into is freed.
+  std::unique_ptr<sinks::EventSink> events_;
+  std::unique_ptr<SpoolWatcher> watcher_;
+  std::unique_ptr<StatusServer> status_;
+  std::unique_ptr<Supervisor> sup_;
+};
+
+base::Result<void> Daemon::lock_state_dir() {
+  const std::string path = dirs_.state + "/reactor.lock";
+  auto fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
+  if (!fd) return std::move(fd).error();
+  if (::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return base::sys_error("flock", "\"" + path + "\"");
+    auto pid = base::read_fd(fd->get(), path, 64);
+    std::string holder = pid.ok() && !pid->empty() ? " (pid " + pid->substr(0, pid->find('\n')) + ")" : "";
+    return base::Error{EWOULDBLOCK, "flock", "\"" + path + "\"",
+                       "another cellos-reactor daemon serves " + dirs_.state + holder, {}};
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd->get(), 0) == 0) (void)::pwrite(fd->get(), pid.data(), pid.size(), 0);
+  state_lock_ = std::move(*fd);
+  return base::ok();
+}
+
+// Whatever a predecessor that died left: cgroup leaves (with processes, if its cells outlived
+// it) and active/ entries of cells it had started. A leaf whose cell lock is held belongs to a
+// live `run` sharing this state dir, and is left alone.
+void Daemon::recover() {
+  std::vector<std::string> ids = tree_->list_leaves();
+  DIR* d = ::opendir(dirs_.active.c_str());
+  if (d) {
+    while (dirent* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n.size() > 5 && n.ends_with(".json")) {
+        std::string id = n.substr(0, n.size() - 5);
+        if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+      }
+    }
+    ::closedir(d);
+  }
+  for (const std::string& id : ids) {
+    auto lock = cells::CellLock::acquire(dirs_.state, id);
+    if (!lock) continue;
+    if (auto r = tree_->reclaim_leaf(id, kReclaimWait); !r)
+      complain("recovering lost cell " + id + ": " + r.error().message());
+    ::unlink((dirs_.active + "/" + id + ".json").c_str());
+    events_->emit(sinks::make_event(sinks::DestroyedData{id, false, true, "lost"}));
+    ++metrics_.failed["lost"];
+    ++failed_;
+    std::fprintf(stderr, "cellos-reactor: cell %s was running when the previous daemon died: "
+                 "killed, removed and reported lost\n", id.c_str());
+  }
+}
+
+void Daemon::reject(const std::string& name, const std::optional<std::string>& id,
+                    const std::string& reason, bool active) {
+  events_->emit(sinks::make_event(sinks::RejectedData{id, reason}));
+  ++metrics_.rejected;
+  changed();
+  if (active && id) {
+    // The spec had been moved out of the spool to start: put it back beside its reason.
+    std::string from = dirs_.active + "/" + *id + ".json", to = dirs_.rejected + "/" + name;
+    (void)base::replace_file(to + ".error", reason + "\n");
+    if (::rename(from.c_str(), to.c_str()) != 0) ::unlink(from.c_str());
+  } else if (auto r = move_to_rejected(dirs_, name, reason); !r) {
+    // The spool entry cannot be moved: say so, and never look at it again in this run.
+    complain("spool entry " + name + ": " + r.error().message());
+  }
+  std::fprintf(stderr, "cellos-reactor: rejected %s: %s\n", name.c_str(), reason.c_str());
+}
+
+void Daemon::offer(const std::string& name) {
+  if (stopping_ || waiting_names_.count(name)) return;
+  auto text = read_spool_entry(dirs_, name);
+  if (!text) {
+    // Gone already: taken by this daemon after a rescan, or withdrawn by its submitter.
+    if (text.error().err == ENOENT) return;
+    return reject(name, std::nullopt, "spool entry " + name + ": " + text.error().message(), false);
+  }
+  auto spec = cells::parse_spec(*text);
+  if (!spec) return reject(name, std::nullopt, "spool entry " + name + ": " + spec.error().message(), false);
+  const std::string id = spec->id;
+  if (auto r = cells::check_policy(*spec, config_.policy); !r)
+    return reject(name, id, "spool entry " + name + ": " + r.error().message(), false);
+  if (running_.count(id))
+    return reject(name, id, "spool entry " + name + ": spec.id: cell " + id + " is already running", false);
+  if (waiting_ids_.count(id))
+    return reject(name, id, "spool entry " + name + ": spec.id: cell " + id + " is already waiting", false);
+  waiting_ids_.insert(id);
+  waiting_names_.insert(name);
+  waiting_.push_back(Waiting{name, std::move(*spec)});
+  changed();
+  pump();
+}
+
+void Daemon::pump() {
+  while (!stopping_ && !waiting_.empty() && running_.size() < config_.host.max_concurrent_cells) {
+    Waiting w = std::move(waiting_.front());
+    waiting_.pop_front();
+    waiting_ids_.erase(w.spec.id);
+    waiting_names_.erase(w.name);
+    launch(std::move(w));
+  }
+  changed();
+}
+
+void Daemon::launch(Waiting w) {
+  const std::string id = w.spec.id;
+  const auto admitted = std::chrono::steady_clock::now();
+  auto env = cells::build_environment(w.spec, config_.secrets);
+  if (!env) return reject(w.name, id, "spool entry " + w.name + ": " + env.error().message(), false);
+  auto active = move_to_active(dirs_, w.name, id);
+  if (!active) {
+    if (active.error().err == ENOENT) return;  // withdrawn from the spool while it waited
+    return reject(w.name, id, "spool entry " + w.name + ": " + active.error().message(), false);
+  }
+  Running r;
+  r.active_path = *active;
+  const std::string logdir = dirs_.logs + "/" + id;
+  auto opened = [&]() -> base::Result<void> {
+    CELLOS_TRY(base::make_dirs(logdir, 0750));
+    auto out = base::open_at(AT_FDCWD, logdir + "/stdout", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0640);
+    if (!out) return std::move(out).error();
+    auto err = base::open_at(AT_FDCWD, logdir + "/stderr", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0640);
+    if (!err) return std::move(err).error();
+    r.out = std::move(*out);
+    r.err = std::move(*err);
+    return base::ok();
+  }();
+  if (!opened) return reject(w.name, id, "cell " + id + ": logs: " + opened.error().message(), true);
+
+  cells::CellOptions co;
+  co.spec = std::move(w.spec);
+  co.env = std::move(*env);
+  co.run_id = new_run_id();
+  co.stdout_fd = r.out.get();
+  co.stderr_fd = r.err.get();
+  co.max_stream_bytes = config_.logs.max_bytes_per_stream;
+  running_.emplace(id, std::move(r));
+  sup_->add(std::move(co));
+  // start() returns once the cell's init runs (CLONE_VFORK): this is the spawn latency.
+  metrics_.observe_spawn(std::chrono::steady_clock::now() - admitted);
+  ++metrics_.started;
+}
+
+void Daemon::on_cell_done(const cells::Cell& c) {
+  const cells::CellOutcome& o = c.outcome();
+  auto it = running_.find(c.id());
+  if (o.refused) {
+    // The id was running in another reactor sharing the state dir: the cell emitted its own
+    // rejection; the spec goes to rejected/ with the reason.
+    ++metrics_.rejected;
+    if (it != running_.end()) {
+      std::string name = it->second.active_path.substr(it->second.active_path.rfind('/') + 1);
+      (void)base::replace_file(dirs_.rejected + "/" + name + ".error", o.error + "\n");
+      ::rename(it->second.active_path.c_str(), (dirs_.rejected + "/" + name).c_str());
+    }
+  } else {
+    ++metrics_.completed[sinks::reason_name(o.reason)];
+    if (auto f = failure_reason(o)) {
+      ++metrics_.failed[*f];
+      ++failed_;
+    } else {
+      ++succeeded_;
+    }
+    if (it != running_.end()) ::unlink(it->second.active_path.c_str());
+  }
+  if (it != running_.end()) running_.erase(it);
+  changed();
+  pump();
+}
+
+void Daemon::on_signal(int signo) {
+  if (stopping_) {
+    if (!killing_) {
+      std::fprintf(stderr, "cellos-reactor: %s again: killing %zu running cells now\n",
+                   strsignal(signo), running_.size());
+      killing_ = true;
+      sup_->kill_all(cells::KillCause::kReactorStop);
+      if (grace_.in_flight) sup_->ring().cancel(grace_);
+    }
+    return;
+  }
+  stopping_ = true;
+  watcher_->stop();
+  if (status_) status_->stop();
+  std::fprintf(stderr,
+               "cellos-reactor: %s: intake stopped; %zu running cells have %llus to finish "
+               "(%zu waiting specs stay in the spool); send SIGTERM again to kill them now\n",
+               strsignal(signo), running_.size(),
+               static_cast<unsigned long long>(config_.host.shutdown_grace_seconds),
+               waiting_.size());
+  if (running_.empty()) return;
+  grace_.fn = [this](int res) {
+    if (res != -ETIME || killing_) return;
+    killing_ = true;
+    std::fprintf(stderr, "cellos-reactor: grace period over: killing %zu running cells\n",
+                 running_.size());
+    sup_->kill_all(cells::KillCause::kReactorStop);
+  };
+  grace_.in_flight = true;
+  sup_->ring().timeout(std::chrono::seconds(config_.host.shutdown_grace_seconds), grace_);
+}
+
+void Daemon::changed() {
+  metrics_dirty_ = true;
+  if (metrics_timer_.in_flight || !sup_) return;
+  metrics_timer_.fn = [this](int) { publish_metrics(); };
+  metrics_timer_.in_flight = true;
+  sup_->ring().timeout(kMetricsInterval, metrics_timer_);
+}
+
+void Daemon::publish_metrics() {
+  if (!metrics_dirty_) return;
+  metrics_dirty_ = false;
+  metrics_.running = running_.size();
+  metrics_.waiting = waiting_.size();
+  metrics_.events_written = events_ ? events_->events_written() : 0;
+  if (auto r = base::replace_file(dirs_.state + "/metrics.prom", metrics_.render(config_.host.id));
+      !r)
+    complain("metrics: " + r.error().message());
+}
+
+std::string Daemon::snapshot() const {
+  using nlohmann::ordered_json;
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<const cells::Cell*> cells;
+  for (const auto& [raw, cell] : sup_->cells()) cells.push_back(cell.get());
+  std::sort(cells.begin(), cells.end(), [](const cells::Cell* a, const cells::Cell* b) {
+    return a->launched_at() < b->launched_at();
+  });
+  ordered_json list = ordered_json::array();
+  for (const cells::Cell* c : cells) {
+    if (c->finished()) continue;
+    list.push_back({{"id", c->id()},
+                    {"pid", c->pid()},
+                    {"ageSeconds", std::chrono::duration<double>(now - c->launched_at()).count()},
+                    {"memoryBytes", c->memory_bytes()}});
+  }
+  ordered_json j = {{"hostId", config_.host.id},
+                    {"pid", ::getpid()},
+                    {"stopping", stopping_},
+                    {"running", running_.size()},
+                    {"waiting", waiting_.size()},
+                    {"completed", succeeded_},
+                    {"failed", failed_},
+                    {"rejected", metrics_.rejected},
+                    {"cells", std::move(list)}};
+  return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
+}
+
+int Daemon::run() {
+  if (auto r = dirs_.make(); !r) return complain("host.state_dir: " + r.error().message());
+  if (auto r = lock_state_dir(); !r) return complain(r.error().message());
+  auto roots = cells::detect_cgroup_roots();
+  if (!roots) return complain(roots.error().message());
+  auto tree = cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config_.host.id);
+  if (!tree) return complain(tree.error().message());
+  tree_.emplace(std::move(*tree));
+  if (const auto& init = cells::cell_init_binary(); !init.ok())
+    return complain(init.error().message());
+
+  SupervisorOptions so;
+  so.config = &config_;
+  so.cgroups = &*tree_;
+  so.on_cell_done = [this](const cells::Cell& c) { on_cell_done(c); };
+  so.on_signal = [this](int signo) { on_signal(signo); };
+  so.ring_entries = 4096;
+  auto sup = Supervisor::create(std::move(so));
+  if (!sup) return complain(sup.error().message());
+  sup_ = std::move(*sup);
+  auto events = open_event_sink(config_, sup_->io(), std::nullopt);
+  if (!events) return complain(events.error().message());
+  events_ = std::move(*events);
+  sup_->set_events(events_.get());
+
+  recover();
+
+  auto status = StatusServer::create(sup_->ring(), dirs_.state + "/reactor.sock",
+                                     [this] { return snapshot(); });
+  if (!status) return complain(status.error().message());
+  status_ = std::move(*status);
+  // Watch first, then scan: a spec renamed in between is seen twice, never missed (the second
+  // sighting finds it waiting or gone).
+  auto watcher = SpoolWatcher::create(
+      sup_->io(), dirs_.spool,
+      {[this](std::string name) { offer(name); },
+       [this] {
+         for (const std::string& n : scan_spool(dirs_)) offer(n);
+       }});
+  if (!watcher) return complain(watcher.error().message());
+  watcher_ = std::move(*watcher);
+  std::fprintf(stderr, "cellos-reactor: serving %s as host %s (up to %llu cells at once)\n",
+               dirs_.state.c_str(), config_.host.id.c_str(),
+               static_cast<unsigned long long>(config_.host.max_concurrent_cells));
+  for (const std::string& n : scan_spool(dirs_)) offer(n);
+  changed();
+
+  auto r = sup_->run_until([this] { return stopping_ && running_.empty(); });
+  if (grace_.in_flight) sup_->ring().cancel(grace_);
+  metrics_dirty_ = true;
+  publish_metrics();
+  tree_->remove_empty_parents();
+  if (!r) return complain(r.error().message());
+  std::fprintf(stderr, "cellos-reactor: stopped (%llu succeeded, %llu failed, %llu rejected; "
+               "%zu specs left waiting in the spool)\n",
+               static_cast<unsigned long long>(succeeded_),
+               static_cast<unsigned long long>(failed_),
+               static_cast<unsigned long long>(metrics_.rejected), waiting_.size());
+  return 0;
+}
+
+}  // namespace
+
+int serve_command(const ServeArgs& args) {
+  cells::Config config;
+  try {
+    config = cells::load_config(args.config_path);
+  } catch (const cells::ConfigError& e) {
+    return complain(e.what());
+  }
+  Daemon d(std::move(config));
+  return d.run();
+}
+
+int submit_command(const SubmitArgs& args) {
+  cells::Config config;
+  try {
+    config = cells::load_config(args.config_path);
+  } catch (const cells::ConfigError& e) {
+    return complain(e.what());
+  }
+  auto text = read_spec_text(args.spec_path);
+  if (!text) return complain(text.error().message());
+  auto spec = cells::parse_spec(*text);
+  if (!spec) return complain(spec.error().message());
+  if (auto r = cells::check_policy(*spec, config.policy); !r) return complain(r.error().message());
+  auto path = submit_to_spool(StateDirs(config.host.state_dir), spec->id, *text);
+  if (!path) return complain(path.error().message());
+  std::printf("%s\n", path->c_str());
+  return 0;
+}
+
+}  // namespace cellos::reactor

@@ -1,0 +1,27 @@
+// `cellos-reactor --config FLEET.toml`: the fleet daemon. One thread, one ring: spool intake
+// (inotify through the ring), admission in arrival order up to [host] max_concurrent_cells,
+// per-cell log files with a size cap, a status socket, metrics.prom, graceful SIGTERM, and
+// on start the recovery of whatever a predecessor that died left behind.
+#pragma once
+
+#include <string>
+
+namespace cellos::reactor {
+
+struct ServeArgs {
+  std::string config_path;
+};
+
+// Runs until stopped; returns the process exit status (0 after a clean stop).
+int serve_command(const ServeArgs& args);
+
+// `cellos-reactor submit SPEC.json|- --config FLEET.toml`: validates the spec against the
+// fleet's policy (a rejected spec is refused here, with nothing written) and renames it into
+// the spool.
+struct SubmitArgs {
+  std::string spec_path;
+  std::string config_path;
+};
+int submit_command(const SubmitArgs& args);
+
+}  // namespace cellos::reactor

@@ -1,0 +1,89 @@
+#include "reactor/metrics.h"
+
+#include <cstdio>
+
+namespace cellos::reactor {
+namespace {
+
+void family(std::string& out, const char* name, const char* type, const char* help) {
+  out += "# HELP ";
+  out += name;
+  out += " ";
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += " ";
+  out += type;
+  out += "\n";
+}
+
+void sample(std::string& out, const std::string& name, const std::string& labels, double v) {
+  char num[64];
+  std::snprintf(num, sizeof num, "%.17g", v);
+  out += name;
+  if (!labels.empty()) out += "{" + labels + "}";
+  out += " ";
+  out += num;
+  out += "\n";
+}
+
+}  // namespace
+
+void Metrics::observe_spawn(std::chrono::nanoseconds d) {
+  double s = std::chrono::duration<double>(d).count();
+  ++spawn_count;
+  spawn_sum_seconds += s;
+  for (size_t i = 0; i < kBuckets.size(); ++i)
+    if (s <= kBuckets[i]) ++spawn_buckets[i];
+}
+
+uint64_t Metrics::completed_total() const {
+  uint64_t n = 0;
+  for (const auto& [r, v] : completed) n += v;
+  return n;
+}
+
+uint64_t Metrics::failed_total() const {
+  uint64_t n = 0;
+  for (const auto& [r, v] : failed) n += v;
+  return n;
+}
+
+std::string Metrics::render(const std::string& host_id) const {
+  const std::string host = "host=\"" + host_id + "\"";  // host ids are [A-Za-z0-9._-]
+  std::string o;
+  family(o, "cellos_cells_started_total", "counter", "Cells launched.");
+  sample(o, "cellos_cells_started_total", host, static_cast<double>(started));
+  family(o, "cellos_cells_completed_total", "counter",
+         "Cells whose command finished, by completed-event reason.");
+  for (const auto& [r, v] : completed)
+    sample(o, "cellos_cells_completed_total", host + ",reason=\"" + r + "\"",
+           static_cast<double>(v));
+  family(o, "cellos_cells_failed_total", "counter",
+         "Cells that did not succeed, by reason (exit_nonzero, signaled, timeout, oom, "
+         "setup_failed, lost, rejected).");
+  for (const auto& [r, v] : failed)
+    sample(o, "cellos_cells_failed_total", host + ",reason=\"" + r + "\"",
+           static_cast<double>(v));
+  family(o, "cellos_cells_running", "gauge", "Cells running now.");
+  sample(o, "cellos_cells_running", host, static_cast<double>(running));
+  family(o, "cellos_cells_waiting", "gauge", "Admitted specs waiting for a slot.");
+  sample(o, "cellos_cells_waiting", host, static_cast<double>(waiting));
+  family(o, "cellos_spawn_latency_seconds", "histogram",
+         "From admission to the cell's init running (clone3 and in-cell setup).");
+  for (size_t i = 0; i < kBuckets.size(); ++i) {
+    char le[32];
+    std::snprintf(le, sizeof le, "%g", kBuckets[i]);
+    sample(o, "cellos_spawn_latency_seconds_bucket", host + ",le=\"" + le + "\"",
+           static_cast<double>(spawn_buckets[i]));
+  }
+  sample(o, "cellos_spawn_latency_seconds_bucket", host + ",le=\"+Inf\"",
+         static_cast<double>(spawn_count));
+  sample(o, "cellos_spawn_latency_seconds_sum", host, spawn_sum_seconds);
+  sample(o, "cellos_spawn_latency_seconds_count", host, static_cast<double>(spawn_count));
+  family(o, "cellos_events_written_total", "counter", "Events written to the event log.");
+  sample(o, "cellos_events_written_total", host, static_cast<double>(events_written));
+  return o;
+}
+
+}  // namespace cellos::reactor

@@ -1,0 +1,165 @@
+#include "reactor/spool.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+namespace cellos::reactor {
+namespace {
+
+constexpr size_t kMaxSpecBytes = 4 << 20;
+
+bool is_entry_name(const char* n) { return n[0] != '\0' && n[0] != '.'; }
+
+// One line: a reason never spans lines in the .error file or the rejected event.
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n' || c == '\r') c = ' ';
+  return s;
+}
+
+}  // namespace
+
+StateDirs::StateDirs(const std::string& state_dir)
+    : state(state_dir),
+      spool(state_dir + "/spool"),
+      active(state_dir + "/active"),
+      rejected(state_dir + "/rejected"),
+      logs(state_dir + "/logs") {}
+
+base::Result<void> StateDirs::make() const {
+  for (const std::string* d : {&state, &spool, &active, &rejected, &logs})
+    CELLOS_TRY(base::make_dirs(*d));
+  return base::ok();
+}
+
+std::vector<std::string> scan_spool(const StateDirs& dirs) {
+  struct Entry {
+    timespec mtime;
+    std::string name;
+  };
+  std::vector<Entry> entries;
+  DIR* d = ::opendir(dirs.spool.c_str());
+  if (!d) return {};
+  while (dirent* e = ::readdir(d)) {
+    if (!is_entry_name(e->d_name)) continue;
+    struct stat st{};
+    timespec t{};
+    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0) t = st.st_mtim;
+    entries.push_back({t, e->d_name});
+  }
+  ::closedir(d);
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    if (a.mtime.tv_sec != b.mtime.tv_sec) return a.mtime.tv_sec < b.mtime.tv_sec;
+    if (a.mtime.tv_nsec != b.mtime.tv_nsec) return a.mtime.tv_nsec < b.mtime.tv_nsec;
+    return a.name < b.name;
+  });
+  std::vector<std::string> names;
+  for (auto& e : entries) names.push_back(std::move(e.name));
+  return names;
+}
+
+base::Result<std::string> read_spool_entry(const StateDirs& dirs, const std::string& name) {
+  const std::string path = dirs.spool + "/" + name;
+  // O_NONBLOCK: a FIFO dropped into the spool must not hang the reactor on open.
+  auto fd = base::open_at(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  if (!fd) return std::move(fd).error();
+  struct stat st{};
+  if (::fstat(fd->get(), &st) != 0) return base::sys_error("fstat", "\"" + path + "\"");
+  if (!S_ISREG(st.st_mode))
+    return base::Error{EINVAL, "read", "\"" + path + "\"", "not a regular file", {}};
+  if (static_cast<uint64_t>(st.st_size) > kMaxSpecBytes)
+    return base::Error{EFBIG, "read", "\"" + path + "\"", "larger than 4 MiB", {}};
+  return base::read_fd(fd->get(), "\"" + path + "\"", kMaxSpecBytes);
+}
+
+base::Result<std::string> move_to_active(const StateDirs& dirs, const std::string& name,
+                                         const std::string& cell_id) {
+  std::string from = dirs.spool + "/" + name, to = dirs.active + "/" + cell_id + ".json";
+  if (::rename(from.c_str(), to.c_str()) != 0)
+    return base::sys_error("rename", "\"" + from + "\" to \"" + to + "\"");
+  return to;
+}
+
+base::Result<void> move_to_rejected(const StateDirs& dirs, const std::string& name,
+                                    const std::string& reason) {
+  std::string from = dirs.spool + "/" + name, to = dirs.rejected + "/" + name;
+  // The reason first: whoever sees the rejected file finds its .error beside it.
+  CELLOS_TRY(base::replace_file(to + ".error", one_line(reason) + "\n"));
+  // A directory of the same name left from an earlier rejection would refuse the rename.
+  if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT)
+    return base::sys_error("rename", "\"" + from + "\" to \"" + to + "\"");
+  return base::ok();
+}
+
+base::Result<std::string> submit_to_spool(const StateDirs& dirs, const std::string& cell_id,
+                                          const std::string& spec_text) {
+  CELLOS_TRY(base::make_dirs(dirs.spool));
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  char stamp[48];
+  std::snprintf(stamp, sizeof stamp, "%020lld-%06d-", static_cast<long long>(
+                    now.tv_sec * 1000000000LL + now.tv_nsec), static_cast<int>(::getpid() % 1000000));
+  std::string path = dirs.spool + "/" + stamp + cell_id + ".json";
+  CELLOS_TRY(base::replace_file(path, spec_text, 0640));
+  return path;
+}
+
+base::Result<std::unique_ptr<SpoolWatcher>> SpoolWatcher::create(base::IoPort& io,
+                                                                 const std::string& dir,
+                                                                 Handlers h) {
+  int fd = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0) return base::sys_error("inotify_init1", "spool \"" + dir + "\"");
+  base::Fd ifd(fd);
+  // IN_MOVED_TO: the documented way in (rename). IN_CLOSE_WRITE: a file written in place, taken
+  // once its writer closes it.
+  if (::inotify_add_watch(fd, dir.c_str(), IN_MOVED_TO | IN_CLOSE_WRITE | IN_ONLYDIR) < 0)
+    return base::sys_error("inotify_add_watch", "spool \"" + dir + "\"");
+  std::unique_ptr<SpoolWatcher> w(new SpoolWatcher(io, std::move(ifd), std::move(h)));
+  w->arm();
+  return w;
+}
+
+void SpoolWatcher::arm() {
+  in_flight_ = true;
+  io_.read(fd_.get(), std::span(buf_), *this);
+}
+
+void SpoolWatcher::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (in_flight_) io_.cancel(*this);
+}
+
+void SpoolWatcher::complete(int res) {
+  in_flight_ = false;
+  if (stopped_) return;
+  if (res < 0) {
+    if (res == -EINTR || res == -EAGAIN) return arm();
+    std::fprintf(stderr, "cellos-reactor: spool watch: read(inotify): %s; rescanning\n",
+                 std::strerror(-res));
+    if (h_.on_overflow) h_.on_overflow();
+    return arm();
+  }
+  size_t off = 0;
+  while (off + sizeof(inotify_event) <= static_cast<size_t>(res)) {
+    const auto* ev = reinterpret_cast<const inotify_event*>(buf_.data() + off);
+    off += sizeof(inotify_event) + ev->len;
+    if (ev->mask & IN_Q_OVERFLOW) {
+      if (h_.on_overflow) h_.on_overflow();
+    } else if (ev->len > 0 && is_entry_name(ev->name)) {
+      // Directories too (IN_ISDIR): one renamed in is rejected as unreadable, not ignored.
+      h_.on_entry(ev->name);
+    }
+    if (stopped_) return;
+  }
+  arm();
+}
+
+}  // namespace cellos::reactor
