@@ -52,7 +52,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
 // another test's), and a fleet.toml allowing the probe binary as argv[0].
 class Fleet {
  public:
-  explicit Fleet(const std::string& extra_toml = "");
+  // `host_toml` holds extra keys of the [host] table (max_concurrent_cells = 4, ...).
+  explicit Fleet(const std::string& extra_toml = "", const std::string& host_toml = "");
   // Removes the fleet's cgroup parents (cellos/<host id>), which `run` keeps for the next cell.
   ~Fleet();
   const std::string& config_path() const { return config_; }
