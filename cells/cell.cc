@@ -259,7 +259,6 @@ void Cell::decide_outcome() {
   using R = sinks::CompletedReason;
   outcome_.duration_ms = ms_between(launched_at_, exited_at_);
   outcome_.forced = killed_ != KillCause::kNone;
-  const bool oom = leaf_ && leaf_->oom_killed();
   if (setup_error_) {
     const ChildStatus& s = *setup_error_;
     outcome_.reason = R::kSetupFailed;
@@ -297,7 +296,8 @@ void Cell::decide_outcome() {
                 ? exit_.info.si_status
                 : SIGKILL;
   outcome_.signal = sig;
-  outcome_.reason = oom && sig == SIGKILL ? R::kOom : R::kSignaled;
+  // Only a SIGKILL can be the OOM killer's: read the leaf's OOM counter just then.
+  outcome_.reason = sig == SIGKILL && leaf_ && leaf_->oom_killed() ? R::kOom : R::kSignaled;
 }
 
 void Cell::teardown() {

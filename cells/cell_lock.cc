@@ -9,10 +9,14 @@ namespace cellos::cells {
 
 base::Result<CellLock> CellLock::acquire(const std::string& state_dir, const std::string& id) {
   const std::string dir = state_dir + "/cells";
-  CELLOS_TRY(base::make_dirs(dir));
   const std::string path = dir + "/" + id + ".lock";
   for (;;) {
     auto fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
+    if (!fd && fd.error().err == ENOENT) {
+      // The first cell of a state dir makes the directory; later ones skip the mkdir.
+      CELLOS_TRY(base::make_dirs(dir));
+      fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
+    }
     if (!fd) return std::move(fd).error();
     if (::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) {
       if (errno == EWOULDBLOCK)

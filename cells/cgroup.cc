@@ -100,6 +100,9 @@ std::vector<std::string> CgroupTree::hierarchies(bool with_cpu) const {
 Result<CgroupTree> CgroupTree::prepare(CgroupRoots roots, std::string parent) {
   CgroupTree t(std::move(roots), std::move(parent));
   for (const std::string& h : t.hierarchies()) CELLOS_TRY(base::make_dirs(h + "/" + t.parent_));
+  if (!t.roots_.memory.empty() && !t.roots_.memory_v2)
+    t.memsw_ = ::access((t.roots_.memory + "/" + t.parent_ + "/memory.memsw.limit_in_bytes").c_str(),
+                        F_OK) == 0;
   // Pure v2: a controller reaches a leaf only if every ancestor enables it for its children.
   std::string enable;
   if (t.roots_.memory_v2) enable += "+memory ";
@@ -134,6 +137,7 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
                                            const CgroupLimits& limits) const {
   CgroupLeaf leaf;
   leaf.rel_ = parent_ + "/" + name;
+  bool reused = false;  // a leaf left by a crashed reactor keeps its old limits
   // A v1 cpu leaf costs a mkdir and an rmdir of a cgroup; make one only for a cell with cpuMax.
   for (const std::string& h : hierarchies(limits.cpu_max.has_value())) {
     std::string dir = h + "/" + leaf.rel_;
@@ -144,6 +148,7 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
       if (populated(dir))
         return Error{EBUSY, "mkdir", "cgroup \"" + dir + "\"",
                      "cell id is already running (its cgroup has processes)", {}};
+      reused = true;
     }
     leaf.dirs_.push_back(dir);
   }
@@ -164,9 +169,10 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
         CELLOS_TRY(write_knob(d, "memory.swap.max", "0"));
     } else {
       // v1 insists on limit <= memsw at every write, and a reused leaf keeps its old memsw:
-      // lift memsw first, set the limit, then bring memsw down to it (no swap past the limit).
-      const bool memsw = ::access((d + "/memory.memsw.limit_in_bytes").c_str(), F_OK) == 0;
-      if (memsw) CELLOS_TRY(write_knob(d, "memory.memsw.limit_in_bytes", "-1"));
+      // lift memsw first (a fresh leaf's is unlimited already), set the limit, then bring
+      // memsw down to it (no swap past the limit).
+      const bool memsw = memsw_;
+      if (memsw && reused) CELLOS_TRY(write_knob(d, "memory.memsw.limit_in_bytes", "-1"));
       CELLOS_TRY(write_knob(d, "memory.limit_in_bytes", bytes));
       if (memsw) CELLOS_TRY(write_knob(d, "memory.memsw.limit_in_bytes", bytes));
     }

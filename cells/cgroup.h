@@ -70,6 +70,8 @@ class CgroupTree {
   std::vector<std::string> hierarchies(bool with_cpu = true) const;
   CgroupRoots roots_;
   std::string parent_;
+  // v1 memory has memory.memsw.* (swap accounting on): probed once, not per cell.
+  bool memsw_ = false;
 };
 
 class CgroupLeaf {

@@ -3,11 +3,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <nlohmann/json.hpp>
@@ -353,7 +355,24 @@ std::string Daemon::snapshot() const {
   return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
+// Each running cell holds about eight descriptors (pidfd, three pipes, two log files, its lock
+// and cgroup dir): thousands of cells need far more than the usual 1024 or 20000. Root may
+// raise the hard limit up to fs.nr_open.
+void raise_fd_limit() {
+  rlim_t want = 1 << 20;
+  if (auto nr = base::read_file_at(AT_FDCWD, "/proc/sys/fs/nr_open"); nr.ok())
+    want = std::min<rlim_t>(want, std::strtoull(nr->c_str(), nullptr, 10));
+  rlimit cur{};
+  if (::getrlimit(RLIMIT_NOFILE, &cur) != 0 || cur.rlim_cur >= want) return;
+  rlimit next{want, std::max(want, cur.rlim_max)};
+  if (::setrlimit(RLIMIT_NOFILE, &next) != 0) {
+    next = {cur.rlim_max, cur.rlim_max};  // not root enough: the soft limit up to the hard one
+    (void)::setrlimit(RLIMIT_NOFILE, &next);
+  }
+}
+
 int Daemon::run() {
+  raise_fd_limit();
   if (auto r = dirs_.make(); !r) return complain("host.state_dir: " + r.error().message());
   if (auto r = lock_state_dir(); !r) return complain(r.error().message());
   auto roots = cells::detect_cgroup_roots();

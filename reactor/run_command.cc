@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <iostream>
+#include <random>
 
 #include "cells/cell_lock.h"
 #include "cells/cgroup.h"
@@ -42,10 +45,19 @@ base::Result<std::string> read_spec_text(const std::string& path) {
 }
 
 std::string new_run_id() {
+  // Run ids must be unique, not secret: a generator seeded once from getrandom serves every
+  // cell of the process without a syscall each.
+  static std::mt19937_64 gen = [] {
+    uint64_t seed[2] = {};
+    if (getrandom(seed, sizeof seed, 0) != sizeof seed)
+      seed[0] = static_cast<uint64_t>(::getpid()) ^ static_cast<uint64_t>(::time(nullptr));
+    std::seed_seq seq{seed[0], seed[0] >> 32, seed[1], seed[1] >> 32};
+    return std::mt19937_64(seq);
+  }();
   unsigned char b[16] = {};
-  if (getrandom(b, sizeof b, 0) != sizeof b) {
-    for (auto& c : b) c = static_cast<unsigned char>(std::rand());
-  }
+  uint64_t hi = gen(), lo = gen();
+  std::memcpy(b, &hi, 8);
+  std::memcpy(b + 8, &lo, 8);
   b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
   b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
   char out[37];

@@ -76,7 +76,19 @@ base::Result<std::string> read_spool_entry(const StateDirs& dirs, const std::str
     return base::Error{EINVAL, "read", "\"" + path + "\"", "not a regular file", {}};
   if (static_cast<uint64_t>(st.st_size) > kMaxSpecBytes)
     return base::Error{EFBIG, "read", "\"" + path + "\"", "larger than 4 MiB", {}};
-  return base::read_fd(fd->get(), "\"" + path + "\"", kMaxSpecBytes);
+  // Exactly st_size bytes: a spool entry is complete once renamed in, so the EOF read that
+  // read_fd would make is one syscall per spec for nothing.
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd->get(), text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return base::sys_error("read", "\"" + path + "\"");
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  text.resize(got);
+  return text;
 }
 
 base::Result<std::string> move_to_active(const StateDirs& dirs, const std::string& name,

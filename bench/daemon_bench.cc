@@ -1,0 +1,329 @@
+// daemon_bench: the fleet daemon under load, measured from outside as operators run it.
+//
+//   daemon_bench --reactor PATH [--cells 2000] [--sleepers 5000] [--syscall-cells 500]
+//                [--only throughput|density|syscalls]
+//
+//   throughput  N /bin/true cells renamed into the spool at once, full isolation, until the
+//               last destroyed event: cells/s. Peer in the same run: the same N
+//               `bwrap --unshare-all --die-with-parent --ro-bind / / --tmpfs /tmp /bin/true`
+//               driven by `xargs -P2` (two at a time: one per vCPU here). Target: >= 2x bwrap.
+//   density     S cells of `sleep 600` at once: reactor RSS per cell (VmRSS growth / S; target
+//               <= 16 KiB), reactor CPU while they sleep (target ~0), time to admit them all.
+//   syscalls    `perf stat --no-inherit -e raw_syscalls:sys_enter -p <daemon>` around K
+//               /bin/true cells: the reactor's own syscalls per cell lifecycle (children and
+//               io_uring's kernel workers excluded). Target <= 30.
+//
+// Completion is read from the event log (followed incrementally), so the bench adds no work
+// to the daemon it measures.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string reactor;
+  long cells = 2000, sleepers = 5000, syscall_cells = 500;
+  std::string only;
+};
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "daemon_bench: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& out = "/dev/null",
+            const std::string& err = "/dev/null") {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<char*> a;
+  for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  pid_t pid = -1;
+  if (posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ) != 0) die("cannot run " + argv[0]);
+  posix_spawn_file_actions_destroy(&fa);
+  return pid;
+}
+
+int wait_for(pid_t pid) {
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Follows a growing event log, counting lines that contain a needle.
+class LogCounter {
+ public:
+  explicit LogCounter(std::string path) : path_(std::move(path)) {}
+  long count(const std::string& needle) {
+    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return n_;
+    ::lseek(fd, off_, SEEK_SET);
+    char buf[1 << 16];
+    ssize_t r;
+    while ((r = ::read(fd, buf, sizeof buf)) > 0) {
+      off_ += r;
+      partial_.append(buf, static_cast<size_t>(r));
+      size_t pos = 0, nl;
+      while ((nl = partial_.find('\n', pos)) != std::string::npos) {
+        if (std::string_view(partial_).substr(pos, nl - pos).find(needle) != std::string::npos)
+          ++n_;
+        pos = nl + 1;
+      }
+      partial_.erase(0, pos);
+    }
+    ::close(fd);
+    return n_;
+  }
+
+ private:
+  std::string path_, partial_;
+  off_t off_ = 0;
+  long n_ = 0;
+};
+
+// A throwaway fleet: state dir, fleet.toml, and the daemon serving it.
+class Fleet {
+ public:
+  Fleet(const std::string& reactor, const std::string& name, long max_cells) : reactor_(reactor) {
+    char tmpl[] = "/var/tmp/cellos-bench-XXXXXX";
+    if (!::mkdtemp(tmpl)) die("mkdtemp failed");
+    dir_ = tmpl;
+    host_ = name + "-" + std::to_string(::getpid());
+    std::ofstream(dir_ + "/fleet.toml")
+        << "[host]\nid = \"" << host_ << "\"\nstate_dir = \"" << dir_ << "/state\"\n"
+        << "max_concurrent_cells = " << max_cells << "\nshutdown_grace_seconds = 0\n";
+    fs::create_directories(dir_ + "/state/spool");
+    fs::create_directories(dir_ + "/staging");
+  }
+  ~Fleet() {
+    stop();
+    fs::remove_all(dir_);
+    for (const char* h : {"unified", "memory", "pids", "cpu"}) {
+      std::string root = std::string("/sys/fs/cgroup/") + h + "/cellos";
+      ::rmdir((root + "/" + host_).c_str());
+      ::rmdir(root.c_str());
+    }
+  }
+  void start() {
+    pid_ = spawn({reactor_, "--config", dir_ + "/fleet.toml"}, "/dev/null", dir_ + "/daemon.err");
+    for (int i = 0; i < 200 && !fs::exists(dir_ + "/state/reactor.sock"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    if (!fs::exists(dir_ + "/state/reactor.sock")) die("daemon did not start: " + read_text(dir_ + "/daemon.err"));
+  }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    int st = wait_for(pid_);
+    pid_ = -1;
+    if (st != 0) std::fprintf(stderr, "daemon_bench: daemon exit status %d: %s\n", st,
+                              read_text(dir_ + "/daemon.err").c_str());
+  }
+  // Writes n specs into a staging dir (not timed); rename_all() moves them into the spool.
+  void stage(long n, const std::string& argv_json, const std::string& stem) {
+    for (long i = 0; i < n; ++i) {
+      char name[64];
+      std::snprintf(name, sizeof name, "%08ld-%s.json", i, stem.c_str());
+      std::ofstream(dir_ + "/staging/" + name)
+          << R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell","spec":{"id":")" << stem << "-"
+          << i << R"(","run":{"argv":)" << argv_json << "}}}";
+      staged_.push_back(name);
+    }
+  }
+  void rename_all() {
+    for (const auto& n : staged_)
+      fs::rename(dir_ + "/staging/" + n, dir_ + "/state/spool/" + n);
+    staged_.clear();
+  }
+  pid_t pid() const { return pid_; }
+  std::string events() const { return dir_ + "/state/events.jsonl"; }
+
+ private:
+  std::string reactor_, dir_, host_;
+  pid_t pid_ = -1;
+  std::vector<std::string> staged_;
+};
+
+long proc_field_kib(pid_t pid, const char* key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key, 0) == 0) return std::atol(line.c_str() + std::strlen(key));
+  return -1;
+}
+
+long cpu_ticks(pid_t pid) {
+  std::string s = read_text("/proc/" + std::to_string(pid) + "/stat");
+  std::istringstream in(s.substr(s.rfind(')') + 2));
+  std::string f;
+  long ut = 0, st = 0;
+  for (int i = 3; i <= 15 && in >> f; ++i) {
+    if (i == 14) ut = std::atol(f.c_str());
+    if (i == 15) st = std::atol(f.c_str());
+  }
+  return ut + st;
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+void wait_count(LogCounter& log, const std::string& needle, long n, int timeout_s) {
+  auto start = Clock::now();
+  while (log.count(needle) < n) {
+    if (seconds_since(start) > timeout_s)
+      die("timed out waiting for " + std::to_string(n) + " \"" + needle + "\" events (have " +
+          std::to_string(log.count(needle)) + ")");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+const std::string kDestroyed = "lifecycle.v1.destroyed\"";
+const std::string kStarted = "lifecycle.v1.started\"";
+
+void throughput(const Options& o) {
+  Fleet f(o.reactor, "bench-tput", 64);
+  f.stage(o.cells, R"(["/bin/true"])", "t");
+  f.start();
+  LogCounter log(f.events());
+  auto t0 = Clock::now();
+  f.rename_all();
+  wait_count(log, kDestroyed, o.cells, 600);
+  double reactor_s = seconds_since(t0);
+  f.stop();
+
+  // The peer: the same number of isolated /bin/true, two at a time.
+  std::string cmd = "seq " + std::to_string(o.cells) +
+                    " | xargs -P2 -I{} bwrap --unshare-all --die-with-parent --ro-bind / / "
+                    "--tmpfs /tmp /bin/true";
+  auto t1 = Clock::now();
+  int st = wait_for(spawn({"/bin/sh", "-c", cmd}));
+  double bwrap_s = seconds_since(t1);
+  if (st != 0) die("bwrap peer failed: exit status " + std::to_string(st));
+  double r = o.cells / reactor_s, b = o.cells / bwrap_s;
+  std::printf("throughput  cells=%ld  reactor %.0f cells/s (%.2f s)  bwrap xargs -P2 %.0f cells/s "
+              "(%.2f s)  ratio %.2fx  target >= 2x: %s\n",
+              o.cells, r, reactor_s, b, bwrap_s, r / b, r / b >= 2 ? "MET" : "MISSED");
+}
+
+void density(const Options& o) {
+  Fleet f(o.reactor, "bench-dense", o.sleepers + 10);
+  f.stage(o.sleepers, R"(["/bin/sleep","600"])", "s");
+  f.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  long rss0 = proc_field_kib(f.pid(), "VmRSS:");
+  LogCounter log(f.events());
+  auto t0 = Clock::now();
+  f.rename_all();
+  wait_count(log, kStarted, o.sleepers, 900);
+  double admit_s = seconds_since(t0);
+  // Let the last metrics write pass, then watch the daemon while every cell sleeps.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  long rss1 = proc_field_kib(f.pid(), "VmRSS:");
+  long c0 = cpu_ticks(f.pid());
+  const int watch_s = 10;
+  std::this_thread::sleep_for(std::chrono::seconds(watch_s));
+  long c1 = cpu_ticks(f.pid());
+  double per_cell = static_cast<double>(rss1 - rss0) / o.sleepers;
+  double cpu_pct = 100.0 * static_cast<double>(c1 - c0) / ::sysconf(_SC_CLK_TCK) / watch_s;
+  auto t1 = Clock::now();
+  f.stop();
+  double stop_s = seconds_since(t1);
+  std::printf("density     cells=%ld  admitted in %.2f s (%.0f cells/s)  reactor RSS %ld -> %ld KiB "
+              "= %.1f KiB/cell (target <= 16: %s)  reactor CPU while sleeping %.2f%% over %d s "
+              "(%ld ticks)  stop+teardown %.2f s\n",
+              o.sleepers, admit_s, o.sleepers / admit_s, rss0, rss1, per_cell,
+              per_cell <= 16 ? "MET" : "MISSED", cpu_pct, watch_s, c1 - c0, stop_s);
+}
+
+void syscalls(const Options& o) {
+  Fleet f(o.reactor, "bench-sys", 64);
+  f.stage(o.syscall_cells, R"(["/bin/true"])", "k");
+  f.start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const std::string out = "/var/tmp/cellos-bench-perf-" + std::to_string(::getpid()) + ".txt";
+  pid_t perf = spawn({"perf", "stat", "--no-inherit", "-x,", "-e", "raw_syscalls:sys_enter", "-p",
+                      std::to_string(f.pid()), "-o", out});
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  LogCounter log(f.events());
+  f.rename_all();
+  wait_count(log, kDestroyed, o.syscall_cells, 600);
+  // The metrics write after the last change belongs to these cells too.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+  ::kill(perf, SIGINT);
+  wait_for(perf);
+  std::string text = read_text(out);
+  ::unlink(out.c_str());
+  long count = -1;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.find("raw_syscalls:sys_enter") != std::string::npos) count = std::atol(line.c_str());
+  f.stop();
+  if (count < 0) die("perf stat gave no count: " + text);
+  double per = static_cast<double>(count) / o.syscall_cells;
+  std::printf("syscalls    cells=%ld  reactor syscalls %ld = %.1f per cell lifecycle (target <= 30: "
+              "%s)\n",
+              o.syscall_cells, count, per, per <= 30 ? "MET" : "MISSED");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) die(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--reactor") o.reactor = value();
+    else if (a == "--cells") o.cells = std::atol(value().c_str());
+    else if (a == "--sleepers") o.sleepers = std::atol(value().c_str());
+    else if (a == "--syscall-cells") o.syscall_cells = std::atol(value().c_str());
+    else if (a == "--only") o.only = value();
+    else die("unknown option " + a + " (see the comment at the top of bench/daemon_bench.cc)");
+  }
+  if (o.reactor.empty()) die("--reactor PATH is required");
+  if (o.cells < 1 || o.sleepers < 1 || o.syscall_cells < 1) die("counts must be >= 1");
+  std::printf("reproduce: %s --reactor %s --cells %ld --sleepers %ld --syscall-cells %ld%s%s\n",
+              argv[0], o.reactor.c_str(), o.cells, o.sleepers, o.syscall_cells,
+              o.only.empty() ? "" : " --only ", o.only.c_str());
+  std::fflush(stdout);
+  if (o.only.empty() || o.only == "throughput") throughput(o);
+  std::fflush(stdout);
+  if (o.only.empty() || o.only == "syscalls") syscalls(o);
+  std::fflush(stdout);
+  if (o.only.empty() || o.only == "density") density(o);
+  return 0;
+}
