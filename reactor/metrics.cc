@@ -54,6 +54,9 @@ std::string Metrics::render(const std::string& host_id) const {
   std::string o;
   family(o, "cellos_cells_started_total", "counter", "Cells launched.");
   sample(o, "cellos_cells_started_total", host, static_cast<double>(started));
+  family(o, "cellos_cells_rejected_total", "counter",
+         "Specs rejected at intake or admission (malformed, policy, duplicate id).");
+  sample(o, "cellos_cells_rejected_total", host, static_cast<double>(rejected));
   family(o, "cellos_cells_completed_total", "counter",
          "Cells whose command finished, by completed-event reason.");
   for (const auto& [r, v] : completed)
@@ -61,7 +64,7 @@ std::string Metrics::render(const std::string& host_id) const {
            static_cast<double>(v));
   family(o, "cellos_cells_failed_total", "counter",
          "Cells that did not succeed, by reason (exit_nonzero, signaled, timeout, oom, "
-         "setup_failed, lost, rejected).");
+         "setup_failed, lost).");
   for (const auto& [r, v] : failed)
     sample(o, "cellos_cells_failed_total", host + ",reason=\"" + r + "\"",
            static_cast<double>(v));
