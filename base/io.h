@@ -33,6 +33,14 @@ class IoPort {
   virtual void timeout(std::chrono::nanoseconds after, Completion& c) = 0;
   // Reaps the process behind a pidfd (WEXITED); fills *info. Completes with 0 or -errno.
   virtual void wait_exit(int pidfd, siginfo_t* info, Completion& c) = 0;
+  // Whether wait_exit_pid works: a child's exit watched by its pid alone, with no pidfd held.
+  // A child's pid cannot be reused until it is reaped, so this is as safe as a pidfd for our
+  // own children, and saves a descriptor per cell (thousands of cells, a 20000-fd limit).
+  virtual bool can_wait_pid() const { return false; }
+  virtual void wait_exit_pid(pid_t pid, siginfo_t* info, Completion& c) {
+    (void)pid, (void)info;
+    c.complete(-EOPNOTSUPP);
+  }
   // Asks the kernel to cancel the operation owned by `c`. `c` still gets its own completion
   // (usually -ECANCELED); the cancel request itself reports nowhere.
   virtual void cancel(Completion& c) = 0;

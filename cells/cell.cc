@@ -1,5 +1,6 @@
 #include "cells/cell.h"
 
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -47,7 +48,13 @@ Cell::Cell(const CellHost& host, CellOptions options) : host_(host), opts_(std::
 Cell::~Cell() {
   // The owner destroys a cell only after on_finished, when nothing is in flight; a cell dropped
   // earlier (reactor failure) still must not leave processes behind.
-  if (pidfd_ && !exit_.reaped) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+  if (launched_ && !exit_.reaped) kill_init();
+}
+
+void Cell::kill_init() {
+  // By pid when there is no pidfd: our own child's pid stays ours until we reap it.
+  if (pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+  else if (pid_ > 0) ::kill(pid_, SIGKILL);
 }
 
 void Cell::emit(sinks::EventData d) { host_.events->emit(sinks::make_event(std::move(d))); }
@@ -98,6 +105,7 @@ void Cell::start() {
   lo.gid = host_.config->policy.run_as_gid;
   lo.cgroup_v2_dirfd = leaf_->v2_dirfd();
   for (const auto& fd : leaf_->v1_procs()) lo.v1_procs.push_back(fd.get());
+  lo.want_pidfd = !host_.io->can_wait_pid();
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = launch(lo);
   if (!launched) return fail_setup(launched.error().message());
@@ -106,6 +114,7 @@ void Cell::start() {
   pidfd_ = std::move(launched->pidfd);
   // The v1 cgroup.procs descriptors were for the child; drop ours now.
   leaf_->close_v1_procs();
+  leaf_->close_v2_dir();
 
   out_.from = std::move(launched->stdout_read);
   out_.to = opts_.stdout_fd;
@@ -114,12 +123,15 @@ void Cell::start() {
   err_.to = opts_.stderr_fd;
   err_.name = "stderr";
   out_.cap = err_.cap = opts_.max_stream_bytes;
+  if (!opts_.stdout_path.empty()) out_.path = &opts_.stdout_path, out_.to = -1;
+  if (!opts_.stderr_path.empty()) err_.path = &opts_.stderr_path, err_.to = -1;
   status_.from = std::move(launched->status_read);
   out_.arm();
   err_.arm();
   status_.arm();
   exit_.in_flight = true;
-  host_.io->wait_exit(pidfd_.get(), &exit_.info, exit_);
+  if (pidfd_) host_.io->wait_exit(pidfd_.get(), &exit_.info, exit_);
+  else host_.io->wait_exit_pid(pid_, &exit_.info, exit_);
   ttl_.fire = [this](int res) {
     if (res == -ETIME) kill(KillCause::kTimeout);
   };
@@ -141,8 +153,7 @@ void Cell::kill(KillCause cause) {
   killed_ = cause;
   // cgroup.kill takes every process at once, daemonized grandchildren included. Killing init
   // is the fallback: its pid namespace dies with it.
-  if (!leaf_ || !leaf_->kill().ok())
-    ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+  if (!leaf_ || !leaf_->kill().ok()) kill_init();
 }
 
 void Cell::StreamPump::arm() {
@@ -160,6 +171,7 @@ void Cell::StreamPump::complete(int res) {
     if (res <= 0) {  // EOF, or the pipe failed: either way nothing more will come
       eof = true;
       from.reset();
+      owned.reset();
       return cell->maybe_finish();
     }
     accept(static_cast<size_t>(res));
@@ -177,9 +189,22 @@ void Cell::StreamPump::complete(int res) {
 // A chunk just read: pass on what fits under the cap; at the cap, write the cut notice once
 // in its place. Output whose destination is gone, or past the cap, is drained and dropped so
 // the cell never blocks on a full pipe.
+bool Cell::StreamPump::open_sink() {
+  auto fd = base::open_at(AT_FDCWD, *path, O_WRONLY | O_CREAT | O_APPEND, 0640);
+  if (!fd) {
+    std::fprintf(stderr, "cellos-reactor: cell %s: %s: %s; dropping its output\n",
+                 cell->id().c_str(), name, fd.error().message().c_str());
+    return false;
+  }
+  owned = std::move(*fd);
+  to = owned.get();
+  return true;
+}
+
 void Cell::StreamPump::accept(size_t n) {
   written = 0;
   len = 0;
+  if (to < 0 && !sink_broken && !(path && open_sink())) sink_broken = true;
   if (!truncated && cap != 0 && copied + n > cap) {
     size_t keep = static_cast<size_t>(cap - copied);
     truncated = true;

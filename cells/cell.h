@@ -43,6 +43,9 @@ struct CellOptions {
   std::string run_id;
   int stdout_fd = STDOUT_FILENO;  // where the cell's streams are copied
   int stderr_fd = STDERR_FILENO;
+  // Instead of the fds: files opened (O_APPEND) when the stream's first bytes arrive and closed
+  // at its end, so a cell that is quiet holds no descriptor for its logs.
+  std::string stdout_path, stderr_path;
   // Per stream: past this many bytes the copy is cut with a marker line and the rest of the
   // stream is drained and dropped (the cell keeps running). 0: no cap.
   uint64_t max_stream_bytes = 0;
@@ -100,6 +103,9 @@ class Cell {
     size_t len = 0, written = 0;
     uint64_t copied = 0, cap = 0;  // bytes passed on so far; cap 0 = none
     const char* name = "";
+    const std::string* path = nullptr;  // opened on first data when `to` is -1
+    base::Fd owned;                     // `to`, when opened from `path`
+    bool open_sink();
     void accept(size_t n);
     std::array<std::byte, 32 * 1024> buf;
     void arm();
@@ -123,6 +129,7 @@ class Cell {
   };
 
   void fail_setup(std::string error);
+  void kill_init();
   void on_status(const ChildStatus& s);
   void maybe_finish();
   void decide_outcome();

@@ -1,41 +1,99 @@
 #include "cells/cell_lock.h"
 
 #include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include <map>
+#include <memory>
+#include <unordered_set>
 
 namespace cellos::cells {
 
-base::Result<CellLock> CellLock::acquire(const std::string& state_dir, const std::string& id) {
-  const std::string dir = state_dir + "/cells";
-  const std::string path = dir + "/" + id + ".lock";
-  for (;;) {
-    auto fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
-    if (!fd && fd.error().err == ENOENT) {
-      // The first cell of a state dir makes the directory; later ones skip the mkdir.
-      CELLOS_TRY(base::make_dirs(dir));
-      fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
-    }
-    if (!fd) return std::move(fd).error();
-    if (::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) {
-      if (errno == EWOULDBLOCK)
-        return base::Error{EWOULDBLOCK, "flock", "\"" + path + "\"",
-                           "cell id " + id + " is already running", {}};
-      return base::sys_error("flock", "\"" + path + "\"");
-    }
-    // The previous holder unlinks the file when it is done; if that happened between our open
-    // and our flock we hold a lock on a dead inode, so check we locked the file at the path.
-    struct stat held{}, now{};
-    if (::fstat(fd->get(), &held) == 0 && ::stat(path.c_str(), &now) == 0 &&
-        held.st_ino == now.st_ino && held.st_dev == now.st_dev)
-      return CellLock(std::move(*fd), path);
-  }
+// The lock file of one state dir, opened once per process. OFD locks taken through one
+// description never conflict with each other, so ids held by this process are tracked here.
+struct CellLock::File {
+  base::Fd fd;
+  std::string path;
+  std::unordered_set<std::string> held;
+};
+
+namespace {
+
+long long slot_of(const std::string& id) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across processes and builds
+  for (unsigned char c : id) h = (h ^ c) * 1099511628211ull;
+  return static_cast<long long>(h & ((1ull << 62) - 1));
 }
 
-CellLock::~CellLock() {
-  // Unlink while still holding the lock, so no one can lock this inode after we let go.
-  if (fd_) ::unlink(path_.c_str());
+base::Result<base::Fd> open_lock_file(const std::string& state_dir, const std::string& path) {
+  auto fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
+  if (!fd && fd.error().err == ENOENT) {
+    CELLOS_TRY(base::make_dirs(state_dir));
+    fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
+  }
+  return fd;
+}
+
+base::Error already_running(const std::string& path, const std::string& id) {
+  return base::Error{EWOULDBLOCK, "fcntl(F_OFD_SETLK)", "\"" + path + "\"",
+                     "cell id " + id + " is already running", {}};
+}
+
+}  // namespace
+
+base::Result<CellLock> CellLock::acquire(const std::string& state_dir, const std::string& id) {
+  // Files live for the process: a reactor serves one or two state dirs in its life.
+  static std::map<std::string, std::unique_ptr<File>> files;
+  auto& f = files[state_dir];
+  if (!f) {
+    const std::string path = state_dir + "/cells.lock";
+    auto fd = open_lock_file(state_dir, path);
+    if (!fd) {
+      files.erase(state_dir);
+      return std::move(fd).error();
+    }
+    f = std::make_unique<File>(File{std::move(*fd), path, {}});
+  }
+  if (f->held.count(id)) return already_running(f->path, id);
+  const long long slot = slot_of(id);
+  struct flock fl{};
+  fl.l_type = F_WRLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = slot;
+  fl.l_len = 1;
+  if (::fcntl(f->fd.get(), F_OFD_SETLK, &fl) != 0) {
+    if (errno == EAGAIN || errno == EACCES) return already_running(f->path, id);
+    return base::sys_error("fcntl(F_OFD_SETLK)", "\"" + f->path + "\"");
+  }
+  f->held.insert(id);
+  return CellLock(f.get(), id, slot);
+}
+
+CellLock::CellLock(CellLock&& o) noexcept
+    : file_(std::exchange(o.file_, nullptr)), id_(std::move(o.id_)), slot_(o.slot_) {}
+
+CellLock& CellLock::operator=(CellLock&& o) noexcept {
+  if (this != &o) {
+    release();
+    file_ = std::exchange(o.file_, nullptr);
+    id_ = std::move(o.id_);
+    slot_ = o.slot_;
+  }
+  return *this;
+}
+
+CellLock::~CellLock() { release(); }
+
+void CellLock::release() {
+  if (!file_) return;
+  struct flock fl{};
+  fl.l_type = F_UNLCK;
+  fl.l_whence = SEEK_SET;
+  fl.l_start = slot_;
+  fl.l_len = 1;
+  (void)::fcntl(file_->fd.get(), F_OFD_SETLK, &fl);
+  file_->held.erase(id_);
+  file_ = nullptr;
 }
 
 }  // namespace cellos::cells

@@ -1,7 +1,12 @@
 // CellLock: at most one running cell per id on a host, across reactor processes.
 //
-// An flock on <state_dir>/cells/<id>.lock, held for the cell's life. The kernel drops it when
-// the holder dies, so a crashed reactor never leaves an id blocked.
+// One byte-range lock per id in a single file, <state_dir>/cells.lock: an open-file-description
+// (OFD) write lock on the byte at a 62-bit hash of the id. The kernel drops it when the holder
+// dies, so a crashed reactor never leaves an id blocked. One descriptor per process rather than
+// one per cell: the fleet daemon runs thousands of cells under a descriptor limit it may not
+// raise (20000 on our CI machines), and locking costs two fcntl calls instead of six syscalls.
+// Two different ids share a byte only if their 62-bit hashes collide (about 1 in 10^11 for
+// 5,000 running cells); such a cell is refused as "already running", never run twice.
 #pragma once
 
 #include <string>
@@ -12,16 +17,20 @@ namespace cellos::cells {
 
 class CellLock {
  public:
-  // Fails with EWOULDBLOCK and "cell id is already running" when another holder has it.
+  // Fails with EWOULDBLOCK and "cell id is already running" when another holder has it (in
+  // this process or another).
   static base::Result<CellLock> acquire(const std::string& state_dir, const std::string& id);
-  CellLock(CellLock&&) noexcept = default;
-  CellLock& operator=(CellLock&&) noexcept = default;
+  CellLock(CellLock&& o) noexcept;
+  CellLock& operator=(CellLock&& o) noexcept;
   ~CellLock();
 
  private:
-  CellLock(base::Fd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
-  base::Fd fd_;
-  std::string path_;
+  struct File;
+  CellLock(File* f, std::string id, long long slot) : file_(f), id_(std::move(id)), slot_(slot) {}
+  void release();
+  File* file_ = nullptr;
+  std::string id_;
+  long long slot_ = 0;
 };
 
 }  // namespace cellos::cells

@@ -86,6 +86,8 @@ class CgroupLeaf {
   const std::vector<base::Fd>& v1_procs() const { return v1_procs_; }
   // Once the child has joined (it holds its own copies), the reactor drops these.
   void close_v1_procs() { v1_procs_.clear(); }
+  // Once clone3 has placed the child, the v2 dir fd is not needed until the next cell.
+  void close_v2_dir() { v2_dir_.reset(); }
   const std::string& relative_path() const { return rel_; }
 
   // Kills every process in the leaf at once (cgroup.kill). Fails where the kernel has no

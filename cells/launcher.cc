@@ -116,8 +116,9 @@ base::Result<Launched> launch(const LaunchOptions& o) {
 
   int pidfd = -1;
   clone_args args{};
-  args.flags = CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
-               CLONE_NEWUTS | CLONE_NEWNET;
+  args.flags = CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+               CLONE_NEWNET;
+  if (o.want_pidfd) args.flags |= CLONE_PIDFD;
   if (kShareMemory) {
     args.flags |= CLONE_VM | CLONE_VFORK;
     args.stack = reinterpret_cast<uint64_t>(g_child_stack);
@@ -131,7 +132,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
 
   Launched l;
   l.pid = static_cast<pid_t>(pid);
-  l.pidfd = base::Fd(pidfd);
+  if (o.want_pidfd) l.pidfd = base::Fd(pidfd);
   l.stdout_read = std::move(out->read);
   l.stderr_read = std::move(err->read);
   l.status_read = std::move(status->read);

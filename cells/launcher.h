@@ -21,12 +21,14 @@ struct LaunchOptions {
   gid_t gid = 65534;
   int cgroup_v2_dirfd = -1;              // CLONE_INTO_CGROUP target
   std::vector<int> v1_procs;             // cgroup.procs of each v1 leaf (not owned)
+  // CLONE_PIDFD. Off when the reactor watches exits by pid (IoPort::can_wait_pid).
+  bool want_pidfd = true;
 };
 
 // What the parent keeps of a launched cell.
 struct Launched {
   pid_t pid = -1;
-  base::Fd pidfd;
+  base::Fd pidfd;  // empty without want_pidfd
   base::Fd stdout_read;
   base::Fd stderr_read;
   base::Fd status_read;  // ChildStatus records, then EOF when the cell's init is gone

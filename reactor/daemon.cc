@@ -53,6 +53,14 @@ struct Callback final : base::Completion {
   }
 };
 
+// Out of descriptors, memory or disk for a moment: the spec waits and is tried again, it is
+// never rejected for the host's trouble.
+bool transient(int err) {
+  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOSPC || err == EDQUOT ||
+         err == EAGAIN;
+}
+constexpr auto kRetryInterval = std::chrono::milliseconds(500);
+
 // What the metrics and the status call a finished cell: "exit_nonzero" for a command that
 // exited non-zero, otherwise the completed event's reason.
 std::optional<std::string> failure_reason(const cells::CellOutcome& o) {
@@ -73,7 +81,6 @@ class Daemon {
   };
   struct Running {
     std::string active_path;
-    base::Fd out, err;
   };
 
   base::Result<void> lock_state_dir();
@@ -82,7 +89,9 @@ class Daemon {
   void reject(const std::string& name, const std::optional<std::string>& id,
               const std::string& reason, bool active);
   void pump();
-  void launch(Waiting w);
+  // False when a transient failure put `w` back at the head of the queue.
+  bool launch(Waiting w);
+  void retry_later();
   void on_cell_done(const cells::Cell& c);
   void on_signal(int signo);
   void changed();
@@ -100,7 +109,10 @@ class Daemon {
   Metrics metrics_;
   uint64_t succeeded_ = 0, failed_ = 0;
   bool stopping_ = false, killing_ = false;
-  Callback grace_, metrics_timer_;
+  Callback grace_, metrics_timer_, retry_;
+  uint64_t cap_ = 1;       // max_concurrent_cells, or less if descriptors cannot cover it
+  bool paused_ = false;    // a transient failure: no launch until the retry or a cell ends
+  std::unordered_set<std::string> retry_names_;  // spool entries to read again
   bool metrics_dirty_ = false;
 
   // Declared last so they go first: the supervisor closes the ring before anything the ring
@@ -181,6 +193,10 @@ void Daemon::offer(const std::string& name) {
   if (!text) {
     // Gone already: taken by this daemon after a rescan, or withdrawn by its submitter.
     if (text.error().err == ENOENT) return;
+    if (transient(text.error().err)) {
+      retry_names_.insert(name);
+      return retry_later();
+    }
     return reject(name, std::nullopt, "spool entry " + name + ": " + text.error().message(), false);
   }
   auto spec = cells::parse_spec(*text);
@@ -200,53 +216,92 @@ void Daemon::offer(const std::string& name) {
 }
 
 void Daemon::pump() {
-  while (!stopping_ && !waiting_.empty() && running_.size() < config_.host.max_concurrent_cells) {
+  while (!stopping_ && !paused_ && !waiting_.empty() && running_.size() < cap_) {
     Waiting w = std::move(waiting_.front());
     waiting_.pop_front();
     waiting_ids_.erase(w.spec.id);
     waiting_names_.erase(w.name);
-    launch(std::move(w));
+    if (!launch(std::move(w))) break;
   }
   changed();
 }
 
-void Daemon::launch(Waiting w) {
+void Daemon::retry_later() {
+  if (retry_.in_flight || stopping_) return;
+  retry_.fn = [this](int) {
+    paused_ = false;
+    auto names = std::move(retry_names_);
+    retry_names_.clear();
+    for (const std::string& n : names) offer(n);
+    pump();
+  };
+  retry_.in_flight = true;
+  sup_->ring().timeout(kRetryInterval, retry_);
+}
+
+bool Daemon::launch(Waiting w) {
   const std::string id = w.spec.id;
   const auto admitted = std::chrono::steady_clock::now();
+  auto requeue = [&] {
+    std::fprintf(stderr, "cellos-reactor: cell %s waits: the host is short of descriptors, "
+                 "memory or disk; retrying\n", id.c_str());
+    waiting_ids_.insert(id);
+    waiting_names_.insert(w.name);
+    waiting_.push_front(std::move(w));
+    paused_ = true;
+    retry_later();
+    return false;
+  };
   auto env = cells::build_environment(w.spec, config_.secrets);
-  if (!env) return reject(w.name, id, "spool entry " + w.name + ": " + env.error().message(), false);
+  if (!env) {
+    if (transient(env.error().err)) return requeue();
+    reject(w.name, id, "spool entry " + w.name + ": " + env.error().message(), false);
+    return true;
+  }
   auto active = move_to_active(dirs_, w.name, id);
   if (!active) {
-    if (active.error().err == ENOENT) return;  // withdrawn from the spool while it waited
-    return reject(w.name, id, "spool entry " + w.name + ": " + active.error().message(), false);
+    if (active.error().err == ENOENT) return true;  // withdrawn from the spool while it waited
+    if (transient(active.error().err)) return requeue();
+    reject(w.name, id, "spool entry " + w.name + ": " + active.error().message(), false);
+    return true;
   }
   Running r;
   r.active_path = *active;
   const std::string logdir = dirs_.logs + "/" + id;
-  auto opened = [&]() -> base::Result<void> {
-    CELLOS_TRY(base::make_dirs(logdir, 0750));
-    auto out = base::open_at(AT_FDCWD, logdir + "/stdout", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0640);
-    if (!out) return std::move(out).error();
-    auto err = base::open_at(AT_FDCWD, logdir + "/stderr", O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0640);
-    if (!err) return std::move(err).error();
-    r.out = std::move(*out);
-    r.err = std::move(*err);
+  // The log files exist (empty) from the start, but are opened only when output arrives: a
+  // quiet cell holds no descriptor for them. A reused id's old logs are emptied.
+  auto made = [&]() -> base::Result<void> {
+    bool fresh = ::mkdir(logdir.c_str(), 0750) == 0;
+    if (!fresh && errno != EEXIST) return base::sys_error("mkdir", "\"" + logdir + "\"");
+    for (const char* stream : {"/stdout", "/stderr"}) {
+      const std::string path = logdir + stream;
+      if (::mknodat(AT_FDCWD, path.c_str(), S_IFREG | 0640, 0) == 0) continue;
+      if (errno != EEXIST || ::truncate(path.c_str(), 0) != 0)
+        return base::sys_error(errno == EEXIST ? "truncate" : "mknod", "\"" + path + "\"");
+    }
     return base::ok();
   }();
-  if (!opened) return reject(w.name, id, "cell " + id + ": logs: " + opened.error().message(), true);
+  if (!made) {
+    if (transient(made.error().err) &&
+        ::rename(active->c_str(), (dirs_.spool + "/" + w.name).c_str()) == 0)
+      return requeue();
+    reject(w.name, id, "cell " + id + ": logs: " + made.error().message(), true);
+    return true;
+  }
 
   cells::CellOptions co;
   co.spec = std::move(w.spec);
   co.env = std::move(*env);
   co.run_id = new_run_id();
-  co.stdout_fd = r.out.get();
-  co.stderr_fd = r.err.get();
+  co.stdout_path = logdir + "/stdout";
+  co.stderr_path = logdir + "/stderr";
   co.max_stream_bytes = config_.logs.max_bytes_per_stream;
   running_.emplace(id, std::move(r));
   sup_->add(std::move(co));
   // start() returns once the cell's init runs (CLONE_VFORK): this is the spawn latency.
   metrics_.observe_spawn(std::chrono::steady_clock::now() - admitted);
   ++metrics_.started;
+  return true;
 }
 
 void Daemon::on_cell_done(const cells::Cell& c) {
@@ -272,6 +327,7 @@ void Daemon::on_cell_done(const cells::Cell& c) {
     if (it != running_.end()) ::unlink(it->second.active_path.c_str());
   }
   if (it != running_.end()) running_.erase(it);
+  paused_ = false;  // a cell's descriptors and memory are free again
   changed();
   pump();
 }
@@ -373,6 +429,19 @@ void raise_fd_limit() {
 
 int Daemon::run() {
   raise_fd_limit();
+  // A running cell holds at least three descriptors (its stdout, stderr and status pipes);
+  // more cells than the limit covers would fail their setup, so run fewer and say so.
+  rlimit nofile{};
+  ::getrlimit(RLIMIT_NOFILE, &nofile);
+  const uint64_t budget = nofile.rlim_cur > 512 ? (nofile.rlim_cur - 256) / 3 : 64;
+  cap_ = std::min<uint64_t>(config_.host.max_concurrent_cells, budget);
+  if (cap_ < config_.host.max_concurrent_cells)
+    std::fprintf(stderr, "cellos-reactor: host.max_concurrent_cells is %llu but the descriptor "
+                 "limit (RLIMIT_NOFILE %llu, not raisable here) covers %llu cells: running at "
+                 "most %llu at once\n",
+                 static_cast<unsigned long long>(config_.host.max_concurrent_cells),
+                 static_cast<unsigned long long>(nofile.rlim_cur),
+                 static_cast<unsigned long long>(budget), static_cast<unsigned long long>(cap_));
   if (auto r = dirs_.make(); !r) return complain("host.state_dir: " + r.error().message());
   if (auto r = lock_state_dir(); !r) return complain(r.error().message());
   auto roots = cells::detect_cgroup_roots();
@@ -415,12 +484,13 @@ int Daemon::run() {
   watcher_ = std::move(*watcher);
   std::fprintf(stderr, "cellos-reactor: serving %s as host %s (up to %llu cells at once)\n",
                dirs_.state.c_str(), config_.host.id.c_str(),
-               static_cast<unsigned long long>(config_.host.max_concurrent_cells));
+               static_cast<unsigned long long>(cap_));
   for (const std::string& n : scan_spool(dirs_)) offer(n);
   changed();
 
   auto r = sup_->run_until([this] { return stopping_ && running_.empty(); });
   if (grace_.in_flight) sup_->ring().cancel(grace_);
+  if (retry_.in_flight) sup_->ring().cancel(retry_);
   metrics_dirty_ = true;
   publish_metrics();
   tree_->remove_empty_parents();

@@ -130,6 +130,16 @@ void Ring::wait_exit(int pidfd, siginfo_t* info, base::Completion& c) {
   io_uring_sqe_set_data64(sqe, tag(c));
 }
 
+void Ring::wait_exit_pid(pid_t pid, siginfo_t* info, base::Completion& c) {
+  if (!has_waitid_) return c.complete(-EOPNOTSUPP);
+  io_uring_sqe* sqe = next_sqe();
+  std::memset(info, 0, sizeof *info);
+  io_uring_prep_rw(kOpWaitid, sqe, pid, nullptr, P_PID, 0);
+  sqe->file_index = WEXITED;
+  sqe->addr2 = reinterpret_cast<uint64_t>(info);
+  io_uring_sqe_set_data64(sqe, tag(c));
+}
+
 void Ring::cancel(base::Completion& c) {
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_cancel64(sqe, tag(c), 0);

@@ -38,6 +38,8 @@ class Ring final : public base::IoPort {
   void write(int fd, std::span<const std::byte> buf, base::Completion& c) override;
   void timeout(std::chrono::nanoseconds after, base::Completion& c) override;
   void wait_exit(int pidfd, siginfo_t* info, base::Completion& c) override;
+  bool can_wait_pid() const override { return has_waitid_; }
+  void wait_exit_pid(pid_t pid, siginfo_t* info, base::Completion& c) override;
   void cancel(base::Completion& c) override;
   // Completes with the accepted socket (close-on-exec), or -errno. Reactor-level only: the
   // status socket is the reactor's, so this is not part of IoPort.
