@@ -92,7 +92,8 @@ void Cell::start() {
   for (const auto& r : spec.egress_rules) policy.declared_egress.push_back({r.host, r.port, r.protocol});
   emit(std::move(policy));
 
-  auto leaf = host_.cgroups->create_leaf(spec.id, effective_limits());
+  auto leaf = host_.cgroups->create_leaf(spec.id, effective_limits(),
+                                         CgroupLeafOptions{.defer_writes = true});
   if (!leaf) return fail_setup(leaf.error().message());
   leaf_.emplace(std::move(*leaf));
 
@@ -105,6 +106,11 @@ void Cell::start() {
   lo.gid = host_.config->policy.run_as_gid;
   lo.cgroup_v2_dirfd = leaf_->v2_dirfd();
   for (const auto& fd : leaf_->v1_procs()) lo.v1_procs.push_back(fd.get());
+  for (const auto& w : leaf_->writes()) {
+    lo.knob_paths.push_back(w.path.c_str());
+    lo.knob_values.push_back(w.value.c_str());
+  }
+  for (const auto& path : leaf_->v1_procs_paths()) lo.v1_procs_paths.push_back(path.c_str());
   lo.want_pidfd = !host_.io->can_wait_pid();
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = launch(lo);
@@ -292,8 +298,12 @@ void Cell::decide_outcome() {
       outcome_.exec_errno = s.err;
       outcome_.error = "spec.run.argv[0]: " + opts_.spec.run.argv[0] + ": " + std::strerror(s.err);
     } else {
-      outcome_.error = "cell " + opts_.spec.id + ": " + child_stage_name(s.stage) + ": " +
-                       std::strerror(s.err);
+      std::string what = child_stage_name(s.stage);
+      const auto& writes = leaf_ ? leaf_->writes() : std::vector<CgroupLeaf::KnobWrite>{};
+      if (s.stage == kStageCgroupLimits && s.wait_status >= 0 &&
+          static_cast<size_t>(s.wait_status) < writes.size())
+        what += " (" + writes[s.wait_status].path + " = " + writes[s.wait_status].value + ")";
+      outcome_.error = "cell " + opts_.spec.id + ": " + what + ": " + std::strerror(s.err);
     }
     return;
   }

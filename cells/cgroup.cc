@@ -133,8 +133,8 @@ void CgroupTree::remove_empty_parents() const {
   }
 }
 
-Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
-                                           const CgroupLimits& limits) const {
+Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name, const CgroupLimits& limits,
+                                           const CgroupLeafOptions& options) const {
   CgroupLeaf leaf;
   leaf.rel_ = parent_ + "/" + name;
   bool reused = false;  // a leaf left by a crashed reactor keeps its old limits
@@ -158,46 +158,58 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
   leaf.v2_dir_ = std::move(*dirfd);
 
   auto dir_of = [&](const std::string& root) { return root + "/" + leaf.rel_; };
+  // Deferred: the cell's setup (as root, before anything of the cell runs) writes the limits
+  // itself, so the reactor spends no syscalls on them.
+  auto knob = [&](const std::string& dir, const std::string& name,
+                  const std::string& value) -> Result<void> {
+    if (!options.defer_writes) return write_knob(dir, name, value);
+    leaf.writes_.push_back({dir + "/" + name, value});
+    return base::ok();
+  };
   if (!roots_.memory.empty()) {
     const std::string d = dir_of(roots_.memory);
     const std::string bytes = std::to_string(limits.memory_max_bytes);
     if (roots_.memory_v2) {
-      CELLOS_TRY(write_knob(d, "memory.max", bytes));
+      CELLOS_TRY(knob(d, "memory.max", bytes));
       // Without this a cell under memory pressure would spill to swap instead of hitting its
       // limit; hosts without swap have no such file, which is fine.
       if (::access((d + "/memory.swap.max").c_str(), F_OK) == 0)
-        CELLOS_TRY(write_knob(d, "memory.swap.max", "0"));
+        CELLOS_TRY(knob(d, "memory.swap.max", "0"));
     } else {
       // v1 insists on limit <= memsw at every write, and a reused leaf keeps its old memsw:
       // lift memsw first (a fresh leaf's is unlimited already), set the limit, then bring
       // memsw down to it (no swap past the limit).
       const bool memsw = memsw_;
-      if (memsw && reused) CELLOS_TRY(write_knob(d, "memory.memsw.limit_in_bytes", "-1"));
-      CELLOS_TRY(write_knob(d, "memory.limit_in_bytes", bytes));
-      if (memsw) CELLOS_TRY(write_knob(d, "memory.memsw.limit_in_bytes", bytes));
+      if (memsw && reused) CELLOS_TRY(knob(d, "memory.memsw.limit_in_bytes", "-1"));
+      CELLOS_TRY(knob(d, "memory.limit_in_bytes", bytes));
+      if (memsw) CELLOS_TRY(knob(d, "memory.memsw.limit_in_bytes", bytes));
     }
     leaf.memory_dir_ = d;
     leaf.memory_v2_ = roots_.memory_v2;
   }
   if (!roots_.pids.empty())
-    CELLOS_TRY(write_knob(dir_of(roots_.pids), "pids.max", std::to_string(limits.pids_max + 1)));
+    CELLOS_TRY(knob(dir_of(roots_.pids), "pids.max", std::to_string(limits.pids_max + 1)));
   if (!limits.cpu_max && roots_.cpu_v2) {
     // The leaf may be reused from a crashed run: clear a quota this cell did not declare.
-    CELLOS_TRY(write_knob(dir_of(roots_.cpu), "cpu.max", "max"));
+    CELLOS_TRY(knob(dir_of(roots_.cpu), "cpu.max", "max"));
   }
   if (limits.cpu_max && !roots_.cpu.empty()) {
     const std::string d = dir_of(roots_.cpu);
     const auto& c = *limits.cpu_max;
     if (roots_.cpu_v2) {
-      CELLOS_TRY(write_knob(d, "cpu.max", std::to_string(c.quota_micros) + " " +
+      CELLOS_TRY(knob(d, "cpu.max", std::to_string(c.quota_micros) + " " +
                                               std::to_string(c.period_micros)));
     } else {
       // The period first: the kernel checks the quota against the period in force.
-      CELLOS_TRY(write_knob(d, "cpu.cfs_period_us", std::to_string(c.period_micros)));
-      CELLOS_TRY(write_knob(d, "cpu.cfs_quota_us", std::to_string(c.quota_micros)));
+      CELLOS_TRY(knob(d, "cpu.cfs_period_us", std::to_string(c.period_micros)));
+      CELLOS_TRY(knob(d, "cpu.cfs_quota_us", std::to_string(c.quota_micros)));
     }
   }
   for (size_t i = 1; i < leaf.dirs_.size(); ++i) {
+    if (options.defer_writes) {
+      leaf.v1_procs_paths_.push_back(leaf.dirs_[i] + "/cgroup.procs");
+      continue;
+    }
     auto fd = base::open_at(AT_FDCWD, leaf.dirs_[i] + "/cgroup.procs", O_WRONLY);
     if (!fd) return std::move(fd).error();
     leaf.v1_procs_.push_back(std::move(*fd));

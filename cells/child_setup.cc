@@ -65,6 +65,40 @@ void place_fds(const ChildPlan& p) {
   if (::close_range(static_cast<unsigned>(n), ~0U, 0) != 0) fail(kStageFds);
 }
 
+// Scripts reopen their output through /dev/stdout (/proc/self/fd/1), which checks the pipe
+// inode's owner and mode: give the cell's uid the pipes it writes to.
+void own_stdio(const ChildPlan& p) {
+  if (::fchown(1, p.uid, p.gid) != 0 || ::fchown(2, p.uid, p.gid) != 0) fail(kStageFds);
+}
+
+bool write_all(const char* path, const char* value) {
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  size_t len = std::strlen(value);
+  bool ok = ::write(fd, value, len) == static_cast<ssize_t>(len);
+  int saved = errno;
+  ::close(fd);
+  errno = saved;
+  return ok;
+}
+
+void write_cgroup_limits(const ChildPlan& p) {
+  for (int i = 0; i < p.n_knobs; ++i) {
+    if (write_all(p.knob_paths[i], p.knob_values[i])) continue;
+    ChildStatus s;
+    s.kind = ChildStatus::kSetupFailed;
+    s.stage = kStageCgroupLimits;
+    s.err = errno;
+    s.wait_status = i;  // which write: the reactor names the file and value
+    ssize_t n = ::write(kStatusFd, &s, sizeof s);
+    (void)n;
+    _exit(125);
+  }
+  // "0" means the writer itself; the command inherits the membership.
+  for (int i = 0; i < p.n_v1_procs_paths; ++i)
+    if (!write_all(p.v1_procs_paths[i], "0")) fail(kStageCgroupV1);
+}
+
 void join_v1_cgroups(const ChildPlan& p) {
   for (int i = 0; i < p.n_v1_procs; ++i) {
     // "0" means the writer itself; the command inherits the membership.
@@ -300,12 +334,15 @@ const char* child_stage_name(int32_t stage) {
     case kStageNoNewPrivs: return "set no_new_privs";
     case kStageSeccomp: return "load the seccomp filter";
     case kStageExec: return "execve";
+    case kStageCgroupLimits: return "write the cgroup limits";
     default: return "set up the cell";
   }
 }
 
 void cell_setup_main(const ChildPlan& p) {
   place_fds(p);
+  own_stdio(p);
+  write_cgroup_limits(p);
   join_v1_cgroups(p);
   // The init outlives nothing it supervises: if the reactor dies, the cell dies with it. The
   // setting survives the exec below (the init binary is not set-uid).

@@ -33,6 +33,13 @@ struct ChildPlan {
   int init_fd = -1;               // the init binary (the reactor's own, via /proc/self/exe)
   const int* v1_procs = nullptr;  // cgroup.procs of each v1 leaf
   int n_v1_procs = 0;
+  // Cgroup limits the setup writes itself, in order, then the v1 cgroup.procs files it joins
+  // (by path, as root, before the mount view changes): the reactor makes no syscall for them.
+  const char* const* knob_paths = nullptr;
+  const char* const* knob_values = nullptr;
+  int n_knobs = 0;
+  const char* const* v1_procs_paths = nullptr;
+  int n_v1_procs_paths = 0;
 };
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).

@@ -36,6 +36,7 @@ enum ChildStage : int32_t {
   kStageNoNewPrivs,
   kStageSeccomp,
   kStageExec,
+  kStageCgroupLimits,  // wait_status holds the index of the limit write that failed
 };
 
 // "mount tmpfs at the workspace", ... for error messages.

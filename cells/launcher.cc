@@ -85,10 +85,6 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   if (!err) return std::move(err).error();
   auto status = base::make_pipe();
   if (!status) return std::move(status).error();
-  // Scripts reopen their output through /dev/stdout (/proc/self/fd/1), which checks the pipe
-  // inode's owner and mode: give the cell's uid the pipes it writes to.
-  for (int fd : {out->write.get(), err->write.get()})
-    if (::fchown(fd, o.uid, o.gid) != 0) return base::sys_error("fchown", "cell output pipe");
   // Every cell's stdin: opened once, shared (reads of /dev/null carry no state).
   static const base::Result<base::Fd> devnull = base::open_at(AT_FDCWD, "/dev/null", O_RDONLY);
   if (!devnull.ok()) return devnull.error();
@@ -113,6 +109,13 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   plan.init_fd = init->get();
   plan.v1_procs = o.v1_procs.data();
   plan.n_v1_procs = static_cast<int>(o.v1_procs.size());
+  if (o.knob_paths.size() != o.knob_values.size())
+    return base::value_error("launch", "cgroup limit paths and values differ in number");
+  plan.knob_paths = o.knob_paths.data();
+  plan.knob_values = o.knob_values.data();
+  plan.n_knobs = static_cast<int>(o.knob_paths.size());
+  plan.v1_procs_paths = o.v1_procs_paths.data();
+  plan.n_v1_procs_paths = static_cast<int>(o.v1_procs_paths.size());
 
   int pidfd = -1;
   clone_args args{};

@@ -23,6 +23,9 @@ struct LaunchOptions {
   std::vector<int> v1_procs;             // cgroup.procs of each v1 leaf (not owned)
   // CLONE_PIDFD. Off when the reactor watches exits by pid (IoPort::can_wait_pid).
   bool want_pidfd = true;
+  // Limit writes and v1 joins the child makes itself (CgroupLeafOptions::defer_writes).
+  std::vector<const char*> knob_paths, knob_values;
+  std::vector<const char*> v1_procs_paths;
 };
 
 // What the parent keeps of a launched cell.
