@@ -33,6 +33,7 @@ struct ChildPlan {
   int init_fd = -1;               // the init binary (the reactor's own, via /proc/self/exe)
   const int* v1_procs = nullptr;  // cgroup.procs of each v1 leaf
   int n_v1_procs = 0;
+  int netns_fd = -1;              // a prepared network namespace to join, or -1 (CLONE_NEWNET)
 };
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).

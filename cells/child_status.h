@@ -36,6 +36,7 @@ enum ChildStage : int32_t {
   kStageNoNewPrivs,
   kStageSeccomp,
   kStageExec,
+  kStageNetns,
 };
 
 // "mount tmpfs at the workspace", ... for error messages.

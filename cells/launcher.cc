@@ -113,11 +113,14 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   plan.init_fd = init->get();
   plan.v1_procs = o.v1_procs.data();
   plan.n_v1_procs = static_cast<int>(o.v1_procs.size());
+  plan.netns_fd = o.netns_fd;
 
   int pidfd = -1;
   clone_args args{};
   args.flags = CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
-               CLONE_NEWUTS | CLONE_NEWNET;
+               CLONE_NEWUTS;
+  // A prepared namespace is joined by the child (setns), which needs no flag here.
+  if (o.netns_fd < 0) args.flags |= CLONE_NEWNET;
   if (kShareMemory) {
     args.flags |= CLONE_VM | CLONE_VFORK;
     args.stack = reinterpret_cast<uint64_t>(g_child_stack);

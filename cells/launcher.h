@@ -21,6 +21,9 @@ struct LaunchOptions {
   gid_t gid = 65534;
   int cgroup_v2_dirfd = -1;              // CLONE_INTO_CGROUP target
   std::vector<int> v1_procs;             // cgroup.procs of each v1 leaf (not owned)
+  // A network namespace the reactor prepared (netns/cell_net.h): the child joins it instead of
+  // creating an empty one with CLONE_NEWNET. -1: a new, empty namespace. Not owned.
+  int netns_fd = -1;
 };
 
 // What the parent keeps of a launched cell.
@@ -33,7 +36,7 @@ struct Launched {
 };
 
 // CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-// CLONE_NEWNET. Failures of the child's own setup arrive later on status_read.
+// CLONE_NEWNET (or setns into netns_fd). Failures of the child's own setup arrive later on status_read.
 base::Result<Launched> launch(const LaunchOptions& options);
 
 }  // namespace cellos::cells
