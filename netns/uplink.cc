@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netfilter.h>
+#include <sys/file.h>
 
 #include <cstdio>
 
@@ -38,8 +39,12 @@ std::string HostUplink::bridge_name(const std::string& host_id) {
 
 std::string HostUplink::table_name(const std::string& host_id) { return "cellos-" + host_id; }
 
+std::string HostUplink::veth_prefix(const std::string& host_id) {
+  return "cv" + hex(fnv1a(host_id) & 0xffff, 4);
+}
+
 std::string HostUplink::veth_name(const AddressLease& lease) const {
-  return "cv" + hex(fnv1a(host_id_) & 0xffff, 4) + hex(lease.index, 1);
+  return veth_prefix(host_id_) + hex(lease.index, 1);
 }
 
 base::Result<void> HostUplink::cleanup_stale(const std::string& host_id) {
@@ -69,6 +74,15 @@ base::Result<std::unique_ptr<HostUplink>> HostUplink::create(const UplinkOptions
   u->gateway_.s_addr = htonl(ntohl(u->subnet_.s_addr) + 1);
   u->last_ = ~mask - 1;  // the broadcast address is not handed out
 
+  if (!o.state_dir.empty()) {
+    const std::string path = o.state_dir + "/uplink.lock";
+    auto lock = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT, 0600);
+    if (!lock) return std::move(lock).error();
+    if (::flock(lock->get(), LOCK_EX | LOCK_NB) != 0)
+      return base::Error{errno, "flock", "\"" + path + "\"",
+                         "another reactor of host " + o.host_id + " owns the uplink", {}};
+    u->lock_ = std::move(*lock);
+  }
   CELLOS_TRY(cleanup_stale(o.host_id));
   auto rt = NetlinkSocket::open(NETLINK_ROUTE);
   if (!rt) return std::move(rt).error();

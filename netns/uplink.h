@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "netns/netlink.h"
 
@@ -24,6 +25,9 @@ namespace cellos::netns {
 
 struct UplinkOptions {
   std::string host_id;
+  // Holds uplink.lock (flock): one live owner per host id. A lock nobody holds means the last
+  // owner is gone, and only then are its leftovers removed.
+  std::string state_dir;
   std::string subnet = "10.213.0.0/16";  // IPv4, /8../24 (config.cc checks the shape)
 };
 
@@ -41,6 +45,8 @@ class HostUplink {
   // Names the uplink of `host_id` uses (tests look for leftovers by them).
   static std::string bridge_name(const std::string& host_id);
   static std::string table_name(const std::string& host_id);
+  // Every cell veth of `host_id` starts with this.
+  static std::string veth_prefix(const std::string& host_id);
 
   ~HostUplink();
   HostUplink(const HostUplink&) = delete;
@@ -68,6 +74,7 @@ class HostUplink {
   uint32_t next_ = 2, last_ = 0;
   std::vector<uint32_t> free_;
   NetlinkSocket rtnl_, nf_;
+  base::Fd lock_;
 };
 
 }  // namespace cellos::netns

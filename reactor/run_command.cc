@@ -100,7 +100,8 @@ int run_command(const RunArgs& args) {
   // before the cell, removed when run_command returns.
   std::unique_ptr<netns::HostUplink> uplink;
   if (config.network.uplink == "nat") {
-    auto u = netns::HostUplink::create({config.host.id, config.network.subnet});
+    auto u = netns::HostUplink::create(
+        {config.host.id, config.host.state_dir, config.network.subnet});
     if (!u) return complain("network.uplink: " + u.error().message());
     uplink = std::move(*u);
   }
