@@ -229,6 +229,28 @@ int udp_send(const char* ip, int port) {
   return 0;
 }
 
+// Waits up to `seconds` for a tcp connection or a udp datagram on `port` (every address).
+int listen_once(int port, int seconds) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  int t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET, SOCK_DGRAM, 0);
+  if (bind(t, reinterpret_cast<sockaddr*>(&a), sizeof a) || listen(t, 4) ||
+      bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a)) {
+    std::printf("listen failed: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::printf("listening\n");
+  std::fflush(stdout);
+  pollfd p[2] = {{t, POLLIN, 0}, {u, POLLIN, 0}};
+  if (poll(p, 2, seconds * 1000) <= 0) {
+    std::printf("nothing\n");
+    return 0;
+  }
+  std::printf(p[0].revents ? "tcp accepted\n" : "udp received\n");
+  return 0;
+}
+
 int write_file(const char* path) {
   FILE* f = std::fopen(path, "w");
   if (f == nullptr) {
@@ -252,6 +274,7 @@ int main(int argc, char** argv) {
   if (cmd == "loopback-echo") return loopback_echo();
   if (cmd == "tcp-connect" && argc == 4) return tcp_connect(argv[2], std::atoi(argv[3]));
   if (cmd == "udp-send" && argc == 4) return udp_send(argv[2], std::atoi(argv[3]));
+  if (cmd == "listen-once" && argc == 4) return listen_once(std::atoi(argv[2]), std::atoi(argv[3]));
   if (cmd == "fork" && argc == 3) return fork_n(std::atoi(argv[2]));
   if (cmd == "daemonize" && argc == 3) return daemonize(argv[2]);
   if (cmd == "write" && argc == 3) return write_file(argv[2]);
