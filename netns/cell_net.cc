@@ -107,12 +107,12 @@ base::Result<std::unique_ptr<CellNetwork>> CellNetwork::create(const CellNetOpti
 }
 
 CellNetwork::~CellNetwork() {
-  if (uplink_ && !veth_.empty()) {
-    // Deleting one end deletes the pair; the cell's address and route go with its end.
-    auto r = rtnl::delete_link(uplink_->rtnl(), veth_);
-    if (!r.ok() && r.error().err != ENODEV)
-      std::fprintf(stderr, "cellos-reactor: %s\n", r.error().message().c_str());
-  }
+  // No RTM_DELLINK here: unregistering a device waits for RCU grace periods, 20-27 ms on our
+  // VMs, on the reactor's thread. The pair goes with the namespace instead: once the cell's
+  // processes are gone and the fds below close, the kernel's namespace cleanup deletes the
+  // cell end (and so the host end, its address and route) asynchronously, batched with other
+  // dying namespaces. The lease returns to the pool, which hands out the longest-free address
+  // last; a veth name still present when its index comes back is deleted then (create()).
   if (uplink_ && lease_) uplink_->release(*lease_);
 }
 

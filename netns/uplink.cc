@@ -119,11 +119,11 @@ HostUplink::~HostUplink() {
 
 base::Result<AddressLease> HostUplink::lease() {
   AddressLease l;
-  if (!free_.empty()) {
-    l.index = free_.back();
-    free_.pop_back();
-  } else if (next_ <= last_) {
+  if (next_ <= last_) {
     l.index = next_++;
+  } else if (!free_.empty()) {
+    l.index = free_.front();
+    free_.pop_front();
   } else {
     return base::sys_error("address pool", bridge_, EADDRNOTAVAIL);
   }

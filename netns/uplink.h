@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,6 +60,7 @@ class HostUplink {
   // "cv" + host hash + lease index: unique on the host, within IFNAMSIZ.
   std::string veth_name(const AddressLease& lease) const;
 
+  // Never-used addresses first, then the longest-released one.
   base::Result<AddressLease> lease();
   void release(const AddressLease& lease);
 
@@ -72,7 +74,7 @@ class HostUplink {
   in_addr subnet_{}, gateway_{};
   int prefix_len_ = 16;
   uint32_t next_ = 2, last_ = 0;
-  std::vector<uint32_t> free_;
+  std::deque<uint32_t> free_;  // FIFO: an address is reused as late as possible
   NetlinkSocket rtnl_, nf_;
   base::Fd lock_;
 };

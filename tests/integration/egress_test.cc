@@ -60,7 +60,11 @@ std::vector<std::string> links_with_prefix(const std::string& prefix) {
 void check_no_residue(const Fleet& fleet) {
   using cellos::netns::HostUplink;
   CHECK(if_nametoindex(HostUplink::bridge_name(fleet.host_id()).c_str()) == 0);
-  CHECK(links_with_prefix(HostUplink::veth_prefix(fleet.host_id())).empty());
+  // The kernel deletes a cell's veth pair with its namespace, asynchronously (netns cleanup
+  // work): allow it a moment.
+  const std::string prefix = HostUplink::veth_prefix(fleet.host_id());
+  for (int i = 0; i < 300 && !links_with_prefix(prefix).empty(); ++i) ::usleep(10000);
+  CHECK(links_with_prefix(prefix).empty());
   auto nf = cellos::netns::NetlinkSocket::open(NETLINK_NETFILTER);
   REQUIRE(nf.ok());
   auto table = cellos::netns::read_counters(*nf, NFPROTO_IPV4, HostUplink::table_name(fleet.host_id()));
