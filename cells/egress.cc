@@ -21,6 +21,8 @@ base::Result<void> resolve_egress(Spec& spec) {
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;  // one entry per address, not one per socket type
     addrinfo* res = nullptr;
+    // The reactor is static: glibc (>= 2.34) answers from its built-in "files" and "dns"
+    // sources; other NSS modules (mdns, systemd's "resolve") cannot be loaded and are skipped.
     int rc = ::getaddrinfo(rule.host.c_str(), nullptr, &hints, &res);
     if (rc != 0)
       return base::value_error(where, "\"" + rule.host + "\": cannot resolve: " + gai_strerror(rc));
