@@ -146,7 +146,7 @@ TEST_CASE("a cell reaches exactly its declared host:port over tcp and udp, and n
   // Rules count new flows (replies and the rest of a flow match "established" first): one
   // 60-byte SYN for the tcp connection, one 32-byte datagram (20 + 8 + "ping") for udp.
   CHECK(counter(e, "egress[0]")["packets"] == 1);
-  CHECK(counter(e, "egress[0]")["bytes"] == 60);
+  CHECK(counter(e, "egress[0]")["bytes"].get<uint64_t>() >= 40);  // 60 with the usual options
   CHECK(counter(e, "established")["packets"].get<uint64_t>() >= 2);
   CHECK(counter(e, "egress[1]")["packets"] == 1);
   CHECK(counter(e, "egress[1]")["bytes"] == 32);
