@@ -283,7 +283,9 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
 }
 
 base::Result<void> install_host_ruleset(NetlinkSocket& nf, const HostRuleset& r) {
-  const int fam = NFPROTO_IPV4;
+  // inet: the input and forward rules must hold for IPv6 too (a cell's eth0 has a link-local
+  // address, and the bridge one), not only for the IPv4 the uplink routes.
+  const int fam = NFPROTO_INET;
   Batch b(nf, 8);
   b.table(fam, r.table, NFT_MSG_NEWTABLE);
   b.chain(fam, r.table, {"postrouting", "nat", NF_INET_POST_ROUTING, 100, NF_ACCEPT});
@@ -293,6 +295,7 @@ base::Result<void> install_host_ruleset(NetlinkSocket& nf, const HostRuleset& r)
   {
     // ip saddr SUBNET oif != bridge masquerade
     RuleBuilder rb(fam, r.table, "postrouting", "masquerade");
+    rb.meta(NFT_META_NFPROTO).eq_u8(NFPROTO_IPV4);
     uint32_t m = r.prefix_len == 0 ? 0 : htonl(~0u << (32 - r.prefix_len));
     rb.payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4).mask(&m, 4);
     rb.cmp(NFT_CMP_EQ, &r.subnet, 4);

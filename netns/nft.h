@@ -44,7 +44,7 @@ constexpr const char* kCellTable = "cellos";
 size_t cell_rule_count(const CellRuleset& r);
 base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r);
 
-// The reactor's host table (family ip): masquerade of the cell subnet leaving by any interface
+// The reactor's host table (family inet): masquerade of the cell subnet leaving by any interface
 // but the bridge; input from the bridge dropped (cells never reach the host's own addresses);
 // forwarding into the bridge only for established flows.
 struct HostRuleset {

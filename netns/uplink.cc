@@ -53,7 +53,7 @@ base::Result<void> HostUplink::cleanup_stale(const std::string& host_id) {
   CELLOS_TRY(ignore_absent(rtnl::delete_link(*rt, bridge_name(host_id)), ENODEV));
   auto nf = NetlinkSocket::open(NETLINK_NETFILTER);
   if (!nf) return std::move(nf).error();
-  return ignore_absent(delete_table(*nf, NFPROTO_IPV4, table_name(host_id)), ENOENT);
+  return ignore_absent(delete_table(*nf, NFPROTO_INET, table_name(host_id)), ENOENT);
 }
 
 base::Result<std::unique_ptr<HostUplink>> HostUplink::create(const UplinkOptions& o) {
@@ -111,7 +111,7 @@ HostUplink::~HostUplink() {
     if (!r.ok()) std::fprintf(stderr, "cellos-reactor: uplink: %s\n", r.error().message().c_str());
   }
   if (nf_.valid()) {
-    auto r = delete_table(nf_, NFPROTO_IPV4, table_);
+    auto r = delete_table(nf_, NFPROTO_INET, table_);
     if (!r.ok() && r.error().err != ENOENT)
       std::fprintf(stderr, "cellos-reactor: uplink: %s\n", r.error().message().c_str());
   }

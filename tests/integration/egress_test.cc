@@ -67,7 +67,7 @@ void check_no_residue(const Fleet& fleet) {
   CHECK(links_with_prefix(prefix).empty());
   auto nf = cellos::netns::NetlinkSocket::open(NETLINK_NETFILTER);
   REQUIRE(nf.ok());
-  auto table = cellos::netns::read_counters(*nf, NFPROTO_IPV4, HostUplink::table_name(fleet.host_id()));
+  auto table = cellos::netns::read_counters(*nf, NFPROTO_INET, HostUplink::table_name(fleet.host_id()));
   CHECK((!table.ok() || table->empty()));
   const std::string routes = read_text("/proc/net/route");
   // The subnet's connected route went with the bridge: "00D50A" style hex of 10.213.K.0.
@@ -221,4 +221,24 @@ TEST_CASE("a hostname egress rule is resolved at admission and recorded", "[net]
   REQUIRE(r.status == 0);
   auto p = r.event("observability.v1.network_policy");
   CHECK_THAT(p["declaredEgress"][0]["resolvedAddresses"].dump(), Catch::Contains("127.0.0.1"));
+}
+
+TEST_CASE("a crashed reactor's bridge and host table are removed by the next start",
+          "[net][egress]") {
+  std::string why;
+  if (!can_build_test_hosts(&why)) CELLOS_SKIP(why);
+  Fleet fleet(nat_toml());
+  using cellos::netns::HostUplink;
+  // A reactor that died without its destructors: the uplink is leaked, not torn down (no lock
+  // file, as a dead process holds none).
+  auto crashed = HostUplink::create({fleet.host_id(), "", cell_subnet()});
+  REQUIRE(crashed.ok());
+  (void)crashed->release();
+  REQUIRE(if_nametoindex(HostUplink::bridge_name(fleet.host_id()).c_str()) != 0);
+  auto spec = make_spec(unique_id("after-crash"), {"/bin/true"});
+  spec["spec"]["authority"]["egressRules"] = {rule("10.213.254.254", 9)};
+  auto r = fleet.run(spec.dump());
+  INFO(r.err);
+  CHECK(r.status == 0);
+  check_no_residue(fleet);
 }
