@@ -350,7 +350,8 @@ void Cell::teardown() {
     }
   }
   pidfd_.reset();
-  // The veth pair (and with it the cell's address and route) and the namespace's last fd.
+  // The namespace's last fd and socket: the kernel then removes it, and with it the veth pair,
+  // the cell's address and route (netns/cell_net.h); the address returns to the pool.
   net_.reset();
   emit(sinks::DestroyedData{opts_.spec.id,
                             outcome_.reason == sinks::CompletedReason::kExited &&

@@ -97,9 +97,10 @@ int run_command(const RunArgs& args) {
   if (const auto& init = cells::cell_init_binary(); !init.ok()) return complain(init.error().message());
 
   // The uplink lives as long as this run: created (after removing a crashed run's leftovers)
-  // before the cell, removed when run_command returns.
+  // before the cell, removed when run_command returns. Only a cell with egress rules uses it,
+  // so only such a run pays for the bridge.
   std::unique_ptr<netns::HostUplink> uplink;
-  if (config.network.uplink == "nat") {
+  if (config.network.uplink == "nat" && !spec->egress_rules.empty()) {
     auto u = netns::HostUplink::create(
         {config.host.id, config.host.state_dir, config.network.subnet});
     if (!u) return complain("network.uplink: " + u.error().message());
