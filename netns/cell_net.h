@@ -8,7 +8,8 @@
 //
 // The ruleset goes in before any interface exists, so the namespace is never open. The cell's
 // child joins the namespace with setns(netns_fd) instead of CLONE_NEWNET. Destroying the
-// CellNetwork deletes the veth pair (and so the cell's route) and returns the address.
+// CellNetwork closes the namespace's fd and socket and returns the address; once the cell's
+// processes are gone too, the kernel removes the namespace and its veth pair (see ~CellNetwork).
 #pragma once
 
 #include <memory>
