@@ -76,6 +76,7 @@ base::Result<std::unique_ptr<CellNetwork>> CellNetwork::create(const CellNetOpti
 
   CELLOS_TRY(install_cell_ruleset(n->nf_, o.ruleset));
   n->rules_applied_ = cell_rule_count(o.ruleset);
+  n->nflog_group_ = o.ruleset.nflog_group;
   if (!o.uplink) return n;
 
   HostUplink& up = *o.uplink;

@@ -39,6 +39,9 @@ class CellNetwork {
 
   int netns_fd() const { return netns_.get(); }
   size_t rules_applied() const { return rules_applied_; }
+  // The NFLOG group the ruleset logs denied packets to, inside this namespace: a listener
+  // binds it on a NETLINK_NETFILTER socket opened while setns'ed into netns_fd().
+  uint16_t nflog_group() const { return nflog_group_; }
   // The cell's address ("10.213.0.2") when it has an uplink.
   std::optional<std::string> address() const;
   const std::string& veth() const { return veth_; }
@@ -53,6 +56,7 @@ class CellNetwork {
   std::optional<AddressLease> lease_;
   std::string veth_;
   size_t rules_applied_ = 0;
+  uint16_t nflog_group_ = 0;
 };
 
 }  // namespace cellos::netns
