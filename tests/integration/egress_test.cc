@@ -242,3 +242,19 @@ TEST_CASE("a crashed reactor's bridge and host table are removed by the next sta
   CHECK(r.status == 0);
   check_no_residue(fleet);
 }
+
+TEST_CASE("a spec outside policy.allowed_egress_hosts is rejected naming the rule",
+          "[net][egress]") {
+  Fleet fleet("[policy]\nargv0_allow_prefixes = [\"/bin\"]\n"
+              "allowed_egress_hosts = [\"*.internal.test\", \"10.0.0.0/8\"]\n");
+  auto spec = make_spec(unique_id("deny"), {"/bin/echo", "ran"});
+  spec["spec"]["authority"]["egressRules"] = {rule("10.1.2.3", 443), rule("pkg.internal.test", 80),
+                                               rule("192.168.1.1", 53, "udp")};
+  auto r = fleet.run(spec.dump());
+  CHECK(r.status == 125);
+  CHECK(r.out.empty());
+  CHECK_THAT(r.err, Catch::Contains("spec.authority.egressRules[2].host: \"192.168.1.1\" is not "
+                                    "in policy.allowed_egress_hosts"));
+  CHECK(r.event("lifecycle.v1.rejected").is_object());
+  CHECK(r.event("lifecycle.v1.started").is_null());
+}
