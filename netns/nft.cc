@@ -42,33 +42,33 @@ class RuleBuilder {
     nftnl_rule_set_data(r_.get(), NFTNL_RULE_USERDATA, tag.data(),
                         static_cast<uint32_t>(tag.size()));
   }
-  RuleBuilder& meta(uint32_t key) {
+  RuleBuilder& meta(uint32_t key, uint32_t reg = kReg) {
     nftnl_expr* e = add("meta");
     nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, kReg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, reg);
     return *this;
   }
-  RuleBuilder& payload(uint32_t base, uint32_t offset, uint32_t len) {
+  RuleBuilder& payload(uint32_t base, uint32_t offset, uint32_t len, uint32_t reg = kReg) {
     nftnl_expr* e = add("payload");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, kReg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, reg);
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
     nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
     return *this;
   }
-  RuleBuilder& mask(const void* m, uint32_t len) {
+  RuleBuilder& mask(const void* m, uint32_t len, uint32_t reg = kReg) {
     static const std::array<uint8_t, 16> zero{};
     nftnl_expr* e = add("bitwise");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, kReg);
-    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, kReg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, reg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, reg);
     nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
     nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, m, len);
     nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero.data(), len);
     return *this;
   }
-  RuleBuilder& cmp(uint32_t op, const void* data, uint32_t len) {
+  RuleBuilder& cmp(uint32_t op, const void* data, uint32_t len, uint32_t reg = kReg) {
     nftnl_expr* e = add("cmp");
-    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, kReg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, reg);
     nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
     nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
     return *this;
@@ -189,20 +189,36 @@ class Batch {
   bool overflow_ = false;
 };
 
+// Address, protocol and port land side by side in 32-bit registers (the kernel zero-pads a
+// 1- or 2-byte load to its register), so one compare checks them together where they fit in
+// 16 bytes. The kernel looks every expression up by name in a list (perf: ~13% of a 200-rule
+// install), so 8 expressions per IPv4 rule instead of 10 is a fifth less of that.
 void match_target(RuleBuilder& rb, const EgressTarget& t) {
   const bool v4 = t.family == AF_INET;
-  const uint32_t len = v4 ? 4 : 16;
+  const uint32_t alen = v4 ? 4 : 16;
   rb.meta(NFT_META_NFPROTO).eq_u8(v4 ? NFPROTO_IPV4 : NFPROTO_IPV6);
-  rb.payload(NFT_PAYLOAD_NETWORK_HEADER, v4 ? 16 : 24, len);
-  if (t.prefix_len < static_cast<int>(len * 8)) {
+  rb.payload(NFT_PAYLOAD_NETWORK_HEADER, v4 ? 16 : 24, alen, NFT_REG32_00);
+  if (t.prefix_len < static_cast<int>(alen * 8)) {
     std::array<uint8_t, 16> m{};
     for (int bit = 0; bit < t.prefix_len; ++bit) m[bit / 8] |= static_cast<uint8_t>(0x80 >> (bit % 8));
-    rb.mask(m.data(), len);
+    rb.mask(m.data(), alen, NFT_REG32_00);
   }
-  rb.cmp(NFT_CMP_EQ, t.addr.data(), len);
-  rb.meta(NFT_META_L4PROTO).eq_u8(t.l4proto);
-  uint16_t port = htons(t.port);
-  rb.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2).cmp(NFT_CMP_EQ, &port, 2);
+  const uint32_t tail = v4 ? NFT_REG32_01 : NFT_REG32_04;
+  rb.meta(NFT_META_L4PROTO, tail);
+  rb.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, tail + 1);  // tcp and udp: dport at 2
+  std::array<uint8_t, 8> proto_port{};
+  proto_port[0] = t.l4proto;
+  const uint16_t port = htons(t.port);
+  std::memcpy(&proto_port[4], &port, 2);
+  if (v4) {
+    std::array<uint8_t, 12> key{};
+    std::memcpy(key.data(), t.addr.data(), 4);
+    std::memcpy(key.data() + 4, proto_port.data(), 8);
+    rb.cmp(NFT_CMP_EQ, key.data(), 12, NFT_REG32_00);
+  } else {
+    rb.cmp(NFT_CMP_EQ, t.addr.data(), 16, NFT_REG32_00);
+    rb.cmp(NFT_CMP_EQ, proto_port.data(), 8, tail);
+  }
 }
 
 }  // namespace
