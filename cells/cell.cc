@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "cells/egress.h"
 #include "cells/launcher.h"
 
 namespace cellos::cells {
@@ -88,14 +89,21 @@ void Cell::start() {
   lock_.emplace(std::move(*lock));
 
   emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id});
+  // Hostnames are resolved at admission (`run`); a cell added without that resolves here.
+  auto resolved = resolve_egress(opts_.spec);
   sinks::NetworkPolicyData policy{spec.id, "clone_newnet", {}};
-  for (const auto& r : spec.egress_rules) policy.declared_egress.push_back({r.host, r.port, r.protocol});
+  for (const auto& r : spec.egress_rules)
+    policy.declared_egress.push_back({r.host, r.port, r.protocol, r.resolved});
   emit(std::move(policy));
+  if (!resolved) return fail_setup(resolved.error().message());
 
   auto leaf = host_.cgroups->create_leaf(spec.id, effective_limits(),
                                          CgroupLeafOptions{.defer_writes = true});
   if (!leaf) return fail_setup(leaf.error().message());
   leaf_.emplace(std::move(*leaf));
+
+  if (!spec.egress_rules.empty())
+    if (auto r = prepare_network(); !r) return fail_setup(r.error().message());
 
   LaunchOptions lo;
   lo.argv = spec.run.argv;
@@ -112,6 +120,7 @@ void Cell::start() {
   }
   for (const auto& path : leaf_->v1_procs_paths()) lo.v1_procs_paths.push_back(path.c_str());
   lo.want_pidfd = !host_.io->can_wait_pid();
+  if (net_) lo.netns_fd = net_->netns_fd();
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = launch(lo);
   if (!launched) return fail_setup(launched.error().message());
@@ -143,6 +152,57 @@ void Cell::start() {
   };
   ttl_.in_flight = true;
   host_.io->timeout(effective_deadline(), ttl_);
+}
+
+base::Result<void> Cell::prepare_network() {
+  auto targets = egress_targets(opts_.spec);
+  if (!targets) return std::move(targets).error();
+  // NFLOG groups are per namespace, so any number would do; distinct ones keep a host-wide
+  // listener's view unambiguous.
+  static uint16_t next_group = 0;
+  netns::CellNetOptions o;
+  o.ruleset.targets = std::move(*targets);
+  o.ruleset.nflog_group = static_cast<uint16_t>(next_group++ % 65535 + 1);
+  o.ruleset.append_invalid_rule = host_.config->network.test_fault_ruleset;
+  o.uplink = host_.uplink;
+  auto net = netns::CellNetwork::create(o);
+  if (!net) return std::move(net).error().context("network");
+  net_ = std::move(*net);
+  return base::ok();
+}
+
+// After the command exited and before completed: what was enforced and what it counted, from
+// one dump of the cell's table. Only cells that declared egress get a ruleset, so only they
+// report (the rest are loopback-only by construction).
+void Cell::emit_enforcement() {
+  const Spec& spec = opts_.spec;
+  if (spec.egress_rules.empty()) return;
+  sinks::NetworkEnforcementData d;
+  d.cell_id = spec.id;
+  d.declared_egress_rule_count = spec.egress_rules.size();
+  d.command_exit_code = outcome_.exit_code;
+  if (net_) {
+    d.nft_rules_applied = true;
+    d.supplementary_egress_filter_active = true;
+    d.nft_rule_count = net_->rules_applied();
+    d.cell_address = net_->address();
+    for (size_t i = 0; i < spec.egress_rules.size(); ++i)
+      d.rule_counters.push_back({"egress[" + std::to_string(i) + "]", 0, 0});
+    auto counters = net_->counters();
+    if (!counters) {
+      std::fprintf(stderr, "cellos-reactor: cell %s: %s\n", spec.id.c_str(),
+                   counters.error().message().c_str());
+    } else {
+      for (const auto& c : *counters) {
+        auto it = std::find_if(d.rule_counters.begin(), d.rule_counters.end(),
+                               [&](const sinks::RuleCounterData& r) { return r.rule == c.tag; });
+        if (it == d.rule_counters.end()) it = d.rule_counters.insert(d.rule_counters.end(), {c.tag, 0, 0});
+        it->packets += c.packets;
+        it->bytes += c.bytes;
+      }
+    }
+  }
+  emit(std::move(d));
 }
 
 void Cell::fail_setup(std::string error) {
@@ -278,6 +338,7 @@ void Cell::maybe_finish() {
   }
   if (!completed_emitted_) {
     completed_emitted_ = true;
+    emit_enforcement();
     sinks::CompletedData c{opts_.spec.id, outcome_.exit_code, outcome_.signal,
                            outcome_.duration_ms, outcome_.reason, outcome_.error,
                            out_.truncated, err_.truncated};
@@ -350,6 +411,9 @@ void Cell::teardown() {
     }
   }
   pidfd_.reset();
+  // The namespace's last fd and socket: the kernel then removes it, and with it the veth pair,
+  // the cell's address and route (netns/cell_net.h); the address returns to the pool.
+  net_.reset();
   emit(sinks::DestroyedData{opts_.spec.id,
                             outcome_.reason == sinks::CompletedReason::kExited &&
                                 outcome_.exit_code == 0,

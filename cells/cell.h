@@ -25,6 +25,7 @@
 #include "cells/child_setup.h"
 #include "cells/config.h"
 #include "cells/spec.h"
+#include "netns/cell_net.h"
 #include "sinks/events.h"
 
 namespace cellos::cells {
@@ -35,6 +36,9 @@ struct CellHost {
   const Config* config = nullptr;
   sinks::EventSink* events = nullptr;
   const CgroupTree* cgroups = nullptr;
+  // The host side of [network] uplink = "nat"; null for "none" (cells with egress rules then
+  // get their ruleset but no interface and no route).
+  netns::HostUplink* uplink = nullptr;
 };
 
 struct CellOptions {
@@ -135,6 +139,9 @@ class Cell {
   void decide_outcome();
   void teardown();
   void emit(sinks::EventData d);
+  // A cell with egress rules: its namespace, ruleset and veth, before clone.
+  base::Result<void> prepare_network();
+  void emit_enforcement();
   CgroupLimits effective_limits() const;
   std::chrono::milliseconds effective_deadline() const;
 
@@ -142,6 +149,7 @@ class Cell {
   CellOptions opts_;
   std::optional<CellLock> lock_;
   std::optional<CgroupLeaf> leaf_;
+  std::unique_ptr<netns::CellNetwork> net_;
   base::Fd pidfd_;
   pid_t pid_ = -1;
   std::chrono::steady_clock::time_point launched_at_;

@@ -326,6 +326,7 @@ const char* child_stage_name(int32_t stage) {
     case kStageProc: return "mount /proc";
     case kStageHostname: return "set the hostname";
     case kStageLoopback: return "bring up loopback";
+    case kStageNetns: return "join the cell's network namespace";
     case kStageChdir: return "enter the workspace";
     case kStageInit: return "start the cell's init";
     case kStageSpawn: return "spawn the command";
@@ -340,6 +341,18 @@ const char* child_stage_name(int32_t stage) {
 }
 
 void cell_setup_main(const ChildPlan& p) {
+  // First, while the plan's descriptors are still where the parent left them: join the
+  // namespace that holds the cell's veth and its nft ruleset. The status pipe is not yet at
+  // its fixed number, so a failure is reported through the parent's descriptor for it.
+  if (p.netns_fd >= 0 && ::setns(p.netns_fd, CLONE_NEWNET) != 0) {
+    ChildStatus s;
+    s.kind = ChildStatus::kSetupFailed;
+    s.stage = kStageNetns;
+    s.err = errno;
+    ssize_t n = ::write(p.status_fd, &s, sizeof s);
+    (void)n;
+    _exit(125);
+  }
   place_fds(p);
   own_stdio(p);
   write_cgroup_limits(p);

@@ -40,6 +40,7 @@ struct ChildPlan {
   int n_knobs = 0;
   const char* const* v1_procs_paths = nullptr;
   int n_v1_procs_paths = 0;
+  int netns_fd = -1;              // a prepared network namespace to join, or -1 (CLONE_NEWNET)
 };
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).

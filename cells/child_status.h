@@ -37,6 +37,7 @@ enum ChildStage : int32_t {
   kStageSeccomp,
   kStageExec,
   kStageCgroupLimits,  // wait_status holds the index of the limit write that failed
+  kStageNetns,
 };
 
 // "mount tmpfs at the workspace", ... for error messages.

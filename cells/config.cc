@@ -285,7 +285,9 @@ class ConfigParser {
   }
 
   void parse_network(const toml::table& t, NetworkConfig& net) const {
-    check_keys(t, "network", {"uplink", "subnet"});
+    check_keys(t, "network", {"uplink", "subnet", "test_fault_ruleset"});
+    if (const toml::node* n = t.get("test_fault_ruleset"))
+      net.test_fault_ruleset = boolean(*n, "network.test_fault_ruleset");
     if (const toml::node* n = t.get("uplink"))
       net.uplink = one_of(*n, "network.uplink", {"none", "nat"});
     if (const toml::node* n = t.get("subnet")) {

@@ -43,6 +43,9 @@ struct LogsConfig {
 struct NetworkConfig {
   std::string uplink = "none";            // "none" | "nat"
   std::string subnet = "10.213.0.0/16";   // cell addresses for uplink = "nat"
+  // For tests only: every cell ruleset gets one rule the kernel refuses, so its batch fails
+  // and the cell must not run (setup_failed, 125).
+  bool test_fault_ruleset = false;
 };
 
 struct SecretsConfig {

@@ -117,11 +117,14 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   plan.v1_procs_paths = o.v1_procs_paths.data();
   plan.n_v1_procs_paths = static_cast<int>(o.v1_procs_paths.size());
 
+  plan.netns_fd = o.netns_fd;
+
   int pidfd = -1;
   clone_args args{};
-  args.flags = CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-               CLONE_NEWNET;
+  args.flags = CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
   if (o.want_pidfd) args.flags |= CLONE_PIDFD;
+  // A prepared namespace is joined by the child (setns), which needs no flag here.
+  if (o.netns_fd < 0) args.flags |= CLONE_NEWNET;
   if (kShareMemory) {
     args.flags |= CLONE_VM | CLONE_VFORK;
     args.stack = reinterpret_cast<uint64_t>(g_child_stack);

@@ -26,6 +26,9 @@ struct LaunchOptions {
   // Limit writes and v1 joins the child makes itself (CgroupLeafOptions::defer_writes).
   std::vector<const char*> knob_paths, knob_values;
   std::vector<const char*> v1_procs_paths;
+  // A network namespace the reactor prepared (netns/cell_net.h): the child joins it instead of
+  // creating an empty one with CLONE_NEWNET. -1: a new, empty namespace. Not owned.
+  int netns_fd = -1;
 };
 
 // What the parent keeps of a launched cell.
@@ -38,7 +41,7 @@ struct Launched {
 };
 
 // CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-// CLONE_NEWNET. Failures of the child's own setup arrive later on status_read.
+// CLONE_NEWNET (or setns into netns_fd). Failures of the child's own setup arrive later on status_read.
 base::Result<Launched> launch(const LaunchOptions& options);
 
 }  // namespace cellos::cells

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cells/config.h"
+#include "netns/nft.h"
 
 namespace cellos::cells {
 namespace {
@@ -528,6 +529,57 @@ std::string join(const std::vector<std::string>& items) {
   return out;
 }
 
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  if (!out.empty() && out.back() == '.') out.pop_back();
+  return out;
+}
+
+// `inner` (an address or CIDR) lies inside `outer`: same family, at least as long a prefix,
+// equal under outer's mask.
+bool within_network(const netns::EgressTarget& inner, const netns::EgressTarget& outer) {
+  if (inner.family != outer.family || inner.prefix_len < outer.prefix_len) return false;
+  for (int bit = 0; bit < outer.prefix_len; ++bit) {
+    uint8_t m = static_cast<uint8_t>(0x80 >> (bit % 8));
+    if ((inner.addr[bit / 8] & m) != (outer.addr[bit / 8] & m)) return false;
+  }
+  return true;
+}
+
+// An entry of policy.allowed_egress_hosts: a name (exact, case-insensitive), "*.suffix" (any
+// name strictly below suffix), or an IP/CIDR (any rule address or network inside it).
+bool egress_host_allowed(const std::string& host, const std::string& entry) {
+  auto host_net = netns::parse_target(host);
+  auto entry_net = netns::parse_target(entry);
+  if (host_net.ok() || entry_net.ok())
+    return host_net.ok() && entry_net.ok() && within_network(*host_net, *entry_net);
+  const std::string h = lower(host);
+  if (entry.starts_with("*.")) {
+    const std::string suffix = lower(std::string_view(entry).substr(1));  // ".example.com"
+    return h.size() > suffix.size() && h.ends_with(suffix);
+  }
+  return h == lower(entry);
+}
+
+Result<void> check_egress_policy(const Spec& spec, const PolicyConfig& policy) {
+  for (size_t i = 0; i < spec.egress_rules.size(); ++i) {
+    const std::string path = "spec.authority.egressRules[" + std::to_string(i) + "]";
+    const std::string& host = spec.egress_rules[i].host;
+    if (policy.forbid_egress)
+      return value_error(path, "egress to " + json_quoted(host) +
+                                   " is refused: policy.forbid_egress is set");
+    if (policy.allowed_egress_hosts.empty()) continue;
+    bool ok = std::any_of(policy.allowed_egress_hosts.begin(), policy.allowed_egress_hosts.end(),
+                          [&](const std::string& e) { return egress_host_allowed(host, e); });
+    if (!ok)
+      return value_error(path + ".host",
+                         json_quoted(host) + " is not in policy.allowed_egress_hosts");
+  }
+  return base::ok();
+}
+
 }  // namespace
 
 Result<Spec> parse_spec(std::string_view json) {
@@ -562,7 +614,7 @@ Result<void> check_policy(const Spec& spec, const PolicyConfig& policy) {
     return value_error("spec.run.timeoutMs", std::to_string(*spec.run.timeout_ms) +
                                                  " exceeds the policy cap of " +
                                                  std::to_string(cap_ms));
-  return base::ok();
+  return check_egress_policy(spec, policy);
 }
 
 bool is_portable_segment(std::string_view id) {

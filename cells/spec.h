@@ -22,6 +22,7 @@ struct EgressRule {
   std::string host;                     // IP, CIDR or hostname, as declared
   uint16_t port = 0;                    // 1..65535
   std::optional<std::string> protocol;  // "tcp" | "udp"; absent = both
+  std::vector<std::string> resolved;    // a hostname's addresses, filled at admission
 };
 
 struct CpuMax {
@@ -56,7 +57,8 @@ struct Spec {
 base::Result<Spec> parse_spec(std::string_view json);
 
 // What the fleet policy adds: argv[0] under an allowed prefix (compared by path component, no
-// `..`), TTL at most the policy cap.
+// `..`), TTL at most the policy cap, egress rules allowed by policy.forbid_egress and
+// policy.allowed_egress_hosts (the offending rule named).
 base::Result<void> check_policy(const Spec& spec, const PolicyConfig& policy);
 
 // True when `id` is one portable path segment: [A-Za-z0-9._-], 1..128 chars, not starting with

@@ -21,7 +21,9 @@
 #include "cells/cell_lock.h"
 #include "cells/cgroup.h"
 #include "cells/config.h"
+#include "cells/egress.h"
 #include "cells/secrets.h"
+#include "netns/uplink.h"
 #include "reactor/event_sink_setup.h"
 #include "reactor/metrics.h"
 #include "reactor/run_command.h"
@@ -115,6 +117,8 @@ class Daemon {
   std::unordered_set<std::string> retry_names_;  // spool entries to read again
   bool metrics_dirty_ = false;
 
+  // The host side of [network] uplink = "nat": outlives the supervisor and its cells.
+  std::unique_ptr<netns::HostUplink> uplink_;
   // Declared last so they go first: the supervisor closes the ring before anything the ring
   // could still complete into is freed.
   std::unique_ptr<sinks::EventSink> events_;
@@ -203,6 +207,10 @@ void Daemon::offer(const std::string& name) {
   if (!spec) return reject(name, std::nullopt, "spool entry " + name + ": " + spec.error().message(), false);
   const std::string id = spec->id;
   if (auto r = cells::check_policy(*spec, config_.policy); !r)
+    return reject(name, id, "spool entry " + name + ": " + r.error().message(), false);
+  // Hostnames in egress rules are resolved once, at admission, through the host's resolver;
+  // the addresses go into the cell's ruleset and its network_policy event.
+  if (auto r = cells::resolve_egress(*spec); !r)
     return reject(name, id, "spool entry " + name + ": " + r.error().message(), false);
   if (running_.count(id))
     return reject(name, id, "spool entry " + name + ": spec.id: cell " + id + " is already running", false);
@@ -452,9 +460,17 @@ int Daemon::run() {
   if (const auto& init = cells::cell_init_binary(); !init.ok())
     return complain(init.error().message());
 
+  if (config_.network.uplink == "nat") {
+    // Made at start (after removing what a crashed predecessor left), removed at exit.
+    auto u = netns::HostUplink::create({config_.host.id, config_.host.state_dir,
+                                         config_.network.subnet});
+    if (!u) return complain("network.uplink: " + u.error().message());
+    uplink_ = std::move(*u);
+  }
   SupervisorOptions so;
   so.config = &config_;
   so.cgroups = &*tree_;
+  so.uplink = uplink_.get();
   so.on_cell_done = [this](const cells::Cell& c) { on_cell_done(c); };
   so.on_signal = [this](int signo) { on_signal(signo); };
   so.ring_entries = 4096;

@@ -13,8 +13,10 @@
 #include "cells/cell_lock.h"
 #include "cells/cgroup.h"
 #include "cells/config.h"
+#include "cells/egress.h"
 #include "cells/secrets.h"
 #include "cells/cell_init.h"
+#include "netns/uplink.h"
 #include "reactor/supervisor.h"
 #include "sinks/jsonl_sink.h"
 
@@ -92,6 +94,9 @@ int run_command(const RunArgs& args) {
   if (!spec) return reject(spec.error().message(), std::nullopt);
   if (auto r = cells::check_policy(*spec, config.policy); !r)
     return reject(r.error().message(), spec->id);
+  // Admission resolves hostnames once, through the host's resolver; the addresses go into the
+  // ruleset and the network_policy event.
+  if (auto r = cells::resolve_egress(*spec); !r) return reject(r.error().message(), spec->id);
   auto env = cells::build_environment(*spec, config.secrets);
   if (!env) return reject(env.error().message(), spec->id);
 
@@ -102,11 +107,23 @@ int run_command(const RunArgs& args) {
   // The cell init (with the seccomp filter compiled in) is loaded once, before any cell.
   if (const auto& init = cells::cell_init_binary(); !init.ok()) return complain(init.error().message());
 
+  // The uplink lives as long as this run: created (after removing a crashed run's leftovers)
+  // before the cell, removed when run_command returns. Only a cell with egress rules uses it,
+  // so only such a run pays for the bridge.
+  std::unique_ptr<netns::HostUplink> uplink;
+  if (config.network.uplink == "nat" && !spec->egress_rules.empty()) {
+    auto u = netns::HostUplink::create(
+        {config.host.id, config.host.state_dir, config.network.subnet});
+    if (!u) return complain("network.uplink: " + u.error().message());
+    uplink = std::move(*u);
+  }
+
   std::optional<cells::CellOutcome> outcome;
   SupervisorOptions so;
   so.config = &config;
   so.events = sink->get();
   so.cgroups = &*tree;
+  so.uplink = uplink.get();
   so.on_cell_done = [&](const cells::Cell& c) { outcome = c.outcome(); };
   auto sup = Supervisor::create(std::move(so));
   if (!sup) return complain(sup.error().message());

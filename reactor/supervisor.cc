@@ -12,7 +12,8 @@ base::Result<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions o
   auto sig = SignalWatcher::create(*s->ring_, [p = s.get()](int signo) { p->on_signal(signo); });
   if (!sig) return std::move(sig).error();
   s->signals_ = std::move(*sig);
-  s->host_ = cells::CellHost{s->ring_.get(), s->opts_.config, s->opts_.events, s->opts_.cgroups};
+  s->host_ = cells::CellHost{s->ring_.get(), s->opts_.config, s->opts_.events, s->opts_.cgroups,
+                             s->opts_.uplink};
   return s;
 }
 

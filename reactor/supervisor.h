@@ -19,6 +19,7 @@ struct SupervisorOptions {
   const cells::Config* config = nullptr;
   sinks::EventSink* events = nullptr;
   const cells::CgroupTree* cgroups = nullptr;
+  netns::HostUplink* uplink = nullptr;  // [network] uplink = "nat"; outlives the supervisor
   // Called for each cell once it has finished, just before it is destroyed.
   std::function<void(const cells::Cell&)> on_cell_done;
   // SIGINT/SIGTERM. Unset: every cell is killed at once (what `run` wants); the daemon sets

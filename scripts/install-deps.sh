@@ -10,6 +10,7 @@ packages=(
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   catch2
   bubblewrap   # the peer the spawn benchmark compares against
+  nftables     # `nft`, the peer the nft benchmark compares against (the reactor never runs it)
 )
 missing=()
 for p in "${packages[@]}"; do

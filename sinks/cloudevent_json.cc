@@ -22,12 +22,29 @@ struct DataOf {
   }
   ordered_json operator()(const NetworkPolicyData& d) const {
     ordered_json egress = ordered_json::array();
-    for (const auto& e : d.declared_egress)
-      egress.push_back({{"host", e.host}, {"port", e.port}, {"protocol", opt(e.protocol)}});
+    for (const auto& e : d.declared_egress) {
+      ordered_json item = {{"host", e.host}, {"port", e.port}, {"protocol", opt(e.protocol)}};
+      if (!e.resolved_addresses.empty()) item["resolvedAddresses"] = e.resolved_addresses;
+      egress.push_back(std::move(item));
+    }
     return {{"cellId", d.cell_id},
             {"isolationMode", d.isolation_mode},
             {"declaredEgressCount", d.declared_egress.size()},
             {"declaredEgress", std::move(egress)}};
+  }
+  ordered_json operator()(const NetworkEnforcementData& d) const {
+    ordered_json counters = ordered_json::array();
+    for (const auto& c : d.rule_counters)
+      counters.push_back({{"rule", c.rule}, {"packets", c.packets}, {"bytes", c.bytes}});
+    return {{"cellId", d.cell_id},
+            {"isolationMode", d.isolation_mode},
+            {"declaredEgressRuleCount", d.declared_egress_rule_count},
+            {"nftRulesApplied", d.nft_rules_applied},
+            {"supplementaryEgressFilterActive", d.supplementary_egress_filter_active},
+            {"commandExitCode", opt(d.command_exit_code)},
+            {"nftRuleCount", d.nft_rule_count},
+            {"cellAddress", opt(d.cell_address)},
+            {"ruleCounters", std::move(counters)}};
   }
   ordered_json operator()(const CompletedData& d) const {
     ordered_json j = {{"cellId", d.cell_id},

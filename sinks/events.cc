@@ -23,6 +23,9 @@ struct TypeOf {
   const char* operator()(const NetworkPolicyData&) const {
     return "dev.cellos.events.cell.observability.v1.network_policy";
   }
+  const char* operator()(const NetworkEnforcementData&) const {
+    return "dev.cellos.events.cell.observability.v1.network_enforcement";
+  }
   const char* operator()(const CompletedData&) const {
     return "dev.cellos.events.cell.command.v1.completed";
   }

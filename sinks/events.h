@@ -22,12 +22,33 @@ struct DeclaredEgress {
   std::string host;
   uint16_t port = 0;
   std::optional<std::string> protocol;
+  std::vector<std::string> resolved_addresses = {};  // a hostname's addresses, from admission
 };
 
 struct NetworkPolicyData {
   std::string cell_id;
   std::string isolation_mode = "clone_newnet";
   std::vector<DeclaredEgress> declared_egress;
+};
+
+// One nft rule's counter, read back after the command exited. `rule` is "egress[i]" for the
+// i-th declared rule (summed over its addresses and protocols), or one of the fixed rules:
+// "loopback", "established", "nflog" (denied, logged), "drop" (denied).
+struct RuleCounterData {
+  std::string rule;
+  uint64_t packets = 0, bytes = 0;
+};
+
+struct NetworkEnforcementData {
+  std::string cell_id;
+  std::string isolation_mode = "clone_newnet";
+  uint64_t declared_egress_rule_count = 0;
+  bool nft_rules_applied = false;
+  bool supplementary_egress_filter_active = false;
+  std::optional<int> command_exit_code;
+  uint64_t nft_rule_count = 0;              // rules in the cell's output chain
+  std::optional<std::string> cell_address;  // with an uplink
+  std::vector<RuleCounterData> rule_counters;
 };
 
 enum class CompletedReason { kExited, kSignaled, kTimeout, kOom, kSetupFailed };
@@ -60,7 +81,8 @@ struct RejectedData {
 };
 
 using EventData =
-    std::variant<StartedData, NetworkPolicyData, CompletedData, DestroyedData, RejectedData>;
+    std::variant<StartedData, NetworkPolicyData, CompletedData, DestroyedData, RejectedData,
+                 NetworkEnforcementData>;
 
 struct Event {
   EventData data;

@@ -66,7 +66,7 @@ TEST_CASE("the network_policy event records isolation and the declared egress", 
   auto spec = make_spec(unique_id("policy"), {"/bin/true"});
   spec["spec"]["authority"] = {
       {"egressRules", {{{"host", "10.1.2.3"}, {"port", 443}, {"protocol", "tcp"}},
-                       {{"host", "pkg.example.org"}, {"port", 80}}}}};
+                       {{"host", "localhost"}, {"port", 80}}}}};
   auto r = fleet.run(spec.dump());
   REQUIRE(r.status == 0);
   auto p = r.event("observability.v1.network_policy");

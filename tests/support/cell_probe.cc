@@ -3,7 +3,9 @@
 // the tests match on.
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -23,7 +25,8 @@ namespace {
 int usage() {
   std::fprintf(stderr,
                "usage: cell_probe fds | alloc MB | connect IP PORT | loopback-echo | "
-               "fork N | daemonize MARKER | write PATH | mount | sleep S\n");
+               "fork N | daemonize MARKER | write PATH | mount | sleep S | "
+               "tcp-connect IP PORT | udp-send IP PORT\n");
   return 2;
 }
 
@@ -152,6 +155,102 @@ int daemonize(const char* marker) {
   return 1;
 }
 
+// Prints one word per attempt, prefixed by what was tried: "tcp 10.0.0.1:80 ok hello",
+// "... blocked: Operation not permitted" (nft drop on output), "... refused", "... timeout".
+// Short timeouts: a dropped SYN must not stall a test.
+constexpr int kNetTimeoutMs = 1500;
+
+bool make_addr(const char* ip, int port, sockaddr_in& a) {
+  a = {};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  return inet_pton(AF_INET, ip, &a.sin_addr) == 1;
+}
+
+void report_error(const char* what, int err) {
+  if (err == ECONNREFUSED) std::printf("%s refused\n", what);
+  else if (err == ETIMEDOUT) std::printf("%s timeout\n", what);
+  else std::printf("%s blocked: %s\n", what, std::strerror(err));
+}
+
+int tcp_connect(const char* ip, int port) {
+  char what[80];
+  std::snprintf(what, sizeof what, "tcp %s:%d", ip, port);
+  sockaddr_in a;
+  if (!make_addr(ip, port, a)) return usage();
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS) {
+    report_error(what, errno);
+    return 1;
+  }
+  pollfd p{s, POLLOUT, 0};
+  if (poll(&p, 1, kNetTimeoutMs) != 1) {
+    report_error(what, ETIMEDOUT);
+    return 1;
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err != 0) {
+    report_error(what, err);
+    return 1;
+  }
+  // The test hosts greet every connection: a reply proves the flow went both ways.
+  char buf[64] = {};
+  p = {s, POLLIN, 0};
+  ssize_t n = poll(&p, 1, kNetTimeoutMs) == 1 ? read(s, buf, sizeof buf - 1) : -1;
+  std::printf("%s ok %s\n", what, n > 0 ? buf : "(no greeting)");
+  close(s);
+  return 0;
+}
+
+int udp_send(const char* ip, int port) {
+  char what[80];
+  std::snprintf(what, sizeof what, "udp %s:%d", ip, port);
+  sockaddr_in a;
+  if (!make_addr(ip, port, a)) return usage();
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  if (sendto(s, "ping", 4, 0, reinterpret_cast<sockaddr*>(&a), sizeof a) != 4) {
+    report_error(what, errno);
+    return 1;
+  }
+  pollfd p{s, POLLIN, 0};
+  if (poll(&p, 1, kNetTimeoutMs) != 1) {
+    report_error(what, ETIMEDOUT);
+    return 1;
+  }
+  char buf[64] = {};
+  ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+  if (n < 0) {
+    report_error(what, errno);
+    return 1;
+  }
+  std::printf("%s ok %s\n", what, buf);
+  return 0;
+}
+
+// Waits up to `seconds` for a tcp connection or a udp datagram on `port` (every address).
+int listen_once(int port, int seconds) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  int t = socket(AF_INET, SOCK_STREAM, 0), u = socket(AF_INET, SOCK_DGRAM, 0);
+  if (bind(t, reinterpret_cast<sockaddr*>(&a), sizeof a) || listen(t, 4) ||
+      bind(u, reinterpret_cast<sockaddr*>(&a), sizeof a)) {
+    std::printf("listen failed: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::printf("listening\n");
+  std::fflush(stdout);
+  pollfd p[2] = {{t, POLLIN, 0}, {u, POLLIN, 0}};
+  if (poll(p, 2, seconds * 1000) <= 0) {
+    std::printf("nothing\n");
+    return 0;
+  }
+  std::printf(p[0].revents ? "tcp accepted\n" : "udp received\n");
+  return 0;
+}
+
 int write_file(const char* path) {
   FILE* f = std::fopen(path, "w");
   if (f == nullptr) {
@@ -173,6 +272,9 @@ int main(int argc, char** argv) {
   if (cmd == "alloc" && argc == 3) return alloc(std::atol(argv[2]));
   if (cmd == "connect" && argc == 4) return connect_to(argv[2], std::atoi(argv[3]));
   if (cmd == "loopback-echo") return loopback_echo();
+  if (cmd == "tcp-connect" && argc == 4) return tcp_connect(argv[2], std::atoi(argv[3]));
+  if (cmd == "udp-send" && argc == 4) return udp_send(argv[2], std::atoi(argv[3]));
+  if (cmd == "listen-once" && argc == 4) return listen_once(std::atoi(argv[2]), std::atoi(argv[3]));
   if (cmd == "fork" && argc == 3) return fork_n(std::atoi(argv[2]));
   if (cmd == "daemonize" && argc == 3) return daemonize(argv[2]);
   if (cmd == "write" && argc == 3) return write_file(argv[2]);

@@ -1,0 +1,69 @@
+// nftables through libnftnl: a cell's egress allow-list, the uplink's host table, and reading
+// rule counters back. Each ruleset is one netlink batch (one sendmsg, acks read in bulk);
+// `nft` is never executed.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "netns/netlink.h"
+
+namespace cellos::netns {
+
+// One destination an egress rule allows: an address or prefix, a port, one protocol.
+struct EgressTarget {
+  int family = AF_INET;              // AF_INET | AF_INET6
+  std::array<uint8_t, 16> addr{};    // network byte order
+  int prefix_len = 32;
+  uint16_t port = 0;
+  uint8_t l4proto = IPPROTO_TCP;     // IPPROTO_TCP | IPPROTO_UDP
+  std::string tag;                   // names the rule in counters: "egress[2]"
+};
+
+// "10.0.0.1", "10.0.0.0/8", "::1" or "fd00::/8" -> family, address, prefix (host bits cleared).
+base::Result<EgressTarget> parse_target(const std::string& text);
+
+// A cell's table: inet "cellos", chain output (hook output, policy drop) with, in order:
+// oif lo accept · ct state established,related accept · one accept per target · log to
+// `nflog_group` · drop. Every rule has a counter and a tag in its userdata.
+struct CellRuleset {
+  std::vector<EgressTarget> targets;
+  uint16_t nflog_group = 1;
+  // Adds a rule that jumps to a chain that does not exist: the kernel refuses the whole batch.
+  // Only for proving that a ruleset that fails to apply runs nothing.
+  bool append_invalid_rule = false;
+};
+constexpr const char* kCellTable = "cellos";
+
+// Number of rules install_cell_ruleset puts in the output chain.
+size_t cell_rule_count(const CellRuleset& r);
+base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r);
+
+// The reactor's host table (family inet): masquerade of the cell subnet leaving by any interface
+// but the bridge; input from the bridge dropped (cells never reach the host's own addresses);
+// forwarding into the bridge only for established flows.
+struct HostRuleset {
+  std::string table;   // "cellos-<host id>"
+  in_addr subnet{};
+  int prefix_len = 16;
+  int bridge_index = 0;
+};
+base::Result<void> install_host_ruleset(NetlinkSocket& nf, const HostRuleset& r);
+
+// Deletes a table and everything in it; ENOENT when absent.
+base::Result<void> delete_table(NetlinkSocket& nf, int family, const std::string& table);
+
+struct RuleCounter {
+  std::string tag;
+  uint64_t packets = 0, bytes = 0;
+};
+// One dump of every rule in a table, with each rule's tag and counter.
+base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int family,
+                                                     const std::string& table);
+
+}  // namespace cellos::netns
