@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench/bench_stats.h"
 #include "bench/floor_spawn.h"
 #include "cells/cgroup.h"
 #include "cells/config.h"
@@ -39,20 +40,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
-
-struct Stats {
-  double median, p99, mean;
-};
-
-Stats stats(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  double sum = 0;
-  for (double x : v) sum += x;
-  return {v[v.size() / 2], v[std::min(v.size() - 1, v.size() * 99 / 100)], sum / v.size()};
-}
+using cellos::bench::ms_since;
+using cellos::bench::stats;
 
 int fail(const std::string& what) {
   std::fprintf(stderr, "cell_bench: %s\n", what.c_str());

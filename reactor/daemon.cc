@@ -522,23 +522,16 @@ int Daemon::run() {
 }  // namespace
 
 int serve_command(const ServeArgs& args) {
-  cells::Config config;
-  try {
-    config = cells::load_config(args.config_path);
-  } catch (const cells::ConfigError& e) {
-    return complain(e.what());
-  }
-  Daemon d(std::move(config));
+  auto config = load_config_or_say(args.config_path);
+  if (!config) return kSetupFailed;
+  Daemon d(std::move(*config));
   return d.run();
 }
 
 int submit_command(const SubmitArgs& args) {
-  cells::Config config;
-  try {
-    config = cells::load_config(args.config_path);
-  } catch (const cells::ConfigError& e) {
-    return complain(e.what());
-  }
+  auto loaded = load_config_or_say(args.config_path);
+  if (!loaded) return kSetupFailed;
+  const cells::Config& config = *loaded;
   auto text = read_spec_text(args.spec_path);
   if (!text) return complain(text.error().message());
   auto spec = cells::parse_spec(*text);

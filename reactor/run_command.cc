@@ -32,6 +32,15 @@ int complain(const std::string& line) {
 
 }  // namespace
 
+std::optional<cells::Config> load_config_or_say(const std::string& path) {
+  try {
+    return cells::load_config(path);
+  } catch (const cells::ConfigError& e) {
+    complain(e.what());
+    return std::nullopt;
+  }
+}
+
 base::Result<std::string> read_spec_text(const std::string& path) {
   if (path == "-") {
     std::string text;

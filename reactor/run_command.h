@@ -5,6 +5,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "cells/config.h"
 
 namespace cellos::reactor {
 
@@ -19,6 +20,9 @@ std::string new_run_id();
 
 // A spec from a file, or from standard input for "-".
 base::Result<std::string> read_spec_text(const std::string& path);
+
+// fleet.toml for a subcommand; on error, says so on stderr in one line and returns nothing.
+std::optional<cells::Config> load_config_or_say(const std::string& path);
 
 // Runs one cell in the foreground; returns the process exit status (see README, "Exit codes").
 int run_command(const RunArgs& args);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cells/config.h"
+#include "reactor/run_command.h"
 
 namespace cellos::reactor {
 namespace {
@@ -111,13 +112,9 @@ void StatusServer::Conn::complete(int res) {
 }
 
 int status_command(const StatusArgs& args) {
-  cells::Config config;
-  try {
-    config = cells::load_config(args.config_path);
-  } catch (const cells::ConfigError& e) {
-    std::fprintf(stderr, "cellos-reactor: %s\n", e.what());
-    return 125;
-  }
+  auto loaded = load_config_or_say(args.config_path);
+  if (!loaded) return 125;
+  const cells::Config& config = *loaded;
   const std::string path = config.host.state_dir + "/reactor.sock";
   auto addr = socket_address(path);
   if (!addr) {
