@@ -12,8 +12,8 @@
 #include "cells/config.h"
 #include "cells/secrets.h"
 #include "cells/cell_init.h"
+#include "reactor/event_log_config.h"
 #include "reactor/supervisor.h"
-#include "sinks/jsonl_sink.h"
 
 namespace cellos::reactor {
 namespace {
@@ -67,22 +67,9 @@ int run_command(const RunArgs& args) {
   if (auto r = base::make_dirs(config.host.state_dir); !r)
     return complain("host.state_dir: " + r.error().message());
 
-  const std::string events_path = args.events_path.value_or(config.events_path());
-  auto sink = sinks::JsonlSink::open(events_path, config.host.id);
-  if (!sink) return complain(sink.error().message());
-  auto reject = [&](const std::string& reason, const std::optional<std::string>& id) {
-    (*sink)->emit(sinks::make_event(sinks::RejectedData{id, reason}));
-    return complain(reason);
-  };
-
+  // The spec is read before the supervisor exists: creating it blocks SIGINT/SIGTERM for its
+  // signalfd, and a `run -` waiting on a terminal must still stop on ^C.
   auto text = read_spec(args.spec_path);
-  if (!text) return reject(text.error().message(), std::nullopt);
-  auto spec = cells::parse_spec(*text);
-  if (!spec) return reject(spec.error().message(), std::nullopt);
-  if (auto r = cells::check_policy(*spec, config.policy); !r)
-    return reject(r.error().message(), spec->id);
-  auto env = cells::build_environment(*spec, config.secrets);
-  if (!env) return reject(env.error().message(), spec->id);
 
   auto roots = cells::detect_cgroup_roots();
   if (!roots) return complain(roots.error().message());
@@ -91,14 +78,32 @@ int run_command(const RunArgs& args) {
   // The cell init (with the seccomp filter compiled in) is loaded once, before any cell.
   if (const auto& init = cells::cell_init_binary(); !init.ok()) return complain(init.error().message());
 
+  // The supervisor first: the event log writes through its ring.
   std::optional<cells::CellOutcome> outcome;
   SupervisorOptions so;
   so.config = &config;
-  so.events = sink->get();
   so.cgroups = &*tree;
   so.on_cell_done = [&](const cells::Cell& c) { outcome = c.outcome(); };
   auto sup = Supervisor::create(std::move(so));
   if (!sup) return complain(sup.error().message());
+  auto sink = open_event_log(config, (*sup)->io(), args.events_path);
+  if (!sink) return complain(sink.error().message());
+  (*sup)->set_events(sink->get());
+
+  // A rejection is an event too: written, sealed and drained (run_until_idle with no cell only
+  // drains the log) before the exit status reports it.
+  auto reject = [&](const std::string& reason, const std::optional<std::string>& id) {
+    (*sink)->emit(sinks::make_event(sinks::RejectedData{id, reason}));
+    if (auto r = (*sup)->run_until_idle(); !r) complain(r.error().message());
+    return complain(reason);
+  };
+  if (!text) return reject(text.error().message(), std::nullopt);
+  auto spec = cells::parse_spec(*text);
+  if (!spec) return reject(spec.error().message(), std::nullopt);
+  if (auto r = cells::check_policy(*spec, config.policy); !r)
+    return reject(r.error().message(), spec->id);
+  auto env = cells::build_environment(*spec, config.secrets);
+  if (!env) return reject(env.error().message(), spec->id);
 
   cells::CellOptions co;
   co.spec = std::move(*spec);

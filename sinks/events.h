@@ -76,6 +76,8 @@ class EventSink {
   virtual void flush() {}
   // True when nothing is buffered or in flight: the reactor may exit without losing an event.
   virtual bool drained() const { return true; }
+  // Events that reached the sink's file (a metric; batches count when their write completed).
+  virtual uint64_t events_written() const { return 0; }
 };
 
 }  // namespace cellos::sinks

@@ -154,6 +154,13 @@ RunResult Fleet::run(const std::string& spec_json, const std::vector<std::string
 
 std::vector<nlohmann::json> Fleet::events() const {
   std::vector<nlohmann::json> out;
+  for (auto& e : log_records())
+    if (e.value("type", "").rfind("dev.cellos.events.log.", 0) != 0) out.push_back(std::move(e));
+  return out;
+}
+
+std::vector<nlohmann::json> Fleet::log_records() const {
+  std::vector<nlohmann::json> out;
   std::ifstream in(events_);
   std::string line;
   while (std::getline(in, line))

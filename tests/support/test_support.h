@@ -66,8 +66,11 @@ class Fleet {
   // `cellos-reactor run - --config <fleet.toml>` with the spec on stdin.
   RunResult run(const std::string& spec_json, const std::vector<std::string>& extra = {},
                 int timeout_s = 60) const;
-  // Every event in the log so far.
+  // Every cell event in the log so far (the log's own records, batch manifests and gaps, left
+  // out).
   std::vector<nlohmann::json> events() const;
+  // Every line of the log, manifests included.
+  std::vector<nlohmann::json> log_records() const;
 
  private:
   TempDir dir_;
