@@ -332,9 +332,9 @@ void EventLog::on_write(int res) {
       if (fd) {
         fd_ = std::move(*fd);
         std::fprintf(stderr,
-                     "cellos-reactor: event log \"%s\": removed underneath; recreated, the chain "
-                     "continues from seq %llu\n",
-                     opts_.path.c_str(), static_cast<unsigned long long>(next_seq_));
+                     "cellos-reactor: event log \"%s\": removed underneath; recreated, the new file "
+                     "continues the chain from the last batch written\n",
+                     opts_.path.c_str());
         inflight_done_ = 0;
         kick();
         return;
