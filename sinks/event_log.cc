@@ -142,25 +142,32 @@ void EventLog::append_record(LogRecord::Builder r, bool is_event) {
     const std::string b64 = base64(env);
     r.setDsse(capnp::Text::Reader(b64.data(), b64.size()));
   }
-  line_.clear();
-  render_line(r.asReader(), line_);
   const bool manifest = r.getData().which() == LogRecord::Data::BATCH_SEALED;
+  const size_t before = batch_.size();
+  std::string_view line;
+  if (opts_.format == LogFormat::kJsonl) {
+    // Rendered straight into the batch and hashed there: no per-event copy.
+    render_line(r.asReader(), batch_);
+    line = std::string_view(batch_).substr(before);
+  } else {
+    line_.clear();
+    render_line(r.asReader(), line_);
+    line = line_;
+  }
+  last_line_size_ = line.size();
   if (!manifest) {
     if (leaves_.empty()) {
       batch_first_seq_ = r.getSeq();
       batch_opened_us_ = now_mono_us();
     }
-    leaves_.push_back(merkle_leaf(line_));
+    leaves_.push_back(merkle_leaf(line));
   } else {
-    prev_digest_ = sha256(line_);
+    prev_digest_ = sha256(line);
   }
-  const size_t before = batch_.size();
-  if (opts_.format == LogFormat::kJsonl) {
-    batch_ += line_;
+  if (opts_.format == LogFormat::kJsonl)
     batch_ += '\n';
-  } else {
+  else
     append_packed(arena_.message(), batch_);
-  }
   buffered_ += batch_.size() - before;
   if (is_event) ++batch_events_;
 }
@@ -179,7 +186,7 @@ void EventLog::emit(const Event& e) {
     }
     ++gap_events_;
     ++gap_events_total_;
-    gap_bytes_ += line_.size() + 1;  // the last line's size: a close estimate
+    gap_bytes_ += last_line_size_ + 1;  // the last line's size: a close estimate
     gap_last_us_ = e.time_us;
     return;
   }
@@ -238,9 +245,10 @@ void EventLog::seal(bool recovered, uint64_t truncated_bytes) {
     b.setSignature(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(sig.data()), sig.size()));
   }
   append_record(r, false);
+  const size_t size = batch_.size();
   pending_.push_back(Chunk{std::move(batch_), batch_events_});
   batch_ = std::string();
-  batch_.reserve(64 << 10);
+  batch_.reserve(size + size / 4);  // the next batch is likely as large: grow once, not log n times
   leaves_.clear();
   batch_events_ = 0;
   kick();
@@ -272,8 +280,9 @@ void EventLog::kick() {
     if (pending_.empty()) return;
     inflight_ = std::move(pending_.front());
     pending_.pop_front();
-    // A backlog (the sink was slow or failing) goes out in large writes, not one per batch.
-    while (!pending_.empty() && inflight_.bytes.size() < (1u << 20)) {
+    // A backlog of small batches (the sink was slow or failing) goes out in larger writes;
+    // batches of 64 KiB and more go as they are (merging would only copy them again).
+    while (!pending_.empty() && inflight_.bytes.size() + pending_.front().bytes.size() < (64u << 10)) {
       inflight_.bytes += pending_.front().bytes;
       inflight_.events += pending_.front().events;
       pending_.pop_front();

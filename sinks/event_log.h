@@ -113,6 +113,7 @@ class EventLog final : public EventSink {
   uint64_t batch_events_ = 0;
   int64_t batch_opened_us_ = 0;
   std::string line_, scratch_;
+  size_t last_line_size_ = 0;
 
   uint64_t next_seq_ = 1;
   Digest prev_digest_{};
