@@ -131,40 +131,47 @@ void append_time(std::string& out, int64_t time_us) {
   out.append(buf, 7);
 }
 
+// Appends `,"name":` (or `"name":` for the first field) in one append: per-character appends
+// were a tenth of the per-event cost in the benchmark.
 struct Field {
   std::string& out;
   bool first = true;
-  void key(const char* k) {
-    if (!first) out += ',';
+  void key(std::string_view k) {
+    char buf[64];
+    size_t n = 0;
+    if (!first) buf[n++] = ',';
     first = false;
-    out += '"';
-    out += k;
-    out += "\":";
+    buf[n++] = '"';
+    std::memcpy(buf + n, k.data(), k.size());
+    n += k.size();
+    buf[n++] = '"';
+    buf[n++] = ':';
+    out.append(buf, n);
   }
-  void str(const char* k, std::string_view v) {
+  void str(std::string_view k, std::string_view v) {
     key(k);
     append_json_string(out, v);
   }
-  void text_or_null(const char* k, bool has, capnp::Text::Reader v) {
+  void text_or_null(std::string_view k, bool has, capnp::Text::Reader v) {
     key(k);
     if (has)
       append_json_string(out, sv(v));
     else
       out += "null";
   }
-  void u(const char* k, uint64_t v) {
+  void u(std::string_view k, uint64_t v) {
     key(k);
     append_uint(out, v);
   }
-  void i(const char* k, int64_t v) {
+  void i(std::string_view k, int64_t v) {
     key(k);
     append_int(out, v);
   }
-  void b(const char* k, bool v) {
+  void b(std::string_view k, bool v) {
     key(k);
     out += v ? "true" : "false";
   }
-  void hex(const char* k, capnp::Data::Reader d) {
+  void hex(std::string_view k, capnp::Data::Reader d) {
     key(k);
     out += '"';
     out += to_hex(d.begin(), d.size());
@@ -304,11 +311,25 @@ void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
 
 void append_json_string(std::string& out, std::string_view s) {
   static const char* kHex = "0123456789abcdef";
-  out += '"';
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* end = p + s.size();
+  {
+    // Fast path: the usual all-plain string goes out with its quotes in one append.
+    const unsigned char* q = p;
+    while (q < end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') ++q;
+    if (q == end) {
+      const size_t at = out.size();
+      out.resize(at + s.size() + 2);
+      char* w = out.data() + at;
+      w[0] = '"';
+      std::memcpy(w + 1, s.data(), s.size());
+      w[s.size() + 1] = '"';
+      return;
+    }
+  }
+  out += '"';
   while (p < end) {
-    // Fast path: a run of plain printable ASCII is copied in one append.
+    // A run of plain printable ASCII is copied in one append.
     const unsigned char* run = p;
     while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') ++p;
     if (p != run) out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
