@@ -63,13 +63,13 @@ void LogHarness::drain() {
     if (!ring_->run_once().ok()) throw std::runtime_error("ring failed");
 }
 
-bool LogHarness::run_until(const std::function<bool()>& pred) {
+bool LogHarness::run_until(const std::function<bool()>& pred, std::chrono::nanoseconds limit) {
   // A ring timeout as the guard: run_once always has something to wait for.
   struct Guard final : base::Completion {
     bool done = false;
     void complete(int) override { done = true; }
   } guard;
-  ring_->timeout(std::chrono::seconds(5), guard);
+  ring_->timeout(limit, guard);
   while (!pred() && !guard.done)
     if (!ring_->run_once().ok()) return false;
   if (!guard.done) ring_->cancel(guard);

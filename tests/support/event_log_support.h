@@ -1,6 +1,7 @@
 // Driving a sinks::EventLog in-process on a real reactor Ring, for the event-log tests.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -24,8 +25,9 @@ class LogHarness {
   void emit_samples(int rounds);
   // flush() and run completions until drained().
   void drain();
-  // Run completions until `pred` holds or ~5 s passed.
-  bool run_until(const std::function<bool()>& pred);
+  // Run completions until `pred` holds or `limit` passed.
+  bool run_until(const std::function<bool()>& pred,
+                 std::chrono::nanoseconds limit = std::chrono::seconds(5));
   sinks::EventLog& log() { return *log_; }
   reactor::Ring& ring() { return *ring_; }
   std::string last_error;

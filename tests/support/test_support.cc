@@ -110,7 +110,7 @@ std::string unique_id(const std::string& stem) {
   return stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
 }
 
-Fleet::Fleet(const std::string& extra_toml) {
+Fleet::Fleet(const std::string& extra_toml, const std::string& events_toml) {
   host_id_ = unique_id("test");
   state_ = dir_.path() + "/state";
   events_ = dir_.path() + "/events.jsonl";
@@ -124,7 +124,7 @@ Fleet::Fleet(const std::string& extra_toml) {
   ::chmod(probe_dir.c_str(), 0755);
   probe_ = probe_dir + "/cell_probe";
   std::string toml = "[host]\nid = \"" + host_id_ + "\"\nstate_dir = \"" + state_ + "\"\n" +
-                     "[events]\njsonl = \"" + events_ + "\"\n";
+                     "[events]\njsonl = \"" + events_ + "\"\n" + events_toml;
   if (extra_toml.find("[policy]") == std::string::npos)
     toml += "[policy]\nargv0_allow_prefixes = [\"/usr/bin\", \"/bin\", \"" + probe_dir + "\"]\n";
   toml += extra_toml;

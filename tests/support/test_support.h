@@ -52,7 +52,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
 // another test's), and a fleet.toml allowing the probe binary as argv[0].
 class Fleet {
  public:
-  explicit Fleet(const std::string& extra_toml = "");
+  // events_toml: more [events] keys (the table itself is the fleet's, holding its log path).
+  explicit Fleet(const std::string& extra_toml = "", const std::string& events_toml = "");
   // Removes the fleet's cgroup parents (cellos/<host id>), which `run` keeps for the next cell.
   ~Fleet();
   const std::string& config_path() const { return config_; }
