@@ -81,7 +81,8 @@ TEST_CASE("keygen, run, verify: the CLI verifies an intact signed log and names 
   auto ok = reactor({"verify", sf.fleet->events_path(), "--public-key", sf.pub()});
   INFO(ok.out + ok.err);
   CHECK(ok.status == 0);
-  CHECK_THAT(ok.out, Contains("intact: 4 events in 1 batches"));
+  // One batch or two: the 10 ms batch timer may close one between the cell's events.
+  CHECK_THAT(ok.out, Contains("intact: 4 events in "));
   CHECK_THAT(ok.out, Contains("signatures verified"));
 
   std::string text = read_text(sf.fleet->events_path());
@@ -91,7 +92,7 @@ TEST_CASE("keygen, run, verify: the CLI verifies an intact signed log and names 
   write_text(sf.fleet->events_path(), text);
   auto bad = reactor({"verify", sf.fleet->events_path(), "--public-key", sf.pub()});
   CHECK(bad.status != 0);
-  CHECK_THAT(bad.err, Contains("line 5: Merkle root mismatch"));
+  CHECK_THAT(bad.err, Contains(": Merkle root mismatch"));
 }
 
 TEST_CASE("a rejected spec is written, sealed and verifiable", "[eventlog]") {
@@ -160,9 +161,9 @@ TEST_CASE("the capnp format: run writes a packed stream, events cat renders it, 
   auto cat = reactor({"events", "cat", sf.fleet->events_path()});
   REQUIRE(cat.status == 0);
   auto lines = sinks::split_jsonl(cat.out).lines;
-  REQUIRE(lines.size() == 5);
+  REQUIRE(lines.size() >= 5);  // 4 events and their manifest(s)
   CHECK(Json::parse(lines[0])["type"] == "dev.cellos.events.cell.lifecycle.v1.started");
-  CHECK(Json::parse(lines[4])["type"] == sinks::kBatchSealedType);
+  CHECK(Json::parse(lines.back())["type"] == sinks::kBatchSealedType);
   auto v = reactor({"verify", sf.fleet->events_path(), "--public-key", sf.pub()});
   CHECK(v.status == 0);
   CHECK_THAT(v.out, Contains("(capnp)"));
