@@ -1,6 +1,6 @@
-// The events a cell produces, as typed values. Built in one place (here), encoded elsewhere
-// (cloudevent_json.h) and written by a sink (jsonl_sink.h), so the event-log work can replace
-// the encoder and the writer without touching the code that decides what happened.
+// The events a cell produces, as typed values. Built in one place (here); the event log
+// (event_log.h) turns them into Cap'n Proto records and CloudEvents lines, so the code that
+// decides what happened never sees the encoding, the batching or the signing.
 //
 // Type strings keep CellOS's names so CellOS consumers can read the stream. No event carries a
 // secret value or an environment value: only names, ids, counts and outcomes.

@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -335,6 +336,32 @@ TEST_CASE("merkle: RFC 6962 leaf and node hashes", "[eventlog]") {
   abc.append(reinterpret_cast<const char*>(hab.data()), 32);
   abc.append(reinterpret_cast<const char*>(c.data()), 32);
   CHECK(merkle_root({a, b, c}) == sha256(abc));
+}
+
+TEST_CASE("event log: opening in a nonexistent directory fails naming the path", "[eventlog]") {
+  TempDir dir;
+  auto o = options_in(dir);
+  o.path = dir.path() + "/no/such/dir/events.jsonl";
+  auto ring = reactor::Ring::create({});
+  REQUIRE(ring.ok());
+  auto log = EventLog::open(o, **ring);
+  REQUIRE_FALSE(log.ok());
+  CHECK(log.error().err == ENOENT);
+  CHECK_THAT(log.error().message(), Contains(o.path));
+  CHECK_THAT(log.error().message(), Contains("event log"));
+}
+
+TEST_CASE("event log: event ids are unique across a restart", "[eventlog]") {
+  TempDir dir;
+  LogHarness h(options_in(dir));
+  h.emit_samples(1);
+  REQUIRE(h.reopen());
+  h.emit_samples(1);
+  h.drain();
+  std::set<std::string> ids;
+  auto lines = lines_of(dir.path() + "/events.jsonl");
+  for (const auto& l : lines) ids.insert(Json::parse(l)["id"].get<std::string>());
+  CHECK(ids.size() == lines.size());
 }
 
 TEST_CASE("event log: a pre-sequence log is refused rather than appended to", "[eventlog]") {
