@@ -66,7 +66,7 @@ struct Verifier {
                     std::to_string(expected_seq - 1) + ": a duplicated or reordered line");
       return fail("cellosseq jumps from " + std::to_string(expected_seq - 1) + " to " +
                   std::to_string(seq) + ": " + std::to_string(seq - expected_seq) +
-                  " line(s) deleted");
+                  " line(s) deleted, or lines reordered");
     }
     ++expected_seq;
     const std::string type = j["type"].get<std::string>();
