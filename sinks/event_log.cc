@@ -121,8 +121,16 @@ int64_t EventLog::now_mono_us() const {
 LogRecord::Builder EventLog::start_record(int64_t time_us, std::string_view subject) {
   auto root = arena_.start().initRoot<LogRecord>();
   const uint64_t seq = next_seq_++;
+  // id = <random per-process prefix>-<seq>: unique across restarts and hosts, no syscall.
+  char digits[24];
+  char* p = digits + sizeof digits;
+  uint64_t v = seq;
+  do {
+    *--p = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
   scratch_.assign(id_prefix_);
-  scratch_ += std::to_string(seq);
+  scratch_.append(p, static_cast<size_t>(digits + sizeof digits - p));
   set_header(RecordHeader{seq, time_us, scratch_, source_, subject}, root);
   return root;
 }
@@ -247,8 +255,11 @@ void EventLog::seal(bool recovered, uint64_t truncated_bytes) {
   append_record(r, false);
   const size_t size = batch_.size();
   pending_.push_back(Chunk{std::move(batch_), batch_events_});
-  batch_ = std::string();
-  batch_.reserve(size + size / 4);  // the next batch is likely as large: grow once, not log n times
+  // The next batch reuses a buffer a finished write gave back: batches of ~200 KiB are past
+  // malloc's mmap threshold, and a fresh one each time cost page faults on every batch.
+  batch_ = std::move(spare_);
+  batch_.clear();
+  batch_.reserve(size + size / 4);
   leaves_.clear();
   batch_events_ = 0;
   kick();
@@ -360,6 +371,7 @@ void EventLog::on_write(int res) {
   }
   events_written_ += inflight_.events;
   buffered_ -= inflight_.bytes.size();
+  if (inflight_.bytes.capacity() > spare_.capacity()) spare_ = std::move(inflight_.bytes);
   inflight_ = Chunk{};
   kick();
 }

@@ -112,7 +112,7 @@ class EventLog final : public EventSink {
   uint64_t batch_first_seq_ = 0;
   uint64_t batch_events_ = 0;
   int64_t batch_opened_us_ = 0;
-  std::string line_, scratch_;
+  std::string line_, scratch_, spare_;
   size_t last_line_size_ = 0;
 
   uint64_t next_seq_ = 1;

@@ -388,13 +388,9 @@ std::string dsse_pae(std::string_view type, std::string_view body) {
 }
 
 capnp::MallocMessageBuilder& RecordArena::start() {
-  if (msg_) {
-    // capnp wants a zeroed first segment: clear what the last record used.
-    auto segs = msg_->getSegmentsForOutput();
-    size_t used = segs.size() ? segs[0].size() : kWords;
-    msg_.reset();
-    std::memset(words_.get(), 0, used * sizeof(uint64_t));
-  }
+  // capnp wants a zeroed first segment; ~MallocMessageBuilder zeroes the part the last record
+  // used when the segment is the caller's, so destroying the previous message is enough.
+  msg_.reset();
   msg_.emplace(kj::arrayPtr(reinterpret_cast<capnp::word*>(words_.get()), kWords));
   return *msg_;
 }

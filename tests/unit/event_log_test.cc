@@ -377,3 +377,24 @@ TEST_CASE("event log: a pre-sequence log is refused rather than appended to", "[
 
 }  // namespace
 }  // namespace cellos::sinks
+
+namespace cellos::sinks {
+namespace {
+
+TEST_CASE("record arena: each record starts on a zeroed segment", "[eventlog]") {
+  RecordArena a;
+  for (int i = 0; i < 3; ++i) {
+    auto r = a.start().initRoot<schema::LogRecord>();
+    r.setId("a-long-enough-id-to-use-several-words");
+    r.setSeq(12345);
+    build_data(StartedData{"c", "r", "h"}, r);
+  }
+  auto r = a.start().initRoot<schema::LogRecord>();
+  CHECK(r.getSeq() == 0);
+  CHECK_FALSE(r.hasId());
+  CHECK(r.getData().which() == schema::LogRecord::Data::STARTED);  // the union's default
+  CHECK_FALSE(r.getData().getStarted().hasCellId());
+}
+
+}  // namespace
+}  // namespace cellos::sinks
