@@ -1,6 +1,5 @@
 #include "sinks/event_log.h"
 
-#include <capnp/serialize-packed.h>
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -9,7 +8,6 @@
 
 #include <cstdio>
 #include <cstring>
-#include <nlohmann/json.hpp>
 
 #include "sinks/log_io.h"
 

@@ -302,7 +302,7 @@ void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
   append_time(out, r.getTimeUs());
   out += '"';
   f.str("datacontenttype", "application/json");
-  f.u("cellosseq", r.getSeq());
+  if (r.getSeq() != 0) f.u("cellosseq", r.getSeq());  // 0: a record outside a log
   if (with_dsse && r.hasDsse()) f.str("dssematerial", sv(r.getDsse()));
   f.key("data");
   render_data(r.getData(), out);
