@@ -1,5 +1,6 @@
 #include "sinks/log_record.h"
 
+#include <array>
 #include <cstring>
 
 #include "sinks/cloudevent_json.h"
@@ -290,6 +291,8 @@ const char* record_type(LogRecord::Reader r) {
 }
 
 void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
+  // One growth check for the whole line instead of one per append in the common case.
+  if (out.capacity() - out.size() < 1024) out.reserve(out.size() * 2 + 1024);
   Field f{out};
   out += '{';
   f.str("specversion", "1.0");
@@ -309,21 +312,27 @@ void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
   out += '}';
 }
 
+namespace {
+// Bytes a JSON string takes as they are: printable ASCII but the quote and the backslash.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[static_cast<size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}();
+}  // namespace
+
 void append_json_string(std::string& out, std::string_view s) {
   static const char* kHex = "0123456789abcdef";
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const auto* end = p + s.size();
   {
-    // Fast path: the usual all-plain string goes out with its quotes in one append.
+    // Fast path: the usual all-plain string goes out as it is.
     const unsigned char* q = p;
-    while (q < end && *q >= 0x20 && *q < 0x80 && *q != '"' && *q != '\\') ++q;
+    while (q < end && kPlain[*q]) ++q;
     if (q == end) {
-      const size_t at = out.size();
-      out.resize(at + s.size() + 2);
-      char* w = out.data() + at;
-      w[0] = '"';
-      std::memcpy(w + 1, s.data(), s.size());
-      w[s.size() + 1] = '"';
+      out += '"';
+      out.append(s);
+      out += '"';
       return;
     }
   }
@@ -331,7 +340,7 @@ void append_json_string(std::string& out, std::string_view s) {
   while (p < end) {
     // A run of plain printable ASCII is copied in one append.
     const unsigned char* run = p;
-    while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') ++p;
+    while (p < end && kPlain[*p]) ++p;
     if (p != run) out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
     if (p >= end) break;
     unsigned char c = *p;
