@@ -90,8 +90,11 @@ base::Result<void> EventLog::recover() {
   if (tail->unsealed_lines.empty() && !tail->torn_bytes) return base::ok();
   for (const auto& l : tail->unsealed_lines) leaves_.push_back(merkle_leaf(l));
   batch_first_seq_ = tail->unsealed_first_seq;
+  // Sealed here, but written synchronously below rather than through the ring: the file is
+  // whole again before open() returns, so before the reactor runs.
+  hold_writes_ = true;
   seal(true, tail->torn_bytes);
-  // Written before any new event: the file is whole again before the reactor starts.
+  hold_writes_ = false;
   std::string bytes;
   for (auto& c : pending_) bytes += c.bytes;
   pending_.clear();
@@ -284,7 +287,7 @@ void EventLog::on_batch_timer(int) {
 }
 
 void EventLog::kick() {
-  if (write_op_.busy || retry_op_.busy) return;
+  if (write_op_.busy || retry_op_.busy || hold_writes_) return;
   if (inflight_.bytes.empty()) {
     if (pending_.empty()) return;
     inflight_ = std::move(pending_.front());

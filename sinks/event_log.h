@@ -125,6 +125,7 @@ class EventLog final : public EventSink {
   uint64_t buffered_ = 0;  // open batch + pending + in flight
   Op write_op_, timer_op_, retry_op_;
   bool failing_ = false;
+  bool hold_writes_ = false;  // recovery writes its manifest itself
   bool closing_ = false;
   unsigned close_failures_ = 0;
 

@@ -197,8 +197,13 @@ TEST_CASE("event log: a crash mid-batch leaves a tail the next start seals over"
   CHECK_THAT(verify(o.path).problem, Contains("truncated tail"));
 
   LogHarness h(o);  // the restart
+  CHECK(h.log().buffered_bytes() == 0);  // the recovery manifest is already on disk
+  CHECK(h.log().drained());
   h.emit_samples(1);
   h.drain();
+  CHECK(h.log().buffered_bytes() == 0);
+  CHECK(h.log().dropped_events() == 0);
+  CHECK(h.log().events_written() == 5);
   auto m = manifests(o.path);
   REQUIRE(m.size() == 3);
   CHECK(m[1]["data"]["recovered"] == true);
