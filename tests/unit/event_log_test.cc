@@ -216,6 +216,34 @@ TEST_CASE("event log: a crash mid-batch leaves a tail the next start seals over"
   CHECK(r.events == 14);
 }
 
+TEST_CASE("event log: a torn line right after a manifest is cut and recorded by an empty seal",
+          "[eventlog]") {
+  TempDir dir;
+  auto o = options_in(dir);
+  o.batch_max_events = 5;
+  {
+    LogHarness h(o);
+    h.emit_samples(1);
+    h.drain();
+  }
+  auto lines = lines_of(o.path);
+  REQUIRE(lines.size() == 6);
+  test::write_text(o.path, test::read_text(o.path) + lines[0].substr(0, 30));
+  {
+    LogHarness h(o);
+    h.emit_samples(1);
+    h.drain();
+  }
+  auto m = manifests(o.path);
+  REQUIRE(m.size() == 3);
+  CHECK(m[1]["data"]["eventCount"] == 0);
+  CHECK(m[1]["data"]["truncatedBytes"] == 30);
+  CHECK(m[1]["data"]["recovered"] == true);
+  auto r = verify(o.path);
+  CHECK(r.ok);
+  CHECK(r.events == 10);
+}
+
 TEST_CASE("event log: per-event DSSE signatures verify, and pinpoint a modified event",
           "[eventlog]") {
   TempDir dir;
