@@ -280,6 +280,20 @@ TEST_CASE("every emitted line is a valid CloudEvent for the official JavaScript 
     h.emit_samples(2);
     h.drain();
   }
+  {
+    // And a gap record: a one-byte buffer takes the first event and drops the rest.
+    sinks::EventLogOptions o;
+    o.path = sf.fleet->events_path();
+    o.host_id = sf.fleet->host_id();
+    o.signing_key_path = sf.keys.path() + "/k/host.key";
+    o.max_buffered_bytes = 1;
+    LogHarness h(o);
+    h.emit_samples(1);
+    h.drain();
+    h.drain();  // the gap record, once the buffer is empty again
+    REQUIRE(h.log().dropped_events() == 4);
+  }
+  REQUIRE(read_text(sf.fleet->events_path()).find(sinks::kGapType) != std::string::npos);
   REQUIRE(reactor({"verify", sf.fleet->events_path(), "--public-key", sf.pub()}).status == 0);
   const std::string script = std::string(CELLOS_SOURCE_DIR) + "/tests/support/cloudevents_validate.js";
   auto p = run_process({kNode, script, sf.fleet->events_path(), kSdk});
