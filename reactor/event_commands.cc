@@ -43,7 +43,7 @@ void add_event_commands(CLI::App& app, std::optional<int>& exit_code) {
     if (!pub->empty()) o.public_key_path = *pub;
     auto r = sinks::verify_log(o);
     if (!r) {
-      exit_code = fail("verify: " + r.error().message());
+      exit_code = fail(r.error().message());  // already "verify: ..."
       return;
     }
     if (!r->ok) {
