@@ -34,7 +34,7 @@
 #include "cells/cgroup.h"
 #include "cells/config.h"
 #include "reactor/supervisor.h"
-#include "sinks/jsonl_sink.h"
+#include "reactor/event_log_config.h"
 
 namespace {
 
@@ -79,19 +79,19 @@ int main(int argc, char** argv) {
   if (!roots) return fail(roots.error().message());
   auto tree = cellos::cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config.host.id);
   if (!tree) return fail(tree.error().message());
-  auto sink = cellos::sinks::JsonlSink::open("/dev/null", config.host.id);
-  if (!sink) return fail(sink.error().message());
-
   int failures = 0;
   cellos::reactor::SupervisorOptions so;
   so.config = &config;
-  so.events = sink->get();
   so.cgroups = &*tree;
   so.on_cell_done = [&](const cellos::cells::Cell& c) {
     if (c.outcome().exit_status() != 0) ++failures;
   };
   auto sup = cellos::reactor::Supervisor::create(std::move(so));
   if (!sup) return fail(sup.error().message());
+  // Events are built, rendered, hashed and batched as in `run`; the file is /dev/null.
+  auto sink = cellos::reactor::open_event_log(config, (*sup)->io(), "/dev/null");
+  if (!sink) return fail(sink.error().message());
+  (*sup)->set_events(sink->get());
 
   auto cell_once = [&](int i) {
     cellos::cells::CellOptions co;

@@ -31,7 +31,7 @@
 #include "netns/nft.h"
 #include "netns/uplink.h"
 #include "reactor/supervisor.h"
-#include "sinks/jsonl_sink.h"
+#include "reactor/event_log_config.h"
 
 extern char** environ;
 
@@ -182,13 +182,13 @@ int main(int argc, char** argv) {
   if (!tree) die(tree.error().message());
   auto uplink = netns::HostUplink::create({config.host.id, config.host.state_dir, config.network.subnet});
   if (!uplink) die(uplink.error().message());
-  auto sink = cellos::sinks::JsonlSink::open("/dev/null", config.host.id);
-  if (!sink) die(sink.error().message());
+  // Each supervisor's events are built, rendered and batched as in `run`, into /dev/null; a log
+  // writes through its own supervisor's ring.
+  std::vector<std::unique_ptr<cellos::sinks::EventSink>> sinks;
   int failures = 0;
   auto make_sup = [&](netns::HostUplink* up) {
     cellos::reactor::SupervisorOptions so;
     so.config = &config;
-    so.events = sink->get();
     so.cgroups = &*tree;
     so.uplink = up;
     so.on_cell_done = [&](const cellos::cells::Cell& c) {
@@ -199,6 +199,10 @@ int main(int argc, char** argv) {
     };
     auto s = cellos::reactor::Supervisor::create(std::move(so));
     if (!s) die(s.error().message());
+    auto sink = cellos::reactor::open_event_log(config, (*s)->io(), "/dev/null");
+    if (!sink) die(sink.error().message());
+    (*s)->set_events(sink->get());
+    sinks.push_back(std::move(*sink));
     return std::move(*s);
   };
   auto plain = make_sup(nullptr), with_uplink = make_sup(uplink->get());

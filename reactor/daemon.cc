@@ -24,7 +24,7 @@
 #include "cells/egress.h"
 #include "cells/secrets.h"
 #include "netns/uplink.h"
-#include "reactor/event_sink_setup.h"
+#include "reactor/event_log_config.h"
 #include "reactor/metrics.h"
 #include "reactor/run_command.h"
 #include "reactor/spool.h"
@@ -477,7 +477,7 @@ int Daemon::run() {
   auto sup = Supervisor::create(std::move(so));
   if (!sup) return complain(sup.error().message());
   sup_ = std::move(*sup);
-  auto events = open_event_sink(config_, sup_->io(), std::nullopt);
+  auto events = open_event_log(config_, sup_->io(), std::nullopt);
   if (!events) return complain(events.error().message());
   events_ = std::move(*events);
   sup_->set_events(events_.get());

@@ -1,7 +1,81 @@
 #include "reactor/event_commands.h"
 
-namespace cellos::reactor {
+#include <cstdio>
+#include <string>
+#include <unistd.h>
 
-void add_event_commands(CLI::App&, std::optional<int>&) {}
+#include "sinks/signing.h"
+#include "sinks/verify.h"
+
+namespace cellos::reactor {
+namespace {
+
+int fail(const std::string& line) {
+  std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
+  return 1;
+}
+
+}  // namespace
+
+void add_event_commands(CLI::App& app, std::optional<int>& exit_code) {
+  auto* keygen = app.add_subcommand("keygen", "write DIR/host.key (PKCS#8 PEM, 0600) and DIR/host.pub");
+  auto out_dir = std::make_shared<std::string>();
+  keygen->add_option("--out", *out_dir, "directory for host.key and host.pub")->required();
+  keygen->callback([&exit_code, out_dir] {
+    auto id = sinks::write_key_pair(*out_dir);
+    if (!id) {
+      exit_code = fail("keygen: " + id.error().message());
+      return;
+    }
+    std::printf("wrote %s/host.key and %s/host.pub (key id %s)\n", out_dir->c_str(),
+                out_dir->c_str(), id->c_str());
+    exit_code = 0;
+  });
+
+  auto* verify = app.add_subcommand("verify", "check an event log's chain, Merkle roots and signatures");
+  auto file = std::make_shared<std::string>();
+  auto pub = std::make_shared<std::string>();
+  verify->add_option("file", *file, "event log (JSONL or packed Cap'n Proto)")->required();
+  verify->add_option("--public-key", *pub, "host.pub of the writer (without it: integrity only)");
+  verify->callback([&exit_code, file, pub] {
+    sinks::VerifyOptions o;
+    o.path = *file;
+    if (!pub->empty()) o.public_key_path = *pub;
+    auto r = sinks::verify_log(o);
+    if (!r) {
+      exit_code = fail(r.error().message());  // already "verify: ..."
+      return;
+    }
+    if (!r->ok) {
+      exit_code = fail("verify: " + *file + ": " + r->summary());
+      return;
+    }
+    std::printf("%s: %s\n", file->c_str(), r->summary().c_str());
+    exit_code = 0;
+  });
+
+  auto* events = app.add_subcommand("events", "read event logs");
+  events->require_subcommand(1);
+  auto* cat = events->add_subcommand("cat", "print any event log as CloudEvents JSON lines");
+  auto cat_file = std::make_shared<std::string>();
+  cat->add_option("file", *cat_file, "event log (JSONL or packed Cap'n Proto)")->required();
+  cat->callback([&exit_code, cat_file] {
+    auto text = sinks::cat_log(*cat_file);
+    if (!text) {
+      exit_code = fail(text.error().message());
+      return;
+    }
+    size_t done = 0;
+    while (done < text->size()) {
+      ssize_t n = ::write(STDOUT_FILENO, text->data() + done, text->size() - done);
+      if (n <= 0) {
+        exit_code = fail("events cat: write to stdout failed");
+        return;
+      }
+      done += static_cast<size_t>(n);
+    }
+    exit_code = 0;
+  });
+}
 
 }  // namespace cellos::reactor

@@ -17,8 +17,8 @@
 #include "cells/secrets.h"
 #include "cells/cell_init.h"
 #include "netns/uplink.h"
+#include "reactor/event_log_config.h"
 #include "reactor/supervisor.h"
-#include "sinks/jsonl_sink.h"
 
 namespace cellos::reactor {
 namespace {
@@ -89,25 +89,10 @@ int run_command(const RunArgs& args) {
   if (auto r = base::make_dirs(config.host.state_dir); !r)
     return complain("host.state_dir: " + r.error().message());
 
-  const std::string events_path = args.events_path.value_or(config.events_path());
-  auto sink = sinks::JsonlSink::open(events_path, config.host.id);
-  if (!sink) return complain(sink.error().message());
-  auto reject = [&](const std::string& reason, const std::optional<std::string>& id) {
-    (*sink)->emit(sinks::make_event(sinks::RejectedData{id, reason}));
-    return complain(reason);
-  };
-
+  // The spec is read before the supervisor exists: creating it blocks SIGINT/SIGTERM for its
+  // signalfd, and a `run -` waiting on a terminal must still stop on ^C.
   auto text = read_spec_text(args.spec_path);
-  if (!text) return reject(text.error().message(), std::nullopt);
-  auto spec = cells::parse_spec(*text);
-  if (!spec) return reject(spec.error().message(), std::nullopt);
-  if (auto r = cells::check_policy(*spec, config.policy); !r)
-    return reject(r.error().message(), spec->id);
-  // Admission resolves hostnames once, through the host's resolver; the addresses go into the
-  // ruleset and the network_policy event.
-  if (auto r = cells::resolve_egress(*spec); !r) return reject(r.error().message(), spec->id);
-  auto env = cells::build_environment(*spec, config.secrets);
-  if (!env) return reject(env.error().message(), spec->id);
+  auto spec = text ? cells::parse_spec(*text) : base::Result<cells::Spec>(text.error());
 
   auto roots = cells::detect_cgroup_roots();
   if (!roots) return complain(roots.error().message());
@@ -117,25 +102,45 @@ int run_command(const RunArgs& args) {
   if (const auto& init = cells::cell_init_binary(); !init.ok()) return complain(init.error().message());
 
   // The uplink lives as long as this run: created (after removing a crashed run's leftovers)
-  // before the cell, removed when run_command returns. Only a cell with egress rules uses it,
-  // so only such a run pays for the bridge.
+  // before the cell, removed when run_command returns. Only an admissible cell with egress
+  // rules uses it, so only such a run pays for the bridge.
   std::unique_ptr<netns::HostUplink> uplink;
-  if (config.network.uplink == "nat" && !spec->egress_rules.empty()) {
+  if (config.network.uplink == "nat" && spec && !spec->egress_rules.empty() &&
+      cells::check_policy(*spec, config.policy).ok()) {
     auto u = netns::HostUplink::create(
         {config.host.id, config.host.state_dir, config.network.subnet});
     if (!u) return complain("network.uplink: " + u.error().message());
     uplink = std::move(*u);
   }
 
+  // The supervisor first: the event log writes through its ring.
   std::optional<cells::CellOutcome> outcome;
   SupervisorOptions so;
   so.config = &config;
-  so.events = sink->get();
   so.cgroups = &*tree;
   so.uplink = uplink.get();
   so.on_cell_done = [&](const cells::Cell& c) { outcome = c.outcome(); };
   auto sup = Supervisor::create(std::move(so));
   if (!sup) return complain(sup.error().message());
+  auto sink = open_event_log(config, (*sup)->io(), args.events_path);
+  if (!sink) return complain(sink.error().message());
+  (*sup)->set_events(sink->get());
+
+  // A rejection is an event too: written, sealed and drained (run_until_idle with no cell only
+  // drains the log) before the exit status reports it.
+  auto reject = [&](const std::string& reason, const std::optional<std::string>& id) {
+    (*sink)->emit(sinks::make_event(sinks::RejectedData{id, reason}));
+    if (auto r = (*sup)->run_until_idle(); !r) complain(r.error().message());
+    return complain(reason);
+  };
+  if (!spec) return reject(spec.error().message(), std::nullopt);
+  if (auto r = cells::check_policy(*spec, config.policy); !r)
+    return reject(r.error().message(), spec->id);
+  // Admission resolves hostnames once, through the host's resolver; the addresses go into the
+  // ruleset and the network_policy event.
+  if (auto r = cells::resolve_egress(*spec); !r) return reject(r.error().message(), spec->id);
+  auto env = cells::build_environment(*spec, config.secrets);
+  if (!env) return reject(env.error().message(), spec->id);
 
   cells::CellOptions co;
   co.spec = std::move(*spec);

@@ -11,7 +11,11 @@ packages=(
   catch2
   bubblewrap   # the peer the spawn benchmark compares against
   nftables     # `nft`, the peer the nft benchmark compares against (the reactor never runs it)
+  nodejs       # the CloudEvents interop test runs the official JavaScript SDK
 )
+# npm: Debian's package, unless the nodejs installed already brings its own (NodeSource's does,
+# and Debian's npm would conflict with it).
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,4 +23,14 @@ done
 if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The official CloudEvents JavaScript SDK, at a fixed prefix the interop test looks in
+# (tests/integration/event_log_test.cc). Without network this fails and the test reports
+# SKIPPED with the reason; it never passes without the SDK.
+sdk_prefix=/opt/cellos-test/node
+if [[ ! -f $sdk_prefix/node_modules/cloudevents/package.json ]]; then
+  mkdir -p "$sdk_prefix"
+  npm install --prefix "$sdk_prefix" --no-audit --no-fund --loglevel=error cloudevents@8.0.3 >/dev/null ||
+    echo "install-deps: npm install cloudevents failed; the CloudEvents interop test will be skipped" >&2
 fi

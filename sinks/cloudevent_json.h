@@ -14,7 +14,8 @@ struct CloudEventEnvelope {
 };
 
 // One line, no trailing newline: specversion, id, source, type, subject, time (RFC 3339 UTC
-// with microseconds), datacontenttype, data (camelCase fields).
+// with microseconds), datacontenttype, data (camelCase fields). Rendered through the event
+// log's Cap'n Proto record, so it is the log's line without the log's cellosseq.
 std::string encode_cloudevent(const Event& e, const CloudEventEnvelope& env);
 
 // "2026-11-23T11:12:13.123456Z"

@@ -1,6 +1,6 @@
-// The events a cell produces, as typed values. Built in one place (here), encoded elsewhere
-// (cloudevent_json.h) and written by a sink (jsonl_sink.h), so the event-log work can replace
-// the encoder and the writer without touching the code that decides what happened.
+// The events a cell produces, as typed values. Built in one place (here); the event log
+// (event_log.h) turns them into Cap'n Proto records and CloudEvents lines, so the code that
+// decides what happened never sees the encoding, the batching or the signing.
 //
 // Type strings keep CellOS's names so CellOS consumers can read the stream. No event carries a
 // secret value or an environment value: only names, ids, counts and outcomes.
@@ -72,7 +72,7 @@ struct DestroyedData {
   bool forced = false;  // terminalState Forced: the reactor killed the cell
   // Why it failed when there is no completed event to say so: "lost" for a cell found
   // running by a reactor that restarted after its predecessor died.
-  std::string reason;
+  std::string reason = {};
 };
 
 struct RejectedData {
@@ -104,7 +104,7 @@ class EventSink {
   virtual void flush() {}
   // True when nothing is buffered or in flight: the reactor may exit without losing an event.
   virtual bool drained() const { return true; }
-  // Events written to the log so far (the daemon's metric).
+  // Events that reached the sink's file (a metric; batches count when their write completed).
   virtual uint64_t events_written() const { return 0; }
 };
 

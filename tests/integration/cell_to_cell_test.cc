@@ -11,7 +11,7 @@
 #include "cells/config.h"
 #include "netns/uplink.h"
 #include "reactor/supervisor.h"
-#include "sinks/jsonl_sink.h"
+#include "reactor/event_log_config.h"
 #include "tests/support/test_hosts.h"
 #include "tests/support/test_support.h"
 
@@ -32,16 +32,18 @@ TEST_CASE("cells on one bridge never reach each other", "[net][egress]") {
   auto uplink = netns::HostUplink::create({config.host.id, config.host.state_dir,
                                           config.network.subnet});
   REQUIRE(uplink.ok());
-  auto sink = sinks::JsonlSink::open(fleet.events_path(), config.host.id);
-  REQUIRE(sink.ok());
   std::map<std::string, int> status;
   reactor::SupervisorOptions so;
   so.config = &config;
-  so.events = sink->get();
   so.cgroups = &*tree;
   so.uplink = uplink->get();
   so.on_cell_done = [&](const cells::Cell& c) { status[c.id()] = c.outcome().exit_status(); };
   auto sup = reactor::Supervisor::create(std::move(so));
+  REQUIRE(sup.ok());
+  // The event log writes through the supervisor's ring, so it comes second.
+  auto sink = reactor::open_event_log(config, (*sup)->io(), fleet.events_path());
+  REQUIRE(sink.ok());
+  (*sup)->set_events(sink->get());
   REQUIRE(sup.ok());
 
   const std::string b_ip = "10.212." + std::to_string(k) + ".2";  // the first lease

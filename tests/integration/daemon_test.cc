@@ -69,7 +69,7 @@ long cpu_ticks(pid_t pid) {
 
 TEST_CASE("the daemon runs 200 specs submitted at once, with events and logs, within its cap",
           "[daemon]") {
-  Fleet fleet("", "max_concurrent_cells = 8");
+  Fleet fleet("", "", "max_concurrent_cells = 8");
   DaemonProcess daemon(fleet);
   std::vector<std::string> ids;
   for (int i = 0; i < 200; ++i) ids.push_back(unique_id("many"));
@@ -111,7 +111,7 @@ TEST_CASE("the daemon runs 200 specs submitted at once, with events and logs, wi
 }
 
 TEST_CASE("a spec whose id is running or waiting is rejected, the others run", "[daemon]") {
-  Fleet fleet("", "max_concurrent_cells = 1");
+  Fleet fleet("", "", "max_concurrent_cells = 1");
   DaemonProcess daemon(fleet);
   const std::string a = unique_id("dup"), b = unique_id("dup");
   spool(fleet, sh_spec(a, "sleep 1"));
@@ -185,7 +185,7 @@ TEST_CASE("malformed and unreadable specs are rejected with their reason while a
 TEST_CASE("SIGTERM lets cells finish within the grace period, then kills the rest, and waiting "
           "specs stay in the spool",
           "[daemon]") {
-  Fleet fleet("", "max_concurrent_cells = 2\nshutdown_grace_seconds = 2");
+  Fleet fleet("", "", "max_concurrent_cells = 2\nshutdown_grace_seconds = 2");
   DaemonProcess daemon(fleet);
   const std::string quick = unique_id("quick"), slow = unique_id("slow");
   spool(fleet, sh_spec(quick, "sleep 0.5"));
@@ -211,7 +211,7 @@ TEST_CASE("SIGTERM lets cells finish within the grace period, then kills the res
 }
 
 TEST_CASE("a second SIGTERM kills running cells at once", "[daemon]") {
-  Fleet fleet("", "shutdown_grace_seconds = 3600");
+  Fleet fleet("", "", "shutdown_grace_seconds = 3600");
   DaemonProcess daemon(fleet);
   const std::string id = unique_id("stubborn");
   spool(fleet, sh_spec(id, "sleep 300"));
@@ -228,7 +228,7 @@ TEST_CASE("a second SIGTERM kills running cells at once", "[daemon]") {
 TEST_CASE("after SIGKILL of the daemon a restart kills and removes the lost cells, reports them "
           "and runs the specs that were waiting",
           "[daemon]") {
-  Fleet fleet("", "max_concurrent_cells = 3\nshutdown_grace_seconds = 0");
+  Fleet fleet("", "", "max_concurrent_cells = 3\nshutdown_grace_seconds = 0");
   const std::string marker = "lost-cell-marker-" + unique_id("m");
   const auto mounts_before = read_text("/proc/self/mountinfo");
   std::vector<std::string> lost, later;
@@ -300,7 +300,7 @@ TEST_CASE("a stream past logs.max_bytes_per_stream is cut with a marker and the 
 
 TEST_CASE("the daemon has one thread and uses no CPU while its cells sleep, and status shows them",
           "[daemon]") {
-  Fleet fleet("", "shutdown_grace_seconds = 0");
+  Fleet fleet("", "", "shutdown_grace_seconds = 0");
   DaemonProcess daemon(fleet);
   std::vector<std::string> ids;
   for (int i = 0; i < 20; ++i) {

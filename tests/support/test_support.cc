@@ -110,7 +110,8 @@ std::string unique_id(const std::string& stem) {
   return stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
 }
 
-Fleet::Fleet(const std::string& extra_toml, const std::string& host_toml) {
+Fleet::Fleet(const std::string& extra_toml, const std::string& events_toml,
+             const std::string& host_toml) {
   host_id_ = unique_id("test");
   state_ = dir_.path() + "/state";
   events_ = dir_.path() + "/events.jsonl";
@@ -125,7 +126,7 @@ Fleet::Fleet(const std::string& extra_toml, const std::string& host_toml) {
   probe_ = probe_dir + "/cell_probe";
   std::string toml = "[host]\nid = \"" + host_id_ + "\"\nstate_dir = \"" + state_ + "\"\n" +
                      host_toml + "\n" +
-                     "[events]\njsonl = \"" + events_ + "\"\n";
+                     "[events]\njsonl = \"" + events_ + "\"\n" + events_toml;
   if (extra_toml.find("[policy]") == std::string::npos)
     toml += "[policy]\nargv0_allow_prefixes = [\"/usr/bin\", \"/bin\", \"" + probe_dir + "\"]\n";
   toml += extra_toml;
@@ -154,6 +155,13 @@ RunResult Fleet::run(const std::string& spec_json, const std::vector<std::string
 }
 
 std::vector<nlohmann::json> Fleet::events() const {
+  std::vector<nlohmann::json> out;
+  for (auto& e : log_records())
+    if (e.value("type", "").rfind("dev.cellos.events.log.", 0) != 0) out.push_back(std::move(e));
+  return out;
+}
+
+std::vector<nlohmann::json> Fleet::log_records() const {
   std::vector<nlohmann::json> out;
   std::ifstream in(events_);
   std::string line;

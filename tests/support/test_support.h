@@ -52,8 +52,10 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
 // another test's), and a fleet.toml allowing the probe binary as argv[0].
 class Fleet {
  public:
-  // `host_toml` holds extra keys of the [host] table (max_concurrent_cells = 4, ...).
-  explicit Fleet(const std::string& extra_toml = "", const std::string& host_toml = "");
+  // events_toml: more [events] keys (the table itself is the fleet's, holding its log path);
+  // host_toml: more [host] keys (max_concurrent_cells = 4, ...).
+  explicit Fleet(const std::string& extra_toml = "", const std::string& events_toml = "",
+                 const std::string& host_toml = "");
   // Removes the fleet's cgroup parents (cellos/<host id>), which `run` keeps for the next cell.
   ~Fleet();
   const std::string& config_path() const { return config_; }
@@ -67,8 +69,11 @@ class Fleet {
   // `cellos-reactor run - --config <fleet.toml>` with the spec on stdin.
   RunResult run(const std::string& spec_json, const std::vector<std::string>& extra = {},
                 int timeout_s = 60) const;
-  // Every event in the log so far.
+  // Every cell event in the log so far (the log's own records, batch manifests and gaps, left
+  // out).
   std::vector<nlohmann::json> events() const;
+  // Every line of the log, manifests included.
+  std::vector<nlohmann::json> log_records() const;
 
  private:
   TempDir dir_;

@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "sinks/events.h"
-#include "sinks/jsonl_sink.h"
 #include "tests/support/test_support.h"
 
 namespace cellos::sinks {
@@ -40,12 +39,6 @@ Json encode_and_check(const EventData& data, const std::string& type) {
   return j;
 }
 
-std::vector<std::string> lines_of(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<std::string> out;
-  for (std::string l; std::getline(in, l);) out.push_back(l);
-  return out;
-}
 
 TEST_CASE("events: started carries cellId, runId and hostId, subject = cell id", "[events]") {
   Json j = encode_and_check(StartedData{"build-42", "run-7", "host-1"},
@@ -217,48 +210,6 @@ TEST_CASE("events: invalid UTF-8 in a string does not throw and still yields val
                       make_event(RejectedData{"id\xc0", "reason \x80"}), kEnv));
   REQUIRE_NOTHROW(j = Json::parse(line));
   CHECK(j.at("type") == "dev.cellos.events.cell.lifecycle.v1.rejected");
-}
-
-TEST_CASE("events: JsonlSink appends one CloudEvent line per emit", "[events]") {
-  test::TempDir tmp;
-  const std::string path = tmp.path() + "/events.jsonl";
-  {
-    auto sink = JsonlSink::open(path, "host-7");
-    INFO((sink.ok() ? std::string() : sink.error().message()));
-    REQUIRE(sink.ok());
-    (*sink)->emit(make_event(StartedData{"c1", "r1", "host-7"}));
-    (*sink)->emit(make_event(DestroyedData{"c1", true, false, {}}));
-    CHECK((*sink)->first_error().empty());
-  }
-  {
-    // Reopening appends: an event log is never truncated.
-    auto sink = JsonlSink::open(path, "host-7");
-    REQUIRE(sink.ok());
-    (*sink)->emit(make_event(RejectedData{std::nullopt, "bad"}));
-  }
-  const auto lines = lines_of(path);
-  REQUIRE(lines.size() == 3);
-  std::set<std::string> ids;
-  for (const auto& l : lines) {
-    Json j = Json::parse(l);
-    CHECK(j.at("source") == "/cellos-reactor/host-7");
-    CHECK(j.at("specversion") == "1.0");
-    ids.insert(j.at("id").get<std::string>());
-  }
-  CHECK(ids.size() == 3);
-  CHECK(Json::parse(lines[0]).at("type") == "dev.cellos.events.cell.lifecycle.v1.started");
-  CHECK(Json::parse(lines[1]).at("type") == "dev.cellos.events.cell.lifecycle.v1.destroyed");
-  CHECK(Json::parse(lines[2]).at("type") == "dev.cellos.events.cell.lifecycle.v1.rejected");
-}
-
-TEST_CASE("events: JsonlSink::open in a nonexistent dir fails naming the path", "[events]") {
-  test::TempDir tmp;
-  const std::string path = tmp.path() + "/no/such/dir/events.jsonl";
-  auto sink = JsonlSink::open(path, "host-7");
-  REQUIRE_FALSE(sink.ok());
-  CHECK(sink.error().err == ENOENT);
-  CHECK_THAT(sink.error().message(), Contains(path));
-  CHECK_THAT(sink.error().message(), Contains("event log"));
 }
 
 }  // namespace

@@ -1,0 +1,398 @@
+#include "sinks/event_log.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+#include "sinks/log_io.h"
+
+namespace cellos::sinks {
+namespace {
+
+using schema::LogRecord;
+
+int64_t realtime_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+std::string random_prefix() {
+  uint64_t r = 0;
+  if (getrandom(&r, sizeof r, 0) != sizeof r) r = static_cast<uint64_t>(realtime_us()) ^ ::getpid();
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%016llx-", static_cast<unsigned long long>(r));
+  return buf;
+}
+
+capnp::Data::Reader data_of(const Digest& d) { return capnp::Data::Reader(d.data(), d.size()); }
+
+}  // namespace
+
+LogFormat parse_log_format(const std::string& s) {
+  return s == "capnp" ? LogFormat::kCapnp : LogFormat::kJsonl;
+}
+
+EventLog::EventLog(EventLogOptions o, base::IoPort& io) : opts_(std::move(o)), io_(io) {
+  write_op_.log = timer_op_.log = retry_op_.log = this;
+  write_op_.fn = &EventLog::on_write;
+  timer_op_.fn = &EventLog::on_batch_timer;
+  retry_op_.fn = &EventLog::on_retry;
+  if (opts_.batch_max_events == 0) opts_.batch_max_events = 1;
+}
+
+EventLog::~EventLog() = default;
+
+base::Result<std::unique_ptr<EventLog>> EventLog::open(const EventLogOptions& options,
+                                                       base::IoPort& io) {
+  std::unique_ptr<EventLog> log(new EventLog(options, io));
+  log->source_ = "/cellos-reactor/" + options.host_id;
+  log->id_prefix_ = random_prefix();
+  if (!options.signing_key_path.empty()) {
+    auto key = SigningKey::load_private(options.signing_key_path);
+    if (!key) return std::move(key).error().context("[events] signing_key");
+    log->key_.emplace(std::move(*key));
+  } else if (options.per_event_signing) {
+    return base::value_error("[events] per_event_signing", "needs [events] signing_key");
+  }
+  if (options.path == "-") {
+    int d = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    if (d < 0) return base::sys_error("dup", "stdout");
+    log->fd_ = base::Fd(d);
+    log->is_stdout_ = true;  // nothing to read back: a fresh chain
+    return log;
+  }
+  // O_APPEND: every ring write lands at the end even if another writer appended meanwhile;
+  // O_RDWR: recovery reads the tail.
+  auto fd = base::open_at(AT_FDCWD, options.path, O_RDWR | O_CREAT | O_APPEND, 0640);
+  if (!fd) return std::move(fd).error().context("event log");
+  log->fd_ = std::move(*fd);
+  if (auto r = log->recover(); !r) return std::move(r).error().context("event log \"" + options.path + "\"");
+  return log;
+}
+
+base::Result<void> EventLog::recover() {
+  auto tail = opts_.format == LogFormat::kCapnp ? read_capnp_tail(fd_.get())
+                                                : read_jsonl_tail(fd_.get());
+  if (!tail) return std::move(tail).error();
+  if (tail->torn_bytes) {
+    // A crash mid-write left part of a record: cut it, and say so in the recovery manifest.
+    if (::ftruncate(fd_.get(), static_cast<off_t>(tail->valid_size)) != 0)
+      return base::sys_error("ftruncate", "torn tail");
+  }
+  next_seq_ = tail->last_seq + 1;
+  prev_digest_ = tail->last_manifest_digest;
+  if (tail->unsealed_lines.empty() && !tail->torn_bytes) return base::ok();
+  for (const auto& l : tail->unsealed_lines) leaves_.push_back(merkle_leaf(l));
+  batch_first_seq_ = tail->unsealed_first_seq;
+  // Sealed here, but written synchronously below rather than through the ring: the file is
+  // whole again before open() returns, so before the reactor runs.
+  hold_writes_ = true;
+  seal(true, tail->torn_bytes);
+  hold_writes_ = false;
+  std::string bytes;
+  for (auto& c : pending_) bytes += c.bytes;
+  pending_.clear();
+  buffered_ = 0;
+  return write_sync(bytes);
+}
+
+base::Result<void> EventLog::write_sync(const std::string& bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd_.get(), bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return base::sys_error("write", "recovery manifest");
+    done += static_cast<size_t>(n);
+  }
+  return base::ok();
+}
+
+int64_t EventLog::now_mono_us() const {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+LogRecord::Builder EventLog::start_record(int64_t time_us, std::string_view subject) {
+  auto root = arena_.start().initRoot<LogRecord>();
+  const uint64_t seq = next_seq_++;
+  // id = <random per-process prefix>-<seq>: unique across restarts and hosts, no syscall.
+  char digits[24];
+  char* p = digits + sizeof digits;
+  uint64_t v = seq;
+  do {
+    *--p = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v);
+  scratch_.assign(id_prefix_);
+  scratch_.append(p, static_cast<size_t>(digits + sizeof digits - p));
+  set_header(RecordHeader{seq, time_us, scratch_, source_, subject}, root);
+  return root;
+}
+
+void EventLog::append_record(LogRecord::Builder r, bool is_event) {
+  if (opts_.per_event_signing && key_ && r.getData().which() != LogRecord::Data::BATCH_SEALED) {
+    line_.clear();
+    render_line(r.asReader(), line_, false);
+    const std::string sig = key_->sign(dsse_pae(kDssePayloadType, line_));
+    std::string env = "{\"payloadType\":\"";
+    env += kDssePayloadType;
+    env += "\",\"payload\":\"\",\"signatures\":[{\"keyid\":\"";
+    env += key_->key_id();
+    env += "\",\"sig\":\"";
+    env += base64(sig);
+    env += "\"}]}";
+    const std::string b64 = base64(env);
+    r.setDsse(capnp::Text::Reader(b64.data(), b64.size()));
+  }
+  const bool manifest = r.getData().which() == LogRecord::Data::BATCH_SEALED;
+  const size_t before = batch_.size();
+  std::string_view line;
+  if (opts_.format == LogFormat::kJsonl) {
+    // Rendered straight into the batch and hashed there: no per-event copy.
+    render_line(r.asReader(), batch_);
+    line = std::string_view(batch_).substr(before);
+  } else {
+    line_.clear();
+    render_line(r.asReader(), line_);
+    line = line_;
+  }
+  last_line_size_ = line.size();
+  if (!manifest) {
+    if (leaves_.empty()) {
+      batch_first_seq_ = r.getSeq();
+      batch_opened_us_ = now_mono_us();
+    }
+    leaves_.push_back(merkle_leaf(line));
+  } else {
+    prev_digest_ = sha256(line);
+  }
+  if (opts_.format == LogFormat::kJsonl)
+    batch_ += '\n';
+  else
+    append_packed(arena_.message(), batch_);
+  buffered_ += batch_.size() - before;
+  if (is_event) ++batch_events_;
+}
+
+void EventLog::emit(const Event& e) {
+  if (closing_) {  // emitting again after a flush: a new shutdown needs a new flush
+    closing_ = false;
+    close_failures_ = 0;
+  }
+  emit_gap_if_room();
+  if (buffered_ >= opts_.max_buffered_bytes) {
+    // No room: count it for the gap record instead of growing without bound.
+    if (!gap_events_) {
+      gap_first_us_ = e.time_us;
+      gap_reason_ = failing_ ? "sink failing: buffer full" : "buffer full";
+    }
+    ++gap_events_;
+    ++gap_events_total_;
+    gap_bytes_ += last_line_size_ + 1;  // the last line's size: a close estimate
+    gap_last_us_ = e.time_us;
+    return;
+  }
+  auto r = start_record(e.time_us, e.subject);
+  build_data(e.data, r);
+  append_record(r, true);
+  if (leaves_.size() >= opts_.batch_max_events)
+    seal(false, 0);
+  else if (leaves_.size() == 1)
+    arm_batch_timer();
+}
+
+void EventLog::emit_gap_if_room() {
+  // Hysteresis: only once half the buffer is free, so a stuck sink yields one gap record per
+  // episode rather than one per freed batch.
+  if (!gap_events_ || buffered_ > opts_.max_buffered_bytes / 2) return;
+  auto r = start_record(realtime_us(), "");
+  auto g = r.getData().initGap();
+  g.setDroppedEvents(gap_events_);
+  g.setDroppedBytes(gap_bytes_);
+  g.setFirstTimeUs(gap_first_us_);
+  g.setLastTimeUs(gap_last_us_);
+  g.setReason(capnp::Text::Reader(gap_reason_.data(), gap_reason_.size()));
+  std::fprintf(stderr, "cellos-reactor: event log \"%s\": %llu events dropped (buffer full), gap recorded\n",
+               opts_.path.c_str(), static_cast<unsigned long long>(gap_events_));
+  gap_events_ = gap_bytes_ = 0;
+  append_record(r, false);
+  if (leaves_.size() >= opts_.batch_max_events)
+    seal(false, 0);
+  else if (leaves_.size() == 1)
+    arm_batch_timer();
+}
+
+void EventLog::seal(bool recovered, uint64_t truncated_bytes) {
+  if (leaves_.empty() && !recovered) return;
+  const Digest root = merkle_root(leaves_);
+  const uint64_t count = leaves_.size();
+  const uint64_t first = count ? batch_first_seq_ : 0;
+  const uint64_t last = count ? batch_first_seq_ + count - 1 : 0;
+  auto r = start_record(realtime_us(), "");
+  auto b = r.getData().initBatchSealed();
+  b.setFirstSeq(first);
+  b.setLastSeq(last);
+  b.setEventCount(count);
+  b.setMerkleRoot(data_of(root));
+  b.setPrevDigest(data_of(prev_digest_));
+  b.setRecovered(recovered);
+  b.setTruncatedBytes(truncated_bytes);
+  if (key_) {
+    b.setKeyId(capnp::Text::Reader(key_->key_id().data(), key_->key_id().size()));
+    // The signature covers the manifest's own line with an empty signature value: every field
+    // (seq, time, id, source, range, root, chain, key id, recovery) in one canonical byte string.
+    line_.clear();
+    render_line(r.asReader(), line_);
+    const std::string sig = key_->sign(line_);
+    b.setSignature(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(sig.data()), sig.size()));
+  }
+  append_record(r, false);
+  const size_t size = batch_.size();
+  pending_.push_back(Chunk{std::move(batch_), batch_events_});
+  // The next batch reuses a buffer a finished write gave back: batches of ~200 KiB are past
+  // malloc's mmap threshold, and a fresh one each time cost page faults on every batch.
+  batch_ = std::move(spare_);
+  batch_.clear();
+  batch_.reserve(size + size / 4);
+  leaves_.clear();
+  batch_events_ = 0;
+  kick();
+}
+
+void EventLog::arm_batch_timer() {
+  if (timer_op_.busy || closing_) return;
+  timer_op_.busy = true;
+  io_.timeout(opts_.batch_max_delay, timer_op_);
+}
+
+void EventLog::on_batch_timer(int) {
+  if (leaves_.empty()) return;
+  const int64_t due = batch_opened_us_ + opts_.batch_max_delay.count() * 1000;
+  const int64_t now = now_mono_us();
+  // The timer may have been armed for an earlier batch: re-arm for what is left of this one.
+  // CLOCK_MONOTONIC_COARSE ticks in ms, hence the slack.
+  if (now + 2000 < due && !closing_) {
+    timer_op_.busy = true;
+    io_.timeout(std::chrono::microseconds(due - now), timer_op_);
+    return;
+  }
+  seal(false, 0);
+}
+
+void EventLog::kick() {
+  if (write_op_.busy || retry_op_.busy || hold_writes_) return;
+  if (inflight_.bytes.empty()) {
+    if (pending_.empty()) return;
+    inflight_ = std::move(pending_.front());
+    pending_.pop_front();
+    // A backlog of small batches (the sink was slow or failing) goes out in larger writes;
+    // batches of 64 KiB and more go as they are (merging would only copy them again).
+    while (!pending_.empty() && inflight_.bytes.size() + pending_.front().bytes.size() < (64u << 10)) {
+      inflight_.bytes += pending_.front().bytes;
+      inflight_.events += pending_.front().events;
+      pending_.pop_front();
+    }
+    inflight_done_ = 0;
+  }
+  write_op_.busy = true;
+  io_.write(fd_.get(),
+            std::as_bytes(std::span(inflight_.bytes.data() + inflight_done_,
+                                    inflight_.bytes.size() - inflight_done_)),
+            write_op_);
+}
+
+void EventLog::report(const std::string& what, int err) {
+  if (failing_) return;  // once per episode
+  failing_ = true;
+  std::fprintf(stderr,
+               "cellos-reactor: event log \"%s\": %s: %s; supervision continues, buffering up to "
+               "%llu bytes and retrying\n",
+               opts_.path.c_str(), what.c_str(), std::strerror(err),
+               static_cast<unsigned long long>(opts_.max_buffered_bytes));
+}
+
+void EventLog::on_write(int res) {
+  if (res == 0) res = -EIO;  // no progress on a regular file: treat as an error, retry
+  if (res < 0) {
+    report("write", -res);
+    if (closing_ && ++close_failures_ > opts_.close_retries) {
+      uint64_t lost = inflight_.events + batch_events_;
+      for (const auto& c : pending_) lost += c.events;
+      std::fprintf(stderr, "cellos-reactor: event log \"%s\": giving up at shutdown, %llu events not written\n",
+                   opts_.path.c_str(), static_cast<unsigned long long>(lost));
+      pending_.clear();
+      inflight_ = Chunk{};
+      batch_.clear();
+      leaves_.clear();
+      batch_events_ = 0;
+      buffered_ = 0;
+      return;
+    }
+    retry_op_.busy = true;
+    io_.timeout(opts_.retry_interval, retry_op_);
+    return;
+  }
+  inflight_done_ += static_cast<size_t>(res);
+  if (inflight_done_ < inflight_.bytes.size()) {
+    kick();  // a short write: the rest, at once (a full disk reports ENOSPC on the next one)
+    return;
+  }
+  if (!is_stdout_) {
+    // The file removed underneath: writes succeed into an unlinked inode and vanish. Detect
+    // it here (one fstat per batch), recreate the path and write this batch again there.
+    struct stat st {};
+    if (::fstat(fd_.get(), &st) == 0 && st.st_nlink == 0) {
+      auto fd = base::open_at(AT_FDCWD, opts_.path, O_RDWR | O_CREAT | O_APPEND, 0640);
+      if (fd) {
+        fd_ = std::move(*fd);
+        std::fprintf(stderr,
+                     "cellos-reactor: event log \"%s\": removed underneath; recreated, the new file "
+                     "continues the chain from the last batch written\n",
+                     opts_.path.c_str());
+        inflight_done_ = 0;
+        kick();
+        return;
+      }
+      report("reopen after removal", fd.error().err ? fd.error().err : EIO);
+      retry_op_.busy = true;
+      io_.timeout(opts_.retry_interval, retry_op_);
+      return;
+    }
+  }
+  if (failing_) {
+    failing_ = false;
+    std::fprintf(stderr, "cellos-reactor: event log \"%s\": writing again\n", opts_.path.c_str());
+  }
+  events_written_ += inflight_.events;
+  buffered_ -= inflight_.bytes.size();
+  if (inflight_.bytes.capacity() > spare_.capacity()) spare_ = std::move(inflight_.bytes);
+  inflight_ = Chunk{};
+  kick();
+}
+
+void EventLog::on_retry(int) {
+  if (closing_) emit_gap_if_room();
+  kick();
+}
+
+void EventLog::flush() {
+  closing_ = true;
+  emit_gap_if_room();
+  seal(false, 0);
+  if (timer_op_.busy) io_.cancel(timer_op_);
+  kick();
+}
+
+bool EventLog::drained() const {
+  return !write_op_.busy && !timer_op_.busy && !retry_op_.busy && pending_.empty() &&
+         inflight_.bytes.empty() && leaves_.empty();
+}
+
+}  // namespace cellos::sinks

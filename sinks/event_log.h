@@ -1,0 +1,141 @@
+// EventLog: the signed, batched event log (JSONL CloudEvents lines or a packed Cap'n Proto
+// stream), written through the reactor's ring.
+//
+// emit() builds the event as a Cap'n Proto record in a reused arena, renders its CloudEvents
+// line, hashes it as an RFC 6962 leaf and appends it to the open batch, all in user space. A
+// batch closes at batch_max_events or batch_max_delay (a ring timeout), whichever is first:
+// then a batch_sealed manifest (Merkle root, previous manifest digest, Ed25519 signature) is
+// appended and the whole batch goes to the file in one ring write. Writes are issued one at a
+// time, so the file holds whole batches in order.
+//
+// A failing file (ENOSPC, EIO, removed underneath) never blocks emit(): sealed batches wait in
+// memory up to max_buffered_bytes, the error is reported once, a retry timer rewrites them, and
+// events that did not fit are counted into a gap record written once there is room again.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/io.h"
+#include "sinks/events.h"
+#include "sinks/log_record.h"
+#include "sinks/signing.h"
+
+namespace cellos::sinks {
+
+enum class LogFormat { kJsonl, kCapnp };
+
+struct EventLogOptions {
+  std::string path;      // "-": standard output (no recovery, nothing to read back)
+  std::string host_id;   // source = /cellos-reactor/<host_id>
+  LogFormat format = LogFormat::kJsonl;
+  uint64_t batch_max_events = 512;
+  std::chrono::milliseconds batch_max_delay{10};
+  std::string signing_key_path;  // empty: manifests carry no signature
+  bool per_event_signing = false;
+  uint64_t max_buffered_bytes = 64ull << 20;
+  // How often a failed write is retried. Also bounds shutdown: after flush(), a sink that still
+  // fails after close_retries attempts is given up (reported), so the reactor can exit.
+  std::chrono::milliseconds retry_interval{200};
+  unsigned close_retries = 10;
+};
+
+class EventLog final : public EventSink {
+ public:
+  // Opens (creating) the log, recovers the sequence number and hash chain from its tail, and
+  // seals over an unsealed final batch (and a torn final line) left by a crash.
+  static base::Result<std::unique_ptr<EventLog>> open(const EventLogOptions& options,
+                                                      base::IoPort& io);
+  ~EventLog() override;
+
+  void emit(const Event& e) override;
+  void flush() override;
+  bool drained() const override;
+  uint64_t events_written() const override { return events_written_; }
+
+  // Test and metrics hooks.
+  uint64_t next_seq() const { return next_seq_; }
+  uint64_t buffered_bytes() const { return buffered_; }
+  uint64_t dropped_events() const { return gap_events_total_; }
+  bool failing() const { return failing_; }
+
+ private:
+  struct Op final : base::Completion {
+    EventLog* log = nullptr;
+    void (EventLog::*fn)(int) = nullptr;
+    bool busy = false;
+    void complete(int res) override {
+      busy = false;
+      (log->*fn)(res);
+    }
+  };
+  struct Chunk {
+    std::string bytes;
+    uint64_t events = 0;  // event records in it (manifests and gaps not counted)
+  };
+
+  EventLog(EventLogOptions o, base::IoPort& io);
+  base::Result<void> recover();
+  base::Result<void> recover_jsonl();
+  base::Result<void> recover_capnp();
+  // Appends one record (already built in arena_) to the open batch; returns its line bytes.
+  void append_record(schema::LogRecord::Builder r, bool is_event);
+  schema::LogRecord::Builder start_record(int64_t time_us, std::string_view subject);
+  void seal(bool recovered, uint64_t truncated_bytes);
+  void emit_gap_if_room();
+  void kick();
+  void arm_batch_timer();
+  void on_write(int res);
+  void on_batch_timer(int res);
+  void on_retry(int res);
+  void report(const std::string& what, int err);
+  base::Result<void> write_sync(const std::string& bytes);
+  int64_t now_mono_us() const;
+
+  EventLogOptions opts_;
+  base::IoPort& io_;
+  base::Fd fd_;
+  bool is_stdout_ = false;
+  std::optional<SigningKey> key_;
+  std::string source_;
+  std::string id_prefix_;
+  RecordArena arena_;
+
+  // The open batch.
+  std::string batch_;
+  std::vector<Digest> leaves_;
+  uint64_t batch_first_seq_ = 0;
+  uint64_t batch_events_ = 0;
+  int64_t batch_opened_us_ = 0;
+  std::string line_, scratch_, spare_;
+  size_t last_line_size_ = 0;
+
+  uint64_t next_seq_ = 1;
+  Digest prev_digest_{};
+
+  // Sealed batches waiting for the file, and the one being written.
+  std::deque<Chunk> pending_;
+  Chunk inflight_;
+  size_t inflight_done_ = 0;
+  uint64_t buffered_ = 0;  // open batch + pending + in flight
+  Op write_op_, timer_op_, retry_op_;
+  bool failing_ = false;
+  bool hold_writes_ = false;  // recovery writes its manifest itself
+  bool closing_ = false;
+  unsigned close_failures_ = 0;
+
+  uint64_t events_written_ = 0;
+  // Events dropped since the last gap record (the buffer was full).
+  uint64_t gap_events_ = 0, gap_bytes_ = 0, gap_events_total_ = 0;
+  int64_t gap_first_us_ = 0, gap_last_us_ = 0;
+  std::string gap_reason_;
+};
+
+LogFormat parse_log_format(const std::string& s);
+
+}  // namespace cellos::sinks

@@ -1,0 +1,117 @@
+# Every record of the event log, defined once. The reactor builds these (one arena message per
+# record, its first segment reused), renders them as CloudEvents JSON lines for the JSONL sink,
+# or writes them as a packed stream for `[events] format = "capnp"`. `events cat` and `verify`
+# render the packed stream to the very same lines, so Merkle roots and signatures cover one
+# byte sequence whatever the format.
+@0xab86b027550323cc;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("cellos::sinks::schema");
+
+struct DeclaredEgress {
+  host @0 :Text;
+  port @1 :UInt16;
+  protocol @2 :Text;          # unset: JSON null
+  resolvedAddresses @3 :List(Text);  # a hostname's addresses, from admission; empty: omitted
+}
+
+struct Started {
+  cellId @0 :Text;
+  runId @1 :Text;
+  hostId @2 :Text;
+}
+
+struct NetworkPolicy {
+  cellId @0 :Text;
+  isolationMode @1 :Text;
+  declaredEgress @2 :List(DeclaredEgress);
+}
+
+enum CompletedReason { exited @0; signaled @1; timeout @2; oom @3; setupFailed @4; }
+
+struct Completed {
+  cellId @0 :Text;
+  hasExitCode @1 :Bool;
+  exitCode @2 :Int32;
+  hasSignal @3 :Bool;
+  signal @4 :Int32;
+  durationMs @5 :UInt64;
+  reason @6 :CompletedReason;
+  error @7 :Text;             # unset or empty: omitted
+  stdoutTruncated @8 :Bool;   # the log stream was cut at [logs] max_bytes_per_stream
+  stderrTruncated @9 :Bool;
+}
+
+struct Destroyed {
+  cellId @0 :Text;
+  succeeded @1 :Bool;
+  forced @2 :Bool;
+  reason @3 :Text;            # "lost": found running after a crash; unset or empty: omitted
+}
+
+struct RuleCounter {
+  rule @0 :Text;              # "egress[i]", "loopback", "established", "nflog", "drop"
+  packets @1 :UInt64;
+  bytes @2 :UInt64;
+}
+
+struct NetworkEnforcement {
+  cellId @0 :Text;
+  isolationMode @1 :Text;
+  declaredEgressRuleCount @2 :UInt64;
+  nftRulesApplied @3 :Bool;
+  supplementaryEgressFilterActive @4 :Bool;
+  hasCommandExitCode @5 :Bool;
+  commandExitCode @6 :Int32;
+  nftRuleCount @7 :UInt64;
+  cellAddress @8 :Text;       # unset: JSON null
+  ruleCounters @9 :List(RuleCounter);
+}
+
+struct Rejected {
+  cellId @0 :Text;            # unset: JSON null
+  reason @1 :Text;
+}
+
+# dev.cellos.events.log.v1.batch_sealed: closes the batch of records since the previous
+# manifest. The signature covers `signedPayload` (see sinks/log_format.h).
+struct BatchSealed {
+  firstSeq @0 :UInt64;        # first and last cellosseq of the batch's records
+  lastSeq @1 :UInt64;
+  eventCount @2 :UInt64;
+  merkleRoot @3 :Data;        # RFC 6962 root over the batch's lines
+  prevDigest @4 :Data;        # SHA-256 of the previous manifest's line; zeros for the first
+  keyId @5 :Text;             # empty: unsigned log
+  signature @6 :Data;         # Ed25519; empty when unsigned
+  recovered @7 :Bool;         # sealed by a later start: the writer crashed before sealing
+  truncatedBytes @8 :UInt64;  # bytes of a torn final line removed before sealing over
+}
+
+# dev.cellos.events.log.v1.gap: events lost because the sink could not write and the buffer
+# reached max_buffered_bytes. They never got sequence numbers, so the sequence stays dense.
+struct Gap {
+  droppedEvents @0 :UInt64;
+  droppedBytes @1 :UInt64;
+  firstTimeUs @2 :Int64;
+  lastTimeUs @3 :Int64;
+  reason @4 :Text;
+}
+
+struct LogRecord {
+  seq @0 :UInt64;
+  timeUs @1 :Int64;
+  id @2 :Text;
+  source @3 :Text;
+  subject @4 :Text;
+  dsse @5 :Text;              # dssematerial (base64 DSSE envelope); unset when not signed
+  data :union {
+    started @6 :Started;
+    networkPolicy @7 :NetworkPolicy;
+    completed @8 :Completed;
+    destroyed @9 :Destroyed;
+    rejected @10 :Rejected;
+    batchSealed @11 :BatchSealed;
+    gap @12 :Gap;
+    networkEnforcement @13 :NetworkEnforcement;
+  }
+}
