@@ -127,7 +127,7 @@ TEST_CASE("cpuMax without periodMicros gets the CellOS period of 100000", "[spec
 
 TEST_CASE("egress hosts accept IPs, CIDRs and host names", "[spec]") {
   for (const char* host :
-       {"10.0.0.1", "::1", "2001:db8::1", "10.0.0.0/8", "0.0.0.0/0", "2001:db8::/32", "::/128",
+       {"10.0.0.1", "::1", "fd00::1", "10.0.0.0/8", "0.0.0.0/0", "fd00::/8", "::/128",
         "example.com", "example.com.", "a-b.c1.example", "localhost", "xn--bcher-kva.example"}) {
     INFO("host: " << host);
     auto r = parse_spec(with("/spec/authority/egressRules/0/host", host));
