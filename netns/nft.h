@@ -29,8 +29,9 @@ struct EgressTarget {
 base::Result<EgressTarget> parse_target(const std::string& text);
 
 // A cell's table: inet "cellos", chain output (hook output, policy drop) with, in order:
-// oif lo accept · ct state established,related accept · one accept per target · log to
-// `nflog_group` · drop. Every rule has a counter and a tag in its userdata.
+// oif lo accept · ct state established,related accept · one accept per target (in chain
+// egress4 or egress6, jumped to once per family) · log to `nflog_group` · drop. Every rule but
+// the two jumps has a counter and a tag in its userdata.
 struct CellRuleset {
   std::vector<EgressTarget> targets;
   uint16_t nflog_group = 1;
@@ -40,7 +41,7 @@ struct CellRuleset {
 };
 constexpr const char* kCellTable = "cellos";
 
-// Number of rules install_cell_ruleset puts in the output chain.
+// Number of counted rules install_cell_ruleset installs (the per-family jumps not included).
 size_t cell_rule_count(const CellRuleset& r);
 base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r);
 
@@ -62,7 +63,8 @@ struct RuleCounter {
   std::string tag;
   uint64_t packets = 0, bytes = 0;
 };
-// One dump of every rule in a table, with each rule's tag and counter.
+// One dump of every rule in a table, with each counted rule's tag and counter, in evaluation
+// order (a jump's target chain in place of the jump).
 base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int family,
                                                      const std::string& table);
 
