@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "base/counting_port.h"
 #include "reactor/ring.h"
 #include "sinks/event_log.h"
 #include "sinks/signing.h"
@@ -31,22 +32,7 @@ using namespace cellos;
 
 namespace {
 
-class CountingPort final : public base::IoPort {
- public:
-  explicit CountingPort(base::IoPort& inner) : inner_(inner) {}
-  void read(int fd, std::span<std::byte> b, base::Completion& c) override { inner_.read(fd, b, c); }
-  void write(int fd, std::span<const std::byte> b, base::Completion& c) override {
-    ++writes;
-    inner_.write(fd, b, c);
-  }
-  void timeout(std::chrono::nanoseconds a, base::Completion& c) override { inner_.timeout(a, c); }
-  void wait_exit(int fd, siginfo_t* i, base::Completion& c) override { inner_.wait_exit(fd, i, c); }
-  void cancel(base::Completion& c) override { inner_.cancel(c); }
-  uint64_t writes = 0;
-
- private:
-  base::IoPort& inner_;
-};
+using base::CountingPort;
 
 // A cell's life as the reactor reports it: five events of the usual sizes.
 std::vector<sinks::Event> workload() {

@@ -81,15 +81,16 @@ class Daemon {
     std::string name;  // spool entry
     cells::Spec spec;
   };
-  struct Running {
-    std::string active_path;
-  };
 
   base::Result<void> lock_state_dir();
   void recover();
   void offer(const std::string& name);
   void reject(const std::string& name, const std::optional<std::string>& id,
               const std::string& reason, bool active);
+  // active/<id>.json -> rejected/<name> beside its .error (a spec that had left the spool).
+  void active_to_rejected(const std::string& id, const std::string& name,
+                          const std::string& reason);
+  std::string active_path(const std::string& id) const { return dirs_.active + "/" + id + ".json"; }
   void pump();
   // False when a transient failure put `w` back at the head of the queue.
   bool launch(Waiting w);
@@ -107,7 +108,9 @@ class Daemon {
 
   std::deque<Waiting> waiting_;
   std::unordered_set<std::string> waiting_ids_, waiting_names_;
-  std::unordered_map<std::string, Running> running_;
+  // Running cells: id -> the spool entry name its spec came in as (its file is now
+  // active/<id>.json).
+  std::unordered_map<std::string, std::string> running_;
   Metrics metrics_;
   uint64_t succeeded_ = 0, failed_ = 0;
   bool stopping_ = false, killing_ = false;
@@ -165,7 +168,7 @@ void Daemon::recover() {
     if (!lock) continue;
     if (auto r = tree_->reclaim_leaf(id, kReclaimWait); !r)
       complain("recovering lost cell " + id + ": " + r.error().message());
-    ::unlink((dirs_.active + "/" + id + ".json").c_str());
+    ::unlink(active_path(id).c_str());
     events_->emit(sinks::make_event(sinks::DestroyedData{id, false, true, "lost"}));
     ++metrics_.failed["lost"];
     ++failed_;
@@ -174,16 +177,20 @@ void Daemon::recover() {
   }
 }
 
+void Daemon::active_to_rejected(const std::string& id, const std::string& name,
+                                const std::string& reason) {
+  const std::string from = active_path(id), to = dirs_.rejected + "/" + name;
+  (void)base::replace_file(to + ".error", reason + "\n");
+  if (::rename(from.c_str(), to.c_str()) != 0) ::unlink(from.c_str());
+}
+
 void Daemon::reject(const std::string& name, const std::optional<std::string>& id,
                     const std::string& reason, bool active) {
   events_->emit(sinks::make_event(sinks::RejectedData{id, reason}));
   ++metrics_.rejected;
   changed();
   if (active && id) {
-    // The spec had been moved out of the spool to start: put it back beside its reason.
-    std::string from = dirs_.active + "/" + *id + ".json", to = dirs_.rejected + "/" + name;
-    (void)base::replace_file(to + ".error", reason + "\n");
-    if (::rename(from.c_str(), to.c_str()) != 0) ::unlink(from.c_str());
+    active_to_rejected(*id, name, reason);
   } else if (auto r = move_to_rejected(dirs_, name, reason); !r) {
     // The spool entry cannot be moved: say so, and never look at it again in this run.
     complain("spool entry " + name + ": " + r.error().message());
@@ -273,8 +280,6 @@ bool Daemon::launch(Waiting w) {
     reject(w.name, id, "spool entry " + w.name + ": " + active.error().message(), false);
     return true;
   }
-  Running r;
-  r.active_path = *active;
   const std::string logdir = dirs_.logs + "/" + id;
   // The log files exist (empty) from the start, but are opened only when output arrives: a
   // quiet cell holds no descriptor for them. A reused id's old logs are emptied.
@@ -304,7 +309,7 @@ bool Daemon::launch(Waiting w) {
   co.stdout_path = logdir + "/stdout";
   co.stderr_path = logdir + "/stderr";
   co.max_stream_bytes = config_.logs.max_bytes_per_stream;
-  running_.emplace(id, std::move(r));
+  running_.emplace(id, w.name);
   sup_->add(std::move(co));
   // start() returns once the cell's init runs (CLONE_VFORK): this is the spawn latency.
   metrics_.observe_spawn(std::chrono::steady_clock::now() - admitted);
@@ -319,11 +324,7 @@ void Daemon::on_cell_done(const cells::Cell& c) {
     // The id was running in another reactor sharing the state dir: the cell emitted its own
     // rejection; the spec goes to rejected/ with the reason.
     ++metrics_.rejected;
-    if (it != running_.end()) {
-      std::string name = it->second.active_path.substr(it->second.active_path.rfind('/') + 1);
-      (void)base::replace_file(dirs_.rejected + "/" + name + ".error", o.error + "\n");
-      ::rename(it->second.active_path.c_str(), (dirs_.rejected + "/" + name).c_str());
-    }
+    if (it != running_.end()) active_to_rejected(c.id(), it->second, o.error);
   } else {
     ++metrics_.completed[sinks::reason_name(o.reason)];
     if (auto f = failure_reason(o)) {
@@ -332,7 +333,7 @@ void Daemon::on_cell_done(const cells::Cell& c) {
     } else {
       ++succeeded_;
     }
-    if (it != running_.end()) ::unlink(it->second.active_path.c_str());
+    if (it != running_.end()) ::unlink(active_path(c.id()).c_str());
   }
   if (it != running_.end()) running_.erase(it);
   paused_ = false;  // a cell's descriptors and memory are free again

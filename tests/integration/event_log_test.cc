@@ -111,18 +111,9 @@ TEST_CASE("a reactor killed mid-write, then restarted: the log is sealed over an
   SignedFleet sf;
   Fleet& fleet = *sf.fleet;
   const std::string marker = unique_id("cellos-crash-marker");
-  write_text(fleet.dir() + "/spec.json",
-             make_spec(unique_id("crash"), {"/bin/sh", "-c", fleet.probe() + " daemonize " + marker + "; sleep 600"})
-                 .dump());
-  const std::string spec_path = fleet.dir() + "/spec.json";
-  std::vector<const char*> argv{CELLOS_REACTOR_BIN, "run", spec_path.c_str(), "--config",
-                                fleet.config_path().c_str(), nullptr};
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  pid_t pid = -1;
-  REQUIRE(posix_spawn(&pid, argv[0], &fa, nullptr, const_cast<char**>(argv.data()), environ) == 0);
-  posix_spawn_file_actions_destroy(&fa);
+  const auto spec =
+      make_spec(unique_id("crash"), {"/bin/sh", "-c", fleet.probe() + " daemonize " + marker + "; sleep 600"});
+  pid_t pid = fleet.start_run(spec.dump());
   // The started and network_policy events are sealed by the batch timer (10 ms).
   for (int i = 0; i < 250 && fleet.log_records().size() < 3; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -154,6 +154,21 @@ RunResult Fleet::run(const std::string& spec_json, const std::vector<std::string
   return r;
 }
 
+pid_t Fleet::start_run(const std::string& spec_json) const {
+  const std::string spec_path = dir() + "/spec.json";
+  write_text(spec_path, spec_json);
+  std::vector<const char*> argv{CELLOS_REACTOR_BIN, "run", spec_path.c_str(), "--config",
+                                config_.c_str(), nullptr};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, argv[0], &fa, nullptr, const_cast<char**>(argv.data()), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("posix_spawn cellos-reactor run failed");
+  return pid;
+}
+
 std::vector<nlohmann::json> Fleet::events() const {
   std::vector<nlohmann::json> out;
   for (auto& e : log_records())

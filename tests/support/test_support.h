@@ -2,6 +2,8 @@
 // real `cellos-reactor run` binary, and reading back its events.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -69,6 +71,9 @@ class Fleet {
   // `cellos-reactor run - --config <fleet.toml>` with the spec on stdin.
   RunResult run(const std::string& spec_json, const std::vector<std::string>& extra = {},
                 int timeout_s = 60) const;
+  // `cellos-reactor run <dir>/spec.json --config <fleet.toml>` started in the background, its
+  // stdout to /dev/null: for tests that signal or kill the reactor mid-run. The caller reaps it.
+  pid_t start_run(const std::string& spec_json) const;
   // Every cell event in the log so far (the log's own records, batch manifests and gaps, left
   // out).
   std::vector<nlohmann::json> events() const;

@@ -1,6 +1,7 @@
 // The event log in-process on a real ring: records and lines, batching by count and by delay,
 // one write per batch, manifests and their chain across restarts, recovery of a crashed
 // batch, per-event DSSE, the capnp format, keys, and RFC 6962 roots.
+#include "base/counting_port.h"
 #include "sinks/event_log.h"
 
 #include <fcntl.h>
@@ -61,23 +62,7 @@ VerifyReport verify(const std::string& path, const std::string& pub = "") {
   return *r;
 }
 
-// Counts writes on the way to the ring.
-class CountingPort final : public base::IoPort {
- public:
-  explicit CountingPort(base::IoPort& inner) : inner_(inner) {}
-  void read(int fd, std::span<std::byte> b, base::Completion& c) override { inner_.read(fd, b, c); }
-  void write(int fd, std::span<const std::byte> b, base::Completion& c) override {
-    ++writes;
-    inner_.write(fd, b, c);
-  }
-  void timeout(std::chrono::nanoseconds a, base::Completion& c) override { inner_.timeout(a, c); }
-  void wait_exit(int fd, siginfo_t* i, base::Completion& c) override { inner_.wait_exit(fd, i, c); }
-  void cancel(base::Completion& c) override { inner_.cancel(c); }
-  int writes = 0;
-
- private:
-  base::IoPort& inner_;
-};
+using base::CountingPort;
 
 TEST_CASE("event log: every line is a CloudEvent with a dense cellosseq from 1", "[eventlog]") {
   TempDir dir;

@@ -1,0 +1,32 @@
+// An IoPort that passes everything to another and counts the writes on the way: how the event
+// log's tests and benchmark prove "one write per batch" without tracing syscalls.
+#pragma once
+
+#include <cstdint>
+
+#include "base/io.h"
+
+namespace cellos::base {
+
+class CountingPort final : public IoPort {
+ public:
+  explicit CountingPort(IoPort& inner) : inner_(inner) {}
+  void read(int fd, std::span<std::byte> b, Completion& c) override { inner_.read(fd, b, c); }
+  void write(int fd, std::span<const std::byte> b, Completion& c) override {
+    ++writes;
+    inner_.write(fd, b, c);
+  }
+  void timeout(std::chrono::nanoseconds a, Completion& c) override { inner_.timeout(a, c); }
+  void wait_exit(int fd, siginfo_t* i, Completion& c) override { inner_.wait_exit(fd, i, c); }
+  bool can_wait_pid() const override { return inner_.can_wait_pid(); }
+  void wait_exit_pid(pid_t pid, siginfo_t* i, Completion& c) override {
+    inner_.wait_exit_pid(pid, i, c);
+  }
+  void cancel(Completion& c) override { inner_.cancel(c); }
+  uint64_t writes = 0;
+
+ private:
+  IoPort& inner_;
+};
+
+}  // namespace cellos::base
