@@ -77,13 +77,14 @@ class ConfigParser {
   explicit ConfigParser(const std::string& source) : source_(source) {}
 
   void parse(const toml::table& root, Config& cfg) const {
-    check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network"});
+    check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network", "flows"});
     if (const toml::table* t = table(root, "host", "host")) parse_host(*t, cfg.host);
     if (const toml::table* t = table(root, "policy", "policy")) parse_policy(*t, cfg.policy);
     if (const toml::table* t = table(root, "secrets", "secrets")) parse_secrets(*t, cfg.secrets);
     if (const toml::table* t = table(root, "events", "events")) parse_events(*t, cfg.events);
     if (const toml::table* t = table(root, "logs", "logs")) parse_logs(*t, cfg.logs);
     if (const toml::table* t = table(root, "network", "network")) parse_network(*t, cfg.network);
+    if (const toml::table* t = table(root, "flows", "flows")) parse_flows(*t, cfg.flows);
     if (cfg.events.per_event_signing && cfg.events.signing_key.empty())
       fail("events.per_event_signing", "needs events.signing_key");
   }
@@ -285,7 +286,9 @@ class ConfigParser {
   }
 
   void parse_network(const toml::table& t, NetworkConfig& net) const {
-    check_keys(t, "network", {"uplink", "subnet", "test_fault_ruleset"});
+    check_keys(t, "network", {"uplink", "subnet", "test_fault_ruleset", "enforcement"});
+    if (const toml::node* n = t.get("enforcement"))
+      net.enforcement = one_of(*n, "network.enforcement", {"nft", "bpf", "both"});
     if (const toml::node* n = t.get("test_fault_ruleset"))
       net.test_fault_ruleset = boolean(*n, "network.test_fault_ruleset");
     if (const toml::node* n = t.get("uplink"))
@@ -301,6 +304,17 @@ class ConfigParser {
         fail("network.subnet", "must be an IPv4 CIDR from /8 to /24, like \"10.213.0.0/16\"");
       net.subnet = s;
     }
+  }
+
+  void parse_flows(const toml::table& t, FlowsConfig& flows) const {
+    check_keys(t, "flows", {"probes", "report_interval_ms", "drain_interval_ms", "top_destinations"});
+    if (const toml::node* n = t.get("probes")) flows.probes = boolean(*n, "flows.probes");
+    if (const toml::node* n = t.get("report_interval_ms"))
+      flows.report_interval_ms = integer(*n, "flows.report_interval_ms", 10, 3600000);
+    if (const toml::node* n = t.get("drain_interval_ms"))
+      flows.drain_interval_ms = integer(*n, "flows.drain_interval_ms", 10, 60000);
+    if (const toml::node* n = t.get("top_destinations"))
+      flows.top_destinations = integer(*n, "flows.top_destinations", 0, 100);
   }
 
   const std::string& source_;

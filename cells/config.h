@@ -46,6 +46,21 @@ struct NetworkConfig {
   // For tests only: every cell ruleset gets one rule the kernel refuses, so its batch fails
   // and the cell must not run (setup_failed, 125).
   bool test_fault_ruleset = false;
+  // Who enforces a cell's egress allow-list: "nft" (the cell's nftables ruleset), "bpf" (the
+  // flow probes' connect4/6 and cgroup_skb programs, a per-cell allow-list keyed by cgroup id)
+  // or "both" (layered: BPF refuses at connect(), nft drops what reaches it).
+  std::string enforcement = "nft";
+  bool nft_enforces() const { return enforcement != "bpf"; }
+  bool bpf_enforces() const { return enforcement != "nft"; }
+};
+
+// Per-flow observability: eBPF probes on every cell's cgroup, nflog deny listeners, and the
+// flow accumulator that turns both into network_flow_decision events.
+struct FlowsConfig {
+  bool probes = true;                  // off: no cgroup_skb accounting (bpf enforcement still holds)
+  uint64_t report_interval_ms = 5000;  // a live flow is reported at most this often
+  uint64_t drain_interval_ms = 1000;   // how often the kernel's flow map is read (LRU eviction is silent)
+  uint64_t top_destinations = 5;       // destinations listed in the destroyed event's summary
 };
 
 struct SecretsConfig {
@@ -69,6 +84,7 @@ struct Config {
   EventsConfig events;
   LogsConfig logs;
   NetworkConfig network;
+  FlowsConfig flows;
   std::string source = "<built-in defaults>";  // the file it came from, for messages
 
   std::string events_path() const {

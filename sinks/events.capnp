@@ -42,11 +42,64 @@ struct Completed {
   stderrTruncated @9 :Bool;
 }
 
+struct FlowDestination {
+  addr @0 :Text;
+  port @1 :UInt16;
+  protocol @2 :Text;
+  flows @3 :UInt64;
+  packets @4 :UInt64;
+  bytes @5 :UInt64;
+}
+
+struct FlowSummary {
+  probes @0 :Bool;
+  flows @1 :UInt64;
+  txPackets @2 :UInt64;
+  txBytes @3 :UInt64;
+  rxPackets @4 :UInt64;
+  rxBytes @5 :UInt64;
+  deniedFlows @6 :UInt64;
+  deniedPackets @7 :UInt64;
+  lostRecords @8 :UInt64;
+  nflogGaps @9 :UInt64;
+  evictedFlows @10 :UInt64;
+  topDestinations @11 :List(FlowDestination);
+}
+
 struct Destroyed {
   cellId @0 :Text;
   succeeded @1 :Bool;
   forced @2 :Bool;
   reason @3 :Text;            # "lost": found running after a crash; unset or empty: omitted
+  flows @4 :FlowSummary;      # unset: omitted (a cell without a network namespace of its own)
+}
+
+struct FlowDecision {
+  cellId @0 :Text;
+  direction @1 :Text;
+  allowed @2 :Bool;
+  reasonCode @3 :Text;
+  protocol @4 :Text;
+  srcAddr @5 :Text;
+  srcPort @6 :UInt16;
+  dstAddr @7 :Text;
+  dstPort @8 :UInt16;
+  packets @9 :UInt64;
+  bytes @10 :UInt64;
+  txPackets @11 :UInt64;
+  txBytes @12 :UInt64;
+  rxPackets @13 :UInt64;
+  rxBytes @14 :UInt64;
+  firstSeenUs @15 :Int64;
+  lastSeenUs @16 :Int64;
+  phase @17 :Text;
+}
+
+struct FlowProbes {
+  hostId @0 :Text;
+  active @1 :Bool;
+  enforcement @2 :Text;
+  reason @3 :Text;
 }
 
 struct RuleCounter {
@@ -113,5 +166,7 @@ struct LogRecord {
     batchSealed @11 :BatchSealed;
     gap @12 :Gap;
     networkEnforcement @13 :NetworkEnforcement;
+    flowDecision @14 :FlowDecision;
+    flowProbes @15 :FlowProbes;
   }
 }

@@ -35,10 +35,17 @@ struct TypeOf {
   const char* operator()(const RejectedData&) const {
     return "dev.cellos.events.cell.lifecycle.v1.rejected";
   }
+  const char* operator()(const FlowDecisionData&) const {
+    return "dev.cellos.events.cell.observability.v1.network_flow_decision";
+  }
+  const char* operator()(const FlowProbesData&) const {
+    return "dev.cellos.events.host.observability.v1.flow_probes";
+  }
 };
 
 struct SubjectOf {
   std::string operator()(const RejectedData& d) const { return d.cell_id.value_or(""); }
+  std::string operator()(const FlowProbesData&) const { return ""; }
   template <typename T>
   std::string operator()(const T& d) const {
     return d.cell_id;

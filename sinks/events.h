@@ -66,6 +66,55 @@ struct CompletedData {
   bool stderr_truncated = false;
 };
 
+// One report on one network flow of a cell (dev.cellos.events.cell.observability.v1.
+// network_flow_decision). A flow is reported when it is denied, at most every
+// [flows] report_interval_ms while it lives, and when it ends; packets and bytes count what
+// happened since the flow's previous report, so the sum over a flow's reports is its total and
+// nothing is counted twice. Allowed flows come from the cgroup_skb probes; denies from nflog
+// (nft enforcement) or from the BPF programs (bpf enforcement), named by the same reasonCode.
+struct FlowDecisionData {
+  std::string cell_id;
+  std::string direction = "egress";  // "egress": the cell opened it; "ingress": it arrived
+  bool allowed = true;
+  // The rule or policy that decided: "egress[i]" (the i-th declared egress rule), "loopback",
+  // "egress_default_deny" (matched no declared rule), "unmatched" (allowed with no rule).
+  std::string reason_code;
+  std::string protocol;  // "tcp" | "udp" | the IP protocol number
+  std::string src_addr, dst_addr;
+  // A denied flow is one per destination, whatever the source port (BPF refuses connect()
+  // before a port is bound, nft sees the bound one), so its srcPort is 0 in every mode.
+  uint16_t src_port = 0, dst_port = 0;
+  uint64_t packets = 0, bytes = 0;      // since the previous report: tx + rx
+  uint64_t tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
+  int64_t first_seen_us = 0, last_seen_us = 0;  // CLOCK_REALTIME, the flow's whole life
+  std::string phase;  // "denied" | "live" | "end" (FIN/RST, or the cell ended)
+};
+
+struct FlowDestinationData {
+  std::string addr, protocol;
+  uint16_t port = 0;
+  uint64_t flows = 0, packets = 0, bytes = 0;
+};
+
+// A cell's flows over its life, in its destroyed event.
+struct FlowSummaryData {
+  bool probes = false;  // cgroup_skb accounting was on (off: only denies are known)
+  uint64_t flows = 0, tx_packets = 0, tx_bytes = 0, rx_packets = 0, rx_bytes = 0;
+  uint64_t denied_flows = 0, denied_packets = 0;
+  // Loss, never hidden: flow records the kernel ring buffer could not take, nflog messages
+  // missing from the sequence, and flows the LRU map evicted between two drains.
+  uint64_t lost_records = 0, nflog_gaps = 0, evicted_flows = 0;
+  std::vector<FlowDestinationData> top_destinations;  // by bytes, largest first
+};
+
+// Once per reactor start: whether per-flow probes run, and why not.
+struct FlowProbesData {
+  std::string host_id;
+  bool active = false;
+  std::string enforcement;  // [network] enforcement as it runs
+  std::string reason;       // why the probes are off ("" when active)
+};
+
 struct DestroyedData {
   std::string cell_id;
   bool succeeded = false;
@@ -73,6 +122,7 @@ struct DestroyedData {
   // Why it failed when there is no completed event to say so: "lost" for a cell found
   // running by a reactor that restarted after its predecessor died.
   std::string reason = {};
+  std::optional<FlowSummaryData> flows = {};  // cells with a network namespace of their own
 };
 
 struct RejectedData {
@@ -82,7 +132,7 @@ struct RejectedData {
 
 using EventData =
     std::variant<StartedData, NetworkPolicyData, CompletedData, DestroyedData, RejectedData,
-                 NetworkEnforcementData>;
+                 NetworkEnforcementData, FlowDecisionData, FlowProbesData>;
 
 struct Event {
   EventData data;

@@ -108,6 +108,60 @@ struct Build {
     b.setSucceeded(e.succeeded);
     b.setForced(e.forced);
     if (!e.reason.empty()) set_text([&](auto t) { b.setReason(t); }, e.reason);
+    if (e.flows) {
+      const FlowSummaryData& f = *e.flows;
+      auto x = b.initFlows();
+      x.setProbes(f.probes);
+      x.setFlows(f.flows);
+      x.setTxPackets(f.tx_packets);
+      x.setTxBytes(f.tx_bytes);
+      x.setRxPackets(f.rx_packets);
+      x.setRxBytes(f.rx_bytes);
+      x.setDeniedFlows(f.denied_flows);
+      x.setDeniedPackets(f.denied_packets);
+      x.setLostRecords(f.lost_records);
+      x.setNflogGaps(f.nflog_gaps);
+      x.setEvictedFlows(f.evicted_flows);
+      auto list = x.initTopDestinations(static_cast<unsigned>(f.top_destinations.size()));
+      for (unsigned i = 0; i < f.top_destinations.size(); ++i) {
+        const auto& t = f.top_destinations[i];
+        auto y = list[i];
+        set_text([&](auto v) { y.setAddr(v); }, t.addr);
+        y.setPort(t.port);
+        set_text([&](auto v) { y.setProtocol(v); }, t.protocol);
+        y.setFlows(t.flows);
+        y.setPackets(t.packets);
+        y.setBytes(t.bytes);
+      }
+    }
+  }
+  void operator()(const FlowDecisionData& e) const {
+    auto b = d.initFlowDecision();
+    set_text([&](auto t) { b.setCellId(t); }, e.cell_id);
+    set_text([&](auto t) { b.setDirection(t); }, e.direction);
+    b.setAllowed(e.allowed);
+    set_text([&](auto t) { b.setReasonCode(t); }, e.reason_code);
+    set_text([&](auto t) { b.setProtocol(t); }, e.protocol);
+    set_text([&](auto t) { b.setSrcAddr(t); }, e.src_addr);
+    b.setSrcPort(e.src_port);
+    set_text([&](auto t) { b.setDstAddr(t); }, e.dst_addr);
+    b.setDstPort(e.dst_port);
+    b.setPackets(e.packets);
+    b.setBytes(e.bytes);
+    b.setTxPackets(e.tx_packets);
+    b.setTxBytes(e.tx_bytes);
+    b.setRxPackets(e.rx_packets);
+    b.setRxBytes(e.rx_bytes);
+    b.setFirstSeenUs(e.first_seen_us);
+    b.setLastSeenUs(e.last_seen_us);
+    set_text([&](auto t) { b.setPhase(t); }, e.phase);
+  }
+  void operator()(const FlowProbesData& e) const {
+    auto b = d.initFlowProbes();
+    set_text([&](auto t) { b.setHostId(t); }, e.host_id);
+    b.setActive(e.active);
+    set_text([&](auto t) { b.setEnforcement(t); }, e.enforcement);
+    if (!e.reason.empty()) set_text([&](auto t) { b.setReason(t); }, e.reason);
   }
   void operator()(const RejectedData& e) const {
     auto b = d.initRejected();
@@ -210,6 +264,41 @@ struct Field {
   }
 };
 
+void render_flow_summary(schema::FlowSummary::Reader s, Field& f) {
+  std::string& out = f.out;
+  f.key("flows");
+  out += '{';
+  Field g{out};
+  g.b("probes", s.getProbes());
+  g.u("flows", s.getFlows());
+  g.u("txPackets", s.getTxPackets());
+  g.u("txBytes", s.getTxBytes());
+  g.u("rxPackets", s.getRxPackets());
+  g.u("rxBytes", s.getRxBytes());
+  g.u("deniedFlows", s.getDeniedFlows());
+  g.u("deniedPackets", s.getDeniedPackets());
+  g.u("lostRecords", s.getLostRecords());
+  g.u("nflogGaps", s.getNflogGaps());
+  g.u("evictedFlows", s.getEvictedFlows());
+  g.key("topDestinations");
+  out += '[';
+  auto list = s.getTopDestinations();
+  for (unsigned k = 0; k < list.size(); ++k) {
+    if (k) out += ',';
+    out += '{';
+    Field h{out};
+    h.str("addr", sv(list[k].getAddr()));
+    h.u("port", list[k].getPort());
+    h.str("protocol", sv(list[k].getProtocol()));
+    h.u("flows", list[k].getFlows());
+    h.u("packets", list[k].getPackets());
+    h.u("bytes", list[k].getBytes());
+    out += '}';
+  }
+  out += ']';
+  out += '}';
+}
+
 void render_data(LogRecord::Data::Reader d, std::string& out) {
   out += '{';
   Field f{out};
@@ -270,6 +359,37 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.str("cellId", sv(s.getCellId()));
       f.str("outcome", s.getSucceeded() ? "succeeded" : "failed");
       f.str("terminalState", s.getForced() ? "Forced" : "Clean");
+      if (s.hasReason() && s.getReason().size() > 0) f.str("reason", sv(s.getReason()));
+      if (s.hasFlows()) render_flow_summary(s.getFlows(), f);
+      break;
+    }
+    case LogRecord::Data::FLOW_DECISION: {
+      auto s = d.getFlowDecision();
+      f.str("cellId", sv(s.getCellId()));
+      f.str("direction", sv(s.getDirection()));
+      f.str("decision", s.getAllowed() ? "allow" : "deny");
+      f.str("reasonCode", sv(s.getReasonCode()));
+      f.str("protocol", sv(s.getProtocol()));
+      f.str("srcAddr", sv(s.getSrcAddr()));
+      f.u("srcPort", s.getSrcPort());
+      f.str("dstAddr", sv(s.getDstAddr()));
+      f.u("dstPort", s.getDstPort());
+      f.u("packets", s.getPackets());
+      f.u("bytes", s.getBytes());
+      f.u("txPackets", s.getTxPackets());
+      f.u("txBytes", s.getTxBytes());
+      f.u("rxPackets", s.getRxPackets());
+      f.u("rxBytes", s.getRxBytes());
+      f.str("firstSeen", [&] { std::string t; append_time(t, s.getFirstSeenUs()); return t; }());
+      f.str("lastSeen", [&] { std::string t; append_time(t, s.getLastSeenUs()); return t; }());
+      f.str("phase", sv(s.getPhase()));
+      break;
+    }
+    case LogRecord::Data::FLOW_PROBES: {
+      auto s = d.getFlowProbes();
+      f.str("hostId", sv(s.getHostId()));
+      f.b("active", s.getActive());
+      f.str("enforcement", sv(s.getEnforcement()));
       if (s.hasReason() && s.getReason().size() > 0) f.str("reason", sv(s.getReason()));
       break;
     }
@@ -357,6 +477,9 @@ const char* record_type(LogRecord::Reader r) {
     case LogRecord::Data::GAP: return kGapType;
     case LogRecord::Data::NETWORK_ENFORCEMENT:
       return "dev.cellos.events.cell.observability.v1.network_enforcement";
+    case LogRecord::Data::FLOW_DECISION:
+      return "dev.cellos.events.cell.observability.v1.network_flow_decision";
+    case LogRecord::Data::FLOW_PROBES: return "dev.cellos.events.host.observability.v1.flow_probes";
   }
   return "unknown";
 }

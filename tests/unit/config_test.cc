@@ -177,6 +177,44 @@ max_buffered_bytes = 1048576
   });
 }
 
+TEST_CASE("flow and enforcement keys land in Config", "[config][flows]") {
+  Config d = default_config();
+  CHECK(d.network.enforcement == "nft");
+  CHECK(d.network.nft_enforces());
+  CHECK_FALSE(d.network.bpf_enforces());
+  CHECK(d.flows.probes);
+  CHECK(d.flows.report_interval_ms == 5000);
+  CHECK(d.flows.drain_interval_ms == 1000);
+  CHECK(d.flows.top_destinations == 5);
+
+  Config c = parse_config(R"(
+[network]
+enforcement = "both"
+[flows]
+probes = false
+report_interval_ms = 250
+drain_interval_ms = 50
+top_destinations = 0
+)",
+                          "fleet.toml");
+  CHECK(c.network.nft_enforces());
+  CHECK(c.network.bpf_enforces());
+  CHECK_FALSE(c.flows.probes);
+  CHECK(c.flows.report_interval_ms == 250);
+  CHECK(c.flows.drain_interval_ms == 50);
+  CHECK(c.flows.top_destinations == 0);
+  CHECK(parse_config("[network]\nenforcement = \"bpf\"\n", "f").network.bpf_enforces());
+  CHECK_FALSE(parse_config("[network]\nenforcement = \"bpf\"\n", "f").network.nft_enforces());
+
+  check_rejections({
+      {"[network]\nenforcement = \"iptables\"\n", "fleet.toml: network.enforcement: must be one of"},
+      {"[flows]\nprobes = \"yes\"\n", "fleet.toml: flows.probes: must be true or false"},
+      {"[flows]\nreport_interval_ms = 1\n", "fleet.toml: flows.report_interval_ms: must be an integer in 10.."},
+      {"[flows]\ndrain_interval_ms = 0\n", "fleet.toml: flows.drain_interval_ms: must be an integer in 10.."},
+      {"[flows]\nsample = 1\n", "fleet.toml: flows.sample: unknown key"},
+  });
+}
+
 TEST_CASE("boundary values and special forms are accepted", "[config]") {
   Config c = parse_config(R"(
 [policy]
@@ -200,7 +238,7 @@ jsonl = "-"
 
 TEST_CASE("unknown tables and keys are refused at every level", "[config]") {
   check_rejections({
-      {"[flows]\n", "fleet.toml: flows: unknown table"},
+      {"[telemetry]\n", "fleet.toml: telemetry: unknown table"},
       {"colour = 1\n", "fleet.toml: colour: unknown key"},
       {"[host]\ncolour = \"red\"\n", "fleet.toml: host.colour: unknown key"},
       {"[policy]\nmax_ttl = 5\n", "fleet.toml: policy.max_ttl: unknown key"},
@@ -362,7 +400,7 @@ TEST_CASE("load_config errors carry the file path", "[config]") {
     msg = e.what();
   }
   unlink(path);
-  CHECK(msg == std::string(path) + ": flows: unknown table");
+  CHECK(msg == std::string(path) + ": telemetry: unknown table");
 }
 
 }  // namespace

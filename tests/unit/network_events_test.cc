@@ -64,3 +64,75 @@ TEST_CASE("events: resolvedAddresses appears only for declared hostnames", "[eve
   CHECK_FALSE(egress[0].contains("resolvedAddresses"));
   CHECK(egress[1]["resolvedAddresses"] == Json::array({"127.0.0.1", "::1"}));
 }
+
+TEST_CASE("events: network_flow_decision carries the design's fields and the tx/rx split",
+          "[events][net][flows]") {
+  FlowDecisionData d;
+  d.cell_id = "build-42";
+  d.allowed = false;
+  d.reason_code = "egress_default_deny";
+  d.protocol = "udp";
+  d.src_addr = "10.213.0.2";
+  d.dst_addr = "172.30.1.1";
+  d.dst_port = 53;
+  d.packets = d.tx_packets = 3;
+  d.bytes = d.tx_bytes = 180;
+  d.first_seen_us = 1'700'000'000'000'000;
+  d.last_seen_us = 1'700'000'000'500'000;
+  d.phase = "denied";
+  Json j = encode(d);
+  CHECK(j["type"] == "dev.cellos.events.cell.observability.v1.network_flow_decision");
+  CHECK(j["subject"] == "build-42");
+  const Json& data = j["data"];
+  CHECK(data["direction"] == "egress");
+  CHECK(data["decision"] == "deny");
+  CHECK(data["reasonCode"] == "egress_default_deny");
+  CHECK(data["protocol"] == "udp");
+  CHECK(data["srcAddr"] == "10.213.0.2");
+  CHECK(data["srcPort"] == 0);
+  CHECK(data["dstAddr"] == "172.30.1.1");
+  CHECK(data["dstPort"] == 53);
+  CHECK(data["packets"] == 3);
+  CHECK(data["bytes"] == 180);
+  CHECK(data["txPackets"] == 3);
+  CHECK(data["rxBytes"] == 0);
+  CHECK(data["firstSeen"] == "2023-11-14T22:13:20.000000Z");
+  CHECK(data["lastSeen"] == "2023-11-14T22:13:20.500000Z");
+  CHECK(data["phase"] == "denied");
+}
+
+TEST_CASE("events: destroyed carries the flow summary only for cells with a network",
+          "[events][net][flows]") {
+  DestroyedData plain{"c", true, false};
+  CHECK(!encode(plain)["data"].contains("flows"));
+  DestroyedData d{"c", true, false};
+  FlowSummaryData s;
+  s.probes = true;
+  s.flows = 2;
+  s.tx_bytes = 100;
+  s.denied_flows = 1;
+  s.denied_packets = 4;
+  s.nflog_gaps = 1;
+  s.top_destinations = {{"172.30.1.1", "tcp", 443, 2, 10, 100}};
+  d.flows = s;
+  Json f = encode(d)["data"]["flows"];
+  CHECK(f["probes"] == true);
+  CHECK(f["flows"] == 2);
+  CHECK(f["txBytes"] == 100);
+  CHECK(f["deniedFlows"] == 1);
+  CHECK(f["deniedPackets"] == 4);
+  CHECK(f["nflogGaps"] == 1);
+  CHECK(f["lostRecords"] == 0);
+  CHECK(f["evictedFlows"] == 0);
+  CHECK(f["topDestinations"] == Json::parse(R"([{"addr":"172.30.1.1","port":443,
+      "protocol":"tcp","flows":2,"packets":10,"bytes":100}])"));
+}
+
+TEST_CASE("events: flow_probes says whether probes run and why not", "[events][net][flows]") {
+  Json j = encode(FlowProbesData{"h", false, "nft", "BPF: no BTF"});
+  CHECK(j["type"] == "dev.cellos.events.host.observability.v1.flow_probes");
+  CHECK(!j.contains("subject"));
+  CHECK(j["data"]["active"] == false);
+  CHECK(j["data"]["enforcement"] == "nft");
+  CHECK(j["data"]["reason"] == "BPF: no BTF");
+}
