@@ -390,7 +390,7 @@ TEST_CASE("load_config errors carry the file path", "[config]") {
   char path[] = "/tmp/cellos-config-test-XXXXXX";
   int fd = mkstemp(path);
   REQUIRE(fd >= 0);
-  const std::string text = "[flows]\n";
+  const std::string text = "[telemetry]\n";
   REQUIRE(write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()));
   close(fd);
   std::string msg;
