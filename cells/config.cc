@@ -288,7 +288,7 @@ class ConfigParser {
   void parse_network(const toml::table& t, NetworkConfig& net) const {
     check_keys(t, "network", {"uplink", "subnet", "test_fault_ruleset", "enforcement"});
     if (const toml::node* n = t.get("enforcement"))
-      net.enforcement = one_of(*n, "network.enforcement", {"nft", "bpf", "both"});
+      net.enforcement = one_of(*n, "network.enforcement", {"none", "nft", "bpf", "both"});
     if (const toml::node* n = t.get("test_fault_ruleset"))
       net.test_fault_ruleset = boolean(*n, "network.test_fault_ruleset");
     if (const toml::node* n = t.get("uplink"))

@@ -48,10 +48,12 @@ struct NetworkConfig {
   bool test_fault_ruleset = false;
   // Who enforces a cell's egress allow-list: "nft" (the cell's nftables ruleset), "bpf" (the
   // flow probes' connect4/6 and cgroup_skb programs, a per-cell allow-list keyed by cgroup id)
-  // or "both" (layered: BPF refuses at connect(), nft drops what reaches it).
+  // or "both" (layered: BPF refuses at connect(), nft drops what reaches it). "none" installs
+  // no allow-list at all: a baseline for the flow benchmark, never for untrusted code (the
+  // reactor warns at start).
   std::string enforcement = "nft";
-  bool nft_enforces() const { return enforcement != "bpf"; }
-  bool bpf_enforces() const { return enforcement != "nft"; }
+  bool nft_enforces() const { return enforcement == "nft" || enforcement == "both"; }
+  bool bpf_enforces() const { return enforcement == "bpf" || enforcement == "both"; }
 };
 
 // Per-flow observability: eBPF probes on every cell's cgroup, nflog deny listeners, and the
