@@ -72,6 +72,16 @@ void address_up(netns::NetlinkSocket& rt, const std::string& dev, const char* ip
   must(netns::rtnl::set_link_up(rt, idx));
 }
 
+// Writes a sysctl of the namespace `netns_fd` (/proc/sys/net is the opening thread's namespace).
+void sysctl_in(int netns_fd, const std::string& path, const std::string& value) {
+  auto home = base::open_at(AT_FDCWD, "/proc/thread-self/ns/net", O_RDONLY);
+  REQUIRE(home.ok());
+  REQUIRE(::setns(netns_fd, CLONE_NEWNET) == 0);
+  auto r = base::write_file_at(AT_FDCWD, path, value);
+  REQUIRE(::setns(home->get(), CLONE_NEWNET) == 0);
+  must(std::move(r));
+}
+
 // A cell namespace with its ruleset (no egress targets: everything but lo is denied) and a
 // veth `nfl0` (kCellIp) to a peer namespace (kPeerIp). Both namespaces go when this does.
 struct CellWithPeer {
@@ -82,6 +92,9 @@ struct CellWithPeer {
     o.ruleset.nflog_group = 7;
     cell = must(netns::CellNetwork::create(o));
     peer = new_netns();
+    // No IPv6 on the test's veth: its link-local autoconfiguration (router solicitations, MLD
+    // reports) would be denied and logged too, and the tests count only what they send.
+    sysctl_in(cell->netns_fd(), "/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
     auto rt = must(netns::NetlinkSocket::open_in(cell->netns_fd(), NETLINK_ROUTE));
     must(netns::rtnl::create_veth(rt, {"nfl0", "eth0", peer.get(), 0}));
     address_up(rt, "nfl0", kCellIp);
