@@ -115,7 +115,17 @@ sockaddr_in sa(const char* ip, uint16_t port) {
 // kUdpSrc (+ `port_offset`), then, with `tcp`, one non-blocking connect from kTcpSrc (its SYN is
 // denied; the socket is closed before any retransmission). Every denied send must fail with
 // EPERM, the ruleset's drop; anything else (no route) fails the child.
+pid_t start_sender(int netns_fd, int udp, size_t payload, bool tcp, uint16_t port_offset);
+
 void send_from_cell(int netns_fd, int udp, size_t payload, bool tcp, uint16_t port_offset = 0) {
+  pid_t pid = start_sender(netns_fd, udp, payload, tcp, port_offset);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  INFO("sender exit status " << WEXITSTATUS(status));
+  REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+}
+
+pid_t start_sender(int netns_fd, int udp, size_t payload, bool tcp, uint16_t port_offset) {
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
@@ -138,10 +148,7 @@ void send_from_cell(int netns_fd, int udp, size_t payload, bool tcp, uint16_t po
     }
     ::_exit(0);
   }
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  INFO("sender exit status " << WEXITSTATUS(status));
-  REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  return pid;
 }
 
 struct Tick final : base::Completion {
@@ -299,4 +306,40 @@ TEST_CASE("nflog: a listener destroyed while receiving frees its receive on the 
   // And the group is free again once the socket has closed: a new listener can bind it.
   auto again = must(net.cell->open_nflog(*ring, {}));
   drain(*ring, *again);
+}
+
+// Not run by ctest (hidden): how many records/s the listener keeps up with while a process in
+// the cell sends denied datagrams as fast as it can, with the default options.
+TEST_CASE("nflog: sustained deny records per second with default options", "[.][nflog-bench]") {
+  std::string why;
+  if (skip_reason(&why)) CELLOS_SKIP(why);
+  CellWithPeer net;
+  auto ring = must(reactor::Ring::create({}));
+  uint64_t n = 0;
+  Clock::time_point last{};
+  netns::NflogOptions o;
+  o.on_record = [&](const netns::DenyRecord&) {
+    ++n;
+    last = Clock::now();
+  };
+  auto l = must(net.cell->open_nflog(*ring, o));
+  constexpr int kPackets = 200000;
+  const auto start = Clock::now();
+  pid_t pid = start_sender(net.cell->netns_fd(), kPackets, 16, false, 0);
+  int status = -1;
+  bool exited = false;
+  run_until(*ring, [&] {
+    if (!exited && ::waitpid(pid, &status, WNOHANG) == pid) exited = true;
+    return exited && l->records() + l->gaps() >= kPackets;
+  }, 60s);
+  if (!exited) REQUIRE(::waitpid(pid, &status, 0) == pid);
+  const double secs = std::chrono::duration<double>(last - start).count();
+  std::printf("nflog bench: %llu records + %llu gaps of %d in %.3f s: %.0f records/s; %llu "
+              "ENOBUFS re-arms, %llu kernel drops\n",
+              static_cast<unsigned long long>(l->records()),
+              static_cast<unsigned long long>(l->gaps()), kPackets, secs, l->records() / secs,
+              static_cast<unsigned long long>(l->ring_exhausted()),
+              static_cast<unsigned long long>(must(l->kernel_drops())));
+  CHECK(l->records() + l->gaps() == kPackets);
+  drain(*ring, *l);
 }
