@@ -22,7 +22,15 @@ class CountingPort final : public IoPort {
   void wait_exit_pid(pid_t pid, siginfo_t* i, Completion& c) override {
     inner_.wait_exit_pid(pid, i, c);
   }
+  void poll(int fd, short events, Completion& c) override { inner_.poll(fd, events, c); }
+  Result<std::unique_ptr<BufferRing>> buffer_ring(const BufferRingOptions& o) override {
+    return inner_.buffer_ring(o);
+  }
+  void recv_multishot(int fd, BufferRing& r, MultishotCompletion& c) override {
+    inner_.recv_multishot(fd, r, c);
+  }
   void cancel(Completion& c) override { inner_.cancel(c); }
+  void cancel(MultishotCompletion& c) override { inner_.cancel(c); }
   uint64_t writes = 0;
 
  private:

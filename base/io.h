@@ -11,7 +11,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <memory>
 #include <span>
+
+#include "base/result.h"
 
 namespace cellos::base {
 
@@ -21,6 +25,43 @@ class Completion {
 
  protected:
   ~Completion() = default;
+};
+
+// One completion of a multishot operation. The kernel keeps the operation armed and reports
+// each result separately until it reports one with `more` false: only then may the owner
+// destroy or re-arm the MultishotCompletion.
+struct Shot {
+  int res = 0;      // bytes received, or -errno
+  int buffer = -1;  // the provided buffer holding those bytes (BufferRing id), or -1: none
+  bool more = false;
+};
+
+class MultishotCompletion {
+ public:
+  virtual void shot(const Shot& s) = 0;
+
+ protected:
+  ~MultishotCompletion() = default;
+};
+
+// N buffers of one size, lent to the kernel for receives: the kernel picks a free one per
+// datagram and names it in the Shot, the consumer reads it and gives it back with recycle().
+// While every buffer is out, a multishot receive ends with -ENOBUFS (Shot.more false): its owner
+// recycles what it holds and arms it again. Must not outlive the IoPort that made it.
+struct BufferRingOptions {
+  unsigned count = 16;        // a power of two, at most 32768 (the kernel's rule)
+  size_t buffer_size = 8192;  // each buffer holds one datagram; a longer one is truncated
+};
+
+class BufferRing {
+ public:
+  virtual ~BufferRing() = default;
+  virtual unsigned count() const = 0;
+  virtual size_t buffer_size() const = 0;
+  // The first `len` bytes of buffer `id` (as a Shot named them).
+  virtual std::span<const std::byte> data(int id, size_t len) const = 0;
+  // Hands buffer `id` back to the kernel. Each id the kernel delivered, exactly once.
+  virtual void recycle(int id) = 0;
 };
 
 class IoPort {
@@ -41,6 +82,24 @@ class IoPort {
     (void)pid, (void)info;
     c.complete(-EOPNOTSUPP);
   }
+  // One-shot POLL_ADD: completes with the revents that fired (> 0), or -errno.
+  virtual void poll(int fd, short events, Completion& c) {
+    (void)fd, (void)events;
+    c.complete(-EOPNOTSUPP);
+  }
+  // A BufferRing registered with this port, for recv_multishot.
+  virtual Result<std::unique_ptr<BufferRing>> buffer_ring(const BufferRingOptions& o) {
+    (void)o;
+    return sys_error("buffer_ring", "", EOPNOTSUPP);
+  }
+  // Multishot receive on a socket into `ring`'s buffers: one Shot per datagram, each naming the
+  // buffer that holds it, until a Shot with more=false (an error, -ENOBUFS when every buffer
+  // is out, -ECANCELED after cancel(c)).
+  virtual void recv_multishot(int fd, BufferRing& ring, MultishotCompletion& c) {
+    (void)fd, (void)ring;
+    c.shot(Shot{-EOPNOTSUPP, -1, false});
+  }
+  virtual void cancel(MultishotCompletion& c) { (void)c; }
   // Asks the kernel to cancel the operation owned by `c`. `c` still gets its own completion
   // (usually -ECANCELED); the cancel request itself reports nowhere.
   virtual void cancel(Completion& c) = 0;

@@ -122,6 +122,12 @@ std::optional<std::string> CellNetwork::address() const {
   return text(lease_->addr);
 }
 
+base::Result<std::unique_ptr<NflogListener>> CellNetwork::open_nflog(base::IoPort& io,
+                                                                     NflogOptions options) {
+  options.group = nflog_group_;
+  return NflogListener::open(io, netns_.get(), std::move(options));
+}
+
 base::Result<std::vector<RuleCounter>> CellNetwork::counters() {
   return read_counters(nf_, NFPROTO_INET, kCellTable);
 }

@@ -20,6 +20,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "netns/netlink.h"
+#include "netns/nflog.h"
 #include "netns/nft.h"
 #include "netns/uplink.h"
 
@@ -42,6 +43,9 @@ class CellNetwork {
   // The NFLOG group the ruleset logs denied packets to, inside this namespace: a listener
   // binds it on a NETLINK_NETFILTER socket opened while setns'ed into netns_fd().
   uint16_t nflog_group() const { return nflog_group_; }
+  // The cell's deny records: a listener whose socket is opened inside this namespace and bound
+  // to nflog_group() (options.group is overridden), receiving on `io`.
+  base::Result<std::unique_ptr<NflogListener>> open_nflog(base::IoPort& io, NflogOptions options);
   // The cell's address ("10.213.0.2") when it has an uplink.
   std::optional<std::string> address() const;
   const std::string& veth() const { return veth_; }

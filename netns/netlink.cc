@@ -1,9 +1,15 @@
 #include "netns/netlink.h"
 
+#include <fcntl.h>
 #include <libmnl/libmnl.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+#include "base/fd.h"
 
 namespace cellos::netns {
 namespace {
@@ -28,6 +34,22 @@ base::Result<NetlinkSocket> NetlinkSocket::open(int protocol) {
   ::setsockopt(mnl_socket_get_fd(s), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
   ns.portid_ = mnl_socket_get_portid(s);
   return ns;
+}
+
+int NetlinkSocket::fd() const { return sock_ ? mnl_socket_get_fd(sock_.get()) : -1; }
+
+base::Result<NetlinkSocket> NetlinkSocket::open_in(int netns_fd, int protocol) {
+  auto home = base::open_at(AT_FDCWD, "/proc/thread-self/ns/net", O_RDONLY);
+  if (!home) return std::move(home).error();
+  if (::setns(netns_fd, CLONE_NEWNET) != 0) return base::sys_error("setns", "cell netns");
+  auto s = open(protocol);
+  // Failing to return would leave the reactor in a cell's namespace: nothing after that could
+  // be trusted, so it is the one failure here that ends the process.
+  if (::setns(home->get(), CLONE_NEWNET) != 0) {
+    std::perror("cellos-reactor: setns back to the host network namespace");
+    std::abort();
+  }
+  return s;
 }
 
 base::Result<void> NetlinkSocket::send_and_ack(std::span<const std::byte> buf, int acks,

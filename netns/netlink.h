@@ -25,6 +25,9 @@ class NetlinkSocket {
   // socket(AF_NETLINK, NETLINK_ROUTE | NETLINK_NETFILTER) in the calling thread's namespace,
   // bound, with a receive buffer large enough for the acks of a whole ruleset batch.
   static base::Result<NetlinkSocket> open(int protocol);
+  // The same, opened inside the network namespace `netns_fd`: the calling thread joins it for
+  // the socket() and bind() calls only, then returns to its own.
+  static base::Result<NetlinkSocket> open_in(int netns_fd, int protocol);
 
   NetlinkSocket() = default;
   NetlinkSocket(NetlinkSocket&&) noexcept = default;
@@ -34,6 +37,7 @@ class NetlinkSocket {
   bool valid() const { return sock_ != nullptr; }
   uint32_t next_seq() { return ++seq_; }
   mnl_socket* raw() const { return sock_.get(); }
+  int fd() const;
 
   // Sends `buf` (one message or a batch) and reads replies until `acks` acknowledgements have
   // arrived, or the first error, which becomes the Result's errno. `what` names the object.

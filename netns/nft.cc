@@ -91,9 +91,11 @@ class RuleBuilder {
     add("counter");
     return *this;
   }
-  RuleBuilder& log(uint16_t group) {
+  RuleBuilder& log(uint16_t group, const char* prefix) {
     nftnl_expr* e = add("log");
     nftnl_expr_set_u16(e, NFTNL_EXPR_LOG_GROUP, group);
+    // NFLOG hands the prefix to the listener as NFULA_PREFIX: it names the rule that denied.
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOG_PREFIX, prefix);
     return *this;
   }
   RuleBuilder& masquerade() {
@@ -311,7 +313,7 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
     // Denies are logged (the flows work reads them from this group) and then dropped; the
     // chain's drop policy is the backstop should a rule above ever be removed.
     auto rb = rule("nflog");
-    rb.counter().log(r.nflog_group);
+    rb.counter().log(r.nflog_group, kDenyPrefix);
     b.rule(fam, rb);
     auto drop = rule("drop");
     drop.counter().verdict(NF_DROP);

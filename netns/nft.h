@@ -30,7 +30,8 @@ base::Result<EgressTarget> parse_target(const std::string& text);
 
 // A cell's table: inet "cellos", chain output (hook output, policy drop) with, in order:
 // oif lo accept · ct state established,related accept · one accept per target (in chain
-// egress4 or egress6, jumped to once per family) · log to `nflog_group` · drop. Every rule but
+// egress4 or egress6, jumped to once per family) · log to `nflog_group` with prefix
+// kDenyPrefix · drop. Every rule but
 // the two jumps has a counter and a tag in its userdata.
 struct CellRuleset {
   std::vector<EgressTarget> targets;
@@ -40,6 +41,9 @@ struct CellRuleset {
   bool append_invalid_rule = false;
 };
 constexpr const char* kCellTable = "cellos";
+// The NFLOG prefix of the final log-and-drop: every deny record of a cell carries it. The
+// kernel keeps prefixes under 128 bytes; short, because it is copied into every record.
+constexpr const char* kDenyPrefix = "egress_default_deny";
 
 // Number of counted rules install_cell_ruleset installs (the per-family jumps not included).
 size_t cell_rule_count(const CellRuleset& r);

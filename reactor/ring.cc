@@ -1,8 +1,12 @@
 #include "reactor/ring.h"
 
+#include <sys/mman.h>
 #include <sys/wait.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace cellos::reactor {
 namespace {
@@ -12,6 +16,9 @@ namespace {
 constexpr uint8_t kOpWaitid = 50;
 
 uint64_t tag(base::Completion& c) { return reinterpret_cast<uint64_t>(&c); }
+// The low bit tells run_once which interface the address is (see ring.h).
+constexpr uint64_t kMultishot = 1;
+uint64_t tag(base::MultishotCompletion& c) { return reinterpret_cast<uint64_t>(&c) | kMultishot; }
 
 // Fallback for kernels without IORING_OP_WAITID: a pidfd polls readable once its process has
 // exited; then a non-blocking waitid(2) reaps it. Owns itself; deleted when done.
@@ -39,6 +46,81 @@ class PollThenWait final : public base::Completion {
 };
 
 }  // namespace
+
+// A provided-buffer ring: the ring of buffer descriptors (page-aligned, pinned by the kernel at
+// registration) and the buffers it points at, registered under one group id.
+class ProvidedBuffers final : public base::BufferRing {
+ public:
+  static base::Result<std::unique_ptr<ProvidedBuffers>> create(Ring& ring,
+                                                               const base::BufferRingOptions& o);
+  ~ProvidedBuffers() override {
+    // Unregister first: from then on the kernel never writes into the memory freed below.
+    if (registered_) io_uring_unregister_buf_ring(&ring_.ring_, group_);
+    if (registered_) ring_.groups_[group_] = false;
+    if (descs_ != nullptr) ::munmap(descs_, descs_len_);
+  }
+  unsigned count() const override { return count_; }
+  size_t buffer_size() const override { return size_; }
+  std::span<const std::byte> data(int id, size_t len) const override {
+    return {buffers_.get() + static_cast<size_t>(id) * size_, std::min(len, size_)};
+  }
+  void recycle(int id) override {
+    add(id, 0);
+    io_uring_buf_ring_advance(descs_, 1);
+  }
+  uint16_t group() const { return group_; }
+
+ private:
+  explicit ProvidedBuffers(Ring& ring) : ring_(ring) {}
+  void add(int id, int offset) {
+    io_uring_buf_ring_add(descs_, buffers_.get() + static_cast<size_t>(id) * size_,
+                          static_cast<unsigned>(size_), static_cast<unsigned short>(id),
+                          io_uring_buf_ring_mask(count_), offset);
+  }
+  Ring& ring_;
+  io_uring_buf_ring* descs_ = nullptr;
+  size_t descs_len_ = 0;
+  std::unique_ptr<std::byte[]> buffers_;
+  unsigned count_ = 0;
+  size_t size_ = 0;
+  uint16_t group_ = 0;
+  bool registered_ = false;
+};
+
+base::Result<std::unique_ptr<ProvidedBuffers>> ProvidedBuffers::create(
+    Ring& ring, const base::BufferRingOptions& o) {
+  if (o.count == 0 || o.count > 32768 || (o.count & (o.count - 1)) != 0 || o.buffer_size == 0 ||
+      o.buffer_size > (1u << 31))
+    return base::value_error("buffer ring", "count must be a power of two <= 32768, size > 0");
+  std::unique_ptr<ProvidedBuffers> b(new ProvidedBuffers(ring));
+  b->count_ = o.count;
+  b->size_ = o.buffer_size;
+  b->descs_len_ = o.count * sizeof(io_uring_buf);
+  void* m = ::mmap(nullptr, b->descs_len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                   -1, 0);
+  if (m == MAP_FAILED) return base::sys_error("mmap", "buffer ring");
+  b->descs_ = static_cast<io_uring_buf_ring*>(m);
+  b->buffers_.reset(new std::byte[o.count * o.buffer_size]);
+  auto& groups = ring.groups_;
+  size_t g = 0;
+  while (g < groups.size() && groups[g]) ++g;
+  if (g > UINT16_MAX) return base::sys_error("buffer ring", "group ids", ENOSPC);
+  if (g == groups.size()) groups.push_back(false);
+  b->group_ = static_cast<uint16_t>(g);
+  io_uring_buf_reg reg{};
+  reg.ring_addr = reinterpret_cast<uint64_t>(b->descs_);
+  reg.ring_entries = o.count;
+  reg.bgid = b->group_;
+  int rc = io_uring_register_buf_ring(&ring.ring_, &reg, 0);
+  if (rc < 0)
+    return base::sys_error("io_uring_register_buf_ring", "group " + std::to_string(g), -rc);
+  groups[g] = true;
+  b->registered_ = true;
+  io_uring_buf_ring_init(b->descs_);
+  for (unsigned i = 0; i < o.count; ++i) b->add(static_cast<int>(i), static_cast<int>(i));
+  io_uring_buf_ring_advance(b->descs_, static_cast<int>(o.count));
+  return b;
+}
 
 base::Result<std::unique_ptr<Ring>> Ring::create(const RingOptions& options) {
   std::unique_ptr<Ring> r(new Ring());
@@ -146,6 +228,34 @@ void Ring::cancel(base::Completion& c) {
   io_uring_sqe_set_data64(sqe, 0);
 }
 
+void Ring::cancel(base::MultishotCompletion& c) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_cancel64(sqe, tag(c), 0);
+  io_uring_sqe_set_data64(sqe, 0);
+}
+
+void Ring::poll(int fd, short events, base::Completion& c) {
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_poll_add(sqe, fd, static_cast<unsigned>(static_cast<unsigned short>(events)));
+  io_uring_sqe_set_data64(sqe, tag(c));
+}
+
+base::Result<std::unique_ptr<base::BufferRing>> Ring::buffer_ring(
+    const base::BufferRingOptions& o) {
+  auto b = ProvidedBuffers::create(*this, o);
+  if (!b) return std::move(b).error();
+  return std::unique_ptr<base::BufferRing>(std::move(b).value());
+}
+
+void Ring::recv_multishot(int fd, base::BufferRing& ring, base::MultishotCompletion& c) {
+  io_uring_sqe* sqe = next_sqe();
+  // Length 0 and no address: each datagram lands in a buffer the kernel selects from the group.
+  io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+  sqe->flags |= IOSQE_BUFFER_SELECT;
+  sqe->buf_group = static_cast<ProvidedBuffers&>(ring).group();
+  io_uring_sqe_set_data64(sqe, tag(c));
+}
+
 base::Result<unsigned> Ring::run_once() {
   int rc = io_uring_submit_and_wait(&ring_, 1);
   pending_timespecs_.clear();
@@ -158,9 +268,16 @@ base::Result<unsigned> Ring::run_once() {
   while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
     uint64_t data = io_uring_cqe_get_data64(cqe);
     int res = cqe->res;
+    uint32_t flags = cqe->flags;
     io_uring_cqe_seen(&ring_, cqe);
     if (data == 0) continue;  // a cancel request's own CQE: nobody waits for it
-    reinterpret_cast<base::Completion*>(data)->complete(res);
+    if (data & kMultishot) {
+      base::Shot shot{res, -1, (flags & IORING_CQE_F_MORE) != 0};
+      if (flags & IORING_CQE_F_BUFFER) shot.buffer = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
+      reinterpret_cast<base::MultishotCompletion*>(data & ~kMultishot)->shot(shot);
+    } else {
+      reinterpret_cast<base::Completion*>(data)->complete(res);
+    }
     ++n;
   }
   return n;

@@ -2,8 +2,10 @@
 //
 // SINGLE_ISSUER|DEFER_TASKRUN: only the reactor thread submits, and completion work runs when
 // that thread waits, never in interrupt context on another CPU. No SQPOLL: it burns a core.
-// Every SQE's user_data is the address of a base::Completion (see base/io.h); a CQE with
-// user_data 0 belongs to a fire-and-forget request (cancel) and is dropped.
+// Every SQE's user_data is the address of a base::Completion (see base/io.h), or of a
+// base::MultishotCompletion with the low bit set (both are vtable'd, so their addresses are at
+// least 8-aligned and the bit is free); a CQE with user_data 0 belongs to a fire-and-forget
+// request (cancel) and is dropped.
 #pragma once
 
 #include <liburing.h>
@@ -12,6 +14,7 @@
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <vector>
 
 #include "base/io.h"
 #include "base/result.h"
@@ -41,6 +44,13 @@ class Ring final : public base::IoPort {
   bool can_wait_pid() const override { return has_waitid_; }
   void wait_exit_pid(pid_t pid, siginfo_t* info, base::Completion& c) override;
   void cancel(base::Completion& c) override;
+  void poll(int fd, short events, base::Completion& c) override;
+  // Registers a provided-buffer ring (IORING_REGISTER_PBUF_RING) under a group id of its own;
+  // the BufferRing unregisters it when destroyed, and must not outlive this Ring.
+  base::Result<std::unique_ptr<base::BufferRing>> buffer_ring(
+      const base::BufferRingOptions& o) override;
+  void recv_multishot(int fd, base::BufferRing& ring, base::MultishotCompletion& c) override;
+  void cancel(base::MultishotCompletion& c) override;
   // Completes with the accepted socket (close-on-exec), or -errno. Reactor-level only: the
   // status socket is the reactor's, so this is not part of IoPort.
   void accept(int listen_fd, base::Completion& c);
@@ -58,7 +68,10 @@ class Ring final : public base::IoPort {
   io_uring_sqe* next_sqe();
   void probe();
 
+  friend class ProvidedBuffers;
   io_uring ring_{};
+  // Buffer group ids in use: each BufferRing registers under the lowest free one.
+  std::vector<bool> groups_;
   bool initialised_ = false;
   bool has_waitid_ = false;
   // A timeout SQE points at its timespec until the kernel copies it at submission; the deque

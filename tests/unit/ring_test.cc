@@ -2,7 +2,9 @@
 // operation completes exactly once, with bytes, 0 or -errno, and only when the kernel is done.
 #include "reactor/ring.h"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -361,6 +363,159 @@ TEST_CASE("ring: a timeout queued when the submission queue is full keeps its ow
   REQUIRE(fired);  // a garbage timespec never fires (or fails with -EINVAL)
   CHECK(long_one.res() == -ETIME);
   CHECK(long_one.at - queued >= 299ms);  // a reused timespec fires after 1ms
+}
+
+// Records every shot of a multishot receive, copying out each datagram; gives each buffer back
+// at once unless `hold` is set (so a test can run the ring out of buffers).
+struct ShotRecorder final : base::MultishotCompletion {
+  base::BufferRing* ring = nullptr;
+  bool hold = false;
+  std::vector<base::Shot> shots;
+  std::vector<std::string> data;
+  std::vector<int> held;
+  bool armed = false;
+  void shot(const base::Shot& s) override {
+    shots.push_back(s);
+    armed = s.more;
+    if (s.buffer < 0) return;
+    auto d = ring->data(s.buffer, static_cast<size_t>(s.res));
+    data.emplace_back(reinterpret_cast<const char*>(d.data()), d.size());
+    if (hold)
+      held.push_back(s.buffer);
+    else
+      ring->recycle(s.buffer);
+  }
+};
+
+struct DgramPair {
+  base::Fd a, b;
+};
+DgramPair dgram_pair() {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv) == 0);
+  return {base::Fd(sv[0]), base::Fd(sv[1])};
+}
+
+void send_numbered(int fd, int from, int to) {
+  for (int i = from; i < to; ++i) {
+    std::string m = "datagram " + std::to_string(i);
+    REQUIRE(::send(fd, m.data(), m.size(), 0) == static_cast<ssize_t>(m.size()));
+  }
+}
+
+TEST_CASE("ring: poll completes with POLLIN once a pipe becomes readable, not before",
+          "[ring]") {
+  auto ring = make_ring();
+  auto pipe = base::make_pipe();
+  REQUIRE(pipe.ok());
+  Recorder p, tick;
+  ring->poll(pipe->read.get(), POLLIN, p);
+  ring->timeout(5ms, tick);
+  REQUIRE(run_until(*ring, [&] { return tick.done(); }));
+  CHECK_FALSE(p.done());
+  REQUIRE(::write(pipe->write.get(), "x", 1) == 1);
+  REQUIRE(run_until(*ring, [&] { return p.done(); }));
+  CHECK(p.results.size() == 1);
+  CHECK((p.res() & POLLIN) != 0);
+  char c;
+  CHECK(::read(pipe->read.get(), &c, 1) == 1);  // poll consumed nothing
+}
+
+TEST_CASE("ring: recv_multishot delivers each datagram in its own provided buffer and stays "
+          "armed while buffers come back", "[ring]") {
+  auto ring = make_ring();
+  auto br = ring->buffer_ring({8, 256});
+  REQUIRE(br.ok());
+  auto sp = dgram_pair();
+  ShotRecorder r;
+  r.ring = br->get();
+  ring->recv_multishot(sp.b.get(), **br, r);
+  // Rounds smaller than the ring, so a free buffer is always there when a datagram is.
+  for (int round = 0; round < 4; ++round) {
+    send_numbered(sp.a.get(), round * 5, round * 5 + 5);
+    const size_t want = static_cast<size_t>(round * 5 + 5);
+    REQUIRE(run_until(*ring, [&] { return r.data.size() == want || !r.armed; }));
+    REQUIRE(r.armed);
+  }
+  REQUIRE(r.data.size() == 20);
+  for (int i = 0; i < 20; ++i) CHECK(r.data[i] == "datagram " + std::to_string(i));
+  for (const auto& s : r.shots) {
+    CHECK(s.more);
+    CHECK(s.buffer >= 0);
+    CHECK(s.buffer < 8);
+  }
+
+  ring->cancel(r);
+  REQUIRE(run_until(*ring, [&] { return !r.armed; }));
+  CHECK(r.shots.back().res == -ECANCELED);
+  CHECK(r.shots.back().buffer == -1);
+}
+
+TEST_CASE("ring: recv_multishot ends with -ENOBUFS when every buffer is out, and re-armed after "
+          "the buffers return it loses nothing", "[ring]") {
+  auto ring = make_ring();
+  auto br = ring->buffer_ring({4, 128});
+  REQUIRE(br.ok());
+  auto sp = dgram_pair();
+  ShotRecorder r;
+  r.ring = br->get();
+  r.hold = true;
+  send_numbered(sp.a.get(), 0, 10);
+  ring->recv_multishot(sp.b.get(), **br, r);
+  REQUIRE(run_until(*ring, [&] { return !r.shots.empty() && !r.armed; }));
+  REQUIRE(r.shots.size() == 5);
+  CHECK(r.data.size() == 4);
+  CHECK(r.shots.back().res == -ENOBUFS);
+  CHECK_FALSE(r.shots.back().more);
+
+  // The owner's recovery: return the buffers, arm again; the socket kept the rest queued. The
+  // kernel takes a buffer before it looks for data, so a receive that used the last free buffer
+  // ends with -ENOBUFS even when nothing more is queued: re-arm on every -ENOBUFS.
+  int enobufs = 1;
+  while (r.data.size() < 10) {
+    for (int id : r.held) (*br)->recycle(id);
+    r.held.clear();
+    ring->recv_multishot(sp.b.get(), **br, r);
+    REQUIRE(run_until(*ring, [&] { return !r.armed || r.data.size() == 10; }));
+    if (!r.armed) {
+      REQUIRE(r.shots.back().res == -ENOBUFS);
+      ++enobufs;
+    }
+  }
+  CHECK(enobufs == 2);  // 4, then 4 more: all out each time; the last 2 leave 2 buffers free
+  REQUIRE(r.armed);
+  ring->cancel(r);
+  REQUIRE(run_until(*ring, [&] { return !r.armed; }));
+  REQUIRE(r.data.size() == 10);
+  for (int i = 0; i < 10; ++i) CHECK(r.data[i] == "datagram " + std::to_string(i));
+}
+
+TEST_CASE("ring: buffer rings take distinct groups and reject a count that is not a power of two",
+          "[ring]") {
+  auto ring = make_ring();
+  CHECK_FALSE(ring->buffer_ring({3, 64}).ok());
+  auto a = ring->buffer_ring({2, 64});
+  auto b = ring->buffer_ring({4, 64});
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  // Each ring feeds only its own receive: exhausting one leaves the other's buffers alone.
+  auto sa = dgram_pair(), sb = dgram_pair();
+  ShotRecorder ra, rb;
+  ra.ring = a->get();
+  rb.ring = b->get();
+  ra.hold = true;
+  send_numbered(sa.a.get(), 0, 3);
+  send_numbered(sb.a.get(), 0, 2);
+  ring->recv_multishot(sa.b.get(), **a, ra);
+  ring->recv_multishot(sb.b.get(), **b, rb);
+  REQUIRE(run_until(*ring, [&] { return !ra.armed && ra.shots.size() == 3 && rb.data.size() == 2; }));
+  CHECK(ra.shots.back().res == -ENOBUFS);
+  CHECK(rb.armed);
+  ring->cancel(rb);
+  REQUIRE(run_until(*ring, [&] { return !rb.armed; }));
+  a->reset();  // unregisters; a new ring may take its group again
+  auto c = ring->buffer_ring({2, 64});
+  CHECK(c.ok());
 }
 
 }  // namespace
