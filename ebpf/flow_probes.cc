@@ -47,6 +47,7 @@ class LibbpfLog {
       size_t start = text_.rfind('\n', end - 1);
       start = start == std::string::npos ? 0 : start + 1;
       std::string line = text_.substr(start, end - start);
+      if (line.rfind("libbpf: ", 0) == 0) line.erase(0, 8);
       if (!line.empty() && line != "\n") out.insert(out.begin(), line);
       end = start == 0 ? 0 : start - 1;
     }
