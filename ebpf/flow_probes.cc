@@ -201,6 +201,25 @@ base::Result<ProbeStats> FlowProbes::stats() {
   return st;
 }
 
+base::Result<std::vector<FlowProbes::ProgramStats>> FlowProbes::program_stats() const {
+  std::vector<ProgramStats> out;
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    bpf_prog_info info{};
+    __u32 len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0)
+      return base::sys_error("bpf_obj_get_info_by_fd", bpf_program__name(prog), errno);
+    out.push_back({bpf_program__name(prog), info.run_cnt, info.run_time_ns});
+  }
+  return out;
+}
+
+base::Result<base::Fd> FlowProbes::enable_run_stats() {
+  const int fd = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (fd < 0) return base::sys_error("bpf_enable_stats", "BPF_STATS_RUN_TIME", err_of(fd));
+  return base::Fd(fd);
+}
+
 base::Result<FlowProbes::CellEntries> FlowProbes::entries_of(uint64_t cgroup_id) {
   CellEntries e;
   auto flows = walk_flows(cgroup_id, false, DrainOptions{}, nullptr);

@@ -10,7 +10,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
+#include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 #include "ebpf/cell_attachment.h"
 #include "ebpf/records.h"
@@ -71,6 +74,16 @@ class FlowProbes {
 
   // Sums the per-CPU counters and counts the flow map (one pass over it).
   base::Result<ProbeStats> stats();
+
+  // Kernel-measured run time of each program (needs stats enabled: hold enable_run_stats()).
+  struct ProgramStats {
+    std::string name;
+    uint64_t run_count = 0, run_time_ns = 0;
+  };
+  base::Result<std::vector<ProgramStats>> program_stats() const;
+  // BPF_ENABLE_STATS(BPF_STATS_RUN_TIME): the kernel times every program run while the
+  // returned fd is open (it costs a clock read per run, so only for measurement).
+  static base::Result<base::Fd> enable_run_stats();
 
   // Entries one cell holds in each map: for tests and for proving teardown removed them.
   struct CellEntries {
