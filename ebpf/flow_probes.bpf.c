@@ -69,12 +69,28 @@ struct pkt {
   __u8 saddr[16], daddr[16];
 };
 
+/* Headers are read straight from the packet when they are in its linear part (always, for
+ * locally built packets), else copied by the helper: a helper call per header cost more than
+ * the rest of the parse. `off` must be bounded (it is: at most 60). */
+#define LOAD(skb, off, dst)                                                     \
+  ({                                                                            \
+    void *data_ = (void *)(long)(skb)->data;                                    \
+    void *end_ = (void *)(long)(skb)->data_end;                                 \
+    void *at_ = data_ + (off);                                                  \
+    int r_ = 0;                                                                 \
+    if (at_ + sizeof(*(dst)) <= end_)                                           \
+      __builtin_memcpy((dst), at_, sizeof(*(dst)));                             \
+    else                                                                        \
+      r_ = bpf_skb_load_bytes((skb), (off), (dst), sizeof(*(dst)));             \
+    r_;                                                                         \
+  })
+
 static __always_inline int parse(struct __sk_buff *skb, struct pkt *p) {
   __u32 l4off;
   /* cgroup_skb sees the packet from the network header on, in both directions. */
   if (skb->protocol == bpf_htons(ETH_P_IP)) {
     struct iphdr ip;
-    if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip))) return -1;
+    if (LOAD(skb, 0, &ip)) return -1;
     p->family = CELLOS_AF_INET;
     p->l4proto = ip.protocol;
     __builtin_memcpy(p->saddr, &ip.saddr, 4);
@@ -84,7 +100,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p) {
     l4off = ip.ihl * 4;
   } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
     struct ipv6hdr ip6;
-    if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6))) return -1;
+    if (LOAD(skb, 0, &ip6)) return -1;
     p->family = CELLOS_AF_INET6;
     /* Extension headers are not walked: such packets count under their next header, ports 0. */
     p->l4proto = ip6.nexthdr;
@@ -96,13 +112,13 @@ static __always_inline int parse(struct __sk_buff *skb, struct pkt *p) {
   }
   if (p->l4proto == IPPROTO_TCP) {
     __u8 th[14]; /* ports, seq, ack, offset byte, flags byte */
-    if (bpf_skb_load_bytes(skb, l4off, th, sizeof(th))) return 0;
+    if (LOAD(skb, l4off, &th)) return 0;
     p->sport = (__u16)th[0] << 8 | th[1];
     p->dport = (__u16)th[2] << 8 | th[3];
     p->tcp_flags = th[13];
   } else if (p->l4proto == IPPROTO_UDP) {
     __u8 uh[4];
-    if (bpf_skb_load_bytes(skb, l4off, uh, sizeof(uh))) return 0;
+    if (LOAD(skb, l4off, &uh)) return 0;
     p->sport = (__u16)uh[0] << 8 | uh[1];
     p->dport = (__u16)uh[2] << 8 | uh[3];
   }
