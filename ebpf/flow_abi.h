@@ -96,6 +96,7 @@ struct cellos_stats {
   __u64 flow_create_failed;  /* insert failed (the packet went uncounted) */
   __u64 packets_dropped;     /* egress packets enforcement dropped */
   __u64 connects_refused;    /* connect() calls refused */
+  __u64 flows_restarted;     /* ended TCP entries replaced by a new SYN on the same 4-tuple */
 };
 
 #define CELLOS_AF_INET 2

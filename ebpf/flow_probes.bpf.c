@@ -16,7 +16,9 @@
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define TCP_FIN 0x01
+#define TCP_SYN 0x02
 #define TCP_RST 0x04
+#define TCP_ACK 0x10
 
 /* Sizes are defaults: the loader resizes maps from FlowProbeOptions before load. */
 struct {
@@ -228,6 +230,12 @@ static __always_inline int on_packet(struct __sk_buff *skb, int egress) {
   __u64 now = bpf_ktime_get_ns();
   int born = 0;
   struct cellos_flow_value *v = bpf_map_lookup_elem(&flows, &key);
+  if (v && (p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN && (v->flags & CELLOS_FLOW_F_ENDED)) {
+    /* A new connection on the 4-tuple of an ended one (not drained away yet): a new flow. */
+    bpf_map_delete_elem(&flows, &key);
+    STAT_ADD(flows_restarted);
+    v = 0;
+  }
   if (!v) {
     struct cellos_flow_value nv = {};
     nv.first_seen_ns = now;
@@ -274,7 +282,9 @@ static __always_inline int on_packet(struct __sk_buff *skb, int egress) {
     emit(CELLOS_REC_BIRTH, &key, v, 0, now);
   }
   if (p.l4proto == IPPROTO_TCP) {
-    if (p.tcp_flags) __sync_fetch_and_or(&v->tcp_flags, (__u32)p.tcp_flags);
+    /* A locked OR only when it adds a bit: most packets of a flow repeat its flags. */
+    if ((v->tcp_flags | p.tcp_flags) != v->tcp_flags)
+      __sync_fetch_and_or(&v->tcp_flags, (__u32)p.tcp_flags);
     __u32 bits = 0;
     if (p.tcp_flags & TCP_FIN) bits |= egress ? CELLOS_FLOW_F_FIN_TX : CELLOS_FLOW_F_FIN_RX;
     if (p.tcp_flags & TCP_RST) bits |= CELLOS_FLOW_F_RST;

@@ -191,12 +191,13 @@ base::Result<ProbeStats> FlowProbes::stats() {
     st.flow_create_failed += c.flow_create_failed;
     st.packets_dropped += c.packets_dropped;
     st.connects_refused += c.connects_refused;
+    st.flows_restarted += c.flows_restarted;
   }
   auto present = walk_flows(0, true, DrainOptions{}, nullptr);
   if (!present) return std::move(present).error();
   st.flows_present = *present;
   st.flows_removed = flows_removed_;
-  const uint64_t gone = st.flows_removed + st.flows_present;
+  const uint64_t gone = st.flows_restarted + st.flows_removed + st.flows_present;
   st.flows_evicted = st.flows_created > gone ? st.flows_created - gone : 0;
   return st;
 }

@@ -36,9 +36,11 @@ struct ProbeStats {
   uint64_t flow_create_failed = 0;  // inserts that failed: those packets were not counted
   uint64_t packets_dropped = 0;     // egress packets enforcement dropped
   uint64_t connects_refused = 0;
+  uint64_t flows_restarted = 0;     // ended TCP entries a new SYN on their 4-tuple replaced
   uint64_t flows_present = 0;       // entries in the map now
   uint64_t flows_removed = 0;       // entries this object deleted (drain, reset)
-  // created - removed - present: what the LRU evicted, give or take flows born meanwhile.
+  // created - restarted - removed - present: what the LRU evicted, give or take flows born
+  // meanwhile.
   uint64_t flows_evicted = 0;
 };
 
