@@ -11,6 +11,7 @@
 namespace cellos::ebpf::abi {
 
 Flow decode(const cellos_flow_key& k, const cellos_flow_value& v);
+cellos_flow_key encode(const FlowKey& k);
 
 // The trie key of one rule of one cell (host bits beyond the prefix cleared).
 cellos_allow_key allow_key(uint64_t cgroup_id, const AllowRule& r);

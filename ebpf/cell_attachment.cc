@@ -4,7 +4,6 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include <cstring>
 #include <string>
 
 #include "ebpf/abi.h"
@@ -114,17 +113,8 @@ void FlowProbes::forget_cell(uint64_t cgroup_id, const std::vector<AllowRule>& a
   }
   // The cell's flows: collected first, deleted after, so the batch walk sees a stable map.
   std::vector<cellos_flow_key> keys;
-  auto walked = walk_flows(cgroup_id, false, DrainOptions{}, [&](const Flow& f) {
-    cellos_flow_key k{};
-    k.cgroup_id = f.key.cgroup_id;
-    k.family = static_cast<__u8>(f.key.family);
-    k.l4proto = f.key.l4proto;
-    k.local_port = f.key.local_port;
-    k.remote_port = f.key.remote_port;
-    std::memcpy(k.local_addr, f.key.local_addr.data(), 16);
-    std::memcpy(k.remote_addr, f.key.remote_addr.data(), 16);
-    keys.push_back(k);
-  });
+  auto walked = walk_flows(cgroup_id, false, DrainOptions{},
+                          [&](const Flow& f) { keys.push_back(abi::encode(f.key)); });
   (void)walked;
   const int ffd = bpf_map__fd(skel_->maps.flows);
   for (const cellos_flow_key& k : keys)

@@ -50,6 +50,7 @@ struct DrainOptions {
   bool remove_ended = false;
 };
 
+// Callbacks run inside libbpf's ring buffer walk or a map walk: they must not throw.
 using RecordCallback = std::function<void(const FlowRecord&)>;
 using FlowCallback = std::function<void(const Flow&)>;
 

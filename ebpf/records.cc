@@ -73,6 +73,19 @@ Flow decode(const cellos_flow_key& k, const cellos_flow_value& v) {
   return f;
 }
 
+cellos_flow_key encode(const FlowKey& f) {
+  cellos_flow_key k;
+  std::memset(&k, 0, sizeof(k));  // the hash covers the padding too
+  k.cgroup_id = f.cgroup_id;
+  k.family = static_cast<__u8>(f.family);
+  k.l4proto = f.l4proto;
+  k.local_port = f.local_port;
+  k.remote_port = f.remote_port;
+  std::memcpy(k.local_addr, f.local_addr.data(), 16);
+  std::memcpy(k.remote_addr, f.remote_addr.data(), 16);
+  return k;
+}
+
 cellos_allow_key allow_key(uint64_t cgroup_id, const AllowRule& r) {
   cellos_allow_key k;
   std::memset(&k, 0, sizeof(k));  // the trie compares the whole key: no stray bytes

@@ -66,6 +66,8 @@ TEST_CASE("flow keys decode with the cell's side as local and reasons have their
   CHECK(f.counters.denied());
   CHECK(reason_code(f.counters.reason) == "egress_default_deny");
   CHECK(reason_code(DenyReason::connect_default_deny) == "connect_default_deny");
+  const cellos_flow_key back = abi::encode(f.key);
+  CHECK(std::memcmp(&back, &k, sizeof k) == 0);  // drain's keys delete the entries they name
   CHECK(sizeof(cellos_flow_key) == 48);
   CHECK(sizeof(cellos_flow_record) == 128);
 }
