@@ -6,6 +6,8 @@ export DEBIAN_FRONTEND=noninteractive
 packages=(
   build-essential cmake pkg-config git
   liburing-dev libseccomp-dev libbpf-dev libnftnl-dev libmnl-dev
+  clang llvm bpftool libelf-dev zlib1g-dev  # the eBPF probes: clang -target bpf, llvm-strip,
+                                            # bpftool skeletons; libbpf.a needs libelf.a, libz.a
   capnproto libcapnp-dev libssl-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   catch2
