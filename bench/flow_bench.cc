@@ -51,6 +51,7 @@ void on_signal(int) { g_stop = 1; }
 
 struct Options {
   std::string reactor, out_dir = "build/bench/flows", self;
+  std::string client_exe;  // what the cells run: a copy of self (see BinCopy)
   long cells = 4, conns = 100, bytes = 65536, udp_packets = 200000, udp_size = 64, repeat = 1;
   double udp_pps = 500000;
   int timeout_s = 180;
@@ -75,12 +76,22 @@ std::string last_line(const std::string& text) {
 
 // The reactor's CPU, ns: the sum of every task's schedstat (the reactor thread and io_uring's
 // io-wq workers, which are its threads), nanosecond-exact where /proc/pid/stat has 10 ms ticks.
+// An exited worker's time leaves the task list but stays in /proc/pid/stat's utime+stime, so
+// the larger of the two is taken.
 double reactor_cpu_ns(pid_t pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
   double sum = 0;
   std::error_code ec;
-  for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec))
+  for (const auto& t : fs::directory_iterator(proc + "/task", ec))
     sum += std::atof(read_text(t.path().string() + "/schedstat").c_str());
-  return sum;
+  std::string s = read_text(proc + "/stat");
+  if (s.rfind(')') == std::string::npos) return sum;
+  std::istringstream in(s.substr(s.rfind(')') + 2));
+  std::string f;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && in >> f; ++i)
+    if (i == 14 || i == 15) ticks += std::atof(f.c_str());
+  return std::max(sum, ticks * 1e9 / static_cast<double>(::sysconf(_SC_CLK_TCK)));
 }
 
 // All CPUs' busy time (everything but idle and iowait) from /proc/stat, ns.
@@ -133,6 +144,34 @@ class LogCounter {
   std::vector<std::string> lines_;
 };
 
+// A world-readable copy of this binary in /var/tmp, removed at the end.
+class BinCopy {
+ public:
+  explicit BinCopy(const std::string& self) {
+    char tmpl[] = "/var/tmp/cellos-flowbench-bin-XXXXXX";
+    if (!::mkdtemp(tmpl)) {
+      error_ = strerror(errno);
+      return;
+    }
+    dir_ = tmpl;
+    ::chmod(dir_.c_str(), 0755);
+    std::error_code ec;
+    fs::copy_file(self, path(), ec);
+    if (ec) error_ = ec.message();
+    else ::chmod(path().c_str(), 0755);
+  }
+  ~BinCopy() {
+    std::error_code ec;
+    if (!dir_.empty()) fs::remove_all(dir_, ec);
+  }
+  bool ok() const { return error_.empty(); }
+  const std::string& error() const { return error_; }
+  std::string path() const { return dir_ + "/flow_bench"; }
+
+ private:
+  std::string dir_, error_;
+};
+
 // One daemon run's directory, fleet.toml and process. The destructor stops the daemon and
 // removes what it made, whatever happened in between.
 class Fleet {
@@ -147,7 +186,7 @@ class Fleet {
     std::ofstream(dir_ + "/fleet.toml")
         << "[host]\nid = \"" << host_ << "\"\nstate_dir = \"" << dir_ << "/state\"\n"
         << "max_concurrent_cells = " << o.cells << "\nshutdown_grace_seconds = 0\n"
-        << "[policy]\nargv0_allow_prefixes = [\"" << fs::path(o.self).parent_path().string() << "\"]\n"
+        << "[policy]\nargv0_allow_prefixes = [\"" << fs::path(o.client_exe).parent_path().string() << "\"]\n"
         << "[network]\nuplink = \"nat\"\nsubnet = \"172.31." << octet << ".0/24\"\n"
         << "enforcement = \"" << mode << "\"\n"
         << "[flows]\nprobes = " << (probes ? "true" : "false") << "\n";
@@ -235,7 +274,7 @@ class Fleet {
 std::string client_spec(const Options& o, const ServerHost& s, const std::string& id,
                         const std::string& go) {
   const long per_cell_udp = o.udp_packets / o.cells;
-  json argv = json::array({o.self, "--client", "--server", s.ip(), "--tcp-port", std::to_string(s.tcp_port()),
+  json argv = json::array({o.client_exe, "--client", "--server", s.ip(), "--tcp-port", std::to_string(s.tcp_port()),
                            "--udp-port", std::to_string(s.udp_port()), "--conns", std::to_string(o.conns),
                            "--bytes", std::to_string(o.bytes), "--udp-packets", std::to_string(per_cell_udp),
                            "--udp-pps", std::to_string(o.udp_pps / static_cast<double>(o.cells)),
@@ -301,6 +340,8 @@ void read_events(const std::string& path, const std::string& server_ip, Row& r, 
     }
   }
   r.tcp_flows_ev = static_cast<double>(tcp_flows.size());
+  if (r.note.empty())
+    r.note = "no flow_probes event in the log: the reactor did not say which enforcement and probes ran";
   // Missing summaries are unknown, never zero: the target is "0 lost", and silence is not 0.
   r.lost = destroyed > 0 && with_summary == destroyed ? lost : NAN;
 }
@@ -452,6 +493,14 @@ int driver(Options o, const std::string& reproduce) {
   std::printf("reproduce: %s\n%s\n", reproduce.c_str(), machine_line().c_str());
   std::fflush(stdout);
 
+  // The cells' command is a copy of this binary outside /work: a cell's default workspace is a
+  // fresh tmpfs at /work, which hides a build tree there (and any path could be a workspace).
+  BinCopy bin(o.self);
+  if (!bin.ok()) {
+    std::fprintf(stderr, "flow_bench: cannot copy %s to /var/tmp: %s\n", o.self.c_str(), bin.error().c_str());
+    return 1;
+  }
+  o.client_exe = bin.path();
   const int octet = free_octet();
   std::vector<std::vector<Row>> runs;  // per mode x probes
   std::vector<std::pair<std::string, bool>> combos;

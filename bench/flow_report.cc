@@ -116,6 +116,7 @@ void write_csv(const std::vector<Row>& rows, const std::string& path) {
 std::string write_plots(const std::vector<Row>& rows, const std::string& dir) {
   if (std::system("command -v gnuplot >/dev/null 2>&1") != 0)
     return "none (gnuplot not found: apt-get install gnuplot-nox, see scripts/install-deps.sh)";
+  if (std::none_of(rows.begin(), rows.end(), [](const Row& r) { return r.ok; })) return "none (no row succeeded)";
   // One line per mode, columns: probes on / off for each metric; failed rows are "?" (gaps).
   std::ofstream dat(dir + "/plot.dat");
   dat << "# mode conns_on conns_off p50_on p50_off p99_on p99_off cpu_on cpu_off\n";
