@@ -1,7 +1,7 @@
 // flow_bench: per-flow enforcement, measured from outside as a user runs the fleet daemon.
 //
-//   flow_bench --reactor PATH [--out DIR] [--cells 4] [--conns 100] [--bytes 65536]
-//              [--udp-packets 200000] [--udp-pps 500000] [--udp-size 64] [--repeat 1]
+//   flow_bench --reactor PATH [--out DIR] [--cells 4] [--conns 500] [--bytes 65536]
+//              [--udp-packets 1000000] [--udp-pps 500000] [--udp-size 64] [--repeat 3]
 //              [--modes none,nft,bpf,both] [--probes on,off] [--timeout 180]
 //
 // One server test host (netns + veth, 172.30.K.2) runs the sink. For each mode x probes (and
@@ -52,7 +52,7 @@ void on_signal(int) { g_stop = 1; }
 struct Options {
   std::string reactor, out_dir = "build/bench/flows", self;
   std::string client_exe;  // what the cells run: a copy of self (see BinCopy)
-  long cells = 4, conns = 100, bytes = 65536, udp_packets = 200000, udp_size = 64, repeat = 1;
+  long cells = 4, conns = 500, bytes = 65536, udp_packets = 1000000, udp_size = 64, repeat = 3;
   double udp_pps = 500000;
   int timeout_s = 180;
   std::vector<std::string> modes{"none", "nft", "bpf", "both"};
@@ -334,6 +334,7 @@ void read_events(const std::string& path, const std::string& server_ip, Row& r, 
     } else if (type.ends_with(".lifecycle.v1.rejected")) {
       if (cell_error.empty()) cell_error = "rejected: " + d.value("reason", "");
     } else if (type.ends_with(".flow_probes")) {
+      r.enforcement_reported = d.value("enforcement", "");
       r.note = "flow_probes active=" + std::string(d.value("active", false) ? "true" : "false") +
                " enforcement=" + d.value("enforcement", "") +
                (d.contains("reason") ? " reason=" + d.value("reason", "") : "");
@@ -519,10 +520,14 @@ int driver(Options o, const std::string& reproduce) {
       for (size_t k = 0; k < combos.size() && !g_stop; ++k) {
         size_t c = (k + static_cast<size_t>(rep)) % combos.size();
         Row r = run_once(o, server, combos[c].first, combos[c].second, octet, run++);
-        std::printf("  [%ld] %-4s probes=%-3s %s conns/s %.0f  connect p50 %.1f us p99 %.1f us  cpu/flow %.0f ns  "
-                    "udp %.0f pps%s%s\n",
-                    rep + 1, r.mode.c_str(), r.probes ? "on" : "off", r.ok ? "ok    " : "FAILED", r.conns_per_s,
-                    r.p50_us, r.p99_us, r.cpu_ns_per_flow, r.udp_pps, r.ok ? "" : "  error: ", r.error.c_str());
+        if (r.ok)
+          std::printf("  [%ld] %-4s probes=%-3s ok      conns/s %.0f  connect p50 %.1f us p99 %.1f us  cpu/flow %.0f ns  "
+                      "udp %.0f pps\n",
+                      rep + 1, r.mode.c_str(), r.probes ? "on" : "off", r.conns_per_s, r.p50_us, r.p99_us,
+                      r.cpu_ns_per_flow, r.udp_pps);
+        else
+          std::printf("  [%ld] %-4s probes=%-3s FAILED  %s\n", rep + 1, r.mode.c_str(), r.probes ? "on" : "off",
+                      r.error.c_str());
         std::fflush(stdout);
         per_run << rep + 1 << ',' << r.mode << ',' << (r.probes ? "on" : "off") << ',' << r.ok << ',' << r.conns << ','
                 << r.conns_per_s << ',' << r.p50_us << ',' << r.p99_us << ',' << r.cpu_ns_per_flow << ',' << r.udp_pps

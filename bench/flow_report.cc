@@ -232,6 +232,11 @@ void write_summary(const std::vector<Row>& rows, const ReportOptions& o) {
     const Row* z = find(rows, "none", false);
     md << "- BPF connect-time enforcement cheaper per connection than nft: ";
     if (!b || !n || !z) md << "**UNKNOWN** — needs ok rows none, nft and bpf with probes off\n";
+    else if (b->enforcement_reported != "bpf")
+      md << "**UNVERIFIED** — the bpf run's log has no flow_probes event saying enforcement \"bpf\" ran"
+         << (b->enforcement_reported.empty() ? "" : " (it says \"" + b->enforcement_reported + "\")")
+         << ", so its numbers may be another mode's: added connect p50 bpf " << num(b->added_p50_us, 1)
+         << " µs vs nft " << num(n->added_p50_us, 1) << " µs\n";
     else
       md << "**" << (b->added_p50_us < n->added_p50_us ? "PASS" : "MISS") << "** — added connect p50 bpf "
          << num(b->added_p50_us, 1) << " µs vs nft " << num(n->added_p50_us, 1) << " µs (p99 " << num(b->added_p99_us, 1)

@@ -17,6 +17,7 @@ struct Row {
   std::string error;  // one line: why the run failed (the reactor's own words when it has some)
   std::string note;   // what the log said about the probes (flow_probes event), warnings
   int runs = 0;
+  std::string enforcement_reported;  // the flow_probes event's `enforcement`; empty: no event
 
   double cells = 0, conns = 0, conns_failed = 0;
   double conns_per_s = 0, tcp_bytes = 0, server_bytes = 0, server_conns = 0, throughput_Bps = 0;
