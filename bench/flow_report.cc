@@ -252,7 +252,12 @@ void write_summary(const std::vector<Row>& rows, const ReportOptions& o) {
     double est = (on->host_ns_per_packet - off->host_ns_per_packet) / 2;
     md << "- probe cost ≤ 250 ns per packet per hook, mode " << m << ": estimate " << num(est, 0)
        << " ns (whole-host CPU per packet, probes on − off, / 2 hooks; noisy — bench/flow_probe_bench is the "
-          "measurement): **" << (est <= 250 ? "PASS" : "MISS") << " (estimate)**\n";
+          "measurement): ";
+    // Without a sign that the probes ran, on − off is noise, not a probe cost.
+    if (on->flow_events == 0 && on->enforcement_reported.empty())
+      md << "**UNKNOWN** (no sign the probes ran: no flow events, no flow_probes event)\n";
+    else
+      md << "**" << (est <= 250 ? "PASS" : "MISS") << " (estimate)**\n";
   }
   md << "\nreproduce: `" << o.reproduce << "`\n";
   std::ofstream(o.out_dir + "/summary.md") << md.str();
