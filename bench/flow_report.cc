@@ -108,7 +108,8 @@ void write_csv(const std::vector<Row>& rows, const std::string& path) {
   out << ",error,note\n";
   for (const auto& r : rows) {
     out << r.mode << ',' << (r.probes ? "on" : "off") << ',' << (r.ok ? "ok" : "failed") << ',' << r.runs;
-    for (const Field& f : kFields) out << ',' << num(r.*f.p, 3);
+    // A failed row's numbers describe a broken run: "?" here, the per-run values stay in runs.csv.
+    for (const Field& f : kFields) out << ',' << (r.ok ? num(r.*f.p, 3) : std::string("?"));
     out << ',' << csv_text(r.error) << ',' << csv_text(r.note) << '\n';
   }
 }
