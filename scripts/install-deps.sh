@@ -13,6 +13,7 @@ packages=(
   catch2
   bubblewrap   # the peer the spawn benchmark compares against
   nftables     # `nft`, the peer the nft benchmark compares against (the reactor never runs it)
+  gnuplot-nox  # the flow benchmark's figures (PNG and SVG)
   nodejs       # the CloudEvents interop test runs the official JavaScript SDK
 )
 # npm: Debian's package, unless the nodejs installed already brings its own (NodeSource's does,
