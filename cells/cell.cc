@@ -42,7 +42,8 @@ int CellOutcome::exit_status() const {
 }
 
 Cell::Cell(const CellHost& host, CellOptions options) : host_(host), opts_(std::move(options)) {
-  for (Op* op : std::initializer_list<Op*>{&out_, &err_, &status_, &exit_, &ttl_, &retry_, &defer_})
+  for (Op* op : std::initializer_list<Op*>{&out_, &err_, &status_, &exit_, &ttl_, &retry_, &defer_,
+                                                     &linger_})
     op->cell = this;
 }
 
@@ -102,8 +103,12 @@ void Cell::start() {
   if (!leaf) return fail_setup(leaf.error().message());
   leaf_.emplace(std::move(*leaf));
 
-  if (!spec.egress_rules.empty())
+  if (!spec.egress_rules.empty()) {
+    // Whether BPF loaded decides who enforces, so before the namespace's ruleset.
+    if (host_.flows) host_.flows->load();
     if (auto r = prepare_network(); !r) return fail_setup(r.error().message());
+    if (auto r = watch_flows(); !r) return fail_setup(r.error().message());
+  }
 
   LaunchOptions lo;
   lo.argv = spec.run.argv;
@@ -165,10 +170,37 @@ base::Result<void> Cell::prepare_network() {
   o.ruleset.nflog_group = static_cast<uint16_t>(next_group++ % 65535 + 1);
   o.ruleset.append_invalid_rule = host_.config->network.test_fault_ruleset;
   o.uplink = host_.uplink;
+  // Without a flow monitor nothing but nft can enforce, whatever was asked for.
+  o.install_ruleset = host_.flows ? host_.flows->nft_enforces()
+                                  : host_.config->network.enforcement != "none";
   auto net = netns::CellNetwork::create(o);
   if (!net) return std::move(net).error().context("network");
   net_ = std::move(*net);
   return base::ok();
+}
+
+base::Result<void> Cell::watch_flows() {
+  if (!host_.flows) return base::ok();
+  auto targets = egress_targets(opts_.spec);
+  if (!targets) return std::move(targets).error();
+  FlowMonitor::CellOptions o{opts_.spec.id, leaf_->v2_dirfd(), std::move(*targets), net_.get()};
+  auto flows = host_.flows->open_cell(std::move(o));
+  if (!flows) return std::move(flows).error();
+  flows_ = std::move(*flows);
+  return base::ok();
+}
+
+bool Cell::finish_flows() {
+  if (!flows_) return true;
+  if (auto wait = flows_->linger(); wait.count() > 0 && !linger_.fire) {
+    linger_.fire = [](int) {};
+    linger_.in_flight = true;
+    host_.io->timeout(wait, linger_);
+    return false;
+  }
+  flow_summary_ = flows_->finish();
+  flows_.reset();
+  return true;
 }
 
 // After the command exited and before completed: what was enforced and what it counted, from
@@ -182,13 +214,16 @@ void Cell::emit_enforcement() {
   d.declared_egress_rule_count = spec.egress_rules.size();
   d.command_exit_code = outcome_.exit_code;
   if (net_) {
-    d.nft_rules_applied = true;
-    d.supplementary_egress_filter_active = true;
+    d.nft_rules_applied = net_->rules_applied() > 0;
+    d.supplementary_egress_filter_active =
+        d.nft_rules_applied || (host_.flows && host_.flows->bpf_enforces());
     d.nft_rule_count = net_->rules_applied();
     d.cell_address = net_->address();
     for (size_t i = 0; i < spec.egress_rules.size(); ++i)
       d.rule_counters.push_back({"egress[" + std::to_string(i) + "]", 0, 0});
-    auto counters = net_->counters();
+    auto counters = d.nft_rules_applied ? net_->counters()
+                                        : base::Result<std::vector<netns::RuleCounter>>(
+                                              std::vector<netns::RuleCounter>{});
     if (!counters) {
       std::fprintf(stderr, "cellos-reactor: cell %s: %s\n", spec.id.c_str(),
                    counters.error().message().c_str());
@@ -331,12 +366,13 @@ void Cell::on_status(const ChildStatus& s) {
 }
 
 void Cell::maybe_finish() {
-  if (finished_ || defer_.in_flight || retry_.in_flight) return;
+  if (finished_ || defer_.in_flight || retry_.in_flight || linger_.in_flight) return;
   if (launched_) {
     if (!exit_.reaped || !out_.eof || !err_.eof || !status_.eof || ttl_.in_flight) return;
-    if (!completed_emitted_) decide_outcome();
   }
   if (!completed_emitted_) {
+    if (!finish_flows()) return;  // the last flow reports come before completed
+    if (launched_) decide_outcome();
     completed_emitted_ = true;
     emit_enforcement();
     sinks::CompletedData c{opts_.spec.id, outcome_.exit_code, outcome_.signal,
@@ -417,7 +453,7 @@ void Cell::teardown() {
   emit(sinks::DestroyedData{opts_.spec.id,
                             outcome_.reason == sinks::CompletedReason::kExited &&
                                 outcome_.exit_code == 0,
-                            outcome_.forced, {}});
+                            outcome_.forced, {}, std::move(flow_summary_)});
   lock_.reset();
   finished_ = true;
   if (opts_.on_finished) opts_.on_finished();

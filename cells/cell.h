@@ -24,6 +24,7 @@
 #include "cells/cgroup.h"
 #include "cells/child_setup.h"
 #include "cells/config.h"
+#include "cells/flow_monitor.h"
 #include "cells/spec.h"
 #include "netns/cell_net.h"
 #include "sinks/events.h"
@@ -39,6 +40,8 @@ struct CellHost {
   // The host side of [network] uplink = "nat"; null for "none" (cells with egress rules then
   // get their ruleset but no interface and no route).
   netns::HostUplink* uplink = nullptr;
+  // Flow probes, nflog and BPF enforcement; null: none (cells get nft enforcement only).
+  FlowMonitor* flows = nullptr;
 };
 
 struct CellOptions {
@@ -141,6 +144,11 @@ class Cell {
   void emit(sinks::EventData d);
   // A cell with egress rules: its namespace, ruleset and veth, before clone.
   base::Result<void> prepare_network();
+  // The probes on the cell's cgroup and its nflog listener, before clone.
+  base::Result<void> watch_flows();
+  // After the processes are gone: waits linger(), then the final flow reports and summary.
+  // False while waiting.
+  bool finish_flows();
   void emit_enforcement();
   CgroupLimits effective_limits() const;
   std::chrono::milliseconds effective_deadline() const;
@@ -150,6 +158,9 @@ class Cell {
   std::optional<CellLock> lock_;
   std::optional<CgroupLeaf> leaf_;
   std::unique_ptr<netns::CellNetwork> net_;
+  std::unique_ptr<CellFlows> flows_;
+  std::optional<sinks::FlowSummaryData> flow_summary_;
+  bool flows_finished_ = false;
   base::Fd pidfd_;
   pid_t pid_ = -1;
   std::chrono::steady_clock::time_point launched_at_;
@@ -158,7 +169,7 @@ class Cell {
   StreamPump out_, err_;
   StatusReader status_;
   ExitWatcher exit_;
-  Timer ttl_, retry_, defer_;
+  Timer ttl_, retry_, defer_, linger_;
   int remove_attempts_ = 0;
 
   std::optional<ChildStatus> setup_error_;  // kSetupFailed / kExecFailed from the child

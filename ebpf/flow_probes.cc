@@ -157,7 +157,9 @@ base::Result<size_t> FlowProbes::walk_flows(uint64_t cgroup_id, bool all,
       if (!all && keys[i].cgroup_id != cgroup_id) continue;
       seen++;
       if (cb) cb(abi::decode(keys[i], values[i]));
-      if (options.remove_ended && (values[i].flags & CELLOS_FLOW_F_ENDED)) ended.push_back(keys[i]);
+      if (options.remove_ended && (values[i].flags & CELLOS_FLOW_F_ENDED) &&
+          (!options.ended_before_ns || values[i].last_seen_ns < options.ended_before_ns))
+        ended.push_back(keys[i]);
     }
     if (err == ENOENT) break;  // the last batch
     first = false;

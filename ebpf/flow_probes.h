@@ -48,6 +48,9 @@ struct DrainOptions {
   // Delete flows that have ended (RST, or FIN both ways) after reading them: their final
   // counters are in this drain. A packet racing the delete re-creates the entry (a new birth).
   bool remove_ended = false;
+  // ...but only those quiet since this CLOCK_MONOTONIC time (0: any): the last ACK of a FIN
+  // exchange comes after the end, and deleting too early would count it as a new flow.
+  uint64_t ended_before_ns = 0;
 };
 
 // Callbacks run inside libbpf's ring buffer walk or a map walk: they must not throw.

@@ -67,6 +67,10 @@ base::Result<std::unique_ptr<CellNetwork>> CellNetwork::create(const CellNetOpti
     if (!nf) return std::move(nf).error();
     n->nf_ = std::move(*nf);
     if (o.uplink) {
+      // The uplink routes IPv4 only: without this, eth0 would autoconfigure a link-local
+      // address and send MLD/DAD packets the cell never asked for (each a "denied flow").
+      // Interfaces that arrive later (eth0, moved in by fd) take the namespace's default.
+      CELLOS_TRY(base::write_file_at(AT_FDCWD, "/proc/sys/net/ipv6/conf/default/disable_ipv6", "1"));
       auto r = NetlinkSocket::open(NETLINK_ROUTE);
       if (!r) return std::move(r).error();
       rt = std::move(*r);
@@ -74,9 +78,11 @@ base::Result<std::unique_ptr<CellNetwork>> CellNetwork::create(const CellNetOpti
     n->netns_ = scope->take_netns();
   }  // back in the host namespace
 
-  CELLOS_TRY(install_cell_ruleset(n->nf_, o.ruleset));
-  n->rules_applied_ = cell_rule_count(o.ruleset);
-  n->nflog_group_ = o.ruleset.nflog_group;
+  if (o.install_ruleset) {
+    CELLOS_TRY(install_cell_ruleset(n->nf_, o.ruleset));
+    n->rules_applied_ = cell_rule_count(o.ruleset);
+    n->nflog_group_ = o.ruleset.nflog_group;
+  }
   if (!o.uplink) return n;
 
   HostUplink& up = *o.uplink;

@@ -29,6 +29,8 @@ namespace cellos::netns {
 struct CellNetOptions {
   CellRuleset ruleset;
   HostUplink* uplink = nullptr;  // null: the ruleset only, no interface but lo, no route
+  // False when nft does not enforce ([network] enforcement = "bpf" or "none"): no table at all.
+  bool install_ruleset = true;
 };
 
 class CellNetwork {

@@ -103,6 +103,21 @@ void FlowAccumulator::deny(const FlowTuple& t, uint64_t packets, uint64_t bytes,
   if (fresh) report(f, "denied", now_us);
 }
 
+void FlowAccumulator::denied_sample(const FlowTuple& t, uint64_t packets, uint64_t bytes,
+                                    const std::string& reason, int64_t now_us) {
+  auto [it, fresh] = deny_kernel_.try_emplace(t);
+  DenySeen& seen = it->second;
+  // Entries are never deleted while the cell runs, so counts only grow; a smaller one means
+  // the LRU evicted the entry and a new one started from zero.
+  if (packets < seen.packets || bytes < seen.bytes) {
+    ++evicted_;
+    seen = {};
+  }
+  uint64_t dp = packets - seen.packets, db = bytes - seen.bytes;
+  seen = {packets, bytes};
+  if (fresh || dp || db) deny(t, dp, db, reason, now_us);
+}
+
 bool FlowAccumulator::has_news(const Flow& f) const {
   return f.seen.tx_packets != f.reported.tx_packets || f.seen.rx_packets != f.reported.rx_packets ||
          f.seen.tx_bytes != f.reported.tx_bytes || f.seen.rx_bytes != f.reported.rx_bytes;
@@ -167,6 +182,7 @@ sinks::FlowSummaryData FlowAccumulator::finish(int64_t now_us) {
     s.tx_bytes += f.seen.tx_bytes;
     s.rx_packets += f.seen.rx_packets;
     s.rx_bytes += f.seen.rx_bytes;
+    if (!tuple.outbound) continue;  // the other end opened it: not a destination of the cell
     auto& d = dests[{tuple.family, tuple.remote, tuple.remote_port, tuple.protocol}];
     if (d.flows == 0) {
       d.addr = address_text(tuple.family, tuple.remote);

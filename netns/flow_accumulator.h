@@ -66,6 +66,10 @@ class FlowAccumulator {
   // the source port (BPF refuses connect() before a port is bound; nft sees the bound port).
   void deny(const FlowTuple& t, uint64_t packets, uint64_t bytes, const std::string& reason,
             int64_t now_us);
+  // A kernel entry standing for denied traffic (BPF enforcement), with its cumulative counts:
+  // what is new since its previous sample goes to deny() (the first sample reports at once).
+  void denied_sample(const FlowTuple& t, uint64_t packets, uint64_t bytes,
+                     const std::string& reason, int64_t now_us);
   // Reports every flow with new counts whose last report is report_interval old.
   void tick(int64_t now_us);
   void add_lost_records(uint64_t n) { lost_records_ += n; }
@@ -92,6 +96,10 @@ class FlowAccumulator {
 
   FlowAccumulatorOptions opts_;
   std::unordered_map<FlowTuple, Flow, FlowTupleHash> flows_;
+  struct DenySeen {
+    uint64_t packets = 0, bytes = 0;
+  };
+  std::unordered_map<FlowTuple, DenySeen, FlowTupleHash> deny_kernel_;
   uint64_t lost_records_ = 0, nflog_gaps_ = 0, evicted_ = 0;
 };
 

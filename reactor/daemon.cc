@@ -482,6 +482,9 @@ int Daemon::run() {
   if (!events) return complain(events.error().message());
   events_ = std::move(*events);
   sup_->set_events(events_.get());
+  // The flow probes load now, not at the first networked cell: whether they run (and who
+  // enforces) is said once, at start, on stderr and in a flow_probes event.
+  sup_->flows().announce();
 
   recover();
 

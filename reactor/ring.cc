@@ -144,8 +144,11 @@ base::Result<std::unique_ptr<Ring>> Ring::create(const RingOptions& options) {
   return r;
 }
 
-Ring::~Ring() {
+Ring::~Ring() { close(); }
+
+void Ring::close() {
   if (initialised_) io_uring_queue_exit(&ring_);
+  initialised_ = false;
 }
 
 void Ring::probe() {
@@ -223,12 +226,14 @@ void Ring::wait_exit_pid(pid_t pid, siginfo_t* info, base::Completion& c) {
 }
 
 void Ring::cancel(base::Completion& c) {
+  if (!initialised_) return;  // closed: nothing is in flight any more
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_cancel64(sqe, tag(c), 0);
   io_uring_sqe_set_data64(sqe, 0);
 }
 
 void Ring::cancel(base::MultishotCompletion& c) {
+  if (!initialised_) return;
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_cancel64(sqe, tag(c), 0);
   io_uring_sqe_set_data64(sqe, 0);

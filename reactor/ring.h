@@ -34,6 +34,9 @@ class Ring final : public base::IoPort {
  public:
   static base::Result<std::unique_ptr<Ring>> create(const RingOptions& options);
   ~Ring() override;
+  // Tears the ring down without dispatching anything; later cancels are no-ops, so owners of
+  // completions may be destroyed afterwards without touching a dead ring.
+  void close();
   Ring(const Ring&) = delete;
   Ring& operator=(const Ring&) = delete;
 

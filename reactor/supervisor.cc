@@ -12,18 +12,21 @@ base::Result<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions o
   auto sig = SignalWatcher::create(*s->ring_, [p = s.get()](int signo) { p->on_signal(signo); });
   if (!sig) return std::move(sig).error();
   s->signals_ = std::move(*sig);
+  s->flows_ = cells::FlowMonitor::create({s->opts_.config, s->ring_.get(), s->opts_.events});
   s->host_ = cells::CellHost{s->ring_.get(), s->opts_.config, s->opts_.events, s->opts_.cgroups,
-                             s->opts_.uplink};
+                             s->opts_.uplink, s->flows_.get()};
   return s;
 }
 
 Supervisor::~Supervisor() {
-  // Cells still here mean the loop failed. The ring goes first: closing it cancels every
-  // operation without dispatching a completion, so nothing can complete into a cell or the
-  // signal watcher after they are freed. Each cell's destructor then kills what it ran.
-  ring_.reset();
+  // Cells still here mean the loop failed. The ring is closed first: that cancels every
+  // operation without dispatching a completion, so nothing can complete into a cell, the
+  // signal watcher or the flow monitor after they are freed. Each cell's destructor then kills
+  // what it ran; the flow monitor goes after the cells that use it.
+  ring_->close();
   signals_.reset();
   cells_.clear();
+  flows_.reset();
 }
 
 void Supervisor::add(cells::CellOptions options) {

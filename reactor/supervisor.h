@@ -58,7 +58,9 @@ class Supervisor {
   void set_events(sinks::EventSink* events) {
     opts_.events = events;
     host_.events = events;
+    flows_->set_events(events);
   }
+  cells::FlowMonitor& flows() { return *flows_; }
   size_t running() const { return cells_.size(); }
 
  private:
@@ -70,6 +72,7 @@ class Supervisor {
 
   SupervisorOptions opts_;
   std::unique_ptr<Ring> ring_;
+  std::unique_ptr<cells::FlowMonitor> flows_;
   std::unique_ptr<SignalWatcher> signals_;
   cells::CellHost host_;
   std::unordered_map<cells::Cell*, std::unique_ptr<cells::Cell>> cells_;

@@ -26,7 +26,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: cell_probe fds | alloc MB | connect IP PORT | loopback-echo | "
                "fork N | daemonize MARKER | write PATH | mount | sleep S | "
-               "tcp-connect IP PORT | udp-send IP PORT\n");
+               "tcp-connect IP PORT | udp-send IP PORT | udp-burst IP PORT COUNT SIZE\n");
   return 2;
 }
 
@@ -229,6 +229,27 @@ int udp_send(const char* ip, int port) {
   return 0;
 }
 
+// One socket, `count` datagrams of `size` bytes, then up to 1.5 s for the replies (the test
+// hosts answer each with "pong"): "udp-burst sent N received M".
+int udp_burst(const char* ip, int port, int count, int size) {
+  sockaddr_in a;
+  if (!make_addr(ip, port, a) || count < 0 || size < 0 || size > 60000) return usage();
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  std::vector<char> payload(static_cast<size_t>(size), 'x');
+  int sent = 0, received = 0;
+  for (int i = 0; i < count; ++i)
+    if (sendto(s, payload.data(), payload.size(), 0, reinterpret_cast<sockaddr*>(&a), sizeof a) ==
+        static_cast<ssize_t>(payload.size()))
+      ++sent;
+  pollfd p{s, POLLIN, 0};
+  char buf[64];
+  while (received < sent && poll(&p, 1, kNetTimeoutMs) == 1 && recv(s, buf, sizeof buf, 0) > 0)
+    ++received;
+  std::printf("udp-burst sent %d received %d\n", sent, received);
+  close(s);
+  return 0;
+}
+
 // Waits up to `seconds` for a tcp connection or a udp datagram on `port` (every address).
 int listen_once(int port, int seconds) {
   sockaddr_in a{};
@@ -274,6 +295,8 @@ int main(int argc, char** argv) {
   if (cmd == "loopback-echo") return loopback_echo();
   if (cmd == "tcp-connect" && argc == 4) return tcp_connect(argv[2], std::atoi(argv[3]));
   if (cmd == "udp-send" && argc == 4) return udp_send(argv[2], std::atoi(argv[3]));
+  if (cmd == "udp-burst" && argc == 6)
+    return udp_burst(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5]));
   if (cmd == "listen-once" && argc == 4) return listen_once(std::atoi(argv[2]), std::atoi(argv[3]));
   if (cmd == "fork" && argc == 3) return fork_n(std::atoi(argv[2]));
   if (cmd == "daemonize" && argc == 3) return daemonize(argv[2]);
