@@ -36,7 +36,7 @@ using Kv = std::unique_ptr<kvStore, KvDeleter>;
 using Msg = std::unique_ptr<natsMsg, MsgDeleter>;
 
 // An error naming the libnats call, its object, the status and the JetStream error code.
-base::Error nats_error(std::string call, std::string object, natsStatus s, jsErrCode jerr = 0);
+base::Error nats_error(std::string call, std::string object, natsStatus s, jsErrCode jerr = static_cast<jsErrCode>(0));
 
 struct ConnectOptions {
   std::string url;
