@@ -612,6 +612,7 @@ int Daemon::run() {
     auto b = NatsBridge::create(std::move(no));
     if (!b) return complain("nats: " + b.error().message());
     nats_ = std::move(*b);
+    nats_->offer_room(free_slots());
   }
 
   auto status = StatusServer::create(sup_->ring(), dirs_.state + "/reactor.sock",
