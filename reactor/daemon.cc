@@ -145,8 +145,8 @@ class Daemon {
   std::unique_ptr<netns::HostUplink> uplink_;
   // [intake.nats] / [events.nats]: the companion process and what must outlive it.
   std::unique_ptr<NatsBridge> nats_;
-  Callback settle_timer_;
-  bool settle_gave_up_ = false;
+  Callback settle_timer_, publish_timer_;
+  bool settle_gave_up_ = false, publish_gave_up_ = false;
   // Declared last so they go first: the supervisor closes the ring before anything the ring
   // could still complete into is freed.
   std::unique_ptr<sinks::EventSink> events_;
@@ -651,6 +651,15 @@ int Daemon::run() {
     return false;
   });
   if (settle_timer_.in_flight) sup_->ring().cancel(settle_timer_);
+  if (nats_ && r && !nats_->caught_up()) {
+    // The last batches were just written: a few seconds for the companion to publish them, so
+    // a host leaving the fleet leaves its stream whole (a later start would resume anyway).
+    publish_timer_.fn = [this](int) { publish_gave_up_ = true; };
+    publish_timer_.in_flight = true;
+    sup_->ring().timeout(std::chrono::seconds(5), publish_timer_);
+    r = sup_->run_until([this] { return nats_->caught_up() || publish_gave_up_; });
+    if (publish_timer_.in_flight) sup_->ring().cancel(publish_timer_);
+  }
   if (nats_) nats_->stop();
   if (grace_.in_flight) sup_->ring().cancel(grace_);
   if (retry_.in_flight) sup_->ring().cancel(retry_);

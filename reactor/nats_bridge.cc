@@ -108,6 +108,7 @@ void NatsBridge::on_frame(nats::Frame f) {
                    f.text.c_str());
       break;
     case nats::Kind::kPublished:
+      published_ = f.seq;
       if (!f.text.empty())
         std::fprintf(stderr, "cellos-reactor: nats: events: %s\n", f.text.c_str());
       break;

@@ -59,6 +59,8 @@ class NatsBridge {
   void stop_intake() { stopping_ = true; }
   // Nothing left to settle (the daemon may exit).
   bool settled() const { return unsettled_.empty() && waiting_disk_.empty(); }
+  // Every batch on disk is in the stream (or events are not published).
+  bool caught_up() const { return !cfg_.events.nats.enabled || published_ >= written_; }
   // At exit: closes the companion.
   void stop();
   bool idle() const { return (!companion_ || companion_->idle()) && !hb_.in_flight; }
@@ -92,7 +94,7 @@ class NatsBridge {
   // Sent to the companion, not yet reported settled: resent to a new companion.
   std::map<std::string, nats::Frame> unsettled_;
   Timer hb_;
-  uint64_t written_ = 0;
+  uint64_t written_ = 0, published_ = 0;
 };
 
 }  // namespace cellos::reactor

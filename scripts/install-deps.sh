@@ -5,6 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(
   build-essential cmake pkg-config git
+  nats-server libnats-dev   # fleets on NATS JetStream: the companion links libnats, tests run a server
   liburing-dev libseccomp-dev libbpf-dev libnftnl-dev libmnl-dev
   capnproto libcapnp-dev libssl-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev
