@@ -3,6 +3,7 @@
 // killed with SIGKILL and across a server restart, and the stream holds exactly the local logs'
 // batches, which `cellos-reactor verify` accepts.
 #include <signal.h>
+#include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <map>
@@ -119,6 +120,8 @@ TEST_CASE("nats fleet: a daemon killed with SIGKILL mid-run loses no spec and ru
   CHECK(started_on_killed > completed_on_killed);
   // Its restart reports what it lost and runs none of it again.
   {
+    // The dead daemon's socket file is still there: DaemonProcess waits for a fresh one.
+    ::unlink((fleets[0]->state_dir() + "/reactor.sock").c_str());
     DaemonProcess again(*fleets[0]);
     again.signal(SIGTERM);
     REQUIRE(again.wait() == 0);
