@@ -77,7 +77,7 @@ class ConfigParser {
   explicit ConfigParser(const std::string& source) : source_(source) {}
 
   void parse(const toml::table& root, Config& cfg) const {
-    check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network", "flows"});
+    check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network", "flows", "intake"});
     if (const toml::table* t = table(root, "host", "host")) parse_host(*t, cfg.host);
     if (const toml::table* t = table(root, "policy", "policy")) parse_policy(*t, cfg.policy);
     if (const toml::table* t = table(root, "secrets", "secrets")) parse_secrets(*t, cfg.secrets);
@@ -85,8 +85,18 @@ class ConfigParser {
     if (const toml::table* t = table(root, "logs", "logs")) parse_logs(*t, cfg.logs);
     if (const toml::table* t = table(root, "network", "network")) parse_network(*t, cfg.network);
     if (const toml::table* t = table(root, "flows", "flows")) parse_flows(*t, cfg.flows);
+    if (const toml::table* t = table(root, "intake", "intake")) parse_intake(*t, cfg.intake);
     if (cfg.events.per_event_signing && cfg.events.signing_key.empty())
       fail("events.per_event_signing", "needs events.signing_key");
+    if (cfg.events.nats.enabled) {
+      // The publisher reads sealed batches back from the local JSONL file (the source of
+      // truth), and the host id becomes one subject token.
+      if (cfg.events.format != "jsonl" || cfg.events.jsonl == "-")
+        fail("events.nats", "needs events.format = \"jsonl\" written to a file (not \"-\")");
+      if (cfg.host.id.find('.') != std::string::npos)
+        fail("events.nats", "host.id \"" + printable(cfg.host.id) +
+                                "\" has a '.', which a NATS subject token cannot hold");
+    }
   }
 
  private:
@@ -258,7 +268,8 @@ class ConfigParser {
 
   void parse_events(const toml::table& t, EventsConfig& events) const {
     check_keys(t, "events", {"jsonl", "format", "batch_max_events", "batch_max_delay_ms",
-                             "signing_key", "per_event_signing", "max_buffered_bytes"});
+                             "signing_key", "per_event_signing", "max_buffered_bytes", "nats"});
+    if (const toml::table* n = table(t, "nats", "events.nats")) parse_events_nats(*n, events.nats);
     if (const toml::node* n = t.get("format"))
       events.format = one_of(*n, "events.format", {"jsonl", "capnp"});
     if (const toml::node* n = t.get("batch_max_events"))
@@ -277,6 +288,66 @@ class ConfigParser {
         fail("events.jsonl", "must be a normalized absolute path or \"-\" (stdout)");
       events.jsonl = s;
     }
+  }
+
+  std::string nats_url(const toml::node& n, const std::string& path) const {
+    std::string s = string_value(n, path);
+    if (!(s.starts_with("nats://") || s.starts_with("tls://")) || s.size() <= 7 ||
+        s.find_first_of(" \t\r\n") != std::string::npos)
+      fail(path, "must be a nats://host:port URL (several separated by ',')");
+    return s;
+  }
+
+  // JetStream stream, consumer and bucket names: no whitespace, '.', '*', '>' or path chars.
+  std::string js_name(const toml::node& n, const std::string& path) const {
+    std::string s = string_value(n, path);
+    bool ok = !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '-';
+    });
+    if (!ok) fail(path, "must be 1..64 characters of [A-Za-z0-9_-]");
+    return s;
+  }
+
+  // A subject to publish on: dot-separated tokens, no wildcards.
+  std::string subject(const toml::node& n, const std::string& path) const {
+    std::string s = string_value(n, path);
+    bool ok = !s.empty() && s.size() <= 255 && s.front() != '.' && s.back() != '.' &&
+              s.find("..") == std::string::npos &&
+              std::all_of(s.begin(), s.end(), [](char c) {
+                return c > 0x20 && c != 0x7f && c != '*' && c != '>';
+              });
+    if (!ok) fail(path, "must be a NATS subject without wildcards, like \"cellos.specs\"");
+    return s;
+  }
+
+  void parse_intake(const toml::table& t, IntakeConfig& intake) const {
+    check_keys(t, "intake", {"nats"});
+    const toml::table* nt = table(t, "nats", "intake.nats");
+    if (!nt) return;
+    IntakeNatsConfig& c = intake.nats;
+    check_keys(*nt, "intake.nats", {"url", "stream", "subject", "durable", "ack_wait_seconds",
+                                    "max_deliver", "completions_bucket"});
+    c.enabled = true;
+    if (const toml::node* n = nt->get("url")) c.url = nats_url(*n, "intake.nats.url");
+    if (const toml::node* n = nt->get("stream")) c.stream = js_name(*n, "intake.nats.stream");
+    if (const toml::node* n = nt->get("subject")) c.subject = subject(*n, "intake.nats.subject");
+    if (const toml::node* n = nt->get("durable")) c.durable = js_name(*n, "intake.nats.durable");
+    if (const toml::node* n = nt->get("ack_wait_seconds"))
+      c.ack_wait_seconds = integer(*n, "intake.nats.ack_wait_seconds", 3, 3600);
+    if (const toml::node* n = nt->get("max_deliver"))
+      c.max_deliver = integer(*n, "intake.nats.max_deliver", 1, 1000);
+    if (const toml::node* n = nt->get("completions_bucket"))
+      c.completions_bucket = js_name(*n, "intake.nats.completions_bucket");
+  }
+
+  void parse_events_nats(const toml::table& t, EventsNatsConfig& c) const {
+    check_keys(t, "events.nats", {"url", "prefix", "duplicate_window_seconds"});
+    c.enabled = true;
+    if (const toml::node* n = t.get("url")) c.url = nats_url(*n, "events.nats.url");
+    if (const toml::node* n = t.get("prefix")) c.prefix = js_name(*n, "events.nats.prefix");
+    if (const toml::node* n = t.get("duplicate_window_seconds"))
+      c.duplicate_window_seconds = integer(*n, "events.nats.duplicate_window_seconds", 1, 86400);
   }
 
   void parse_logs(const toml::table& t, LogsConfig& logs) const {

@@ -69,6 +69,29 @@ struct SecretsConfig {
   std::string dir;  // empty: no secrets configured; a spec naming secretRefs is then rejected
 };
 
+// [intake.nats]: specs from a JetStream work-queue stream, shared by a fleet of hosts. The
+// daemon creates the stream (WorkQueue retention, file storage), the durable pull consumer
+// (explicit ack, ack_wait_seconds, max_deliver) and the completion KV bucket when absent.
+struct IntakeNatsConfig {
+  bool enabled = false;
+  std::string url = "nats://127.0.0.1:4222";
+  std::string stream = "CELLOS_SPECS";
+  std::string subject = "cellos.specs";
+  std::string durable = "cellos-reactor";
+  uint64_t ack_wait_seconds = 30;   // heartbeats go out every third of it while a cell runs
+  uint64_t max_deliver = 5;         // then the server stops redelivering a spec
+  std::string completions_bucket = "cellos-completions";
+};
+
+// [events.nats]: each sealed batch with its manifest as one message on <prefix>.<host.id> of
+// stream <prefix> (created when absent: file storage, a duplicate window for Nats-Msg-Id).
+struct EventsNatsConfig {
+  bool enabled = false;
+  std::string url = "nats://127.0.0.1:4222";
+  std::string prefix = "CELLOS_EVENTS";
+  uint64_t duplicate_window_seconds = 120;
+};
+
 struct EventsConfig {
   std::string jsonl;  // empty: <state_dir>/events.jsonl
   std::string format = "jsonl";            // "jsonl" | "capnp"
@@ -77,6 +100,11 @@ struct EventsConfig {
   std::string signing_key;                 // PKCS#8 PEM Ed25519 key; empty: unsigned
   bool per_event_signing = false;          // DSSE per event (needs signing_key)
   uint64_t max_buffered_bytes = 64ull << 20;
+  EventsNatsConfig nats;
+};
+
+struct IntakeConfig {
+  IntakeNatsConfig nats;
 };
 
 struct Config {
@@ -87,6 +115,7 @@ struct Config {
   LogsConfig logs;
   NetworkConfig network;
   FlowsConfig flows;
+  IntakeConfig intake;
   std::string source = "<built-in defaults>";  // the file it came from, for messages
 
   std::string events_path() const {

@@ -26,6 +26,8 @@
 #include "netns/uplink.h"
 #include "reactor/event_log_config.h"
 #include "reactor/metrics.h"
+#include "reactor/nats_bridge.h"
+#include "reactor/nats_commands.h"
 #include "reactor/run_command.h"
 #include "reactor/spool.h"
 #include "reactor/status.h"
@@ -77,14 +79,35 @@ class Daemon {
   int run();
 
  private:
+  // A spec that came from the NATS work queue instead of the spool.
+  struct NatsOrigin {
+    std::string token;  // its ack subject
+    uint64_t stream_seq = 0;
+    std::string text;   // the spec as delivered: active/<id>.json while its cell runs
+  };
   struct Waiting {
-    std::string name;  // spool entry
+    std::string name;  // spool entry ("nats:<stream seq>" for a NATS spec)
     cells::Spec spec;
+    std::optional<NatsOrigin> nats;
+  };
+  struct Running {
+    std::string name;  // the spool entry its spec came in as (its file is now active/<id>.json)
+    std::optional<NatsOrigin> nats;
   };
 
   base::Result<void> lock_state_dir();
   void recover();
   void offer(const std::string& name);
+  // A spec delivered from [intake.nats].
+  void offer_nats(nats::Frame f);
+  void reject_nats(const NatsOrigin& n, const std::optional<std::string>& id,
+                   const std::string& reason);
+  // Rejects a waiting spec, wherever it came from.
+  void refuse(const Waiting& w, const std::string& reason, bool active);
+  uint64_t free_slots() const {
+    const uint64_t taken = running_.size() + waiting_.size();
+    return taken >= cap_ ? 0 : cap_ - taken;
+  }
   void reject(const std::string& name, const std::optional<std::string>& id,
               const std::string& reason, bool active);
   // active/<id>.json -> rejected/<name> beside its .error (a spec that had left the spool).
@@ -108,9 +131,7 @@ class Daemon {
 
   std::deque<Waiting> waiting_;
   std::unordered_set<std::string> waiting_ids_, waiting_names_;
-  // Running cells: id -> the spool entry name its spec came in as (its file is now
-  // active/<id>.json).
-  std::unordered_map<std::string, std::string> running_;
+  std::unordered_map<std::string, Running> running_;
   Metrics metrics_;
   uint64_t succeeded_ = 0, failed_ = 0;
   bool stopping_ = false, killing_ = false;
@@ -122,6 +143,10 @@ class Daemon {
 
   // The host side of [network] uplink = "nat": outlives the supervisor and its cells.
   std::unique_ptr<netns::HostUplink> uplink_;
+  // [intake.nats] / [events.nats]: the companion process and what must outlive it.
+  std::unique_ptr<NatsBridge> nats_;
+  Callback settle_timer_, publish_timer_;
+  bool settle_gave_up_ = false, publish_gave_up_ = false;
   // Declared last so they go first: the supervisor closes the ring before anything the ring
   // could still complete into is freed.
   std::unique_ptr<sinks::EventSink> events_;
@@ -225,7 +250,64 @@ void Daemon::offer(const std::string& name) {
     return reject(name, id, "spool entry " + name + ": spec.id: cell " + id + " is already waiting", false);
   waiting_ids_.insert(id);
   waiting_names_.insert(name);
-  waiting_.push_back(Waiting{name, std::move(*spec)});
+  waiting_.push_back(Waiting{name, std::move(*spec), std::nullopt});
+  changed();
+  pump();
+}
+
+void Daemon::reject_nats(const NatsOrigin& n, const std::optional<std::string>& id,
+                         const std::string& reason) {
+  events_->emit(sinks::make_event(sinks::RejectedData{id, reason}));
+  ++metrics_.rejected;
+  changed();
+  nats_->term(n.token, reason);
+  std::fprintf(stderr, "cellos-reactor: rejected nats spec (stream seq %llu): %s\n",
+               static_cast<unsigned long long>(n.stream_seq), reason.c_str());
+}
+
+void Daemon::refuse(const Waiting& w, const std::string& reason, bool active) {
+  if (!w.nats) return reject(w.name, w.spec.id, reason, active);
+  if (active) ::unlink(active_path(w.spec.id).c_str());
+  reject_nats(*w.nats, w.spec.id, reason);
+}
+
+void Daemon::offer_nats(nats::Frame f) {
+  NatsOrigin origin{std::move(f.token), f.seq, std::move(f.text)};
+  const std::string where = "nats spec (stream seq " + std::to_string(origin.stream_seq) + ")";
+  if (stopping_) return nats_->give_back(origin.token);
+  if (!f.key.empty())  // the companion refused to carry it: "too-large:<bytes>"
+    return reject_nats(origin, std::nullopt, where + ": " + f.key.substr(f.key.find(':') + 1) +
+                                                 " bytes: over the 1 MiB a spec may have");
+  auto spec = cells::parse_spec(origin.text);
+  if (!spec) return reject_nats(origin, std::nullopt, where + ": " + spec.error().message());
+  const std::string id = spec->id;
+  // The same message again (redelivered while it waits or runs here: a late heartbeat, or a
+  // companion restart): keep the one cell, and settle it through the newest delivery.
+  auto adopt = [&](std::optional<NatsOrigin>& held) {
+    if (!held || held->stream_seq != origin.stream_seq) return false;
+    nats_->hold(origin.token);
+    held->token = origin.token;
+    std::fprintf(stderr, "cellos-reactor: nats: spec %s redelivered (delivery %llu) while it %s "
+                 "here: kept, not run twice\n", id.c_str(), static_cast<unsigned long long>(f.count),
+                 running_.count(id) ? "runs" : "waits");
+    return true;
+  };
+  if (auto it = running_.find(id); it != running_.end() && adopt(it->second.nats)) return;
+  for (Waiting& w : waiting_)
+    if (w.spec.id == id && adopt(w.nats)) return;
+  if (auto r = cells::check_policy(*spec, config_.policy); !r)
+    return reject_nats(origin, id, where + ": " + r.error().message());
+  if (auto r = cells::resolve_egress(*spec); !r)
+    return reject_nats(origin, id, where + ": " + r.error().message());
+  if (running_.count(id))
+    return reject_nats(origin, id, where + ": spec.id: cell " + id + " is already running");
+  if (waiting_ids_.count(id))
+    return reject_nats(origin, id, where + ": spec.id: cell " + id + " is already waiting");
+  nats_->hold(origin.token);
+  const std::string name = "nats:" + std::to_string(origin.stream_seq);
+  waiting_ids_.insert(id);
+  waiting_names_.insert(name);
+  waiting_.push_back(Waiting{name, std::move(*spec), std::move(origin)});
   changed();
   pump();
 }
@@ -238,6 +320,7 @@ void Daemon::pump() {
     waiting_names_.erase(w.name);
     if (!launch(std::move(w))) break;
   }
+  if (nats_) nats_->offer_room(free_slots());
   changed();
 }
 
@@ -270,14 +353,19 @@ bool Daemon::launch(Waiting w) {
   auto env = cells::build_environment(w.spec, config_.secrets);
   if (!env) {
     if (transient(env.error().err)) return requeue();
-    reject(w.name, id, "spool entry " + w.name + ": " + env.error().message(), false);
+    refuse(w, (w.nats ? "" : "spool entry " + w.name + ": ") + env.error().message(), false);
     return true;
   }
-  auto active = move_to_active(dirs_, w.name, id);
+  // A NATS spec has no spool file: its text becomes active/<id>.json, so a daemon that dies
+  // knows which cells it lost (the server redelivers their specs elsewhere after AckWait).
+  auto active = w.nats ? base::replace_file(active_path(id), w.nats->text, 0640).ok()
+                             ? base::Result<std::string>(active_path(id))
+                             : base::Result<std::string>(base::sys_error("write", "\"" + active_path(id) + "\""))
+                       : move_to_active(dirs_, w.name, id);
   if (!active) {
-    if (active.error().err == ENOENT) return true;  // withdrawn from the spool while it waited
+    if (active.error().err == ENOENT && !w.nats) return true;  // withdrawn from the spool
     if (transient(active.error().err)) return requeue();
-    reject(w.name, id, "spool entry " + w.name + ": " + active.error().message(), false);
+    refuse(w, (w.nats ? "" : "spool entry " + w.name + ": ") + active.error().message(), false);
     return true;
   }
   const std::string logdir = dirs_.logs + "/" + id;
@@ -296,9 +384,10 @@ bool Daemon::launch(Waiting w) {
   }();
   if (!made) {
     if (transient(made.error().err) &&
-        ::rename(active->c_str(), (dirs_.spool + "/" + w.name).c_str()) == 0)
+        (w.nats ? ::unlink(active->c_str()) == 0
+                : ::rename(active->c_str(), (dirs_.spool + "/" + w.name).c_str()) == 0))
       return requeue();
-    reject(w.name, id, "cell " + id + ": logs: " + made.error().message(), true);
+    refuse(w, "cell " + id + ": logs: " + made.error().message(), true);
     return true;
   }
 
@@ -309,7 +398,7 @@ bool Daemon::launch(Waiting w) {
   co.stdout_path = logdir + "/stdout";
   co.stderr_path = logdir + "/stderr";
   co.max_stream_bytes = config_.logs.max_bytes_per_stream;
-  running_.emplace(id, w.name);
+  running_.emplace(id, Running{w.name, std::move(w.nats)});
   sup_->add(std::move(co));
   // start() returns once the cell's init runs (CLONE_VFORK): this is the spawn latency.
   metrics_.observe_spawn(std::chrono::steady_clock::now() - admitted);
@@ -324,7 +413,12 @@ void Daemon::on_cell_done(const cells::Cell& c) {
     // The id was running in another reactor sharing the state dir: the cell emitted its own
     // rejection; the spec goes to rejected/ with the reason.
     ++metrics_.rejected;
-    if (it != running_.end()) active_to_rejected(c.id(), it->second, o.error);
+    if (it != running_.end() && it->second.nats) {
+      ::unlink(active_path(c.id()).c_str());
+      nats_->term(it->second.nats->token, o.error);
+    } else if (it != running_.end()) {
+      active_to_rejected(c.id(), it->second.name, o.error);
+    }
   } else {
     ++metrics_.completed[sinks::reason_name(o.reason)];
     if (auto f = failure_reason(o)) {
@@ -334,6 +428,16 @@ void Daemon::on_cell_done(const cells::Cell& c) {
       ++succeeded_;
     }
     if (it != running_.end()) ::unlink(active_path(c.id()).c_str());
+    if (it != running_.end() && it->second.nats) {
+      // Recorded and acked once the destroyed event (emitted just now) is on disk.
+      nlohmann::json rec = {{"specId", c.id()},
+                            {"streamSeq", it->second.nats->stream_seq},
+                            {"hostId", config_.host.id},
+                            {"reason", sinks::reason_name(o.reason)},
+                            {"failure", failure_reason(o).value_or("")}};
+      if (o.exit_code) rec["exitCode"] = *o.exit_code;
+      nats_->completed(it->second.nats->token, c.id(), rec.dump(), events_->emitted_seq());
+    }
   }
   if (it != running_.end()) running_.erase(it);
   paused_ = false;  // a cell's descriptors and memory are free again
@@ -354,6 +458,20 @@ void Daemon::on_signal(int signo) {
   }
   stopping_ = true;
   watcher_->stop();
+  if (nats_) {
+    // Specs from the work queue that have not started go back to it at once, for any host.
+    nats_->stop_intake();
+    for (auto w = waiting_.begin(); w != waiting_.end();) {
+      if (!w->nats) {
+        ++w;
+        continue;
+      }
+      nats_->give_back(w->nats->token);
+      waiting_ids_.erase(w->spec.id);
+      waiting_names_.erase(w->name);
+      w = waiting_.erase(w);
+    }
+  }
   if (status_) status_->stop();
   std::fprintf(stderr,
                "cellos-reactor: %s: intake stopped; %zu running cells have %llus to finish "
@@ -488,6 +606,18 @@ int Daemon::run() {
 
   recover();
 
+  if (config_.intake.nats.enabled || config_.events.nats.enabled) {
+    NatsBridgeOptions no;
+    no.config = &config_;
+    no.ring = &sup_->ring();
+    no.events = events_.get();
+    no.on_spec = [this](nats::Frame f) { offer_nats(std::move(f)); };
+    auto b = NatsBridge::create(std::move(no));
+    if (!b) return complain("nats: " + b.error().message());
+    nats_ = std::move(*b);
+    nats_->offer_room(free_slots());
+  }
+
   auto status = StatusServer::create(sup_->ring(), dirs_.state + "/reactor.sock",
                                      [this] { return snapshot(); });
   if (!status) return complain(status.error().message());
@@ -508,7 +638,32 @@ int Daemon::run() {
   for (const std::string& n : scan_spool(dirs_)) offer(n);
   changed();
 
-  auto r = sup_->run_until([this] { return stopping_ && running_.empty(); });
+  auto r = sup_->run_until([this] {
+    if (!stopping_ || !running_.empty()) return false;
+    if (!nats_ || nats_->settled() || settle_gave_up_) return true;
+    // Finished cells' completions still to be recorded and acked: wait for them a while; what
+    // is left is redelivered and then found in the completion bucket, or run again.
+    if (!settle_timer_.in_flight) {
+      settle_timer_.fn = [this](int) {
+        settle_gave_up_ = true;
+        std::fprintf(stderr, "cellos-reactor: nats: stopping with completions not yet acked\n");
+      };
+      settle_timer_.in_flight = true;
+      sup_->ring().timeout(std::chrono::seconds(10), settle_timer_);
+    }
+    return false;
+  });
+  if (settle_timer_.in_flight) sup_->ring().cancel(settle_timer_);
+  if (nats_ && r && !nats_->caught_up()) {
+    // The last batches were just written: a few seconds for the companion to publish them, so
+    // a host leaving the fleet leaves its stream whole (a later start would resume anyway).
+    publish_timer_.fn = [this](int) { publish_gave_up_ = true; };
+    publish_timer_.in_flight = true;
+    sup_->ring().timeout(std::chrono::seconds(5), publish_timer_);
+    r = sup_->run_until([this] { return nats_->caught_up() || publish_gave_up_; });
+    if (publish_timer_.in_flight) sup_->ring().cancel(publish_timer_);
+  }
+  if (nats_) nats_->stop();
   if (grace_.in_flight) sup_->ring().cancel(grace_);
   if (retry_.in_flight) sup_->ring().cancel(retry_);
   metrics_dirty_ = true;
@@ -533,14 +688,20 @@ int serve_command(const ServeArgs& args) {
 }
 
 int submit_command(const SubmitArgs& args) {
-  auto loaded = load_config_or_say(args.config_path);
-  if (!loaded) return kSetupFailed;
+  std::optional<cells::Config> loaded;
+  if (!args.config_path.empty() || args.nats_url.empty()) {
+    loaded = load_config_or_say(args.config_path);
+    if (!loaded) return kSetupFailed;
+  } else {
+    loaded = cells::default_config();
+  }
   const cells::Config& config = *loaded;
   auto text = read_spec_text(args.spec_path);
   if (!text) return complain(text.error().message());
   auto spec = cells::parse_spec(*text);
   if (!spec) return complain(spec.error().message());
   if (auto r = cells::check_policy(*spec, config.policy); !r) return complain(r.error().message());
+  if (!args.nats_url.empty()) return exec_nats_publish(args.nats_url, config.intake.nats, *text);
   auto path = submit_to_spool(StateDirs(config.host.state_dir), spec->id, *text);
   if (!path) return complain(path.error().message());
   std::printf("%s\n", path->c_str());

@@ -18,9 +18,14 @@ int serve_command(const ServeArgs& args);
 // `cellos-reactor submit SPEC.json|- --config FLEET.toml`: validates the spec against the
 // fleet's policy (a rejected spec is refused here, with nothing written) and renames it into
 // the spool.
+//
+// With nats_url (`submit --nats URL SPEC.json`): the same validation (policy from --config, or
+// the built-in defaults), then the spec is published to [intake.nats] subject (from --config,
+// else the default) by the NATS companion, exec'd in its one-shot publish mode.
 struct SubmitArgs {
   std::string spec_path;
   std::string config_path;
+  std::string nats_url;
 };
 int submit_command(const SubmitArgs& args);
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "reactor/nats_commands.h"
 #include "sinks/signing.h"
 #include "sinks/verify.h"
 
@@ -76,6 +77,8 @@ void add_event_commands(CLI::App& app, std::optional<int>& exit_code) {
     }
     exit_code = 0;
   });
+
+  add_events_fetch_command(*events, exit_code);
 }
 
 }  // namespace cellos::reactor

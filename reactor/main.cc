@@ -29,7 +29,10 @@ int main(int argc, char** argv) {
   auto* submit_cmd = app.add_subcommand("submit", "queue a spec on the fleet daemon's spool");
   submit_cmd->add_option("spec", submit.spec_path, "ExecutionCell JSON file, or - for stdin")
       ->required();
-  submit_cmd->add_option("--config", submit.config_path, "fleet.toml of the daemon")->required();
+  submit_cmd->add_option("--config", submit.config_path,
+                         "fleet.toml of the daemon (with --nats: its policy and [intake.nats])");
+  submit_cmd->add_option("--nats", submit.nats_url,
+                         "publish to the fleet's JetStream work queue at this URL instead");
 
   cellos::reactor::StatusArgs status;
   auto* status_cmd = app.add_subcommand("status", "what the fleet daemon is running");
@@ -51,7 +54,13 @@ int main(int argc, char** argv) {
     if (!run_events.empty()) run.events_path = run_events;
     return cellos::reactor::run_command(run);
   }
-  if (*submit_cmd) return cellos::reactor::submit_command(submit);
+  if (*submit_cmd) {
+    if (submit.config_path.empty() && submit.nats_url.empty()) {
+      std::fprintf(stderr, "cellos-reactor: submit: --config is required (or --nats URL)\n");
+      return 125;
+    }
+    return cellos::reactor::submit_command(submit);
+  }
   if (*status_cmd) return cellos::reactor::status_command(status);
   if (event_rc) return *event_rc;
   if (serve_config.empty()) {

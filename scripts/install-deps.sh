@@ -5,6 +5,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(
   build-essential cmake pkg-config git
+  nats-server libnats-dev   # fleets on NATS JetStream: the companion links libnats, tests run a server
   liburing-dev libseccomp-dev libbpf-dev libnftnl-dev libmnl-dev
   clang llvm bpftool libelf-dev zlib1g-dev  # the eBPF probes: clang -target bpf, llvm-strip,
                                             # bpftool skeletons; libbpf.a needs libelf.a, libz.a

@@ -86,6 +86,7 @@ base::Result<void> EventLog::recover() {
       return base::sys_error("ftruncate", "torn tail");
   }
   next_seq_ = tail->last_seq + 1;
+  written_seq_ = tail->last_seq;
   prev_digest_ = tail->last_manifest_digest;
   if (tail->unsealed_lines.empty() && !tail->torn_bytes) return base::ok();
   for (const auto& l : tail->unsealed_lines) leaves_.push_back(merkle_leaf(l));
@@ -99,7 +100,9 @@ base::Result<void> EventLog::recover() {
   for (auto& c : pending_) bytes += c.bytes;
   pending_.clear();
   buffered_ = 0;
-  return write_sync(bytes);
+  CELLOS_TRY(write_sync(bytes));
+  written_seq_ = next_seq_ - 1;
+  return base::ok();
 }
 
 base::Result<void> EventLog::write_sync(const std::string& bytes) {
@@ -255,7 +258,7 @@ void EventLog::seal(bool recovered, uint64_t truncated_bytes) {
   }
   append_record(r, false);
   const size_t size = batch_.size();
-  pending_.push_back(Chunk{std::move(batch_), batch_events_});
+  pending_.push_back(Chunk{std::move(batch_), batch_events_, next_seq_ - 1});
   // The next batch reuses a buffer a finished write gave back: batches of ~200 KiB are past
   // malloc's mmap threshold, and a fresh one each time cost page faults on every batch.
   batch_ = std::move(spare_);
@@ -297,6 +300,7 @@ void EventLog::kick() {
     while (!pending_.empty() && inflight_.bytes.size() + pending_.front().bytes.size() < (64u << 10)) {
       inflight_.bytes += pending_.front().bytes;
       inflight_.events += pending_.front().events;
+      inflight_.last_seq = pending_.front().last_seq;
       pending_.pop_front();
     }
     inflight_done_ = 0;
@@ -371,10 +375,12 @@ void EventLog::on_write(int res) {
     std::fprintf(stderr, "cellos-reactor: event log \"%s\": writing again\n", opts_.path.c_str());
   }
   events_written_ += inflight_.events;
+  written_seq_ = inflight_.last_seq;
   buffered_ -= inflight_.bytes.size();
   if (inflight_.bytes.capacity() > spare_.capacity()) spare_ = std::move(inflight_.bytes);
   inflight_ = Chunk{};
   kick();
+  if (on_written_) on_written_(written_seq_);
 }
 
 void EventLog::on_retry(int) {

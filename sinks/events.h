@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <functional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -156,6 +157,13 @@ class EventSink {
   virtual bool drained() const { return true; }
   // Events that reached the sink's file (a metric; batches count when their write completed).
   virtual uint64_t events_written() const { return 0; }
+  // The sequence (cellosseq) of the last record emitted, and of the last one on disk; 0 for a
+  // sink without sequence numbers. The fleet daemon acks a NATS spec only once its cell's
+  // destroyed event is on disk.
+  virtual uint64_t emitted_seq() const { return 0; }
+  virtual uint64_t written_seq() const { return 0; }
+  // Called on the reactor thread after each write reached the file, with written_seq().
+  virtual void set_on_written(std::function<void(uint64_t)> fn) { (void)fn; }
 };
 
 }  // namespace cellos::sinks

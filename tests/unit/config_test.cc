@@ -246,7 +246,8 @@ TEST_CASE("unknown tables and keys are refused at every level", "[config]") {
       {"[policy.default_limits]\ncpu_max = 1\n",
        "fleet.toml: policy.default_limits.cpu_max: unknown key"},
       {"[secrets]\npath = \"/x\"\n", "fleet.toml: secrets.path: unknown key"},
-      {"[events]\nnats = \"x\"\n", "fleet.toml: events.nats: unknown key"},
+      {"[events]\nkafka = \"x\"\n", "fleet.toml: events.kafka: unknown key"},
+      {"[events]\nnats = \"x\"\n", "fleet.toml: events.nats: must be a table"},
       {"[host.sub]\n", "fleet.toml: host.sub: unknown table"},
       // A quoted key keeps its quotes, and its newline stays escaped on the one line.
       {"[host]\n\"a\\nb\" = 1\n", "fleet.toml: host.\"a\\x0ab\": unknown key"},

@@ -1,0 +1,148 @@
+#include "reactor/nats_bridge.h"
+
+#include <cstdio>
+
+namespace cellos::reactor {
+
+base::Result<std::unique_ptr<NatsBridge>> NatsBridge::create(NatsBridgeOptions o) {
+  std::unique_ptr<NatsBridge> b(new NatsBridge(std::move(o)));
+  const cells::Config& c = b->cfg_;
+  CompanionOptions co;
+  co.binary = b->o_.companion_binary.empty() ? Companion::beside_self() : b->o_.companion_binary;
+  co.args = {"--host-id", c.host.id};
+  if (c.intake.nats.enabled) {
+    const auto& n = c.intake.nats;
+    for (const auto& a : {std::string("--intake-url"), n.url, std::string("--intake-stream"), n.stream,
+                          std::string("--intake-subject"), n.subject, std::string("--intake-durable"),
+                          n.durable, std::string("--completions-bucket"), n.completions_bucket,
+                          std::string("--ack-wait-ms"), std::to_string(n.ack_wait_seconds * 1000),
+                          std::string("--max-deliver"), std::to_string(n.max_deliver)})
+      co.args.push_back(a);
+  }
+  if (c.events.nats.enabled) {
+    const auto& n = c.events.nats;
+    for (const auto& a : {std::string("--events-url"), n.url, std::string("--events-prefix"), n.prefix,
+                          std::string("--events-log"), c.events_path(),
+                          std::string("--duplicate-window-s"), std::to_string(n.duplicate_window_seconds)})
+      co.args.push_back(a);
+  }
+  NatsBridge* self = b.get();
+  co.on_frame = [self](nats::Frame f) { self->on_frame(std::move(f)); };
+  co.on_up = [self] { self->on_up(); };
+  co.on_down = [self] { self->on_down(); };
+  self->written_ = self->o_.events ? self->o_.events->written_seq() : 0;
+  if (self->o_.events) self->o_.events->set_on_written([self](uint64_t s) { self->on_written(s); });
+  auto comp = Companion::start(*self->o_.ring, std::move(co));
+  if (!comp) return std::move(comp).error();
+  b->companion_ = std::move(*comp);
+  return b;
+}
+
+void NatsBridge::on_up() {
+  credit_ = 0;
+  // A new companion knows nothing: what was unsettled goes again (a KV put and an ack are
+  // idempotent), and the room the daemon has is offered afresh.
+  for (const auto& [token, f] : unsettled_) companion_->send(f);
+  if (room_) offer_room(room_);
+}
+
+void NatsBridge::on_down() { credit_ = 0; }
+
+void NatsBridge::offer_room(uint64_t free) {
+  room_ = free;
+  if (!intake() || stopping_ || !companion_ || !companion_->up() || free <= credit_) return;
+  companion_->send(nats::Frame{nats::Kind::kFetch, 0, free - credit_, {}, {}, {}});
+  credit_ = free;
+}
+
+void NatsBridge::give_back(const std::string& token) {
+  held_.erase(token);
+  if (companion_) companion_->send(nats::Frame{nats::Kind::kNak, 0, 0, token, {}, {}});
+}
+
+void NatsBridge::term(const std::string& token, const std::string& reason) {
+  held_.erase(token);
+  settle(nats::Frame{nats::Kind::kTerm, 0, 0, token, {}, reason});
+}
+
+void NatsBridge::completed(const std::string& token, const std::string& spec_id,
+                           std::string record, uint64_t on_disk) {
+  nats::Frame f{nats::Kind::kCompleted, 0, 0, token, nats::completion_key(spec_id), std::move(record)};
+  // Heartbeats go on until it is settled: the server must not redeliver it meanwhile.
+  if (on_disk <= written_)
+    settle(std::move(f));
+  else
+    waiting_disk_.emplace(on_disk, std::move(f));
+}
+
+void NatsBridge::settle(nats::Frame f) {
+  if (companion_) companion_->send(f);
+  unsettled_[f.token] = std::move(f);
+}
+
+void NatsBridge::on_written(uint64_t seq) {
+  written_ = seq;
+  while (!waiting_disk_.empty() && waiting_disk_.begin()->first <= seq) {
+    nats::Frame f = std::move(waiting_disk_.begin()->second);
+    waiting_disk_.erase(waiting_disk_.begin());
+    settle(std::move(f));
+  }
+  if (cfg_.events.nats.enabled && companion_)
+    companion_->send(nats::Frame{nats::Kind::kLogWritten, seq, 0, {}, {}, {}});
+}
+
+void NatsBridge::on_frame(nats::Frame f) {
+  switch (f.kind) {
+    case nats::Kind::kSpec:
+      if (credit_) --credit_;
+      if (o_.on_spec) o_.on_spec(std::move(f));
+      break;
+    case nats::Kind::kSettled:
+      held_.erase(f.token);
+      unsettled_.erase(f.token);
+      break;
+    case nats::Kind::kDuplicate:
+      std::fprintf(stderr, "cellos-reactor: nats: spec %s (stream seq %llu, delivery %llu) %s: "
+                   "acked without running it again\n", f.key.c_str(),
+                   static_cast<unsigned long long>(f.seq), static_cast<unsigned long long>(f.count),
+                   f.text.c_str());
+      break;
+    case nats::Kind::kPublished:
+      published_ = f.seq;
+      if (!f.text.empty())
+        std::fprintf(stderr, "cellos-reactor: nats: events: %s\n", f.text.c_str());
+      break;
+    case nats::Kind::kState:
+    case nats::Kind::kNote:
+      std::fprintf(stderr, "cellos-reactor: nats: %s\n", f.text.c_str());
+      break;
+    default:
+      std::fprintf(stderr, "cellos-reactor: nats: unexpected frame kind %d\n", static_cast<int>(f.kind));
+  }
+}
+
+void NatsBridge::arm_heartbeat() {
+  if (hb_.in_flight || held_.empty()) return;
+  hb_.fn = [this](int res) {
+    if (res == -ECANCELED) return;
+    heartbeat();
+  };
+  hb_.in_flight = true;
+  // A third of AckWait: two heartbeats may be late before the server redelivers.
+  o_.ring->timeout(std::chrono::milliseconds(cfg_.intake.nats.ack_wait_seconds * 1000 / 3), hb_);
+}
+
+void NatsBridge::heartbeat() {
+  if (companion_)
+    for (const std::string& t : held_) companion_->send(nats::Frame{nats::Kind::kInProgress, 0, 0, t, {}, {}});
+  arm_heartbeat();
+}
+
+void NatsBridge::stop() {
+  stopping_ = true;
+  if (hb_.in_flight) o_.ring->cancel(hb_);
+  held_.clear();
+  if (companion_) companion_->stop();
+}
+
+}  // namespace cellos::reactor

@@ -1,0 +1,100 @@
+// NatsBridge: the fleet daemon's NATS state, on the reactor thread. It drives the companion
+// (reactor/companion.h) and keeps what must survive the companion restarting:
+//
+// - credit: fetch(n) asks for at most n more specs; the daemon offers its free slots, so no
+//   more specs are outstanding than it has room for. Credit dies with a companion.
+// - held tokens: every spec delivered and not yet settled (waiting or running) gets an
+//   in-progress heartbeat every third of AckWait, so AckWait can stay short. Tokens are the
+//   messages' ack subjects, valid for any connection: a restarted companion keeps
+//   heartbeating and settles them.
+// - settling: a finished cell's completion (KV record, then ack) is sent once its destroyed
+//   event is on disk in the local log; a rejected spec's term at once. Both are resent to a
+//   new companion until it reports them settled.
+// - the local log's progress (kLogWritten), which wakes the companion's publisher.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "cells/config.h"
+#include "reactor/companion.h"
+#include "sinks/events.h"
+
+namespace cellos::reactor {
+
+struct NatsBridgeOptions {
+  const cells::Config* config = nullptr;
+  Ring* ring = nullptr;
+  sinks::EventSink* events = nullptr;
+  std::string companion_binary;  // default: beside /proc/self/exe
+  // A spec delivered from the work queue (kSpec), for the daemon to admit or reject.
+  std::function<void(nats::Frame)> on_spec;
+};
+
+class NatsBridge {
+ public:
+  static base::Result<std::unique_ptr<NatsBridge>> create(NatsBridgeOptions o);
+  bool intake() const { return cfg_.intake.nats.enabled; }
+
+  // The daemon has `free` slots not taken by running or waiting cells: ask for that many.
+  void offer_room(uint64_t free);
+  // Heartbeat `token` until it is settled or given back.
+  void hold(const std::string& token) {
+    held_.insert(token);
+    arm_heartbeat();
+  }
+  // A spec given back unrun (the daemon stops): the server redelivers it at once.
+  void give_back(const std::string& token);
+  // An invalid spec: terminated, never redelivered (the daemon wrote its rejected event).
+  void term(const std::string& token, const std::string& reason);
+  // A finished cell: its KV record and ack, once the local log holds seq `on_disk`.
+  void completed(const std::string& token, const std::string& spec_id, std::string record,
+                 uint64_t on_disk);
+  // Stops asking for specs (SIGTERM); settling and heartbeats go on.
+  void stop_intake() { stopping_ = true; }
+  // Nothing left to settle (the daemon may exit).
+  bool settled() const { return unsettled_.empty() && waiting_disk_.empty(); }
+  // Every batch on disk is in the stream (or events are not published).
+  bool caught_up() const { return !cfg_.events.nats.enabled || published_ >= written_; }
+  // At exit: closes the companion.
+  void stop();
+  bool idle() const { return (!companion_ || companion_->idle()) && !hb_.in_flight; }
+
+ private:
+  struct Timer final : base::Completion {
+    std::function<void(int)> fn;
+    bool in_flight = false;
+    void complete(int res) override {
+      in_flight = false;
+      fn(res);
+    }
+  };
+  explicit NatsBridge(NatsBridgeOptions o) : o_(std::move(o)), cfg_(*o_.config) {}
+  void on_frame(nats::Frame f);
+  void on_up();
+  void on_down();
+  void on_written(uint64_t seq);
+  void arm_heartbeat();
+  void heartbeat();
+  void settle(nats::Frame f);
+
+  NatsBridgeOptions o_;
+  const cells::Config& cfg_;
+  std::unique_ptr<Companion> companion_;
+  uint64_t credit_ = 0, room_ = 0;
+  bool stopping_ = false;
+  std::set<std::string> held_;
+  // Completions waiting for their destroyed event to reach the disk, by that event's seq.
+  std::multimap<uint64_t, nats::Frame> waiting_disk_;
+  // Sent to the companion, not yet reported settled: resent to a new companion.
+  std::map<std::string, nats::Frame> unsettled_;
+  Timer hb_;
+  uint64_t written_ = 0, published_ = 0;
+};
+
+}  // namespace cellos::reactor

@@ -1,0 +1,124 @@
+#include "tests/support/nats_support.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <stdexcept>
+#include <thread>
+
+#include "tests/support/daemon_support.h"
+
+extern char** environ;
+
+namespace cellos::test {
+namespace {
+
+constexpr const char* kServer = "/usr/sbin/nats-server";
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("no free port");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+bool accepts(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+bool NatsServer::available() { return ::access(kServer, X_OK) == 0; }
+
+NatsServer::NatsServer() {
+  port_ = free_port();
+  start();
+}
+
+NatsServer::~NatsServer() { stop(); }
+
+void NatsServer::start() {
+  const std::string store = dir_.path() + "/js", log = dir_.path() + "/nats.log";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  std::string port = std::to_string(port_);
+  std::vector<std::string> args = {kServer, "-js", "-a", "127.0.0.1", "-p", port, "-sd", store};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int rc = posix_spawn(&pid_, kServer, &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) throw std::runtime_error("posix_spawn nats-server failed");
+  if (!eventually([&] { return accepts(port_); }, std::chrono::seconds(10)))
+    throw std::runtime_error("nats-server did not come up: " + read_text(log));
+}
+
+void NatsServer::stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+void NatsServer::restart() {
+  stop();
+  start();
+}
+
+std::string nats_toml(const NatsServer& s, int ack_wait_seconds, bool events) {
+  std::string t = "[intake.nats]\nurl = \"" + s.url() + "\"\nack_wait_seconds = " +
+                  std::to_string(ack_wait_seconds) + "\n";
+  if (events) t += "[events.nats]\nurl = \"" + s.url() + "\"\n";
+  return t;
+}
+
+std::string fetch_events(const NatsServer& s, const std::string& host_id) {
+  auto p = run_process({CELLOS_REACTOR_BIN, "events", "fetch", "--nats", s.url(), "--subject",
+                        "CELLOS_EVENTS." + host_id});
+  if (p.status != 0) throw std::runtime_error("events fetch: " + p.err);
+  return p.out;
+}
+
+int submit_all(const NatsServer& s, const std::vector<std::string>& spec_jsons, const std::string& dir) {
+  // Eight submitters at once: each `submit --nats` is a process start and a connection.
+  std::atomic<int> ok{0};
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 8; ++w)
+    workers.emplace_back([&] {
+      for (size_t i; (i = next++) < spec_jsons.size();) {
+        const std::string path = dir + "/spec-" + std::to_string(i) + ".json";
+        write_text(path, spec_jsons[i]);
+        auto p = run_process({CELLOS_REACTOR_BIN, "submit", "--nats", s.url(), path});
+        if (p.status == 0) ++ok;
+      }
+    });
+  for (auto& t : workers) t.join();
+  return ok;
+}
+
+}  // namespace cellos::test

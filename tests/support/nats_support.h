@@ -1,0 +1,46 @@
+// A real nats-server with JetStream for fleet tests: loopback, a free port, a temp store dir,
+// killed and removed with the test. Restartable on the same port and store (a server restart
+// mid-run).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/support/test_support.h"
+
+namespace cellos::test {
+
+class NatsServer {
+ public:
+  NatsServer();
+  ~NatsServer();
+  NatsServer(const NatsServer&) = delete;
+  NatsServer& operator=(const NatsServer&) = delete;
+
+  // Whether nats-server is installed (a test without it skips, saying so).
+  static bool available();
+  std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
+  // SIGKILL, then start again on the same port and store dir.
+  void restart();
+
+ private:
+  void start();
+  void stop();
+  TempDir dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// `[intake.nats]` and `[events.nats]` tables for a Fleet's extra_toml.
+std::string nats_toml(const NatsServer& s, int ack_wait_seconds = 3, bool events = true);
+
+// `cellos-reactor events fetch --nats ... --subject CELLOS_EVENTS.<host>`: the stream's batches
+// of one host, concatenated.
+std::string fetch_events(const NatsServer& s, const std::string& host_id);
+
+// `cellos-reactor submit --nats URL` of each spec; returns how many were accepted.
+int submit_all(const NatsServer& s, const std::vector<std::string>& spec_jsons, const std::string& dir);
+
+}  // namespace cellos::test
