@@ -378,7 +378,10 @@ class ConfigParser {
   }
 
   void parse_flows(const toml::table& t, FlowsConfig& flows) const {
-    check_keys(t, "flows", {"probes", "report_interval_ms", "drain_interval_ms", "top_destinations"});
+    check_keys(t, "flows", {"probes", "report_interval_ms", "drain_interval_ms", "top_destinations",
+                           "max_flows"});
+    if (const toml::node* n = t.get("max_flows"))
+      flows.max_flows = integer(*n, "flows.max_flows", 64, 2147483647);
     if (const toml::node* n = t.get("probes")) flows.probes = boolean(*n, "flows.probes");
     if (const toml::node* n = t.get("report_interval_ms"))
       flows.report_interval_ms = integer(*n, "flows.report_interval_ms", 10, 3600000);

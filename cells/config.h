@@ -63,6 +63,9 @@ struct FlowsConfig {
   uint64_t report_interval_ms = 5000;  // a live flow is reported at most this often
   uint64_t drain_interval_ms = 1000;   // how often the kernel's flow map is read (LRU eviction is silent)
   uint64_t top_destinations = 5;       // destinations listed in the destroyed event's summary
+  // Entries of the kernel's LRU flow map, all cells together. A map the kernel cannot create
+  // (too large) means probes off, reported at start, like any other load failure.
+  uint64_t max_flows = 65536;
 };
 
 struct SecretsConfig {

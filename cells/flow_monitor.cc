@@ -79,6 +79,7 @@ void FlowMonitor::load() {
   ebpf::FlowProbeOptions po;
   // Each cell's entries are few; leave room for thousands of cells.
   po.max_cells = static_cast<uint32_t>(std::max<uint64_t>(cfg.host.max_concurrent_cells * 2, 64));
+  po.max_flows = static_cast<uint32_t>(cfg.flows.max_flows);
   auto probes = ebpf::FlowProbes::load(po);
   if (!probes) {
     m->off_reason_ = probes.error().message();

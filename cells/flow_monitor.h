@@ -55,6 +55,9 @@ class FlowMonitor {
   void set_events(sinks::EventSink* events) { opts_.events = events; }
 
   bool probes_active() const { return probes_ != nullptr; }
+  // The loaded object (null when off): tests read its maps to prove teardown emptied them.
+  ebpf::FlowProbes* probes() { return probes_.get(); }
+  size_t watched_cells() const { return cells_.size(); }
   // [network] enforcement as it runs ("nft" when "bpf" was asked for and BPF did not load).
   const std::string& enforcement() const { return enforcement_; }
   bool nft_enforces() const { return enforcement_ == "nft" || enforcement_ == "both"; }

@@ -195,6 +195,7 @@ probes = false
 report_interval_ms = 250
 drain_interval_ms = 50
 top_destinations = 0
+max_flows = 1024
 )",
                           "fleet.toml");
   CHECK(c.network.nft_enforces());
@@ -203,6 +204,8 @@ top_destinations = 0
   CHECK(c.flows.report_interval_ms == 250);
   CHECK(c.flows.drain_interval_ms == 50);
   CHECK(c.flows.top_destinations == 0);
+  CHECK(c.flows.max_flows == 1024);
+  CHECK(d.flows.max_flows == 65536);
   CHECK(parse_config("[network]\nenforcement = \"bpf\"\n", "f").network.bpf_enforces());
   CHECK_FALSE(parse_config("[network]\nenforcement = \"bpf\"\n", "f").network.nft_enforces());
 
