@@ -295,10 +295,16 @@ TEST_CASE("flows: 200 concurrent cells each see exactly their own flow",
   }
   CHECK(per_cell.size() == kCells);
   for (const auto& [cell, t] : per_cell) {
-    INFO(cell);
-    CHECK(t.tx_packets == kDatagrams);
-    CHECK(t.tx_bytes == kDatagrams * (20 + 8 + kSize));
-    CHECK(t.rx_packets == kDatagrams);
+    // What the cell itself counted: the test host's single thread may drop replies under 200
+    // cells at once, and the flow must say exactly what arrived.
+    const std::string out = read_text(fleet.state_dir() + "/logs/" + cell + "/stdout");
+    INFO(cell << ": " << out);
+    int sent = -1, received = -1;
+    REQUIRE(std::sscanf(out.c_str(), "udp-burst sent %d received %d", &sent, &received) == 2);
+    CHECK(sent == kDatagrams);
+    CHECK(t.tx_packets == static_cast<uint64_t>(sent));
+    CHECK(t.tx_bytes == static_cast<uint64_t>(sent) * (20 + 8 + kSize));
+    CHECK(t.rx_packets == static_cast<uint64_t>(received));
     CHECK(t.ends == 1);
   }
   for (const auto& d : events_of(fleet, "lifecycle.v1.destroyed")) {
