@@ -117,9 +117,11 @@ void FlowMonitor::announce() {
   if (announced_ || !opts_.events) return;
   announced_ = true;
   const Config& cfg = *opts_.config;
-  opts_.events->emit(sinks::make_event(
-      sinks::FlowProbesData{cfg.host.id, probes_ != nullptr && cfg.flows.probes, enforcement_,
-                            probes_ && cfg.flows.probes ? "" : off_reason_}));
+  const bool active = probes_ != nullptr && cfg.flows.probes;
+  // Loaded for BPF enforcement with accounting off: the probes run, but count nothing.
+  std::string reason = active ? "" : !cfg.flows.probes ? "flows.probes = false" : off_reason_;
+  opts_.events->emit(
+      sinks::make_event(sinks::FlowProbesData{cfg.host.id, active, enforcement_, reason}));
   if (enforcement_ == "none")
     std::fprintf(stderr,
                  "cellos-reactor: network.enforcement = \"none\": cells' egress is NOT "
