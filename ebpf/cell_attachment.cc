@@ -71,6 +71,7 @@ base::Result<CellAttachment> FlowProbes::attach(const CellAttachOptions& o) {
   if (o.account) cfg.flags |= CELLOS_CELL_ACCOUNT;
   if (o.enforce) cfg.flags |= CELLOS_CELL_ENFORCE;
   if (o.allow_loopback) cfg.flags |= CELLOS_CELL_ALLOW_LOOPBACK;
+  cfg.cgroup_id = o.cgroup_id;
   // NOEXIST: a second attachment would count every packet twice and its teardown would
   // remove the first one's entries.
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.cell_config), &o.cgroup_id, &cfg,
@@ -100,6 +101,10 @@ base::Result<CellAttachment> FlowProbes::attach(const CellAttachOptions& o) {
                              cell, errno);
     a.links_.emplace_back(l);
   }
+  // The packet hooks' copy of the config lives in the attachment's cgroup storage, which the
+  // kernel created with the first link: fill it now, before the cell runs.
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.cell_storage), &o.cgroup_id, &cfg, BPF_ANY) != 0)
+    return base::sys_error("bpf_map_update_elem", "cell_storage " + cell, errno);
   return a;
 }
 

@@ -72,6 +72,7 @@ struct cellos_flow_record {
 struct cellos_cell_config {
   __u32 flags;
   __u32 pad;
+  __u64 cgroup_id; /* the cell's: flow keys carry it whichever descendant sent the packet */
 };
 
 /* Allow-list: one LPM trie for every cell. The trie matches bit prefixes of the data after
