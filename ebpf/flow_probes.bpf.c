@@ -227,7 +227,9 @@ static __always_inline int on_packet(struct __sk_buff *skb, int egress) {
     __builtin_memcpy(key.remote_addr, p.saddr, 16);
   }
 
-  __u64 now = bpf_ktime_get_ns();
+  /* The tick clock (4 ms at HZ=250): a flow's first/last seen need no finer grain, and the
+   * precise clock cost ~30 ns per packet per hook here (272 -> 240 ns at egress). */
+  __u64 now = bpf_ktime_get_coarse_ns();
   int born = 0;
   struct cellos_flow_value *v = bpf_map_lookup_elem(&flows, &key);
   if (v && (p.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN && (v->flags & CELLOS_FLOW_F_ENDED)) {

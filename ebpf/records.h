@@ -31,7 +31,8 @@ enum class DenyReason : uint8_t {
 std::string_view reason_code(DenyReason r);
 
 // Bytes are IP packet lengths (skb->len at the cgroup_skb hooks: IP header + L4 header +
-// payload). Times are CLOCK_MONOTONIC nanoseconds.
+// payload). Times are CLOCK_MONOTONIC nanoseconds; packet times have the kernel tick's grain
+// (bpf_ktime_get_coarse_ns: 4 ms at HZ=250), connect times are precise.
 struct FlowCounters {
   uint64_t tx_packets = 0, tx_bytes = 0;  // sent by the cell (dropped ones, if denied)
   uint64_t rx_packets = 0, rx_bytes = 0;  // received by the cell
