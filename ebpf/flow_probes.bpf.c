@@ -191,7 +191,15 @@ static __always_inline void emit(__u32 kind, const struct cellos_flow_key *key,
   r->time_ns = now;
   r->key = *key;
   r->value = *v;
-  bpf_ringbuf_submit(r, 0);
+  /* Wake the reactor only when it matters: a denial (reported at once) or a ring a quarter
+   * full. Births, ends and connects otherwise wait for the reactor's drain tick, which reads
+   * the ring anyway (ends are reported at that tick): a wake-up per record cost the reactor
+   * more than the rest of its work on the flow. A poll armed later still sees them. */
+  __u64 wake = BPF_RB_NO_WAKEUP;
+  if (kind == CELLOS_REC_DENY ||
+      bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= bpf_ringbuf_query(&events, BPF_RB_RING_SIZE) / 4)
+    wake = BPF_RB_FORCE_WAKEUP;
+  bpf_ringbuf_submit(r, wake);
 }
 
 static __always_inline int flow_ended(__u32 f) {
