@@ -73,8 +73,8 @@ struct Row {
 };
 
 Row run_mode(const std::string& mode, const std::string& dir, uint64_t n, const std::string& key,
-             bool dsse) {
-  const std::string path = dir + "/bench-" + mode + ".jsonl";
+             bool dsse, const std::string& keep = "") {
+  const std::string path = keep.empty() ? dir + "/bench-" + mode + ".jsonl" : keep;
   std::filesystem::remove(path);
   auto ring = reactor::Ring::create({});
   if (!ring) {
@@ -122,7 +122,7 @@ Row run_mode(const std::string& mode, const std::string& dir, uint64_t n, const 
                  static_cast<unsigned long long>(r.events), static_cast<unsigned long long>(n));
   r.writes = port.writes;
   r.bytes = std::filesystem::file_size(path);
-  std::filesystem::remove(path);
+  if (keep.empty()) std::filesystem::remove(path);
   return r;
 }
 
@@ -160,7 +160,7 @@ double openssl_speed() {
 
 int main(int argc, char** argv) {
   uint64_t n = 1000000, dsse_n = 50000;
-  std::string dir = "/var/tmp", csv;
+  std::string dir = "/var/tmp", csv, write_log;
   bool peer = true, pin = false;
   int repeat = 3;
   for (int i = 1; i < argc; ++i) {
@@ -169,13 +169,23 @@ int main(int argc, char** argv) {
     else if (a == "--dsse-n" && i + 1 < argc) dsse_n = std::strtoull(argv[++i], nullptr, 10);
     else if (a == "--dir" && i + 1 < argc) dir = argv[++i];
     else if (a == "--csv" && i + 1 < argc) csv = argv[++i];
+    // Only writes a log of N events (unsigned) to FILE and keeps it: the NATS benchmark
+    // publishes it.
+    else if (a == "--write-log" && i + 1 < argc) write_log = argv[++i];
     else if (a == "--no-peer") peer = false;
     else if (a == "--pin") pin = true;
     else if (a == "--repeat" && i + 1 < argc) repeat = std::atoi(argv[++i]);  // the thread on CPU 0 (worse on a shared machine)  // profiling: skip the Ed25519 ceiling runs
     else {
-      std::fprintf(stderr, "usage: event_bench [-n N] [--dsse-n N] [--dir DIR] [--csv FILE]\n");
+      std::fprintf(stderr, "usage: event_bench [-n N] [--dsse-n N] [--dir DIR] [--csv FILE] "
+                           "[--write-log FILE]\n");
       return 2;
     }
+  }
+  if (!write_log.empty()) {
+    Row r = run_mode("unsigned", dir, n, "", false, write_log);
+    std::printf("wrote %llu events (%llu bytes) to %s\n", static_cast<unsigned long long>(r.events),
+                static_cast<unsigned long long>(r.bytes), write_log.c_str());
+    return r.events == n ? 0 : 1;
   }
   // One core: the reactor is one thread, and emit() never blocks on the disk. (The kernel's io-wq workers that complete buffered
   // writes may still run on the other CPU; their time is in the cpu column.)

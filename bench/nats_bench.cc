@@ -1,6 +1,6 @@
 // nats_bench: the fleet on NATS JetStream, measured from outside as operators run it.
 //
-//   nats_bench --reactor PATH [--specs 1000] [--slots 8] [--dir /var/tmp]
+//   nats_bench --reactor PATH [--specs 1000] [--slots 8] [--publish-events 200000] [--dir /var/tmp]
 //
 //   spool     N /bin/true specs renamed into one daemon's spool at once, until its log holds N
 //             completed events: specs/s through the spool of one host.
@@ -10,6 +10,8 @@
 //   publish   one host's whole event log published from scratch to a fresh server (the catch-up
 //             after an outage): batches/s and events/s until the stream's last Cellos-Last-Seq
 //             is the log's last seq.
+//   publish, large  a log of --publish-events events (unsigned, written by event_bench) published
+//             from scratch: the publisher's own batches/s and events/s.
 //
 // Links libnats itself (to publish specs fast and to read the stream's state); the daemons are
 // the real binaries.
@@ -182,11 +184,13 @@ struct Conn {
 int main(int argc, char** argv) {
   std::string reactor = "build/cellos-reactor", base = "/var/tmp";
   int n = 1000, slots = 8;
+  unsigned long long publish_events = 200000;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--reactor") reactor = argv[i + 1];
     else if (a == "--specs") n = std::atoi(argv[i + 1]);
     else if (a == "--slots") slots = std::atoi(argv[i + 1]);
+    else if (a == "--publish-events") publish_events = std::strtoull(argv[i + 1], nullptr, 10);
     else if (a == "--dir") base = argv[i + 1];
   }
   char tmpl[4096];
@@ -269,8 +273,45 @@ int main(int argc, char** argv) {
   std::printf("events published:         %6zu batches (%zu records) in %.2f s = %.0f batches/s, %.0f events/s "
               "(catch-up of one host's log, daemon start included)\n",
               batches, lines, pub_s, batches / pub_s, lines / pub_s);
-  std::printf("reproduce: cmake --build build --target bench-nats   (or %s --reactor %s --specs %d --slots %d)\n",
-              argv[0], reactor.c_str(), n, slots);
+
+  // publish, large: a log of `publish_events` events (written by event_bench, beside this
+  // program) published from scratch: the publisher's own rate, not the daemon's start.
+  double big_s = 0;
+  size_t big_batches = 0;
+  uint64_t big_last = 0;
+  if (publish_events > 0) {
+    const std::string event_bench = fs::path(argv[0]).parent_path() / "event_bench";
+    fs::remove(a.log);
+    fs::remove_all(a.dir + "/state");
+    const pid_t w = spawn({event_bench, "-n", std::to_string(publish_events), "--write-log", a.log},
+                          a.dir + "/event_bench.err");
+    int st = 0;
+    ::waitpid(w, &st, 0);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+      std::fprintf(stderr, "event_bench --write-log failed (see %s/event_bench.err)\n", a.dir.c_str());
+      return 1;
+    }
+    big_batches = count(slurp(a.log), "log.v1.batch_sealed");
+    big_last = log_last_seq(a.log);
+    Server third = start_server(root + "/js3");
+    std::ofstream(a.config) << "[host]\nid = \"" << a.id << "\"\nstate_dir = \"" << a.dir
+                            << "/state\"\n[events]\njsonl = \"" << a.log
+                            << "\"\n[events.nats]\nurl = \"" << third.url() << "\"\n";
+    Conn conn3(third.url());
+    start(a, reactor);  // returns once the daemon answers on its status socket
+    t0 = Clock::now();
+    wait_for([&] { return last_published(conn3.js, a.id) >= big_last; }, 300);
+    big_s = since(t0);
+    stop(a.pid);
+    stop(third.pid);
+    std::printf("events published (large):  %6zu batches (%llu records) in %.2f s = %.0f batches/s, %.0f events/s "
+                "(a %llu-event log from scratch, timed from the daemon's start)\n",
+                big_batches, static_cast<unsigned long long>(big_last), big_s, big_batches / big_s,
+                static_cast<double>(publish_events) / big_s, static_cast<unsigned long long>(publish_events));
+  }
+  std::printf("reproduce: cmake --build build --target bench-nats   (or %s --reactor %s --specs %d --slots %d "
+              "--publish-events %llu)\n",
+              argv[0], reactor.c_str(), n, slots, static_cast<unsigned long long>(publish_events));
   fs::remove_all(root);
   for (const char* h : {"unified", "memory", "pids", "cpu"})
     for (const char* id : {"bench-spool", "bench-a", "bench-b", "bench-c"})
