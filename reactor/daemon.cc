@@ -285,6 +285,7 @@ void Daemon::offer_nats(nats::Frame f) {
   // companion restart): keep the one cell, and settle it through the newest delivery.
   auto adopt = [&](std::optional<NatsOrigin>& held) {
     if (!held || held->stream_seq != origin.stream_seq) return false;
+    if (held->token != origin.token) nats_->release(held->token);
     nats_->hold(origin.token);
     held->token = origin.token;
     std::fprintf(stderr, "cellos-reactor: nats: spec %s redelivered (delivery %llu) while it %s "
@@ -293,6 +294,14 @@ void Daemon::offer_nats(nats::Frame f) {
     return true;
   };
   if (auto it = running_.find(id); it != running_.end() && adopt(it->second.nats)) return;
+  // Its cell finished here and the completion is still on its way to the server (the
+  // companion restarting, a late heartbeat): acked with it, not run twice.
+  if (nats_->settling(origin.stream_seq, origin.token)) {
+    std::fprintf(stderr, "cellos-reactor: nats: spec %s redelivered (delivery %llu) after it "
+                 "completed here: acked with its completion, not run twice\n", id.c_str(),
+                 static_cast<unsigned long long>(f.count));
+    return;
+  }
   for (Waiting& w : waiting_)
     if (w.spec.id == id && adopt(w.nats)) return;
   if (auto r = cells::check_policy(*spec, config_.policy); !r)
@@ -436,7 +445,8 @@ void Daemon::on_cell_done(const cells::Cell& c) {
                             {"reason", sinks::reason_name(o.reason)},
                             {"failure", failure_reason(o).value_or("")}};
       if (o.exit_code) rec["exitCode"] = *o.exit_code;
-      nats_->completed(it->second.nats->token, c.id(), rec.dump(), events_->emitted_seq());
+      nats_->completed(it->second.nats->token, it->second.nats->stream_seq, c.id(), rec.dump(),
+                       events_->emitted_seq());
     }
   }
   if (it != running_.end()) running_.erase(it);
@@ -698,6 +708,10 @@ int submit_command(const SubmitArgs& args) {
   const cells::Config& config = *loaded;
   auto text = read_spec_text(args.spec_path);
   if (!text) return complain(text.error().message());
+  // The same limit the daemons' companions enforce: a spec they would reject is never queued.
+  if (!args.nats_url.empty() && text->size() > nats::kMaxSpecBytes)
+    return complain("spec: " + std::to_string(text->size()) +
+                    " bytes: over the 1 MiB a spec may have on the NATS work queue");
   auto spec = cells::parse_spec(*text);
   if (!spec) return complain(spec.error().message());
   if (auto r = cells::check_policy(*spec, config.policy); !r) return complain(r.error().message());
