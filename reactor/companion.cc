@@ -28,7 +28,8 @@ void raise_buffers(int fd) {
 
 std::string describe(const siginfo_t& si) {
   if (si.si_code == CLD_EXITED) return "exited with status " + std::to_string(si.si_status);
-  return std::string("was killed by ") + strsignal(si.si_status);
+  const char* abbrev = sigabbrev_np(si.si_status);
+  return "was killed by " + (abbrev ? "SIG" + std::string(abbrev) : "signal " + std::to_string(si.si_status));
 }
 
 }  // namespace
