@@ -141,6 +141,40 @@ TEST_CASE("nats companion: killed mid-run again and again it is restarted and ev
   require_stream_is_log(server, fleet, 0s);
 }
 
+TEST_CASE("nats companion: hung past AckWait and then killed it lets no spec run twice on its host") {
+  if (!NatsServer::available()) CELLOS_SKIP("nats-server is not installed");
+  NatsServer server;
+  // AckWait 3 s: a companion stopped for 5 s misses every heartbeat, so the server redelivers
+  // the specs this host runs, waits for, or finished and has not acked yet.
+  Fleet fleet(nats_toml(server, 3), "batch_max_delay_ms = 5\n", "max_concurrent_cells = 4\n");
+  DaemonProcess daemon(fleet);
+  std::vector<std::string> ids;
+  auto jsons = specs("hk", 24, {"/bin/sleep", "0.5"}, &ids);
+  REQUIRE(submit_all(server, jsons, fleet.dir()) == 24);
+  REQUIRE(eventually([&] { return events_of(fleet, "command.v1.completed").size() >= 4; }, 30s));
+  const pid_t hung = companion_pid(daemon.pid());
+  REQUIRE(hung > 0);
+  REQUIRE(::kill(hung, SIGSTOP) == 0);
+  std::this_thread::sleep_for(5s);
+  REQUIRE(::kill(hung, SIGKILL) == 0);
+  REQUIRE(eventually([&] {
+    const pid_t next = companion_pid(daemon.pid());
+    return next > 0 && next != hung;
+  }, 15s));
+  REQUIRE(eventually([&] { return all_of_ids(per_cell(fleet, "command.v1.completed"), ids); }, 40s));
+  std::this_thread::sleep_for(4s);  // past AckWait: a spec not settled would come again
+  const std::string err = daemon.err();
+  INFO(err);
+  require_once_each(per_cell(fleet, "lifecycle.v1.started"), ids, "started");
+  require_once_each(per_cell(fleet, "command.v1.completed"), ids, "completed");
+  REQUIRE(eventually([&] {
+    return server.stream_messages(kSpecs) == 0 && server.stream_messages(kCompletions) == 24;
+  }, 15s));
+  require_stream_is_log(server, fleet, 20s);
+  daemon.signal(SIGTERM);
+  REQUIRE(daemon.wait() == 0);
+}
+
 TEST_CASE("nats companion: a daemon stopped right after its last cell leaves every batch in the stream") {
   if (!NatsServer::available()) CELLOS_SKIP("nats-server is not installed");
   NatsServer server;
