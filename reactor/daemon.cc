@@ -260,7 +260,7 @@ void Daemon::reject_nats(const NatsOrigin& n, const std::optional<std::string>& 
   events_->emit(sinks::make_event(sinks::RejectedData{id, reason}));
   ++metrics_.rejected;
   changed();
-  nats_->term(n.token, reason);
+  nats_->term(n.token, n.stream_seq, reason);
   std::fprintf(stderr, "cellos-reactor: rejected nats spec (stream seq %llu): %s\n",
                static_cast<unsigned long long>(n.stream_seq), reason.c_str());
 }
@@ -274,6 +274,15 @@ void Daemon::refuse(const Waiting& w, const std::string& reason, bool active) {
 void Daemon::offer_nats(nats::Frame f) {
   NatsOrigin origin{std::move(f.token), f.seq, std::move(f.text)};
   const std::string where = "nats spec (stream seq " + std::to_string(origin.stream_seq) + ")";
+  // Completed or rejected here, and the settlement is still on its way to the server (the
+  // companion hung or restarting, a late heartbeat): settled with it, never run or rejected twice.
+  if (nats_->settling(origin.stream_seq, origin.token)) {
+    std::fprintf(stderr, "cellos-reactor: nats: %s redelivered (delivery %llu) before this "
+                 "host's ack or term for it reached the server: settled the same way, not run "
+                 "again\n", where.c_str(),
+                 static_cast<unsigned long long>(f.count));
+    return;
+  }
   if (stopping_) return nats_->give_back(origin.token);
   if (!f.key.empty())  // the companion refused to carry it: "too-large:<bytes>"
     return reject_nats(origin, std::nullopt, where + ": " + f.key.substr(f.key.find(':') + 1) +
@@ -294,14 +303,6 @@ void Daemon::offer_nats(nats::Frame f) {
     return true;
   };
   if (auto it = running_.find(id); it != running_.end() && adopt(it->second.nats)) return;
-  // Its cell finished here and the completion is still on its way to the server (the
-  // companion restarting, a late heartbeat): acked with it, not run twice.
-  if (nats_->settling(origin.stream_seq, origin.token)) {
-    std::fprintf(stderr, "cellos-reactor: nats: spec %s redelivered (delivery %llu) after it "
-                 "completed here: acked with its completion, not run twice\n", id.c_str(),
-                 static_cast<unsigned long long>(f.count));
-    return;
-  }
   for (Waiting& w : waiting_)
     if (w.spec.id == id && adopt(w.nats)) return;
   if (auto r = cells::check_policy(*spec, config_.policy); !r)
@@ -424,7 +425,7 @@ void Daemon::on_cell_done(const cells::Cell& c) {
     ++metrics_.rejected;
     if (it != running_.end() && it->second.nats) {
       ::unlink(active_path(c.id()).c_str());
-      nats_->term(it->second.nats->token, o.error);
+      nats_->term(it->second.nats->token, it->second.nats->stream_seq, o.error);
     } else if (it != running_.end()) {
       active_to_rejected(c.id(), it->second.name, o.error);
     }

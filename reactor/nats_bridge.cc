@@ -60,9 +60,9 @@ void NatsBridge::give_back(const std::string& token) {
   if (companion_) companion_->send(nats::Frame{nats::Kind::kNak, 0, 0, token, {}, {}});
 }
 
-void NatsBridge::term(const std::string& token, const std::string& reason) {
+void NatsBridge::term(const std::string& token, uint64_t stream_seq, const std::string& reason) {
   held_.erase(token);
-  settle(nats::Frame{nats::Kind::kTerm, 0, 0, token, {}, reason});
+  settle(nats::Frame{nats::Kind::kTerm, stream_seq, 0, token, {}, reason});
 }
 
 void NatsBridge::completed(const std::string& token, uint64_t stream_seq, const std::string& spec_id,
@@ -78,7 +78,10 @@ void NatsBridge::completed(const std::string& token, uint64_t stream_seq, const 
 }
 
 bool NatsBridge::settling(uint64_t stream_seq, const std::string& token) {
-  auto same = [&](const nats::Frame& f) { return f.kind == nats::Kind::kCompleted && f.seq == stream_seq; };
+  // seq is the spec's stream sequence in both (0 never is one).
+  auto same = [&](const nats::Frame& f) {
+    return f.seq == stream_seq && (f.kind == nats::Kind::kCompleted || f.kind == nats::Kind::kTerm);
+  };
   for (auto& [on_disk, f] : waiting_disk_)
     if (same(f)) {
       nats::Frame again = f;
