@@ -175,6 +175,35 @@ TEST_CASE("nats companion: hung past AckWait and then killed it lets no spec run
   REQUIRE(daemon.wait() == 0);
 }
 
+TEST_CASE("nats companion: a daemon stopped while its companion restarts still settles and publishes everything") {
+  if (!NatsServer::available()) CELLOS_SKIP("nats-server is not installed");
+  NatsServer server;
+  Fleet fleet(nats_toml(server, 3), "batch_max_delay_ms = 5\n", "max_concurrent_cells = 4\n");
+  DaemonProcess daemon(fleet);
+  std::vector<std::string> ids;
+  auto jsons = specs("sr", 16, {"/bin/sleep", "0.3"}, &ids);
+  REQUIRE(submit_all(server, jsons, fleet.dir()) == 16);
+  REQUIRE(eventually([&] { return events_of(fleet, "command.v1.completed").size() >= 4; }, 30s));
+  const pid_t victim = companion_pid(daemon.pid());
+  REQUIRE(victim > 0);
+  REQUIRE(::kill(victim, SIGKILL) == 0);
+  daemon.signal(SIGTERM);  // the companion is dead or restarting now
+  REQUIRE(daemon.wait() == 0);
+  const std::string err = daemon.err();
+  INFO(err);
+  CHECK(err.find("not yet acked") == std::string::npos);
+  // What started here finished once, and is acked and recorded; the rest is still queued.
+  auto started = per_cell(fleet, "lifecycle.v1.started");
+  std::vector<std::string> ran;
+  for (const auto& id : ids)
+    if (started.count(id)) ran.push_back(id);
+  require_once_each(started, ran, "started");
+  require_once_each(per_cell(fleet, "command.v1.completed"), ran, "completed");
+  CHECK(server.stream_messages(kCompletions) == static_cast<long>(ran.size()));
+  CHECK(server.stream_messages(kSpecs) == static_cast<long>(ids.size() - ran.size()));
+  require_stream_is_log(server, fleet, 0s);
+}
+
 TEST_CASE("nats companion: a daemon stopped right after its last cell leaves every batch in the stream") {
   if (!NatsServer::available()) CELLOS_SKIP("nats-server is not installed");
   NatsServer server;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -169,6 +170,7 @@ int submit_all(const NatsServer& s, const std::vector<std::string>& spec_jsons, 
         write_text(path, spec_jsons[i]);
         auto p = run_process({CELLOS_REACTOR_BIN, "submit", "--nats", s.url(), path});
         if (p.status == 0) ++ok;
+        else std::fprintf(stderr, "submit --nats %s: status %d: %s", path.c_str(), p.status, p.err.c_str());
       }
     });
   for (auto& t : workers) t.join();
