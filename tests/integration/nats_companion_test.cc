@@ -1,7 +1,8 @@
-// The NATS companion's weak paths, on a real nats-server: the companion killed while the daemon
-// runs cells (the daemon restarts it, loses and doubles nothing), a daemon stopped right after
-// its last cell (its last batches are in the stream when it exits), and a spec over the size
-// limit on the work queue (rejected and terminated, never run, nothing crashes).
+// The NATS companion's weak paths, on a real nats-server: the companion killed (again and
+// again, or after hanging past AckWait) while the daemon runs cells: the daemon restarts it and
+// loses or doubles no spec and no batch; a daemon stopped while its companion restarts, or right
+// after its last cell: its last batches are in the stream when it exits; and a spec over the
+// size limit on the work queue: rejected and terminated, never run, nothing crashes.
 #include <signal.h>
 #include <unistd.h>
 
