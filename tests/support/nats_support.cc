@@ -76,7 +76,8 @@ bool NatsServer::available() { return ::access(kServer, X_OK) == 0; }
 
 NatsServer::NatsServer(NatsServerOptions o) : o_(o) {
   port_ = free_port();
-  monitor_port_ = free_port();
+  do monitor_port_ = free_port();
+  while (monitor_port_ == port_);
   start();
 }
 
