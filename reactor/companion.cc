@@ -28,7 +28,8 @@ void raise_buffers(int fd) {
 
 std::string describe(const siginfo_t& si) {
   if (si.si_code == CLD_EXITED) return "exited with status " + std::to_string(si.si_status);
-  return std::string("was killed by ") + strsignal(si.si_status);
+  const char* abbrev = sigabbrev_np(si.si_status);
+  return "was killed by " + (abbrev ? "SIG" + std::string(abbrev) : "signal " + std::to_string(si.si_status));
 }
 
 }  // namespace
@@ -131,7 +132,10 @@ void Companion::kick() {
 
 void Companion::on_write(int res) {
   if (res < 0) teardown();  // EPIPE: the companion is gone; the pidfd reports its exit
-  if (closing_) return maybe_restart();
+  if (closing_) {
+    wq_.clear();  // teardown kept the frame this write was reading
+    return maybe_restart();
+  }
   if (!wq_.empty()) wq_.pop_front();  // SEQPACKET: a datagram is sent whole or not at all
   kick();
 }
@@ -170,7 +174,8 @@ void Companion::on_exit(int) {
 void Companion::teardown() {
   if (closing_) return;
   closing_ = true;
-  wq_.clear();
+  // A write in flight still reads the front frame: it goes when that write completes.
+  wq_.erase(write_.busy && !wq_.empty() ? wq_.begin() + 1 : wq_.begin(), wq_.end());
   if (sock_) ::shutdown(sock_.get(), SHUT_RDWR);
   if (!exited_ && pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
   if (o_.on_down) o_.on_down();

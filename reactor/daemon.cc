@@ -260,7 +260,7 @@ void Daemon::reject_nats(const NatsOrigin& n, const std::optional<std::string>& 
   events_->emit(sinks::make_event(sinks::RejectedData{id, reason}));
   ++metrics_.rejected;
   changed();
-  nats_->term(n.token, reason);
+  nats_->term(n.token, n.stream_seq, reason);
   std::fprintf(stderr, "cellos-reactor: rejected nats spec (stream seq %llu): %s\n",
                static_cast<unsigned long long>(n.stream_seq), reason.c_str());
 }
@@ -274,6 +274,15 @@ void Daemon::refuse(const Waiting& w, const std::string& reason, bool active) {
 void Daemon::offer_nats(nats::Frame f) {
   NatsOrigin origin{std::move(f.token), f.seq, std::move(f.text)};
   const std::string where = "nats spec (stream seq " + std::to_string(origin.stream_seq) + ")";
+  // Completed or rejected here, and the settlement is still on its way to the server (the
+  // companion hung or restarting, a late heartbeat): settled with it, never run or rejected twice.
+  if (nats_->settling(origin.stream_seq, origin.token)) {
+    std::fprintf(stderr, "cellos-reactor: nats: %s redelivered (delivery %llu) before this "
+                 "host's ack or term for it reached the server: settled the same way, not run "
+                 "again\n", where.c_str(),
+                 static_cast<unsigned long long>(f.count));
+    return;
+  }
   if (stopping_) return nats_->give_back(origin.token);
   if (!f.key.empty())  // the companion refused to carry it: "too-large:<bytes>"
     return reject_nats(origin, std::nullopt, where + ": " + f.key.substr(f.key.find(':') + 1) +
@@ -285,6 +294,7 @@ void Daemon::offer_nats(nats::Frame f) {
   // companion restart): keep the one cell, and settle it through the newest delivery.
   auto adopt = [&](std::optional<NatsOrigin>& held) {
     if (!held || held->stream_seq != origin.stream_seq) return false;
+    if (held->token != origin.token) nats_->release(held->token);
     nats_->hold(origin.token);
     held->token = origin.token;
     std::fprintf(stderr, "cellos-reactor: nats: spec %s redelivered (delivery %llu) while it %s "
@@ -415,7 +425,7 @@ void Daemon::on_cell_done(const cells::Cell& c) {
     ++metrics_.rejected;
     if (it != running_.end() && it->second.nats) {
       ::unlink(active_path(c.id()).c_str());
-      nats_->term(it->second.nats->token, o.error);
+      nats_->term(it->second.nats->token, it->second.nats->stream_seq, o.error);
     } else if (it != running_.end()) {
       active_to_rejected(c.id(), it->second.name, o.error);
     }
@@ -436,7 +446,8 @@ void Daemon::on_cell_done(const cells::Cell& c) {
                             {"reason", sinks::reason_name(o.reason)},
                             {"failure", failure_reason(o).value_or("")}};
       if (o.exit_code) rec["exitCode"] = *o.exit_code;
-      nats_->completed(it->second.nats->token, c.id(), rec.dump(), events_->emitted_seq());
+      nats_->completed(it->second.nats->token, it->second.nats->stream_seq, c.id(), rec.dump(),
+                       events_->emitted_seq());
     }
   }
   if (it != running_.end()) running_.erase(it);
@@ -698,6 +709,10 @@ int submit_command(const SubmitArgs& args) {
   const cells::Config& config = *loaded;
   auto text = read_spec_text(args.spec_path);
   if (!text) return complain(text.error().message());
+  // The same limit the daemons' companions enforce: a spec they would reject is never queued.
+  if (!args.nats_url.empty() && text->size() > nats::kMaxSpecBytes)
+    return complain("spec: " + std::to_string(text->size()) +
+                    " bytes: over the 1 MiB a spec may have on the NATS work queue");
   auto spec = cells::parse_spec(*text);
   if (!spec) return complain(spec.error().message());
   if (auto r = cells::check_policy(*spec, config.policy); !r) return complain(r.error().message());

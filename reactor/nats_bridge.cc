@@ -60,19 +60,45 @@ void NatsBridge::give_back(const std::string& token) {
   if (companion_) companion_->send(nats::Frame{nats::Kind::kNak, 0, 0, token, {}, {}});
 }
 
-void NatsBridge::term(const std::string& token, const std::string& reason) {
+void NatsBridge::term(const std::string& token, uint64_t stream_seq, const std::string& reason) {
   held_.erase(token);
-  settle(nats::Frame{nats::Kind::kTerm, 0, 0, token, {}, reason});
+  settle(nats::Frame{nats::Kind::kTerm, stream_seq, 0, token, {}, reason});
 }
 
-void NatsBridge::completed(const std::string& token, const std::string& spec_id,
+void NatsBridge::completed(const std::string& token, uint64_t stream_seq, const std::string& spec_id,
                            std::string record, uint64_t on_disk) {
-  nats::Frame f{nats::Kind::kCompleted, 0, 0, token, nats::completion_key(spec_id), std::move(record)};
+  // seq: the spec's stream sequence, so a late redelivery can find its completion (settling).
+  nats::Frame f{nats::Kind::kCompleted, stream_seq, 0, token, nats::completion_key(spec_id),
+                std::move(record)};
   // Heartbeats go on until it is settled: the server must not redeliver it meanwhile.
   if (on_disk <= written_)
     settle(std::move(f));
   else
     waiting_disk_.emplace(on_disk, std::move(f));
+}
+
+bool NatsBridge::settling(uint64_t stream_seq, const std::string& token) {
+  // seq is the spec's stream sequence in both (0 never is one).
+  auto same = [&](const nats::Frame& f) {
+    return f.seq == stream_seq && (f.kind == nats::Kind::kCompleted || f.kind == nats::Kind::kTerm);
+  };
+  for (auto& [on_disk, f] : waiting_disk_)
+    if (same(f)) {
+      nats::Frame again = f;
+      again.token = token;
+      waiting_disk_.emplace(on_disk, std::move(again));
+      hold(token);  // heartbeats until it is settled, like the first delivery
+      return true;
+    }
+  for (auto& [t, f] : unsettled_)
+    if (same(f)) {
+      nats::Frame again = f;
+      again.token = token;
+      hold(token);
+      settle(std::move(again));
+      return true;
+    }
+  return false;
 }
 
 void NatsBridge::settle(nats::Frame f) {

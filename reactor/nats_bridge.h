@@ -48,13 +48,19 @@ class NatsBridge {
     held_.insert(token);
     arm_heartbeat();
   }
+  // Stop heartbeating `token` (an older delivery of a spec that now has a newer one).
+  void release(const std::string& token) { held_.erase(token); }
   // A spec given back unrun (the daemon stops): the server redelivers it at once.
   void give_back(const std::string& token);
   // An invalid spec: terminated, never redelivered (the daemon wrote its rejected event).
-  void term(const std::string& token, const std::string& reason);
+  void term(const std::string& token, uint64_t stream_seq, const std::string& reason);
   // A finished cell: its KV record and ack, once the local log holds seq `on_disk`.
-  void completed(const std::string& token, const std::string& spec_id, std::string record,
-                 uint64_t on_disk);
+  void completed(const std::string& token, uint64_t stream_seq, const std::string& spec_id,
+                 std::string record, uint64_t on_disk);
+  // A redelivery (`token`) of stream message `stream_seq` that this host already completed or
+  // rejected, not yet settled: settled through this delivery as well, and true. False when no
+  // such settlement is pending.
+  bool settling(uint64_t stream_seq, const std::string& token);
   // Stops asking for specs (SIGTERM); settling and heartbeats go on.
   void stop_intake() { stopping_ = true; }
   // Nothing left to settle (the daemon may exit).

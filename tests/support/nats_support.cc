@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <thread>
 
@@ -47,12 +50,34 @@ bool accepts(int port) {
   return ok;
 }
 
+// HTTP/1.0 GET on the loopback: the body, or "" when nothing answers.
+std::string http_get(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const std::string req = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[8192];
+      for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  size_t body = out.find("\r\n\r\n");
+  return body == std::string::npos ? "" : out.substr(body + 4);
+}
+
 }  // namespace
 
 bool NatsServer::available() { return ::access(kServer, X_OK) == 0; }
 
-NatsServer::NatsServer() {
+NatsServer::NatsServer(NatsServerOptions o) : o_(o) {
   port_ = free_port();
+  do monitor_port_ = free_port();
+  while (monitor_port_ == port_);
   start();
 }
 
@@ -66,7 +91,14 @@ void NatsServer::start() {
   posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
   std::string port = std::to_string(port_);
-  std::vector<std::string> args = {kServer, "-js", "-a", "127.0.0.1", "-p", port, "-sd", store};
+  std::string monitor = std::to_string(monitor_port_);
+  std::vector<std::string> args = {kServer, "-js", "-a", "127.0.0.1", "-p", port, "-sd", store,
+                                   "-m", monitor};
+  if (o_.max_payload) {
+    const std::string conf = dir_.path() + "/nats.conf";
+    write_text(conf, "max_payload: " + std::to_string(o_.max_payload) + "\n");
+    args.insert(args.end(), {"-c", conf});
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -87,6 +119,30 @@ void NatsServer::stop() {
 void NatsServer::restart() {
   stop();
   start();
+}
+
+long NatsServer::stream_messages(const std::string& stream) const {
+  auto j = nlohmann::json::parse(http_get(monitor_port_, "/jsz?streams=true"), nullptr, false);
+  if (j.is_discarded() || !j.contains("account_details")) return -1;
+  for (const auto& acct : j["account_details"])
+    for (const auto& s : acct.value("stream_detail", nlohmann::json::array()))
+      if (s.value("name", "") == stream) return s["state"].value("messages", -1L);
+  return -1;
+}
+
+pid_t companion_pid(pid_t daemon) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string status = read_text(e.path().string() + "/status");  // "" if gone meanwhile
+    size_t at = status.find("\nPPid:\t");
+    if (at == std::string::npos || std::stol(status.substr(at + 7)) != daemon) continue;
+    auto exe = fs::read_symlink(e.path() / "exe", ec);
+    if (!ec && exe.filename() == "cellos-reactor-nats") return static_cast<pid_t>(std::stol(name));
+  }
+  return -1;
 }
 
 std::string nats_toml(const NatsServer& s, int ack_wait_seconds, bool events) {
@@ -115,6 +171,7 @@ int submit_all(const NatsServer& s, const std::vector<std::string>& spec_jsons, 
         write_text(path, spec_jsons[i]);
         auto p = run_process({CELLOS_REACTOR_BIN, "submit", "--nats", s.url(), path});
         if (p.status == 0) ++ok;
+        else std::fprintf(stderr, "submit --nats %s: status %d: %s", path.c_str(), p.status, p.err.c_str());
       }
     });
   for (auto& t : workers) t.join();

@@ -12,9 +12,14 @@
 
 namespace cellos::test {
 
+struct NatsServerOptions {
+  // The server's max_payload; 0 keeps its default (1 MiB).
+  size_t max_payload = 0;
+};
+
 class NatsServer {
  public:
-  NatsServer();
+  explicit NatsServer(NatsServerOptions o = {});
   ~NatsServer();
   NatsServer(const NatsServer&) = delete;
   NatsServer& operator=(const NatsServer&) = delete;
@@ -24,12 +29,16 @@ class NatsServer {
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   // SIGKILL, then start again on the same port and store dir.
   void restart();
+  // Messages a stream holds now (its state in the monitoring endpoint's /jsz); -1 when the
+  // server does not know the stream (yet).
+  long stream_messages(const std::string& stream) const;
 
  private:
   void start();
   void stop();
+  NatsServerOptions o_;
   TempDir dir_;
-  int port_ = 0;
+  int port_ = 0, monitor_port_ = 0;
   pid_t pid_ = -1;
 };
 
@@ -41,6 +50,9 @@ std::string nats_toml(const NatsServer& s, int ack_wait_seconds = 3, bool events
 std::string fetch_events(const NatsServer& s, const std::string& host_id);
 
 // `cellos-reactor submit --nats URL` of each spec; returns how many were accepted.
+// The pid of the daemon's NATS companion (its child running cellos-reactor-nats), or -1.
+pid_t companion_pid(pid_t daemon);
+
 int submit_all(const NatsServer& s, const std::vector<std::string>& spec_jsons, const std::string& dir);
 
 }  // namespace cellos::test
