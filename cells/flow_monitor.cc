@@ -186,7 +186,7 @@ void FlowMonitor::drain(uint64_t cgroup_id, bool all) {
   if (!n) std::fprintf(stderr, "cellos-reactor: flow drain: %s\n", n.error().message().c_str());
   // Records the ring buffer lost are host-wide: charge them to every cell watched meanwhile,
   // so no summary hides them.
-  if (auto st = probes_->stats(); st && st->records_lost > lost_seen_) {
+  if (auto st = probes_->counters(); st && st->records_lost > lost_seen_) {
     uint64_t lost = st->records_lost - lost_seen_;
     lost_seen_ = st->records_lost;
     for (auto& [id, c] : cells_) c->acc_.add_lost_records(lost);

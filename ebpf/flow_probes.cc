@@ -179,6 +179,18 @@ base::Result<size_t> FlowProbes::drain_all(const DrainOptions& options, const Fl
 }
 
 base::Result<ProbeStats> FlowProbes::stats() {
+  auto st = counters();
+  if (!st) return st;
+  auto present = walk_flows(0, true, DrainOptions{}, nullptr);
+  if (!present) return std::move(present).error();
+  st->flows_present = *present;
+  st->flows_removed = flows_removed_;
+  const uint64_t gone = st->flows_restarted + st->flows_removed + st->flows_present;
+  st->flows_evicted = st->flows_created > gone ? st->flows_created - gone : 0;
+  return st;
+}
+
+base::Result<ProbeStats> FlowProbes::counters() {
   const int ncpu = libbpf_num_possible_cpus();
   if (ncpu <= 0) return base::sys_error("libbpf_num_possible_cpus", "", -ncpu);
   // A per-CPU lookup fills one value per possible CPU (each 8-byte aligned; this one is).
@@ -195,12 +207,6 @@ base::Result<ProbeStats> FlowProbes::stats() {
     st.connects_refused += c.connects_refused;
     st.flows_restarted += c.flows_restarted;
   }
-  auto present = walk_flows(0, true, DrainOptions{}, nullptr);
-  if (!present) return std::move(present).error();
-  st.flows_present = *present;
-  st.flows_removed = flows_removed_;
-  const uint64_t gone = st.flows_restarted + st.flows_removed + st.flows_present;
-  st.flows_evicted = st.flows_created > gone ? st.flows_created - gone : 0;
   return st;
 }
 

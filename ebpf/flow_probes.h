@@ -80,6 +80,8 @@ class FlowProbes {
 
   // Sums the per-CPU counters and counts the flow map (one pass over it).
   base::Result<ProbeStats> stats();
+  // The per-CPU counters alone (one lookup): flows_present/removed/evicted stay 0.
+  base::Result<ProbeStats> counters();
 
   // Kernel-measured run time of each program (needs stats enabled: hold enable_run_stats()).
   struct ProgramStats {
