@@ -660,7 +660,9 @@ int Daemon::run() {
         std::fprintf(stderr, "cellos-reactor: nats: stopping with completions not yet acked\n");
       };
       settle_timer_.in_flight = true;
-      sup_->ring().timeout(std::chrono::seconds(10), settle_timer_);
+      // Longer than the companion's own bound on one settlement (an ack request tried 5 times
+      // with a 2 s timeout, ~11 s), so a slow server reply does not cut a settlement short.
+      sup_->ring().timeout(std::chrono::seconds(15), settle_timer_);
     }
     return false;
   });
