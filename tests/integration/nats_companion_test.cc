@@ -162,7 +162,7 @@ TEST_CASE("nats companion: hung past AckWait and then killed it lets no spec run
     const pid_t next = companion_pid(daemon.pid());
     return next > 0 && next != hung;
   }, 15s));
-  REQUIRE(eventually([&] { return all_of_ids(per_cell(fleet, "command.v1.completed"), ids); }, 40s));
+  REQUIRE(eventually([&] { return all_of_ids(per_cell(fleet, "command.v1.completed"), ids); }, 90s));
   std::this_thread::sleep_for(4s);  // past AckWait: a spec not settled would come again
   const std::string err = daemon.err();
   INFO(err);
