@@ -160,7 +160,6 @@ class Cell {
   std::unique_ptr<netns::CellNetwork> net_;
   std::unique_ptr<CellFlows> flows_;
   std::optional<sinks::FlowSummaryData> flow_summary_;
-  bool flows_finished_ = false;
   base::Fd pidfd_;
   pid_t pid_ = -1;
   std::chrono::steady_clock::time_point launched_at_;

@@ -18,15 +18,8 @@ int64_t clock_us(clockid_t id) {
 }
 
 netns::FlowTuple tuple_of(const ebpf::FlowKey& k, bool outbound) {
-  netns::FlowTuple t;
-  t.family = static_cast<uint8_t>(k.family);
-  t.protocol = k.l4proto;
-  t.local = k.local_addr;
-  t.remote = k.remote_addr;
-  t.local_port = k.local_port;
-  t.remote_port = k.remote_port;
-  t.outbound = outbound;
-  return t;
+  return {static_cast<uint8_t>(k.family), k.l4proto,    k.local_addr, k.remote_addr,
+          k.local_port,                   k.remote_port, outbound};
 }
 
 bool in_prefix(const netns::EgressTarget& g, const netns::FlowTuple& t) {
@@ -70,10 +63,9 @@ std::unique_ptr<FlowMonitor> FlowMonitor::create(FlowMonitorOptions options) {
 void FlowMonitor::load() {
   if (loaded_) return;
   loaded_ = true;
-  FlowMonitor* m = this;
-  const Config& cfg = *m->opts_.config;
+  const Config& cfg = *opts_.config;
   if (!cfg.flows.probes && !cfg.network.bpf_enforces()) {
-    m->off_reason_ = "flows.probes = false";
+    off_reason_ = "flows.probes = false";
     return;
   }
   ebpf::FlowProbeOptions po;
@@ -82,21 +74,19 @@ void FlowMonitor::load() {
   po.max_flows = static_cast<uint32_t>(cfg.flows.max_flows);
   auto probes = ebpf::FlowProbes::load(po);
   if (!probes) {
-    m->off_reason_ = probes.error().message();
+    off_reason_ = probes.error().message();
     std::string fallback;
-    if (cfg.network.enforcement == "bpf") {
-      m->enforcement_ = "nft";  // never unenforced: the nft ruleset takes over
-      fallback = "; network.enforcement \"bpf\" falls back to \"nft\"";
-    } else if (cfg.network.enforcement == "both") {
-      m->enforcement_ = "nft";
-      fallback = "; network.enforcement \"both\" runs as \"nft\"";
+    if (cfg.network.bpf_enforces()) {
+      // Never unenforced: the nft ruleset takes over what BPF would have done.
+      enforcement_ = "nft";
+      fallback = "; network.enforcement \"" + cfg.network.enforcement + "\" falls back to \"nft\"";
     }
-    std::fprintf(stderr, "cellos-reactor: flow probes off: %s%s\n", m->off_reason_.c_str(),
+    std::fprintf(stderr, "cellos-reactor: flow probes off: %s%s\n", off_reason_.c_str(),
                  fallback.c_str());
     return;
   }
-  m->probes_ = std::move(*probes);
-  m->arm_poll();
+  probes_ = std::move(*probes);
+  arm_poll();
 }
 
 FlowMonitor::FlowMonitor(FlowMonitorOptions o) : opts_(std::move(o)) {
@@ -150,13 +140,12 @@ void FlowMonitor::on_ringbuf(int res) {
 void FlowMonitor::consume() {
   auto n = probes_->consume([this](const ebpf::FlowRecord& r) {
     if (r.kind == ebpf::RecordKind::connect) return;  // the flow's birth follows
-    route(r.flow, true);
+    route(r.flow);
   });
   if (!n) std::fprintf(stderr, "cellos-reactor: flow probes: %s\n", n.error().message().c_str());
 }
 
-void FlowMonitor::route(const ebpf::Flow& f, bool from_record) {
-  (void)from_record;
+void FlowMonitor::route(const ebpf::Flow& f) {
   auto it = cells_.find(f.key.cgroup_id);
   if (it == cells_.end()) return;  // a cell already finished (its entries are being removed)
   CellFlows& c = *it->second;
@@ -181,7 +170,7 @@ void FlowMonitor::drain(uint64_t cgroup_id, bool all) {
   uint64_t now_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
   uint64_t quiet_ns = opts_.config->flows.drain_interval_ms * 1000000ull;
   ebpf::DrainOptions o{true, now_ns > quiet_ns ? now_ns - quiet_ns : 1};
-  auto cb = [this](const ebpf::Flow& f) { route(f, false); };
+  auto cb = [this](const ebpf::Flow& f) { route(f); };
   auto n = all ? probes_->drain_all(o, cb) : probes_->drain(cgroup_id, o, cb);
   if (!n) std::fprintf(stderr, "cellos-reactor: flow drain: %s\n", n.error().message().c_str());
   // Records the ring buffer lost are host-wide: charge them to every cell watched meanwhile,
@@ -261,7 +250,6 @@ base::Result<std::unique_ptr<CellFlows>> FlowMonitor::open_cell(CellOptions o) {
 
 CellFlows::CellFlows(FlowMonitor& mon, const FlowMonitor::CellOptions& o)
     : mon_(mon),
-      cell_id_(o.cell_id),
       targets_(o.targets),
       acc_(netns::FlowAccumulatorOptions{
           o.cell_id, std::chrono::milliseconds(mon.opts_.config->flows.report_interval_ms),
@@ -280,13 +268,9 @@ std::chrono::milliseconds CellFlows::linger() const {
 }
 
 void CellFlows::on_deny(const netns::DenyRecord& r) {
-  netns::FlowTuple t;
-  t.family = static_cast<uint8_t>(r.family);
-  t.protocol = r.l4proto;
-  t.local = r.src;
-  t.remote = r.dst;
-  t.local_port = r.src_port;
-  t.remote_port = r.dst_port;
+  // Denied packets are the cell's own: it is the source, and it opened the flow.
+  const netns::FlowTuple t{static_cast<uint8_t>(r.family), r.l4proto, r.src, r.dst,
+                           r.src_port, r.dst_port, true};
   acc_.deny(t, 1, r.length, r.prefix.empty() ? kDenyReason : r.prefix,
             std::chrono::duration_cast<std::chrono::microseconds>(r.time.time_since_epoch()).count());
 }
@@ -303,7 +287,6 @@ sinks::FlowSummaryData CellFlows::finish() {
   auto summary = acc_.finish(mon_.now_us());
   mon_.unwatch(this);
   attachment_.reset();
-  finished_ = true;
   return summary;
 }
 

@@ -90,7 +90,7 @@ class FlowMonitor {
   void on_drain_timer(int res);
   void consume();
   // Routes one kernel flow (a drained entry or a record's) to its cell.
-  void route(const ebpf::Flow& f, bool from_record);
+  void route(const ebpf::Flow& f);
   void drain(uint64_t cgroup_id, bool all);
   void watch(CellFlows* c);
   void unwatch(CellFlows* c);
@@ -125,13 +125,12 @@ class CellFlows {
   void on_deny(const netns::DenyRecord& r);
 
   FlowMonitor& mon_;
-  std::string cell_id_;
   std::vector<netns::EgressTarget> targets_;
   netns::FlowAccumulator acc_;
   ebpf::CellAttachment attachment_;
   std::unique_ptr<netns::NflogListener> nflog_;
   uint64_t cgroup_id_ = 0;
-  bool watched_ = false, finished_ = false;
+  bool watched_ = false;
 };
 
 // The rule of `targets` (first match, in declared order, like the nft chain) that allows a
