@@ -75,23 +75,18 @@ int main(int argc, char** argv) {
   config.host.state_dir = dir + "/state";
   std::filesystem::create_directories(config.host.state_dir);
 
-  auto roots = cellos::cells::detect_cgroup_roots();
-  if (!roots) return fail(roots.error().message());
-  auto tree = cellos::cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config.host.id);
-  if (!tree) return fail(tree.error().message());
-  int failures = 0;
-  cellos::reactor::SupervisorOptions so;
-  so.config = &config;
-  so.cgroups = &*tree;
-  so.on_cell_done = [&](const cellos::cells::Cell& c) {
-    if (c.outcome().exit_status() != 0) ++failures;
-  };
-  auto sup = cellos::reactor::Supervisor::create(std::move(so));
-  if (!sup) return fail(sup.error().message());
   // Events are built, rendered, hashed and batched as in `run`; the file is /dev/null.
-  auto sink = cellos::reactor::open_event_log(config, (*sup)->io(), "/dev/null");
-  if (!sink) return fail(sink.error().message());
-  (*sup)->set_events(sink->get());
+  cellos::reactor::HostOptions ho;
+  ho.config = &config;
+  ho.events_path = "/dev/null";
+  ho.cgroups = cellos::reactor::cgroup_placement_for_run(config);
+  auto host = cellos::reactor::Host::create(std::move(ho));
+  if (!host) return fail(host.error().message());
+  int failures = 0;
+  auto sup = std::make_unique<cellos::reactor::Supervisor>(
+      **host, cellos::reactor::SupervisorOptions{[&](const cellos::cells::Cell& c) {
+        if (c.outcome().exit_status() != 0) ++failures;
+      }});
 
   auto cell_once = [&](int i) {
     cellos::cells::CellOptions co;
@@ -99,8 +94,8 @@ int main(int argc, char** argv) {
     co.spec.run.argv = {"/bin/true"};
     co.env = {"PATH=/usr/local/bin:/usr/bin:/bin"};
     co.run_id = "bench";
-    (*sup)->add(std::move(co));
-    return (*sup)->run_until_idle().ok();
+    sup->add(std::move(co));
+    return sup->run_until_idle().ok();
   };
 
   std::vector<double> floor_ms, cell_ms;
@@ -120,7 +115,7 @@ int main(int argc, char** argv) {
     if (failures != 0) return fail("reactor: a cell did not exit 0 (run cellos-reactor run to see why)");
     if (i >= warmup) floor_ms.push_back(f), cell_ms.push_back(c);
   }
-  tree->remove_empty_parents();
+  (*host)->cgroups().remove_empty_parents();
 
   auto fs = stats(floor_ms), cs = stats(cell_ms);
   std::printf("cell_bench: %d isolated /bin/true per row, in one process, interleaved\n\n", n);

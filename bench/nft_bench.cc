@@ -29,7 +29,7 @@
 #include "cells/cgroup.h"
 #include "cells/config.h"
 #include "netns/nft.h"
-#include "netns/uplink.h"
+#include "reactor/host.h"
 #include "reactor/supervisor.h"
 #include "reactor/event_log_config.h"
 
@@ -176,36 +176,29 @@ int main(int argc, char** argv) {
   config.host.state_dir = dir + "/state";
   config.network.subnet = "10.211." + std::to_string(::getpid() % 250) + ".0/24";
   std::filesystem::create_directories(config.host.state_dir);
-  auto roots = cellos::cells::detect_cgroup_roots();
-  if (!roots) die(roots.error().message());
-  auto tree = cellos::cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config.host.id);
-  if (!tree) die(tree.error().message());
-  auto uplink = netns::HostUplink::create({config.host.id, config.host.state_dir, config.network.subnet});
-  if (!uplink) die(uplink.error().message());
-  // Each supervisor's events are built, rendered and batched as in `run`, into /dev/null; a log
-  // writes through its own supervisor's ring.
-  std::vector<std::unique_ptr<cellos::sinks::EventSink>> sinks;
+  config.network.uplink = "nat";
+  // Two hosts on one config: one without the uplink, one with it. Each supervisor's events are
+  // built, rendered and batched as in `run`, into /dev/null, through its own host's ring.
+  std::vector<std::unique_ptr<cellos::reactor::Host>> hosts;
   int failures = 0;
-  auto make_sup = [&](netns::HostUplink* up) {
-    cellos::reactor::SupervisorOptions so;
-    so.config = &config;
-    so.cgroups = &*tree;
-    so.uplink = up;
-    so.on_cell_done = [&](const cellos::cells::Cell& c) {
-      if (c.outcome().exit_status() != 0) {
-        std::fprintf(stderr, "%s\n", c.outcome().error.c_str());
-        ++failures;
-      }
-    };
-    auto s = cellos::reactor::Supervisor::create(std::move(so));
-    if (!s) die(s.error().message());
-    auto sink = cellos::reactor::open_event_log(config, (*s)->io(), "/dev/null");
-    if (!sink) die(sink.error().message());
-    (*s)->set_events(sink->get());
-    sinks.push_back(std::move(*sink));
-    return std::move(*s);
+  auto make_sup = [&](bool uplink) {
+    cellos::reactor::HostOptions ho;
+    ho.config = &config;
+    ho.events_path = "/dev/null";
+    ho.uplink = uplink;
+    ho.cgroups = cellos::reactor::cgroup_placement_for_run(config);
+    auto h = cellos::reactor::Host::create(std::move(ho));
+    if (!h) die(h.error().message());
+    hosts.push_back(std::move(*h));
+    return std::make_unique<cellos::reactor::Supervisor>(
+        *hosts.back(), cellos::reactor::SupervisorOptions{[&](const cellos::cells::Cell& c) {
+          if (c.outcome().exit_status() != 0) {
+            std::fprintf(stderr, "%s\n", c.outcome().error.c_str());
+            ++failures;
+          }
+        }});
   };
-  auto plain = make_sup(nullptr), with_uplink = make_sup(uplink->get());
+  auto plain = make_sup(false), with_uplink = make_sup(true);
   struct Row {
     const char* name;
     cellos::reactor::Supervisor* sup;
@@ -241,8 +234,8 @@ int main(int argc, char** argv) {
   }
   plain.reset();
   with_uplink.reset();
-  uplink->reset();
-  tree->remove_empty_parents();
+  hosts.front()->cgroups().remove_empty_parents();
+  hosts.clear();
   if (!csv.empty()) std::ofstream(csv) << csv_rows;
   std::printf("\nreproduce: %s -n %d --nft-n %d --cells %d\n", argv[0], n, nft_n, cells);
   return 0;

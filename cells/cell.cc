@@ -10,7 +10,6 @@
 #include <cstring>
 
 #include "cells/egress.h"
-#include "cells/launcher.h"
 
 namespace cellos::cells {
 namespace {
@@ -110,30 +109,31 @@ void Cell::start() {
     if (auto r = watch_flows(); !r) return fail_setup(r.error().message());
   }
 
-  LaunchOptions lo;
-  lo.argv = spec.run.argv;
-  lo.env = opts_.env;
-  lo.workdir = spec.run.working_directory;
-  lo.hostname = spec.id;
-  lo.uid = host_.config->policy.run_as_uid;
-  lo.gid = host_.config->policy.run_as_gid;
-  lo.cgroup_v2_dirfd = leaf_->v2_dirfd();
-  for (const auto& fd : leaf_->v1_procs()) lo.v1_procs.push_back(fd.get());
+  auto prepared = host_.backend->prepare(spec.id);
+  if (!prepared) return fail_setup(prepared.error().message());
+  backend_cell_ = std::move(*prepared);
+  StartRequest req;
+  req.cell_id = spec.id;
+  req.argv = spec.run.argv;
+  req.env = opts_.env;
+  req.workdir = spec.run.working_directory;
+  req.uid = host_.config->policy.run_as_uid;
+  req.gid = host_.config->policy.run_as_gid;
+  req.cgroup_v2_dirfd = leaf_->v2_dirfd();
   for (const auto& w : leaf_->writes()) {
-    lo.knob_paths.push_back(w.path.c_str());
-    lo.knob_values.push_back(w.value.c_str());
+    req.knob_paths.push_back(w.path.c_str());
+    req.knob_values.push_back(w.value.c_str());
   }
-  for (const auto& path : leaf_->v1_procs_paths()) lo.v1_procs_paths.push_back(path.c_str());
-  lo.want_pidfd = !host_.io->can_wait_pid();
-  if (net_) lo.netns_fd = net_->netns_fd();
+  for (const auto& path : leaf_->v1_procs_paths()) req.v1_procs_paths.push_back(path.c_str());
+  req.want_pidfd = !host_.io->can_wait_pid();
+  if (net_) req.netns_fd = net_->netns_fd();
   launched_at_ = std::chrono::steady_clock::now();
-  auto launched = launch(lo);
+  auto launched = backend_cell_->start(req);
   if (!launched) return fail_setup(launched.error().message());
   launched_ = true;
   pid_ = launched->pid;
   pidfd_ = std::move(launched->pidfd);
-  // The v1 cgroup.procs descriptors were for the child; drop ours now.
-  leaf_->close_v1_procs();
+  // clone3 placed the child; the leaf's dir fd is not needed again.
   leaf_->close_v2_dir();
 
   out_.from = std::move(launched->stdout_read);
@@ -183,7 +183,7 @@ base::Result<void> Cell::watch_flows() {
   if (!host_.flows) return base::ok();
   auto targets = egress_targets(opts_.spec);
   if (!targets) return std::move(targets).error();
-  FlowMonitor::CellOptions o{opts_.spec.id, leaf_->v2_dirfd(), std::move(*targets), net_.get()};
+  flows::FlowMonitor::CellOptions o{opts_.spec.id, leaf_->v2_dirfd(), std::move(*targets), net_.get()};
   auto flows = host_.flows->open_cell(std::move(o));
   if (!flows) return std::move(flows).error();
   flows_ = std::move(*flows);
@@ -404,6 +404,12 @@ void Cell::decide_outcome() {
     }
     return;
   }
+  if (!command_status_ && !host_.backend->traits().status_records) {
+    // The backend's root process stands for the command: its exit is the command's.
+    if (exit_.info.si_code == CLD_EXITED) command_status_ = W_EXITCODE(exit_.info.si_status, 0);
+    else if (exit_.info.si_code == CLD_KILLED || exit_.info.si_code == CLD_DUMPED)
+      command_status_ = exit_.info.si_status & 0x7f;  // a wait status that WIFSIGNALED reads
+  }
   if (!command_status_ && exit_.info.si_code == CLD_EXITED && killed_ == KillCause::kNone) {
     // The setup or the init left without a word (it could not even reach the status pipe).
     outcome_.reason = R::kSetupFailed;
@@ -447,6 +453,8 @@ void Cell::teardown() {
     }
   }
   pidfd_.reset();
+  // The processes are gone: whatever the backend made for the cell goes too.
+  backend_cell_.reset();
   // The namespace's last fd and socket: the kernel then removes it, and with it the veth pair,
   // the cell's address and route (netns/cell_net.h); the address returns to the pool.
   net_.reset();

@@ -20,11 +20,12 @@
 
 #include "base/fd.h"
 #include "base/io.h"
+#include "cells/backend.h"
 #include "cells/cell_lock.h"
 #include "cells/cgroup.h"
 #include "cells/child_setup.h"
 #include "cells/config.h"
-#include "cells/flow_monitor.h"
+#include "flows/flow_monitor.h"
 #include "cells/spec.h"
 #include "netns/cell_net.h"
 #include "sinks/events.h"
@@ -40,8 +41,10 @@ struct CellHost {
   // The host side of [network] uplink = "nat"; null for "none" (cells with egress rules then
   // get their ruleset but no interface and no route).
   netns::HostUplink* uplink = nullptr;
+  // How the command runs (backend.h); required.
+  Backend* backend = nullptr;
   // Flow probes, nflog and BPF enforcement; null: none (cells get nft enforcement only).
-  FlowMonitor* flows = nullptr;
+  flows::FlowMonitor* flows = nullptr;
 };
 
 struct CellOptions {
@@ -157,8 +160,9 @@ class Cell {
   CellOptions opts_;
   std::optional<CellLock> lock_;
   std::optional<CgroupLeaf> leaf_;
+  std::unique_ptr<BackendCell> backend_cell_;
   std::unique_ptr<netns::CellNetwork> net_;
-  std::unique_ptr<CellFlows> flows_;
+  std::unique_ptr<flows::CellFlows> flows_;
   std::optional<sinks::FlowSummaryData> flow_summary_;
   base::Fd pidfd_;
   pid_t pid_ = -1;

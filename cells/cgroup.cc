@@ -97,8 +97,10 @@ std::vector<std::string> CgroupTree::hierarchies(bool with_cpu) const {
   return h;
 }
 
-Result<CgroupTree> CgroupTree::prepare(CgroupRoots roots, std::string parent) {
+Result<CgroupTree> CgroupTree::prepare(CgroupRoots roots, std::string parent,
+                                       std::string delegated) {
   CgroupTree t(std::move(roots), std::move(parent));
+  t.delegated_ = std::move(delegated);
   for (const std::string& h : t.hierarchies()) CELLOS_TRY(base::make_dirs(h + "/" + t.parent_));
   if (!t.roots_.memory.empty() && !t.roots_.memory_v2)
     t.memsw_ = ::access((t.roots_.memory + "/" + t.parent_ + "/memory.memsw.limit_in_bytes").c_str(),
@@ -110,9 +112,12 @@ Result<CgroupTree> CgroupTree::prepare(CgroupRoots roots, std::string parent) {
   if (t.roots_.cpu_v2) enable += "+cpu ";
   if (!enable.empty()) {
     enable.pop_back();
-    std::string dir = t.roots_.unified;
+    // A delegated subtree: its ancestors are the service manager's (it enabled what reaches
+    // us), so the writes start at the delegated cgroup itself; else at the root.
+    std::string dir = t.roots_.unified + (t.delegated_.empty() ? "" : "/" + t.delegated_);
     CELLOS_TRY(write_knob(dir, "cgroup.subtree_control", enable));
-    std::istringstream segs(t.parent_);
+    std::istringstream segs(t.delegated_.empty() ? t.parent_
+                                                 : t.parent_.substr(t.delegated_.size() + 1));
     std::string seg;
     while (std::getline(segs, seg, '/')) {
       dir += "/" + seg;
@@ -125,7 +130,8 @@ Result<CgroupTree> CgroupTree::prepare(CgroupRoots roots, std::string parent) {
 void CgroupTree::remove_empty_parents() const {
   for (const std::string& h : hierarchies()) {
     std::string rel = parent_;
-    while (!rel.empty()) {
+    // Never above (or at) a delegated cgroup: it belongs to the service manager.
+    while (!rel.empty() && rel != delegated_) {
       if (::rmdir((h + "/" + rel).c_str()) != 0) break;  // busy or in use by another reactor
       auto slash = rel.rfind('/');
       rel = slash == std::string::npos ? "" : rel.substr(0, slash);

@@ -47,12 +47,15 @@ struct CgroupLeafOptions {
   bool defer_writes = false;
 };
 
-// The per-host parent ("cellos/<hostId>") under every hierarchy in use. Prepared once per
-// process (mkdir -p, and on pure v2 the controllers enabled in each parent's subtree_control),
-// so a cell's setup costs only its own leaf.
+// The per-host parent ("[<delegated>/]cellos/<hostId>") under every hierarchy in use. Prepared
+// once per process (mkdir -p, and on pure v2 the controllers enabled in each parent's
+// subtree_control), so a cell's setup costs only its own leaf.
 class CgroupTree {
  public:
-  static base::Result<CgroupTree> prepare(CgroupRoots roots, std::string parent);
+  // `delegated`: a prefix of `parent` handed to us by the service manager (systemd's
+  // Delegate=yes): nothing above it is written or removed. Empty: the tree starts at the roots.
+  static base::Result<CgroupTree> prepare(CgroupRoots roots, std::string parent,
+                                          std::string delegated = {});
   const CgroupRoots& roots() const { return roots_; }
   const std::string& parent() const { return parent_; }
 
@@ -78,6 +81,7 @@ class CgroupTree {
   std::vector<std::string> hierarchies(bool with_cpu = true) const;
   CgroupRoots roots_;
   std::string parent_;
+  std::string delegated_;
   // v1 memory has memory.memsw.* (swap accounting on): probed once, not per cell.
   bool memsw_ = false;
 };

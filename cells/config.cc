@@ -172,7 +172,10 @@ class ConfigParser {
   }
 
   void parse_host(const toml::table& t, HostConfig& host) const {
-    check_keys(t, "host", {"id", "state_dir", "max_concurrent_cells", "shutdown_grace_seconds"});
+    check_keys(t, "host", {"id", "state_dir", "max_concurrent_cells", "shutdown_grace_seconds",
+                           "cgroup_parent"});
+    if (const toml::node* n = t.get("cgroup_parent"))
+      host.cgroup_parent = absolute_path(*n, "host.cgroup_parent", /*allow_root=*/true);
     if (const toml::node* n = t.get("max_concurrent_cells"))
       host.max_concurrent_cells = integer(*n, "host.max_concurrent_cells", 1, 1 << 20);
     if (const toml::node* n = t.get("shutdown_grace_seconds"))

@@ -34,6 +34,10 @@ struct HostConfig {
   std::string state_dir = "/var/lib/cellos-reactor";
   uint64_t max_concurrent_cells = 64;   // the daemon runs at most this many cells at once
   uint64_t shutdown_grace_seconds = 30;  // SIGTERM: how long running cells may finish
+  // Where the cells' cgroups go, as a cgroup path ("/" = the roots): cells land in
+  // <cgroup_parent>/cellos/<id>/. Empty: the daemon's own cgroup when a service manager gave it
+  // one (systemd's Delegate=yes), else the roots; `run` always the roots.
+  std::string cgroup_parent;
 };
 
 struct LogsConfig {

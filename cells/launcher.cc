@@ -76,7 +76,6 @@ constexpr bool kShareMemory = false;
 }  // namespace
 
 base::Result<Launched> launch(const LaunchOptions& o) {
-  if (o.v1_procs.size() > 8) return base::value_error("launch", "too many v1 hierarchies");
   const auto& init = cell_init_binary();
   if (!init.ok()) return init.error();
   auto out = base::make_pipe();
@@ -107,8 +106,6 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   plan.stderr_fd = err->write.get();
   plan.status_fd = status->write.get();
   plan.init_fd = init->get();
-  plan.v1_procs = o.v1_procs.data();
-  plan.n_v1_procs = static_cast<int>(o.v1_procs.size());
   if (o.knob_paths.size() != o.knob_values.size())
     return base::value_error("launch", "cgroup limit paths and values differ in number");
   plan.knob_paths = o.knob_paths.data();

@@ -20,7 +20,6 @@ struct LaunchOptions {
   uid_t uid = 65534;
   gid_t gid = 65534;
   int cgroup_v2_dirfd = -1;              // CLONE_INTO_CGROUP target
-  std::vector<int> v1_procs;             // cgroup.procs of each v1 leaf (not owned)
   // CLONE_PIDFD. Off when the reactor watches exits by pid (IoPort::can_wait_pid).
   bool want_pidfd = true;
   // Limit writes and v1 joins the child makes itself (CgroupLeafOptions::defer_writes).

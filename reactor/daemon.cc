@@ -1,37 +1,30 @@
 #include "reactor/daemon.h"
 
-#include <dirent.h>
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <unordered_map>
-#include <unordered_set>
 
-#include "cells/cell_init.h"
-#include "cells/cell_lock.h"
-#include "cells/cgroup.h"
-#include "cells/config.h"
-#include "cells/egress.h"
+#include "base/completion.h"
+#include "cells/admission.h"
 #include "cells/secrets.h"
-#include "netns/uplink.h"
-#include "reactor/event_log_config.h"
+#include "reactor/cgroup_parent.h"
+#include "reactor/host.h"
+#include "reactor/intakes.h"
 #include "reactor/metrics.h"
-#include "reactor/nats_bridge.h"
-#include "reactor/nats_commands.h"
+#include "reactor/recovery.h"
 #include "reactor/run_command.h"
 #include "reactor/spool.h"
+#include "reactor/spool_intake.h"
 #include "reactor/status.h"
 #include "reactor/supervisor.h"
+#include "reactor/waiting_queue.h"
 
 namespace cellos::reactor {
 namespace {
@@ -40,342 +33,149 @@ constexpr int kSetupFailed = 125;
 // Metrics are rewritten at most this often, and only after something changed: an idle
 // daemon with sleeping cells does no periodic work at all.
 constexpr auto kMetricsInterval = std::chrono::seconds(1);
-// Start-up recovery waits at most this long for a lost cell's processes to die.
-constexpr auto kReclaimWait = std::chrono::seconds(5);
+// A launch that failed for the host's trouble (descriptors, memory, disk) is tried again after.
+constexpr auto kRetryInterval = std::chrono::milliseconds(500);
+// At exit, how long finished cells' settlements (a completion record and an ack) may take:
+// longer than an intake's own bound on one settlement (the NATS companion tries an ack 5 times
+// with a 2 s timeout, ~11 s), so a slow server reply does not cut one short.
+constexpr auto kSettlePatience = std::chrono::seconds(15);
+// Then how long the log's last batches may take to leave the host, so a host leaving the fleet
+// leaves its stream whole (a later start would resume anyway).
+constexpr auto kPublishPatience = std::chrono::seconds(5);
 
 int complain(const std::string& line) {
   std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
   return kSetupFailed;
 }
 
-struct Callback final : base::Completion {
-  std::function<void(int)> fn;
-  bool in_flight = false;
-  void complete(int res) override {
-    in_flight = false;
-    if (fn) fn(res);
-  }
-};
-
-// Out of descriptors, memory or disk for a moment: the spec waits and is tried again, it is
-// never rejected for the host's trouble.
-bool transient(int err) {
-  return err == EMFILE || err == ENFILE || err == ENOMEM || err == ENOSPC || err == EDQUOT ||
-         err == EAGAIN;
-}
-constexpr auto kRetryInterval = std::chrono::milliseconds(500);
-
-// What the metrics and the status call a finished cell: "exit_nonzero" for a command that
-// exited non-zero, otherwise the completed event's reason.
-std::optional<std::string> failure_reason(const cells::CellOutcome& o) {
-  if (o.reason == sinks::CompletedReason::kExited)
-    return o.exit_code == 0 ? std::nullopt : std::optional<std::string>("exit_nonzero");
-  return std::string(sinks::reason_name(o.reason));
-}
-
-class Daemon {
+class Daemon final : public IntakeSink {
  public:
   explicit Daemon(cells::Config config) : config_(std::move(config)), dirs_(config_.host.state_dir) {}
   int run();
 
- private:
-  // A spec that came from the NATS work queue instead of the spool.
-  struct NatsOrigin {
-    std::string token;  // its ack subject
-    uint64_t stream_seq = 0;
-    std::string text;   // the spec as delivered: active/<id>.json while its cell runs
-  };
-  struct Waiting {
-    std::string name;  // spool entry ("nats:<stream seq>" for a NATS spec)
-    cells::Spec spec;
-    std::optional<NatsOrigin> nats;
-  };
-  struct Running {
-    std::string name;  // the spool entry its spec came in as (its file is now active/<id>.json)
-    std::optional<NatsOrigin> nats;
-  };
+  // IntakeSink
+  void offer(IntakeEntry entry) override;
+  IntakeEntry* held(const Intake& from, uint64_t seq) override;
+  bool stopping() const override { return stopping_; }
+  void rejected(const IntakeEntry& e, const std::optional<std::string>& cell_id,
+                const std::string& reason) override;
 
-  base::Result<void> lock_state_dir();
-  void recover();
-  void offer(const std::string& name);
-  // A spec delivered from [intake.nats].
-  void offer_nats(nats::Frame f);
-  void reject_nats(const NatsOrigin& n, const std::optional<std::string>& id,
-                   const std::string& reason);
-  // Rejects a waiting spec, wherever it came from.
-  void refuse(const Waiting& w, const std::string& reason, bool active);
+ private:
+  base::Result<void> start();
   uint64_t free_slots() const {
     const uint64_t taken = running_.size() + waiting_.size();
     return taken >= cap_ ? 0 : cap_ - taken;
   }
-  void reject(const std::string& name, const std::optional<std::string>& id,
-              const std::string& reason, bool active);
-  // active/<id>.json -> rejected/<name> beside its .error (a spec that had left the spool).
-  void active_to_rejected(const std::string& id, const std::string& name,
-                          const std::string& reason);
-  std::string active_path(const std::string& id) const { return dirs_.active + "/" + id + ".json"; }
+  // Refuses a spec: the rejected event and stderr line, then its intake settles it.
+  void refuse(const IntakeEntry& e, const std::optional<std::string>& id, const std::string& reason,
+              bool active);
   void pump();
   // False when a transient failure put `w` back at the head of the queue.
-  bool launch(Waiting w);
-  void retry_later();
+  bool launch(WaitingSpec w);
+  bool requeue(WaitingSpec w);
   void on_cell_done(const cells::Cell& c);
   void on_signal(int signo);
   void changed();
   void publish_metrics();
   std::string snapshot() const;
+  bool all_settled() const;
+  bool all_caught_up() const;
 
   cells::Config config_;
   StateDirs dirs_;
   base::Fd state_lock_;
-  std::optional<cells::CgroupTree> tree_;
+  // Declared first, so destroyed last: everything below uses its ring, which it closes first.
+  std::unique_ptr<Host> host_;
+  std::unique_ptr<Supervisor> sup_;
+  std::vector<std::unique_ptr<Intake>> intakes_;
+  std::unique_ptr<StatusServer> status_;
 
-  std::deque<Waiting> waiting_;
-  std::unordered_set<std::string> waiting_ids_, waiting_names_;
-  std::unordered_map<std::string, Running> running_;
+  WaitingQueue waiting_;
+  std::unordered_map<std::string, IntakeEntry> running_;  // by cell id
   Metrics metrics_;
   uint64_t succeeded_ = 0, failed_ = 0;
   bool stopping_ = false, killing_ = false;
-  Callback grace_, metrics_timer_, retry_;
-  uint64_t cap_ = 1;       // max_concurrent_cells, or less if descriptors cannot cover it
-  bool paused_ = false;    // a transient failure: no launch until the retry or a cell ends
-  std::unordered_set<std::string> retry_names_;  // spool entries to read again
+  base::Timer grace_, metrics_timer_, retry_;
+  uint64_t cap_ = 1;     // max_concurrent_cells, or less if descriptors cannot cover it
+  bool paused_ = false;  // a transient failure: no launch until the retry or a cell ends
   bool metrics_dirty_ = false;
-
-  // The host side of [network] uplink = "nat": outlives the supervisor and its cells.
-  std::unique_ptr<netns::HostUplink> uplink_;
-  // [intake.nats] / [events.nats]: the companion process and what must outlive it.
-  std::unique_ptr<NatsBridge> nats_;
-  Callback settle_timer_, publish_timer_;
-  bool settle_gave_up_ = false, publish_gave_up_ = false;
-  // Declared last so they go first: the supervisor closes the ring before anything the ring
-  // could still complete into is freed.
-  std::unique_ptr<sinks::EventSink> events_;
-  std::unique_ptr<SpoolWatcher> watcher_;
-  std::unique_ptr<StatusServer> status_;
-  std::unique_ptr<Supervisor> sup_;
 };
 
-base::Result<void> Daemon::lock_state_dir() {
-  const std::string path = dirs_.state + "/reactor.lock";
-  auto fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600);
-  if (!fd) return std::move(fd).error();
-  if (::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) return base::sys_error("flock", "\"" + path + "\"");
-    auto pid = base::read_fd(fd->get(), path, 64);
-    std::string holder = pid.ok() && !pid->empty() ? " (pid " + pid->substr(0, pid->find('\n')) + ")" : "";
-    return base::Error{EWOULDBLOCK, "flock", "\"" + path + "\"",
-                       "another cellos-reactor daemon serves " + dirs_.state + holder, {}};
-  }
-  std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd->get(), 0) == 0) (void)::pwrite(fd->get(), pid.data(), pid.size(), 0);
-  state_lock_ = std::move(*fd);
-  return base::ok();
+void Daemon::rejected(const IntakeEntry& e, const std::optional<std::string>& id,
+                      const std::string& reason) {
+  host_->events().emit(sinks::make_event(sinks::RejectedData{id, reason}));
+  ++metrics_.rejected;
+  changed();
+  std::fprintf(stderr, "cellos-reactor: rejected %s: %s\n", e.name.c_str(), reason.c_str());
 }
 
-// Whatever a predecessor that died left: cgroup leaves (with processes, if its cells outlived
-// it) and active/ entries of cells it had started. A leaf whose cell lock is held belongs to a
-// live `run` sharing this state dir, and is left alone.
-void Daemon::recover() {
-  std::vector<std::string> ids = tree_->list_leaves();
-  DIR* d = ::opendir(dirs_.active.c_str());
-  if (d) {
-    while (dirent* e = ::readdir(d)) {
-      std::string n = e->d_name;
-      if (n.size() > 5 && n.ends_with(".json")) {
-        std::string id = n.substr(0, n.size() - 5);
-        if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
-      }
-    }
-    ::closedir(d);
-  }
-  for (const std::string& id : ids) {
-    auto lock = cells::CellLock::acquire(dirs_.state, id);
-    if (!lock) continue;
-    if (auto r = tree_->reclaim_leaf(id, kReclaimWait); !r)
-      complain("recovering lost cell " + id + ": " + r.error().message());
-    ::unlink(active_path(id).c_str());
-    events_->emit(sinks::make_event(sinks::DestroyedData{id, false, true, "lost"}));
-    ++metrics_.failed["lost"];
-    ++failed_;
-    std::fprintf(stderr, "cellos-reactor: cell %s was running when the previous daemon died: "
-                 "killed, removed and reported lost\n", id.c_str());
-  }
-}
-
-void Daemon::active_to_rejected(const std::string& id, const std::string& name,
-                                const std::string& reason) {
-  const std::string from = active_path(id), to = dirs_.rejected + "/" + name;
-  (void)base::replace_file(to + ".error", reason + "\n");
-  if (::rename(from.c_str(), to.c_str()) != 0) ::unlink(from.c_str());
-}
-
-void Daemon::reject(const std::string& name, const std::optional<std::string>& id,
+void Daemon::refuse(const IntakeEntry& e, const std::optional<std::string>& id,
                     const std::string& reason, bool active) {
-  events_->emit(sinks::make_event(sinks::RejectedData{id, reason}));
-  ++metrics_.rejected;
-  changed();
-  if (active && id) {
-    active_to_rejected(*id, name, reason);
-  } else if (auto r = move_to_rejected(dirs_, name, reason); !r) {
-    // The spool entry cannot be moved: say so, and never look at it again in this run.
-    complain("spool entry " + name + ": " + r.error().message());
-  }
-  std::fprintf(stderr, "cellos-reactor: rejected %s: %s\n", name.c_str(), reason.c_str());
+  rejected(e, id, reason);
+  e.from->refuse(e, id, reason, active);
 }
 
-void Daemon::offer(const std::string& name) {
-  if (stopping_ || waiting_names_.count(name)) return;
-  auto text = read_spool_entry(dirs_, name);
-  if (!text) {
-    // Gone already: taken by this daemon after a rescan, or withdrawn by its submitter.
-    if (text.error().err == ENOENT) return;
-    if (transient(text.error().err)) {
-      retry_names_.insert(name);
-      return retry_later();
-    }
-    return reject(name, std::nullopt, "spool entry " + name + ": " + text.error().message(), false);
-  }
-  auto spec = cells::parse_spec(*text);
-  if (!spec) return reject(name, std::nullopt, "spool entry " + name + ": " + spec.error().message(), false);
-  const std::string id = spec->id;
-  if (auto r = cells::check_policy(*spec, config_.policy); !r)
-    return reject(name, id, "spool entry " + name + ": " + r.error().message(), false);
-  // Hostnames in egress rules are resolved once, at admission, through the host's resolver;
-  // the addresses go into the cell's ruleset and its network_policy event.
-  if (auto r = cells::resolve_egress(*spec); !r)
-    return reject(name, id, "spool entry " + name + ": " + r.error().message(), false);
-  if (running_.count(id))
-    return reject(name, id, "spool entry " + name + ": spec.id: cell " + id + " is already running", false);
-  if (waiting_ids_.count(id))
-    return reject(name, id, "spool entry " + name + ": spec.id: cell " + id + " is already waiting", false);
-  waiting_ids_.insert(id);
-  waiting_names_.insert(name);
-  waiting_.push_back(Waiting{name, std::move(*spec), std::nullopt});
-  changed();
-  pump();
+IntakeEntry* Daemon::held(const Intake& from, uint64_t seq) {
+  for (auto& [id, e] : running_)
+    if (e.from == &from && e.seq == seq) return &e;
+  WaitingSpec* w = waiting_.find_if(
+      [&](const WaitingSpec& x) { return x.entry.from == &from && x.entry.seq == seq; });
+  return w ? &w->entry : nullptr;
 }
 
-void Daemon::reject_nats(const NatsOrigin& n, const std::optional<std::string>& id,
-                         const std::string& reason) {
-  events_->emit(sinks::make_event(sinks::RejectedData{id, reason}));
-  ++metrics_.rejected;
-  changed();
-  nats_->term(n.token, n.stream_seq, reason);
-  std::fprintf(stderr, "cellos-reactor: rejected nats spec (stream seq %llu): %s\n",
-               static_cast<unsigned long long>(n.stream_seq), reason.c_str());
-}
-
-void Daemon::refuse(const Waiting& w, const std::string& reason, bool active) {
-  if (!w.nats) return reject(w.name, w.spec.id, reason, active);
-  if (active) ::unlink(active_path(w.spec.id).c_str());
-  reject_nats(*w.nats, w.spec.id, reason);
-}
-
-void Daemon::offer_nats(nats::Frame f) {
-  NatsOrigin origin{std::move(f.token), f.seq, std::move(f.text)};
-  const std::string where = "nats spec (stream seq " + std::to_string(origin.stream_seq) + ")";
-  // Completed or rejected here, and the settlement is still on its way to the server (the
-  // companion hung or restarting, a late heartbeat): settled with it, never run or rejected twice.
-  if (nats_->settling(origin.stream_seq, origin.token)) {
-    std::fprintf(stderr, "cellos-reactor: nats: %s redelivered (delivery %llu) before this "
-                 "host's ack or term for it reached the server: settled the same way, not run "
-                 "again\n", where.c_str(),
-                 static_cast<unsigned long long>(f.count));
-    return;
-  }
-  if (stopping_) return nats_->give_back(origin.token);
-  if (!f.key.empty())  // the companion refused to carry it: "too-large:<bytes>"
-    return reject_nats(origin, std::nullopt, where + ": " + f.key.substr(f.key.find(':') + 1) +
-                                                 " bytes: over the 1 MiB a spec may have");
-  auto spec = cells::parse_spec(origin.text);
-  if (!spec) return reject_nats(origin, std::nullopt, where + ": " + spec.error().message());
-  const std::string id = spec->id;
-  // The same message again (redelivered while it waits or runs here: a late heartbeat, or a
-  // companion restart): keep the one cell, and settle it through the newest delivery.
-  auto adopt = [&](std::optional<NatsOrigin>& held) {
-    if (!held || held->stream_seq != origin.stream_seq) return false;
-    if (held->token != origin.token) nats_->release(held->token);
-    nats_->hold(origin.token);
-    held->token = origin.token;
-    std::fprintf(stderr, "cellos-reactor: nats: spec %s redelivered (delivery %llu) while it %s "
-                 "here: kept, not run twice\n", id.c_str(), static_cast<unsigned long long>(f.count),
-                 running_.count(id) ? "runs" : "waits");
-    return true;
+void Daemon::offer(IntakeEntry e) {
+  if (stopping_ || waiting_.has_name(e.name)) return;
+  cells::AdmissionOptions ao;
+  ao.config = &config_;
+  ao.id_taken = [this](const std::string& id) -> std::optional<std::string> {
+    if (running_.count(id)) return "is already running";
+    if (waiting_.has_id(id)) return "is already waiting";
+    return std::nullopt;
   };
-  if (auto it = running_.find(id); it != running_.end() && adopt(it->second.nats)) return;
-  for (Waiting& w : waiting_)
-    if (w.spec.id == id && adopt(w.nats)) return;
-  if (auto r = cells::check_policy(*spec, config_.policy); !r)
-    return reject_nats(origin, id, where + ": " + r.error().message());
-  if (auto r = cells::resolve_egress(*spec); !r)
-    return reject_nats(origin, id, where + ": " + r.error().message());
-  if (running_.count(id))
-    return reject_nats(origin, id, where + ": spec.id: cell " + id + " is already running");
-  if (waiting_ids_.count(id))
-    return reject_nats(origin, id, where + ": spec.id: cell " + id + " is already waiting");
-  nats_->hold(origin.token);
-  const std::string name = "nats:" + std::to_string(origin.stream_seq);
-  waiting_ids_.insert(id);
-  waiting_names_.insert(name);
-  waiting_.push_back(Waiting{name, std::move(*spec), std::move(origin)});
+  cells::Admission a = cells::admit(e.text, ao);
+  if (!a.admitted()) {
+    return refuse(e, a.cell_id, e.from->where(e) + ": " + a.refusal.message(), false);
+  }
+  waiting_.push_back(WaitingSpec{std::move(e), std::move(*a.spec)});
   changed();
   pump();
 }
 
 void Daemon::pump() {
   while (!stopping_ && !paused_ && !waiting_.empty() && running_.size() < cap_) {
-    Waiting w = std::move(waiting_.front());
-    waiting_.pop_front();
-    waiting_ids_.erase(w.spec.id);
-    waiting_names_.erase(w.name);
-    if (!launch(std::move(w))) break;
+    if (!launch(*waiting_.pop_front())) break;
   }
-  if (nats_) nats_->offer_room(free_slots());
+  for (auto& in : intakes_) in->offer_room(free_slots());
   changed();
 }
 
-void Daemon::retry_later() {
-  if (retry_.in_flight || stopping_) return;
-  retry_.fn = [this](int) {
-    paused_ = false;
-    auto names = std::move(retry_names_);
-    retry_names_.clear();
-    for (const std::string& n : names) offer(n);
-    pump();
-  };
-  retry_.in_flight = true;
-  sup_->ring().timeout(kRetryInterval, retry_);
+bool Daemon::requeue(WaitingSpec w) {
+  std::fprintf(stderr, "cellos-reactor: cell %s waits: the host is short of descriptors, "
+               "memory or disk; retrying\n", w.spec.id.c_str());
+  waiting_.push_front(std::move(w));
+  paused_ = true;
+  if (!retry_.armed())
+    retry_.start(kRetryInterval, [this](int) {
+      paused_ = false;
+      pump();
+    });
+  return false;
 }
 
-bool Daemon::launch(Waiting w) {
+bool Daemon::launch(WaitingSpec w) {
   const std::string id = w.spec.id;
   const auto admitted = std::chrono::steady_clock::now();
-  auto requeue = [&] {
-    std::fprintf(stderr, "cellos-reactor: cell %s waits: the host is short of descriptors, "
-                 "memory or disk; retrying\n", id.c_str());
-    waiting_ids_.insert(id);
-    waiting_names_.insert(w.name);
-    waiting_.push_front(std::move(w));
-    paused_ = true;
-    retry_later();
-    return false;
-  };
+  const std::string prefix = w.entry.from->where(w.entry) + ": ";
   auto env = cells::build_environment(w.spec, config_.secrets);
   if (!env) {
-    if (transient(env.error().err)) return requeue();
-    refuse(w, (w.nats ? "" : "spool entry " + w.name + ": ") + env.error().message(), false);
+    if (transient_errno(env.error().err)) return requeue(std::move(w));
+    refuse(w.entry, id, prefix + env.error().message(), false);
     return true;
   }
-  // A NATS spec has no spool file: its text becomes active/<id>.json, so a daemon that dies
-  // knows which cells it lost (the server redelivers their specs elsewhere after AckWait).
-  auto active = w.nats ? base::replace_file(active_path(id), w.nats->text, 0640).ok()
-                             ? base::Result<std::string>(active_path(id))
-                             : base::Result<std::string>(base::sys_error("write", "\"" + active_path(id) + "\""))
-                       : move_to_active(dirs_, w.name, id);
-  if (!active) {
-    if (active.error().err == ENOENT && !w.nats) return true;  // withdrawn from the spool
-    if (transient(active.error().err)) return requeue();
-    refuse(w, (w.nats ? "" : "spool entry " + w.name + ": ") + active.error().message(), false);
+  if (auto r = w.entry.from->activate(w.entry, id); !r) {
+    if (r.error().err == ENOENT) return true;  // withdrawn meanwhile
+    if (transient_errno(r.error().err)) return requeue(std::move(w));
+    refuse(w.entry, id, prefix + r.error().message(), false);
     return true;
   }
   const std::string logdir = dirs_.logs + "/" + id;
@@ -393,11 +193,9 @@ bool Daemon::launch(Waiting w) {
     return base::ok();
   }();
   if (!made) {
-    if (transient(made.error().err) &&
-        (w.nats ? ::unlink(active->c_str()) == 0
-                : ::rename(active->c_str(), (dirs_.spool + "/" + w.name).c_str()) == 0))
-      return requeue();
-    refuse(w, "cell " + id + ": logs: " + made.error().message(), true);
+    if (transient_errno(made.error().err) && w.entry.from->deactivate(w.entry, id))
+      return requeue(std::move(w));
+    refuse(w.entry, id, "cell " + id + ": logs: " + made.error().message(), true);
     return true;
   }
 
@@ -408,7 +206,7 @@ bool Daemon::launch(Waiting w) {
   co.stdout_path = logdir + "/stdout";
   co.stderr_path = logdir + "/stderr";
   co.max_stream_bytes = config_.logs.max_bytes_per_stream;
-  running_.emplace(id, Running{w.name, std::move(w.nats)});
+  running_.emplace(id, std::move(w.entry));
   sup_->add(std::move(co));
   // start() returns once the cell's init runs (CLONE_VFORK): this is the spawn latency.
   metrics_.observe_spawn(std::chrono::steady_clock::now() - admitted);
@@ -421,14 +219,9 @@ void Daemon::on_cell_done(const cells::Cell& c) {
   auto it = running_.find(c.id());
   if (o.refused) {
     // The id was running in another reactor sharing the state dir: the cell emitted its own
-    // rejection; the spec goes to rejected/ with the reason.
+    // rejection; the intake settles the spec as rejected.
     ++metrics_.rejected;
-    if (it != running_.end() && it->second.nats) {
-      ::unlink(active_path(c.id()).c_str());
-      nats_->term(it->second.nats->token, it->second.nats->stream_seq, o.error);
-    } else if (it != running_.end()) {
-      active_to_rejected(c.id(), it->second.name, o.error);
-    }
+    if (it != running_.end()) it->second.from->refuse(it->second, c.id(), o.error, true);
   } else {
     ++metrics_.completed[sinks::reason_name(o.reason)];
     if (auto f = failure_reason(o)) {
@@ -437,18 +230,8 @@ void Daemon::on_cell_done(const cells::Cell& c) {
     } else {
       ++succeeded_;
     }
-    if (it != running_.end()) ::unlink(active_path(c.id()).c_str());
-    if (it != running_.end() && it->second.nats) {
-      // Recorded and acked once the destroyed event (emitted just now) is on disk.
-      nlohmann::json rec = {{"specId", c.id()},
-                            {"streamSeq", it->second.nats->stream_seq},
-                            {"hostId", config_.host.id},
-                            {"reason", sinks::reason_name(o.reason)},
-                            {"failure", failure_reason(o).value_or("")}};
-      if (o.exit_code) rec["exitCode"] = *o.exit_code;
-      nats_->completed(it->second.nats->token, it->second.nats->stream_seq, c.id(), rec.dump(),
-                       events_->emitted_seq());
-    }
+    if (it != running_.end())
+      it->second.from->finished(it->second, c, host_->events().emitted_seq());
   }
   if (it != running_.end()) running_.erase(it);
   paused_ = false;  // a cell's descriptors and memory are free again
@@ -463,26 +246,16 @@ void Daemon::on_signal(int signo) {
                    strsignal(signo), running_.size());
       killing_ = true;
       sup_->kill_all(cells::KillCause::kReactorStop);
-      if (grace_.in_flight) sup_->ring().cancel(grace_);
+      grace_.cancel();
     }
     return;
   }
   stopping_ = true;
-  watcher_->stop();
-  if (nats_) {
-    // Specs from the work queue that have not started go back to it at once, for any host.
-    nats_->stop_intake();
-    for (auto w = waiting_.begin(); w != waiting_.end();) {
-      if (!w->nats) {
-        ++w;
-        continue;
-      }
-      nats_->give_back(w->nats->token);
-      waiting_ids_.erase(w->spec.id);
-      waiting_names_.erase(w->name);
-      w = waiting_.erase(w);
-    }
-  }
+  for (auto& in : intakes_) in->stop();
+  // Waiting specs an intake takes back (to run elsewhere) leave the queue; the rest (spool
+  // files) stay where they are for the next start.
+  waiting_.remove_if([](const WaitingSpec& w) { return w.entry.from->give_back(w.entry); },
+                     [](const WaitingSpec&) {});
   if (status_) status_->stop();
   std::fprintf(stderr,
                "cellos-reactor: %s: intake stopped; %zu running cells have %llus to finish "
@@ -491,23 +264,19 @@ void Daemon::on_signal(int signo) {
                static_cast<unsigned long long>(config_.host.shutdown_grace_seconds),
                waiting_.size());
   if (running_.empty()) return;
-  grace_.fn = [this](int res) {
+  grace_.start(std::chrono::seconds(config_.host.shutdown_grace_seconds), [this](int res) {
     if (res != -ETIME || killing_) return;
     killing_ = true;
     std::fprintf(stderr, "cellos-reactor: grace period over: killing %zu running cells\n",
                  running_.size());
     sup_->kill_all(cells::KillCause::kReactorStop);
-  };
-  grace_.in_flight = true;
-  sup_->ring().timeout(std::chrono::seconds(config_.host.shutdown_grace_seconds), grace_);
+  });
 }
 
 void Daemon::changed() {
   metrics_dirty_ = true;
-  if (metrics_timer_.in_flight || !sup_) return;
-  metrics_timer_.fn = [this](int) { publish_metrics(); };
-  metrics_timer_.in_flight = true;
-  sup_->ring().timeout(kMetricsInterval, metrics_timer_);
+  if (metrics_timer_.armed() || !host_) return;
+  metrics_timer_.start(kMetricsInterval, [this](int) { publish_metrics(); });
 }
 
 void Daemon::publish_metrics() {
@@ -515,7 +284,7 @@ void Daemon::publish_metrics() {
   metrics_dirty_ = false;
   metrics_.running = running_.size();
   metrics_.waiting = waiting_.size();
-  metrics_.events_written = events_ ? events_->events_written() : 0;
+  metrics_.events_written = host_ ? host_->events().events_written() : 0;
   if (auto r = base::replace_file(dirs_.state + "/metrics.prom", metrics_.render(config_.host.id));
       !r)
     complain("metrics: " + r.error().message());
@@ -549,6 +318,15 @@ std::string Daemon::snapshot() const {
   return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
+bool Daemon::all_settled() const {
+  return std::all_of(intakes_.begin(), intakes_.end(), [](const auto& i) { return i->settled(); });
+}
+
+bool Daemon::all_caught_up() const {
+  return std::all_of(intakes_.begin(), intakes_.end(),
+                     [](const auto& i) { return i->caught_up(); });
+}
+
 // Each running cell holds about eight descriptors (pidfd, three pipes, two log files, its lock
 // and cgroup dir): thousands of cells need far more than the usual 1024 or 20000. Root may
 // raise the hard limit up to fs.nr_open.
@@ -565,7 +343,7 @@ void raise_fd_limit() {
   }
 }
 
-int Daemon::run() {
+base::Result<void> Daemon::start() {
   raise_fd_limit();
   // A running cell holds at least three descriptors (its stdout, stderr and status pipes);
   // more cells than the limit covers would fail their setup, so run fewer and say so.
@@ -580,108 +358,89 @@ int Daemon::run() {
                  static_cast<unsigned long long>(config_.host.max_concurrent_cells),
                  static_cast<unsigned long long>(nofile.rlim_cur),
                  static_cast<unsigned long long>(budget), static_cast<unsigned long long>(cap_));
-  if (auto r = dirs_.make(); !r) return complain("host.state_dir: " + r.error().message());
-  if (auto r = lock_state_dir(); !r) return complain(r.error().message());
-  auto roots = cells::detect_cgroup_roots();
-  if (!roots) return complain(roots.error().message());
-  auto tree = cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config_.host.id);
-  if (!tree) return complain(tree.error().message());
-  tree_.emplace(std::move(*tree));
-  if (const auto& init = cells::cell_init_binary(); !init.ok())
-    return complain(init.error().message());
+  if (auto r = dirs_.make(); !r) return std::move(r).error().context("host.state_dir");
+  auto lock = lock_state_dir(dirs_);
+  if (!lock) return std::move(lock).error();
+  state_lock_ = std::move(*lock);
 
-  if (config_.network.uplink == "nat") {
-    // Made at start (after removing what a crashed predecessor left), removed at exit.
-    auto u = netns::HostUplink::create({config_.host.id, config_.host.state_dir,
-                                         config_.network.subnet});
-    if (!u) return complain("network.uplink: " + u.error().message());
-    uplink_ = std::move(*u);
-  }
-  SupervisorOptions so;
-  so.config = &config_;
-  so.cgroups = &*tree_;
-  so.uplink = uplink_.get();
-  so.on_cell_done = [this](const cells::Cell& c) { on_cell_done(c); };
-  so.on_signal = [this](int signo) { on_signal(signo); };
-  so.ring_entries = 4096;
-  auto sup = Supervisor::create(std::move(so));
-  if (!sup) return complain(sup.error().message());
-  sup_ = std::move(*sup);
-  auto events = open_event_log(config_, sup_->io(), std::nullopt);
-  if (!events) return complain(events.error().message());
-  events_ = std::move(*events);
-  sup_->set_events(events_.get());
+  auto roots = cells::detect_cgroup_roots();
+  if (!roots) return std::move(roots).error();
+  auto self = base::read_file_at(AT_FDCWD, "/proc/self/cgroup");
+  auto placement = cgroup_placement_for_daemon(config_, roots->unified, self ? *self : "");
+  if (!placement) return std::move(placement).error().context("host.cgroup_parent");
+  HostOptions ho;
+  ho.config = &config_;
+  ho.uplink = true;
+  ho.ring_entries = 4096;
+  ho.cgroups = std::move(*placement);
+  auto host = Host::create(std::move(ho));
+  if (!host) return std::move(host).error();
+  host_ = std::move(*host);
+  host_->on_signal([this](int signo) { on_signal(signo); });
+  sup_ = std::make_unique<Supervisor>(
+      *host_, SupervisorOptions{[this](const cells::Cell& c) { on_cell_done(c); }});
   // The flow probes load now, not at the first networked cell: whether they run (and who
   // enforces) is said once, at start, on stderr and in a flow_probes event.
-  sup_->flows().announce();
+  host_->flows().announce();
 
-  recover();
-
-  if (config_.intake.nats.enabled || config_.events.nats.enabled) {
-    NatsBridgeOptions no;
-    no.config = &config_;
-    no.ring = &sup_->ring();
-    no.events = events_.get();
-    no.on_spec = [this](nats::Frame f) { offer_nats(std::move(f)); };
-    auto b = NatsBridge::create(std::move(no));
-    if (!b) return complain("nats: " + b.error().message());
-    nats_ = std::move(*b);
-    nats_->offer_room(free_slots());
+  RecoveryOptions ro;
+  ro.dirs = &dirs_;
+  ro.tree = &host_->cgroups();
+  ro.events = &host_->events();
+  if (const size_t lost = recover_lost_cells(ro).size()) {
+    metrics_.failed["lost"] += lost;
+    failed_ += lost;
   }
 
-  auto status = StatusServer::create(sup_->ring(), dirs_.state + "/reactor.sock",
+  auto status = StatusServer::create(host_->ring(), dirs_.state + "/reactor.sock",
                                      [this] { return snapshot(); });
-  if (!status) return complain(status.error().message());
+  if (!status) return std::move(status).error();
   status_ = std::move(*status);
-  // Watch first, then scan: a spec renamed in between is seen twice, never missed (the second
-  // sighting finds it waiting or gone).
-  auto watcher = SpoolWatcher::create(
-      sup_->io(), dirs_.spool,
-      {[this](std::string name) { offer(name); },
-       [this] {
-         for (const std::string& n : scan_spool(dirs_)) offer(n);
-       }});
-  if (!watcher) return complain(watcher.error().message());
-  watcher_ = std::move(*watcher);
+  grace_.bind(host_->ring());
+  metrics_timer_.bind(host_->ring());
+  retry_.bind(host_->ring());
+
+  intakes_ = make_intakes({&config_, host_.get(), dirs_, this});
   std::fprintf(stderr, "cellos-reactor: serving %s as host %s (up to %llu cells at once)\n",
                dirs_.state.c_str(), config_.host.id.c_str(),
                static_cast<unsigned long long>(cap_));
-  for (const std::string& n : scan_spool(dirs_)) offer(n);
-  changed();
-
-  auto r = sup_->run_until([this] {
-    if (!stopping_ || !running_.empty()) return false;
-    if (!nats_ || nats_->settled() || settle_gave_up_) return true;
-    // Finished cells' completions still to be recorded and acked: wait for them a while; what
-    // is left is redelivered and then found in the completion bucket, or run again.
-    if (!settle_timer_.in_flight) {
-      settle_timer_.fn = [this](int) {
-        settle_gave_up_ = true;
-        std::fprintf(stderr, "cellos-reactor: nats: stopping with completions not yet acked\n");
-      };
-      settle_timer_.in_flight = true;
-      // Longer than the companion's own bound on one settlement (an ack request tried 5 times
-      // with a 2 s timeout, ~11 s), so a slow server reply does not cut a settlement short.
-      sup_->ring().timeout(std::chrono::seconds(15), settle_timer_);
-    }
-    return false;
-  });
-  if (settle_timer_.in_flight) sup_->ring().cancel(settle_timer_);
-  if (nats_ && r && !nats_->caught_up()) {
-    // The last batches were just written: a few seconds for the companion to publish them, so
-    // a host leaving the fleet leaves its stream whole (a later start would resume anyway).
-    publish_timer_.fn = [this](int) { publish_gave_up_ = true; };
-    publish_timer_.in_flight = true;
-    sup_->ring().timeout(std::chrono::seconds(5), publish_timer_);
-    r = sup_->run_until([this] { return nats_->caught_up() || publish_gave_up_; });
-    if (publish_timer_.in_flight) sup_->ring().cancel(publish_timer_);
+  for (auto& in : intakes_) {
+    if (auto r = in->start(); !r) return std::move(r).error();
+    in->offer_room(free_slots());
   }
-  if (nats_) nats_->stop();
-  if (grace_.in_flight) sup_->ring().cancel(grace_);
-  if (retry_.in_flight) sup_->ring().cancel(retry_);
+  changed();
+  return base::ok();
+}
+
+int Daemon::run() {
+  if (auto r = start(); !r) return complain(r.error().message());
+  auto r = sup_->run_until([this] { return stopping_ && running_.empty(); });
+  // Finished cells' settlements still on their way: wait for them a while; what is left is
+  // redelivered later and found settled, or run again.
+  base::Timer patience(&host_->ring());
+  bool gave_up = false;
+  if (r && !all_settled()) {
+    patience.start(kSettlePatience, [&](int) { gave_up = true; });
+    r = sup_->run_until([&] { return all_settled() || gave_up; });
+    if (gave_up)
+      for (auto& in : intakes_)
+        if (!in->settled()) in->abandon_settling();
+    patience.cancel();
+    if (r) r = sup_->run_until([&] { return !patience.armed(); });
+  }
+  if (r && !all_caught_up()) {
+    gave_up = false;
+    patience.start(kPublishPatience, [&](int) { gave_up = true; });
+    r = sup_->run_until([&] { return all_caught_up() || gave_up; });
+    patience.cancel();
+    if (r) r = sup_->run_until([&] { return !patience.armed(); });
+  }
+  for (auto& in : intakes_) in->close();
+  grace_.cancel();
+  retry_.cancel();
   metrics_dirty_ = true;
   publish_metrics();
-  tree_->remove_empty_parents();
+  host_->cgroups().remove_empty_parents();
   if (!r) return complain(r.error().message());
   std::fprintf(stderr, "cellos-reactor: stopped (%llu succeeded, %llu failed, %llu rejected; "
                "%zu specs left waiting in the spool)\n",
@@ -698,31 +457,6 @@ int serve_command(const ServeArgs& args) {
   if (!config) return kSetupFailed;
   Daemon d(std::move(*config));
   return d.run();
-}
-
-int submit_command(const SubmitArgs& args) {
-  std::optional<cells::Config> loaded;
-  if (!args.config_path.empty() || args.nats_url.empty()) {
-    loaded = load_config_or_say(args.config_path);
-    if (!loaded) return kSetupFailed;
-  } else {
-    loaded = cells::default_config();
-  }
-  const cells::Config& config = *loaded;
-  auto text = read_spec_text(args.spec_path);
-  if (!text) return complain(text.error().message());
-  // The same limit the daemons' companions enforce: a spec they would reject is never queued.
-  if (!args.nats_url.empty() && text->size() > nats::kMaxSpecBytes)
-    return complain("spec: " + std::to_string(text->size()) +
-                    " bytes: over the 1 MiB a spec may have on the NATS work queue");
-  auto spec = cells::parse_spec(*text);
-  if (!spec) return complain(spec.error().message());
-  if (auto r = cells::check_policy(*spec, config.policy); !r) return complain(r.error().message());
-  if (!args.nats_url.empty()) return exec_nats_publish(args.nats_url, config.intake.nats, *text);
-  auto path = submit_to_spool(StateDirs(config.host.state_dir), spec->id, *text);
-  if (!path) return complain(path.error().message());
-  std::printf("%s\n", path->c_str());
-  return 0;
 }
 
 }  // namespace cellos::reactor

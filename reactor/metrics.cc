@@ -89,4 +89,10 @@ std::string Metrics::render(const std::string& host_id) const {
   return o;
 }
 
+std::optional<std::string> failure_reason(const cells::CellOutcome& o) {
+  if (o.reason == sinks::CompletedReason::kExited)
+    return o.exit_code == 0 ? std::nullopt : std::optional<std::string>("exit_nonzero");
+  return std::string(sinks::reason_name(o.reason));
+}
+
 }  // namespace cellos::reactor

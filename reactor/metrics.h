@@ -6,7 +6,10 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
+
+#include "cells/cell.h"
 
 namespace cellos::reactor {
 
@@ -31,5 +34,10 @@ struct Metrics {
   uint64_t failed_total() const;
   std::string render(const std::string& host_id) const;
 };
+
+// What the metrics, the status call and a completion record call a finished cell's failure:
+// "exit_nonzero" for a command that exited non-zero, otherwise the completed event's reason;
+// nullopt for a success.
+std::optional<std::string> failure_reason(const cells::CellOutcome& o);
 
 }  // namespace cellos::reactor

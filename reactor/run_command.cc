@@ -10,14 +10,11 @@
 #include <iostream>
 #include <random>
 
-#include "cells/cell_lock.h"
-#include "cells/cgroup.h"
+#include "cells/admission.h"
 #include "cells/config.h"
-#include "cells/egress.h"
 #include "cells/secrets.h"
-#include "cells/cell_init.h"
-#include "netns/uplink.h"
-#include "reactor/event_log_config.h"
+#include "reactor/cgroup_parent.h"
+#include "reactor/host.h"
 #include "reactor/supervisor.h"
 
 namespace cellos::reactor {
@@ -89,71 +86,48 @@ int run_command(const RunArgs& args) {
   if (auto r = base::make_dirs(config.host.state_dir); !r)
     return complain("host.state_dir: " + r.error().message());
 
-  // The spec is read before the supervisor exists: creating it blocks SIGINT/SIGTERM for its
-  // signalfd, and a `run -` waiting on a terminal must still stop on ^C.
+  // The spec is read and admitted before the host exists: creating it blocks SIGINT/SIGTERM
+  // for its signalfd, and a `run -` waiting on a terminal must still stop on ^C.
   auto text = read_spec_text(args.spec_path);
-  auto spec = text ? cells::parse_spec(*text) : base::Result<cells::Spec>(text.error());
+  cells::Admission admission;
+  if (!text) admission.refusal = text.error();
+  else admission = cells::admit(*text, cells::AdmissionOptions{&config, true, {}});
 
-  auto roots = cells::detect_cgroup_roots();
-  if (!roots) return complain(roots.error().message());
-  auto tree = cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config.host.id);
-  if (!tree) return complain(tree.error().message());
-  // The cell init (with the seccomp filter compiled in) is loaded once, before any cell.
-  if (const auto& init = cells::cell_init_binary(); !init.ok()) return complain(init.error().message());
+  HostOptions ho;
+  ho.config = &config;
+  ho.events_path = args.events_path;
+  ho.uplink = admission.admitted() && !admission.spec->egress_rules.empty();
+  ho.cgroups = cgroup_placement_for_run(config);
+  auto host = Host::create(std::move(ho));
+  if (!host) return complain(host.error().message());
 
-  // The uplink lives as long as this run: created (after removing a crashed run's leftovers)
-  // before the cell, removed when run_command returns. Only an admissible cell with egress
-  // rules uses it, so only such a run pays for the bridge.
-  std::unique_ptr<netns::HostUplink> uplink;
-  if (config.network.uplink == "nat" && spec && !spec->egress_rules.empty() &&
-      cells::check_policy(*spec, config.policy).ok()) {
-    auto u = netns::HostUplink::create(
-        {config.host.id, config.host.state_dir, config.network.subnet});
-    if (!u) return complain("network.uplink: " + u.error().message());
-    uplink = std::move(*u);
-  }
-
-  // The supervisor first: the event log writes through its ring.
-  std::optional<cells::CellOutcome> outcome;
-  SupervisorOptions so;
-  so.config = &config;
-  so.cgroups = &*tree;
-  so.uplink = uplink.get();
-  so.on_cell_done = [&](const cells::Cell& c) { outcome = c.outcome(); };
-  auto sup = Supervisor::create(std::move(so));
-  if (!sup) return complain(sup.error().message());
-  auto sink = open_event_log(config, (*sup)->io(), args.events_path);
-  if (!sink) return complain(sink.error().message());
-  (*sup)->set_events(sink->get());
-
-  // A rejection is an event too: written, sealed and drained (run_until_idle with no cell only
-  // drains the log) before the exit status reports it.
+  // A rejection is an event too: written, sealed and drained before the exit status reports it.
   auto reject = [&](const std::string& reason, const std::optional<std::string>& id) {
-    (*sink)->emit(sinks::make_event(sinks::RejectedData{id, reason}));
-    if (auto r = (*sup)->run_until_idle(); !r) complain(r.error().message());
+    (*host)->events().emit(sinks::make_event(sinks::RejectedData{id, reason}));
+    if (auto r = (*host)->drain_events(); !r) complain(r.error().message());
     return complain(reason);
   };
-  if (!spec) return reject(spec.error().message(), std::nullopt);
-  if (auto r = cells::check_policy(*spec, config.policy); !r)
-    return reject(r.error().message(), spec->id);
-  // Admission resolves hostnames once, through the host's resolver; the addresses go into the
-  // ruleset and the network_policy event.
-  if (auto r = cells::resolve_egress(*spec); !r) return reject(r.error().message(), spec->id);
-  auto env = cells::build_environment(*spec, config.secrets);
-  if (!env) return reject(env.error().message(), spec->id);
+  if (!admission.admitted()) return reject(admission.refusal.message(), admission.cell_id);
+  auto env = cells::build_environment(*admission.spec, config.secrets);
+  if (!env) return reject(env.error().message(), admission.cell_id);
 
+  std::optional<cells::CellOutcome> outcome;
+  Supervisor sup(**host, {.on_cell_done = [&](const cells::Cell& c) { outcome = c.outcome(); }});
+  // SIGINT/SIGTERM: the cell is killed at once (it still ends with its completed and destroyed
+  // events), and the exit status reports the signal.
+  (*host)->on_signal([&](int) { sup.kill_all(cells::KillCause::kReactorStop); });
   cells::CellOptions co;
-  co.spec = std::move(*spec);
+  co.spec = std::move(*admission.spec);
   co.env = std::move(*env);
   co.run_id = new_run_id();
-  (*sup)->add(std::move(co));
-  if (auto r = (*sup)->run_until_idle(); !r) return complain(r.error().message());
+  sup.add(std::move(co));
+  if (auto r = sup.run_until_idle(); !r) return complain(r.error().message());
 
   if (!outcome) return complain("cell ended without an outcome");
   int status = outcome->exit_status();
   if (status >= 125 && status <= 127) complain(outcome->error);
   // Stopped by an operator signal: report that signal, as a shell would for the run itself.
-  if ((*sup)->stop_signal() != 0 && outcome->forced) return 128 + (*sup)->stop_signal();
+  if ((*host)->stop_signal() != 0 && outcome->forced) return 128 + (*host)->stop_signal();
   return status;
 }
 

@@ -2,31 +2,13 @@
 
 namespace cellos::reactor {
 
-base::Result<std::unique_ptr<Supervisor>> Supervisor::create(SupervisorOptions options) {
-  std::unique_ptr<Supervisor> s(new Supervisor(std::move(options)));
-  RingOptions ro;
-  ro.entries = s->opts_.ring_entries;
-  auto ring = Ring::create(ro);
-  if (!ring) return std::move(ring).error();
-  s->ring_ = std::move(*ring);
-  auto sig = SignalWatcher::create(*s->ring_, [p = s.get()](int signo) { p->on_signal(signo); });
-  if (!sig) return std::move(sig).error();
-  s->signals_ = std::move(*sig);
-  s->flows_ = cells::FlowMonitor::create({s->opts_.config, s->ring_.get(), s->opts_.events});
-  s->host_ = cells::CellHost{s->ring_.get(), s->opts_.config, s->opts_.events, s->opts_.cgroups,
-                             s->opts_.uplink, s->flows_.get()};
-  return s;
-}
+Supervisor::Supervisor(Host& host, SupervisorOptions options)
+    : host_(host), opts_(std::move(options)), cell_host_(host.cell_host()) {}
 
 Supervisor::~Supervisor() {
-  // Cells still here mean the loop failed. The ring is closed first: that cancels every
-  // operation without dispatching a completion, so nothing can complete into a cell, the
-  // signal watcher or the flow monitor after they are freed. Each cell's destructor then kills
-  // what it ran; the flow monitor goes after the cells that use it.
-  ring_->close();
-  signals_.reset();
-  cells_.clear();
-  flows_.reset();
+  // Cells still here mean the loop failed: close the ring so nothing completes into them once
+  // freed; each cell's destructor then kills what it ran.
+  if (!cells_.empty()) host_.ring().close();
 }
 
 void Supervisor::add(cells::CellOptions options) {
@@ -34,17 +16,11 @@ void Supervisor::add(cells::CellOptions options) {
   // completion round, so a cell is never destroyed from inside its own handler.
   auto self = std::make_shared<cells::Cell*>(nullptr);
   options.on_finished = [this, self] { finished_.push_back(*self); };
-  auto cell = std::make_unique<cells::Cell>(host_, std::move(options));
+  auto cell = std::make_unique<cells::Cell>(cell_host_, std::move(options));
   cells::Cell* raw = cell.get();
   *self = raw;
   cells_.emplace(raw, std::move(cell));
   raw->start();
-}
-
-void Supervisor::on_signal(int signo) {
-  stop_signal_ = signo;
-  if (opts_.on_signal) return opts_.on_signal(signo);
-  kill_all(cells::KillCause::kReactorStop);
 }
 
 void Supervisor::kill_all(cells::KillCause cause) {
@@ -65,21 +41,11 @@ base::Result<void> Supervisor::run_until_idle() {
 
 base::Result<void> Supervisor::run_until(const std::function<bool()>& done) {
   while (!done()) {
-    auto n = ring_->run_once();
+    auto n = host_.ring().run_once();
     if (!n) return std::move(n).error();
     reap_finished();
   }
-  return drain_events();
-}
-
-base::Result<void> Supervisor::drain_events() {
-  if (!opts_.events) return base::ok();
-  opts_.events->flush();
-  while (!opts_.events->drained()) {
-    auto n = ring_->run_once();
-    if (!n) return std::move(n).error();
-  }
-  return base::ok();
+  return host_.drain_events();
 }
 
 }  // namespace cellos::reactor

@@ -39,10 +39,6 @@ LogFormat parse_log_format(const std::string& s) {
 }
 
 EventLog::EventLog(EventLogOptions o, base::IoPort& io) : opts_(std::move(o)), io_(io) {
-  write_op_.log = timer_op_.log = retry_op_.log = this;
-  write_op_.fn = &EventLog::on_write;
-  timer_op_.fn = &EventLog::on_batch_timer;
-  retry_op_.fn = &EventLog::on_retry;
   if (opts_.batch_max_events == 0) opts_.batch_max_events = 1;
 }
 
@@ -270,9 +266,8 @@ void EventLog::seal(bool recovered, uint64_t truncated_bytes) {
 }
 
 void EventLog::arm_batch_timer() {
-  if (timer_op_.busy || closing_) return;
-  timer_op_.busy = true;
-  io_.timeout(opts_.batch_max_delay, timer_op_);
+  if (timer_op_.busy() || closing_) return;
+  io_.timeout(opts_.batch_max_delay, timer_op_.arm());
 }
 
 void EventLog::on_batch_timer(int) {
@@ -282,15 +277,14 @@ void EventLog::on_batch_timer(int) {
   // The timer may have been armed for an earlier batch: re-arm for what is left of this one.
   // CLOCK_MONOTONIC_COARSE ticks in ms, hence the slack.
   if (now + 2000 < due && !closing_) {
-    timer_op_.busy = true;
-    io_.timeout(std::chrono::microseconds(due - now), timer_op_);
+    io_.timeout(std::chrono::microseconds(due - now), timer_op_.arm());
     return;
   }
   seal(false, 0);
 }
 
 void EventLog::kick() {
-  if (write_op_.busy || retry_op_.busy || hold_writes_) return;
+  if (write_op_.busy() || retry_op_.busy() || hold_writes_) return;
   if (inflight_.bytes.empty()) {
     if (pending_.empty()) return;
     inflight_ = std::move(pending_.front());
@@ -305,11 +299,10 @@ void EventLog::kick() {
     }
     inflight_done_ = 0;
   }
-  write_op_.busy = true;
   io_.write(fd_.get(),
             std::as_bytes(std::span(inflight_.bytes.data() + inflight_done_,
                                     inflight_.bytes.size() - inflight_done_)),
-            write_op_);
+            write_op_.arm());
 }
 
 void EventLog::report(const std::string& what, int err) {
@@ -339,8 +332,7 @@ void EventLog::on_write(int res) {
       buffered_ = 0;
       return;
     }
-    retry_op_.busy = true;
-    io_.timeout(opts_.retry_interval, retry_op_);
+    io_.timeout(opts_.retry_interval, retry_op_.arm());
     return;
   }
   inflight_done_ += static_cast<size_t>(res);
@@ -365,8 +357,7 @@ void EventLog::on_write(int res) {
         return;
       }
       report("reopen after removal", fd.error().err ? fd.error().err : EIO);
-      retry_op_.busy = true;
-      io_.timeout(opts_.retry_interval, retry_op_);
+      io_.timeout(opts_.retry_interval, retry_op_.arm());
       return;
     }
   }
@@ -392,12 +383,12 @@ void EventLog::flush() {
   closing_ = true;
   emit_gap_if_room();
   seal(false, 0);
-  if (timer_op_.busy) io_.cancel(timer_op_);
+  if (timer_op_.busy()) io_.cancel(timer_op_);
   kick();
 }
 
 bool EventLog::drained() const {
-  return !write_op_.busy && !timer_op_.busy && !retry_op_.busy && pending_.empty() &&
+  return !write_op_.busy() && !timer_op_.busy() && !retry_op_.busy() && pending_.empty() &&
          inflight_.bytes.empty() && leaves_.empty();
 }
 

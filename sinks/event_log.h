@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/completion.h"
 #include "base/io.h"
 #include "sinks/events.h"
 #include "sinks/log_record.h"
@@ -68,15 +69,6 @@ class EventLog final : public EventSink {
   bool failing() const { return failing_; }
 
  private:
-  struct Op final : base::Completion {
-    EventLog* log = nullptr;
-    void (EventLog::*fn)(int) = nullptr;
-    bool busy = false;
-    void complete(int res) override {
-      busy = false;
-      (log->*fn)(res);
-    }
-  };
   struct Chunk {
     std::string bytes;
     uint64_t events = 0;  // event records in it (manifests and gaps not counted)
@@ -127,7 +119,9 @@ class EventLog final : public EventSink {
   Chunk inflight_;
   size_t inflight_done_ = 0;
   uint64_t buffered_ = 0;  // open batch + pending + in flight
-  Op write_op_, timer_op_, retry_op_;
+  base::MemberOp<&EventLog::on_write> write_op_{this};
+  base::MemberOp<&EventLog::on_batch_timer> timer_op_{this};
+  base::MemberOp<&EventLog::on_retry> retry_op_{this};
   bool failing_ = false;
   bool hold_writes_ = false;  // recovery writes its manifest itself
   bool closing_ = false;

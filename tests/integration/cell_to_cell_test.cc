@@ -10,6 +10,7 @@
 #include "cells/cgroup.h"
 #include "cells/config.h"
 #include "netns/uplink.h"
+#include "reactor/host.h"
 #include "reactor/supervisor.h"
 #include "reactor/event_log_config.h"
 #include "tests/support/test_hosts.h"
@@ -25,26 +26,18 @@ TEST_CASE("cells on one bridge never reach each other", "[net][egress]") {
   Fleet fleet("[network]\nuplink = \"nat\"\nsubnet = \"10.212." + std::to_string(k) + ".0/24\"\n");
   cells::Config config = cells::load_config(fleet.config_path());
   REQUIRE(base::make_dirs(config.host.state_dir).ok());
-  auto roots = cells::detect_cgroup_roots();
-  REQUIRE(roots.ok());
-  auto tree = cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config.host.id);
-  REQUIRE(tree.ok());
-  auto uplink = netns::HostUplink::create({config.host.id, config.host.state_dir,
-                                          config.network.subnet});
-  REQUIRE(uplink.ok());
+  reactor::HostOptions ho;
+  ho.config = &config;
+  ho.events_path = fleet.events_path();
+  ho.uplink = true;
+  ho.cgroups = reactor::cgroup_placement_for_run(config);
+  auto host = reactor::Host::create(std::move(ho));
+  REQUIRE(host.ok());
   std::map<std::string, int> status;
-  reactor::SupervisorOptions so;
-  so.config = &config;
-  so.cgroups = &*tree;
-  so.uplink = uplink->get();
-  so.on_cell_done = [&](const cells::Cell& c) { status[c.id()] = c.outcome().exit_status(); };
-  auto sup = reactor::Supervisor::create(std::move(so));
-  REQUIRE(sup.ok());
-  // The event log writes through the supervisor's ring, so it comes second.
-  auto sink = reactor::open_event_log(config, (*sup)->io(), fleet.events_path());
-  REQUIRE(sink.ok());
-  (*sup)->set_events(sink->get());
-  REQUIRE(sup.ok());
+  auto sup = std::make_unique<reactor::Supervisor>(
+      **host, reactor::SupervisorOptions{[&](const cells::Cell& c) {
+        status[c.id()] = c.outcome().exit_status();
+      }});
 
   const std::string b_ip = "10.212." + std::to_string(k) + ".2";  // the first lease
   const std::string port = "7777";
@@ -56,7 +49,7 @@ TEST_CASE("cells on one bridge never reach each other", "[net][egress]") {
     co.env = {"PATH=/usr/bin:/bin"};
     co.run_id = id;
     co.stdout_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    (*sup)->add(std::move(co));
+    sup->add(std::move(co));
   };
   const std::string b_out = fleet.dir() + "/b.out", a_out = fleet.dir() + "/a.out";
   add(unique_id("listener"), {fleet.probe(), "listen-once", port, "4"}, b_out);
@@ -64,12 +57,12 @@ TEST_CASE("cells on one bridge never reach each other", "[net][egress]") {
       {"/bin/sh", "-c", "sleep 0.3; " + fleet.probe() + " tcp-connect " + b_ip + " " + port +
                             "; " + fleet.probe() + " udp-send " + b_ip + " " + port + "; true"},
       a_out);
-  REQUIRE((*sup)->run_until_idle().ok());
+  REQUIRE(sup->run_until_idle().ok());
   sup->reset();
   for (auto& [id, st] : status) CHECK(st == 0);
   INFO(read_text(a_out) << read_text(b_out));
   CHECK(read_text(b_out) == "listening\nnothing\n");
   CHECK_THAT(read_text(a_out), Catch::Contains("tcp " + b_ip + ":" + port + " timeout"));
   CHECK_THAT(read_text(a_out), Catch::Contains("udp " + b_ip + ":" + port + " timeout"));
-  tree->remove_empty_parents();
+  (*host)->cgroups().remove_empty_parents();
 }

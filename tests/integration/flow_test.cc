@@ -12,6 +12,7 @@
 #include "ebpf/cgroup_id.h"
 #include "netns/uplink.h"
 #include "reactor/event_log_config.h"
+#include "reactor/host.h"
 #include "reactor/supervisor.h"
 #include "tests/support/daemon_support.h"
 #include "tests/support/test_hosts.h"
@@ -326,23 +327,16 @@ TEST_CASE("flows: a finished cell leaves no probe attached and no entry in the f
   Fleet fleet(nat_toml("both"));
   cellos::cells::Config config = cellos::cells::load_config(fleet.config_path());
   REQUIRE(cellos::base::make_dirs(config.host.state_dir).ok());
-  auto roots = cellos::cells::detect_cgroup_roots();
-  REQUIRE(roots.ok());
-  auto tree = cellos::cells::CgroupTree::prepare(std::move(*roots), "cellos/" + config.host.id);
-  REQUIRE(tree.ok());
-  auto uplink = cellos::netns::HostUplink::create({config.host.id, config.host.state_dir,
-                                                  config.network.subnet});
-  REQUIRE(uplink.ok());
-  cellos::reactor::SupervisorOptions so;
-  so.config = &config;
-  so.cgroups = &*tree;
-  so.uplink = uplink->get();
-  auto sup = cellos::reactor::Supervisor::create(std::move(so));
-  REQUIRE(sup.ok());
-  auto sink = cellos::reactor::open_event_log(config, (*sup)->io(), fleet.events_path());
-  REQUIRE(sink.ok());
-  (*sup)->set_events(sink->get());
-  cellos::cells::FlowMonitor& mon = (*sup)->flows();
+  cellos::reactor::HostOptions ho;
+  ho.config = &config;
+  ho.events_path = fleet.events_path();
+  ho.uplink = true;
+  ho.cgroups = cellos::reactor::cgroup_placement_for_run(config);
+  auto host = cellos::reactor::Host::create(std::move(ho));
+  REQUIRE(host.ok());
+  auto sup = std::make_unique<cellos::reactor::Supervisor>(**host,
+                                                           cellos::reactor::SupervisorOptions{});
+  cellos::flows::FlowMonitor& mon = (*host)->flows();
   mon.announce();
   if (!mon.probes_active()) CELLOS_SKIP("flow probes off on this machine");
   cellos::ebpf::FlowProbes& probes = *mon.probes();
@@ -357,7 +351,7 @@ TEST_CASE("flows: a finished cell leaves no probe attached and no entry in the f
   co.env = {"PATH=/usr/bin:/bin"};
   co.run_id = co.spec.id;
   co.stdout_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-  (*sup)->add(std::move(co));
+  sup->add(std::move(co));
   CHECK(mon.watched_cells() == 1);
   const std::string leaf = "/sys/fs/cgroup/unified/cellos/" + config.host.id;
   for (const auto& name : dir_entries(leaf)) {
@@ -371,7 +365,7 @@ TEST_CASE("flows: a finished cell leaves no probe attached and no entry in the f
   REQUIRE(during.ok());
   CHECK(during->config);
   CHECK(during->allow_rules == 1);
-  REQUIRE((*sup)->run_until_idle().ok());
+  REQUIRE(sup->run_until_idle().ok());
 
   auto after = probes.entries_of(cgroup_id);
   REQUIRE(after.ok());
@@ -385,6 +379,6 @@ TEST_CASE("flows: a finished cell leaves no probe attached and no entry in the f
   auto destroyed = events_of(fleet, "lifecycle.v1.destroyed");
   REQUIRE(destroyed.size() == 1);
   CHECK(destroyed[0]["data"]["flows"]["txPackets"] == 3);
-  sup->reset();
-  tree->remove_empty_parents();
+  sup.reset();
+  (*host)->cgroups().remove_empty_parents();
 }

@@ -5,11 +5,11 @@
 #include <catch2/catch.hpp>
 #include <vector>
 
-#include "netns/flow_accumulator.h"
+#include "flows/flow_accumulator.h"
 
 using namespace cellos;
-using netns::FlowCounts;
-using netns::FlowTuple;
+using flows::FlowCounts;
+using flows::FlowTuple;
 
 namespace {
 
@@ -30,9 +30,9 @@ FlowCounts counts(uint64_t txp, uint64_t txb, uint64_t rxp, uint64_t rxb) {
 
 struct Harness {
   std::vector<sinks::FlowDecisionData> events;
-  netns::FlowAccumulator acc;
+  flows::FlowAccumulator acc;
   explicit Harness(std::chrono::milliseconds interval = std::chrono::milliseconds(1000))
-      : acc(netns::FlowAccumulatorOptions{
+      : acc(flows::FlowAccumulatorOptions{
             "cell-1", interval, 5, true,
             [](const FlowTuple& t) { return t.remote_port == 443 ? "egress[0]" : "unmatched"; },
             [this](sinks::FlowDecisionData d) { events.push_back(std::move(d)); }}) {}

@@ -23,7 +23,7 @@
 
 #include "sinks/events.h"
 
-namespace cellos::netns {
+namespace cellos::flows {
 
 // A flow as the cell sees it: its own end (local) and the other end (remote).
 struct FlowTuple {
@@ -108,4 +108,4 @@ std::string address_text(uint8_t family, const std::array<uint8_t, 16>& addr);
 // "tcp", "udp" or the protocol number.
 std::string protocol_text(uint8_t protocol);
 
-}  // namespace cellos::netns
+}  // namespace cellos::flows

@@ -20,21 +20,22 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/completion.h"
 #include "base/io.h"
 #include "base/result.h"
 #include "cells/config.h"
 #include "ebpf/flow_probes.h"
 #include "netns/cell_net.h"
-#include "netns/flow_accumulator.h"
+#include "flows/flow_accumulator.h"
 #include "netns/nflog.h"
 #include "sinks/events.h"
 
-namespace cellos::cells {
+namespace cellos::flows {
 
 class CellFlows;
 
 struct FlowMonitorOptions {
-  const Config* config = nullptr;
+  const cells::Config* config = nullptr;
   base::IoPort* io = nullptr;
   sinks::EventSink* events = nullptr;  // may be set later (set_events)
 };
@@ -75,15 +76,6 @@ class FlowMonitor {
 
  private:
   friend class CellFlows;
-  struct Op final : base::Completion {
-    FlowMonitor* mon = nullptr;
-    void (FlowMonitor::*fn)(int) = nullptr;
-    bool busy = false;
-    void complete(int res) override {
-      busy = false;
-      (mon->*fn)(res);
-    }
-  };
   explicit FlowMonitor(FlowMonitorOptions o);
   void arm_poll();
   void on_ringbuf(int res);
@@ -102,7 +94,8 @@ class FlowMonitor {
   std::string enforcement_, off_reason_;
   bool loaded_ = false, announced_ = false;
   std::unordered_map<uint64_t, CellFlows*> cells_;  // by cgroup id
-  Op poll_op_, drain_op_;
+  base::MemberOp<&FlowMonitor::on_ringbuf> poll_op_{this};
+  base::MemberOp<&FlowMonitor::on_drain_timer> drain_op_{this};
   uint64_t lost_seen_ = 0;  // ring buffer records lost, as last read
 };
 
@@ -126,7 +119,7 @@ class CellFlows {
 
   FlowMonitor& mon_;
   std::vector<netns::EgressTarget> targets_;
-  netns::FlowAccumulator acc_;
+  FlowAccumulator acc_;
   ebpf::CellAttachment attachment_;
   std::unique_ptr<netns::NflogListener> nflog_;
   uint64_t cgroup_id_ = 0;
@@ -136,6 +129,6 @@ class CellFlows {
 // The rule of `targets` (first match, in declared order, like the nft chain) that allows a
 // flow to `remote`: "egress[i]", "loopback", or "unmatched".
 std::string allow_reason(const std::vector<netns::EgressTarget>& targets,
-                         const netns::FlowTuple& t);
+                         const FlowTuple& t);
 
-}  // namespace cellos::cells
+}  // namespace cellos::flows

@@ -1,4 +1,4 @@
-#include "netns/flow_accumulator.h"
+#include "flows/flow_accumulator.h"
 
 #include <arpa/inet.h>
 
@@ -6,7 +6,7 @@
 #include <map>
 #include <tuple>
 
-namespace cellos::netns {
+namespace cellos::flows {
 namespace {
 
 bool went_backwards(const FlowCounts& now, const FlowCounts& before) {
@@ -204,4 +204,4 @@ sinks::FlowSummaryData FlowAccumulator::finish(int64_t now_us) {
   return s;
 }
 
-}  // namespace cellos::netns
+}  // namespace cellos::flows

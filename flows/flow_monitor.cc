@@ -1,4 +1,4 @@
-#include "cells/flow_monitor.h"
+#include "flows/flow_monitor.h"
 
 #include <poll.h>
 #include <time.h>
@@ -8,7 +8,7 @@
 
 #include "ebpf/cgroup_id.h"
 
-namespace cellos::cells {
+namespace cellos::flows {
 namespace {
 
 int64_t clock_us(clockid_t id) {
@@ -17,12 +17,12 @@ int64_t clock_us(clockid_t id) {
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-netns::FlowTuple tuple_of(const ebpf::FlowKey& k, bool outbound) {
+FlowTuple tuple_of(const ebpf::FlowKey& k, bool outbound) {
   return {static_cast<uint8_t>(k.family), k.l4proto,    k.local_addr, k.remote_addr,
           k.local_port,                   k.remote_port, outbound};
 }
 
-bool in_prefix(const netns::EgressTarget& g, const netns::FlowTuple& t) {
+bool in_prefix(const netns::EgressTarget& g, const FlowTuple& t) {
   if ((g.family == AF_INET6) != (t.family == AF_INET6)) return false;
   int bits = g.prefix_len;
   for (int i = 0; bits > 0; ++i, bits -= 8) {
@@ -32,7 +32,7 @@ bool in_prefix(const netns::EgressTarget& g, const netns::FlowTuple& t) {
   return true;
 }
 
-bool is_loopback(const netns::FlowTuple& t) {
+bool is_loopback(const FlowTuple& t) {
   if (t.family == AF_INET) return t.remote[0] == 127;
   static const std::array<uint8_t, 16> kV6Loopback{0, 0, 0, 0, 0, 0, 0, 0,
                                                    0, 0, 0, 0, 0, 0, 0, 1};
@@ -47,7 +47,7 @@ constexpr const char* kDenyReason = "egress_default_deny";
 }  // namespace
 
 std::string allow_reason(const std::vector<netns::EgressTarget>& targets,
-                         const netns::FlowTuple& t) {
+                         const FlowTuple& t) {
   if (is_loopback(t)) return "loopback";
   for (const auto& g : targets)
     if (g.l4proto == t.protocol && g.port == t.remote_port && in_prefix(g, t)) return g.tag;
@@ -63,7 +63,7 @@ std::unique_ptr<FlowMonitor> FlowMonitor::create(FlowMonitorOptions options) {
 void FlowMonitor::load() {
   if (loaded_) return;
   loaded_ = true;
-  const Config& cfg = *opts_.config;
+  const cells::Config& cfg = *opts_.config;
   if (!cfg.flows.probes && !cfg.network.bpf_enforces()) {
     off_reason_ = "flows.probes = false";
     return;
@@ -90,23 +90,20 @@ void FlowMonitor::load() {
 }
 
 FlowMonitor::FlowMonitor(FlowMonitorOptions o) : opts_(std::move(o)) {
-  poll_op_.mon = drain_op_.mon = this;
-  poll_op_.fn = &FlowMonitor::on_ringbuf;
-  drain_op_.fn = &FlowMonitor::on_drain_timer;
 }
 
 FlowMonitor::~FlowMonitor() {
   // Pending operations point at this object: cancel them; the owner destroys the ring (which
   // drops unfinished completions) or runs it before freeing us.
-  if (poll_op_.busy) opts_.io->cancel(poll_op_);
-  if (drain_op_.busy) opts_.io->cancel(drain_op_);
+  if (poll_op_.busy()) opts_.io->cancel(poll_op_);
+  if (drain_op_.busy()) opts_.io->cancel(drain_op_);
 }
 
 void FlowMonitor::announce() {
   load();
   if (announced_ || !opts_.events) return;
   announced_ = true;
-  const Config& cfg = *opts_.config;
+  const cells::Config& cfg = *opts_.config;
   const bool active = probes_ != nullptr && cfg.flows.probes;
   // Loaded for BPF enforcement with accounting off: the probes run, but count nothing.
   std::string reason = active ? "" : !cfg.flows.probes ? "flows.probes = false" : off_reason_;
@@ -126,9 +123,8 @@ int64_t FlowMonitor::realtime_us(uint64_t mono_ns) const {
 }
 
 void FlowMonitor::arm_poll() {
-  if (!probes_ || poll_op_.busy) return;
-  poll_op_.busy = true;
-  opts_.io->poll(probes_->ringbuf_fd(), POLLIN, poll_op_);
+  if (!probes_ || poll_op_.busy()) return;
+  opts_.io->poll(probes_->ringbuf_fd(), POLLIN, poll_op_.arm());
 }
 
 void FlowMonitor::on_ringbuf(int res) {
@@ -152,11 +148,11 @@ void FlowMonitor::route(const ebpf::Flow& f) {
   const ebpf::FlowCounters& k = f.counters;
   int64_t now = now_us();
   if (k.denied()) {
-    netns::FlowTuple t = tuple_of(f.key, true);
+    FlowTuple t = tuple_of(f.key, true);
     c.acc_.denied_sample(t, k.tx_packets, k.tx_bytes, kDenyReason, now);
     return;
   }
-  netns::FlowCounts counts{k.tx_packets, k.tx_bytes, k.rx_packets, k.rx_bytes,
+  FlowCounts counts{k.tx_packets, k.tx_bytes, k.rx_packets, k.rx_bytes,
                            realtime_us(k.first_seen_ns), realtime_us(k.last_seen_ns)};
   c.acc_.observe(tuple_of(f.key, !k.origin_ingress()), counts, k.ended(), now);
 }
@@ -190,18 +186,16 @@ void FlowMonitor::on_drain_timer(int res) {
   }
   int64_t now = now_us();
   for (auto& [id, c] : cells_) c->acc_.tick(now);
-  if (!cells_.empty() && !drain_op_.busy) {
-    drain_op_.busy = true;
-    opts_.io->timeout(std::chrono::milliseconds(opts_.config->flows.drain_interval_ms), drain_op_);
+  if (!cells_.empty() && !drain_op_.busy()) {
+    opts_.io->timeout(std::chrono::milliseconds(opts_.config->flows.drain_interval_ms), drain_op_.arm());
   }
 }
 
 void FlowMonitor::watch(CellFlows* c) {
   cells_[c->cgroup_id_] = c;
   c->watched_ = true;
-  if (!drain_op_.busy) {
-    drain_op_.busy = true;
-    opts_.io->timeout(std::chrono::milliseconds(opts_.config->flows.drain_interval_ms), drain_op_);
+  if (!drain_op_.busy()) {
+    opts_.io->timeout(std::chrono::milliseconds(opts_.config->flows.drain_interval_ms), drain_op_.arm());
   }
 }
 
@@ -251,11 +245,11 @@ base::Result<std::unique_ptr<CellFlows>> FlowMonitor::open_cell(CellOptions o) {
 CellFlows::CellFlows(FlowMonitor& mon, const FlowMonitor::CellOptions& o)
     : mon_(mon),
       targets_(o.targets),
-      acc_(netns::FlowAccumulatorOptions{
+      acc_(FlowAccumulatorOptions{
           o.cell_id, std::chrono::milliseconds(mon.opts_.config->flows.report_interval_ms),
           mon.opts_.config->flows.top_destinations,
           mon.probes_active() && mon.opts_.config->flows.probes,
-          [this](const netns::FlowTuple& t) { return allow_reason(targets_, t); },
+          [this](const FlowTuple& t) { return allow_reason(targets_, t); },
           [this](sinks::FlowDecisionData d) {
             if (mon_.opts_.events) mon_.opts_.events->emit(sinks::make_event(std::move(d)));
           }}) {}
@@ -269,7 +263,7 @@ std::chrono::milliseconds CellFlows::linger() const {
 
 void CellFlows::on_deny(const netns::DenyRecord& r) {
   // Denied packets are the cell's own: it is the source, and it opened the flow.
-  const netns::FlowTuple t{static_cast<uint8_t>(r.family), r.l4proto, r.src, r.dst,
+  const FlowTuple t{static_cast<uint8_t>(r.family), r.l4proto, r.src, r.dst,
                            r.src_port, r.dst_port, true};
   acc_.deny(t, 1, r.length, r.prefix.empty() ? kDenyReason : r.prefix,
             std::chrono::duration_cast<std::chrono::microseconds>(r.time.time_since_epoch()).count());
@@ -290,4 +284,4 @@ sinks::FlowSummaryData CellFlows::finish() {
   return summary;
 }
 
-}  // namespace cellos::cells
+}  // namespace cellos::flows

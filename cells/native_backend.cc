@@ -1,0 +1,53 @@
+#include "cells/native_backend.h"
+
+#include "cells/cell_init.h"
+#include "cells/launcher.h"
+
+namespace cellos::cells {
+namespace {
+
+class NativeCell final : public BackendCell {
+ public:
+  explicit NativeCell(std::string hostname) : hostname_(std::move(hostname)) {}
+  base::Result<Started> start(const StartRequest& r) override {
+    LaunchOptions lo;
+    lo.argv = r.argv;
+    lo.env = r.env;
+    lo.workdir = r.workdir;
+    lo.hostname = hostname_;
+    lo.uid = r.uid;
+    lo.gid = r.gid;
+    lo.cgroup_v2_dirfd = r.cgroup_v2_dirfd;
+    lo.knob_paths = r.knob_paths;
+    lo.knob_values = r.knob_values;
+    lo.v1_procs_paths = r.v1_procs_paths;
+    lo.want_pidfd = r.want_pidfd;
+    lo.netns_fd = r.netns_fd;
+    auto l = launch(lo);
+    if (!l) return std::move(l).error();
+    return Started{l->pid, std::move(l->pidfd), std::move(l->stdout_read),
+                   std::move(l->stderr_read), std::move(l->status_read)};
+  }
+
+ private:
+  std::string hostname_;  // the cell's UTS name: its id
+};
+
+class NativeBackend final : public Backend {
+ public:
+  std::string_view name() const override { return "native"; }
+  BackendTraits traits() const override { return {}; }
+  base::Result<std::unique_ptr<BackendCell>> prepare(const std::string& cell_id) override {
+    return std::unique_ptr<BackendCell>(new NativeCell(cell_id));
+  }
+};
+
+}  // namespace
+
+base::Result<std::unique_ptr<Backend>> make_native_backend(const Config&) {
+  // Loaded once, before any cell: a host that cannot load it runs no cell at all.
+  if (const auto& init = cell_init_binary(); !init.ok()) return init.error();
+  return std::unique_ptr<Backend>(new NativeBackend());
+}
+
+}  // namespace cellos::cells

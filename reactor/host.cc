@@ -1,0 +1,78 @@
+#include "reactor/host.h"
+
+#include "reactor/event_log_config.h"
+
+namespace cellos::reactor {
+
+base::Result<std::unique_ptr<Host>> Host::create(HostOptions options) {
+  std::unique_ptr<Host> h(new Host(std::move(options)));
+  const cells::Config& config = *h->opts_.config;
+  RingOptions ro;
+  ro.entries = h->opts_.ring_entries;
+  auto ring = Ring::create(ro);
+  if (!ring) return std::move(ring).error();
+  h->ring_ = std::move(*ring);
+  auto sig = SignalWatcher::create(*h->ring_, [p = h.get()](int signo) { p->signalled(signo); });
+  if (!sig) return std::move(sig).error();
+  h->signals_ = std::move(*sig);
+  auto events = open_event_log(config, *h->ring_, h->opts_.events_path);
+  if (!events) return std::move(events).error();
+  h->events_ = std::move(*events);
+
+  auto roots = cells::detect_cgroup_roots();
+  if (!roots) return std::move(roots).error();
+  auto tree = cells::CgroupTree::prepare(std::move(*roots), h->opts_.cgroups.parent,
+                                         h->opts_.cgroups.delegated);
+  if (!tree) return std::move(tree).error();
+  h->tree_.emplace(std::move(*tree));
+  // The backend checks it can run cells here before any cell is admitted.
+  auto backend = cells::make_backend("native", config);
+  if (!backend) return std::move(backend).error();
+  h->backend_ = std::move(*backend);
+
+  if (h->opts_.uplink && config.network.uplink == "nat") {
+    // Made at start (after removing what a crashed predecessor left), removed at exit.
+    auto u = netns::HostUplink::create({config.host.id, config.host.state_dir,
+                                         config.network.subnet});
+    if (!u) return std::move(u).error().context("network.uplink");
+    h->uplink_ = std::move(*u);
+  }
+  h->flows_ = flows::FlowMonitor::create({&config, h->ring_.get(), h->events_.get()});
+  return h;
+}
+
+Host::~Host() {
+  // The ring first: it cancels every operation without dispatching a completion, so none can
+  // reach the services below (or whatever the host's owner built on the ring) once freed.
+  if (ring_) ring_->close();
+  flows_.reset();
+  uplink_.reset();
+  events_.reset();
+  signals_.reset();
+}
+
+cells::CellHost Host::cell_host() {
+  return cells::CellHost{.io = ring_.get(),
+                         .config = opts_.config,
+                         .events = events_.get(),
+                         .cgroups = &*tree_,
+                         .uplink = uplink_.get(),
+                         .backend = backend_.get(),
+                         .flows = flows_.get()};
+}
+
+void Host::signalled(int signo) {
+  stop_signal_ = signo;
+  if (on_signal_) on_signal_(signo);
+}
+
+base::Result<void> Host::drain_events() {
+  events_->flush();
+  while (!events_->drained()) {
+    auto n = ring_->run_once();
+    if (!n) return std::move(n).error();
+  }
+  return base::ok();
+}
+
+}  // namespace cellos::reactor

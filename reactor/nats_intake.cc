@@ -1,0 +1,113 @@
+#include "reactor/nats_intake.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "reactor/metrics.h"
+
+namespace cellos::reactor {
+
+base::Result<void> NatsIntake::start() {
+  NatsBridgeOptions no;
+  no.config = o_.config;
+  no.ring = o_.ring;
+  no.events = o_.events;
+  no.on_spec = [this](nats::Frame f) { on_spec(std::move(f)); };
+  auto b = NatsBridge::create(std::move(no));
+  if (!b) return std::move(b).error().context("nats");
+  bridge_ = std::move(*b);
+  return base::ok();
+}
+
+void NatsIntake::offer_room(uint64_t free) {
+  if (bridge_) bridge_->offer_room(free);
+}
+
+void NatsIntake::on_spec(nats::Frame f) {
+  IntakeEntry e{this, "nats:" + std::to_string(f.seq), std::move(f.text), std::move(f.token), f.seq};
+  const std::string where = this->where(e);
+  // Completed or rejected here, and the settlement is still on its way to the server (the
+  // companion hung or restarting, a late heartbeat): settled with it, never run or rejected twice.
+  if (bridge_->settling(e.seq, e.token)) {
+    std::fprintf(stderr, "cellos-reactor: nats: %s redelivered (delivery %llu) before this "
+                 "host's ack or term for it reached the server: settled the same way, not run "
+                 "again\n", where.c_str(), static_cast<unsigned long long>(f.count));
+    return;
+  }
+  if (o_.sink->stopping()) return bridge_->give_back(e.token);
+  if (!f.key.empty()) {  // the companion refused to carry it: "too-large:<bytes>"
+    const std::string reason = where + ": " + f.key.substr(f.key.find(':') + 1) +
+                               " bytes: over the 1 MiB a spec may have";
+    o_.sink->rejected(e, std::nullopt, reason);
+    return refuse(e, std::nullopt, reason, false);
+  }
+  // The same message again (redelivered while it waits or runs here: a late heartbeat, or a
+  // companion restart): keep the one cell, and settle it through the newest delivery.
+  if (IntakeEntry* held = o_.sink->held(*this, e.seq)) {
+    if (held->token != e.token) bridge_->release(held->token);
+    bridge_->hold(e.token);
+    held->token = e.token;
+    std::fprintf(stderr, "cellos-reactor: nats: %s redelivered (delivery %llu) while it is held "
+                 "here: kept, not run twice\n", where.c_str(),
+                 static_cast<unsigned long long>(f.count));
+    return;
+  }
+  // Heartbeats from now until it is settled or given back.
+  bridge_->hold(e.token);
+  o_.sink->offer(std::move(e));
+}
+
+base::Result<void> NatsIntake::activate(IntakeEntry& e, const std::string& cell_id) {
+  // A NATS spec has no spool file: its text becomes active/<id>.json, so a daemon that dies
+  // knows which cells it lost (the server redelivers their specs elsewhere after AckWait).
+  return base::replace_file(active_path(cell_id), e.text, 0640);
+}
+
+bool NatsIntake::deactivate(IntakeEntry&, const std::string& cell_id) {
+  return ::unlink(active_path(cell_id).c_str()) == 0;
+}
+
+void NatsIntake::refuse(const IntakeEntry& e, const std::optional<std::string>& cell_id,
+                        const std::string& reason, bool active) {
+  if (active && cell_id) ::unlink(active_path(*cell_id).c_str());
+  bridge_->term(e.token, e.seq, reason);
+}
+
+void NatsIntake::finished(const IntakeEntry& e, const cells::Cell& c, uint64_t on_disk) {
+  ::unlink(active_path(c.id()).c_str());
+  const cells::CellOutcome& o = c.outcome();
+  // Recorded and acked once the destroyed event (emitted just now) is on disk.
+  nlohmann::json rec = {{"specId", c.id()},
+                        {"streamSeq", e.seq},
+                        {"hostId", o_.config->host.id},
+                        {"reason", sinks::reason_name(o.reason)},
+                        {"failure", failure_reason(o).value_or("")}};
+  if (o.exit_code) rec["exitCode"] = *o.exit_code;
+  bridge_->completed(e.token, e.seq, c.id(), rec.dump(), on_disk);
+}
+
+void NatsIntake::stop() {
+  if (bridge_) bridge_->stop_intake();
+}
+
+bool NatsIntake::give_back(const IntakeEntry& e) {
+  // Specs from the work queue that have not started go back to it at once, for any host.
+  bridge_->give_back(e.token);
+  return true;
+}
+
+bool NatsIntake::settled() const { return !bridge_ || bridge_->settled(); }
+
+void NatsIntake::abandon_settling() {
+  std::fprintf(stderr, "cellos-reactor: nats: stopping with completions not yet acked\n");
+}
+
+bool NatsIntake::caught_up() const { return !bridge_ || bridge_->caught_up(); }
+
+void NatsIntake::close() {
+  if (bridge_) bridge_->stop();
+}
+
+}  // namespace cellos::reactor

@@ -1,0 +1,49 @@
+// `cellos-reactor submit`: admission as the daemon would do it, then the spool or the fleet's
+// NATS work queue.
+#include <cstdio>
+
+#include "cells/admission.h"
+#include "reactor/daemon.h"
+#include "reactor/nats/frames.h"
+#include "reactor/nats_commands.h"
+#include "reactor/run_command.h"
+#include "reactor/spool.h"
+
+namespace cellos::reactor {
+namespace {
+
+constexpr int kSetupFailed = 125;
+
+int complain(const std::string& line) {
+  std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
+  return kSetupFailed;
+}
+
+}  // namespace
+
+int submit_command(const SubmitArgs& args) {
+  std::optional<cells::Config> loaded;
+  if (!args.config_path.empty() || args.nats_url.empty()) {
+    loaded = load_config_or_say(args.config_path);
+    if (!loaded) return kSetupFailed;
+  } else {
+    loaded = cells::default_config();
+  }
+  const cells::Config& config = *loaded;
+  auto text = read_spec_text(args.spec_path);
+  if (!text) return complain(text.error().message());
+  // The same limit the daemons' companions enforce: a spec they would reject is never queued.
+  if (!args.nats_url.empty() && text->size() > nats::kMaxSpecBytes)
+    return complain("spec: " + std::to_string(text->size()) +
+                    " bytes: over the 1 MiB a spec may have on the NATS work queue");
+  // Hostnames are left to the daemon that runs the spec: its resolver is the one that counts.
+  cells::Admission a = cells::admit(*text, cells::AdmissionOptions{&config, false, {}});
+  if (!a.admitted()) return complain(a.refusal.message());
+  if (!args.nats_url.empty()) return exec_nats_publish(args.nats_url, config.intake.nats, *text);
+  auto path = submit_to_spool(StateDirs(config.host.state_dir), a.spec->id, *text);
+  if (!path) return complain(path.error().message());
+  std::printf("%s\n", path->c_str());
+  return 0;
+}
+
+}  // namespace cellos::reactor
