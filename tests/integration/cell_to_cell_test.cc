@@ -58,7 +58,7 @@ TEST_CASE("cells on one bridge never reach each other", "[net][egress]") {
                             "; " + fleet.probe() + " udp-send " + b_ip + " " + port + "; true"},
       a_out);
   REQUIRE(sup->run_until_idle().ok());
-  sup->reset();
+  sup.reset();
   for (auto& [id, st] : status) CHECK(st == 0);
   INFO(read_text(a_out) << read_text(b_out));
   CHECK(read_text(b_out) == "listening\nnothing\n");

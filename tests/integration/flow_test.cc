@@ -332,11 +332,11 @@ TEST_CASE("flows: a finished cell leaves no probe attached and no entry in the f
   ho.events_path = fleet.events_path();
   ho.uplink = true;
   ho.cgroups = cellos::reactor::cgroup_placement_for_run(config);
-  auto host = cellos::reactor::Host::create(std::move(ho));
-  REQUIRE(host.ok());
-  auto sup = std::make_unique<cellos::reactor::Supervisor>(**host,
+  auto rhost = cellos::reactor::Host::create(std::move(ho));
+  REQUIRE(rhost.ok());
+  auto sup = std::make_unique<cellos::reactor::Supervisor>(**rhost,
                                                            cellos::reactor::SupervisorOptions{});
-  cellos::flows::FlowMonitor& mon = (*host)->flows();
+  cellos::flows::FlowMonitor& mon = (*rhost)->flows();
   mon.announce();
   if (!mon.probes_active()) CELLOS_SKIP("flow probes off on this machine");
   cellos::ebpf::FlowProbes& probes = *mon.probes();
@@ -380,5 +380,5 @@ TEST_CASE("flows: a finished cell leaves no probe attached and no entry in the f
   REQUIRE(destroyed.size() == 1);
   CHECK(destroyed[0]["data"]["flows"]["txPackets"] == 3);
   sup.reset();
-  (*host)->cgroups().remove_empty_parents();
+  (*rhost)->cgroups().remove_empty_parents();
 }
