@@ -41,9 +41,8 @@ int CellOutcome::exit_status() const {
 }
 
 Cell::Cell(const CellHost& host, CellOptions options) : host_(host), opts_(std::move(options)) {
-  for (Op* op : std::initializer_list<Op*>{&out_, &err_, &status_, &exit_, &ttl_, &retry_, &defer_,
-                                                     &linger_})
-    op->cell = this;
+  for (Op* op : std::initializer_list<Op*>{&out_, &err_, &status_, &exit_}) op->cell = this;
+  for (base::Timer* t : {&ttl_, &retry_, &defer_, &linger_}) t->bind(*host_.io);
 }
 
 Cell::~Cell() {
@@ -81,9 +80,10 @@ void Cell::start() {
     outcome_.refused = true;
     outcome_.error = "spec.id: " + lock.error().message();
     emit(sinks::RejectedData{spec.id, outcome_.error});
-    defer_.fire = [this](int) { finished_ = true; opts_.on_finished(); };
-    defer_.in_flight = true;
-    host_.io->timeout(std::chrono::nanoseconds(0), defer_);
+    defer_.start(std::chrono::nanoseconds(0), [this](int) {
+      finished_ = true;
+      opts_.on_finished();
+    });
     return;
   }
   lock_.emplace(std::move(*lock));
@@ -152,22 +152,17 @@ void Cell::start() {
   exit_.in_flight = true;
   if (pidfd_) host_.io->wait_exit(pidfd_.get(), &exit_.info, exit_);
   else host_.io->wait_exit_pid(pid_, &exit_.info, exit_);
-  ttl_.fire = [this](int res) {
+  after(ttl_, effective_deadline(), [this](int res) {
     if (res == -ETIME) kill(KillCause::kTimeout);
-  };
-  ttl_.in_flight = true;
-  host_.io->timeout(effective_deadline(), ttl_);
+  });
 }
 
 base::Result<void> Cell::prepare_network() {
   auto targets = egress_targets(opts_.spec);
   if (!targets) return std::move(targets).error();
-  // NFLOG groups are per namespace, so any number would do; distinct ones keep a host-wide
-  // listener's view unambiguous.
-  static uint16_t next_group = 0;
   netns::CellNetOptions o;
   o.ruleset.targets = std::move(*targets);
-  o.ruleset.nflog_group = static_cast<uint16_t>(next_group++ % 65535 + 1);
+  o.ruleset.nflog_group = host_.flows ? host_.flows->next_nflog_group() : 1;
   o.ruleset.append_invalid_rule = host_.config->network.test_fault_ruleset;
   o.uplink = host_.uplink;
   // Without a flow monitor nothing but nft can enforce, whatever was asked for.
@@ -192,10 +187,9 @@ base::Result<void> Cell::watch_flows() {
 
 bool Cell::finish_flows() {
   if (!flows_) return true;
-  if (auto wait = flows_->linger(); wait.count() > 0 && !linger_.fire) {
-    linger_.fire = [](int) {};
-    linger_.in_flight = true;
-    host_.io->timeout(wait, linger_);
+  if (auto wait = flows_->linger(); wait.count() > 0 && !lingered_) {
+    lingered_ = true;
+    after(linger_, wait, nullptr);
     return false;
   }
   flow_summary_ = flows_->finish();
@@ -244,9 +238,7 @@ void Cell::fail_setup(std::string error) {
   outcome_.reason = sinks::CompletedReason::kSetupFailed;
   outcome_.error = "cell " + opts_.spec.id + ": " + std::move(error);
   // Finish from a completion, not from inside start(): the owner may not expect re-entrance.
-  defer_.fire = [this](int) { maybe_finish(); };
-  defer_.in_flight = true;
-  host_.io->timeout(std::chrono::nanoseconds(0), defer_);
+  after(defer_, std::chrono::nanoseconds(0), nullptr);
 }
 
 void Cell::kill(KillCause cause) {
@@ -346,14 +338,15 @@ void Cell::ExitWatcher::complete(int res) {
   reaped = true;
   if (res < 0) info.si_code = 0;  // could not reap: decided from the status records alone
   cell->exited_at_ = std::chrono::steady_clock::now();
-  if (cell->ttl_.in_flight) cell->host_.io->cancel(cell->ttl_);
+  cell->ttl_.cancel();
   cell->maybe_finish();
 }
 
-void Cell::Timer::complete(int res) {
-  in_flight = false;
-  if (fire) fire(res);
-  if (cell->exit_.reaped || !cell->launched_) cell->maybe_finish();
+void Cell::after(base::Timer& t, std::chrono::nanoseconds d, std::function<void(int)> fn) {
+  t.start(d, [this, fn = std::move(fn)](int res) {
+    if (fn) fn(res);
+    if (exit_.reaped || !launched_) maybe_finish();
+  });
 }
 
 void Cell::on_status(const ChildStatus& s) {
@@ -366,9 +359,9 @@ void Cell::on_status(const ChildStatus& s) {
 }
 
 void Cell::maybe_finish() {
-  if (finished_ || defer_.in_flight || retry_.in_flight || linger_.in_flight) return;
+  if (finished_ || defer_.armed() || retry_.armed() || linger_.armed()) return;
   if (launched_) {
-    if (!exit_.reaped || !out_.eof || !err_.eof || !status_.eof || ttl_.in_flight) return;
+    if (!exit_.reaped || !out_.eof || !err_.eof || !status_.eof || ttl_.armed()) return;
   }
   if (!completed_emitted_) {
     if (!finish_flows()) return;  // the last flow reports come before completed
@@ -443,9 +436,7 @@ void Cell::teardown() {
     auto r = leaf_->remove();
     if (!r.ok()) {
       if (++remove_attempts_ < kMaxRemoveAttempts) {
-        retry_.fire = [this](int) {};
-        retry_.in_flight = true;
-        host_.io->timeout(kRemoveRetry, retry_);
+        after(retry_, kRemoveRetry, nullptr);
         return;
       }
       std::fprintf(stderr, "cellos-reactor: cell %s: teardown: %s\n", opts_.spec.id.c_str(),

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "base/completion.h"
 #include "base/fd.h"
 #include "base/io.h"
 #include "cells/backend.h"
@@ -133,11 +134,9 @@ class Cell {
     bool reaped = false;
     void complete(int res) override;
   };
-  struct Timer final : Op {
-    std::function<void(int)> fire;
-    void complete(int res) override;
-  };
 
+  // Arms `t`; when it fires, fn (if any), then the cell finishes if it can.
+  void after(base::Timer& t, std::chrono::nanoseconds d, std::function<void(int)> fn);
   void fail_setup(std::string error);
   void kill_init();
   void on_status(const ChildStatus& s);
@@ -172,7 +171,10 @@ class Cell {
   StreamPump out_, err_;
   StatusReader status_;
   ExitWatcher exit_;
-  Timer ttl_, retry_, defer_, linger_;
+  // Timers whose end may finish the cell (after()): TTL, teardown retry, deferred finish, the
+  // flows' last-records wait.
+  base::Timer ttl_, retry_, defer_, linger_;
+  bool lingered_ = false;
   int remove_attempts_ = 0;
 
   std::optional<ChildStatus> setup_error_;  // kSetupFailed / kExecFailed from the child

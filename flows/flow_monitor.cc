@@ -210,8 +210,7 @@ base::Result<std::unique_ptr<CellFlows>> FlowMonitor::open_cell(CellOptions o) {
   std::unique_ptr<CellFlows> c(new CellFlows(*this, o));
   // Cells without a cgroup of their own in this map are told apart by a synthetic id; only the
   // nflog side then feeds them.
-  static uint64_t next_synthetic = 1ull << 63;
-  c->cgroup_id_ = next_synthetic++;
+  c->cgroup_id_ = next_synthetic_++;
   if (probes_) {
     auto id = ebpf::cgroup_id_of(o.cgroup_v2_fd);
     if (!id) return std::move(id).error().context("flow probes");

@@ -59,6 +59,9 @@ class FlowMonitor {
   // The loaded object (null when off): tests read its maps to prove teardown emptied them.
   ebpf::FlowProbes* probes() { return probes_.get(); }
   size_t watched_cells() const { return cells_.size(); }
+  // NFLOG groups are per network namespace, so any number would do; distinct ones keep a
+  // host-wide view (nflog tracing, a capture) unambiguous. 1..65535, then around again.
+  uint16_t next_nflog_group() { return static_cast<uint16_t>(next_nflog_group_++ % 65535 + 1); }
   // [network] enforcement as it runs ("nft" when "bpf" was asked for and BPF did not load).
   const std::string& enforcement() const { return enforcement_; }
   bool nft_enforces() const { return enforcement_ == "nft" || enforcement_ == "both"; }
@@ -94,6 +97,10 @@ class FlowMonitor {
   std::string enforcement_, off_reason_;
   bool loaded_ = false, announced_ = false;
   std::unordered_map<uint64_t, CellFlows*> cells_;  // by cgroup id
+  // Ids for cells watched without a cgroup of their own in the map (no probes): above any
+  // real cgroup id.
+  uint64_t next_synthetic_ = 1ull << 63;
+  uint16_t next_nflog_group_ = 0;
   base::MemberOp<&FlowMonitor::on_ringbuf> poll_op_{this};
   base::MemberOp<&FlowMonitor::on_drain_timer> drain_op_{this};
   uint64_t lost_seen_ = 0;  // ring buffer records lost, as last read

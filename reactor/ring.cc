@@ -4,6 +4,8 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -148,6 +150,7 @@ Ring::~Ring() { close(); }
 
 void Ring::close() {
   if (initialised_) io_uring_queue_exit(&ring_);
+  reaped_.clear();
   initialised_ = false;
 }
 
@@ -158,15 +161,52 @@ void Ring::probe() {
   io_uring_free_probe(pr);
 }
 
+void Ring::reap_into_backlog() {
+  io_uring_cqe* cqe = nullptr;
+  if (io_uring_peek_cqe(&ring_, &cqe) != 0) {
+    // Nothing to take: wait for the kernel to complete something (progress, never a spin).
+    if (int rc = io_uring_wait_cqe(&ring_, &cqe); rc < 0 && rc != -EINTR) {
+      std::fprintf(stderr, "cellos-reactor: io_uring_wait_cqe: %s\n", std::strerror(-rc));
+      std::abort();
+    }
+  }
+  while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+    reaped_.push_back({io_uring_cqe_get_data64(cqe), cqe->res, cqe->flags});
+    io_uring_cqe_seen(&ring_, cqe);
+  }
+}
+
 io_uring_sqe* Ring::next_sqe() {
   io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
   while (sqe == nullptr) {
     // The submission queue is full: hand what is queued to the kernel and take a fresh slot.
-    io_uring_submit(&ring_);
+    int rc = io_uring_submit(&ring_);
     pending_timespecs_.clear();
+    if (rc == -EBUSY || rc == -EAGAIN) {
+      // The completion queue is full (or the kernel is short of memory for the request): take
+      // completions off it, to dispatch later from run_once (never from inside a handler that
+      // is queueing an operation), then try again.
+      reap_into_backlog();
+    } else if (rc < 0 && rc != -EINTR) {
+      // Any other error means the ring itself is broken (a bad SQE is reported on its CQE):
+      // no cell can be supervised any more, and spinning would hide it.
+      std::fprintf(stderr, "cellos-reactor: io_uring_submit: %s\n", std::strerror(-rc));
+      std::abort();
+    }
     sqe = io_uring_get_sqe(&ring_);
   }
   return sqe;
+}
+
+void Ring::dispatch(const Reaped& r) {
+  if (r.data == 0) return;  // a cancel request's own CQE: nobody waits for it
+  if (r.data & kMultishot) {
+    base::Shot shot{r.res, -1, (r.flags & IORING_CQE_F_MORE) != 0};
+    if (r.flags & IORING_CQE_F_BUFFER) shot.buffer = static_cast<int>(r.flags >> IORING_CQE_BUFFER_SHIFT);
+    reinterpret_cast<base::MultishotCompletion*>(r.data & ~kMultishot)->shot(shot);
+  } else {
+    reinterpret_cast<base::Completion*>(r.data)->complete(r.res);
+  }
 }
 
 void Ring::read(int fd, std::span<std::byte> buf, base::Completion& c) {
@@ -262,28 +302,27 @@ void Ring::recv_multishot(int fd, base::BufferRing& ring, base::MultishotComplet
 }
 
 base::Result<unsigned> Ring::run_once() {
-  int rc = io_uring_submit_and_wait(&ring_, 1);
+  // Completions already set aside: submit what is queued, but wait for nothing.
+  int rc = reaped_.empty() ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit(&ring_);
   pending_timespecs_.clear();
   if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EBUSY)
     return base::sys_error("io_uring_submit_and_wait", "", -rc);
   unsigned n = 0;
+  // Completions a full queue made us set aside come first: they happened first.
+  std::vector<Reaped> backlog;
+  backlog.swap(reaped_);
+  for (const Reaped& r : backlog) {
+    dispatch(r);
+    if (r.data != 0) ++n;
+  }
   io_uring_cqe* cqe = nullptr;
   // Dispatch one at a time: a completion handler may queue new SQEs or destroy objects whose
   // other operations are still in flight (they get their own CQEs later).
   while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
-    uint64_t data = io_uring_cqe_get_data64(cqe);
-    int res = cqe->res;
-    uint32_t flags = cqe->flags;
+    Reaped r{io_uring_cqe_get_data64(cqe), cqe->res, cqe->flags};
     io_uring_cqe_seen(&ring_, cqe);
-    if (data == 0) continue;  // a cancel request's own CQE: nobody waits for it
-    if (data & kMultishot) {
-      base::Shot shot{res, -1, (flags & IORING_CQE_F_MORE) != 0};
-      if (flags & IORING_CQE_F_BUFFER) shot.buffer = static_cast<int>(flags >> IORING_CQE_BUFFER_SHIFT);
-      reinterpret_cast<base::MultishotCompletion*>(data & ~kMultishot)->shot(shot);
-    } else {
-      reinterpret_cast<base::Completion*>(data)->complete(res);
-    }
-    ++n;
+    dispatch(r);
+    if (r.data != 0) ++n;
   }
   return n;
 }

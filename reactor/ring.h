@@ -80,6 +80,16 @@ class Ring final : public base::IoPort {
   // A timeout SQE points at its timespec until the kernel copies it at submission; the deque
   // keeps their addresses stable until the next submit, then is cleared.
   std::deque<__kernel_timespec> pending_timespecs_;
+  // Completions taken off a full completion queue so submission could go on (next_sqe), not
+  // yet dispatched: run_once dispatches them first, in order.
+  struct Reaped {
+    uint64_t data;
+    int res;
+    uint32_t flags;
+  };
+  std::vector<Reaped> reaped_;
+  void reap_into_backlog();
+  void dispatch(const Reaped& r);
 };
 
 }  // namespace cellos::reactor
