@@ -97,8 +97,7 @@ void Cell::start() {
   emit(std::move(policy));
   if (!resolved) return fail_setup(resolved.error().message());
 
-  auto leaf = host_.cgroups->create_leaf(spec.id, effective_limits(),
-                                         CgroupLeafOptions{.defer_writes = true});
+  auto leaf = host_.cgroups->create_leaf(spec.id, effective_limits());
   if (!leaf) return fail_setup(leaf.error().message());
   leaf_.emplace(std::move(*leaf));
 

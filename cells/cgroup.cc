@@ -139,8 +139,8 @@ void CgroupTree::remove_empty_parents() const {
   }
 }
 
-Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name, const CgroupLimits& limits,
-                                           const CgroupLeafOptions& options) const {
+Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
+                                           const CgroupLimits& limits) const {
   CgroupLeaf leaf;
   leaf.rel_ = parent_ + "/" + name;
   bool reused = false;  // a leaf left by a crashed reactor keeps its old limits
@@ -164,11 +164,10 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name, const Cgroup
   leaf.v2_dir_ = std::move(*dirfd);
 
   auto dir_of = [&](const std::string& root) { return root + "/" + leaf.rel_; };
-  // Deferred: the cell's setup (as root, before anything of the cell runs) writes the limits
-  // itself, so the reactor spends no syscalls on them.
+  // Planned, not made: the cell's setup (as root, before anything of the cell runs) writes the
+  // limits itself, so the reactor spends no syscalls on them.
   auto knob = [&](const std::string& dir, const std::string& name,
                   const std::string& value) -> Result<void> {
-    if (!options.defer_writes) return write_knob(dir, name, value);
     leaf.writes_.push_back({dir + "/" + name, value});
     return base::ok();
   };
@@ -211,15 +210,8 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name, const Cgroup
       CELLOS_TRY(knob(d, "cpu.cfs_quota_us", std::to_string(c.quota_micros)));
     }
   }
-  for (size_t i = 1; i < leaf.dirs_.size(); ++i) {
-    if (options.defer_writes) {
-      leaf.v1_procs_paths_.push_back(leaf.dirs_[i] + "/cgroup.procs");
-      continue;
-    }
-    auto fd = base::open_at(AT_FDCWD, leaf.dirs_[i] + "/cgroup.procs", O_WRONLY);
-    if (!fd) return std::move(fd).error();
-    leaf.v1_procs_.push_back(std::move(*fd));
-  }
+  for (size_t i = 1; i < leaf.dirs_.size(); ++i)
+    leaf.v1_procs_paths_.push_back(leaf.dirs_[i] + "/cgroup.procs");
   return leaf;
 }
 
@@ -290,7 +282,6 @@ Result<void> CgroupTree::reclaim_leaf(const std::string& name,
 }
 
 Result<void> CgroupLeaf::remove() {
-  v1_procs_.clear();
   v2_dir_.reset();
   // Leaves go first in every hierarchy; keep the ones that are still busy for a retry.
   std::vector<std::string> left;

@@ -40,12 +40,6 @@ struct CgroupLimits {
 
 class CgroupLeaf;
 
-struct CgroupLeafOptions {
-  // Plan the limit writes and v1 joins (CgroupLeaf::writes(), v1_procs_paths()) for the cell's
-  // setup to carry out as root before anything of the cell runs, instead of making them here:
-  // the reactor then spends no syscalls on them.
-  bool defer_writes = false;
-};
 
 // The per-host parent ("[<delegated>/]cellos/<hostId>") under every hierarchy in use. Prepared
 // once per process (mkdir -p, and on pure v2 the controllers enabled in each parent's
@@ -59,8 +53,10 @@ class CgroupTree {
   const CgroupRoots& roots() const { return roots_; }
   const std::string& parent() const { return parent_; }
 
-  base::Result<CgroupLeaf> create_leaf(const std::string& name, const CgroupLimits& limits,
-                                       const CgroupLeafOptions& options = {}) const;
+  // The leaf in every hierarchy in use. Its limits and v1 joins are planned (writes(),
+  // v1_procs_paths()) for the cell's setup to carry out as root before anything of the cell
+  // runs: the reactor spends no syscalls on them.
+  base::Result<CgroupLeaf> create_leaf(const std::string& name, const CgroupLimits& limits) const;
 
   // Removes the parent dirs that are empty (another reactor may still use them: best effort).
   // `run` keeps them: like a systemd slice they are host infrastructure, made once and shared
@@ -94,17 +90,13 @@ class CgroupLeaf {
 
   // O_PATH dir fd of the cgroup2 leaf, for clone3's cgroup field.
   int v2_dirfd() const { return v2_dir_.get(); }
-  // cgroup.procs of each v1 leaf, opened for writing; the child writes "0" into each.
-  const std::vector<base::Fd>& v1_procs() const { return v1_procs_; }
-  // With LeafOptions::defer_writes: the limit writes, in order, and the v1 cgroup.procs files
-  // the cell's setup joins by writing "0".
+  // The limit writes, in order, and the v1 cgroup.procs files the cell's setup joins by
+  // writing "0".
   struct KnobWrite {
     std::string path, value;
   };
   const std::vector<KnobWrite>& writes() const { return writes_; }
   const std::vector<std::string>& v1_procs_paths() const { return v1_procs_paths_; }
-  // Once the child has joined (it holds its own copies), the reactor drops these.
-  void close_v1_procs() { v1_procs_.clear(); }
   // Once clone3 has placed the child, the v2 dir fd is not needed until the next cell.
   void close_v2_dir() { v2_dir_.reset(); }
   const std::string& relative_path() const { return rel_; }
@@ -129,7 +121,6 @@ class CgroupLeaf {
   std::string memory_dir_;          // where memory.events / memory.oom_control live
   bool memory_v2_ = false;
   base::Fd v2_dir_;
-  std::vector<base::Fd> v1_procs_;
   std::vector<KnobWrite> writes_;
   std::vector<std::string> v1_procs_paths_;
 };

@@ -17,7 +17,7 @@ namespace cellos::test {
 
 namespace fs = std::filesystem;
 
-DaemonProcess::DaemonProcess(const Fleet& fleet) : fleet_(fleet) {
+DaemonProcess::DaemonProcess(const Fleet& fleet, const std::string& cgroup) : fleet_(fleet) {
   err_path_ = fleet.dir() + "/daemon-" + std::to_string(::getpid()) + "-" +
               std::to_string(reinterpret_cast<uintptr_t>(this) & 0xffff) + ".err";
   posix_spawn_file_actions_t fa;
@@ -27,7 +27,14 @@ DaemonProcess::DaemonProcess(const Fleet& fleet) : fleet_(fleet) {
   posix_spawn_file_actions_addopen(&fa, 2, err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   std::string bin = CELLOS_REACTOR_BIN, flag = "--config", cfg = fleet.config_path();
   char* argv[] = {bin.data(), flag.data(), cfg.data(), nullptr};
-  int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv, environ);
+  // In a given cgroup: a shell joins it, then becomes the daemon (same pid), as a service
+  // manager starts a unit's main process inside the unit's cgroup.
+  std::string sh = "/bin/sh", c = "-c",
+              script = "echo $$ > '" + cgroup + "/cgroup.procs' && exec '" + bin +
+                       "' --config '" + cfg + "'";
+  char* sh_argv[] = {sh.data(), c.data(), script.data(), nullptr};
+  int rc = posix_spawn(&pid_, cgroup.empty() ? argv[0] : sh_argv[0], &fa, nullptr,
+                       cgroup.empty() ? argv : sh_argv, environ);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) throw std::runtime_error("posix_spawn cellos-reactor failed");
   const std::string sock = fleet.state_dir() + "/reactor.sock";

@@ -16,8 +16,9 @@ namespace cellos::test {
 
 class DaemonProcess {
  public:
-  // Starts the daemon on the fleet's config and waits until its status socket answers.
-  explicit DaemonProcess(const Fleet& fleet);
+  // Starts the daemon on the fleet's config and waits until its status socket answers. With
+  // `cgroup` (an absolute cgroup2 directory), the daemon starts as a process of that cgroup.
+  explicit DaemonProcess(const Fleet& fleet, const std::string& cgroup = "");
   // SIGKILL and reap if it is still running.
   ~DaemonProcess();
   DaemonProcess(const DaemonProcess&) = delete;

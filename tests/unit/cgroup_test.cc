@@ -96,10 +96,25 @@ CgroupTree prepare(const CgroupRoots& roots, const std::string& parent) {
   return std::move(t).value();
 }
 
+// What the cell's setup does with a leaf's planned writes: each, in order, as root. O_CREAT
+// lets the same code write a fake cgroupfs, where no knob exists until written.
+base::Result<void> apply(const CgroupLeaf& leaf) {
+  for (const auto& w : leaf.writes()) {
+    base::Fd fd(::open(w.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd.valid()) return base::sys_error("open", "cgroup \"" + w.path + "\"");
+    if (::write(fd.get(), w.value.data(), w.value.size()) < 0)
+      return base::sys_error("write", "cgroup \"" + w.path + "\"");
+  }
+  return base::ok();
+}
+
 CgroupLeaf create(const CgroupTree& tree, const std::string& name, const CgroupLimits& limits) {
   auto l = tree.create_leaf(name, limits);
   INFO((l.ok() ? std::string() : error_message(l.error())));
   REQUIRE(l.ok());
+  auto applied = apply(*l);
+  INFO((applied.ok() ? std::string() : error_message(applied.error())));
+  REQUIRE(applied.ok());
   return std::move(l).value();
 }
 
@@ -147,7 +162,7 @@ TEST_CASE("cgroup: on pure v2 create_leaf writes memory.max, pids.max (+1 for in
   CHECK(knob(d + "/pids.max") == "11");  // the cell's init is counted on top, by design
   CHECK(knob(d + "/cpu.max") == "50000 100000");
   CHECK(leaf.v2_dirfd() >= 0);
-  CHECK(leaf.v1_procs().empty());
+  CHECK(leaf.v1_procs_paths().empty());
   // No swap on this "host" (no memory.swap.max in the leaf): none is created.
   CHECK_FALSE(path_exists(d + "/memory.swap.max"));
   // Nothing written where a v1 layout would put it.
@@ -286,10 +301,8 @@ TEST_CASE("cgroup: on a hybrid host create_leaf writes the v1 knobs and opens on
   CHECK(fs::is_directory(f.dir("unified/cellos/h1/c1")));
   CHECK_FALSE(path_exists(f.dir("unified/cellos/h1/c1/memory.max")));
   CHECK_FALSE(path_exists(f.dir("unified/cellos/h1/c1/pids.max")));
-  CHECK(leaf.v1_procs().size() == 3);
-  for (const auto& fd : leaf.v1_procs()) CHECK(fd.valid());
-  leaf.close_v1_procs();
-  CHECK(leaf.v1_procs().empty());
+  REQUIRE(leaf.v1_procs_paths().size() == 3);
+  for (const auto& p : leaf.v1_procs_paths()) CHECK(path_exists(p));
 }
 
 TEST_CASE("cgroup: on a hybrid host a cell without cpuMax gets no v1 cpu leaf", "[cgroup]") {
@@ -302,7 +315,7 @@ TEST_CASE("cgroup: on a hybrid host a cell without cpuMax gets no v1 cpu leaf", 
   }
   CgroupLeaf leaf = create(tree, "c1", CgroupLimits{1 << 20, 10, std::nullopt});
   CHECK_FALSE(path_exists(f.dir("cpu,cpuacct/cellos/h1/c1")));
-  CHECK(leaf.v1_procs().size() == 2);  // memory and pids
+  CHECK(leaf.v1_procs_paths().size() == 2);  // memory and pids
   CHECK(knob(f.dir("pids/cellos/h1/c1/pids.max")) == "11");
 }
 
@@ -315,8 +328,10 @@ TEST_CASE("cgroup: on a hybrid host the cpu period is written before the quota",
   f.precreate_v1_leaf("cellos/h1/c1");
   f.mkdir("cpu,cpuacct/cellos/h1/c1/cpu.cfs_quota_us");
   auto leaf = tree.create_leaf("c1", kLimits);
-  REQUIRE_FALSE(leaf.ok());
-  CHECK_THAT(leaf.error().message(), Contains("cpu.cfs_quota_us"));
+  REQUIRE(leaf.ok());
+  auto applied = apply(*leaf);
+  REQUIRE_FALSE(applied.ok());
+  CHECK_THAT(applied.error().message(), Contains("cpu.cfs_quota_us"));
   CHECK(knob(f.dir("cpu,cpuacct/cellos/h1/c1/cpu.cfs_period_us")) == "100000");
 }
 
@@ -515,6 +530,9 @@ TEST_CASE("cgroup: on this host a leaf left by a crashed run with a smaller v1 m
   INFO((leaf.ok() ? std::string() : leaf.error().message()));
   CHECK(leaf.ok());
   if (leaf.ok()) {
+    auto applied = apply(*leaf);
+    INFO((applied.ok() ? std::string() : applied.error().message()));
+    CHECK(applied.ok());
     CHECK(knob(stale + "/memory.limit_in_bytes") == std::to_string(64 << 20));
     CHECK(knob(stale + "/memory.memsw.limit_in_bytes") == std::to_string(64 << 20));
     CHECK(leaf->remove().ok());
