@@ -5,9 +5,19 @@
 //   anything that would open a flow into a cell · net.ipv4.ip_forward = 1 ·
 //   a pool of per-cell addresses in the subnet (one /N for all, each cell one host address).
 //
-// Created at reactor start, removed when the reactor ends; a reactor that crashed leaves them,
-// and the next start of the same host id removes them first (cleanup_stale). Cells' veth pairs
-// die with their network namespaces, so a crash leaves none behind.
+// Shared by every reactor of one host id: the fleet daemon and any number of `run`s at once
+// (CI hosts run many jobs, each calling `run`). The first to come creates the bridge and the
+// host table, later ones join them, the last to leave removes them. Three kinds of flock under
+// <state_dir>/uplink/ make that hold through crashes, because a lock dies with its holder:
+//
+//   setup.lock      held (exclusive) only while one reactor creates, joins or leaves
+//   users.lock      held shared by every reactor using the uplink; whoever can take it
+//                   exclusively (under setup.lock) is alone: it creates after removing what a
+//                   crashed predecessor left (cleanup_stale), or removes when it leaves
+//   leases/<index>  held by the reactor whose cell has that address, so no two processes ever
+//                   hand out the same address (or veth name)
+//
+// Cells' veth pairs die with their network namespaces, so a crash leaves none behind.
 #pragma once
 
 #include <netinet/in.h>
@@ -16,6 +26,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/fd.h"
@@ -26,8 +37,8 @@ namespace cellos::netns {
 
 struct UplinkOptions {
   std::string host_id;
-  // Holds uplink.lock (flock): one live owner per host id. A lock nobody holds means the last
-  // owner is gone, and only then are its leftovers removed.
+  // Where the locks live (<state_dir>/uplink/, see above); every reactor of the host id must
+  // use the same one. Empty: no locks (tests of a single process only).
   std::string state_dir;
   std::string subnet = "10.213.0.0/16";  // IPv4, /8../24 (config.cc checks the shape)
 };
@@ -60,7 +71,9 @@ class HostUplink {
   // "cv" + host hash + lease index: unique on the host, within IFNAMSIZ.
   std::string veth_name(const AddressLease& lease) const;
 
-  // Never-used addresses first, then the longest-released one.
+  // An address no cell of any reactor of the host id holds: never-used ones first (from where
+  // this reactor starts: the creator at the first, a joiner at a random one, so processes
+  // rarely race for the same), then the longest-released one.
   base::Result<AddressLease> lease();
   void release(const AddressLease& lease);
 
@@ -69,14 +82,19 @@ class HostUplink {
 
  private:
   HostUplink() = default;
-  std::string host_id_, bridge_, table_;
+  base::Result<void> lock_dirs(const std::string& state_dir);
+  // Takes the lease lock of `index`; false when another reactor holds it.
+  bool try_hold(uint32_t index);
+  std::string host_id_, bridge_, table_, lease_dir_;
   int bridge_index_ = 0;
   in_addr subnet_{}, gateway_{};
   int prefix_len_ = 16;
-  uint32_t next_ = 2, last_ = 0;
+  uint32_t next_ = 2, last_ = 0, tried_ = 0;  // tried_: never-used indexes tried so far
   std::deque<uint32_t> free_;  // FIFO: an address is reused as late as possible
+  std::unordered_map<uint32_t, base::Fd> held_;  // lease locks of this reactor's cells
   NetlinkSocket rtnl_, nf_;
-  base::Fd lock_;
+  base::Fd setup_, users_;
+  bool owner_ = false;  // created the bridge (else joined it)
 };
 
 }  // namespace cellos::netns

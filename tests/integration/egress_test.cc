@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
 
 #include "netns/nft.h"
 #include "netns/uplink.h"
@@ -263,4 +266,56 @@ TEST_CASE("a spec outside policy.allowed_egress_hosts is rejected naming the rul
                                     "in policy.allowed_egress_hosts"));
   CHECK(r.event("lifecycle.v1.rejected").is_object());
   CHECK(r.event("lifecycle.v1.started").is_null());
+}
+
+TEST_CASE("eight runs with egress at once share the host's uplink, each reaches exactly its own "
+          "destination, and the last one out removes it",
+          "[net][egress][uplink]") {
+  std::string why;
+  if (!can_build_test_hosts(&why)) CELLOS_SKIP(why);
+  constexpr int kRuns = 8;
+  TestHost a(30);
+  std::vector<int> ports;
+  for (int i = 0; i < kRuns; ++i) ports.push_back(a.tcp());
+  a.start();
+  Fleet fleet(nat_toml());
+  std::vector<cellos::test::RunResult> results(kRuns);
+  std::vector<std::thread> runs;
+  for (int i = 0; i < kRuns; ++i) {
+    const int mine = ports[i], other = ports[(i + 1) % kRuns];
+    // Each cell waits before it probes, so all eight hold their addresses at once.
+    auto spec = make_spec(unique_id("shared" + std::to_string(i)),
+                          {"/bin/sh", "-c", "sleep 3; " + probes(fleet, {
+                              "tcp-connect " + a.ip() + " " + std::to_string(mine),
+                              "tcp-connect " + a.ip() + " " + std::to_string(other)})});
+    spec["spec"]["authority"]["egressRules"] = {rule(a.ip(), mine, "tcp")};
+    // Catch2 is not thread-safe: each thread only runs its reactor; checks come after. Each
+    // run writes its own log (one writer per log).
+    runs.emplace_back([&, i, text = spec.dump()] {
+      results[i] = fleet.run(text, {"--events", fleet.dir() + "/run" + std::to_string(i) + ".jsonl"});
+    });
+  }
+  for (auto& t : runs) t.join();
+  for (int i = 0; i < kRuns; ++i) {
+    const auto& r = results[i];
+    INFO("run " << i << ": " << r.out << r.err);
+    REQUIRE(r.status == 0);
+    const auto nl = r.out.find('\n');
+    REQUIRE(nl != std::string::npos);
+    CHECK_THAT(r.out.substr(0, nl), Catch::EndsWith("ok hello"));   // its own destination
+    CHECK_THAT(r.out.substr(nl + 1), Catch::Contains("timeout"));    // the next run's
+  }
+  // Every run had its own address, from its own log.
+  std::set<std::string> addresses;
+  for (int i = 0; i < kRuns; ++i) {
+    std::istringstream log(read_text(fleet.dir() + "/run" + std::to_string(i) + ".jsonl"));
+    for (std::string line; std::getline(log, line);) {
+      auto e = json::parse(line, nullptr, false);
+      if (e.is_object() && e.value("type", "").ends_with("network_enforcement"))
+        addresses.insert(e["data"]["cellAddress"].get<std::string>());
+    }
+  }
+  INFO("addresses: " << [&] { std::string s; for (auto& a : addresses) s += a + " "; return s; }());
+  CHECK(addresses.size() == kRuns);
+  check_no_residue(fleet);
 }

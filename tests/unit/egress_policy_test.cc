@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <net/if.h>
+
 #include <catch2/catch.hpp>
 
 #include "cells/config.h"
@@ -150,16 +152,19 @@ TEST_CASE("a batch the kernel refuses leaves the namespace without a table", "[e
   CHECK_THAT(net.error().message(), Contains("nft table inet cellos"));
 }
 
-TEST_CASE("the uplink's address pool hands out fresh addresses first, then the oldest released",
+TEST_CASE("the uplink's address pool hands out fresh addresses first, then the oldest released, "
+          "and never an address another reactor of the host holds",
           "[egress][kernel]") {
   if (::geteuid() != 0) CELLOS_SKIP("needs root for a bridge");
   test::TempDir dir;
   const std::string id = "pool" + std::to_string(::getpid());
-  auto up = netns::HostUplink::create({id, dir.path(), "10.214." + std::to_string(::getpid() % 250) + ".0/24"});
+  const std::string subnet = "10.214." + std::to_string(::getpid() % 250) + ".0/24";
+  auto up = netns::HostUplink::create({id, dir.path(), subnet});
   REQUIRE(up.ok());
-  // A second owner of the same host id is refused while the first lives.
-  auto second = netns::HostUplink::create({id, dir.path(), "10.215.0.0/24"});
-  CHECK_FALSE(second.ok());
+  // A second reactor of the same host id (a concurrent `run`) joins the same bridge.
+  auto second = netns::HostUplink::create({id, dir.path(), subnet});
+  REQUIRE(second.ok());
+  CHECK((*second)->bridge_index() == (*up)->bridge_index());
   std::vector<netns::AddressLease> leases;
   for (int i = 0; i < 253; ++i) {  // .2 .. .254
     auto l = (*up)->lease();
@@ -167,11 +172,20 @@ TEST_CASE("the uplink's address pool hands out fresh addresses first, then the o
     leases.push_back(*l);
   }
   CHECK_FALSE((*up)->lease().ok());
+  CHECK_FALSE((*second)->lease().ok());  // every address is held by the first
   (*up)->release(leases[7]);
   (*up)->release(leases[3]);
   auto again = (*up)->lease();
   REQUIRE(again.ok());
   CHECK(again->index == leases[7].index);  // the longest-released first
+  auto theirs = (*second)->lease();
+  REQUIRE(theirs.ok());
+  CHECK(theirs->index == leases[3].index);  // the one left
   CHECK(leases.front().index == 2);
   CHECK(leases.back().index == 254);
+  const std::string bridge = netns::HostUplink::bridge_name(id);
+  second->reset();  // not the last: the bridge stays for the first
+  CHECK(::if_nametoindex(bridge.c_str()) != 0);
+  up->reset();  // the last one out removes it
+  CHECK(::if_nametoindex(bridge.c_str()) == 0);
 }
