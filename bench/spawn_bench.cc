@@ -73,12 +73,7 @@ std::string shell_quote(const std::string& s) {
 
 std::string join(const std::vector<std::string>& argv) {
   std::string s;
-  // Appended in two steps: GCC 12 at -O3 reports a false -Wrestrict overlap for
-  // `const char* + std::string&&` (GCC bug 105329).
-  for (const auto& a : argv) {
-    if (!s.empty()) s += ' ';
-    s += shell_quote(a);
-  }
+  for (const auto& a : argv) s += (s.empty() ? "" : " ") + shell_quote(a);
   return s;
 }
 
