@@ -1,7 +1,7 @@
 # The systemd unit and the install rules agree: `cmake --install` into a staging root (DESTDIR)
 # at the unit's prefix puts a file at every path the unit names: the ExecStart binary, the
 # companion beside it, and every file: URI of Documentation= (which must be file: URIs: the
-# project ships no man page and no web site).
+# project ships no man page and no web site); and the docs and examples README lists.
 #   cmake -DBUILD_DIR=... -DSOURCE_DIR=... -DSTAGE=... -P install_check.cmake
 foreach(var BUILD_DIR SOURCE_DIR STAGE)
   if(NOT DEFINED ${var})
@@ -32,7 +32,11 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "cmake --install ${BUILD_DIR} --prefix ${prefix} failed: ${rc}")
 endif()
 
-set(expected ${exec_path} ${bindir}/cellos-reactor-nats)
+# What README says `cmake --install` puts under the prefix, beside what the unit names.
+set(docdir ${prefix}/share/doc/cellos-reactor)
+set(expected ${exec_path} ${bindir}/cellos-reactor-nats ${docdir}/README.md ${docdir}/LICENSE
+    ${docdir}/docs/README.md ${docdir}/examples/fleet.toml
+    ${docdir}/examples/cellos-reactor.service)
 foreach(line IN LISTS doc_lines)
   string(REGEX REPLACE "^Documentation=" "" uris "${line}")
   separate_arguments(uris UNIX_COMMAND "${uris}")
@@ -44,6 +48,7 @@ foreach(line IN LISTS doc_lines)
   endforeach()
 endforeach()
 
+list(REMOVE_DUPLICATES expected)
 foreach(path IN LISTS expected)
   if(NOT EXISTS ${STAGE}${path})
     message(FATAL_ERROR "${unit_file} names ${path}, which `cmake --install` does not install")
