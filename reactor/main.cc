@@ -14,6 +14,8 @@ int main(int argc, char** argv) {
 
   CLI::App app{"cellos-reactor: runs untrusted CI commands as isolated cells"};
   app.require_subcommand(0, 1);
+  // CELLOS_VERSION is CMake's project(VERSION), so the binary and the build agree.
+  app.set_version_flag("--version", "cellos-reactor " CELLOS_VERSION);
   std::string serve_config;
   app.add_option("--config", serve_config, "fleet.toml for the fleet daemon");
 

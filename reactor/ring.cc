@@ -14,7 +14,7 @@ namespace cellos::reactor {
 namespace {
 
 // liburing 2.3 predates IORING_OP_WAITID (kernel 6.7): the opcode number and SQE layout are the
-// kernel's ABI, filled by hand (see DESIGN.md, "Kernel facts").
+// kernel's ABI, filled by hand as later liburings' io_uring_prep_waitid fills them.
 constexpr uint8_t kOpWaitid = 50;
 
 uint64_t tag(base::Completion& c) { return reinterpret_cast<uint64_t>(&c); }

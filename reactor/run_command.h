@@ -24,7 +24,8 @@ base::Result<std::string> read_spec_text(const std::string& path);
 // fleet.toml for a subcommand; on error, says so on stderr in one line and returns nothing.
 std::optional<cells::Config> load_config_or_say(const std::string& path);
 
-// Runs one cell in the foreground; returns the process exit status (see README, "Exit codes").
+// Runs one cell in the foreground; returns the process exit status (see docs/run.md, "Exit
+// codes").
 int run_command(const RunArgs& args);
 
 }  // namespace cellos::reactor

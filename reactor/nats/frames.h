@@ -1,8 +1,8 @@
 // The frames between the fleet daemon and its NATS companion (cellos-reactor-nats).
 //
 // Why a companion process at all: libnats starts threads of its own, and the reactor is one
-// thread that owns all its state. DESIGN.md asks for "a queue plus an eventfd read through the
-// ring" between them. Here that boundary is a process boundary, because cellos-reactor links
+// thread that owns all its state, so libnats stays behind an explicit thread boundary: a queue
+// plus a descriptor read through the ring. Here that boundary is a process boundary, because cellos-reactor links
 // fully -static (see reactor/CMakeLists.txt) and Debian ships libnats only as a shared library:
 // libnats lives in build/cellos-reactor-nats, a dynamically linked executable the daemon spawns,
 // and the queue is a SOCK_SEQPACKET socketpair the reactor reads and writes through its ring.

@@ -15,7 +15,7 @@ namespace {
 using Catch::Contains;
 using Json = nlohmann::ordered_json;
 
-// The DESIGN.md example: every supported field set.
+// The example of docs/spec.md, with more values in places: every supported field set.
 constexpr const char* kFull = R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell",
  "spec":{"id":"build-42",
    "authority":{"secretRefs":["NPM_TOKEN","GH_TOKEN"],
