@@ -1,6 +1,5 @@
 #include "cells/admission.h"
 
-#include "cells/egress.h"
 
 namespace cellos::cells {
 
@@ -19,14 +18,6 @@ Admission admit(std::string_view text, const AdmissionOptions& o) {
   if (o.id_taken) {
     if (auto why = o.id_taken(spec->id)) {
       a.refusal = base::value_error("spec.id", "cell " + spec->id + " " + *why);
-      return a;
-    }
-  }
-  // Hostnames are resolved once, at admission; the addresses go into the cell's ruleset and
-  // its network_policy event.
-  if (o.resolve_hostnames) {
-    if (auto r = resolve_egress(*spec); !r) {
-      a.refusal = std::move(r).error();
       return a;
     }
   }

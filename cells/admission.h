@@ -2,7 +2,11 @@
 // (`run`, `submit`, the daemon's spool and its NATS work queue). Text in; an admitted spec, or
 // one refusal naming the field and the reason, out.
 //
-//   parse (structure, types, ranges) ─► fleet policy ─► id free here ─► hostnames resolved
+//   parse (structure, types, ranges) ─► fleet policy ─► id free here
+//
+// Hostnames in egress rules are looked up afterwards, on the ring (egress.h resolve_egress), by
+// whoever runs the spec: `submit` leaves them to the daemon, whose resolver is the one that
+// counts.
 #pragma once
 
 #include <functional>
@@ -18,9 +22,6 @@ namespace cellos::cells {
 
 struct AdmissionOptions {
   const Config* config = nullptr;
-  // Resolve hostname egress rules (egress.h). `submit` leaves them to the daemon that runs the
-  // spec, whose resolver is the one that counts.
-  bool resolve_hostnames = true;
   // Whether an id is taken here (running or waiting): the reason, or nullopt when it is free.
   std::function<std::optional<std::string>(const std::string& id)> id_taken;
 };

@@ -89,13 +89,12 @@ void Cell::start() {
   lock_.emplace(std::move(*lock));
 
   emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id});
-  // Hostnames are resolved at admission (`run`); a cell added without that resolves here.
-  auto resolved = resolve_egress(opts_.spec);
+  // Hostnames were resolved at admission (egress.h); one that was not fails the cell's setup
+  // (egress_targets names it), after its policy event says what was declared.
   sinks::NetworkPolicyData policy{spec.id, "clone_newnet", {}};
   for (const auto& r : spec.egress_rules)
     policy.declared_egress.push_back({r.host, r.port, r.protocol, r.resolved});
   emit(std::move(policy));
-  if (!resolved) return fail_setup(resolved.error().message());
 
   auto leaf = host_.cgroups->create_leaf(spec.id, effective_limits());
   if (!leaf) return fail_setup(leaf.error().message());

@@ -3,6 +3,7 @@
 // policy key that was silently ignored would leave the fleet running with the default policy.
 #include "cells/config.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <toml++/toml.h>
@@ -360,7 +361,40 @@ class ConfigParser {
   }
 
   void parse_network(const toml::table& t, NetworkConfig& net) const {
-    check_keys(t, "network", {"uplink", "subnet", "test_fault_ruleset", "enforcement"});
+    check_keys(t, "network", {"uplink", "subnet", "test_fault_ruleset", "enforcement", "resolvers",
+                              "resolve_timeout_ms"});
+    if (const toml::node* n = t.get("resolve_timeout_ms"))
+      net.resolve_timeout_ms = integer(*n, "network.resolve_timeout_ms", 100, 60000);
+    if (const toml::node* n = t.get("resolvers")) {
+      const toml::array* a = n->as_array();
+      if (!a) fail("network.resolvers", "must be an array of \"ip\", \"ip:port\" or \"[v6]:port\"");
+      for (const auto& e : *a) {
+        const std::string s = string_value(e, "network.resolvers");
+        // An address, never a name: the resolver must not need a resolver.
+        std::string host = s, port;
+        if (!s.empty() && s.front() == '[') {
+          auto close = s.find(']');
+          host = close == std::string::npos ? "" : s.substr(1, close - 1);
+          port = close == std::string::npos ? "" : s.substr(close + 1);
+          if (!port.empty() && port.front() != ':') host.clear();
+          if (!port.empty()) port.erase(0, 1);
+        } else if (auto colon = s.find(':'); colon != std::string::npos) {
+          host = s.substr(0, colon);
+          port = s.substr(colon + 1);
+        }
+        in6_addr a6{};
+        in_addr a4{};
+        const bool ip = inet_pton(AF_INET, host.c_str(), &a4) == 1 ||
+                        (s.front() == '[' && inet_pton(AF_INET6, host.c_str(), &a6) == 1);
+        const bool port_ok = port.empty() || (port.size() <= 5 &&
+                             port.find_first_not_of("0123456789") == std::string::npos &&
+                             std::stoul(port) >= 1 && std::stoul(port) <= 65535);
+        if (!ip || !port_ok)
+          fail("network.resolvers", "\"" + printable(s) +
+                                        "\" is not \"ip\", \"ip:port\" or \"[v6]:port\"");
+        net.resolvers.push_back(s);
+      }
+    }
     if (const toml::node* n = t.get("enforcement"))
       net.enforcement = one_of(*n, "network.enforcement", {"none", "nft", "bpf", "both"});
     if (const toml::node* n = t.get("test_fault_ruleset"))

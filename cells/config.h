@@ -56,6 +56,10 @@ struct NetworkConfig {
   // no allow-list at all: a baseline for the flow benchmark, never for untrusted code (the
   // reactor warns at start).
   std::string enforcement = "nft";
+  // DNS servers for hostnames in egress rules ("ip", "ip:port", "[v6]:port"); empty: the
+  // host's /etc/resolv.conf. Looked up on the ring, with this timeout per try (two tries).
+  std::vector<std::string> resolvers;
+  uint64_t resolve_timeout_ms = 2500;
   bool nft_enforces() const { return enforcement == "nft" || enforcement == "both"; }
   bool bpf_enforces() const { return enforcement == "bpf" || enforcement == "both"; }
 };

@@ -1,10 +1,8 @@
 #include "cells/egress.h"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-#include <sys/socket.h>
-
 #include <algorithm>
+#include <memory>
+#include <optional>
 
 namespace cellos::cells {
 
@@ -12,35 +10,45 @@ bool is_literal_egress_host(const std::string& host) {
   return netns::parse_target(host).ok();
 }
 
-base::Result<void> resolve_egress(Spec& spec) {
+bool needs_resolution(const Spec& spec) {
+  return std::any_of(spec.egress_rules.begin(), spec.egress_rules.end(), [](const EgressRule& r) {
+    return r.resolved.empty() && !is_literal_egress_host(r.host);
+  });
+}
+
+void resolve_egress(Spec& spec, netns::Resolver& resolver,
+                    std::function<void(base::Result<void>)> done) {
+  struct Pending {
+    size_t left = 0;
+    std::optional<base::Error> failed;
+    std::function<void(base::Result<void>)> done;
+  };
+  auto p = std::make_shared<Pending>();
+  p->done = std::move(done);
+  std::vector<size_t> rules;
   for (size_t i = 0; i < spec.egress_rules.size(); ++i) {
-    EgressRule& rule = spec.egress_rules[i];
-    if (is_literal_egress_host(rule.host) || !rule.resolved.empty()) continue;
-    const std::string where = "spec.authority.egressRules[" + std::to_string(i) + "].host";
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;  // one entry per address, not one per socket type
-    addrinfo* res = nullptr;
-    // The reactor is static: glibc (>= 2.34) answers from its built-in "files" and "dns"
-    // sources; other NSS modules (mdns, systemd's "resolve") cannot be loaded and are skipped.
-    int rc = ::getaddrinfo(rule.host.c_str(), nullptr, &hints, &res);
-    if (rc != 0)
-      return base::value_error(where, "\"" + rule.host + "\": cannot resolve: " + gai_strerror(rc));
-    for (addrinfo* a = res; a; a = a->ai_next) {
-      char buf[INET6_ADDRSTRLEN] = {};
-      const void* src = a->ai_family == AF_INET
-                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr)
-                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr);
-      if (a->ai_family != AF_INET && a->ai_family != AF_INET6) continue;
-      inet_ntop(a->ai_family, src, buf, sizeof buf);
-      if (std::find(rule.resolved.begin(), rule.resolved.end(), buf) == rule.resolved.end())
-        rule.resolved.emplace_back(buf);
-    }
-    ::freeaddrinfo(res);
-    if (rule.resolved.empty())
-      return base::value_error(where, "\"" + rule.host + "\": resolved to no IP address");
+    const EgressRule& rule = spec.egress_rules[i];
+    if (rule.resolved.empty() && !is_literal_egress_host(rule.host)) rules.push_back(i);
   }
-  return base::ok();
+  p->left = rules.size();
+  for (size_t i : rules) {
+    resolver.resolve(spec.egress_rules[i].host, [p, &spec, i](auto r) {
+      EgressRule& rule = spec.egress_rules[i];
+      const std::string where = "spec.authority.egressRules[" + std::to_string(i) + "].host";
+      if (!r) {
+        if (!p->failed)
+          p->failed = base::Error{r.error().err, where, {},
+                                  "\"" + rule.host + "\": cannot resolve: " + r.error().detail, {}};
+      } else if (r->empty()) {
+        if (!p->failed)
+          p->failed = base::value_error(where, "\"" + rule.host + "\": resolved to no IP address");
+      } else {
+        rule.resolved = std::move(*r);
+      }
+      if (--p->left == 0)
+        p->done(p->failed ? base::Result<void>(*p->failed) : base::Result<void>());
+    });
+  }
 }
 
 base::Result<std::vector<netns::EgressTarget>> egress_targets(const Spec& spec) {

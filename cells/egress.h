@@ -3,18 +3,26 @@
 // every rule expanded into nft targets (address x protocol).
 #pragma once
 
+#include <functional>
 #include <vector>
 
 #include "base/result.h"
 #include "cells/spec.h"
 #include "netns/nft.h"
+#include "netns/resolver.h"
 
 namespace cellos::cells {
 
-// getaddrinfo for every hostname rule not resolved yet; IPs and CIDRs are left as they are.
-// Fails naming the rule: `spec.authority.egressRules[1].host: "x.invalid": cannot resolve: ...`.
-// Blocking: called at admission, never with cells running on the same thread in `run`.
-base::Result<void> resolve_egress(Spec& spec);
+// True when some hostname rule has no addresses yet.
+bool needs_resolution(const Spec& spec);
+
+// Looks up every hostname rule not resolved yet through `resolver` (on the ring: never a
+// blocking call); IPs and CIDRs are left as they are. `done` runs once, from a completion, with
+// ok or the first failure naming the rule:
+// `spec.authority.egressRules[1].host: "x.invalid": cannot resolve: Domain name not found`.
+// `spec` must stay where it is until then. Call it only when needs_resolution(spec).
+void resolve_egress(Spec& spec, netns::Resolver& resolver,
+                    std::function<void(base::Result<void>)> done);
 
 // One target per (address, protocol) of each rule, tagged "egress[i]"; a rule without a
 // protocol allows both tcp and udp.

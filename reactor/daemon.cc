@@ -10,9 +10,11 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "base/completion.h"
 #include "cells/admission.h"
+#include "cells/egress.h"
 #include "cells/secrets.h"
 #include "reactor/cgroup_parent.h"
 #include "reactor/host.h"
@@ -63,13 +65,15 @@ class Daemon final : public IntakeSink {
  private:
   base::Result<void> start();
   uint64_t free_slots() const {
-    const uint64_t taken = running_.size() + waiting_.size();
+    const uint64_t taken = running_.size() + waiting_.size() + resolving_.size();
     return taken >= cap_ ? 0 : cap_ - taken;
   }
   // Refuses a spec: the rejected event and stderr line, then its intake settles it.
   void refuse(const IntakeEntry& e, const std::optional<std::string>& id, const std::string& reason,
               bool active);
   void pump();
+  // An admitted spec, its hostnames resolved: waits for a slot.
+  void enqueue(WaitingSpec w);
   // False when a transient failure put `w` back at the head of the queue.
   bool launch(WaitingSpec w);
   bool requeue(WaitingSpec w);
@@ -91,6 +95,10 @@ class Daemon final : public IntakeSink {
   std::unique_ptr<StatusServer> status_;
 
   WaitingQueue waiting_;
+  // Admitted specs whose egress hostnames are being looked up, by lookup number.
+  std::unordered_map<uint64_t, std::unique_ptr<WaitingSpec>> resolving_;
+  std::unordered_set<std::string> resolving_ids_, resolving_names_;
+  uint64_t resolve_seq_ = 0;
   std::unordered_map<std::string, IntakeEntry> running_;  // by cell id
   Metrics metrics_;
   uint64_t succeeded_ = 0, failed_ = 0;
@@ -124,19 +132,47 @@ IntakeEntry* Daemon::held(const Intake& from, uint64_t seq) {
 }
 
 void Daemon::offer(IntakeEntry e) {
-  if (stopping_ || waiting_.has_name(e.name)) return;
+  if (stopping_ || waiting_.has_name(e.name) || resolving_names_.count(e.name)) return;
   cells::AdmissionOptions ao;
   ao.config = &config_;
   ao.id_taken = [this](const std::string& id) -> std::optional<std::string> {
     if (running_.count(id)) return "is already running";
-    if (waiting_.has_id(id)) return "is already waiting";
+    if (waiting_.has_id(id) || resolving_ids_.count(id)) return "is already waiting";
     return std::nullopt;
   };
   cells::Admission a = cells::admit(e.text, ao);
   if (!a.admitted()) {
     return refuse(e, a.cell_id, e.from->where(e) + ": " + a.refusal.message(), false);
   }
-  waiting_.push_back(WaitingSpec{std::move(e), std::move(*a.spec)});
+  WaitingSpec w{std::move(e), std::move(*a.spec)};
+  if (!cells::needs_resolution(w.spec)) return enqueue(std::move(w));
+  // Hostnames in its egress rules: looked up on the ring; the spec waits aside meanwhile, its
+  // id and entry held, so a slow or dead DNS server delays only the specs that need it.
+  const uint64_t key = ++resolve_seq_;
+  auto held = std::make_unique<WaitingSpec>(std::move(w));
+  WaitingSpec& spec = *held;
+  resolving_ids_.insert(spec.spec.id);
+  resolving_names_.insert(spec.entry.name);
+  resolving_.emplace(key, std::move(held));
+  cells::resolve_egress(spec.spec, host_->resolver(), [this, key](base::Result<void> r) {
+    auto it = resolving_.find(key);
+    WaitingSpec done = std::move(*it->second);
+    resolving_.erase(it);
+    resolving_ids_.erase(done.spec.id);
+    resolving_names_.erase(done.entry.name);
+    if (stopping_) {
+      // Never started: back to its intake (a spool file just stays in the spool).
+      (void)done.entry.from->give_back(done.entry);
+      return;
+    }
+    if (!r) return refuse(done.entry, done.spec.id, done.entry.from->where(done.entry) + ": " +
+                                                        r.error().message(), false);
+    enqueue(std::move(done));
+  });
+}
+
+void Daemon::enqueue(WaitingSpec w) {
+  waiting_.push_back(std::move(w));
   changed();
   pump();
 }
@@ -414,7 +450,8 @@ base::Result<void> Daemon::start() {
 
 int Daemon::run() {
   if (auto r = start(); !r) return complain(r.error().message());
-  auto r = sup_->run_until([this] { return stopping_ && running_.empty(); });
+  // Lookups still pending end too (at their timeout at worst): their callbacks use this daemon.
+  auto r = sup_->run_until([this] { return stopping_ && running_.empty() && resolving_.empty(); });
   // Finished cells' settlements still on their way: wait for them a while; what is left is
   // redelivered later and found settled, or run again.
   base::Timer patience(&host_->ring());

@@ -38,6 +38,12 @@ base::Result<std::unique_ptr<Host>> Host::create(HostOptions options) {
     h->uplink_ = std::move(*u);
   }
   h->flows_ = flows::FlowMonitor::create({&config, h->ring_.get(), h->events_.get()});
+  netns::ResolverOptions dns;
+  dns.servers = config.network.resolvers;
+  dns.timeout = std::chrono::milliseconds(config.network.resolve_timeout_ms);
+  auto resolver = netns::Resolver::create(*h->ring_, std::move(dns));
+  if (!resolver) return std::move(resolver).error();
+  h->resolver_ = std::move(*resolver);
   return h;
 }
 
@@ -45,6 +51,7 @@ Host::~Host() {
   // The ring first: it cancels every operation without dispatching a completion, so none can
   // reach the services below (or whatever the host's owner built on the ring) once freed.
   if (ring_) ring_->close();
+  resolver_.reset();
   flows_.reset();
   uplink_.reset();
   events_.reset();

@@ -1,6 +1,7 @@
 // Host: everything `run` and the fleet daemon build before the first cell, and that outlives
 // every cell: the ring, the signal watcher, the event log, the cgroup parents, the backend (the
-// native one loads the cell init), the NAT uplink and the flow monitor.
+// native one loads the cell init), the NAT uplink, the flow monitor and the resolver for
+// hostnames in egress rules.
 //
 // Built in dependency order by create(); the destructor closes the ring first (which cancels
 // every operation without dispatching it), so nothing can complete into a service, or into
@@ -17,6 +18,7 @@
 #include "cells/cgroup.h"
 #include "cells/config.h"
 #include "flows/flow_monitor.h"
+#include "netns/resolver.h"
 #include "netns/uplink.h"
 #include "reactor/cgroup_parent.h"
 #include "reactor/ring.h"
@@ -52,6 +54,7 @@ class Host {
   const cells::CgroupTree& cgroups() const { return *tree_; }
   cells::Backend& backend() { return *backend_; }
   flows::FlowMonitor& flows() { return *flows_; }
+  netns::Resolver& resolver() { return *resolver_; }
   // The services a cell uses (cell.h).
   cells::CellHost cell_host();
 
@@ -75,6 +78,7 @@ class Host {
   std::unique_ptr<cells::Backend> backend_;
   std::unique_ptr<netns::HostUplink> uplink_;
   std::unique_ptr<flows::FlowMonitor> flows_;
+  std::unique_ptr<netns::Resolver> resolver_;
   std::function<void(int)> on_signal_;
   int stop_signal_ = 0;
 };

@@ -12,6 +12,7 @@
 
 #include "cells/admission.h"
 #include "cells/config.h"
+#include "cells/egress.h"
 #include "cells/secrets.h"
 #include "reactor/cgroup_parent.h"
 #include "reactor/host.h"
@@ -91,7 +92,7 @@ int run_command(const RunArgs& args) {
   auto text = read_spec_text(args.spec_path);
   cells::Admission admission;
   if (!text) admission.refusal = text.error();
-  else admission = cells::admit(*text, cells::AdmissionOptions{&config, true, {}});
+  else admission = cells::admit(*text, cells::AdmissionOptions{&config, {}});
 
   HostOptions ho;
   ho.config = &config;
@@ -108,14 +109,30 @@ int run_command(const RunArgs& args) {
     return complain(reason);
   };
   if (!admission.admitted()) return reject(admission.refusal.message(), admission.cell_id);
-  auto env = cells::build_environment(*admission.spec, config.secrets);
-  if (!env) return reject(env.error().message(), admission.cell_id);
 
   std::optional<cells::CellOutcome> outcome;
   Supervisor sup(**host, {.on_cell_done = [&](const cells::Cell& c) { outcome = c.outcome(); }});
   // SIGINT/SIGTERM: the cell is killed at once (it still ends with its completed and destroyed
   // events), and the exit status reports the signal.
   (*host)->on_signal([&](int) { sup.kill_all(cells::KillCause::kReactorStop); });
+  // Hostnames in egress rules: looked up on the ring, like the daemon does. A signal meanwhile
+  // ends the run before anything starts (the lookup is dropped with the resolver).
+  if (cells::needs_resolution(*admission.spec)) {
+    std::optional<base::Result<void>> resolved;
+    cells::resolve_egress(*admission.spec, (*host)->resolver(),
+                          [&](base::Result<void> r) { resolved = std::move(r); });
+    if (auto r = sup.run_until([&] { return resolved || (*host)->stop_signal() != 0; }); !r)
+      return complain(r.error().message());
+    if (!resolved) {
+      complain(std::string("stopped by ") + strsignal((*host)->stop_signal()) +
+               " while resolving the spec's egress hosts: nothing ran");
+      return 128 + (*host)->stop_signal();
+    }
+    if (!*resolved) return reject(resolved->error().message(), admission.cell_id);
+  }
+  auto env = cells::build_environment(*admission.spec, config.secrets);
+  if (!env) return reject(env.error().message(), admission.cell_id);
+
   cells::CellOptions co;
   co.spec = std::move(*admission.spec);
   co.env = std::move(*env);

@@ -37,7 +37,7 @@ int submit_command(const SubmitArgs& args) {
     return complain("spec: " + std::to_string(text->size()) +
                     " bytes: over the 1 MiB a spec may have on the NATS work queue");
   // Hostnames are left to the daemon that runs the spec: its resolver is the one that counts.
-  cells::Admission a = cells::admit(*text, cells::AdmissionOptions{&config, false, {}});
+  cells::Admission a = cells::admit(*text, cells::AdmissionOptions{&config, {}});
   if (!a.admitted()) return complain(a.refusal.message());
   if (!args.nats_url.empty()) return exec_nats_publish(args.nats_url, config.intake.nats, *text);
   auto path = submit_to_spool(StateDirs(config.host.state_dir), a.spec->id, *text);

@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config git
   nats-server libnats-dev   # fleets on NATS JetStream: the companion links libnats, tests run a server
   liburing-dev libseccomp-dev libbpf-dev libnftnl-dev libmnl-dev
+  libc-ares-dev   # hostname lookups on the ring (netns/resolver.h)
   clang llvm bpftool libelf-dev zlib1g-dev  # the eBPF probes: clang -target bpf, llvm-strip,
                                             # bpftool skeletons; libbpf.a needs libelf.a, libz.a
   capnproto libcapnp-dev libssl-dev
@@ -14,6 +15,7 @@ packages=(
   catch2
   bubblewrap   # the peer the spawn benchmark compares against
   nftables     # `nft`, the peer the nft benchmark compares against (the reactor never runs it)
+  dnsmasq-base # a real DNS server on loopback for the resolver tests
   gnuplot-nox  # the flow benchmark's figures (PNG and SVG)
   nodejs       # the CloudEvents interop test runs the official JavaScript SDK
 )

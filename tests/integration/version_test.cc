@@ -5,7 +5,7 @@
 
 using namespace cellos::test;
 
-TEST_CASE("--version prints the project's version on stdout and exits 0", "[cli]") {
+TEST_CASE("cellos-reactor --version prints the project's version on stdout and exits 0", "[cli]") {
   auto r = run_process({CELLOS_REACTOR_BIN, "--version"});
   CHECK(r.status == 0);
   CHECK(r.out == std::string("cellos-reactor ") + CELLOS_VERSION + "\n");

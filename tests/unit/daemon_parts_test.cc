@@ -70,7 +70,7 @@ constexpr const char* kSpec =
 
 TEST_CASE("admission: a valid spec is admitted with its id", "[admission]") {
   cells::Config config = cells::default_config();
-  cells::Admission a = cells::admit(kSpec, {&config, true, {}});
+  cells::Admission a = cells::admit(kSpec, {&config, {}});
   REQUIRE(a.admitted());
   CHECK(a.spec->id == "job-1");
   CHECK(a.cell_id == "job-1");
@@ -79,20 +79,20 @@ TEST_CASE("admission: a valid spec is admitted with its id", "[admission]") {
 TEST_CASE("admission: each refusal names the field, and the id once it is known", "[admission]") {
   cells::Config config = cells::default_config();
   SECTION("malformed text: no id") {
-    cells::Admission a = cells::admit("{not json", {&config, true, {}});
+    cells::Admission a = cells::admit("{not json", {&config, {}});
     CHECK_FALSE(a.admitted());
     CHECK_FALSE(a.cell_id);
   }
   SECTION("policy: argv[0] outside the allowed prefixes") {
     config.policy.argv0_allow_prefixes = {"/opt/ci"};
-    cells::Admission a = cells::admit(kSpec, {&config, true, {}});
+    cells::Admission a = cells::admit(kSpec, {&config, {}});
     CHECK_FALSE(a.admitted());
     CHECK(a.cell_id == "job-1");
     CHECK_THAT(a.refusal.message(), Contains("spec.run.argv"));
   }
   SECTION("an id taken here") {
     cells::Admission a = cells::admit(
-        kSpec, {&config, true, [](const std::string&) { return std::string("is already running"); }});
+        kSpec, {&config, [](const std::string&) { return std::string("is already running"); }});
     CHECK_FALSE(a.admitted());
     CHECK(a.refusal.message() == "spec.id: cell job-1 is already running");
   }

@@ -102,15 +102,6 @@ TEST_CASE("parse_target clears host bits and refuses bad prefixes", "[egress]") 
   CHECK(netns::parse_target("fd00::/8").ok());
 }
 
-TEST_CASE("resolve_egress resolves names through the host's resolver, leaving IPs alone",
-          "[egress]") {
-  auto s = with_rules({{"localhost", 80, {}, {}}, {"10.0.0.1", 1, {}, {}}});
-  REQUIRE(cells::resolve_egress(s).ok());
-  CHECK(std::find(s.egress_rules[0].resolved.begin(), s.egress_rules[0].resolved.end(),
-                  "127.0.0.1") != s.egress_rules[0].resolved.end());
-  CHECK(s.egress_rules[1].resolved.empty());
-}
-
 TEST_CASE("network.test_fault_ruleset is a boolean key of [network]", "[egress]") {
   auto c = cells::parse_config("[network]\ntest_fault_ruleset = true\n", "fleet.toml");
   CHECK(c.network.test_fault_ruleset);
