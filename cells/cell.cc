@@ -11,6 +11,7 @@
 
 #include "cells/egress.h"
 #include "cells/launcher.h"
+#include "cells/root_view.h"
 
 namespace cellos::cells {
 namespace {
@@ -115,8 +116,13 @@ void Cell::start() {
   lo.env = opts_.env;
   lo.workdir = spec.run.working_directory;
   lo.hostname = spec.id;
-  lo.uid = host_.config->policy.run_as_uid;
-  lo.gid = host_.config->policy.run_as_gid;
+  // A uid of its own while its processes live (uid_pool.h); released in teardown.
+  auto uid = UidLease::acquire({host_.config->policy.uid_first, host_.config->policy.uid_last});
+  if (!uid) return fail_setup(uid.error().message());
+  uid_.emplace(std::move(*uid));
+  lo.uid = uid_->uid();
+  lo.gid = uid_->gid();
+  lo.host_paths = root_view_paths(host_.config->policy);
   lo.cgroup_v2_dirfd = leaf_->v2_dirfd();
   for (const auto& fd : leaf_->v1_procs()) lo.v1_procs.push_back(fd.get());
   for (const auto& w : leaf_->writes()) {
@@ -454,6 +460,7 @@ void Cell::teardown() {
                             outcome_.reason == sinks::CompletedReason::kExited &&
                                 outcome_.exit_code == 0,
                             outcome_.forced, {}, std::move(flow_summary_)});
+  uid_.reset();  // after the cgroup's removal: its processes are gone
   lock_.reset();
   finished_ = true;
   if (opts_.on_finished) opts_.on_finished();

@@ -26,6 +26,7 @@
 #include "cells/config.h"
 #include "cells/flow_monitor.h"
 #include "cells/spec.h"
+#include "cells/uid_pool.h"
 #include "netns/cell_net.h"
 #include "sinks/events.h"
 
@@ -156,6 +157,7 @@ class Cell {
   CellHost host_;
   CellOptions opts_;
   std::optional<CellLock> lock_;
+  std::optional<UidLease> uid_;
   std::optional<CgroupLeaf> leaf_;
   std::unique_ptr<netns::CellNetwork> net_;
   std::unique_ptr<CellFlows> flows_;
