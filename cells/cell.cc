@@ -123,6 +123,7 @@ void Cell::start() {
   lo.uid = uid_->uid();
   lo.gid = uid_->gid();
   lo.host_paths = root_view_paths(host_.config->policy);
+  lo.masked_paths = masked_paths(*host_.config);
   lo.cgroup_v2_dirfd = leaf_->v2_dirfd();
   for (const auto& fd : leaf_->v1_procs()) lo.v1_procs.push_back(fd.get());
   for (const auto& w : leaf_->writes()) {

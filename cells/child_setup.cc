@@ -361,6 +361,25 @@ void make_sys() {
   if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys);
 }
 
+// The reactor's own files inside an allowed host path: an empty tmpfs nobody may enter over a
+// directory, /dev/null over a file, both read-only.
+void mask_paths(const ChildPlan& p) {
+  for (int i = 0; i < p.n_masked_paths; ++i) {
+    const char* path = p.masked_paths[i];
+    struct stat st{};
+    if (::stat(path, &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) continue;
+      fail(kStageRootView);
+    }
+    int rc = S_ISDIR(st.st_mode)
+                 ? ::mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                           "mode=0,size=4k")
+                 : ::mount("/dev/null", path, nullptr, MS_BIND, nullptr);
+    if (rc != 0 || set_mount_attr(path, 0, kHostMountAttrs | MOUNT_ATTR_NOEXEC) != 0)
+      fail(kStageRootView);
+  }
+}
+
 void make_mounts(const ChildPlan& p) {
   // Private first: nothing mounted below may propagate back to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate);
@@ -385,6 +404,7 @@ void make_mounts(const ChildPlan& p) {
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(kStageProc);
   make_sys();
+  mask_paths(p);  // after /dev, whose null it binds
   // Every mountpoint exists now: the root tmpfs itself becomes read-only.
   if (set_mount_attr("/", 0, kHostMountAttrs) != 0) fail(kStageMountReadonly);
 }

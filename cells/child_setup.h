@@ -46,6 +46,9 @@ struct ChildPlan {
   // The host paths of the root view, in mount order (root_view_paths).
   const char* const* host_paths = nullptr;
   int n_host_paths = 0;
+  // The reactor's own files inside those paths, hidden in the view (masked_paths).
+  const char* const* masked_paths = nullptr;
+  int n_masked_paths = 0;
 };
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).

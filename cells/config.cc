@@ -87,7 +87,6 @@ class ConfigParser {
     if (const toml::table* t = table(root, "network", "network")) parse_network(*t, cfg.network);
     if (const toml::table* t = table(root, "flows", "flows")) parse_flows(*t, cfg.flows);
     if (const toml::table* t = table(root, "intake", "intake")) parse_intake(*t, cfg.intake);
-    check_view_hides_host_state(cfg);
     if (cfg.events.per_event_signing && cfg.events.signing_key.empty())
       fail("events.per_event_signing", "needs events.signing_key");
     if (cfg.events.nats.enabled) {
@@ -284,21 +283,6 @@ class ConfigParser {
       policy.uid_first = static_cast<uint32_t>(first);
       policy.uid_last = static_cast<uint32_t>(last);
     }
-  }
-
-  // What a cell sees must hold none of the reactor's own files: its state (logs, locks,
-  // metrics), its event log, its secrets.
-  void check_view_hides_host_state(const Config& cfg) const {
-    std::vector<std::pair<std::string, std::string>> hidden{{"host.state_dir", cfg.host.state_dir}};
-    if (!cfg.secrets.dir.empty()) hidden.emplace_back("secrets.dir", cfg.secrets.dir);
-    if (cfg.events.jsonl != "-") hidden.emplace_back("events.jsonl", cfg.events_path());
-    if (!cfg.events.signing_key.empty()) hidden.emplace_back("events.signing_key", cfg.events.signing_key);
-    for (const auto& p : root_view_paths(cfg.policy))
-      for (const auto& [key, path] : hidden)
-        if (path_within(path, p))
-          fail("policy.host_paths", "\"" + printable(p) + "\" (or argv0_allow_prefixes) holds " +
-                                        key + " \"" + printable(path) +
-                                        "\": cells would see it");
   }
 
   void parse_secrets(const toml::table& t, SecretsConfig& secrets) const {

@@ -34,4 +34,17 @@ std::vector<std::string> root_view_paths(const PolicyConfig& policy) {
   return out;
 }
 
+std::vector<std::string> masked_paths(const Config& config) {
+  std::vector<std::string> own{config.host.state_dir};
+  if (config.events.jsonl != "-") own.push_back(config.events_path());
+  if (!config.secrets.dir.empty()) own.push_back(config.secrets.dir);
+  if (!config.events.signing_key.empty()) own.push_back(config.events.signing_key);
+  const auto view = root_view_paths(config.policy);
+  std::vector<std::string> out;
+  for (auto& p : own)
+    if (std::any_of(view.begin(), view.end(), [&](const std::string& v) { return path_within(p, v); }))
+      out.push_back(std::move(p));
+  return out;
+}
+
 }  // namespace cellos::cells

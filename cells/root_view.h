@@ -25,6 +25,11 @@ namespace cellos::cells {
 // it), sorted, each once, and none inside another (the outer bind already holds it).
 std::vector<std::string> root_view_paths(const PolicyConfig& policy);
 
+// The reactor's own files that lie inside the view: its state dir, event log, secrets dir and
+// signing key, when fleet.toml puts them under an allowed path (/etc/cellos/host.key). The cell
+// gets an empty, read-only tmpfs over each such directory and /dev/null over each such file.
+std::vector<std::string> masked_paths(const Config& config);
+
 // Where a host path may not go: the places a cell gets its own (/proc, /dev, /sys, /tmp),
 // which would hide the host's copy anyway, and "/" (the whole host again). Empty when `path`
 // may be in the view, else the reason.

@@ -283,3 +283,28 @@ TEST_CASE("two running cells have different uids, and one exhausting its inotify
   CHECK_FALSE(uid_leased(hog_uid));
   CHECK_FALSE(uid_leased(uid));
 }
+
+TEST_CASE("the reactor's own files inside an allowed host path are masked in the cell", "[iso][fs]") {
+  Fleet shared;  // only its directory: a host path the second fleet allows
+  const std::string secrets = shared.dir() + "/secrets";
+  fs::create_directories(secrets);
+  write_text(secrets + "/TOKEN", "masked-secret-value\n");
+  ::chmod(secrets.c_str(), 0755);
+  ::chmod((secrets + "/TOKEN").c_str(), 0644);  // readable by anyone on the host
+  write_text(shared.dir() + "/visible.txt", "shared file\n");
+  ::chmod((shared.dir() + "/visible.txt").c_str(), 0644);
+  Fleet fleet("[policy]\nargv0_allow_prefixes = [\"/usr/bin\", \"/bin\"]\n"
+              "host_paths = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"/etc\", \"" + shared.dir() + "\"]\n"
+              "[secrets]\ndir = \"" + secrets + "\"\n");
+  auto r = fleet.run(make_spec(unique_id("mask"),
+                               {"/bin/sh", "-c",
+                                "cat " + shared.dir() + "/visible.txt; ls -A " + secrets +
+                                    "; cat " + secrets + "/TOKEN; true"})
+                         .dump());
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "shared file\n");  // the allowed path is there, its secrets dir is not
+  CHECK_THAT(r.err, Catch::Contains("Permission denied"));
+  CHECK(r.err.find("masked-secret-value") == std::string::npos);
+  CHECK(read_text(secrets + "/TOKEN") == "masked-secret-value\n");
+}

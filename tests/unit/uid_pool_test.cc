@@ -17,9 +17,12 @@ using cellos::cells::UidRange;
 
 namespace {
 
-// A lease file unique to this test process, removed with its directory at the end.
+// A lease file unique to this test case, removed with its directory at the end. Unique per case
+// because UidLease keeps each lease file open for the life of the process.
 struct LeaseDir {
-  std::string dir = "/var/tmp/cellos-uidtest-" + std::to_string(::getpid());
+  static inline int n = 0;
+  std::string dir =
+      "/var/tmp/cellos-uidtest-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
   std::string file = dir + "/sub/uids.lock";  // sub/ does not exist: acquire creates it
   ~LeaseDir() {
     ::unlink(file.c_str());
@@ -75,6 +78,8 @@ TEST_CASE("a uid another process holds is skipped until that process is gone", "
   pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
+    ::close(ready[0]);
+    ::close(done[1]);
     // Its own open file description, as another reactor process has.
     int fd = ::open(d.file.c_str(), O_RDWR);
     struct flock fl{};
@@ -87,15 +92,17 @@ TEST_CASE("a uid another process holds is skipped until that process is gone", "
     (void)!::read(done[0], &c, 1);
     ::_exit(0);
   }
+  ::close(ready[1]);
+  ::close(done[0]);
   char c = 0;
-  REQUIRE(::read(ready[0], &c, 1) == 1);
-  REQUIRE(c == 'y');
-  auto held = UidLease::acquire(UidRange{300010, 300010}, d.file);
-  CHECK_FALSE(held.ok());
-  (void)!::write(done[1], "x", 1);
+  const bool locked = ::read(ready[0], &c, 1) == 1 && c == 'y';
+  const bool refused = !UidLease::acquire(UidRange{300010, 300010}, d.file).ok();
+  ::close(done[1]);  // the child's read returns, and it exits
   ::waitpid(child, nullptr, 0);
+  ::close(ready[0]);
+  CHECK(locked);
+  CHECK(refused);
   CHECK(UidLease::acquire(UidRange{300010, 300010}, d.file).ok());
-  for (int fd : {ready[0], ready[1], done[0], done[1]}) ::close(fd);
 }
 
 TEST_CASE("the root view holds host_paths and argv0 prefixes, sorted, none inside another",
@@ -105,4 +112,14 @@ TEST_CASE("the root view holds host_paths and argv0 prefixes, sorted, none insid
   p.argv0_allow_prefixes = {"/usr/bin", "/var/tmp/ci/bin", "/tmp/x", "/"};
   CHECK(cellos::cells::root_view_paths(p) ==
         std::vector<std::string>{"/etc", "/opt", "/usr", "/usr-x", "/var/tmp/ci/bin"});
+}
+
+TEST_CASE("the reactor's own files are masked only where the view holds them", "[uid][view]") {
+  cellos::cells::Config c;
+  c.host.state_dir = "/var/lib/cellos-reactor";
+  c.secrets.dir = "/etc/cellos/secrets";
+  c.events.signing_key = "/opt/cellos/host.key";
+  c.events.jsonl = "/srv/events.jsonl";
+  CHECK(cellos::cells::masked_paths(c) ==
+        std::vector<std::string>{"/etc/cellos/secrets", "/opt/cellos/host.key"});
 }
