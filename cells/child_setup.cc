@@ -351,14 +351,52 @@ void make_root(const ChildPlan& p) {
     fail(kStageRootView);
 }
 
+// The v1 hierarchy a cgroup.procs path of the plan lies in: "memory" of
+// "/sys/fs/cgroup/memory/cellos/h/c/cgroup.procs", copied into `out`; false when the path is
+// not under /sys/fs/cgroup.
+bool v1_hierarchy(const char* procs_path, PathBuf& out) {
+  static constexpr char kRoot[] = "/sys/fs/cgroup/";
+  if (std::strncmp(procs_path, kRoot, sizeof kRoot - 1) != 0) return false;
+  const char* name = procs_path + sizeof kRoot - 1;
+  const char* end = std::strchr(name, '/');
+  size_t len = end ? static_cast<size_t>(end - name) : std::strlen(name);
+  if (len == 0 || len + 1 > sizeof out.s) return false;
+  std::memcpy(out.s, name, len);
+  out.s[len] = '\0';
+  return true;
+}
+
 // sysfs mounted here belongs to the cell's network namespace: /sys/class/net lists its own
 // interfaces only. The cgroup namespace (entered after joining the cell's cgroups) is rooted
-// at the cell's leaf, so the cgroup2 mount on /sys/fs/cgroup shows the cell's own cgroup and
-// nothing of other cells.
-void make_sys() {
+// at the cell's leaves, so each cgroup mount below shows the cell's own cgroup and nothing of
+// other cells. The layout follows the host's: cgroup2 at /sys/fs/cgroup on a pure-v2 host; on
+// a hybrid one a tmpfs there, holding the v1 hierarchies the cell joined (memory, pids, cpu:
+// where its limits are, which runtimes read to size themselves) and cgroup2 at unified/.
+void make_sys(const ChildPlan& p) {
   constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
   if (::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys);
-  if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys);
+  if (p.n_v1_procs_paths == 0) {
+    if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys);
+    return;
+  }
+  if (::mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=0755,size=4k") != 0 ||
+      ::mkdir("/sys/fs/cgroup/unified", 0555) != 0 ||
+      ::mount("cgroup2", "/sys/fs/cgroup/unified", "cgroup2", kFlags, nullptr) != 0)
+    fail(kStageSys);
+  for (int i = 0; i < p.n_v1_procs_paths; ++i) {
+    PathBuf name, at;
+    if (!v1_hierarchy(p.v1_procs_paths[i], name)) continue;
+    char* o = at.s;
+    for (const char* c = "/sys/fs/cgroup/"; *c;) *o++ = *c++;
+    for (const char* c = name.s; *c && o < at.s + sizeof at.s - 1;) *o++ = *c++;
+    *o = '\0';
+    if (::mkdir(at.s, 0555) != 0 && errno != EEXIST) fail(kStageSys);
+    // The directory's name is the hierarchy's controller list by convention ("memory",
+    // "cpu,cpuacct"); where it is not, the cell just does not get that hierarchy's files.
+    (void)::mount("cgroup", at.s, "cgroup", kFlags, name.s);
+  }
+  if (set_mount_attr("/sys/fs/cgroup", 0, MOUNT_ATTR_RDONLY) != 0) fail(kStageSys);
 }
 
 // The reactor's own files inside an allowed host path: an empty tmpfs nobody may enter over a
@@ -403,7 +441,7 @@ void make_mounts(const ChildPlan& p) {
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(kStageProc);
-  make_sys();
+  make_sys(p);
   mask_paths(p);  // after /dev, whose null it binds
   // Every mountpoint exists now: the root tmpfs itself becomes read-only.
   if (set_mount_attr("/", 0, kHostMountAttrs) != 0) fail(kStageMountReadonly);
