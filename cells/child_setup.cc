@@ -131,6 +131,9 @@ int graft_entry(int from, int to, const char* name) {
     target[n] = '\0';
     return ::symlinkat(target, to, name) == 0 ? 0 : errno;
   }
+  // Sockets and fifos (and device nodes, useless under nodev) are left out: a bind of a
+  // listening socket's inode is a way to connect to it.
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) return 0;
   if (S_ISDIR(st.st_mode)) {
     if (::mkdirat(to, name, 0755) != 0) return errno;
   } else {

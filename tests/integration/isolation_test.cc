@@ -308,3 +308,16 @@ TEST_CASE("the reactor's own files inside an allowed host path are masked in the
   CHECK(r.err.find("masked-secret-value") == std::string::npos);
   CHECK(read_text(secrets + "/TOKEN") == "masked-secret-value\n");
 }
+
+TEST_CASE("a host path that is a socket is left out of the view", "[iso][sockets]") {
+  Fleet shared;
+  const std::string sock = shared.dir() + "/listener.sock";
+  HostListener host(sock, false);
+  REQUIRE(host.ok());
+  Fleet fleet("[policy]\nargv0_allow_prefixes = [\"/usr/bin\", \"/bin\"]\n"
+              "host_paths = [\"/usr\", \"/bin\", \"/lib\", \"/lib64\", \"/etc\", \"" + sock + "\"]\n");
+  auto r = fleet.run(make_spec(unique_id("sockpath"), {"/bin/sh", "-c", "test -e " + sock + " && echo visible; true"}).dump());
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out.empty());
+}
