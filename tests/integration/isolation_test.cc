@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 #include <thread>
@@ -320,4 +321,33 @@ TEST_CASE("a host path that is a socket is left out of the view", "[iso][sockets
   INFO(r.err);
   CHECK(r.status == 0);
   CHECK(r.out.empty());
+}
+
+TEST_CASE("a networked cell's /sys/class/net lists lo and its own veth, none of the host's",
+          "[iso][sys]") {
+  // A /24 of its own per test process, apart from the other network tests' 10.212/10.213.
+  Fleet fleet("[network]\nuplink = \"nat\"\nsubnet = \"10.211." + std::to_string(::getpid() % 250) +
+              ".0/24\"\n");
+  auto spec = make_spec(unique_id("netsys"),
+                        {"/bin/sh", "-c", "ls /sys/class/net; echo --; cat /sys/class/net/*/address"});
+  spec["spec"]["authority"] = {
+      {"egressRules", {{{"host", "192.0.2.1"}, {"port", 443}, {"protocol", "tcp"}}}}};
+  auto r = fleet.run(spec.dump());
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  std::vector<std::string> names, macs;
+  std::istringstream in(r.out);
+  bool after = false;
+  for (std::string n; std::getline(in, n);) {
+    if (n == "--") after = true;
+    else (after ? macs : names).push_back(n);
+  }
+  REQUIRE(names.size() == 2);  // lo and the cell's end of its veth pair
+  CHECK(std::find(names.begin(), names.end(), "lo") != names.end());
+  // Names may coincide (the cell's end is eth0, like many hosts' uplink); addresses do not.
+  for (const auto& e : fs::directory_iterator("/sys/class/net")) {
+    std::string mac = read_text((e.path() / "address").string());
+    if (!mac.empty() && mac.back() == '\n') mac.pop_back();
+    if (mac != "00:00:00:00:00:00") CHECK(std::find(macs.begin(), macs.end(), mac) == macs.end());
+  }
 }
