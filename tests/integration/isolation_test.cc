@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "cells/uid_pool.h"
+#include "tests/support/daemon_support.h"
 #include "tests/support/test_support.h"
 
 using namespace cellos::test;
@@ -350,4 +351,30 @@ TEST_CASE("a networked cell's /sys/class/net lists lo and its own veth, none of 
     if (!mac.empty() && mac.back() == '\n') mac.pop_back();
     if (mac != "00:00:00:00:00:00") CHECK(std::find(macs.begin(), macs.end(), mac) == macs.end());
   }
+}
+
+TEST_CASE("the daemon returns a cell's uid when the cell ends: one uid serves cells one after another",
+          "[iso][uid]") {
+  // A range of one uid and one cell at a time: each cell can start only if the one before
+  // returned the uid, while the daemon (the lease file's holder) lives on.
+  const std::string uid = std::to_string(5000 + ::getpid() % 1000);
+  Fleet fleet("[policy]\nargv0_allow_prefixes = [\"/usr/bin\", \"/bin\"]\nuid_range = \"" + uid + "-" +
+                  uid + "\"\n",
+              "", "max_concurrent_cells = 1\n");
+  DaemonProcess daemon(fleet);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(unique_id("oneuid"));
+    spool(fleet, make_spec(ids.back(), {"/usr/bin/id", "-u"}));
+  }
+  REQUIRE(eventually([&] { return events_of(fleet, "lifecycle.v1.destroyed").size() >= 3; },
+                     std::chrono::seconds(60)));
+  for (const auto& c : events_of(fleet, "command.v1.completed")) {
+    INFO(c.dump());
+    CHECK(c["data"]["exitCode"] == 0);
+  }
+  for (const auto& id : ids) CHECK(read_text(fleet.state_dir() + "/logs/" + id + "/stdout") == uid + "\n");
+  CHECK_FALSE(uid_leased(static_cast<uid_t>(std::stoul(uid))));
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait() == 0);
 }
