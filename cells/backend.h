@@ -52,8 +52,11 @@ struct StartRequest {
   std::vector<std::string> argv;
   std::vector<std::string> env;  // "KEY=value", complete: nothing is inherited
   std::string workdir;
-  uid_t uid = 65534;
+  uid_t uid = 65534;  // the cell's own (uid_pool.h)
   gid_t gid = 65534;
+  // The root view: host paths bound read-only, and reactor files under them masked
+  // (root_view.h). Every backend builds the same view.
+  std::vector<std::string> host_paths, masked_paths;
   int cgroup_v2_dirfd = -1;  // the cell's leaf (CLONE_INTO_CGROUP)
   // Limit writes and v1 cgroup joins to make as root inside the cell before the command runs
   // (CgroupLeafOptions::defer_writes). Parallel vectors; the strings outlive start().

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "cells/egress.h"
+#include "cells/root_view.h"
 
 namespace cellos::cells {
 namespace {
@@ -107,6 +108,10 @@ void Cell::start() {
     if (auto r = watch_flows(); !r) return fail_setup(r.error().message());
   }
 
+  // A uid of its own while its processes live (uid_pool.h); released in teardown.
+  auto uid = UidLease::acquire({host_.config->policy.uid_first, host_.config->policy.uid_last});
+  if (!uid) return fail_setup(uid.error().message());
+  uid_.emplace(std::move(*uid));
   auto prepared = host_.backend->prepare(spec.id);
   if (!prepared) return fail_setup(prepared.error().message());
   backend_cell_ = std::move(*prepared);
@@ -115,8 +120,10 @@ void Cell::start() {
   req.argv = spec.run.argv;
   req.env = opts_.env;
   req.workdir = spec.run.working_directory;
-  req.uid = host_.config->policy.run_as_uid;
-  req.gid = host_.config->policy.run_as_gid;
+  req.uid = uid_->uid();
+  req.gid = uid_->gid();
+  req.host_paths = root_view_paths(host_.config->policy);
+  req.masked_paths = masked_paths(*host_.config);
   req.cgroup_v2_dirfd = leaf_->v2_dirfd();
   for (const auto& w : leaf_->writes()) {
     req.knob_paths.push_back(w.path.c_str());
@@ -451,6 +458,7 @@ void Cell::teardown() {
                             outcome_.reason == sinks::CompletedReason::kExited &&
                                 outcome_.exit_code == 0,
                             outcome_.forced, {}, std::move(flow_summary_)});
+  uid_.reset();  // after the cgroup's removal: its processes are gone
   lock_.reset();
   finished_ = true;
   if (opts_.on_finished) opts_.on_finished();

@@ -28,6 +28,7 @@
 #include "cells/config.h"
 #include "flows/flow_monitor.h"
 #include "cells/spec.h"
+#include "cells/uid_pool.h"
 #include "netns/cell_net.h"
 #include "sinks/events.h"
 
@@ -158,6 +159,7 @@ class Cell {
   CellHost host_;
   CellOptions opts_;
   std::optional<CellLock> lock_;
+  std::optional<UidLease> uid_;
   std::optional<CgroupLeaf> leaf_;
   std::unique_ptr<BackendCell> backend_cell_;
   std::unique_ptr<netns::CellNetwork> net_;

@@ -24,9 +24,13 @@ constexpr int kStatusFd = 3;
 constexpr int kInitFd = 4;
 constexpr int kFirstV1Fd = 5;
 
-// Where the setup builds a replacement root when the workspace's top-level directory is missing on
-// the host: a directory that exists on every Linux host and gets a fresh tmpfs anyway.
+// Where the setup builds the cell's root before switching to it: a directory that exists on
+// every Linux host. No host path under /tmp is ever in the view (root_view.h), so covering the
+// host's /tmp while the view is built hides nothing the view needs.
 constexpr const char* kStagingDir = "/tmp";
+
+// Host mounts in the view: read-only, no set-uid, no device nodes.
+constexpr uint64_t kHostMountAttrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
 
 [[noreturn]] void report_and_exit(int32_t kind, int32_t stage, int err) {
   ChildStatus s;
@@ -114,7 +118,9 @@ int set_mount_attr(const char* path, unsigned flags, uint64_t set) {
 }
 
 // Clones `name` under `from` (with its submounts) onto the same name under `to`, which lives on
-// a fresh tmpfs: the host's entry stays visible, read-only as it already is in this namespace.
+// a fresh tmpfs: the host's entry becomes visible there, read-only, nosuid and nodev (set on the
+// detached clone, before anything can reach it). A symlink is copied as a symlink: its target
+// resolves in the cell's view, where it exists only if the view holds it.
 int graft_entry(int from, int to, const char* name) {
   struct stat st{};
   if (::fstatat(from, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return errno;
@@ -125,6 +131,9 @@ int graft_entry(int from, int to, const char* name) {
     target[n] = '\0';
     return ::symlinkat(target, to, name) == 0 ? 0 : errno;
   }
+  // Sockets and fifos (and device nodes, useless under nodev) are left out: a bind of a
+  // listening socket's inode is a way to connect to it.
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) return 0;
   if (S_ISDIR(st.st_mode)) {
     if (::mkdirat(to, name, 0755) != 0) return errno;
   } else {
@@ -135,6 +144,13 @@ int graft_entry(int from, int to, const char* name) {
   int tree = static_cast<int>(::syscall(SYS_open_tree, from, name,
                                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE));
   if (tree < 0) return errno;
+  mount_attr attr{};
+  attr.attr_set = kHostMountAttrs;
+  if (::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) {
+    int err = errno;
+    ::close(tree);
+    return err;
+  }
   int rc = static_cast<int>(
       ::syscall(SYS_move_mount, tree, "", to, name, MOVE_MOUNT_F_EMPTY_PATH));
   int err = rc == 0 ? 0 : errno;
@@ -142,10 +158,9 @@ int graft_entry(int from, int to, const char* name) {
   return err;
 }
 
-// Fills the tmpfs at `to` with the entries of the host directory `from` (an fd opened before
-// the tmpfs covered it). With `skip_fresh`, tmp, dev and proc only get an empty directory:
-// they receive fresh mounts. getdents64 rather than readdir: no allocation in the child.
-void graft_dir(int from, int to, bool skip_fresh) {
+// Fills the tmpfs at `to` with the entries of the directory `from` (an fd opened before the
+// tmpfs covered it). getdents64 rather than readdir: no allocation in the child.
+void graft_dir(int from, int to) {
   int lister = ::openat(from, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (lister < 0) fail(kStageWorkspaceParent);
   alignas(8) char buf[16384];
@@ -165,11 +180,6 @@ void graft_dir(int from, int to, bool skip_fresh) {
       off += e->reclen;
       const char* name = e->name;
       if (!std::strcmp(name, ".") || !std::strcmp(name, "..")) continue;
-      if (skip_fresh &&
-          (!std::strcmp(name, "tmp") || !std::strcmp(name, "dev") || !std::strcmp(name, "proc"))) {
-        if (::mkdirat(to, name, 0755) != 0) fail(kStageWorkspaceParent);
-        continue;
-      }
       if (int err = graft_entry(from, to, name); err != 0) {
         errno = err;
         fail(kStageWorkspaceParent);
@@ -185,18 +195,29 @@ struct PathBuf {
   char s[4096];
 };
 
-// mkdir -p of an absolute, normalised path.
-void make_path(const char* path) {
+// mkdir -p of the absolute, normalised `path` below the directory `root` (AT_FDCWD: below
+// "/"); with `last` false, of its parent only. 0 or an errno.
+int make_dirs_at(int root, const char* path, bool last) {
   PathBuf b;
   size_t len = std::strlen(path);
-  if (len >= sizeof b.s) fail(kStageWorkspaceParent);
+  if (len >= sizeof b.s) return ENAMETOOLONG;
   std::memcpy(b.s, path, len + 1);
-  for (size_t i = 1; i <= len; ++i) {
+  // Relative to `root`: skip the leading '/'.
+  for (size_t i = 2; i <= len; ++i) {
     if (b.s[i] != '/' && b.s[i] != '\0') continue;
+    if (b.s[i] == '\0' && !last) break;
     char saved = b.s[i];
     b.s[i] = '\0';
-    if (::mkdir(b.s, 0755) != 0 && errno != EEXIST) fail(kStageWorkspaceParent);
+    if (::mkdirat(root, b.s + 1, 0755) != 0 && errno != EEXIST) return errno;
     b.s[i] = saved;
+  }
+  return 0;
+}
+
+void make_path(const char* path) {
+  if (int err = make_dirs_at(AT_FDCWD, path, true); err != 0) {
+    errno = err;
+    fail(kStageWorkspaceParent);
   }
 }
 
@@ -216,33 +237,24 @@ void deepest_existing_ancestor(const char* path, PathBuf& out) {
   }
 }
 
-// The workspace path does not exist on the host, and the host is read-only here, so the
-// missing directory is created on a tmpfs laid over its deepest existing ancestor, into which
-// that ancestor's host entries are grafted back. The host never sees a write, and the cell sees
-// the host as before plus its workspace. A missing top-level directory means a new root: it is
-// built on a staging tmpfs and switched to the way an initramfs hands over to the real root.
+// The workspace path lies inside a read-only host path of the view, where its directory cannot
+// be made: a tmpfs is laid over its deepest existing ancestor, that ancestor's entries are
+// grafted back onto it, and the missing directories are made there. The host never sees a
+// write, and the cell sees the view as before plus its workspace.
 void make_workspace_parent(const char* workdir) {
   PathBuf anchor;
   deepest_existing_ancestor(workdir, anchor);
-  const bool new_root = std::strcmp(anchor.s, "/") == 0;
   int from = ::open(anchor.s, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (from < 0) fail(kStageWorkspaceParent);
-  const char* mnt = new_root ? kStagingDir : anchor.s;
-  if (::mount("tmpfs", mnt, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0)
+  if (::mount("tmpfs", anchor.s, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0)
     fail(kStageWorkspaceParent);
-  int to = ::open(mnt, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  int to = ::open(anchor.s, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (to < 0) fail(kStageWorkspaceParent);
-  graft_dir(from, to, new_root);
+  graft_dir(from, to);
   ::close(from);
   ::close(to);
-  if (new_root) {
-    if (::chdir(kStagingDir) != 0 || ::mount(kStagingDir, "/", nullptr, MS_MOVE, nullptr) != 0 ||
-        ::chroot(".") != 0 || ::chdir("/") != 0)
-      fail(kStageWorkspaceParent);
-  }
   make_path(workdir);
-  if (set_mount_attr(new_root ? "/" : anchor.s, 0, MOUNT_ATTR_RDONLY) != 0)
-    fail(kStageWorkspaceParent);
+  if (set_mount_attr(anchor.s, 0, MOUNT_ATTR_RDONLY) != 0) fail(kStageWorkspaceParent);
 }
 
 // "mode=0755,uid=N,gid=N" without snprintf, which may allocate.
@@ -285,21 +297,144 @@ void make_dev() {
     fail(kStageDev);
 }
 
+// Binds each host path of the view into the staging tmpfs `root` (the host still at "/"). A
+// path absent on this host (/lib32, /libx32, ...) is left out.
+void graft_host_paths(const ChildPlan& p, int root) {
+  for (int i = 0; i < p.n_host_paths; ++i) {
+    const char* path = p.host_paths[i];
+    PathBuf parent;
+    size_t len = std::strlen(path);
+    if (len >= sizeof parent.s || path[0] != '/' || len < 2) {
+      errno = EINVAL;
+      fail(kStageRootView);
+    }
+    std::memcpy(parent.s, path, len + 1);
+    char* slash = std::strrchr(parent.s, '/');
+    const char* name = path + (slash - parent.s) + 1;
+    *slash = '\0';
+    int from = ::open(slash == parent.s ? "/" : parent.s, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (from < 0) {
+      if (errno == ENOENT || errno == ENOTDIR) continue;
+      fail(kStageRootView);
+    }
+    if (int err = make_dirs_at(root, path, false); err != 0) {
+      errno = err;
+      fail(kStageRootView);
+    }
+    int to = slash == parent.s ? root : ::openat(root, parent.s + 1, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (to < 0) fail(kStageRootView);
+    int err = graft_entry(from, to, name);
+    ::close(from);
+    if (to != root) ::close(to);
+    if (err == ENOENT) continue;
+    if (err != 0) {
+      errno = err;
+      fail(kStageRootView);
+    }
+  }
+}
+
+// The cell's root: a fresh tmpfs holding the allowed host paths, then made the root with
+// pivot_root, and the host's root detached from this namespace, so no path, file descriptor or
+// mount of the cell leads back to a host file outside the view.
+void make_root(const ChildPlan& p) {
+  if (::mount("tmpfs", kStagingDir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
+    fail(kStageRootView);
+  int root = ::open(kStagingDir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) fail(kStageRootView);
+  graft_host_paths(p, root);
+  static constexpr const char* kOwn[] = {"tmp", "dev", "proc", "sys"};
+  for (const char* own : kOwn)
+    if (::mkdirat(root, own, 0755) != 0 && errno != EEXIST) fail(kStageRootView);
+  ::close(root);
+  // pivot_root(".", "."): the old root ends up stacked on the new one, and detaching "." then
+  // takes it (and every host mount below it) out of the namespace.
+  if (::chdir(kStagingDir) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
+      ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0)
+    fail(kStageRootView);
+}
+
+// The v1 hierarchy a cgroup.procs path of the plan lies in: "memory" of
+// "/sys/fs/cgroup/memory/cellos/h/c/cgroup.procs", copied into `out`; false when the path is
+// not under /sys/fs/cgroup.
+bool v1_hierarchy(const char* procs_path, PathBuf& out) {
+  static constexpr char kRoot[] = "/sys/fs/cgroup/";
+  if (std::strncmp(procs_path, kRoot, sizeof kRoot - 1) != 0) return false;
+  const char* name = procs_path + sizeof kRoot - 1;
+  const char* end = std::strchr(name, '/');
+  size_t len = end ? static_cast<size_t>(end - name) : std::strlen(name);
+  if (len == 0 || len + 1 > sizeof out.s) return false;
+  std::memcpy(out.s, name, len);
+  out.s[len] = '\0';
+  return true;
+}
+
+// sysfs mounted here belongs to the cell's network namespace: /sys/class/net lists its own
+// interfaces only. The cgroup namespace (entered after joining the cell's cgroups) is rooted
+// at the cell's leaves, so each cgroup mount below shows the cell's own cgroup and nothing of
+// other cells. The layout follows the host's: cgroup2 at /sys/fs/cgroup on a pure-v2 host; on
+// a hybrid one a tmpfs there, holding the v1 hierarchies the cell joined (memory, pids, cpu:
+// where its limits are, which runtimes read to size themselves) and cgroup2 at unified/.
+void make_sys(const ChildPlan& p) {
+  constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  if (::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys);
+  if (p.n_v1_procs_paths == 0) {
+    if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys);
+    return;
+  }
+  if (::mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=0755,size=4k") != 0 ||
+      ::mkdir("/sys/fs/cgroup/unified", 0555) != 0 ||
+      ::mount("cgroup2", "/sys/fs/cgroup/unified", "cgroup2", kFlags, nullptr) != 0)
+    fail(kStageSys);
+  for (int i = 0; i < p.n_v1_procs_paths; ++i) {
+    PathBuf name, at;
+    if (!v1_hierarchy(p.v1_procs_paths[i], name)) continue;
+    char* o = at.s;
+    for (const char* c = "/sys/fs/cgroup/"; *c;) *o++ = *c++;
+    for (const char* c = name.s; *c && o < at.s + sizeof at.s - 1;) *o++ = *c++;
+    *o = '\0';
+    if (::mkdir(at.s, 0555) != 0 && errno != EEXIST) fail(kStageSys);
+    // The directory's name is the hierarchy's controller list by convention ("memory",
+    // "cpu,cpuacct"); where it is not, the cell just does not get that hierarchy's files.
+    (void)::mount("cgroup", at.s, "cgroup", kFlags, name.s);
+  }
+  if (set_mount_attr("/sys/fs/cgroup", 0, MOUNT_ATTR_RDONLY) != 0) fail(kStageSys);
+}
+
+// The reactor's own files inside an allowed host path: an empty tmpfs nobody may enter over a
+// directory, /dev/null over a file, both read-only.
+void mask_paths(const ChildPlan& p) {
+  for (int i = 0; i < p.n_masked_paths; ++i) {
+    const char* path = p.masked_paths[i];
+    struct stat st{};
+    if (::stat(path, &st) != 0) {
+      if (errno == ENOENT || errno == ENOTDIR) continue;
+      fail(kStageRootView);
+    }
+    int rc = S_ISDIR(st.st_mode)
+                 ? ::mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                           "mode=0,size=4k")
+                 : ::mount("/dev/null", path, nullptr, MS_BIND, nullptr);
+    if (rc != 0 || set_mount_attr(path, 0, kHostMountAttrs | MOUNT_ATTR_NOEXEC) != 0)
+      fail(kStageRootView);
+  }
+}
+
 void make_mounts(const ChildPlan& p) {
   // Private first: nothing mounted below may propagate back to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate);
-  // Every mount copied from the host, read-only, nosuid and nodev, in this namespace only.
-  if (set_mount_attr("/", AT_RECURSIVE,
-                     MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) != 0)
-    fail(kStageMountReadonly);
+  make_root(p);
 
   const char* workdir = p.workdir;
-  const bool under_tmp = !std::strcmp(workdir, "/tmp") || !std::strncmp(workdir, "/tmp/", 5);
-  struct stat st{};
-  if (!under_tmp && ::stat(workdir, &st) != 0) make_workspace_parent(workdir);
-
   if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) fail(kStageTmp);
-  if (under_tmp) make_path(workdir);  // on the cell's own /tmp, never the host's
+  // On the cell's root tmpfs or its own /tmp, the directories are simply made; inside a
+  // read-only host path of the view they need a tmpfs of their own.
+  if (int err = make_dirs_at(AT_FDCWD, workdir, true); err == EROFS) make_workspace_parent(workdir);
+  else if (err != 0) {
+    errno = err;
+    fail(kStageWorkspaceParent);
+  }
 
   char opts[64];
   tmpfs_owner_opts(opts, p.uid, p.gid);
@@ -309,6 +444,10 @@ void make_mounts(const ChildPlan& p) {
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(kStageProc);
+  make_sys(p);
+  mask_paths(p);  // after /dev, whose null it binds
+  // Every mountpoint exists now: the root tmpfs itself becomes read-only.
+  if (set_mount_attr("/", 0, kHostMountAttrs) != 0) fail(kStageMountReadonly);
 }
 
 }  // namespace
@@ -318,7 +457,10 @@ const char* child_stage_name(int32_t stage) {
     case kStageCgroupV1: return "join the v1 cgroups";
     case kStageFds: return "close inherited descriptors";
     case kStageMountPrivate: return "make the mount namespace private";
-    case kStageMountReadonly: return "make the host mounts read-only";
+    case kStageMountReadonly: return "make the cell's root read-only";
+    case kStageRootView: return "build the root view from policy.host_paths";
+    case kStageSys: return "mount /sys and the cell's cgroup";
+    case kStageCgroupNs: return "enter a cgroup namespace";
     case kStageWorkspaceParent: return "create the workspace directory";
     case kStageWorkspace: return "mount tmpfs at the workspace";
     case kStageTmp: return "mount tmpfs at /tmp";
@@ -357,6 +499,10 @@ void cell_setup_main(const ChildPlan& p) {
   own_stdio(p);
   write_cgroup_limits(p);
   join_v1_cgroups(p);
+  // Now that the cell is in all its cgroups (v2 from clone, v1 just above): its cgroup
+  // namespace is rooted at its leaves, so /proc/self/cgroup and /sys/fs/cgroup name no host
+  // path and no other cell.
+  if (::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs);
   // The init outlives nothing it supervises: if the reactor dies, the cell dies with it. The
   // setting survives the exec below (the init binary is not set-uid).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -4,8 +4,10 @@
 // reactor's memory (the reactor waits) instead of a copy of it, because copying the reactor's
 // page tables cost about 2 ms per cell on our machines and grows with the reactor. The child is
 // pid 1 of the new pid namespace. As root inside the new namespaces it joins the v1 cgroups,
-// builds the mount view (host read-only, fresh workspace, /tmp, /dev and /proc), names the host,
-// brings up loopback, enters the workspace, and execs the cell's init (cell_init.h).
+// enters a cgroup namespace rooted at its leaves, builds the root view (root_view.h: a fresh
+// tmpfs holding the allowed host paths read-only, a fresh workspace, /tmp, /dev, /proc, /sys and
+// its own cgroup), names the host, brings up loopback, enters the workspace, and execs the
+// cell's init (cell_init.h).
 //
 // Everything it needs is prepared by the parent in a ChildPlan. It only makes syscalls on stack
 // memory: no allocation, no libc lock, nothing that writes the reactor's memory but errno.
@@ -41,6 +43,12 @@ struct ChildPlan {
   const char* const* v1_procs_paths = nullptr;
   int n_v1_procs_paths = 0;
   int netns_fd = -1;              // a prepared network namespace to join, or -1 (CLONE_NEWNET)
+  // The host paths of the root view, in mount order (root_view_paths).
+  const char* const* host_paths = nullptr;
+  int n_host_paths = 0;
+  // The reactor's own files inside those paths, hidden in the view (masked_paths).
+  const char* const* masked_paths = nullptr;
+  int n_masked_paths = 0;
 };
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).

@@ -38,6 +38,9 @@ enum ChildStage : int32_t {
   kStageExec,
   kStageCgroupLimits,  // wait_status holds the index of the limit write that failed
   kStageNetns,
+  kStageRootView,  // bind the allowed host paths into the cell's fresh root
+  kStageSys,
+  kStageCgroupNs,
 };
 
 // "mount tmpfs at the workspace", ... for error messages.

@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "base/fd.h"
+#include "cells/root_view.h"
 #include "cells/spec.h"
 
 // The error paths below rely on toml::parse throwing; a build with TOML_EXCEPTIONS=0 would
@@ -165,13 +166,6 @@ class ConfigParser {
     fail(path, "must be one of " + list);
   }
 
-  // 4294967295 is (uid_t)-1, which setresuid reads as "leave unchanged".
-  uint32_t id_value(const toml::node& n, const std::string& path) const {
-    const auto* i = n.as_integer();
-    if (i && i->get() == 0) fail(path, "must not be 0 (cells never run as root)");
-    return static_cast<uint32_t>(integer(n, path, 1, 4294967294LL));
-  }
-
   void parse_host(const toml::table& t, HostConfig& host) const {
     check_keys(t, "host", {"id", "state_dir", "max_concurrent_cells", "shutdown_grace_seconds",
                            "cgroup_parent"});
@@ -240,7 +234,8 @@ class ConfigParser {
   void parse_policy(const toml::table& t, PolicyConfig& policy) const {
     check_keys(t, "policy",
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
-                "run_as_gid", "default_limits", "allowed_egress_hosts", "forbid_egress"});
+                "run_as_gid", "default_limits", "allowed_egress_hosts", "forbid_egress",
+                "host_paths", "uid_range"});
     if (const toml::node* n = t.get("allowed_egress_hosts"))
       parse_egress_hosts(*n, policy.allowed_egress_hosts);
     if (const toml::node* n = t.get("forbid_egress"))
@@ -251,10 +246,7 @@ class ConfigParser {
       policy.default_ttl_seconds = integer(*n, "policy.default_ttl_seconds", 1, kNoMax);
     if (const toml::node* n = t.get("max_ttl_seconds"))
       policy.max_ttl_seconds = integer(*n, "policy.max_ttl_seconds", 1, kNoMax);
-    if (const toml::node* n = t.get("run_as_uid"))
-      policy.run_as_uid = id_value(*n, "policy.run_as_uid");
-    if (const toml::node* n = t.get("run_as_gid"))
-      policy.run_as_gid = id_value(*n, "policy.run_as_gid");
+    parse_isolation(t, policy);
     if (const toml::table* d = table(t, "default_limits", "policy.default_limits"))
       parse_default_limits(*d, policy.default_limits);
     // Checked after both are known, whichever of them the file set.
@@ -262,6 +254,39 @@ class ConfigParser {
       fail("policy.default_ttl_seconds", std::to_string(policy.default_ttl_seconds) +
                                              " exceeds policy.max_ttl_seconds " +
                                              std::to_string(policy.max_ttl_seconds));
+  }
+
+  // [policy] host_paths and uid_range, and the retired run_as_uid / run_as_gid.
+  void parse_isolation(const toml::table& t, PolicyConfig& policy) const {
+    for (const char* old : {"run_as_uid", "run_as_gid"})
+      if (t.get(old))
+        fail(std::string("policy.") + old,
+             "replaced by policy.uid_range (each running cell gets a uid of its own)");
+    if (const toml::node* n = t.get("host_paths")) {
+      const auto* arr = n->as_array();
+      if (!arr) fail("policy.host_paths", "must be an array of absolute paths");
+      policy.host_paths.clear();
+      for (size_t i = 0; i < arr->size(); ++i) {
+        const std::string at = "policy.host_paths[" + std::to_string(i) + "]";
+        std::string p = absolute_path(*arr->get(i), at, /*allow_root=*/true);
+        if (std::string why = host_path_refusal(p); !why.empty()) fail(at, why);
+        policy.host_paths.push_back(std::move(p));
+      }
+    }
+    if (const toml::node* n = t.get("uid_range")) {
+      // Not 0 (root), not 65534 (nobody, which host files may belong to), not (uid_t)-1.
+      const std::string s = string_value(*n, "policy.uid_range");
+      unsigned long first = 0, last = 0;
+      char tail = 0;
+      if (std::sscanf(s.c_str(), "%lu-%lu%c", &first, &last, &tail) != 2 || first < 1 ||
+          last > 4294967294UL || first > last || s.find_first_of(" +") != std::string::npos ||
+          (first <= 65534 && 65534 <= last))
+        fail("policy.uid_range",
+             "must be \"FIRST-LAST\" with 1 <= FIRST <= LAST <= 4294967294, not holding 65534 "
+             "(nobody)");
+      policy.uid_first = static_cast<uint32_t>(first);
+      policy.uid_last = static_cast<uint32_t>(last);
+    }
   }
 
   void parse_secrets(const toml::table& t, SecretsConfig& secrets) const {

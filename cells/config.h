@@ -20,8 +20,13 @@ struct PolicyConfig {
   std::vector<std::string> argv0_allow_prefixes{"/usr/bin", "/bin", "/usr/local/bin"};
   uint64_t default_ttl_seconds = 3600;
   uint64_t max_ttl_seconds = 86400;
-  uint32_t run_as_uid = 65534;
-  uint32_t run_as_gid = 65534;
+  // [policy] host_paths: the host paths each cell sees, read-only (cells/root_view.h).
+  // [policy] uid_range "FIRST-LAST": each running cell gets a uid of its own from it, and a
+  // gid of the same number (cells/uid_pool.h).
+  std::vector<std::string> host_paths{"/usr",  "/bin",   "/sbin", "/lib", "/lib32",
+                                      "/lib64", "/libx32", "/etc", "/opt"};
+  uint32_t uid_first = 200000;
+  uint32_t uid_last = 265535;
   DefaultLimits default_limits;
   // Egress admission: empty means any host a spec declares; otherwise each rule's host must
   // equal an entry or match one leading "*." entry. forbid_egress rejects every egress rule.

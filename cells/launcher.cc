@@ -115,6 +115,12 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   plan.n_v1_procs_paths = static_cast<int>(o.v1_procs_paths.size());
 
   plan.netns_fd = o.netns_fd;
+  const auto host_paths = c_strings(o.host_paths);
+  plan.host_paths = host_paths.data();
+  plan.n_host_paths = static_cast<int>(o.host_paths.size());
+  const auto masked_paths = c_strings(o.masked_paths);
+  plan.masked_paths = masked_paths.data();
+  plan.n_masked_paths = static_cast<int>(o.masked_paths.size());
 
   int pidfd = -1;
   clone_args args{};

@@ -28,6 +28,9 @@ struct LaunchOptions {
   // A network namespace the reactor prepared (netns/cell_net.h): the child joins it instead of
   // creating an empty one with CLONE_NEWNET. -1: a new, empty namespace. Not owned.
   int netns_fd = -1;
+  // The host paths the cell's root view holds, read-only (root_view.h: root_view_paths).
+  std::vector<std::string> host_paths;
+  std::vector<std::string> masked_paths;  // hidden inside them (root_view.h: masked_paths)
 };
 
 // What the parent keeps of a launched cell.

@@ -17,6 +17,8 @@ class NativeCell final : public BackendCell {
     lo.hostname = hostname_;
     lo.uid = r.uid;
     lo.gid = r.gid;
+    lo.host_paths = r.host_paths;
+    lo.masked_paths = r.masked_paths;
     lo.cgroup_v2_dirfd = r.cgroup_v2_dirfd;
     lo.knob_paths = r.knob_paths;
     lo.knob_values = r.knob_values;

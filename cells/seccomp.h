@@ -41,7 +41,9 @@ class SeccompProgram {
 // process reach past its cell (kernel modules, kexec, reboot, mount and the new mount API,
 // namespaces, ptrace and cross-process memory access, bpf, perf_event_open, the kernel keyring,
 // io_uring, userfaultfd, clock and time setting, swap, quotas, handle-based opens, tty input
-// injection) fails with EPERM. clone3 fails with ENOSYS, so libc falls back to clone, whose
+// injection) fails with EPERM. Sockets only of the families a build needs (unix, inet, inet6,
+// netlink route): others fail with EAFNOSUPPORT, other netlink protocols with EPROTONOSUPPORT,
+// socketpair of anything but AF_UNIX with EAFNOSUPPORT. clone3 fails with ENOSYS, so libc falls back to clone, whose
 // flags the filter can inspect. Syscalls of other architectures (x32, i386) kill the process.
 const base::Result<SeccompProgram>& default_seccomp_program();
 

@@ -6,10 +6,15 @@
 #include <sched.h>  // CLONE_NEW*
 #include <seccomp.h>
 #include <sys/ioctl.h>  // TIOCSTI, TIOCLINUX
+#include <linux/netlink.h>  // NETLINK_ROUTE
 #include <sys/mman.h>
+#include <sys/socket.h>  // AF_*
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -66,6 +71,23 @@ constexpr uint64_t kPersonalityQuery = 0xffffffff;
 
 // ioctl requests that push input into another process's terminal.
 constexpr uint64_t kRefusedIoctls[] = {TIOCSTI, TIOCLINUX};
+
+// Socket families a build needs: local sockets, IPv4, IPv6, and netlink for NETLINK_ROUTE only
+// (getifaddrs and getaddrinfo's AI_ADDRCONFIG read the cell's own interfaces through it). Every
+// other family is refused, because its address space or its kernel code reaches past the cell:
+// AF_VSOCK ports are VM-wide, not per network namespace; AF_PACKET sees raw frames;
+// AF_NETLINK's other protocols carry host-wide state (NETLINK_KOBJECT_UEVENT broadcasts the
+// host's device events, NETLINK_AUDIT the audit log); AF_ALG is the kernel's crypto API, a
+// long source of kernel bugs that a build, whose crypto lives in user space, never needs;
+// AF_KEY, AF_BLUETOOTH, AF_CAN, AF_RDS, AF_TIPC, AF_XDP, ... are hardware, VPN or cluster
+// plumbing. socketpair only ever makes AF_UNIX pairs.
+//
+// The answer is EAFNOSUPPORT (EPROTONOSUPPORT for a netlink protocol), what a kernel built
+// without the family says: programs that probe for a family (IPv6 checks, vsock-aware tools)
+// take their fallback path instead of failing hard as they might on EPERM.
+constexpr uint64_t kSocketFamilies[] = {AF_UNIX, AF_INET, AF_INET6, AF_NETLINK};
+constexpr uint64_t kSocketpairFamilies[] = {AF_UNIX};
+constexpr uint64_t kNetlinkProtocols[] = {NETLINK_ROUTE};
 
 // The kernel reads ioctl's request and clone's flags as 32-bit values; the filter sees all 64
 // bits. Comparing only the low half keeps `ioctl(fd, (1UL << 32) | TIOCSTI)` from slipping by.
@@ -134,6 +156,36 @@ Result<void> add_personality_rules(scmp_filter_ctx ctx) {
   return base::ok();
 }
 
+// Refuses `name` (socket or socketpair) unless its family, arg0, is one of `allowed` (sorted).
+// A union of single-comparison rules, as for personality: arg0 above the largest allowed value
+// (which also catches any value with bits above the low 32 set, the only ones the kernel's int
+// truncation could turn into an allowed family), or equal to a value below it that is not
+// allowed. Comparing all 64 bits only ever refuses more than the kernel would read.
+Result<void> add_family_rules(scmp_filter_ctx ctx, const char* name,
+                              std::span<const uint64_t> allowed) {
+  const uint32_t refuse = SCMP_ACT_ERRNO(EAFNOSUPPORT);
+  const uint64_t top = *std::max_element(allowed.begin(), allowed.end());
+  scmp_arg_cmp above = SCMP_A0(SCMP_CMP_GT, top);
+  CELLOS_TRY(add_rule(ctx, refuse, name, 1, &above));
+  for (uint64_t f = 0; f < top; ++f) {
+    if (std::find(allowed.begin(), allowed.end(), f) != allowed.end()) continue;
+    scmp_arg_cmp eq = SCMP_A0(SCMP_CMP_EQ, f);
+    CELLOS_TRY(add_rule(ctx, refuse, name, 1, &eq));
+  }
+  return base::ok();
+}
+
+Result<void> add_socket_rules(scmp_filter_ctx ctx) {
+  CELLOS_TRY(add_family_rules(ctx, "socket", kSocketFamilies));
+  CELLOS_TRY(add_family_rules(ctx, "socketpair", kSocketpairFamilies));
+  // Netlink: only the allowed protocol (arg2): family == AF_NETLINK and protocol != it, one
+  // comparison per argument in one rule.
+  static_assert(std::size(kNetlinkProtocols) == 1, "one allowed protocol: one NE rule");
+  scmp_arg_cmp netlink[] = {SCMP_A0(SCMP_CMP_EQ, AF_NETLINK),
+                            SCMP_A2(SCMP_CMP_NE, kNetlinkProtocols[0])};
+  return add_rule(ctx, SCMP_ACT_ERRNO(EPROTONOSUPPORT), "socket", 2, netlink);
+}
+
 Result<void> add_rules(scmp_filter_ctx ctx) {
   const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
   for (const char* name : kRefused) CELLOS_TRY(add_rule(ctx, eperm, name));
@@ -150,6 +202,8 @@ Result<void> add_rules(scmp_filter_ctx ctx) {
   CELLOS_TRY(add_rule(ctx, SCMP_ACT_ERRNO(ENOSYS), "clone3"));
 
   CELLOS_TRY(add_personality_rules(ctx));
+
+  CELLOS_TRY(add_socket_rules(ctx));
 
   for (uint64_t req : kRefusedIoctls) {
     scmp_arg_cmp cmp = SCMP_A1(SCMP_CMP_MASKED_EQ, kLow32, req);

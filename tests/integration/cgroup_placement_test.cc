@@ -1,6 +1,7 @@
 // Where the fleet daemon puts its cells: below its own cgroup when a service manager gave it
 // one (systemd's Delegate=yes), never at the cgroup root; [host] cgroup_parent overrides.
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -74,9 +75,13 @@ TEST_CASE("[host] cgroup_parent puts a run's cells there, not at the root", "[cg
   UnitCgroup unit("cellos-parent-" + std::to_string(::getpid()));
   Fleet fleet("", "", "cgroup_parent = \"/" + unit.rel + "\"");
   const std::string id = unique_id("parented");
-  // The cell reports its own cgroup2 path.
-  auto r = fleet.run(make_spec(id, {"/bin/cat", "/proc/self/cgroup"}).dump());
-  REQUIRE(r.status == 0);
-  CHECK_THAT(r.out, Catch::Contains("0::/" + unit.rel + "/cellos/" + fleet.host_id() + "/" + id));
+  // Seen from the host while the cell runs (inside, its cgroup namespace hides the path).
+  pid_t run = fleet.start_run(make_spec(id, {"/bin/sleep", "2"}).dump());
+  const std::string leaf = unit.dir + "/cellos/" + fleet.host_id() + "/" + id;
+  CHECK(eventually([&] { return fs::is_directory(leaf); }, std::chrono::seconds(10)));
   CHECK_FALSE(fs::exists(std::string(kUnified) + "/cellos/" + fleet.host_id()));
+  int status = 0;
+  REQUIRE(::waitpid(run, &status, 0) == run);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }

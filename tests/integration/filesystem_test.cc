@@ -1,5 +1,5 @@
-// The mount view from inside a cell: the host read-only, a fresh workspace and /tmp, a minimal
-// /dev, and nothing written ever reaching the host.
+// The mount view from inside a cell: the allowed host paths read-only, nothing else of the host,
+// a fresh workspace and /tmp, a minimal /dev, and nothing written ever reaching the host.
 #include <catch2/catch.hpp>
 #include <filesystem>
 
@@ -11,12 +11,22 @@ TEST_CASE("a write outside the workspace fails and leaves the host unchanged", "
   Fleet fleet;
   const std::string target = fleet.dir() + "/host-file";
   write_text(target, "host original\n");
-  // Even the reactor's own state dir, writable on the host, is read-only in the cell.
+  // The file's directory is not in the view (only its bin/, an allowed argv[0] prefix, is):
+  // the cell neither reads the host file nor writes there.
   auto spec = make_spec(unique_id("rofs"), {fleet.probe(), "write", target});
   auto r = fleet.run(spec.dump());
   CHECK(r.status == 1);
   CHECK_THAT(r.out, Catch::Contains("Read-only file system"));
   CHECK(read_text(target) == "host original\n");
+  auto cat = fleet.run(make_spec(unique_id("rofs"), {"/bin/cat", target}).dump());
+  CHECK(cat.status == 1);
+  CHECK(cat.out.empty());
+  CHECK_THAT(cat.err, Catch::Contains("No such file or directory"));
+  // An allowed host path is there, read-only.
+  auto bin = fleet.run(make_spec(unique_id("rofs"), {fleet.probe(), "write", fleet.dir() + "/bin/x"}).dump());
+  CHECK(bin.status == 1);
+  CHECK_THAT(bin.out, Catch::Contains("Read-only file system"));
+  CHECK_FALSE(path_exists(fleet.dir() + "/bin/x"));
 
   auto etc = fleet.run(make_spec(unique_id("rofs"), {fleet.probe(), "write", "/etc/cellos-x"}).dump());
   CHECK(etc.status == 1);
@@ -47,7 +57,9 @@ TEST_CASE("a workspace path missing on the host is created in the cell only", "[
   Fleet fleet;
   for (const std::string& ws :
        {std::string("/cellos-missing-") + std::to_string(::getpid()) + "/a/b",
-        fleet.dir() + "/missing/deeper", std::string("/tmp/cellos-in-cell/x")}) {
+        fleet.dir() + "/missing/deeper", std::string("/tmp/cellos-in-cell/x"),
+        // Inside a read-only host path of the view: a tmpfs over /opt with its entries grafted.
+        std::string("/opt/cellos-missing-") + std::to_string(::getpid()) + "/w"}) {
     auto spec = make_spec(unique_id("mkws"),
                           {"/bin/sh", "-c", "pwd && touch f && ls && test -x /bin/sh && ls /usr >/dev/null"});
     spec["spec"]["run"]["workingDirectory"] = ws;
@@ -59,6 +71,7 @@ TEST_CASE("a workspace path missing on the host is created in the cell only", "[
     CHECK_FALSE(path_exists(ws));
   }
   CHECK_FALSE(path_exists(std::string("/cellos-missing-") + std::to_string(::getpid())));
+  CHECK_FALSE(path_exists(std::string("/opt/cellos-missing-") + std::to_string(::getpid())));
   CHECK_FALSE(path_exists(fleet.dir() + "/missing"));
 }
 

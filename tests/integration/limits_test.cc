@@ -42,7 +42,7 @@ TEST_CASE("the pids limit holds: pidsMax processes, no more", "[limits]") {
 TEST_CASE("limits from the spec and the policy defaults reach the cell's cgroups", "[limits]") {
   Fleet fleet("[policy]\nargv0_allow_prefixes = [\"/bin\", \"/usr/bin\"]\n"
               "[policy.default_limits]\nmemory_max_bytes = 100000000\npids_max = 77\n");
-  // The cell reads its own cgroup files through the host's read-only /sys.
+  // The cell reads its own cgroup files: /sys/fs/cgroup holds its own hierarchies' leaves.
   auto script_for = [](const std::string& controllers) {
     return "for c in " + controllers + "; do p=$(grep -E \"^[0-9]+:([a-z,]*,)?$c(,[a-z,]*)?:\" "
       "/proc/self/cgroup | cut -d: -f3); d=/sys/fs/cgroup/$c$p; "

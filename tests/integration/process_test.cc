@@ -57,8 +57,13 @@ TEST_CASE("the command runs unprivileged: no capabilities, no_new_privs, seccomp
   Fleet fleet;
   auto r = fleet.run(make_spec(unique_id("creds"), {"/bin/cat", "/proc/self/status"}).dump());
   REQUIRE(r.status == 0);
-  CHECK(status_field(r.out, "Uid") == "65534\t65534\t65534\t65534");
-  CHECK(status_field(r.out, "Gid") == "65534\t65534\t65534\t65534");
+  // A uid of its own from the default policy.uid_range, and the gid of the same number.
+  const std::string uid = status_field(r.out, "Uid");
+  const std::string id = uid.substr(0, uid.find('\t'));
+  CHECK(uid == id + "\t" + id + "\t" + id + "\t" + id);
+  CHECK(status_field(r.out, "Gid") == uid);
+  CHECK(std::stoul(id) >= 200000);
+  CHECK(std::stoul(id) <= 265535);
   CHECK(status_field(r.out, "Groups").empty());
   for (const char* cap : {"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"})
     CHECK(status_field(r.out, cap) == "0000000000000000");
@@ -66,13 +71,14 @@ TEST_CASE("the command runs unprivileged: no capabilities, no_new_privs, seccomp
   CHECK(status_field(r.out, "Seccomp") == "2");
 }
 
-TEST_CASE("the uid and gid come from the policy", "[proc]") {
-  Fleet fleet("[policy]\nargv0_allow_prefixes = [\"/usr/bin\", \"/bin\"]\nrun_as_uid = 4242\n"
-              "run_as_gid = 4343\n");
-  auto r = fleet.run(make_spec(unique_id("uid"), {"/usr/bin/id", "-u"}).dump());
-  auto g = fleet.run(make_spec(unique_id("uid"), {"/usr/bin/id", "-g"}).dump());
+TEST_CASE("the uid and gid come from the policy's uid_range", "[proc]") {
+  // A range of one uid: every cell of this fleet runs as 4242.
+  Fleet fleet("[policy]\nargv0_allow_prefixes = [\"/usr/bin\", \"/bin\"]\n"
+              "uid_range = \"4242-4242\"\n");
+  auto r = fleet.run(make_spec(unique_id("uid"), {"/usr/bin/id", "-u", "-r"}).dump());
+  auto g = fleet.run(make_spec(unique_id("uid"), {"/usr/bin/id", "-g", "-r"}).dump());
   CHECK(r.out == "4242\n");
-  CHECK(g.out == "4343\n");
+  CHECK(g.out == "4242\n");
 }
 
 TEST_CASE("mount, unshare and ptrace are refused inside a cell", "[proc]") {

@@ -7,13 +7,16 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,7 +29,9 @@ int usage() {
   std::fprintf(stderr,
                "usage: cell_probe fds | alloc MB | connect IP PORT | loopback-echo | "
                "fork N | daemonize MARKER | write PATH | mount | sleep S | "
-               "tcp-connect IP PORT | udp-send IP PORT | udp-burst IP PORT COUNT SIZE\n");
+               "tcp-connect IP PORT | udp-send IP PORT | udp-burst IP PORT COUNT SIZE | "
+               "unix-connect PATH | abstract-connect NAME | socket FAMILY TYPE PROTO | "
+               "socketpair FAMILY | inotify N | inotify-hog MARKER\n");
   return 2;
 }
 
@@ -284,6 +289,70 @@ int write_file(const char* path) {
   return 0;
 }
 
+// Connects to a unix socket, pathname or abstract (`abstract`: NAME without the leading NUL),
+// and exchanges one message: "unix NAME exchanged <reply>", "unix NAME connected" (no reply),
+// or "unix NAME failed: ECONNREFUSED" / ENOENT / ... . Error names, not texts, for the tests.
+int unix_connect(const char* name, bool abstract) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  size_t len = std::strlen(name);
+  if (len + 2 > sizeof a.sun_path) return usage();
+  std::memcpy(a.sun_path + (abstract ? 1 : 0), name, len);
+  socklen_t alen = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + len + (abstract ? 1 : 0));
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (s < 0 || connect(s, reinterpret_cast<sockaddr*>(&a), alen) != 0) {
+    std::printf("unix %s failed: %s\n", name, strerrorname_np(errno));
+    return 1;
+  }
+  char buf[64] = {};
+  pollfd p{s, POLLIN, 0};
+  bool sent = write(s, "hello", 5) == 5;
+  ssize_t n = sent && poll(&p, 1, kNetTimeoutMs) == 1 ? read(s, buf, sizeof buf - 1) : -1;
+  if (n > 0) std::printf("unix %s exchanged %s\n", name, buf);
+  else std::printf("unix %s connected\n", name);
+  return 0;
+}
+
+// "socket F T P ok" or "socket F T P failed: EAFNOSUPPORT".
+int make_socket(long family, int type, int proto) {
+  int s = socket(static_cast<int>(family), type, proto);
+  if (s < 0) std::printf("socket %ld %d %d failed: %s\n", family, type, proto, strerrorname_np(errno));
+  else std::printf("socket %ld %d %d ok\n", family, type, proto);
+  return s < 0 ? 1 : 0;
+}
+
+int make_socketpair(int family) {
+  int sv[2];
+  if (socketpair(family, SOCK_STREAM, 0, sv) != 0) {
+    std::printf("socketpair %d failed: %s\n", family, strerrorname_np(errno));
+    return 1;
+  }
+  std::printf("socketpair %d ok\n", family);
+  return 0;
+}
+
+// Opens n inotify instances: "inotify N ok" or "inotify failed after K: EMFILE".
+int inotify_n(int n) {
+  for (int i = 0; i < n; ++i)
+    if (inotify_init1(IN_CLOEXEC) < 0) {
+      std::printf("inotify failed after %d: %s\n", i, strerrorname_np(errno));
+      return 1;
+    }
+  std::printf("inotify %d ok\n", n);
+  return 0;
+}
+
+// Takes every inotify instance its uid may have (fs.inotify.max_user_instances), keeps them
+// across an exec of `sleep` named `marker`, so tests see from the host when it holds them all.
+int inotify_hog(const char* marker) {
+  int n = 0;
+  while (inotify_init1(0) >= 0) ++n;
+  std::printf("inotify-hog holds %d\n", n);
+  std::fflush(stdout);
+  execl("/bin/sleep", marker, "60", static_cast<char*>(nullptr));
+  return 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -308,6 +377,13 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (cmd == "unix-connect" && argc == 3) return unix_connect(argv[2], false);
+  if (cmd == "abstract-connect" && argc == 3) return unix_connect(argv[2], true);
+  if (cmd == "socket" && argc == 5)
+    return make_socket(std::atol(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]));
+  if (cmd == "socketpair" && argc == 3) return make_socketpair(std::atoi(argv[2]));
+  if (cmd == "inotify" && argc == 3) return inotify_n(std::atoi(argv[2]));
+  if (cmd == "inotify-hog" && argc == 3) return inotify_hog(argv[2]);
   if (cmd == "sleep" && argc == 3) return sleep(static_cast<unsigned>(std::atoi(argv[2])));
   return usage();
 }

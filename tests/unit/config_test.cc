@@ -49,8 +49,10 @@ TEST_CASE("default_config holds the documented defaults and a portable host id",
         std::vector<std::string>{"/usr/bin", "/bin", "/usr/local/bin"});
   CHECK(c.policy.default_ttl_seconds == 3600);
   CHECK(c.policy.max_ttl_seconds == 86400);
-  CHECK(c.policy.run_as_uid == 65534);
-  CHECK(c.policy.run_as_gid == 65534);
+  CHECK(c.policy.uid_first == 200000);
+  CHECK(c.policy.uid_last == 265535);
+  CHECK(c.policy.host_paths == std::vector<std::string>{"/usr", "/bin", "/sbin", "/lib", "/lib32",
+                                                        "/lib64", "/libx32", "/etc", "/opt"});
   CHECK(c.policy.default_limits.memory_max_bytes == 2ull << 30);
   CHECK(c.policy.default_limits.pids_max == 1024);
   CHECK(c.secrets.dir.empty());
@@ -87,8 +89,8 @@ state_dir = "/srv/cellos"
 argv0_allow_prefixes = ["/usr/bin", "/opt/ci/bin"]
 default_ttl_seconds = 600
 max_ttl_seconds = 7200
-run_as_uid = 1000
-run_as_gid = 1001
+uid_range = "300000-300099"
+host_paths = ["/usr", "/etc"]
 
 [policy.default_limits]
 memory_max_bytes = 536870912
@@ -107,8 +109,9 @@ jsonl = "/var/log/cellos/events.jsonl"
   CHECK(c.policy.argv0_allow_prefixes == std::vector<std::string>{"/usr/bin", "/opt/ci/bin"});
   CHECK(c.policy.default_ttl_seconds == 600);
   CHECK(c.policy.max_ttl_seconds == 7200);
-  CHECK(c.policy.run_as_uid == 1000);
-  CHECK(c.policy.run_as_gid == 1001);
+  CHECK(c.policy.uid_first == 300000);
+  CHECK(c.policy.uid_last == 300099);
+  CHECK(c.policy.host_paths == std::vector<std::string>{"/usr", "/etc"});
   CHECK(c.policy.default_limits.memory_max_bytes == 536870912);
   CHECK(c.policy.default_limits.pids_max == 256);
   CHECK(c.secrets.dir == "/etc/cellos/secrets");
@@ -222,8 +225,8 @@ TEST_CASE("boundary values and special forms are accepted", "[config]") {
   Config c = parse_config(R"(
 [policy]
 argv0_allow_prefixes = ["/"]
-run_as_uid = 4294967294
-run_as_gid = 1
+uid_range = "4294967294-4294967294"
+host_paths = []
 default_ttl_seconds = 1
 max_ttl_seconds = 1
 default_limits = { memory_max_bytes = 1048576, pids_max = 1 }
@@ -232,8 +235,9 @@ jsonl = "-"
 )",
                           "fleet.toml");
   CHECK(c.policy.argv0_allow_prefixes == std::vector<std::string>{"/"});
-  CHECK(c.policy.run_as_uid == 4294967294u);
-  CHECK(c.policy.run_as_gid == 1);
+  CHECK(c.policy.uid_first == 4294967294u);
+  CHECK(c.policy.uid_last == 4294967294u);
+  CHECK(c.policy.host_paths.empty());
   CHECK(c.policy.default_limits.memory_max_bytes == 1048576);
   CHECK(c.policy.default_limits.pids_max == 1);
   CHECK(c.events.jsonl == "-");
@@ -287,7 +291,7 @@ TEST_CASE("host keys are checked", "[config]") {
 
 TEST_CASE("policy keys are checked", "[config]") {
   const std::string prefixes = "fleet.toml: policy.argv0_allow_prefixes";
-  const std::string uid_range = "must be an integer in 1..4294967294";
+  const std::string uid_range = "must be \"FIRST-LAST\" with 1 <= FIRST <= LAST <= 4294967294";
   check_rejections({
       {"[policy]\nargv0_allow_prefixes = \"/usr/bin\"\n",
        prefixes + ": must be an array of strings"},
@@ -313,13 +317,27 @@ TEST_CASE("policy keys are checked", "[config]") {
        "fleet.toml: policy.max_ttl_seconds: must be an integer >= 1"},
       {"[policy]\nmax_ttl_seconds = 3600.0\n",
        "fleet.toml: policy.max_ttl_seconds: must be an integer >= 1"},
-      {"[policy]\nrun_as_uid = 0\n",
-       "fleet.toml: policy.run_as_uid: must not be 0 (cells never run as root)"},
-      {"[policy]\nrun_as_gid = 0\n",
-       "fleet.toml: policy.run_as_gid: must not be 0 (cells never run as root)"},
-      {"[policy]\nrun_as_uid = 4294967295\n", "fleet.toml: policy.run_as_uid: " + uid_range},
-      {"[policy]\nrun_as_uid = -1\n", "fleet.toml: policy.run_as_uid: " + uid_range},
-      {"[policy]\nrun_as_gid = \"1000\"\n", "fleet.toml: policy.run_as_gid: " + uid_range},
+      {"[policy]\nrun_as_uid = 1000\n",
+       "fleet.toml: policy.run_as_uid: replaced by policy.uid_range (each running cell gets a uid "
+       "of its own)"},
+      {"[policy]\nuid_range = \"0-10\"\n", "fleet.toml: policy.uid_range: " + uid_range},
+      {"[policy]\nuid_range = \"10-9\"\n", "fleet.toml: policy.uid_range: " + uid_range},
+      {"[policy]\nuid_range = \"1-4294967295\"\n", "fleet.toml: policy.uid_range: " + uid_range},
+      {"[policy]\nuid_range = \"60000-70000\"\n", "fleet.toml: policy.uid_range: " + uid_range},
+      {"[policy]\nuid_range = \"1000\"\n", "fleet.toml: policy.uid_range: " + uid_range},
+      {"[policy]\nuid_range = \"1000-2000x\"\n", "fleet.toml: policy.uid_range: " + uid_range},
+      {"[policy]\nuid_range = 1000\n", "fleet.toml: policy.uid_range: must be a string"},
+      {"[policy]\nhost_paths = [\"/\"]\n",
+       "fleet.toml: policy.host_paths[0]: must not be \"/\" (that is the whole host again)"},
+      {"[policy]\nhost_paths = [\"/usr\", \"/tmp/x\"]\n",
+       "fleet.toml: policy.host_paths[1]: must not be under /tmp, which each cell gets of its own"},
+      {"[policy]\nhost_paths = [\"/proc\"]\n",
+       "fleet.toml: policy.host_paths[0]: must not be under /proc, which each cell gets of its own"},
+      {"[policy]\nhost_paths = [\"usr\"]\n",
+       "fleet.toml: policy.host_paths[0]: must be a normalized absolute path"},
+      {"[policy]\nhost_paths = \"/usr\"\n",
+       "fleet.toml: policy.host_paths: must be an array of absolute paths"},
+
       {"[policy]\ndefault_ttl_seconds = 7200\nmax_ttl_seconds = 3600\n",
        "fleet.toml: policy.default_ttl_seconds: 7200 exceeds policy.max_ttl_seconds 3600"},
       // The default default (3600) counts too when only the cap is lowered.
