@@ -102,6 +102,8 @@ class Daemon {
   void offer_nats(nats::Frame f);
   void reject_nats(const NatsOrigin& n, const std::optional<std::string>& id,
                    const std::string& reason);
+  // Another host took over a NATS spec's claim: its cell is killed and never completed here.
+  void fence_nats(uint64_t stream_seq);
   // Rejects a waiting spec, wherever it came from.
   void refuse(const Waiting& w, const std::string& reason, bool active);
   uint64_t free_slots() const {
@@ -319,6 +321,22 @@ void Daemon::offer_nats(nats::Frame f) {
   waiting_names_.insert(name);
   waiting_.push_back(Waiting{name, std::move(*spec), std::move(origin)});
   changed();
+  pump();
+}
+
+void Daemon::fence_nats(uint64_t stream_seq) {
+  for (auto& [id, r] : running_) {
+    if (!r.nats || r.nats->stream_seq != stream_seq) continue;
+    r.nats.reset();  // on_cell_done records and acks nothing for it
+    for (const auto& [raw, c] : sup_->cells())
+      if (c->id() == id) c->kill(cells::KillCause::kReactorStop);
+  }
+  std::erase_if(waiting_, [&](const Waiting& w) {
+    if (!w.nats || w.nats->stream_seq != stream_seq) return false;
+    waiting_ids_.erase(w.spec.id);
+    waiting_names_.erase(w.name);
+    return true;
+  });
   pump();
 }
 
@@ -623,6 +641,7 @@ int Daemon::run() {
     no.ring = &sup_->ring();
     no.events = events_.get();
     no.on_spec = [this](nats::Frame f) { offer_nats(std::move(f)); };
+    no.on_claim_lost = [this](uint64_t seq) { fence_nats(seq); };
     auto b = NatsBridge::create(std::move(no));
     if (!b) return complain("nats: " + b.error().message());
     nats_ = std::move(*b);

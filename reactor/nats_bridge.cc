@@ -51,25 +51,27 @@ void NatsBridge::on_down() { credit_ = 0; }
 void NatsBridge::offer_room(uint64_t free) {
   room_ = free;
   if (!intake() || stopping_ || !companion_ || !companion_->up() || free <= credit_) return;
-  companion_->send(nats::Frame{nats::Kind::kFetch, 0, free - credit_, {}, {}, {}});
+  companion_->send(nats::Frame{nats::Kind::kFetch, 0, free - credit_, {}, {}, {}, {}});
   credit_ = free;
 }
 
 void NatsBridge::give_back(const std::string& token) {
-  held_.erase(token);
-  if (companion_) companion_->send(nats::Frame{nats::Kind::kNak, 0, 0, token, {}, {}});
+  // The claim is released with it, so another host runs it without waiting out the takeover.
+  const Claim c = claims_.count(token) ? claims_[token] : Claim{};
+  release(token);
+  if (companion_) companion_->send(nats::Frame{nats::Kind::kNak, c.seq, 0, token, {}, {}, c.key});
 }
 
 void NatsBridge::term(const std::string& token, uint64_t stream_seq, const std::string& reason) {
-  held_.erase(token);
-  settle(nats::Frame{nats::Kind::kTerm, stream_seq, 0, token, {}, reason});
+  release(token);
+  settle(nats::Frame{nats::Kind::kTerm, stream_seq, 0, token, {}, reason, {}});
 }
 
 void NatsBridge::completed(const std::string& token, uint64_t stream_seq, const std::string& spec_id,
                            std::string record, uint64_t on_disk) {
   // seq: the spec's stream sequence, so a late redelivery can find its completion (settling).
-  nats::Frame f{nats::Kind::kCompleted, stream_seq, 0, token, nats::completion_key(spec_id),
-                std::move(record)};
+  nats::Frame f{nats::Kind::kCompleted, stream_seq, 0, token, nats::claim_key(spec_id, stream_seq),
+                std::move(record), {}};
   // Heartbeats go on until it is settled: the server must not redeliver it meanwhile.
   if (on_disk <= written_)
     settle(std::move(f));
@@ -114,18 +116,22 @@ void NatsBridge::on_written(uint64_t seq) {
     settle(std::move(f));
   }
   if (cfg_.events.nats.enabled && companion_)
-    companion_->send(nats::Frame{nats::Kind::kLogWritten, seq, 0, {}, {}, {}});
+    companion_->send(nats::Frame{nats::Kind::kLogWritten, seq, 0, {}, {}, {}, {}});
 }
 
 void NatsBridge::on_frame(nats::Frame f) {
   switch (f.kind) {
     case nats::Kind::kSpec:
       if (credit_) --credit_;
+      if (!f.claim.empty()) claims_[f.token] = Claim{f.seq, f.claim};
       if (o_.on_spec) o_.on_spec(std::move(f));
       break;
     case nats::Kind::kSettled:
-      held_.erase(f.token);
+      release(f.token);
       unsettled_.erase(f.token);
+      break;
+    case nats::Kind::kClaimLost:
+      claim_lost(f);
       break;
     case nats::Kind::kDuplicate:
       std::fprintf(stderr, "cellos-reactor: nats: spec %s (stream seq %llu, delivery %llu) %s: "
@@ -147,6 +153,19 @@ void NatsBridge::on_frame(nats::Frame f) {
   }
 }
 
+void NatsBridge::claim_lost(const nats::Frame& f) {
+  // Every trace of the spec goes: its deliveries' heartbeats, a settlement not yet done.
+  std::erase_if(held_, [&](const auto& h) { return h.second.seq == f.seq; });
+  std::erase_if(claims_, [&](const auto& c) { return c.second.seq == f.seq; });
+  auto done = [&](const nats::Frame& u) { return u.seq == f.seq && u.kind == nats::Kind::kCompleted; };
+  std::erase_if(unsettled_, [&](const auto& u) { return done(u.second); });
+  std::erase_if(waiting_disk_, [&](const auto& w) { return done(w.second); });
+  std::fprintf(stderr, "cellos-reactor: nats: fenced: stream seq %llu (%s): %s; this host kills "
+               "its cell and never completes it\n", static_cast<unsigned long long>(f.seq),
+               f.claim.c_str(), f.text.c_str());
+  if (o_.on_claim_lost) o_.on_claim_lost(f.seq);
+}
+
 void NatsBridge::arm_heartbeat() {
   if (hb_.in_flight || held_.empty()) return;
   hb_.fn = [this](int res) {
@@ -160,7 +179,8 @@ void NatsBridge::arm_heartbeat() {
 
 void NatsBridge::heartbeat() {
   if (companion_)
-    for (const std::string& t : held_) companion_->send(nats::Frame{nats::Kind::kInProgress, 0, 0, t, {}, {}});
+    for (const auto& [t, c] : held_)
+      companion_->send(nats::Frame{nats::Kind::kInProgress, c.seq, 0, t, {}, {}, c.key});
   arm_heartbeat();
 }
 

@@ -69,10 +69,8 @@ int serve(const ServeFlags& f) {
         if (intake) intake->add_credit(fr->count);
         break;
       case nats::Kind::kInProgress:
-        if (intake) intake->signal(fr->token, "+WPI");
-        break;
       case nats::Kind::kNak:
-        if (intake) intake->signal(fr->token, "-NAK");
+        if (intake) intake->lease(std::move(*fr));
         break;
       case nats::Kind::kTerm:
       case nats::Kind::kCompleted:
