@@ -125,6 +125,14 @@ Claims::Lease Claims::complete(const std::string& key, const std::string& rec, s
       return Lease::kLost;
     }
     if (e.state == "completed") return Lease::kHeld;
+    // Who held it before this host stays on the record (an operator's trail of a takeover).
+    auto was = nlohmann::json::parse(e.raw, nullptr, false);
+    if (!was.is_discarded() && was.is_object() && was.contains("takenOverFrom")) {
+      j["takenOverFrom"] = was["takenOverFrom"];
+      const std::string with = j.dump();
+      if (kvStore_UpdateString(&rev, kv_, key.c_str(), with.c_str(), e.rev) == NATS_OK) return Lease::kHeld;
+      continue;
+    }
     if (kvStore_UpdateString(&rev, kv_, key.c_str(), body.c_str(), e.rev) == NATS_OK) return Lease::kHeld;
   }
   return Lease::kUnknown;

@@ -130,6 +130,15 @@ bool IntakeWorker::claim(natsMsg* m, uint64_t stream_seq, uint64_t delivered, st
   return false;
 }
 
+bool IntakeWorker::consumer_missing() {
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  natsStatus s = js_GetConsumerInfo(&ci, conn_.js.get(), o_.queue.stream.c_str(), o_.queue.durable.c_str(),
+                                    nullptr, &jerr);
+  if (ci) jsConsumerInfo_Destroy(ci);
+  return s == NATS_NOT_FOUND;
+}
+
 void IntakeWorker::fetch_loop() {
   while (!setup()) std::this_thread::sleep_for(std::chrono::seconds(1));
   for (;;) {
@@ -142,10 +151,20 @@ void IntakeWorker::fetch_loop() {
     natsMsgList list{};
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = natsSubscription_Fetch(&list, sub_.get(), static_cast<int>(want), kLongPollMs, &jerr);
-    if (s == NATS_TIMEOUT) continue;  // the long poll expired: poll again
     if (s != NATS_OK) {
       natsMsgList_Destroy(&list);
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));  // disconnected: wait
+      // The long poll expired, the server is away, or the consumer is gone (deleted, or a
+      // server that lost it): made again, it delivers every spec not acked afresh, as first
+      // deliveries, which the claims answer.
+      if (consumer_missing()) {
+        auto sub = pull_subscribe(conn_.js.get(), o_.queue);
+        if (sub) {
+          ch_.note("nats intake: consumer " + o_.queue.durable + " was gone: made again");
+          sub_ = std::move(*sub);
+          continue;
+        }
+      }
+      if (s != NATS_TIMEOUT) std::this_thread::sleep_for(std::chrono::milliseconds(250));
       continue;
     }
     for (int i = 0; i < list.Count; ++i) {

@@ -53,6 +53,7 @@ class IntakeWorker {
   // the daemon rejects).
   bool claim(natsMsg* m, uint64_t stream_seq, uint64_t delivered, std::string* claim);
   void nak_later(natsMsg* m, int64_t delay_ms);
+  bool consumer_missing();
 
   IntakeWorkerOptions o_;
   Channel& ch_;
