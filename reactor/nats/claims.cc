@@ -138,6 +138,11 @@ Claims::Lease Claims::complete(const std::string& key, const std::string& rec, s
   return Lease::kUnknown;
 }
 
+bool Claims::completed(const std::string& key) {
+  Entry e;
+  return get(key, &e, nullptr) == 1 && e.state == "completed";
+}
+
 void Claims::release(const std::string& key) {
   for (int round = 0; round < kCasRounds; ++round) {
     Entry e;

@@ -63,6 +63,8 @@ class Claims {
   // claimed(ours) -> completed with `record` (the daemon's JSON; "state" is set here). kHeld
   // once it is recorded (or already was), kLost when another host holds it.
   Lease complete(const std::string& key, const std::string& record, std::string* holder);
+  // Whether the record says completed (false when absent or unreadable).
+  bool completed(const std::string& key);
   // claimed(ours) -> released, so another host need not wait out the takeover window.
   void release(const std::string& key);
 

@@ -8,6 +8,7 @@ namespace {
 
 constexpr int64_t kLongPollMs = 5000;  // an empty queue: the server holds the pull this long
 constexpr int kMaxBatch = 256;
+constexpr uint64_t kMaxSweep = 10000;  // stream sequences one sweep looks at
 
 std::string data_of(natsMsg* m) {
   return std::string(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
@@ -130,6 +131,41 @@ bool IntakeWorker::claim(natsMsg* m, uint64_t stream_seq, uint64_t delivered, st
   return false;
 }
 
+void IntakeWorker::sweep() {
+  jsConsumerInfo* ci = nullptr;
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  if (js_GetConsumerInfo(&ci, conn_.js.get(), o_.queue.stream.c_str(), o_.queue.durable.c_str(), nullptr,
+                         &jerr) != NATS_OK)
+    return;
+  const uint64_t pending = ci->NumPending + static_cast<uint64_t>(std::max<int64_t>(ci->NumAckPending, 0));
+  const uint64_t delivered = ci->Delivered.Stream;
+  jsConsumerInfo_Destroy(ci);
+  jsStreamInfo* si = nullptr;
+  if (js_GetStreamInfo(&si, conn_.js.get(), o_.queue.stream.c_str(), nullptr, &jerr) != NATS_OK) return;
+  const uint64_t first = si->State.FirstSeq, msgs = si->State.Msgs;
+  jsStreamInfo_Destroy(si);
+  // Every message is either still to deliver or awaiting its ack: nothing is stranded.
+  if (msgs <= pending) return;
+  // A bounded walk per idle poll (interior sequences may be long deleted).
+  const uint64_t last = std::min(delivered, first + kMaxSweep);
+  for (uint64_t seq = first; seq <= last; ++seq) {
+    natsMsg* raw = nullptr;
+    if (js_GetMsg(&raw, conn_.js.get(), o_.queue.stream.c_str(), seq, nullptr, &jerr) != NATS_OK) continue;
+    Msg m(raw);
+    auto j = nlohmann::json::parse(data_of(raw), nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("spec") || !j["spec"].is_object() ||
+        !j["spec"].contains("id") || !j["spec"]["id"].is_string())
+      continue;
+    const std::string id = j["spec"]["id"].get<std::string>();
+    // Completed: removing it is safe whatever the consumer thinks (a redelivery would be acked).
+    if (!claims_->completed(claim_key(id, seq))) continue;
+    if (js_DeleteMsg(conn_.js.get(), o_.queue.stream.c_str(), seq, nullptr, &jerr) == NATS_OK)
+      ch_.note("nats intake: spec " + id + " (stream seq " + std::to_string(seq) +
+               ") stayed in the queue though its consumer counts it acked (an ack the server "
+               "forgot in a crash); it is recorded completed: removed");
+  }
+}
+
 bool IntakeWorker::consumer_missing() {
   jsConsumerInfo* ci = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -156,6 +192,7 @@ void IntakeWorker::fetch_loop() {
       // The long poll expired, the server is away, or the consumer is gone (deleted, or a
       // server that lost it): made again, it delivers every spec not acked afresh, as first
       // deliveries, which the claims answer.
+      if (s == NATS_TIMEOUT) sweep();
       if (consumer_missing()) {
         auto sub = pull_subscribe(conn_.js.get(), o_.queue);
         if (sub) {

@@ -54,6 +54,11 @@ class IntakeWorker {
   bool claim(natsMsg* m, uint64_t stream_seq, uint64_t delivered, std::string* claim);
   void nak_later(natsMsg* m, int64_t delay_ms);
   bool consumer_missing();
+  // A server that crashed can keep a message it had confirmed acked while its consumer counts
+  // it acked: the consumer never delivers it again. When the stream holds more messages than
+  // the consumer has left to deliver or awaits acks for, those recorded completed are deleted.
+  // Runs when a long poll comes back empty.
+  void sweep();
 
   IntakeWorkerOptions o_;
   Channel& ch_;

@@ -121,7 +121,16 @@ TEST_CASE("nats chaos: 300 specs on three daemons through 20 server SIGKILLs and
   REQUIRE(twice.empty());
 
   // Every spec acked off the queue, and one completion record each, completed.
-  REQUIRE(eventually([&] { return server.stream_messages(kSpecs) == 0; }, 30s));
+  bool drained = eventually([&] { return server.stream_messages(kSpecs) == 0; }, 30s);
+  if (!drained) {
+    INFO("stream: " << server.js_api(std::string("STREAM.INFO.") + kSpecs, nlohmann::json::object()).dump());
+    INFO("consumer: " << server.js_api(std::string("CONSUMER.INFO.") + kSpecs + ".cellos-reactor",
+                                       nlohmann::json::object()).dump());
+    std::string errs;
+    for (auto& d : daemons) errs += d->err().substr(d->err().size() > 3000 ? d->err().size() - 3000 : 0);
+    INFO(errs);
+    REQUIRE(drained);
+  }
   auto recs = kv_records(server, "cellos-completions");
   std::map<std::string, int> records;
   size_t not_completed = 0;
