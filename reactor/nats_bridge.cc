@@ -1,6 +1,10 @@
 #include "reactor/nats_bridge.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace cellos::reactor {
 
@@ -32,6 +36,7 @@ base::Result<std::unique_ptr<NatsBridge>> NatsBridge::create(NatsBridgeOptions o
   co.on_down = [self] { self->on_down(); };
   self->written_ = self->o_.events ? self->o_.events->written_seq() : 0;
   if (self->o_.events) self->o_.events->set_on_written([self](uint64_t s) { self->on_written(s); });
+  if (c.intake.nats.enabled) self->replay_journal();
   auto comp = Companion::start(*self->o_.ring, std::move(co));
   if (!comp) return std::move(comp).error();
   b->companion_ = std::move(*comp);
@@ -103,7 +108,54 @@ bool NatsBridge::settling(uint64_t stream_seq, const std::string& token) {
   return false;
 }
 
+namespace {
+// Not a delivery's ack subject: the companion records the completion and acks nothing.
+constexpr std::string_view kReplayToken = "journal:";
+}  // namespace
+
+void NatsBridge::replay_journal() {
+  const std::string path = cfg_.host.state_dir + "/nats-settling.jsonl";
+  if (auto text = base::read_file_at(AT_FDCWD, path, 64 << 20); text.ok()) {
+    size_t n = 0;
+    for (size_t at = 0, eol; (eol = text->find('\n', at)) != std::string::npos; at = eol + 1) {
+      auto j = nlohmann::json::parse(text->substr(at, eol - at), nullptr, false);
+      if (j.is_discarded() || !j.is_object()) continue;  // a line torn by a crash
+      const uint64_t seq = j.value("seq", uint64_t{0});
+      const std::string token = std::string(kReplayToken) + std::to_string(seq);
+      unsettled_[token] = nats::Frame{nats::Kind::kCompleted, seq, 0, token, j.value("key", ""),
+                                      j.value("record", ""), {}};
+      ++n;
+    }
+    if (n)
+      std::fprintf(stderr, "cellos-reactor: nats: %zu completions the previous daemon had not "
+                   "recorded are recorded now\n", n);
+  }
+  auto fd = base::open_at(AT_FDCWD, path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (!fd)
+    std::fprintf(stderr, "cellos-reactor: nats: settling journal: %s\n", fd.error().message().c_str());
+  else
+    journal_ = std::move(*fd);
+  trim_journal();  // empty unless something is left to settle (kept until it is)
+}
+
+void NatsBridge::journal(const nats::Frame& f) {
+  if (!journal_ || f.kind != nats::Kind::kCompleted) return;
+  const std::string line =
+      nlohmann::json{{"seq", f.seq}, {"key", f.key}, {"record", f.text}}.dump() + "\n";
+  // One write, O_APPEND: a crash leaves at most a torn last line, which replay skips.
+  if (::write(journal_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    std::fprintf(stderr, "cellos-reactor: nats: settling journal: write failed\n");
+}
+
+void NatsBridge::trim_journal() {
+  if (!journal_) return;
+  for (const auto& [token, f] : unsettled_)
+    if (f.kind == nats::Kind::kCompleted) return;
+  (void)::ftruncate(journal_.get(), 0);
+}
+
 void NatsBridge::settle(nats::Frame f) {
+  journal(f);
   if (companion_) companion_->send(f);
   unsettled_[f.token] = std::move(f);
 }
@@ -129,6 +181,7 @@ void NatsBridge::on_frame(nats::Frame f) {
     case nats::Kind::kSettled:
       release(f.token);
       unsettled_.erase(f.token);
+      trim_journal();
       break;
     case nats::Kind::kClaimLost:
       claim_lost(f);
@@ -160,6 +213,7 @@ void NatsBridge::claim_lost(const nats::Frame& f) {
   auto done = [&](const nats::Frame& u) { return u.seq == f.seq && u.kind == nats::Kind::kCompleted; };
   std::erase_if(unsettled_, [&](const auto& u) { return done(u.second); });
   std::erase_if(waiting_disk_, [&](const auto& w) { return done(w.second); });
+  trim_journal();
   std::fprintf(stderr, "cellos-reactor: nats: fenced: stream seq %llu (%s): %s; this host kills "
                "its cell and never completes it\n", static_cast<unsigned long long>(f.seq),
                f.claim.c_str(), f.text.c_str());

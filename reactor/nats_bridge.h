@@ -14,6 +14,10 @@
 // - settling: a finished cell's completion (KV record, then ack) is sent once its destroyed
 //   event is on disk in the local log; a rejected spec's term at once. Both are resent to a
 //   new companion until it reports them settled.
+// - the settling journal (<state_dir>/nats-settling.jsonl): a completion is appended once its
+//   events are on disk and before it goes to the companion, so a daemon killed before the
+//   completion record was made still makes it when it starts again (instead of finding its own
+//   claim and running the spec a second time). Emptied whenever nothing is left to settle.
 // - the local log's progress (kLogWritten), which wakes the companion's publisher.
 #pragma once
 
@@ -99,6 +103,11 @@ class NatsBridge {
   void heartbeat();
   void settle(nats::Frame f);
   void claim_lost(const nats::Frame& f);
+  // The journal: what a predecessor left unsettled is settled again (no token: nothing to ack
+  // through; the spec's next delivery finds it completed and is acked then).
+  void replay_journal();
+  void journal(const nats::Frame& f);
+  void trim_journal();
 
   NatsBridgeOptions o_;
   const cells::Config& cfg_;
@@ -115,6 +124,7 @@ class NatsBridge {
   std::multimap<uint64_t, nats::Frame> waiting_disk_;
   // Sent to the companion, not yet reported settled: resent to a new companion.
   std::map<std::string, nats::Frame> unsettled_;
+  base::Fd journal_;
   Timer hb_;
   uint64_t written_ = 0, published_ = 0;
 };
