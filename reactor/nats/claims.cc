@@ -72,7 +72,16 @@ Claims::Decision Claims::claim(const std::string& key, const std::string& spec_i
       if (!take) return {Decision::kBusy, "claimed by host " + e.host};
     }
     nlohmann::json taken = nlohmann::json::parse(mine);
-    if (e.state != "released") taken["takenOverFrom"] = e.host;
+    auto was = nlohmann::json::parse(e.raw, nullptr, false);
+    const int64_t claims = was.is_object() ? was.value("claims", int64_t{1}) : 1;
+    if (e.state != "released") {
+      taken["takenOverFrom"] = e.host;
+      taken["claims"] = claims + 1;
+      if (claims >= o_.max_claims)
+        return {Decision::kGiveUp, std::to_string(claims) + " hosts claimed it and none completed it"};
+    } else {
+      taken["claims"] = claims;  // given back unrun: not a failed run
+    }
     s = kvStore_UpdateString(&rev, kv_, key.c_str(), taken.dump().c_str(), e.rev);
     if (s == NATS_OK) {
       seen_.erase(key);

@@ -38,6 +38,9 @@ inline constexpr int64_t kTakeoverAckWaits = 3;
 struct ClaimsOptions {
   std::string host_id;
   int64_t ack_wait_ms = 30000;
+  // Hosts that may claim one spec ([intake.nats] max_deliver): a spec whose claims keep going
+  // stale (it takes its hosts down with it) is given up, not passed on for ever.
+  int64_t max_claims = 5;
 };
 
 class Claims {
@@ -50,6 +53,7 @@ class Claims {
       kCompleted,  // a completion record: ack it, never run it
       kBusy,       // another host holds it: hand it back with a delay
       kUnknown,    // the bucket did not answer: hand it back, never run it
+      kGiveUp,     // max_claims hosts claimed it and none completed it: terminate it
     } what = kUnknown;
     std::string why;  // for the daemon's log: who holds it, what failed
   };

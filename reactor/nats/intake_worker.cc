@@ -85,7 +85,7 @@ bool IntakeWorker::setup() {
   }
   std::lock_guard lock(mu_);
   kv_ = std::move(*kv);
-  claims_ = std::make_unique<Claims>(kv_.get(), ClaimsOptions{o_.host_id, o_.queue.ack_wait_ms});
+  claims_ = std::make_unique<Claims>(kv_.get(), ClaimsOptions{o_.host_id, o_.queue.ack_wait_ms, o_.queue.max_deliver});
   sub_ = std::move(*sub);
   ready_ = true;
   cv_.notify_all();
@@ -121,6 +121,11 @@ bool IntakeWorker::claim(natsMsg* m, uint64_t stream_seq, uint64_t delivered, st
       // Back to the queue for a while: the owner completes it, or its claim goes stale and a
       // host that sees it again takes it over.
       nak_later(m, o_.queue.ack_wait_ms);
+      return false;
+    case Claims::Decision::kGiveUp:
+      ch_.note("nats intake: spec " + id + " (stream seq " + std::to_string(stream_seq) +
+               ") given up: " + d.why + " ([intake.nats] max_deliver); terminated");
+      natsConnection_PublishString(conn_.nc.get(), natsMsg_GetReply(m), "+TERM");
       return false;
     case Claims::Decision::kUnknown:
       // Running it might run it twice: given back, it comes again.

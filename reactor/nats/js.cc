@@ -99,7 +99,8 @@ base::Result<Sub> pull_subscribe(jsCtx* js, const WorkQueueOptions& o) {
   so.Config.AckPolicy = js_AckExplicit;
   so.Config.AckWait = o.ack_wait_ms * kNanos;
   // Unlimited: a nak counts as a delivery, and a spec handed back while another host holds its
-  // claim (claims.h) must never be dropped. The claims bound how often a spec runs.
+  // claim (claims.h) must never be dropped. The claims bound how often a spec runs
+  // (max_deliver hosts).
   so.Config.MaxDeliver = -1;
   so.Config.MaxAckPending = 100000;
   so.Config.MaxWaiting = 512;
