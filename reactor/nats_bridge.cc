@@ -64,7 +64,8 @@ void NatsBridge::give_back(const std::string& token) {
   // The claim is released with it, so another host runs it without waiting out the takeover.
   const Claim c = claims_.count(token) ? claims_[token] : Claim{};
   release(token);
-  if (companion_) companion_->send(nats::Frame{nats::Kind::kNak, c.seq, 0, token, {}, {}, c.key});
+  // A settlement: a daemon that stops waits for it like for a completion.
+  settle(nats::Frame{nats::Kind::kNak, c.seq, 0, token, {}, {}, c.key});
 }
 
 void NatsBridge::term(const std::string& token, uint64_t stream_seq, const std::string& reason) {

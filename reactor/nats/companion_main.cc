@@ -69,9 +69,9 @@ int serve(const ServeFlags& f) {
         if (intake) intake->add_credit(fr->count);
         break;
       case nats::Kind::kInProgress:
-      case nats::Kind::kNak:
         if (intake) intake->lease(std::move(*fr));
         break;
+      case nats::Kind::kNak:
       case nats::Kind::kTerm:
       case nats::Kind::kCompleted:
         if (intake) intake->settle(std::move(*fr));

@@ -27,8 +27,8 @@ enum class Kind : uint8_t {
   kFetch = 1,        // count: more specs the reactor has free slots for (credit)
   kInProgress = 2,   // token, seq, claim: the spec's cell still runs (or waits): push AckWait
                      // back and renew the claim (-> kClaimLost when another host took it over)
-  kNak = 3,          // token, seq, claim: a spec given back unrun (the daemon stops):
-                     // redeliver it now and release the claim
+  kNak = 3,          // token, seq, claim: a spec given back unrun (the daemon stops): release
+                     // the claim, then redeliver it now; -> kSettled
   kTerm = 4,         // token, text: an invalid spec: never redeliver it
   kCompleted = 5,    // token, key = claim key, text = record: the claim becomes the completion
                      // record (compare-and-set), then ack; -> kSettled (or kClaimLost)
@@ -36,7 +36,7 @@ enum class Kind : uint8_t {
   // companion -> reactor
   kSpec = 32,        // token, seq = stream sequence, count = delivery count, text = spec bytes,
                      // claim = its claim key, held by this host ("" for a spec with no id)
-  kSettled = 33,     // token: a kCompleted or kTerm is done on the server (resend it otherwise)
+  kSettled = 33,     // token: a kCompleted, kTerm or kNak is done (resend it otherwise)
   kDuplicate = 34,   // seq = stream sequence, key = spec id, text: already completed, acked unrun
   kPublished = 35,   // seq: the stream holds this host's batches through this cellosseq
   kState = 36,       // count = 1 connected, 0 not; text = which connection and why

@@ -52,12 +52,10 @@ void IntakeWorker::signal(const std::string& token, const char* body) {
 }
 
 void IntakeWorker::lease(Frame f) {
-  signal(f.token, f.kind == Kind::kNak ? "-NAK" : "+WPI");
+  signal(f.token, "+WPI");
   if (f.claim.empty()) return;
   std::lock_guard lock(mu_);
-  Frame& slot = lease_q_[f.claim];
-  // A release wins over a renewal queued before it; a renewal never undoes a release.
-  if (slot.kind != Kind::kNak) slot = std::move(f);
+  lease_q_[f.claim] = std::move(f);
   cv_.notify_all();
 }
 
@@ -242,6 +240,13 @@ void IntakeWorker::settle_loop() {
       settle_q_.pop_front();
     }
     auto backoff = std::chrono::milliseconds(100);
+    if (f.kind == Kind::kNak) {
+      // Released first, so the host the nak sends it to need not wait out the takeover window.
+      if (!f.claim.empty()) claims_->release(f.claim);
+      signal(f.token, "-NAK");
+      ch_.send(Frame{Kind::kSettled, 0, 0, f.token, {}, {}, {}});
+      continue;
+    }
     if (f.kind == Kind::kCompleted) {
       // The record first, then the ack: a host dying between them leaves a redelivery the
       // bucket already answers, never a spec acked but unrecorded. A compare-and-set from our
@@ -286,10 +291,6 @@ void IntakeWorker::lease_loop() {
       cv_.wait(lock, [this] { return ready_ && !lease_q_.empty(); });
       f = std::move(lease_q_.begin()->second);
       lease_q_.erase(lease_q_.begin());
-    }
-    if (f.kind == Kind::kNak) {
-      claims_->release(f.claim);
-      continue;
     }
     std::string holder;
     // kUnknown (no answer): the next heartbeat tries again; the takeover window is nine of them.

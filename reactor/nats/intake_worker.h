@@ -36,10 +36,10 @@ class IntakeWorker {
   void add_credit(uint64_t n);
   // "+WPI" (in progress) or "-NAK": fire and forget, buffered by libnats while disconnected.
   void signal(const std::string& token, const char* body);
-  // kInProgress: +WPI now, and the claim renewed on the lease thread. kNak: -NAK now, and the
-  // claim released there.
+  // kInProgress: +WPI now, and the claim renewed on the lease thread.
   void lease(Frame f);
-  // kCompleted or kTerm, settled in order on the settle thread, then reported kSettled.
+  // kCompleted, kTerm or kNak (claim released, then -NAK), settled in order on the settle
+  // thread, then reported kSettled.
   void settle(Frame f);
 
  private:
@@ -71,7 +71,7 @@ class IntakeWorker {
   uint64_t credit_ = 0;
   bool ready_ = false;
   std::deque<Frame> settle_q_;
-  // Leases to renew or release, by claim key: heartbeats of one spec coalesce.
+  // Leases to renew, by claim key: heartbeats of one spec coalesce.
   std::map<std::string, Frame> lease_q_;
   std::thread fetcher_, settler_, leaser_;
 };
