@@ -214,6 +214,10 @@ void IntakeWorker::fetch_loop() {
       const uint64_t seq = meta->Sequence.Stream, delivered = meta->NumDelivered;
       jsMsgMetaData_Destroy(meta);
       std::string key;
+      // Held until the daemon has the kSpec: a completion of this claim that ran after our read
+      // of the record reports kSettled only after it, so the daemon still finds the spec
+      // settling and settles the delivery instead of running the spec again.
+      std::lock_guard order(claim_mu_);
       if (!claim(m, seq, delivered, &key)) continue;  // its credit stays unused
       Frame f{Kind::kSpec, seq, delivered, natsMsg_GetReply(m), {}, {}, key};
       if (static_cast<size_t>(natsMsg_GetDataLength(m)) > kMaxSpecBytes)
@@ -253,7 +257,11 @@ void IntakeWorker::settle_loop() {
       // claim: a host fenced off meanwhile records and acks nothing.
       Claims::Lease l;
       std::string holder;
-      while ((l = claims_->complete(f.key, f.text, &holder)) == Claims::Lease::kUnknown) {
+      auto complete = [&] {
+        std::lock_guard order(claim_mu_);  // see fetch_loop
+        return claims_->complete(f.key, f.text, &holder);
+      };
+      while ((l = complete()) == Claims::Lease::kUnknown) {
         std::this_thread::sleep_for(backoff);
         backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
       }

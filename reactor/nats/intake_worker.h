@@ -66,6 +66,8 @@ class IntakeWorker {
   Sub sub_;
   Kv kv_;
   std::unique_ptr<Claims> claims_;
+  // Orders a delivery's claim and kSpec against a completion of the same claim (fetch_loop).
+  std::mutex claim_mu_;
   std::mutex mu_;
   std::condition_variable cv_;
   uint64_t credit_ = 0;
