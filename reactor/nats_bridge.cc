@@ -40,11 +40,13 @@ base::Result<std::unique_ptr<NatsBridge>> NatsBridge::create(NatsBridgeOptions o
   auto comp = Companion::start(*self->o_.ring, std::move(co));
   if (!comp) return std::move(comp).error();
   b->companion_ = std::move(*comp);
+  b->on_up();  // the spawn's own on_up came before companion_ was set
   return b;
 }
 
 void NatsBridge::on_up() {
   credit_ = 0;
+  if (!companion_) return;  // create() calls it again once the companion is ours
   // A new companion knows nothing: what was unsettled goes again (a KV put and an ack are
   // idempotent), and the room the daemon has is offered afresh.
   for (const auto& [token, f] : unsettled_) companion_->send(f);

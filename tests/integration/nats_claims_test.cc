@@ -1,13 +1,15 @@
 // Claims in the completion bucket (reactor/nats/claims.h), on a real nats-server: a consumer
 // deleted and made again mid-run delivers specs already run as first deliveries, and none runs
 // twice; a host stopped (SIGSTOP) past the takeover window loses its claim to another host,
-// and when continued kills its cell and completes nothing; `submit --config` with
-// [intake.nats] publishes to the work queue (the spool only with --spool).
+// and when continued kills its cell and completes nothing; a daemon killed before its
+// completion was recorded records it from its journal when it starts again; `submit --config`
+// with [intake.nats] publishes to the work queue (the spool only with --spool).
 #include <signal.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <map>
+#include <memory>
 #include <set>
 #include <thread>
 
@@ -165,6 +167,45 @@ TEST_CASE("nats claims: a host stopped past the takeover window is fenced: anoth
   db.signal(SIGTERM);
   REQUIRE(da.wait() == 0);
   REQUIRE(db.wait() == 0);
+}
+
+TEST_CASE("nats claims: a daemon killed after a cell finished but before its completion was recorded records it from its journal when it starts again and never runs it twice") {
+  if (!NatsServer::available()) CELLOS_SKIP("nats-server is not installed");
+  NatsServer server;
+  Fleet fleet(nats_toml(server, 3), "batch_max_delay_ms = 5\n", "max_concurrent_cells = 2\n");
+  auto daemon = std::make_unique<DaemonProcess>(fleet);
+  const std::string id = unique_id("jr");
+  REQUIRE(submit_all(server, {make_spec(id, {"/bin/sleep", "1"}).dump()}, fleet.dir()) == 1);
+  REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.started").empty(); }, 30s));
+  // The companion stopped: the finished cell's completion can reach the journal, not the bucket.
+  const pid_t comp = companion_pid(daemon->pid());
+  REQUIRE(comp > 0);
+  REQUIRE(::kill(comp, SIGSTOP) == 0);
+  REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.destroyed").empty(); }, 30s));
+  const std::string journal = fleet.state_dir() + "/nats-settling.jsonl";
+  REQUIRE(eventually([&] { return read_text(journal).find(id) != std::string::npos; }, 10s));
+  daemon->signal(SIGKILL);  // the stopped companion dies with it (PR_SET_PDEATHSIG)
+  REQUIRE(daemon->wait() == 128 + SIGKILL);
+  auto recs = kv_records(server, kBucket);
+  REQUIRE(recs.size() == 1);
+  CHECK(recs.begin()->second.value("state", "") == "claimed");  // what the host died with
+
+  ::unlink((fleet.state_dir() + "/reactor.sock").c_str());
+  daemon = std::make_unique<DaemonProcess>(fleet);
+  REQUIRE(eventually([&] {
+    auto r = kv_records(server, kBucket);
+    return r.size() == 1 && r.begin()->second.value("state", "") == "completed";
+  }, 30s));
+  // Its redelivery finds it completed and is acked; nothing runs again.
+  REQUIRE(eventually([&] { return server.stream_messages(kSpecs) == 0; }, 30s));
+  std::this_thread::sleep_for(4s);  // past AckWait
+  INFO(daemon->err());
+  CHECK(daemon->err().find("recorded now") != std::string::npos);
+  CHECK(events_of(fleet, "lifecycle.v1.started").size() == 1);
+  CHECK(events_of(fleet, "command.v1.completed").size() == 1);
+  CHECK(read_text(journal).empty());  // emptied once settled
+  daemon->signal(SIGTERM);
+  REQUIRE(daemon->wait() == 0);
 }
 
 TEST_CASE("nats claims: submit --config with [intake.nats] publishes to the work queue, and --spool writes the spool") {
