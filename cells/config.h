@@ -95,7 +95,7 @@ struct IntakeNatsConfig {
   std::string subject = "cellos.specs";
   std::string durable = "cellos-reactor";
   uint64_t ack_wait_seconds = 30;   // heartbeats go out every third of it while a cell runs
-  uint64_t max_deliver = 5;         // then the server stops redelivering a spec
+  uint64_t max_deliver = 5;         // hosts that may claim one spec before it is terminated
   std::string completions_bucket = "cellos-completions";
 };
 

@@ -61,6 +61,7 @@ class Daemon final : public IntakeSink {
   bool stopping() const override { return stopping_; }
   void rejected(const IntakeEntry& e, const std::optional<std::string>& cell_id,
                 const std::string& reason) override;
+  void fence(const Intake& from, uint64_t seq) override;
 
  private:
   base::Result<void> start();
@@ -131,6 +132,22 @@ IntakeEntry* Daemon::held(const Intake& from, uint64_t seq) {
   return w ? &w->entry : nullptr;
 }
 
+void Daemon::fence(const Intake& from, uint64_t seq) {
+  auto match = [&](const IntakeEntry& e) { return e.from == &from && e.seq == seq; };
+  for (auto& [id, e] : running_) {
+    if (!match(e)) continue;
+    e.fenced = true;
+    for (const auto& [raw, c] : sup_->cells())
+      if (c->id() == id) c->kill(cells::KillCause::kReactorStop);
+    std::fprintf(stderr, "cellos-reactor: %s: another host took it over: cell %s killed, its "
+                 "end not recorded here\n", from.where(e).c_str(), id.c_str());
+  }
+  waiting_.remove_if([&](const WaitingSpec& w) { return match(w.entry); }, [](const WaitingSpec&) {});
+  for (auto& [key, w] : resolving_)
+    if (match(w->entry)) w->entry.fenced = true;  // dropped when its lookup ends
+  pump();
+}
+
 void Daemon::offer(IntakeEntry e) {
   if (stopping_ || waiting_.has_name(e.name) || resolving_names_.count(e.name)) return;
   cells::AdmissionOptions ao;
@@ -160,6 +177,7 @@ void Daemon::offer(IntakeEntry e) {
     resolving_.erase(it);
     resolving_ids_.erase(done.spec.id);
     resolving_names_.erase(done.entry.name);
+    if (done.entry.fenced) return;  // another host runs it
     if (stopping_) {
       // Never started: back to its intake (a spool file just stays in the spool).
       (void)done.entry.from->give_back(done.entry);

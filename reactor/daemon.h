@@ -21,11 +21,14 @@ int serve_command(const ServeArgs& args);
 //
 // With nats_url (`submit --nats URL SPEC.json`): the same validation (policy from --config, or
 // the built-in defaults), then the spec is published to [intake.nats] subject (from --config,
-// else the default) by the NATS companion, exec'd in its one-shot publish mode.
+// else the default) by the NATS companion, exec'd in its one-shot publish mode. Without --nats,
+// a config with [intake.nats] enabled publishes to its url the same way, unless `spool` asks
+// for its spool.
 struct SubmitArgs {
   std::string spec_path;
   std::string config_path;
   std::string nats_url;
+  bool spool = false;
 };
 int submit_command(const SubmitArgs& args);
 

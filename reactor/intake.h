@@ -26,6 +26,9 @@ struct IntakeEntry {
   std::string text;   // the spec as delivered, when it has no file of its own
   std::string token;  // the intake's handle to settle it with (an ack subject); may change
   uint64_t seq = 0;   // the intake's sequence for it (a stream sequence), 0 when none
+  // Another host owns it now (IntakeSink::fence): its cell is killed, and nothing of its end
+  // is settled here.
+  bool fenced = false;
 };
 
 // What an intake hands its specs to: the daemon.
@@ -40,6 +43,9 @@ class IntakeSink {
   // the metrics and the stderr line, as for any refusal.
   virtual void rejected(const IntakeEntry& e, const std::optional<std::string>& cell_id,
                         const std::string& reason) = 0;
+  // The spec `from` delivered with sequence `seq` is no longer this host's to run (another host
+  // took it over): a running cell is killed, a waiting spec dropped; neither is settled here.
+  virtual void fence(const Intake& from, uint64_t seq) = 0;
 
  protected:
   ~IntakeSink() = default;
@@ -66,7 +72,7 @@ class Intake {
   virtual void refuse(const IntakeEntry& e, const std::optional<std::string>& cell_id,
                       const std::string& reason, bool active) = 0;
   // The cell ran and is destroyed; its destroyed event has log sequence `on_disk` (written once
-  // the log reports it).
+  // the log reports it). Also for a fenced entry, which must then settle nothing.
   virtual void finished(const IntakeEntry& e, const cells::Cell& cell, uint64_t on_disk) = 0;
   // SIGTERM: no more offers.
   virtual void stop() = 0;

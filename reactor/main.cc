@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
                          "fleet.toml of the daemon (with --nats: its policy and [intake.nats])");
   submit_cmd->add_option("--nats", submit.nats_url,
                          "publish to the fleet's JetStream work queue at this URL instead");
+  submit_cmd->add_flag("--spool", submit.spool,
+                       "write the daemon's spool even when its fleet.toml enables [intake.nats]");
 
   cellos::reactor::StatusArgs status;
   auto* status_cmd = app.add_subcommand("status", "what the fleet daemon is running");

@@ -1,6 +1,10 @@
 #include "reactor/nats_bridge.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 namespace cellos::reactor {
 
@@ -32,14 +36,17 @@ base::Result<std::unique_ptr<NatsBridge>> NatsBridge::create(NatsBridgeOptions o
   co.on_down = [self] { self->on_down(); };
   self->written_ = self->o_.events ? self->o_.events->written_seq() : 0;
   if (self->o_.events) self->o_.events->set_on_written([self](uint64_t s) { self->on_written(s); });
+  if (c.intake.nats.enabled) self->replay_journal();
   auto comp = Companion::start(*self->o_.ring, std::move(co));
   if (!comp) return std::move(comp).error();
   b->companion_ = std::move(*comp);
+  b->on_up();  // the spawn's own on_up came before companion_ was set
   return b;
 }
 
 void NatsBridge::on_up() {
   credit_ = 0;
+  if (!companion_) return;  // create() calls it again once the companion is ours
   // A new companion knows nothing: what was unsettled goes again (a KV put and an ack are
   // idempotent), and the room the daemon has is offered afresh.
   for (const auto& [token, f] : unsettled_) companion_->send(f);
@@ -51,25 +58,28 @@ void NatsBridge::on_down() { credit_ = 0; }
 void NatsBridge::offer_room(uint64_t free) {
   room_ = free;
   if (!intake() || stopping_ || !companion_ || !companion_->up() || free <= credit_) return;
-  companion_->send(nats::Frame{nats::Kind::kFetch, 0, free - credit_, {}, {}, {}});
+  companion_->send(nats::Frame{nats::Kind::kFetch, 0, free - credit_, {}, {}, {}, {}});
   credit_ = free;
 }
 
 void NatsBridge::give_back(const std::string& token) {
-  held_.erase(token);
-  if (companion_) companion_->send(nats::Frame{nats::Kind::kNak, 0, 0, token, {}, {}});
+  // The claim is released with it, so another host runs it without waiting out the takeover.
+  const Claim c = claims_.count(token) ? claims_[token] : Claim{};
+  release(token);
+  // A settlement: a daemon that stops waits for it like for a completion.
+  settle(nats::Frame{nats::Kind::kNak, c.seq, 0, token, {}, {}, c.key});
 }
 
 void NatsBridge::term(const std::string& token, uint64_t stream_seq, const std::string& reason) {
-  held_.erase(token);
-  settle(nats::Frame{nats::Kind::kTerm, stream_seq, 0, token, {}, reason});
+  release(token);
+  settle(nats::Frame{nats::Kind::kTerm, stream_seq, 0, token, {}, reason, {}});
 }
 
 void NatsBridge::completed(const std::string& token, uint64_t stream_seq, const std::string& spec_id,
                            std::string record, uint64_t on_disk) {
   // seq: the spec's stream sequence, so a late redelivery can find its completion (settling).
-  nats::Frame f{nats::Kind::kCompleted, stream_seq, 0, token, nats::completion_key(spec_id),
-                std::move(record)};
+  nats::Frame f{nats::Kind::kCompleted, stream_seq, 0, token, nats::claim_key(spec_id, stream_seq),
+                std::move(record), {}};
   // Heartbeats go on until it is settled: the server must not redeliver it meanwhile.
   if (on_disk <= written_)
     settle(std::move(f));
@@ -101,7 +111,54 @@ bool NatsBridge::settling(uint64_t stream_seq, const std::string& token) {
   return false;
 }
 
+namespace {
+// Not a delivery's ack subject: the companion records the completion and acks nothing.
+constexpr std::string_view kReplayToken = "journal:";
+}  // namespace
+
+void NatsBridge::replay_journal() {
+  const std::string path = cfg_.host.state_dir + "/nats-settling.jsonl";
+  if (auto text = base::read_file_at(AT_FDCWD, path, 64 << 20); text.ok()) {
+    size_t n = 0;
+    for (size_t at = 0, eol; (eol = text->find('\n', at)) != std::string::npos; at = eol + 1) {
+      auto j = nlohmann::json::parse(text->substr(at, eol - at), nullptr, false);
+      if (j.is_discarded() || !j.is_object()) continue;  // a line torn by a crash
+      const uint64_t seq = j.value("seq", uint64_t{0});
+      const std::string token = std::string(kReplayToken) + std::to_string(seq);
+      unsettled_[token] = nats::Frame{nats::Kind::kCompleted, seq, 0, token, j.value("key", ""),
+                                      j.value("record", ""), {}};
+      ++n;
+    }
+    if (n)
+      std::fprintf(stderr, "cellos-reactor: nats: %zu completions the previous daemon had not "
+                   "recorded are recorded now\n", n);
+  }
+  auto fd = base::open_at(AT_FDCWD, path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (!fd)
+    std::fprintf(stderr, "cellos-reactor: nats: settling journal: %s\n", fd.error().message().c_str());
+  else
+    journal_ = std::move(*fd);
+  trim_journal();  // empty unless something is left to settle (kept until it is)
+}
+
+void NatsBridge::journal(const nats::Frame& f) {
+  if (!journal_ || f.kind != nats::Kind::kCompleted) return;
+  const std::string line =
+      nlohmann::json{{"seq", f.seq}, {"key", f.key}, {"record", f.text}}.dump() + "\n";
+  // One write, O_APPEND: a crash leaves at most a torn last line, which replay skips.
+  if (::write(journal_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
+    std::fprintf(stderr, "cellos-reactor: nats: settling journal: write failed\n");
+}
+
+void NatsBridge::trim_journal() {
+  if (!journal_) return;
+  for (const auto& [token, f] : unsettled_)
+    if (f.kind == nats::Kind::kCompleted) return;
+  (void)::ftruncate(journal_.get(), 0);
+}
+
 void NatsBridge::settle(nats::Frame f) {
+  journal(f);
   if (companion_) companion_->send(f);
   unsettled_[f.token] = std::move(f);
 }
@@ -114,18 +171,23 @@ void NatsBridge::on_written(uint64_t seq) {
     settle(std::move(f));
   }
   if (cfg_.events.nats.enabled && companion_)
-    companion_->send(nats::Frame{nats::Kind::kLogWritten, seq, 0, {}, {}, {}});
+    companion_->send(nats::Frame{nats::Kind::kLogWritten, seq, 0, {}, {}, {}, {}});
 }
 
 void NatsBridge::on_frame(nats::Frame f) {
   switch (f.kind) {
     case nats::Kind::kSpec:
       if (credit_) --credit_;
+      if (!f.claim.empty()) claims_[f.token] = Claim{f.seq, f.claim};
       if (o_.on_spec) o_.on_spec(std::move(f));
       break;
     case nats::Kind::kSettled:
-      held_.erase(f.token);
+      release(f.token);
       unsettled_.erase(f.token);
+      trim_journal();
+      break;
+    case nats::Kind::kClaimLost:
+      claim_lost(f);
       break;
     case nats::Kind::kDuplicate:
       std::fprintf(stderr, "cellos-reactor: nats: spec %s (stream seq %llu, delivery %llu) %s: "
@@ -147,6 +209,20 @@ void NatsBridge::on_frame(nats::Frame f) {
   }
 }
 
+void NatsBridge::claim_lost(const nats::Frame& f) {
+  // Every trace of the spec goes: its deliveries' heartbeats, a settlement not yet done.
+  std::erase_if(held_, [&](const auto& h) { return h.second.seq == f.seq; });
+  std::erase_if(claims_, [&](const auto& c) { return c.second.seq == f.seq; });
+  auto done = [&](const nats::Frame& u) { return u.seq == f.seq && u.kind == nats::Kind::kCompleted; };
+  std::erase_if(unsettled_, [&](const auto& u) { return done(u.second); });
+  std::erase_if(waiting_disk_, [&](const auto& w) { return done(w.second); });
+  trim_journal();
+  std::fprintf(stderr, "cellos-reactor: nats: fenced: stream seq %llu (%s): %s; this host kills "
+               "its cell and never completes it\n", static_cast<unsigned long long>(f.seq),
+               f.claim.c_str(), f.text.c_str());
+  if (o_.on_claim_lost) o_.on_claim_lost(f.seq);
+}
+
 void NatsBridge::arm_heartbeat() {
   if (hb_.in_flight || held_.empty()) return;
   hb_.fn = [this](int res) {
@@ -160,7 +236,8 @@ void NatsBridge::arm_heartbeat() {
 
 void NatsBridge::heartbeat() {
   if (companion_)
-    for (const std::string& t : held_) companion_->send(nats::Frame{nats::Kind::kInProgress, 0, 0, t, {}, {}});
+    for (const auto& [t, c] : held_)
+      companion_->send(nats::Frame{nats::Kind::kInProgress, c.seq, 0, t, {}, {}, c.key});
   arm_heartbeat();
 }
 

@@ -4,12 +4,20 @@
 // - credit: fetch(n) asks for at most n more specs; the daemon offers its free slots, so no
 //   more specs are outstanding than it has room for. Credit dies with a companion.
 // - held tokens: every spec delivered and not yet settled (waiting or running) gets an
-//   in-progress heartbeat every third of AckWait, so AckWait can stay short. Tokens are the
+//   in-progress heartbeat every third of AckWait, so AckWait can stay short, and the heartbeat
+//   renews the spec's claim in the completion bucket (reactor/nats/claims.h). Tokens are the
 //   messages' ack subjects, valid for any connection: a restarted companion keeps
 //   heartbeating and settles them.
+// - fencing: a renewal or completion that finds the claim taken over by another host reports
+//   kClaimLost: the bridge forgets the spec (no heartbeat, no settlement) and tells the daemon
+//   (on_claim_lost), which kills its cell.
 // - settling: a finished cell's completion (KV record, then ack) is sent once its destroyed
 //   event is on disk in the local log; a rejected spec's term at once. Both are resent to a
 //   new companion until it reports them settled.
+// - the settling journal (<state_dir>/nats-settling.jsonl): a completion is appended once its
+//   events are on disk and before it goes to the companion, so a daemon killed before the
+//   completion record was made still makes it when it starts again (instead of finding its own
+//   claim and running the spec a second time). Emptied whenever nothing is left to settle.
 // - the local log's progress (kLogWritten), which wakes the companion's publisher.
 #pragma once
 
@@ -18,7 +26,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 
 #include "cells/config.h"
@@ -34,6 +41,9 @@ struct NatsBridgeOptions {
   std::string companion_binary;  // default: beside /proc/self/exe
   // A spec delivered from the work queue (kSpec), for the daemon to admit or reject.
   std::function<void(nats::Frame)> on_spec;
+  // Another host took over the claim of stream message `stream_seq`: kill its cell if it runs,
+  // drop it if it waits. Its completion is never recorded or acked by this host.
+  std::function<void(uint64_t stream_seq)> on_claim_lost;
 };
 
 class NatsBridge {
@@ -45,11 +55,15 @@ class NatsBridge {
   void offer_room(uint64_t free);
   // Heartbeat `token` until it is settled or given back.
   void hold(const std::string& token) {
-    held_.insert(token);
+    auto c = claims_.find(token);
+    held_[token] = c == claims_.end() ? Claim{} : c->second;
     arm_heartbeat();
   }
   // Stop heartbeating `token` (an older delivery of a spec that now has a newer one).
-  void release(const std::string& token) { held_.erase(token); }
+  void release(const std::string& token) {
+    held_.erase(token);
+    claims_.erase(token);
+  }
   // A spec given back unrun (the daemon stops): the server redelivers it at once.
   void give_back(const std::string& token);
   // An invalid spec: terminated, never redelivered (the daemon wrote its rejected event).
@@ -88,17 +102,29 @@ class NatsBridge {
   void arm_heartbeat();
   void heartbeat();
   void settle(nats::Frame f);
+  void claim_lost(const nats::Frame& f);
+  // The journal: what a predecessor left unsettled is settled again (no token: nothing to ack
+  // through; the spec's next delivery finds it completed and is acked then).
+  void replay_journal();
+  void journal(const nats::Frame& f);
+  void trim_journal();
 
   NatsBridgeOptions o_;
   const cells::Config& cfg_;
   std::unique_ptr<Companion> companion_;
   uint64_t credit_ = 0, room_ = 0;
   bool stopping_ = false;
-  std::set<std::string> held_;
+  // A delivery's claim: its stream sequence and its record's key (kSpec), by token.
+  struct Claim {
+    uint64_t seq = 0;
+    std::string key;
+  };
+  std::map<std::string, Claim> claims_, held_;
   // Completions waiting for their destroyed event to reach the disk, by that event's seq.
   std::multimap<uint64_t, nats::Frame> waiting_disk_;
   // Sent to the companion, not yet reported settled: resent to a new companion.
   std::map<std::string, nats::Frame> unsettled_;
+  base::Fd journal_;
   Timer hb_;
   uint64_t written_ = 0, published_ = 0;
 };

@@ -15,6 +15,7 @@ base::Result<void> NatsIntake::start() {
   no.ring = o_.ring;
   no.events = o_.events;
   no.on_spec = [this](nats::Frame f) { on_spec(std::move(f)); };
+  no.on_claim_lost = [this](uint64_t seq) { o_.sink->fence(*this, seq); };
   auto b = NatsBridge::create(std::move(no));
   if (!b) return std::move(b).error().context("nats");
   bridge_ = std::move(*b);
@@ -77,6 +78,7 @@ void NatsIntake::refuse(const IntakeEntry& e, const std::optional<std::string>& 
 
 void NatsIntake::finished(const IntakeEntry& e, const cells::Cell& c, uint64_t on_disk) {
   ::unlink(active_path(c.id()).c_str());
+  if (e.fenced) return;  // the bridge already forgot it: the owner records and acks it
   const cells::CellOutcome& o = c.outcome();
   // Recorded and acked once the destroyed event (emitted just now) is on disk.
   nlohmann::json rec = {{"specId", c.id()},

@@ -30,16 +30,20 @@ int submit_command(const SubmitArgs& args) {
     loaded = cells::default_config();
   }
   const cells::Config& config = *loaded;
+  // A fleet fed by [intake.nats] takes its specs from the work queue: its spool only on request.
+  const std::string url = !args.nats_url.empty() ? args.nats_url
+                          : config.intake.nats.enabled && !args.spool ? config.intake.nats.url
+                                                                       : "";
   auto text = read_spec_text(args.spec_path);
   if (!text) return complain(text.error().message());
   // The same limit the daemons' companions enforce: a spec they would reject is never queued.
-  if (!args.nats_url.empty() && text->size() > nats::kMaxSpecBytes)
+  if (!url.empty() && text->size() > nats::kMaxSpecBytes)
     return complain("spec: " + std::to_string(text->size()) +
                     " bytes: over the 1 MiB a spec may have on the NATS work queue");
   // Hostnames are left to the daemon that runs the spec: its resolver is the one that counts.
   cells::Admission a = cells::admit(*text, cells::AdmissionOptions{&config, {}});
   if (!a.admitted()) return complain(a.refusal.message());
-  if (!args.nats_url.empty()) return exec_nats_publish(args.nats_url, config.intake.nats, *text);
+  if (!url.empty()) return exec_nats_publish(url, config.intake.nats, *text);
   auto path = submit_to_spool(StateDirs(config.host.state_dir), a.spec->id, *text);
   if (!path) return complain(path.error().message());
   std::printf("%s\n", path->c_str());

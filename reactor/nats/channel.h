@@ -15,7 +15,7 @@ class Channel {
   explicit Channel(int fd);
   // Exits the process if the daemon's end is closed: nobody is left to serve.
   void send(const Frame& f);
-  void note(const std::string& line) { send(Frame{Kind::kNote, 0, 0, {}, {}, line}); }
+  void note(const std::string& line) { send(Frame{Kind::kNote, 0, 0, {}, {}, line, {}}); }
   // Blocks for the next frame; nullopt when the daemon closed its end.
   std::optional<Frame> receive();
 

@@ -69,11 +69,9 @@ int serve(const ServeFlags& f) {
         if (intake) intake->add_credit(fr->count);
         break;
       case nats::Kind::kInProgress:
-        if (intake) intake->signal(fr->token, "+WPI");
+        if (intake) intake->lease(std::move(*fr));
         break;
       case nats::Kind::kNak:
-        if (intake) intake->signal(fr->token, "-NAK");
-        break;
       case nats::Kind::kTerm:
       case nats::Kind::kCompleted:
         if (intake) intake->settle(std::move(*fr));

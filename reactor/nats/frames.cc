@@ -39,19 +39,20 @@ class Reader {
   size_t at_ = 0;
 };
 
-bool known(uint8_t k) { return (k >= 1 && k <= 6) || (k >= 32 && k <= 37); }
+bool known(uint8_t k) { return (k >= 1 && k <= 6) || (k >= 32 && k <= 38); }
 
 }  // namespace
 
 std::string encode(const Frame& f) {
   std::string out;
-  out.reserve(1 + 16 + 12 + f.token.size() + f.key.size() + f.text.size());
+  out.reserve(1 + 16 + 16 + f.token.size() + f.key.size() + f.text.size() + f.claim.size());
   put<uint8_t>(out, static_cast<uint8_t>(f.kind));
   put<uint64_t>(out, f.seq);
   put<uint64_t>(out, f.count);
   put_bytes(out, f.token);
   put_bytes(out, f.key);
   put_bytes(out, f.text);
+  put_bytes(out, f.claim);
   return out;
 }
 
@@ -63,7 +64,7 @@ base::Result<Frame> decode(std::span<const std::byte> bytes) {
   if (!known(kind)) return base::value_error("nats frame", "unknown kind " + std::to_string(kind));
   f.kind = static_cast<Kind>(kind);
   if (!r.get(f.seq) || !r.get(f.count) || !r.get_bytes(f.token) || !r.get_bytes(f.key) ||
-      !r.get_bytes(f.text))
+      !r.get_bytes(f.text) || !r.get_bytes(f.claim))
     return base::value_error("nats frame", "truncated (" + std::to_string(bytes.size()) + " bytes)");
   if (!r.done()) return base::value_error("nats frame", "trailing bytes");
   return f;
@@ -78,6 +79,10 @@ std::string completion_key(std::string_view spec_id) {
       k += c;
   }
   return k;
+}
+
+std::string claim_key(std::string_view spec_id, uint64_t stream_seq) {
+  return completion_key(spec_id) + "." + std::to_string(stream_seq);
 }
 
 std::string batch_msg_id(std::string_view host_id, uint64_t last_seq) {

@@ -8,8 +8,8 @@
 // and the queue is a SOCK_SEQPACKET socketpair the reactor reads and writes through its ring.
 // One datagram is one frame, so no framing layer is needed and a frame is never torn.
 //
-// A frame is: kind (u8), seq (u64), count (u64), then token, key and text, each a u32 length
-// and its bytes. Integers are in host byte order: both ends are on one host, one build.
+// A frame is: kind (u8), seq (u64), count (u64), then token, key, text and claim, each a u32
+// length and its bytes. Integers are in host byte order: both ends are on one host, one build.
 #pragma once
 
 #include <cstddef>
@@ -25,18 +25,24 @@ namespace cellos::reactor::nats {
 enum class Kind : uint8_t {
   // reactor -> companion
   kFetch = 1,        // count: more specs the reactor has free slots for (credit)
-  kInProgress = 2,   // token: the spec's cell still runs (or waits): push AckWait back
-  kNak = 3,          // token: a spec given back unrun (the daemon stops): redeliver it now
+  kInProgress = 2,   // token, seq, claim: the spec's cell still runs (or waits): push AckWait
+                     // back and renew the claim (-> kClaimLost when another host took it over)
+  kNak = 3,          // token, seq, claim: a spec given back unrun (the daemon stops): release
+                     // the claim, then redeliver it now; -> kSettled
   kTerm = 4,         // token, text: an invalid spec: never redeliver it
-  kCompleted = 5,    // token, key = completion key, text = record: KV put, then ack; -> kSettled
+  kCompleted = 5,    // token, key = claim key, text = record: the claim becomes the completion
+                     // record (compare-and-set), then ack; -> kSettled (or kClaimLost)
   kLogWritten = 6,   // seq: the local event log is on disk through this cellosseq
   // companion -> reactor
-  kSpec = 32,        // token, seq = stream sequence, count = delivery count, text = spec bytes
-  kSettled = 33,     // token: a kCompleted or kTerm is done on the server (resend it otherwise)
+  kSpec = 32,        // token, seq = stream sequence, count = delivery count, text = spec bytes,
+                     // claim = its claim key, held by this host ("" for a spec with no id)
+  kSettled = 33,     // token: a kCompleted, kTerm or kNak is done (resend it otherwise)
   kDuplicate = 34,   // seq = stream sequence, key = spec id, text: already completed, acked unrun
   kPublished = 35,   // seq: the stream holds this host's batches through this cellosseq
   kState = 36,       // count = 1 connected, 0 not; text = which connection and why
   kNote = 37,        // text: one line for the daemon's stderr (errors included)
+  kClaimLost = 38,   // seq, token, claim, text: another host took this spec's claim over:
+                     // the daemon kills its cell and never completes it
 };
 
 struct Frame {
@@ -49,6 +55,8 @@ struct Frame {
   std::string token;
   std::string key;
   std::string text;
+  // The spec's record in the completion bucket that this host holds (see claims.h).
+  std::string claim;
 };
 
 // The largest frame: a spec (at most kMaxSpecBytes) and its token. Both sockets' buffers are
@@ -63,6 +71,10 @@ base::Result<Frame> decode(std::span<const std::byte> bytes);
 // [-/_=.A-Za-z0-9] but treat '.' as a token separator (no empty tokens, no leading or trailing
 // dot), so '.' is written as "=2E" and the key is always valid.
 std::string completion_key(std::string_view spec_id);
+// The claim (and later completion) record of one stream message: "<completion key>.<seq>".
+// Keyed by the message, not the id alone: the same id submitted again later is another message
+// and runs again, while a redelivery of the first finds the first's record.
+std::string claim_key(std::string_view spec_id, uint64_t stream_seq);
 
 // Nats-Msg-Id of the batch sealed by manifest `last_seq` on host `host_id`: the server's
 // duplicate window drops a batch published twice (a retry after a lost publish ack).

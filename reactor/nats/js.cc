@@ -98,7 +98,10 @@ base::Result<Sub> pull_subscribe(jsCtx* js, const WorkQueueOptions& o) {
   so.Config.Durable = o.durable.c_str();
   so.Config.AckPolicy = js_AckExplicit;
   so.Config.AckWait = o.ack_wait_ms * kNanos;
-  so.Config.MaxDeliver = o.max_deliver;
+  // Unlimited: a nak counts as a delivery, and a spec handed back while another host holds its
+  // claim (claims.h) must never be dropped. The claims bound how often a spec runs
+  // (max_deliver hosts).
+  so.Config.MaxDeliver = -1;
   so.Config.MaxAckPending = 100000;
   so.Config.MaxWaiting = 512;
   natsSubscription* sub = nullptr;

@@ -60,7 +60,7 @@ base::Result<Connection> connect(ConnectOptions o);
 struct WorkQueueOptions {
   std::string stream, subject, durable;
   int64_t ack_wait_ms = 30000;
-  int64_t max_deliver = 5;
+  int64_t max_deliver = 5;  // not the consumer's MaxDeliver (unlimited): hosts that may claim a spec
 };
 // The intake stream (WorkQueue retention, file storage, 2 min duplicate window), created when
 // absent. A stream that exists is used as it is.

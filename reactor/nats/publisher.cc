@@ -36,7 +36,7 @@ void Publisher::start() {
   co.url = o_.url;
   co.name = "cellos-reactor " + o_.host_id + " events";
   co.on_state = [this](bool up, const std::string& why) {
-    ch_.send(Frame{Kind::kState, 0, up ? 1u : 0u, {}, {}, "events: " + why});
+    ch_.send(Frame{Kind::kState, 0, up ? 1u : 0u, {}, {}, "events: " + why, {}});
     if (up) nudge(0);
   };
   auto c = connect(std::move(co));
@@ -89,7 +89,7 @@ void Publisher::loop() {
     ch_.note("nats events: " + last.error().message() + "; retrying");
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
-  ch_.send(Frame{Kind::kPublished, published_, 0, {}, {}, "resuming after seq " + std::to_string(published_)});
+  ch_.send(Frame{Kind::kPublished, published_, 0, {}, {}, "resuming after seq " + std::to_string(published_), {}});
   reopen();
   uint64_t seen = 0;
   for (;;) {
@@ -185,7 +185,7 @@ bool Publisher::publish(uint64_t first, uint64_t last) {
   published_ = last;
   pending_publish_ = false;
   batch_.clear();
-  ch_.send(Frame{Kind::kPublished, last, 0, {}, {}, {}});
+  ch_.send(Frame{Kind::kPublished, last, 0, {}, {}, {}, {}});
   return true;
 }
 

@@ -51,6 +51,28 @@ std::vector<std::unique_ptr<Fleet>> three_fleets(const NatsServer& s, int ack_wa
   return f;
 }
 
+// What each host's log and stderr say about a spec, and its record: for a failure's message.
+std::string trace(const std::string& id, const std::vector<std::unique_ptr<Fleet>>& fleets,
+                  const std::vector<std::unique_ptr<DaemonProcess>>& daemons, const NatsServer& server) {
+  std::string out = "spec " + id + ":\n";
+  for (size_t i = 0; i < fleets.size(); ++i) {
+    for (const auto& e : fleets[i]->events())
+      if (e.value("subject", "") == id)
+        out += "  host " + fleets[i]->host_id() + " " + e.value("type", "") + " " + e.value("time", "") + "\n";
+    const std::string err = daemons[i]->err();
+    for (size_t at = err.find(id); at != std::string::npos; at = err.find(id, at + 1)) {
+      size_t from = err.rfind('\n', at), to = err.find('\n', at);
+      out += "  stderr " + fleets[i]->host_id() + ": " +
+             err.substr(from == std::string::npos ? 0 : from + 1, to - (from == std::string::npos ? 0 : from + 1)) + "\n";
+      at = to == std::string::npos ? err.size() : to;
+      if (at >= err.size()) break;
+    }
+  }
+  for (const auto& [key, r] : kv_records(server, "cellos-completions"))
+    if (r.is_object() && r.value("specId", "") == id) out += "  record " + key + " " + r.dump() + "\n";
+  return out;
+}
+
 void require_exactly_once(const std::map<std::string, int>& done, const std::vector<std::string>& ids) {
   std::vector<std::string> lost, twice;
   for (const auto& id : ids) {
@@ -149,7 +171,13 @@ TEST_CASE("nats fleet: a server restart mid-run loses and duplicates no event in
     return true;
   }, 120s);
   REQUIRE(all);
-  require_exactly_once(completions(fleets), ids);
+  {
+    std::string why;
+    for (const auto& [id, n] : completions(fleets))
+      if (n > 1) why += trace(id, fleets, daemons, server);
+    INFO(why);
+    require_exactly_once(completions(fleets), ids);
+  }
   // Each host's batches in the stream are exactly its local log, byte for byte, once the
   // publisher caught up; and they verify as a log of their own.
   for (auto& f : fleets) {

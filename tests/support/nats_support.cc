@@ -70,7 +70,86 @@ std::string http_get(int port, const std::string& path) {
   return body == std::string::npos ? "" : out.substr(body + 4);
 }
 
+// The payload of the first MSG on `sock` after what was sent, answering the server's PINGs.
+std::string read_reply(int fd) {
+  std::string in;
+  char buf[16384];
+  for (;;) {
+    size_t eol;
+    while ((eol = in.find("\r\n")) != std::string::npos) {
+      const std::string line = in.substr(0, eol);
+      if (line.rfind("MSG ", 0) == 0) {
+        const size_t len = std::stoul(line.substr(line.rfind(' ') + 1));
+        if (in.size() < eol + 2 + len + 2) break;  // the payload is still coming
+        return in.substr(eol + 2, len);
+      }
+      if (line == "PING") (void)::write(fd, "PONG\r\n", 6);
+      in.erase(0, eol + 2);
+    }
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return "";
+    in.append(buf, static_cast<size_t>(n));
+  }
+}
+
+std::string base64_decode(const std::string& in) {
+  static const std::string abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    size_t v = abc.find(c);
+    if (v == std::string::npos) continue;  // '=' padding
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string NatsServer::request(const std::string& subject, const std::string& body) const {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port_));
+  std::string reply;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const std::string out = "CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB _INBOX.test 1\r\n"
+                            "PUB " + subject + " _INBOX.test " + std::to_string(body.size()) + "\r\n" +
+                            body + "\r\n";
+    if (::write(fd, out.data(), out.size()) == static_cast<ssize_t>(out.size())) reply = read_reply(fd);
+  }
+  ::close(fd);
+  return reply;
+}
+
+nlohmann::json NatsServer::js_api(const std::string& api, const nlohmann::json& body) const {
+  return nlohmann::json::parse(request("$JS.API." + api, body.dump()), nullptr, false);
+}
+
+std::map<std::string, nlohmann::json> kv_records(const NatsServer& s, const std::string& bucket) {
+  std::map<std::string, nlohmann::json> out;
+  const std::string stream = "KV_" + bucket, prefix = "$KV." + bucket + ".";
+  auto info = s.js_api("STREAM.INFO." + stream, {{"subjects_filter", prefix + ">"}});
+  if (info.is_discarded() || !info.contains("state")) return out;
+  const nlohmann::json& state = info["state"];
+  if (!state.contains("subjects") || !state["subjects"].is_object()) return out;
+  for (const auto& [subject, n] : state["subjects"].items()) {
+    auto m = s.js_api("STREAM.MSG.GET." + stream, {{"last_by_subj", subject}});
+    if (m.is_discarded() || !m.contains("message")) continue;
+    out[subject.substr(prefix.size())] =
+        nlohmann::json::parse(base64_decode(m["message"].value("data", "")), nullptr, false);
+  }
+  return out;
+}
 
 bool NatsServer::available() { return ::access(kServer, X_OK) == 0; }
 
@@ -120,6 +199,8 @@ void NatsServer::restart() {
   stop();
   start();
 }
+
+void NatsServer::kill() { stop(); }
 
 long NatsServer::stream_messages(const std::string& stream) const {
   auto j = nlohmann::json::parse(http_get(monitor_port_, "/jsz?streams=true"), nullptr, false);

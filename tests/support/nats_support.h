@@ -5,6 +5,8 @@
 
 #include <sys/types.h>
 
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,14 @@ class NatsServer {
   std::string url() const { return "nats://127.0.0.1:" + std::to_string(port_); }
   // SIGKILL, then start again on the same port and store dir.
   void restart();
+  // SIGKILL only (restart() or start_again() brings it back).
+  void kill();
+  void start_again() { start(); }
+  // One request over a fresh plain NATS connection (the protocol spoken by hand, so the tests
+  // need no client library): the reply's payload, or "" when none came within 5 s.
+  std::string request(const std::string& subject, const std::string& body) const;
+  // A JetStream API call ($JS.API.<api>): the JSON reply (discarded when none).
+  nlohmann::json js_api(const std::string& api, const nlohmann::json& body) const;
   // Messages a stream holds now (its state in the monitoring endpoint's /jsz); -1 when the
   // server does not know the stream (yet).
   long stream_messages(const std::string& stream) const;
@@ -41,6 +51,9 @@ class NatsServer {
   int port_ = 0, monitor_port_ = 0;
   pid_t pid_ = -1;
 };
+
+// Every record of a KV bucket, by key, parsed as JSON (the completion bucket's claims).
+std::map<std::string, nlohmann::json> kv_records(const NatsServer& s, const std::string& bucket);
 
 // `[intake.nats]` and `[events.nats]` tables for a Fleet's extra_toml.
 std::string nats_toml(const NatsServer& s, int ack_wait_seconds = 3, bool events = true);
