@@ -398,6 +398,8 @@ void Cell::decide_outcome() {
       if (s.stage == kStageCgroupLimits && s.wait_status >= 0 &&
           static_cast<size_t>(s.wait_status) < writes.size())
         what += " (" + writes[s.wait_status].path + " = " + writes[s.wait_status].value + ")";
+      // The call and its object when the setup named them: "mount tmpfs on /work: ...".
+      if (s.what[0] != '\0') what = std::string(s.what, strnlen(s.what, sizeof s.what));
       outcome_.error = "cell " + opts_.spec.id + ": " + what + ": " + std::strerror(s.err);
     }
     return;

@@ -22,7 +22,6 @@ namespace {
 // 3 is the status pipe, kept across the exec into the init; the rest are close-on-exec.
 constexpr int kStatusFd = 3;
 constexpr int kInitFd = 4;
-constexpr int kFirstV1Fd = 5;
 
 // Where the setup builds the cell's root before switching to it: a directory that exists on
 // every Linux host. No host path under /tmp is ever in the view (root_view.h), so covering the
@@ -32,31 +31,42 @@ constexpr const char* kStagingDir = "/tmp";
 // Host mounts in the view: read-only, no set-uid, no device nodes.
 constexpr uint64_t kHostMountAttrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
 
-[[noreturn]] void report_and_exit(int32_t kind, int32_t stage, int err) {
+// Appends `text` to `out` (at `at`), never past the record's field: no allocation in the child.
+size_t put(char (&out)[sizeof ChildStatus{}.what], size_t at, const char* text) {
+  while (text && *text && at + 1 < sizeof out) out[at++] = *text++;
+  out[at] = '\0';
+  return at;
+}
+
+[[noreturn]] void report_and_exit(int32_t kind, int32_t stage, int err, const char* call = nullptr,
+                                  const char* object = nullptr) {
   ChildStatus s;
   s.kind = kind;
   s.stage = stage;
   s.err = err;
+  size_t at = put(s.what, 0, call);
+  if (call && object) at = put(s.what, put(s.what, at, " "), object);
   ssize_t n = ::write(kStatusFd, &s, sizeof s);
   (void)n;  // nothing more to do if the parent is gone
   _exit(kind == ChildStatus::kExecFailed ? (err == ENOENT ? 127 : 126) : 125);
 }
 
-[[noreturn]] void fail(int32_t stage) { report_and_exit(ChildStatus::kSetupFailed, stage, errno); }
+// A setup step failed: its stage, errno, and (where it is known) the call and its object, so the
+// error reads "mount tmpfs on /work: Operation not permitted".
+[[noreturn]] void fail(int32_t stage, const char* call = nullptr, const char* object = nullptr) {
+  report_and_exit(ChildStatus::kSetupFailed, stage, errno, call, object);
+}
 
-// Moves the plan's descriptors to 0..4 and 5.., then closes everything else the reactor had
+// Moves the plan's descriptors to 0..4, then closes everything else the reactor had
 // open (other cells' pipes, the ring, the event log): a cell inherits nothing but its own.
 void place_fds(const ChildPlan& p) {
-  constexpr int kFixed = kFirstV1Fd;
-  int src[kFixed + 8];
-  int n = kFixed + p.n_v1_procs;
-  if (p.n_v1_procs > 8) _exit(125);
+  constexpr int n = kInitFd + 1;
+  int src[n];
   src[0] = p.stdin_fd;
   src[1] = p.stdout_fd;
   src[2] = p.stderr_fd;
   src[kStatusFd] = p.status_fd;
   src[kInitFd] = p.init_fd;
-  for (int i = 0; i < p.n_v1_procs; ++i) src[kFirstV1Fd + i] = p.v1_procs[i];
   // Lift every source above the target range first, so no dup2 below clobbers a source.
   for (int i = 0; i < n; ++i) {
     src[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 64);
@@ -66,13 +76,13 @@ void place_fds(const ChildPlan& p) {
     if (::dup2(src[i], i) < 0) _exit(125);
   // Only 0-3 cross into the init; execveat still reaches the init binary through fd 4.
   for (int i = kInitFd; i < n; ++i) ::fcntl(i, F_SETFD, FD_CLOEXEC);
-  if (::close_range(static_cast<unsigned>(n), ~0U, 0) != 0) fail(kStageFds);
+  if (::close_range(static_cast<unsigned>(n), ~0U, 0) != 0) fail(kStageFds, "close_range");
 }
 
 // Scripts reopen their output through /dev/stdout (/proc/self/fd/1), which checks the pipe
 // inode's owner and mode: give the cell's uid the pipes it writes to.
 void own_stdio(const ChildPlan& p) {
-  if (::fchown(1, p.uid, p.gid) != 0 || ::fchown(2, p.uid, p.gid) != 0) fail(kStageFds);
+  if (::fchown(1, p.uid, p.gid) != 0 || ::fchown(2, p.uid, p.gid) != 0) fail(kStageFds, "fchown", "stdout/stderr");
 }
 
 bool write_all(const char* path, const char* value) {
@@ -100,15 +110,7 @@ void write_cgroup_limits(const ChildPlan& p) {
   }
   // "0" means the writer itself; the command inherits the membership.
   for (int i = 0; i < p.n_v1_procs_paths; ++i)
-    if (!write_all(p.v1_procs_paths[i], "0")) fail(kStageCgroupV1);
-}
-
-void join_v1_cgroups(const ChildPlan& p) {
-  for (int i = 0; i < p.n_v1_procs; ++i) {
-    // "0" means the writer itself; the command inherits the membership.
-    if (::write(kFirstV1Fd + i, "0", 1) != 1) fail(kStageCgroupV1);
-    ::close(kFirstV1Fd + i);
-  }
+    if (!write_all(p.v1_procs_paths[i], "0")) fail(kStageCgroupV1, "write", p.v1_procs_paths[i]);
 }
 
 int set_mount_attr(const char* path, unsigned flags, uint64_t set) {
@@ -162,11 +164,11 @@ int graft_entry(int from, int to, const char* name) {
 // tmpfs covered it). getdents64 rather than readdir: no allocation in the child.
 void graft_dir(int from, int to) {
   int lister = ::openat(from, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (lister < 0) fail(kStageWorkspaceParent);
+  if (lister < 0) fail(kStageWorkspaceParent, "open", "the workspace's parent");
   alignas(8) char buf[16384];
   for (;;) {
     long n = ::syscall(SYS_getdents64, lister, buf, sizeof buf);
-    if (n < 0) fail(kStageWorkspaceParent);
+    if (n < 0) fail(kStageWorkspaceParent, "getdents64", "the workspace's parent");
     if (n == 0) break;
     for (long off = 0; off < n;) {
       struct Dirent64 {
@@ -182,7 +184,7 @@ void graft_dir(int from, int to) {
       if (!std::strcmp(name, ".") || !std::strcmp(name, "..")) continue;
       if (int err = graft_entry(from, to, name); err != 0) {
         errno = err;
-        fail(kStageWorkspaceParent);
+        fail(kStageWorkspaceParent, "graft", name);
       }
     }
   }
@@ -217,13 +219,13 @@ int make_dirs_at(int root, const char* path, bool last) {
 void make_path(const char* path) {
   if (int err = make_dirs_at(AT_FDCWD, path, true); err != 0) {
     errno = err;
-    fail(kStageWorkspaceParent);
+    fail(kStageWorkspaceParent, "mkdir -p", path);
   }
 }
 
 void deepest_existing_ancestor(const char* path, PathBuf& out) {
   size_t len = std::strlen(path);
-  if (len >= sizeof out.s) fail(kStageWorkspaceParent);
+  if (len >= sizeof out.s) fail(kStageWorkspaceParent, "path too long:", path);
   std::memcpy(out.s, path, len + 1);
   struct stat st{};
   for (;;) {
@@ -245,16 +247,16 @@ void make_workspace_parent(const char* workdir) {
   PathBuf anchor;
   deepest_existing_ancestor(workdir, anchor);
   int from = ::open(anchor.s, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (from < 0) fail(kStageWorkspaceParent);
+  if (from < 0) fail(kStageWorkspaceParent, "open", anchor.s);
   if (::mount("tmpfs", anchor.s, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0)
-    fail(kStageWorkspaceParent);
+    fail(kStageWorkspaceParent, "mount tmpfs on", anchor.s);
   int to = ::open(anchor.s, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (to < 0) fail(kStageWorkspaceParent);
+  if (to < 0) fail(kStageWorkspaceParent, "open", anchor.s);
   graft_dir(from, to);
   ::close(from);
   ::close(to);
   make_path(workdir);
-  if (set_mount_attr(anchor.s, 0, MOUNT_ATTR_RDONLY) != 0) fail(kStageWorkspaceParent);
+  if (set_mount_attr(anchor.s, 0, MOUNT_ATTR_RDONLY) != 0) fail(kStageWorkspaceParent, "mount_setattr read-only", anchor.s);
 }
 
 // "mode=0755,uid=N,gid=N" without snprintf, which may allocate.
@@ -277,7 +279,7 @@ void make_dev() {
   // mknod honours the umask, and the nodes must be 0666 for the unprivileged command.
   ::umask(0);
   if (::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
-    fail(kStageDev);
+    fail(kStageDev, "mount tmpfs on", "/dev");
   struct Node {
     const char* path;
     unsigned minor;
@@ -285,16 +287,16 @@ void make_dev() {
   static constexpr Node kNodes[] = {{"/dev/null", 3},   {"/dev/zero", 5},   {"/dev/full", 7},
                                     {"/dev/random", 8}, {"/dev/urandom", 9}};
   for (const Node& n : kNodes)
-    if (::mknod(n.path, S_IFCHR | 0666, makedev(1, n.minor)) != 0) fail(kStageDev);
+    if (::mknod(n.path, S_IFCHR | 0666, makedev(1, n.minor)) != 0) fail(kStageDev, "mknod", n.path);
   static constexpr const char* kLinks[][2] = {{"/proc/self/fd", "/dev/fd"},
                                               {"/proc/self/fd/0", "/dev/stdin"},
                                               {"/proc/self/fd/1", "/dev/stdout"},
                                               {"/proc/self/fd/2", "/dev/stderr"}};
   for (const auto& l : kLinks)
-    if (::symlink(l[0], l[1]) != 0) fail(kStageDev);
+    if (::symlink(l[0], l[1]) != 0) fail(kStageDev, "symlink", l[1]);
   // Device nodes stay writable on a read-only mount; nothing else in /dev should be.
   if (set_mount_attr("/dev", 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC) != 0)
-    fail(kStageDev);
+    fail(kStageDev, "mount_setattr read-only", "/dev");
 }
 
 // Binds each host path of the view into the staging tmpfs `root` (the host still at "/"). A
@@ -306,7 +308,7 @@ void graft_host_paths(const ChildPlan& p, int root) {
     size_t len = std::strlen(path);
     if (len >= sizeof parent.s || path[0] != '/' || len < 2) {
       errno = EINVAL;
-      fail(kStageRootView);
+      fail(kStageRootView, "host path", path);
     }
     std::memcpy(parent.s, path, len + 1);
     char* slash = std::strrchr(parent.s, '/');
@@ -315,21 +317,21 @@ void graft_host_paths(const ChildPlan& p, int root) {
     int from = ::open(slash == parent.s ? "/" : parent.s, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (from < 0) {
       if (errno == ENOENT || errno == ENOTDIR) continue;
-      fail(kStageRootView);
+      fail(kStageRootView, "open", parent.s);
     }
     if (int err = make_dirs_at(root, path, false); err != 0) {
       errno = err;
-      fail(kStageRootView);
+      fail(kStageRootView, "mkdir -p in the root view:", path);
     }
     int to = slash == parent.s ? root : ::openat(root, parent.s + 1, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (to < 0) fail(kStageRootView);
+    if (to < 0) fail(kStageRootView, "open in the root view:", path);
     int err = graft_entry(from, to, name);
     ::close(from);
     if (to != root) ::close(to);
     if (err == ENOENT) continue;
     if (err != 0) {
       errno = err;
-      fail(kStageRootView);
+      fail(kStageRootView, "bind read-only", path);
     }
   }
 }
@@ -339,19 +341,19 @@ void graft_host_paths(const ChildPlan& p, int root) {
 // mount of the cell leads back to a host file outside the view.
 void make_root(const ChildPlan& p) {
   if (::mount("tmpfs", kStagingDir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
-    fail(kStageRootView);
+    fail(kStageRootView, "mount tmpfs (the new root) on", kStagingDir);
   int root = ::open(kStagingDir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (root < 0) fail(kStageRootView);
+  if (root < 0) fail(kStageRootView, "open", kStagingDir);
   graft_host_paths(p, root);
   static constexpr const char* kOwn[] = {"tmp", "dev", "proc", "sys"};
   for (const char* own : kOwn)
-    if (::mkdirat(root, own, 0755) != 0 && errno != EEXIST) fail(kStageRootView);
+    if (::mkdirat(root, own, 0755) != 0 && errno != EEXIST) fail(kStageRootView, "mkdir in the root view:", own);
   ::close(root);
   // pivot_root(".", "."): the old root ends up stacked on the new one, and detaching "." then
   // takes it (and every host mount below it) out of the namespace.
   if (::chdir(kStagingDir) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
       ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0)
-    fail(kStageRootView);
+    fail(kStageRootView, "pivot_root to", kStagingDir);
 }
 
 // The v1 hierarchy a cgroup.procs path of the plan lies in: "memory" of
@@ -377,16 +379,16 @@ bool v1_hierarchy(const char* procs_path, PathBuf& out) {
 // where its limits are, which runtimes read to size themselves) and cgroup2 at unified/.
 void make_sys(const ChildPlan& p) {
   constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
-  if (::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys);
+  if (::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys, "mount sysfs on", "/sys");
   if (p.n_v1_procs_paths == 0) {
-    if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys);
+    if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup");
     return;
   }
   if (::mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "mode=0755,size=4k") != 0 ||
       ::mkdir("/sys/fs/cgroup/unified", 0555) != 0 ||
       ::mount("cgroup2", "/sys/fs/cgroup/unified", "cgroup2", kFlags, nullptr) != 0)
-    fail(kStageSys);
+    fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup/unified");
   for (int i = 0; i < p.n_v1_procs_paths; ++i) {
     PathBuf name, at;
     if (!v1_hierarchy(p.v1_procs_paths[i], name)) continue;
@@ -394,12 +396,12 @@ void make_sys(const ChildPlan& p) {
     for (const char* c = "/sys/fs/cgroup/"; *c;) *o++ = *c++;
     for (const char* c = name.s; *c && o < at.s + sizeof at.s - 1;) *o++ = *c++;
     *o = '\0';
-    if (::mkdir(at.s, 0555) != 0 && errno != EEXIST) fail(kStageSys);
+    if (::mkdir(at.s, 0555) != 0 && errno != EEXIST) fail(kStageSys, "mkdir", at.s);
     // The directory's name is the hierarchy's controller list by convention ("memory",
     // "cpu,cpuacct"); where it is not, the cell just does not get that hierarchy's files.
     (void)::mount("cgroup", at.s, "cgroup", kFlags, name.s);
   }
-  if (set_mount_attr("/sys/fs/cgroup", 0, MOUNT_ATTR_RDONLY) != 0) fail(kStageSys);
+  if (set_mount_attr("/sys/fs/cgroup", 0, MOUNT_ATTR_RDONLY) != 0) fail(kStageSys, "mount_setattr read-only", "/sys/fs/cgroup");
 }
 
 // The reactor's own files inside an allowed host path: an empty tmpfs nobody may enter over a
@@ -410,44 +412,44 @@ void mask_paths(const ChildPlan& p) {
     struct stat st{};
     if (::stat(path, &st) != 0) {
       if (errno == ENOENT || errno == ENOTDIR) continue;
-      fail(kStageRootView);
+      fail(kStageRootView, "stat", path);
     }
     int rc = S_ISDIR(st.st_mode)
                  ? ::mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                            "mode=0,size=4k")
                  : ::mount("/dev/null", path, nullptr, MS_BIND, nullptr);
     if (rc != 0 || set_mount_attr(path, 0, kHostMountAttrs | MOUNT_ATTR_NOEXEC) != 0)
-      fail(kStageRootView);
+      fail(kStageRootView, "mask", path);
   }
 }
 
 void make_mounts(const ChildPlan& p) {
   // Private first: nothing mounted below may propagate back to the host.
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate);
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
   make_root(p);
 
   const char* workdir = p.workdir;
-  if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) fail(kStageTmp);
+  if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) fail(kStageTmp, "mount tmpfs on", "/tmp");
   // On the cell's root tmpfs or its own /tmp, the directories are simply made; inside a
   // read-only host path of the view they need a tmpfs of their own.
   if (int err = make_dirs_at(AT_FDCWD, workdir, true); err == EROFS) make_workspace_parent(workdir);
   else if (err != 0) {
     errno = err;
-    fail(kStageWorkspaceParent);
+    fail(kStageWorkspaceParent, "mkdir -p", workdir);
   }
 
   char opts[64];
   tmpfs_owner_opts(opts, p.uid, p.gid);
-  if (::mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) fail(kStageWorkspace);
+  if (::mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) fail(kStageWorkspace, "mount tmpfs on", workdir);
 
   make_dev();
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-    fail(kStageProc);
+    fail(kStageProc, "mount proc on", "/proc");
   make_sys(p);
   mask_paths(p);  // after /dev, whose null it binds
   // Every mountpoint exists now: the root tmpfs itself becomes read-only.
-  if (set_mount_attr("/", 0, kHostMountAttrs) != 0) fail(kStageMountReadonly);
+  if (set_mount_attr("/", 0, kHostMountAttrs) != 0) fail(kStageMountReadonly, "mount_setattr read-only", "/");
 }
 
 }  // namespace
@@ -498,25 +500,24 @@ void cell_setup_main(const ChildPlan& p) {
   place_fds(p);
   own_stdio(p);
   write_cgroup_limits(p);
-  join_v1_cgroups(p);
   // Now that the cell is in all its cgroups (v2 from clone, v1 just above): its cgroup
   // namespace is rooted at its leaves, so /proc/self/cgroup and /sys/fs/cgroup name no host
   // path and no other cell.
-  if (::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs);
+  if (::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");
   // The init outlives nothing it supervises: if the reactor dies, the cell dies with it. The
   // setting survives the exec below (the init binary is not set-uid).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   make_mounts(p);
-  if (::sethostname(p.hostname, std::strlen(p.hostname)) != 0) fail(kStageHostname);
+  if (::sethostname(p.hostname, std::strlen(p.hostname)) != 0) fail(kStageHostname, "sethostname", p.hostname);
   if (int err = netns::bring_up_loopback(); err != 0) {
     errno = err;
-    fail(kStageLoopback);
+    fail(kStageLoopback, "bring up", "lo");
   }
-  if (::chdir(p.workdir) != 0) fail(kStageChdir);
+  if (::chdir(p.workdir) != 0) fail(kStageChdir, "chdir", p.workdir);
   // Become the cell's init: a fresh image, so the reactor's memory is released to it and none
   // of it (other cells' environments included) is left in the cell.
   ::syscall(SYS_execveat, kInitFd, "", p.init_argv, p.envp, AT_EMPTY_PATH);
-  fail(kStageInit);
+  fail(kStageInit, "execveat", "the cell's init");
 }
 
 }  // namespace cellos::cells

@@ -33,8 +33,6 @@ struct ChildPlan {
   int stderr_fd = -1;
   int status_fd = -1;
   int init_fd = -1;               // the init binary (the reactor's own, via /proc/self/exe)
-  const int* v1_procs = nullptr;  // cgroup.procs of each v1 leaf
-  int n_v1_procs = 0;
   // Cgroup limits the setup writes itself, in order, then the v1 cgroup.procs files it joins
   // (by path, as root, before the mount view changes): the reactor makes no syscall for them.
   const char* const* knob_paths = nullptr;

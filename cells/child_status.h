@@ -14,6 +14,9 @@ struct ChildStatus {
   int32_t stage = 0;        // a ChildStage, for kSetupFailed / kExecFailed
   int32_t err = 0;          // errno, for kSetupFailed / kExecFailed
   int32_t wait_status = 0;  // waitpid status of the command, for kExited
+  // The call and the object that failed, for kSetupFailed from the cell's setup: "mount tmpfs
+  // on /work", NUL-terminated (cut to fit). Empty: the stage name says what failed.
+  char what[112] = {};
 };
 
 enum ChildStage : int32_t {

@@ -57,3 +57,16 @@ TEST_CASE("the run timeout kills the cell and gives 124", "[run]") {
   CHECK(done["reason"] == "timeout");
   CHECK(r.event("lifecycle.v1.destroyed")["terminalState"] == "Forced");
 }
+
+TEST_CASE("a setup failure names the call and its object, not a stage number", "[exit]") {
+  Fleet fleet;
+  auto spec = make_spec(unique_id("badwork"), {"/bin/true"});
+  // A regular file on the way: the workspace cannot be made below it.
+  spec["spec"]["run"]["workingDirectory"] = "/etc/passwd/work";
+  auto r = fleet.run(spec.dump());
+  CHECK(r.status == 125);
+  CHECK_THAT(r.err, Catch::Contains("mkdir -p /etc/passwd/work: Not a directory"));
+  auto completed = r.event("command.v1.completed");
+  REQUIRE(completed.is_object());
+  CHECK(completed["reason"] == "setup_failed");
+}
