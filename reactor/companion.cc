@@ -43,11 +43,6 @@ std::string Companion::beside_self() {
 }
 
 Companion::Companion(Ring& ring, CompanionOptions o) : ring_(ring), o_(std::move(o)) {
-  for (auto [op, fn] : {std::pair{&read_, &Companion::on_read}, std::pair{&write_, &Companion::on_write},
-                        std::pair{&exit_, &Companion::on_exit}, std::pair{&timer_, &Companion::on_timer}}) {
-    op->self = this;
-    op->fn = fn;
-  }
   rbuf_.resize(nats::kMaxFrameBytes);
 }
 
@@ -105,17 +100,15 @@ base::Result<void> Companion::spawn() {
   sock_ = std::move(ours);
   closing_ = exited_ = false;
   started_at_ = std::chrono::steady_clock::now();
-  exit_.busy = true;
-  ring_.wait_exit(pidfd_.get(), &info_, exit_);
+  ring_.wait_exit(pidfd_.get(), &info_, exit_.arm());
   arm_read();
   if (o_.on_up) o_.on_up();
   return base::ok();
 }
 
 void Companion::arm_read() {
-  if (read_.busy || !sock_ || closing_) return;
-  read_.busy = true;
-  ring_.read(sock_.get(), std::span(rbuf_), read_);
+  if (read_.busy() || !sock_ || closing_) return;
+  ring_.read(sock_.get(), std::span(rbuf_), read_.arm());
 }
 
 void Companion::send(const nats::Frame& f) {
@@ -125,9 +118,8 @@ void Companion::send(const nats::Frame& f) {
 }
 
 void Companion::kick() {
-  if (write_.busy || wq_.empty() || !up()) return;
-  write_.busy = true;
-  ring_.write(sock_.get(), std::as_bytes(std::span(wq_.front())), write_);
+  if (write_.busy() || wq_.empty() || !up()) return;
+  ring_.write(sock_.get(), std::as_bytes(std::span(wq_.front())), write_.arm());
 }
 
 void Companion::on_write(int res) {
@@ -175,18 +167,17 @@ void Companion::teardown() {
   if (closing_) return;
   closing_ = true;
   // A write in flight still reads the front frame: it goes when that write completes.
-  wq_.erase(write_.busy && !wq_.empty() ? wq_.begin() + 1 : wq_.begin(), wq_.end());
+  wq_.erase(write_.busy() && !wq_.empty() ? wq_.begin() + 1 : wq_.begin(), wq_.end());
   if (sock_) ::shutdown(sock_.get(), SHUT_RDWR);
   if (!exited_ && pidfd_) ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
   if (o_.on_down) o_.on_down();
 }
 
 void Companion::maybe_restart() {
-  if (!closing_ || read_.busy || write_.busy || !exited_) return;
+  if (!closing_ || read_.busy() || write_.busy() || !exited_) return;
   sock_.reset();
-  if (stopped_ || timer_.busy) return;
-  timer_.busy = true;
-  ring_.timeout(backoff_, timer_);
+  if (stopped_ || timer_.busy()) return;
+  ring_.timeout(backoff_, timer_.arm());
   backoff_ = std::min(backoff_ * 2, kMaxBackoff);
 }
 
@@ -203,7 +194,7 @@ void Companion::on_timer(int) {
 
 void Companion::stop() {
   stopped_ = true;
-  if (timer_.busy) ring_.cancel(timer_);
+  if (timer_.busy()) ring_.cancel(timer_);
   // Closing our end is the companion's signal to exit (it reads EOF).
   if (sock_) ::shutdown(sock_.get(), SHUT_RDWR);
   closing_ = true;

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/completion.h"
 #include "base/fd.h"
 #include "reactor/nats/frames.h"
 #include "reactor/ring.h"
@@ -39,21 +40,12 @@ class Companion {
   bool up() const { return sock_.valid() && !closing_; }
   // At daemon exit: closes our end (the companion exits on EOF) and restarts no more.
   void stop();
-  bool idle() const { return !read_.busy && !write_.busy && !exit_.busy && !timer_.busy; }
+  bool idle() const { return !read_.busy() && !write_.busy() && !exit_.busy() && !timer_.busy(); }
 
   // The companion binary beside the running executable.
   static std::string beside_self();
 
  private:
-  struct Op final : base::Completion {
-    Companion* self = nullptr;
-    void (Companion::*fn)(int) = nullptr;
-    bool busy = false;
-    void complete(int res) override {
-      busy = false;
-      (self->*fn)(res);
-    }
-  };
   Companion(Ring& ring, CompanionOptions o);
   base::Result<void> spawn();
   void arm_read();
@@ -72,7 +64,10 @@ class Companion {
   siginfo_t info_{};
   std::vector<std::byte> rbuf_;
   std::deque<std::string> wq_;
-  Op read_, write_, exit_, timer_;
+  base::MemberOp<&Companion::on_read> read_{this};
+  base::MemberOp<&Companion::on_write> write_{this};
+  base::MemberOp<&Companion::on_exit> exit_{this};
+  base::MemberOp<&Companion::on_timer> timer_{this};
   bool closing_ = false, stopped_ = false, exited_ = false;
   std::chrono::milliseconds backoff_{200};
   std::chrono::steady_clock::time_point started_at_;

@@ -10,6 +10,7 @@ namespace cellos::reactor {
 
 base::Result<std::unique_ptr<NatsBridge>> NatsBridge::create(NatsBridgeOptions o) {
   std::unique_ptr<NatsBridge> b(new NatsBridge(std::move(o)));
+  b->hb_.bind(*b->o_.ring);
   const cells::Config& c = b->cfg_;
   CompanionOptions co;
   co.binary = b->o_.companion_binary.empty() ? Companion::beside_self() : b->o_.companion_binary;
@@ -224,14 +225,12 @@ void NatsBridge::claim_lost(const nats::Frame& f) {
 }
 
 void NatsBridge::arm_heartbeat() {
-  if (hb_.in_flight || held_.empty()) return;
-  hb_.fn = [this](int res) {
+  if (hb_.armed() || held_.empty()) return;
+  // A third of AckWait: two heartbeats may be late before the server redelivers.
+  hb_.start(std::chrono::milliseconds(cfg_.intake.nats.ack_wait_seconds * 1000 / 3), [this](int res) {
     if (res == -ECANCELED) return;
     heartbeat();
-  };
-  hb_.in_flight = true;
-  // A third of AckWait: two heartbeats may be late before the server redelivers.
-  o_.ring->timeout(std::chrono::milliseconds(cfg_.intake.nats.ack_wait_seconds * 1000 / 3), hb_);
+  });
 }
 
 void NatsBridge::heartbeat() {
@@ -243,7 +242,7 @@ void NatsBridge::heartbeat() {
 
 void NatsBridge::stop() {
   stopping_ = true;
-  if (hb_.in_flight) o_.ring->cancel(hb_);
+  hb_.cancel();
   held_.clear();
   if (companion_) companion_->stop();
 }

@@ -28,6 +28,7 @@
 #include <memory>
 #include <string>
 
+#include "base/completion.h"
 #include "cells/config.h"
 #include "reactor/companion.h"
 #include "sinks/events.h"
@@ -83,17 +84,9 @@ class NatsBridge {
   bool caught_up() const { return !cfg_.events.nats.enabled || published_ >= written_; }
   // At exit: closes the companion.
   void stop();
-  bool idle() const { return (!companion_ || companion_->idle()) && !hb_.in_flight; }
+  bool idle() const { return (!companion_ || companion_->idle()) && !hb_.armed(); }
 
  private:
-  struct Timer final : base::Completion {
-    std::function<void(int)> fn;
-    bool in_flight = false;
-    void complete(int res) override {
-      in_flight = false;
-      fn(res);
-    }
-  };
   explicit NatsBridge(NatsBridgeOptions o) : o_(std::move(o)), cfg_(*o_.config) {}
   void on_frame(nats::Frame f);
   void on_up();
@@ -125,7 +118,7 @@ class NatsBridge {
   // Sent to the companion, not yet reported settled: resent to a new companion.
   std::map<std::string, nats::Frame> unsettled_;
   base::Fd journal_;
-  Timer hb_;
+  base::Timer hb_;
   uint64_t written_ = 0, published_ = 0;
 };
 
