@@ -99,7 +99,18 @@ int run_command(const RunArgs& args) {
   ho.events_path = args.events_path;
   ho.uplink = admission.admitted() && !admission.spec->egress_rules.empty();
   ho.cgroups = cgroup_placement_for_run(config);
-  auto host = Host::create(std::move(ho));
+  auto host = Host::create(ho);
+  if (!host && host.error().err == EWOULDBLOCK && host.error().call == "flock" &&
+      !args.events_path) {
+    // The fleet's log has its writer (the daemon, or another run): this run writes a log of its
+    // own beside it rather than interleave two numberings in one file.
+    const std::string dir = config.host.state_dir + "/runs";
+    ho.events_path = dir + "/" + new_run_id() + ".events.jsonl";
+    std::fprintf(stderr, "cellos-reactor: %s has another writer: this run's events go to %s\n",
+                 config.events_path().c_str(), ho.events_path->c_str());
+    if (auto r = base::make_dirs(dir); !r) return complain("host.state_dir: " + r.error().message());
+    host = Host::create(ho);
+  }
   if (!host) return complain(host.error().message());
 
   // A rejection is an event too: written, sealed and drained before the exit status reports it.

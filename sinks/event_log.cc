@@ -1,5 +1,7 @@
 #include "sinks/event_log.h"
 
+#include <sys/file.h>
+
 #include <fcntl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -68,6 +70,14 @@ base::Result<std::unique_ptr<EventLog>> EventLog::open(const EventLogOptions& op
   auto fd = base::open_at(AT_FDCWD, options.path, O_RDWR | O_CREAT | O_APPEND, 0640);
   if (!fd) return std::move(fd).error().context("event log");
   log->fd_ = std::move(*fd);
+  // One writer per log: two writers would each number and chain their own lines, and the
+  // interleaved file would read as tampering. The lock dies with its holder.
+  struct stat st{};
+  if (::fstat(log->fd_.get(), &st) == 0 && S_ISREG(st.st_mode) &&
+      ::flock(log->fd_.get(), LOCK_EX | LOCK_NB) != 0)
+    return base::Error{errno, "flock", "event log \"" + options.path + "\"",
+                       errno == EWOULDBLOCK ? "another writer (a daemon or another run) has it" : "",
+                       {}};
   if (auto r = log->recover(); !r) return std::move(r).error().context("event log \"" + options.path + "\"");
   return log;
 }
