@@ -38,7 +38,7 @@ constexpr auto kMetricsInterval = std::chrono::seconds(1);
 // A launch that failed for the host's trouble (descriptors, memory, disk) is tried again after.
 constexpr auto kRetryInterval = std::chrono::milliseconds(500);
 // At exit, how long finished cells' settlements (a completion record and an ack) may take:
-// longer than an intake's own bound on one settlement (the NATS companion tries an ack 5 times
+// longer than an intake's own bound on one settlement (the work-queue companion tries an ack 5 times
 // with a 2 s timeout, ~11 s), so a slow server reply does not cut one short.
 constexpr auto kSettlePatience = std::chrono::seconds(15);
 // Then how long the log's last batches may take to leave the host, so a host leaving the fleet
@@ -310,7 +310,6 @@ void Daemon::on_signal(int signo) {
   // files) stay where they are for the next start.
   waiting_.remove_if([](const WaitingSpec& w) { return w.entry.from->give_back(w.entry); },
                      [](const WaitingSpec&) {});
-  if (status_) status_->stop();
   std::fprintf(stderr,
                "cellos-reactor: %s: intake stopped; %zu running cells have %llus to finish "
                "(%zu waiting specs stay in the spool); send SIGTERM again to kill them now\n",
@@ -491,6 +490,8 @@ int Daemon::run() {
     if (r) r = sup_->run_until([&] { return !patience.armed(); });
   }
   for (auto& in : intakes_) in->close();
+  // Status answered through the drain ("draining"); the socket goes only now.
+  if (status_) status_->stop();
   grace_.cancel();
   retry_.cancel();
   metrics_dirty_ = true;

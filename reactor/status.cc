@@ -146,7 +146,8 @@ int status_command(const StatusArgs& args) {
               j.value("hostId", "").c_str(), j.value("pid", 0LL),
               j.value("running", 0ULL), j.value("waiting", 0ULL), j.value("completed", 0ULL),
               j.value("failed", 0ULL), j.value("rejected", 0ULL),
-              j.value("stopping", false) ? "  (stopping)" : "");
+              j.value("stopping", false) ? "  (draining: intake stopped, running cells finishing)"
+                                         : "");
   std::printf("%-40s %8s %10s %10s\n", "CELL", "PID", "AGE", "MEMORY");
   for (const auto& c : j.value("cells", nlohmann::json::array())) {
     char age[32];

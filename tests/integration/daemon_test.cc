@@ -375,3 +375,23 @@ TEST_CASE("submit refuses a spec the policy rejects and queues nothing, and a se
   daemon.signal(SIGTERM);
   CHECK(daemon.wait() == 0);
 }
+
+TEST_CASE("while the daemon drains after SIGTERM, status still answers and says it is draining",
+          "[daemon]") {
+  Fleet fleet("", "", "shutdown_grace_seconds = 3600");
+  DaemonProcess daemon(fleet);
+  spool(fleet, sh_spec(unique_id("draining"), "sleep 300"));
+  REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.started").empty(); }));
+  daemon.signal(SIGTERM);
+  REQUIRE(eventually([&] { return daemon.err().find("intake stopped") != std::string::npos; }));
+  auto st = run_process({CELLOS_REACTOR_BIN, "status", "--config", fleet.config_path()});
+  CHECK(st.status == 0);
+  CHECK_THAT(st.out, Catch::Contains("draining"));
+  auto js = run_process({CELLOS_REACTOR_BIN, "status", "--config", fleet.config_path(), "--json"});
+  REQUIRE(js.status == 0);
+  CHECK(json::parse(js.out)["stopping"] == true);
+  CHECK(json::parse(js.out)["running"] == 1);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait(std::chrono::seconds(30)) == 0);
+  CHECK_FALSE(path_exists(fleet.state_dir() + "/reactor.sock"));
+}
