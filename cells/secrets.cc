@@ -15,16 +15,15 @@ base::Result<std::string> read_secret(const SecretsConfig& secrets, const std::s
   if (secrets.dir.empty())
     return base::value_error(field, key + " is declared but no [secrets] dir is configured");
   const std::string path = secrets.dir + "/" + key;
-  // O_NOFOLLOW: a symlink planted in the secrets dir must not redirect the read. O_NONBLOCK and
-  // the regular-file check: a FIFO planted there must not block the reactor thread.
-  auto fd = base::open_at(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  // open_regular: a symlink planted in the secrets dir must not redirect the read, and a FIFO
+  // planted there must not block the reactor thread.
+  auto fd = base::open_regular(AT_FDCWD, path);
   if (!fd) {
     auto e = std::move(fd).error();
+    if (e.detail == "not a regular file")
+      return base::value_error(field, "secret " + key + " is not a regular file (" + path + ")");
     return base::Error{e.err, field, {}, "secret " + key + " unavailable (" + path + ")", {}};
   }
-  struct stat st{};
-  if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode))
-    return base::value_error(field, "secret " + key + " is not a regular file (" + path + ")");
   auto value = base::read_fd(fd->get(), path, kMaxSecretBytes);
   if (!value) {
     auto e = std::move(value).error();

@@ -9,6 +9,7 @@ packages=(
   liburing-dev libseccomp-dev libbpf-dev libnftnl-dev libmnl-dev
   clang llvm bpftool libelf-dev zlib1g-dev  # the eBPF probes: clang -target bpf, llvm-strip,
                                             # bpftool skeletons; libbpf.a needs libelf.a, libz.a
+  libclang-rt-14-dev   # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)
   capnproto libcapnp-dev libssl-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   catch2
