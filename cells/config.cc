@@ -468,7 +468,11 @@ Config parse_config(const std::string& toml_text, const std::string& source) {
 
 Config load_config(const std::string& path) {
   auto text = base::read_regular_file(path, kMaxConfigBytes);
-  if (!text) throw ConfigError(path + ": cannot read: " + text.error().message());
+  if (!text) {
+    const auto& e = text.error();
+    throw ConfigError(path + ": cannot read: " +
+                      (e.detail.empty() ? std::string(std::strerror(e.err)) : e.detail));
+  }
   Config cfg = parse_config(text.value(), path);
   // Checked here, not in parse_config (which tests feed text): a missing secrets dir would
   // otherwise surface only when the first cell naming a secret is refused.

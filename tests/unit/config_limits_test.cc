@@ -35,6 +35,9 @@ TEST_CASE("max_limits and secret grants have secure defaults", "[config][limits]
 
 TEST_CASE("[policy.max_limits] and [secrets.grants] land in the policy", "[config][limits]") {
   Config c = parse_config(R"(
+[policy.default_limits]
+pids_max = 100
+
 [policy.max_limits]
 memory_max_bytes = 4294967296
 pids_max = 200
