@@ -1,8 +1,9 @@
 #include "base/json.h"
 
 #include <algorithm>
+#include <cstdint>
+#include <functional>
 #include <optional>
-#include <unordered_set>
 #include <vector>
 
 #include "base/text.h"
@@ -41,10 +42,55 @@ std::string short_parse_reason(const std::string& what) {
   return clip(r, kMaxQuotedBytes);
 }
 
+// Duplicate detection for one object, linear overall: objects of a few keys (nearly all) are
+// scanned, which costs no allocation; past kScanMax keys an open-addressing table of member
+// indices takes over. Indices, not pointers or views: the members' vector moves its elements
+// (short keys live inside them) when it grows.
+class KeyIndex {
+ public:
+  using Members = std::vector<Json::object_t::value_type>;
+  static constexpr size_t kScanMax = 16;
+
+  // True when `key` is new in `members` (which does not hold it yet).
+  bool is_new(const Members& members, std::string_view key) {
+    if (members.size() < kScanMax)
+      return std::none_of(members.begin(), members.end(),
+                          [&](const auto& m) { return m.first == key; });
+    if (slots_.empty()) rebuild(members, 64);
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = std::hash<std::string_view>{}(key) & mask;; i = (i + 1) & mask) {
+      if (slots_[i] == 0) return true;
+      if (members[slots_[i] - 1].first == key) return false;
+    }
+  }
+
+  // `members.back()` was just appended.
+  void added(const Members& members) {
+    if (slots_.empty()) return;  // still scanning; the table is built on first need
+    if (2 * members.size() > slots_.size()) return rebuild(members, 2 * slots_.size());
+    place(members, members.size() - 1);
+  }
+
+ private:
+  void rebuild(const Members& members, size_t size) {
+    while (size < 2 * (members.size() + 1)) size *= 2;
+    slots_.assign(size, 0);
+    for (size_t i = 0; i < members.size(); ++i) place(members, i);
+  }
+  void place(const Members& members, size_t index) {
+    const size_t mask = slots_.size() - 1;
+    size_t i = std::hash<std::string_view>{}(members[index].first) & mask;
+    while (slots_[i] != 0) i = (i + 1) & mask;
+    slots_[i] = static_cast<uint32_t>(index + 1);
+  }
+
+  std::vector<uint32_t> slots_;  // 0: empty, else member index + 1
+};
+
 // Builds the document from SAX events, refusing depth and duplicates as they arrive. Mirrors
 // nlohmann's json_sax_dom_parser, except that a member is appended to its object's vector
-// (ordered_map::operator[] would search the whole object first) after the hash set has said the
-// key is new.
+// (ordered_map::operator[] would search the whole object first) after KeyIndex has said the key
+// is new.
 class BoundedBuilder {
  public:
   using number_integer_t = Json::number_integer_t;
@@ -52,6 +98,7 @@ class BoundedBuilder {
   using number_float_t = Json::number_float_t;
   using string_t = Json::string_t;
   using binary_t = Json::binary_t;
+  using Members = KeyIndex::Members;
 
   explicit BoundedBuilder(const JsonLimits& limits) : limits_(limits) {}
 
@@ -70,12 +117,11 @@ class BoundedBuilder {
 
   bool key(string_t& k) {
     Frame& top = frames_.back();
-    if (limits_.reject_duplicate_keys && !top.seen.insert(k).second)
+    Members& members = members_of(top);
+    if (limits_.reject_duplicate_keys && !top.keys.is_new(members, k))
       return fail(path_to(k), "duplicate field");
-    top.key = k;
-    auto& members = static_cast<std::vector<Json::object_t::value_type>&>(
-        top.node->get_ref<Json::object_t&>());
     members.emplace_back(std::move(k), Json());
+    if (limits_.reject_duplicate_keys) top.keys.added(members);
     slot_ = &members.back().second;
     return true;
   }
@@ -92,13 +138,17 @@ class BoundedBuilder {
   struct Frame {
     Json* node;
     bool array;
-    size_t index = 0;                      // arrays: elements so far
-    std::string key;                       // objects: the member being parsed
-    std::unordered_set<std::string> seen;  // objects: keys met so far
+    size_t index = 0;  // arrays: elements so far
+    KeyIndex keys;     // objects: the keys met so far
   };
+
+  static Members& members_of(Frame& f) {
+    return static_cast<Members&>(f.node->get_ref<Json::object_t&>());
+  }
 
   // Where the next value goes: the root, the end of the open array, or the member just keyed.
   Json* place(Json v) {
+    ++values_;
     if (frames_.empty()) {
       root_ = std::move(v);
       return &root_;
@@ -115,16 +165,26 @@ class BoundedBuilder {
   }
 
   bool value(Json v) {
+    if (over_budget()) return false;
     place(std::move(v));
     return true;
   }
 
+  // True (and the error set) when the document already holds max_values values.
+  bool over_budget() {
+    if (limits_.max_values == 0 || values_ < limits_.max_values) return false;
+    fail(path_to({}), "more than " + std::to_string(limits_.max_values) + " values in one " +
+                          limits_.what);
+    return true;
+  }
+
   bool open(Json::value_t t) {
+    if (over_budget()) return false;
     if (frames_.size() >= limits_.max_depth)
       return fail(path_to({}), "nested deeper than " + std::to_string(limits_.max_depth) +
                                    " levels");
     Json* node = place(Json(t));
-    frames_.push_back(Frame{node, t == Json::value_t::array, 0, {}, {}});
+    frames_.push_back(Frame{node, t == Json::value_t::array, 0, {}});
     return true;
   }
 
@@ -134,18 +194,21 @@ class BoundedBuilder {
   }
 
   // The path of the open frames, then `last` (a key in the innermost object), clipped: depth is
-  // capped, but 64 levels of long keys would still make a long line.
-  std::string path_to(std::optional<std::string_view> last) const {
+  // capped, but 64 levels of long keys would still make a long line. An object's open member is
+  // its last one.
+  std::string path_to(std::optional<std::string_view> last) {
     std::string path;
     for (size_t i = 0; i < frames_.size(); ++i) {
-      const Frame& f = frames_[i];
+      Frame& f = frames_[i];
       const bool innermost = i + 1 == frames_.size();
       if (f.array) {
         // An outer array's open element is its last; the innermost one's is the one arriving.
         const size_t at = innermost ? f.index : f.index - 1;
         path += "[" + std::to_string(at) + "]";
-      } else {
-        path = child_path(path, innermost && last ? *last : std::string_view(f.key));
+      } else if (innermost && last) {
+        path = child_path(path, *last);
+      } else if (!members_of(f).empty()) {
+        path = child_path(path, members_of(f).back().first);
       }
       if (path.size() > kMaxQuotedBytes) break;
     }
@@ -163,6 +226,7 @@ class BoundedBuilder {
   Json* slot_ = nullptr;
   std::vector<Frame> frames_;
   std::optional<Error> error_;
+  size_t values_ = 0;
 };
 
 }  // namespace

@@ -27,6 +27,9 @@ struct JsonLimits {
   size_t max_bytes = kMaxSpecBytes;
   size_t max_depth = kMaxJsonDepth;
   bool reject_duplicate_keys = true;
+  // Values (scalars, objects, arrays) the document may hold in all; 0: no cap. Building each
+  // costs ~100 ns, so a cap bounds the time a small-valued megabyte can take.
+  size_t max_values = 0;
 };
 
 // Errors are value errors whose `call` is the JSON path of the offending member (`spec.run.env.A:

@@ -70,6 +70,7 @@ std::string element(const std::string& path, size_t i) {
 Result<Json> parse_json(std::string_view text) {
   base::JsonLimits limits;
   limits.what = "spec";
+  limits.max_values = kMaxSpecValues;
   return base::parse_json(text, limits);
 }
 
@@ -136,9 +137,14 @@ Result<void> read_uint(const Json& v, const std::string& path, uint64_t min, uin
   return base::ok();
 }
 
-Result<void> read_string_array(const Json& v, const std::string& path,
+Result<void> too_many(const std::string& path, size_t max, const char* what) {
+  return value_error(path, "more than " + std::to_string(max) + " " + what);
+}
+
+Result<void> read_string_array(const Json& v, const std::string& path, size_t max,
                                std::vector<std::string>& out) {
   if (!v.is_array()) return value_error(path, "must be an array of strings");
+  if (v.size() > max) return too_many(path, max, "entries");
   std::vector<std::string> items;
   for (size_t i = 0; i < v.size(); ++i) {
     std::string s;
@@ -234,7 +240,7 @@ Result<void> parse_header(const Json& root) {
 }
 
 Result<void> parse_secret_refs(const Json& v, const std::string& path, Spec& spec) {
-  CELLOS_TRY(read_string_array(v, path, spec.secret_refs));
+  CELLOS_TRY(read_string_array(v, path, kMaxSecretRefs, spec.secret_refs));
   std::unordered_set<std::string_view> seen;  // linear: a spec may list a hundred thousand
   for (size_t i = 0; i < spec.secret_refs.size(); ++i) {
     const std::string& name = spec.secret_refs[i];
@@ -278,6 +284,7 @@ Result<void> parse_authority(const Json& v, Spec& spec) {
   if (const Json* rules = find(v, "egressRules")) {
     const std::string rpath = child(path, "egressRules");
     if (!rules->is_array()) return value_error(rpath, "must be an array of objects");
+    if (rules->size() > kMaxEgressRules) return too_many(rpath, kMaxEgressRules, "rules");
     for (size_t i = 0; i < rules->size(); ++i) {
       EgressRule rule;
       CELLOS_TRY(parse_egress_rule((*rules)[i], element(rpath, i), rule));
@@ -297,7 +304,7 @@ Result<void> parse_lifetime(const Json& v, Spec& spec) {
 
 Result<void> parse_argv(const Json& v, RunSpec& run) {
   const std::string path = "spec.run.argv";
-  CELLOS_TRY(read_string_array(v, path, run.argv));
+  CELLOS_TRY(read_string_array(v, path, kMaxArgv, run.argv));
   if (run.argv.empty()) return value_error(path, "must not be empty");
   for (size_t i = 0; i < run.argv.size(); ++i)
     if (run.argv[i].find('\0') != std::string::npos)
@@ -346,6 +353,7 @@ Result<void> parse_secret_delivery(const Json& v, RunSpec& run) {
 Result<void> parse_env(const Json& v, const Spec& spec, RunSpec& run) {
   const std::string path = "spec.run.env";
   CELLOS_TRY(require_object(v, path));
+  if (v.size() > kMaxEnvVars) return too_many(path, kMaxEnvVars, "variables");
   const std::unordered_set<std::string_view> secrets(spec.secret_refs.begin(),
                                                      spec.secret_refs.end());
   for (const auto& [key, value] : v.items()) {

@@ -36,6 +36,16 @@ inline constexpr uint64_t kMinCpuMicros = 1000;
 inline constexpr uint64_t kMaxCpuPeriodMicros = 1000000;
 inline constexpr uint64_t kMaxCpuQuotaMicros = ((1ull << 44) - 1) / 1000;
 
+// How many of each list a spec may hold: far above real specs, low enough that one spec cannot
+// make admission do a hundred thousand secret reads, DNS lookups or environment checks.
+inline constexpr size_t kMaxSecretRefs = 256;
+inline constexpr size_t kMaxEgressRules = 256;
+inline constexpr size_t kMaxEnvVars = 4096;
+inline constexpr size_t kMaxArgv = 4096;
+// JSON values in one spec: room for every list at its cap and the fixed fields, and a bound on
+// the time a megabyte of tiny values takes to build (~100 ns each).
+inline constexpr size_t kMaxSpecValues = 16384;
+
 struct EgressRule {
   std::string host;                     // IP, CIDR or hostname, as declared
   uint16_t port = 0;                    // 1..65535
