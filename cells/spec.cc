@@ -241,7 +241,7 @@ Result<void> parse_header(const Json& root) {
 
 Result<void> parse_secret_refs(const Json& v, const std::string& path, Spec& spec) {
   CELLOS_TRY(read_string_array(v, path, kMaxSecretRefs, spec.secret_refs));
-  std::unordered_set<std::string_view> seen;  // linear: a spec may list a hundred thousand
+  std::unordered_set<std::string_view> seen;  // linear, whatever the cap becomes
   for (size_t i = 0; i < spec.secret_refs.size(); ++i) {
     const std::string& name = spec.secret_refs[i];
     if (!is_env_name(name))
@@ -536,6 +536,10 @@ Result<void> check_limits_policy(const Limits& l, const MaxLimits& max) {
     return over_policy(path + ".pidsMax", *l.pids_max, "pids_max", max.pids_max);
   if (l.cpu_max) {
     const CpuMax& c = *l.cpu_max;
+    // Re-checked for a Spec built in code: the kernel's ranges, and no division by zero below.
+    if (c.period_micros < kMinCpuMicros || c.period_micros > kMaxCpuPeriodMicros ||
+        c.quota_micros < kMinCpuMicros || c.quota_micros > kMaxCpuQuotaMicros)
+      return value_error(path + ".cpuMax", "outside the kernel's CFS bandwidth ranges");
     if (c.period_micros > max.cpu_period_micros)
       return over_policy(path + ".cpuMax.periodMicros", c.period_micros, "cpu_period_micros",
                          max.cpu_period_micros);
