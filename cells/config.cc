@@ -443,6 +443,36 @@ class ConfigParser {
   const std::string& source_;
 };
 
+// toml++ 3.3.0 (Debian 12) reaches __builtin_unreachable for some non-ASCII characters where it
+// looks for whitespace (U+00A1..U+0499 after a key, found by tests/fuzz/config_fuzz): undefined
+// behaviour on a one-line file. TOML 1.0 allows non-ASCII only inside strings and comments, so
+// any elsewhere is refused before toml++ sees the text. Returns the 1-based line of the first.
+size_t non_ascii_outside_strings(std::string_view t) {
+  size_t line = 1;
+  auto at = [&](size_t i, std::string_view s) { return t.substr(i, s.size()) == s; };
+  for (size_t i = 0; i < t.size(); ++i) {
+    const char c = t[i];
+    if (c == '\n') {
+      ++line;
+    } else if (c == '#') {
+      while (i + 1 < t.size() && t[i + 1] != '\n') ++i;
+    } else if (c == '"' || c == '\'') {
+      const bool multi = at(i, c == '"' ? "\"\"\"" : "\'\'\'");
+      const std::string_view close = multi ? (c == '"' ? "\"\"\"" : "\'\'\'") : std::string_view(&t[i], 1);
+      i += multi ? 3 : 1;
+      while (i < t.size() && !at(i, close)) {
+        if (t[i] == '\n') ++line;
+        if (c == '"' && t[i] == '\\') ++i;  // basic strings: an escape hides the next character
+        ++i;
+      }
+      i += close.size() - 1;
+    } else if (static_cast<unsigned char>(c) >= 0x80) {
+      return line;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 Config default_config() {
@@ -452,6 +482,9 @@ Config default_config() {
 }
 
 Config parse_config(const std::string& toml_text, const std::string& source) {
+  if (size_t line = non_ascii_outside_strings(toml_text))
+    throw ConfigError(source + ":" + std::to_string(line) +
+                      ": a non-ASCII character outside a string or comment");
   toml::table root;
   try {
     root = toml::parse(toml_text, std::string_view(source));

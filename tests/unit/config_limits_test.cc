@@ -149,3 +149,23 @@ TEST_CASE("fleet.toml must be a regular file: a FIFO is refused, not waited on",
 
 }  // namespace
 }  // namespace cellos::cells
+
+namespace cellos::cells {
+namespace {
+
+TEST_CASE("non-ASCII outside strings and comments is refused before toml++ sees it",
+          "[config][limits]") {
+  // Found by config_fuzz: toml++ 3.3.0 reached __builtin_unreachable on this.
+  CHECK(error_of("[secrets\xd2\x94rants]\n\"A B\x7f = ") ==
+        "fleet.toml:1: a non-ASCII character outside a string or comment");
+  CHECK(error_of("[host]\nid = \"h\"\n\xc2\xa1 = 1\n") ==
+        "fleet.toml:3: a non-ASCII character outside a string or comment");
+  // Where TOML allows it, it stays allowed.
+  CHECK(error_of("# caf\xc3\xa9\n[host]\nstate_dir = \"/var/lib/caf\xc3\xa9\"\n") == "<accepted>");
+  CHECK(error_of("[host]\nstate_dir = '''/var/lib/\xc3\xa9'''\n") == "<accepted>");
+  // An escaped quote does not end a basic string.
+  CHECK_THAT(error_of("[host]\nid = \"a\\\"\xc3\xa9\"\n"), Contains("host.id: must be 1..128"));
+}
+
+}  // namespace
+}  // namespace cellos::cells
