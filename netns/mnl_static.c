@@ -111,8 +111,11 @@ void* mnl_nlmsg_get_payload_tail(const struct nlmsghdr* nlh) {
 }
 
 bool mnl_nlmsg_ok(const struct nlmsghdr* nlh, int len) {
+  // Compared unsigned (len is known >= 16 here): libmnl's (int) cast let a length of 2^32-1 pass
+  // as -1, and MNL_ALIGN of it wraps to 0, so mnl_nlmsg_next never advanced (found by
+  // tests/fuzz/nflog_fuzz: scan_nflog_datagram looped forever on such a datagram).
   return len >= (int)sizeof(struct nlmsghdr) && nlh->nlmsg_len >= sizeof(struct nlmsghdr) &&
-         (int)nlh->nlmsg_len <= len;
+         nlh->nlmsg_len <= (unsigned int)len;
 }
 
 struct nlmsghdr* mnl_nlmsg_next(const struct nlmsghdr* nlh, int* len) {
