@@ -289,7 +289,10 @@ int mnl_attr_parse_payload(const void* payload, size_t payload_len, mnl_attr_cb_
 
 int mnl_attr_parse(const struct nlmsghdr* nlh, unsigned int offset, mnl_attr_cb_t cb, void* data) {
   const char* start = mnl_nlmsg_get_payload_offset(nlh, offset);
-  const char* end = mnl_nlmsg_get_payload_tail(nlh);
+  // The message's own length, not its aligned tail (libmnl's): a last message of unaligned
+  // length at the end of a datagram would have its attributes read past the datagram
+  // (nflog_fuzz, under ASan). Attributes themselves are aligned, so nothing valid is lost.
+  const char* end = (const char*)nlh + nlh->nlmsg_len;
   if (end < start) return MNL_CB_OK;
   return mnl_attr_parse_payload(start, (size_t)(end - start), cb, data);
 }
