@@ -132,4 +132,19 @@ Result<std::string> read_file_at(int dirfd, const std::string& path, size_t limi
   return read_fd(fd->get(), "\"" + path + "\"", limit);
 }
 
+Result<Fd> open_regular(int dirfd, const std::string& path) {
+  auto fd = open_at(dirfd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  if (!fd) return std::move(fd).error();
+  struct stat st {};
+  if (::fstat(fd->get(), &st) != 0) return sys_error("fstat", "\"" + path + "\"");
+  if (!S_ISREG(st.st_mode)) return Error{EINVAL, "open", "\"" + path + "\"", "not a regular file", {}};
+  return fd;
+}
+
+Result<std::string> read_regular_file(const std::string& path, size_t limit) {
+  auto fd = open_regular(AT_FDCWD, path);
+  if (!fd) return std::move(fd).error();
+  return read_fd(fd->get(), "\"" + path + "\"", limit);
+}
+
 }  // namespace cellos::base

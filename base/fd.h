@@ -66,4 +66,13 @@ Result<std::string> read_fd(int fd, const std::string& what, size_t limit = 1 <<
 // Read a small file whole (cgroup knobs, /proc entries, spec files).
 Result<std::string> read_file_at(int dirfd, const std::string& path, size_t limit = 1 << 20);
 
+// Opens a file someone else may have planted (a key, a secret, fleet.toml, a spec): O_NOFOLLOW
+// (a symlink as the last component is refused, not followed), O_NONBLOCK (a FIFO must not hang
+// the opener in open(2), deaf to signals) and then fstat: anything but a regular file fails
+// with EINVAL, "not a regular file". Regular files read as usual with the descriptor.
+Result<Fd> open_regular(int dirfd, const std::string& path);
+
+// open_regular, then the whole file (at most `limit` bytes, else EFBIG).
+Result<std::string> read_regular_file(const std::string& path, size_t limit);
+
 }  // namespace cellos::base

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "cells/spec.h"
+
 namespace cellos::cells {
 namespace {
 
@@ -193,7 +195,11 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
     leaf.memory_v2_ = roots_.memory_v2;
   }
   if (!roots_.pids.empty())
-    CELLOS_TRY(knob(dir_of(roots_.pids), "pids.max", std::to_string(limits.pids_max + 1)));
+    // One more than the spec's, for the cell's init. Saturated at the kernel's PID_MAX_LIMIT:
+    // validation keeps pids_max below it, and a CgroupLimits built in code must not wrap
+    // 2^64-1 + 1 into pids.max = 0.
+    CELLOS_TRY(knob(dir_of(roots_.pids), "pids.max",
+                    std::to_string(std::min(limits.pids_max, kMaxPids) + 1)));
   if (!limits.cpu_max && roots_.cpu_v2) {
     // The leaf may be reused from a crashed run: clear a quota this cell did not declare.
     CELLOS_TRY(knob(dir_of(roots_.cpu), "cpu.max", "max"));

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/stat.h>
 #include <toml++/toml.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 
 #include "base/fd.h"
 #include "cells/root_view.h"
+#include "base/text.h"
 #include "cells/spec.h"
 
 // The error paths below rely on toml::parse throwing; a build with TOML_EXCEPTIONS=0 would
@@ -30,23 +32,11 @@ namespace cellos::cells {
 namespace {
 
 constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
+constexpr size_t kMaxConfigBytes = 1 << 20;
 
 // Text for a one-line message: control characters (a quoted TOML key may hold a newline) are
 // shown as \xNN, and long text is cut.
-std::string printable(std::string_view s, size_t max = 64) {
-  std::string out;
-  for (unsigned char c : s.substr(0, max)) {
-    if (c >= 0x20 && c != 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      static constexpr char kHex[] = "0123456789abcdef";
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  return s.size() > max ? out + "..." : out;
-}
+std::string printable(std::string_view s, size_t max = 64) { return base::clip(s, max); }
 
 bool is_bare_key(std::string_view k) {
   return !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
@@ -82,7 +72,8 @@ class ConfigParser {
     check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network", "flows", "intake"});
     if (const toml::table* t = table(root, "host", "host")) parse_host(*t, cfg.host);
     if (const toml::table* t = table(root, "policy", "policy")) parse_policy(*t, cfg.policy);
-    if (const toml::table* t = table(root, "secrets", "secrets")) parse_secrets(*t, cfg.secrets);
+    if (const toml::table* t = table(root, "secrets", "secrets"))
+      parse_secrets(*t, cfg.secrets, cfg.policy);
     if (const toml::table* t = table(root, "events", "events")) parse_events(*t, cfg.events);
     if (const toml::table* t = table(root, "logs", "logs")) parse_logs(*t, cfg.logs);
     if (const toml::table* t = table(root, "network", "network")) parse_network(*t, cfg.network);
@@ -200,13 +191,30 @@ class ConfigParser {
     out = std::move(prefixes);
   }
 
+  // The spec's own ranges (what the kernel takes, what cannot overflow), so a default or a cap
+  // from fleet.toml is never a value a spec could not have written.
   void parse_default_limits(const toml::table& t, DefaultLimits& limits) const {
     const std::string path = "policy.default_limits";
     check_keys(t, path, {"memory_max_bytes", "pids_max"});
     if (const toml::node* n = t.get("memory_max_bytes"))
-      limits.memory_max_bytes = integer(*n, child(path, "memory_max_bytes"), 1 << 20, kNoMax);
+      limits.memory_max_bytes = integer(*n, child(path, "memory_max_bytes"), kMinMemoryBytes,
+                                        static_cast<int64_t>(kMaxMemoryBytes));
     if (const toml::node* n = t.get("pids_max"))
-      limits.pids_max = integer(*n, child(path, "pids_max"), 1, kNoMax);
+      limits.pids_max = integer(*n, child(path, "pids_max"), 1, kMaxPids);
+  }
+
+  void parse_max_limits(const toml::table& t, MaxLimits& max) const {
+    const std::string path = "policy.max_limits";
+    check_keys(t, path, {"memory_max_bytes", "pids_max", "cpus", "cpu_period_micros"});
+    if (const toml::node* n = t.get("memory_max_bytes"))
+      max.memory_max_bytes = integer(*n, child(path, "memory_max_bytes"), kMinMemoryBytes,
+                                     static_cast<int64_t>(kMaxMemoryBytes));
+    if (const toml::node* n = t.get("pids_max"))
+      max.pids_max = integer(*n, child(path, "pids_max"), 1, kMaxPids);
+    if (const toml::node* n = t.get("cpus")) max.cpus = integer(*n, child(path, "cpus"), 1, 65536);
+    if (const toml::node* n = t.get("cpu_period_micros"))
+      max.cpu_period_micros = integer(*n, child(path, "cpu_period_micros"), kMinCpuMicros,
+                                      kMaxCpuPeriodMicros);
   }
 
   // "example.com", "*.example.com", "10.0.0.1" or "10.0.0.0/8": a leading "*." is the only
@@ -234,21 +242,35 @@ class ConfigParser {
   void parse_policy(const toml::table& t, PolicyConfig& policy) const {
     check_keys(t, "policy",
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
-                "run_as_gid", "default_limits", "allowed_egress_hosts", "forbid_egress",
-                "host_paths", "uid_range"});
+                "run_as_gid", "default_limits", "max_limits", "allowed_egress_hosts",
+                "forbid_egress", "host_paths", "uid_range"});
     if (const toml::node* n = t.get("allowed_egress_hosts"))
       parse_egress_hosts(*n, policy.allowed_egress_hosts);
     if (const toml::node* n = t.get("forbid_egress"))
       policy.forbid_egress = boolean(*n, "policy.forbid_egress");
     if (const toml::node* n = t.get("argv0_allow_prefixes"))
       parse_prefixes(*n, policy.argv0_allow_prefixes);
+    // At most ten years: the deadline is computed in milliseconds, and ttl * 1000 must not wrap
+    // (a wrapped deadline killed the cell at once).
     if (const toml::node* n = t.get("default_ttl_seconds"))
-      policy.default_ttl_seconds = integer(*n, "policy.default_ttl_seconds", 1, kNoMax);
+      policy.default_ttl_seconds = integer(*n, "policy.default_ttl_seconds", 1, kMaxTtlSeconds);
     if (const toml::node* n = t.get("max_ttl_seconds"))
-      policy.max_ttl_seconds = integer(*n, "policy.max_ttl_seconds", 1, kNoMax);
+      policy.max_ttl_seconds = integer(*n, "policy.max_ttl_seconds", 1, kMaxTtlSeconds);
     parse_isolation(t, policy);
     if (const toml::table* d = table(t, "default_limits", "policy.default_limits"))
       parse_default_limits(*d, policy.default_limits);
+    if (const toml::table* m = table(t, "max_limits", "policy.max_limits"))
+      parse_max_limits(*m, policy.max_limits);
+    const DefaultLimits& d = policy.default_limits;
+    const MaxLimits& m = policy.max_limits;
+    if (d.memory_max_bytes > m.memory_max_bytes)
+      fail("policy.default_limits.memory_max_bytes",
+           std::to_string(d.memory_max_bytes) + " exceeds policy.max_limits.memory_max_bytes " +
+               std::to_string(m.memory_max_bytes));
+    if (d.pids_max > m.pids_max)
+      fail("policy.default_limits.pids_max", std::to_string(d.pids_max) +
+                                                 " exceeds policy.max_limits.pids_max " +
+                                                 std::to_string(m.pids_max));
     // Checked after both are known, whichever of them the file set.
     if (policy.default_ttl_seconds > policy.max_ttl_seconds)
       fail("policy.default_ttl_seconds", std::to_string(policy.default_ttl_seconds) +
@@ -289,10 +311,36 @@ class ConfigParser {
     }
   }
 
-  void parse_secrets(const toml::table& t, SecretsConfig& secrets) const {
-    check_keys(t, "secrets", {"dir"});
+  void parse_secrets(const toml::table& t, SecretsConfig& secrets, PolicyConfig& policy) const {
+    check_keys(t, "secrets", {"dir", "grants"});
     if (const toml::node* n = t.get("dir"))
       secrets.dir = absolute_path(*n, "secrets.dir", /*allow_root=*/false);
+    if (const toml::table* g = table(t, "grants", "secrets.grants"))
+      parse_grants(*g, policy.secret_grants);
+  }
+
+  // NPM_TOKEN = ["build-*", "release-42"]: the cells (id globs) that may name the secret.
+  void parse_grants(const toml::table& t, std::map<std::string, std::vector<std::string>>& out) const {
+    for (auto&& [key, node] : t) {
+      const std::string path = child("secrets.grants", key.str());
+      if (!is_env_name(key.str()))
+        fail(path, "must be a secret name ([A-Za-z_][A-Za-z0-9_]*)");
+      const toml::array* a = node.as_array();
+      if (!a) fail(path, "must be an array of cell-id globs");
+      std::vector<std::string> globs;
+      for (size_t i = 0; i < a->size(); ++i) {
+        const std::string at = path + "[" + std::to_string(i) + "]";
+        std::string g = string_value(*a->get(i), at);
+        // The characters of a cell id, plus the two wildcards.
+        bool ok = !g.empty() && g.size() <= 128 && std::all_of(g.begin(), g.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-' || c == '*' || c == '?';
+        });
+        if (!ok) fail(at, "must be a cell-id glob: 1..128 characters of [A-Za-z0-9._-*?]");
+        globs.push_back(std::move(g));
+      }
+      out[std::string(key.str())] = std::move(globs);
+    }
   }
 
   void parse_events(const toml::table& t, EventsConfig& events) const {
@@ -456,6 +504,23 @@ class ConfigParser {
   const std::string& source_;
 };
 
+// toml++ 3.3.0 (Debian 12) reaches __builtin_unreachable for some non-ASCII characters where it
+// looks for whitespace (U+00A1..U+0499 after a key, and inside arrays after a NUL; found by
+// tests/fuzz/config_fuzz): undefined behaviour on a one-line file. Every key and value of a
+// fleet.toml is ASCII, so the text is held to printable ASCII, tab and line breaks before toml++
+// sees it. Returns the 1-based line of the first other byte, or 0.
+size_t first_unsafe_byte_line(std::string_view t) {
+  size_t line = 1;
+  for (unsigned char c : t) {
+    if (c == '\n') {
+      ++line;
+    } else if ((c < 0x20 && c != '\t' && c != '\r') || c >= 0x7f) {
+      return line;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 Config default_config() {
@@ -465,6 +530,9 @@ Config default_config() {
 }
 
 Config parse_config(const std::string& toml_text, const std::string& source) {
+  if (size_t line = first_unsafe_byte_line(toml_text))
+    throw ConfigError(source + ":" + std::to_string(line) +
+                      ": only printable ASCII, tabs and line breaks are accepted");
   toml::table root;
   try {
     root = toml::parse(toml_text, std::string_view(source));
@@ -480,9 +548,25 @@ Config parse_config(const std::string& toml_text, const std::string& source) {
 }
 
 Config load_config(const std::string& path) {
-  auto text = base::read_file_at(AT_FDCWD, path);
-  if (!text) throw ConfigError(path + ": cannot read: " + std::strerror(text.error().err));
-  return parse_config(text.value(), path);
+  auto text = base::read_regular_file(path, kMaxConfigBytes);
+  if (!text) {
+    const auto& e = text.error();
+    throw ConfigError(path + ": cannot read: " +
+                      (e.detail.empty() ? std::string(std::strerror(e.err)) : e.detail));
+  }
+  Config cfg = parse_config(text.value(), path);
+  // Checked here, not in parse_config (which tests feed text): a missing secrets dir would
+  // otherwise surface only when the first cell naming a secret is refused.
+  if (!cfg.secrets.dir.empty()) {
+    struct stat st {};
+    if (::stat(cfg.secrets.dir.c_str(), &st) != 0)
+      throw ConfigError(path + ": secrets.dir: \"" + base::clip(cfg.secrets.dir) +
+                        "\": " + std::strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+      throw ConfigError(path + ": secrets.dir: \"" + base::clip(cfg.secrets.dir) +
+                        "\": not a directory");
+  }
+  return cfg;
 }
 
 }  // namespace cellos::cells

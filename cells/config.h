@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -14,6 +15,15 @@ namespace cellos::cells {
 struct DefaultLimits {
   uint64_t memory_max_bytes = 2ull << 30;  // 2 GiB
   uint64_t pids_max = 1024;
+};
+
+// The most a spec may ask for: a spec's limits only ever lower what the host allows, never lift
+// it. default_limits must lie within these too.
+struct MaxLimits {
+  uint64_t memory_max_bytes = 8ull << 30;  // 8 GiB
+  uint64_t pids_max = 4096;
+  uint64_t cpus = 64;                          // cpuMax quota / period, in whole CPUs
+  uint64_t cpu_period_micros = 1000000;        // the longest CFS period a spec may set
 };
 
 struct PolicyConfig {
@@ -28,6 +38,11 @@ struct PolicyConfig {
   uint32_t uid_first = 200000;
   uint32_t uid_last = 265535;
   DefaultLimits default_limits;
+  MaxLimits max_limits;
+  // [secrets.grants]: secret name -> the cell-id globs that may name it in secretRefs. Secure by
+  // default: a secret with no grant reaches no cell. Kept with the policy because admission
+  // (check_policy) is where a spec is refused for it.
+  std::map<std::string, std::vector<std::string>> secret_grants;
   // Egress admission: empty means any host a spec declares; otherwise each rule's host must
   // equal an entry or match one leading "*." entry. forbid_egress rejects every egress rule.
   std::vector<std::string> allowed_egress_hosts;
@@ -83,6 +98,7 @@ struct FlowsConfig {
 
 struct SecretsConfig {
   std::string dir;  // empty: no secrets configured; a spec naming secretRefs is then rejected
+  // (the grants of [secrets.grants] live in PolicyConfig::secret_grants)
 };
 
 // [intake.nats]: specs from a JetStream work-queue stream, shared by a fleet of hosts. The

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "base/text.h"
+
 namespace cellos::cells {
 namespace {
 
@@ -12,29 +14,31 @@ constexpr size_t kMaxSecretBytes = 64 * 1024;
 base::Result<std::string> read_secret(const SecretsConfig& secrets, const std::string& key,
                                       size_t index) {
   const std::string field = "spec.authority.secretRefs[" + std::to_string(index) + "]";
+  // Names come from the spec (any length): messages quote them clipped.
+  const std::string name = base::clip(key);
   if (secrets.dir.empty())
-    return base::value_error(field, key + " is declared but no [secrets] dir is configured");
-  const std::string path = secrets.dir + "/" + key;
-  // O_NOFOLLOW: a symlink planted in the secrets dir must not redirect the read. O_NONBLOCK and
-  // the regular-file check: a FIFO planted there must not block the reactor thread.
-  auto fd = base::open_at(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    return base::value_error(field, name + " is declared but no [secrets] dir is configured");
+  const std::string path = secrets.dir + "/" + name;
+  const std::string real_path = secrets.dir + "/" + key;
+  // open_regular: a symlink planted in the secrets dir must not redirect the read, and a FIFO
+  // planted there must not block the reactor thread.
+  auto fd = base::open_regular(AT_FDCWD, real_path);
   if (!fd) {
     auto e = std::move(fd).error();
-    return base::Error{e.err, field, {}, "secret " + key + " unavailable (" + path + ")", {}};
+    if (e.detail == "not a regular file")
+      return base::value_error(field, "secret " + name + " is not a regular file (" + path + ")");
+    return base::Error{e.err, field, {}, "secret " + name + " unavailable (" + path + ")", {}};
   }
-  struct stat st{};
-  if (::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode))
-    return base::value_error(field, "secret " + key + " is not a regular file (" + path + ")");
   auto value = base::read_fd(fd->get(), path, kMaxSecretBytes);
   if (!value) {
     auto e = std::move(value).error();
-    return base::Error{e.err, field, {}, "secret " + key + " unreadable (" + path + ")", {}};
+    return base::Error{e.err, field, {}, "secret " + name + " unreadable (" + path + ")", {}};
   }
   std::string v = std::move(*value);
   if (!v.empty() && v.back() == '\n') v.pop_back();
   if (!v.empty() && v.back() == '\r') v.pop_back();
   if (v.find('\0') != std::string::npos)
-    return base::value_error(field, "secret " + key + " contains a NUL byte (" + path + ")");
+    return base::value_error(field, "secret " + name + " contains a NUL byte (" + path + ")");
   return v;
 }
 

@@ -7,15 +7,15 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <functional>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 #include <vector>
 
+#include "base/json.h"
+#include "base/text.h"
 #include "cells/config.h"
 #include "netns/nft.h"
 
@@ -26,7 +26,7 @@ using base::Result;
 using base::value_error;
 // ordered_json keeps object members in document order, which is the order run.env is declared
 // in and the order unknown fields are reported in.
-using Json = nlohmann::ordered_json;
+using Json = base::Json;
 
 constexpr uint64_t kNoMax = std::numeric_limits<uint64_t>::max();
 
@@ -67,85 +67,11 @@ std::string element(const std::string& path, size_t i) {
   return path + "[" + std::to_string(i) + "]";
 }
 
-// ---------------------------------------------------------------------------------------------
-// JSON text -> Json, refusing duplicate keys
-
-// nlohmann keeps the last of two equal keys, so `"limits":{...},"limits":{}` would silently drop
-// the first set of limits. This parse callback tracks where the parser is and remembers the
-// path of the first repeated key.
-class DuplicateKeyFinder {
- public:
-  bool operator()(int /*depth*/, Json::parse_event_t event, Json& parsed) {
-    switch (event) {
-      case Json::parse_event_t::object_start:
-      case Json::parse_event_t::array_start:
-        enter_element();
-        frames_.push_back(Frame{event == Json::parse_event_t::array_start, 0, {}, {}});
-        break;
-      case Json::parse_event_t::object_end:
-      case Json::parse_event_t::array_end:
-        if (!frames_.empty()) frames_.pop_back();
-        break;
-      case Json::parse_event_t::key:
-        if (!frames_.empty() && parsed.is_string()) on_key(parsed.get_ref<const std::string&>());
-        break;
-      case Json::parse_event_t::value:
-        enter_element();
-        break;
-    }
-    return true;  // keep everything: the finder only watches
-  }
-
-  const std::optional<std::string>& duplicate() const { return duplicate_; }
-
- private:
-  struct Frame {
-    bool array;
-    size_t next_index;
-    std::string key;                       // the member being parsed, for object frames
-    std::unordered_set<std::string> seen;  // keys met so far, for object frames
-  };
-
-  void enter_element() {
-    if (!frames_.empty() && frames_.back().array) ++frames_.back().next_index;
-  }
-
-  void on_key(const std::string& key) {
-    Frame& top = frames_.back();
-    top.key = key;
-    if (top.seen.insert(key).second || duplicate_) return;
-    std::string path;
-    for (const Frame& f : frames_)
-      path = f.array ? element(path, f.next_index - 1) : child(path, f.key);
-    duplicate_ = path;
-  }
-
-  std::vector<Frame> frames_;
-  std::optional<std::string> duplicate_;
-};
-
-// nlohmann's what() reads "[json.exception.parse_error.101] parse error at line 1, column 9:
-// syntax error ... ; last read: '<text>'". The "last read" part echoes document text, which may
-// be a secret env value, so it is cut.
-std::string short_parse_reason(const std::string& what) {
-  std::string r = what;
-  if (auto p = r.find("] "); r.starts_with("[json.exception.") && p != std::string::npos)
-    r.erase(0, p + 2);
-  if (r.starts_with("parse error at ")) r.erase(0, 15);
-  if (auto p = r.find("; last read"); p != std::string::npos) r.erase(p);
-  return r;
-}
-
 Result<Json> parse_json(std::string_view text) {
-  DuplicateKeyFinder finder;
-  Json doc;
-  try {
-    doc = Json::parse(text.begin(), text.end(), std::ref(finder));
-  } catch (const Json::exception& e) {
-    return value_error("spec", "invalid JSON: " + short_parse_reason(e.what()));
-  }
-  if (finder.duplicate()) return value_error(*finder.duplicate(), "duplicate field");
-  return doc;
+  base::JsonLimits limits;
+  limits.what = "spec";
+  limits.max_values = kMaxSpecValues;
+  return base::parse_json(text, limits);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -211,9 +137,14 @@ Result<void> read_uint(const Json& v, const std::string& path, uint64_t min, uin
   return base::ok();
 }
 
-Result<void> read_string_array(const Json& v, const std::string& path,
+Result<void> too_many(const std::string& path, size_t max, const char* what) {
+  return value_error(path, "more than " + std::to_string(max) + " " + what);
+}
+
+Result<void> read_string_array(const Json& v, const std::string& path, size_t max,
                                std::vector<std::string>& out) {
   if (!v.is_array()) return value_error(path, "must be an array of strings");
+  if (v.size() > max) return too_many(path, max, "entries");
   std::vector<std::string> items;
   for (size_t i = 0; i < v.size(); ++i) {
     std::string s;
@@ -309,15 +240,15 @@ Result<void> parse_header(const Json& root) {
 }
 
 Result<void> parse_secret_refs(const Json& v, const std::string& path, Spec& spec) {
-  CELLOS_TRY(read_string_array(v, path, spec.secret_refs));
+  CELLOS_TRY(read_string_array(v, path, kMaxSecretRefs, spec.secret_refs));
+  std::unordered_set<std::string_view> seen;  // linear, whatever the cap becomes
   for (size_t i = 0; i < spec.secret_refs.size(); ++i) {
     const std::string& name = spec.secret_refs[i];
     if (!is_env_name(name))
       return value_error(element(path, i),
                          "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
-    auto first = std::find(spec.secret_refs.begin(), spec.secret_refs.end(), name);
-    if (first != spec.secret_refs.begin() + static_cast<std::ptrdiff_t>(i))
-      return value_error(element(path, i), "duplicate " + name);
+    if (!seen.insert(name).second)
+      return value_error(element(path, i), "duplicate " + base::clip(name));
   }
   return base::ok();
 }
@@ -353,6 +284,7 @@ Result<void> parse_authority(const Json& v, Spec& spec) {
   if (const Json* rules = find(v, "egressRules")) {
     const std::string rpath = child(path, "egressRules");
     if (!rules->is_array()) return value_error(rpath, "must be an array of objects");
+    if (rules->size() > kMaxEgressRules) return too_many(rpath, kMaxEgressRules, "rules");
     for (size_t i = 0; i < rules->size(); ++i) {
       EgressRule rule;
       CELLOS_TRY(parse_egress_rule((*rules)[i], element(rpath, i), rule));
@@ -366,13 +298,13 @@ Result<void> parse_lifetime(const Json& v, Spec& spec) {
   CELLOS_TRY(require_object(v, "spec.lifetime"));
   CELLOS_TRY(check_fields(v, "spec.lifetime", {"ttlSeconds"}));
   if (const Json* ttl = find(v, "ttlSeconds"))
-    CELLOS_TRY(read_uint(*ttl, "spec.lifetime.ttlSeconds", 1, kNoMax, spec.ttl_seconds));
+    CELLOS_TRY(read_uint(*ttl, "spec.lifetime.ttlSeconds", 1, kMaxTtlSeconds, spec.ttl_seconds));
   return base::ok();
 }
 
 Result<void> parse_argv(const Json& v, RunSpec& run) {
   const std::string path = "spec.run.argv";
-  CELLOS_TRY(read_string_array(v, path, run.argv));
+  CELLOS_TRY(read_string_array(v, path, kMaxArgv, run.argv));
   if (run.argv.empty()) return value_error(path, "must not be empty");
   for (size_t i = 0; i < run.argv.size(); ++i)
     if (run.argv[i].find('\0') != std::string::npos)
@@ -421,6 +353,9 @@ Result<void> parse_secret_delivery(const Json& v, RunSpec& run) {
 Result<void> parse_env(const Json& v, const Spec& spec, RunSpec& run) {
   const std::string path = "spec.run.env";
   CELLOS_TRY(require_object(v, path));
+  if (v.size() > kMaxEnvVars) return too_many(path, kMaxEnvVars, "variables");
+  const std::unordered_set<std::string_view> secrets(spec.secret_refs.begin(),
+                                                     spec.secret_refs.end());
   for (const auto& [key, value] : v.items()) {
     const std::string kpath = child(path, key);
     if (!is_env_name(key))
@@ -429,7 +364,7 @@ Result<void> parse_env(const Json& v, const Spec& spec, RunSpec& run) {
     const std::string& s = value.get_ref<const std::string&>();
     if (s.find('\0') != std::string::npos) return value_error(kpath, "must not contain NUL");
     // Two sources for one variable would leave it to ordering which one the cell sees.
-    if (std::find(spec.secret_refs.begin(), spec.secret_refs.end(), key) != spec.secret_refs.end())
+    if (secrets.count(key))
       return value_error(kpath, "also named in spec.authority.secretRefs");
     run.env.emplace_back(key, s);
   }
@@ -443,10 +378,13 @@ Result<void> parse_cpu_max(const Json& v, Limits& limits) {
   CpuMax cpu;
   const Json* quota = find(v, "quotaMicros");
   if (!quota) return value_error(child(path, "quotaMicros"), "is required");
-  // The kernel refuses a CFS quota or period under 1 ms and a period over 1 s.
-  CELLOS_TRY(read_uint(*quota, child(path, "quotaMicros"), 1000, kNoMax, cpu.quota_micros));
+  // The kernel's own ranges: a value it would refuse fails here, naming the field, instead of
+  // failing the cell's setup.
+  CELLOS_TRY(read_uint(*quota, child(path, "quotaMicros"), kMinCpuMicros, kMaxCpuQuotaMicros,
+                       cpu.quota_micros));
   if (const Json* period = find(v, "periodMicros"))
-    CELLOS_TRY(read_uint(*period, child(path, "periodMicros"), 1000, 1000000, cpu.period_micros));
+    CELLOS_TRY(read_uint(*period, child(path, "periodMicros"), kMinCpuMicros, kMaxCpuPeriodMicros,
+                         cpu.period_micros));
   limits.cpu_max = cpu;
   return base::ok();
 }
@@ -458,10 +396,10 @@ Result<void> parse_limits(const Json& v, Limits& limits) {
       check_fields(v, path, {"memoryMaxBytes", "pidsMax", "cpuMax"}, {"gracefulShutdownSeconds"}));
   // Below 1 MiB a cell cannot even exec a shell; such a value is a unit mistake (KiB for bytes).
   if (const Json* mem = find(v, "memoryMaxBytes"))
-    CELLOS_TRY(
-        read_uint(*mem, child(path, "memoryMaxBytes"), 1 << 20, kNoMax, limits.memory_max_bytes));
+    CELLOS_TRY(read_uint(*mem, child(path, "memoryMaxBytes"), kMinMemoryBytes, kMaxMemoryBytes,
+                         limits.memory_max_bytes));
   if (const Json* pids = find(v, "pidsMax"))
-    CELLOS_TRY(read_uint(*pids, child(path, "pidsMax"), 1, kNoMax, limits.pids_max));
+    CELLOS_TRY(read_uint(*pids, child(path, "pidsMax"), 1, kMaxPids, limits.pids_max));
   if (const Json* cpu = find(v, "cpuMax")) CELLOS_TRY(parse_cpu_max(*cpu, limits));
   return base::ok();
 }
@@ -478,7 +416,7 @@ Result<void> parse_run(const Json& v, Spec& spec) {
   if (const Json* wd = find(v, "workingDirectory")) CELLOS_TRY(parse_working_directory(*wd, run));
   if (const Json* sd = find(v, "secretDelivery")) CELLOS_TRY(parse_secret_delivery(*sd, run));
   if (const Json* t = find(v, "timeoutMs"))
-    CELLOS_TRY(read_uint(*t, child(path, "timeoutMs"), 1, kNoMax, run.timeout_ms));
+    CELLOS_TRY(read_uint(*t, child(path, "timeoutMs"), 1, kMaxTimeoutMs, run.timeout_ms));
   if (const Json* env = find(v, "env")) CELLOS_TRY(parse_env(*env, spec, run));
   if (const Json* limits = find(v, "limits")) CELLOS_TRY(parse_limits(*limits, run.limits));
   return base::ok();
@@ -516,11 +454,12 @@ Result<Spec> parse_document(std::string_view json) {
   return spec;
 }
 
-// Messages may quote argv[0]; a control character in it must not break the one-line rule.
+// Messages may quote argv[0]: a control character in it must not break the one-line rule, and
+// a megabyte of it must not become a megabyte of message.
 std::string printable(std::string_view s) {
   bool plain =
       std::all_of(s.begin(), s.end(), [](unsigned char c) { return c >= 0x20 && c != 0x7f; });
-  return plain ? std::string(s) : json_quoted(s);
+  return plain ? base::clip(s) : json_quoted(s);
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -580,6 +519,59 @@ Result<void> check_egress_policy(const Spec& spec, const PolicyConfig& policy) {
   return base::ok();
 }
 
+Result<void> over_policy(const std::string& field, uint64_t value, const std::string& key,
+                         uint64_t cap) {
+  return value_error(field, std::to_string(value) + " exceeds the policy cap of " +
+                                std::to_string(cap) + " (policy.max_limits." + key + ")");
+}
+
+// A spec's limits may only lower what the host allows: a spec that could lift its own limits
+// would make them advice.
+Result<void> check_limits_policy(const Limits& l, const MaxLimits& max) {
+  const std::string path = "spec.run.limits";
+  if (l.memory_max_bytes && *l.memory_max_bytes > max.memory_max_bytes)
+    return over_policy(path + ".memoryMaxBytes", *l.memory_max_bytes, "memory_max_bytes",
+                       max.memory_max_bytes);
+  if (l.pids_max && *l.pids_max > max.pids_max)
+    return over_policy(path + ".pidsMax", *l.pids_max, "pids_max", max.pids_max);
+  if (l.cpu_max) {
+    const CpuMax& c = *l.cpu_max;
+    // Re-checked for a Spec built in code: the kernel's ranges, and no division by zero below.
+    if (c.period_micros < kMinCpuMicros || c.period_micros > kMaxCpuPeriodMicros ||
+        c.quota_micros < kMinCpuMicros || c.quota_micros > kMaxCpuQuotaMicros)
+      return value_error(path + ".cpuMax", "outside the kernel's CFS bandwidth ranges");
+    if (c.period_micros > max.cpu_period_micros)
+      return over_policy(path + ".cpuMax.periodMicros", c.period_micros, "cpu_period_micros",
+                         max.cpu_period_micros);
+    // quota / period <= cpus, compared without a product that could wrap.
+    const uint64_t whole = c.quota_micros / c.period_micros;
+    if (whole > max.cpus || (whole == max.cpus && c.quota_micros % c.period_micros != 0))
+      return value_error(path + ".cpuMax.quotaMicros",
+                         std::to_string(c.quota_micros) + " per " + std::to_string(c.period_micros) +
+                             " us is more than the policy's " + std::to_string(max.cpus) +
+                             " CPUs (policy.max_limits.cpus)");
+  }
+  return base::ok();
+}
+
+// Secure by default: a secret reaches a cell only when [secrets.grants] names it with a glob
+// matching the cell id. Checked at admission, so an ungranted spec never runs.
+Result<void> check_secret_grants(const Spec& spec, const PolicyConfig& policy) {
+  for (size_t i = 0; i < spec.secret_refs.size(); ++i) {
+    const std::string& name = spec.secret_refs[i];
+    auto it = policy.secret_grants.find(name);
+    bool granted = it != policy.secret_grants.end() &&
+                   std::any_of(it->second.begin(), it->second.end(), [&](const std::string& g) {
+                     return glob_matches(g, spec.id);
+                   });
+    if (!granted)
+      return value_error("spec.authority.secretRefs[" + std::to_string(i) + "]",
+                         "secret " + base::clip(name) + " is not granted to cell " +
+                             base::clip(spec.id) + " (fleet.toml [secrets.grants])");
+  }
+  return base::ok();
+}
+
 }  // namespace
 
 Result<Spec> parse_spec(std::string_view json) {
@@ -608,12 +600,15 @@ Result<void> check_policy(const Spec& spec, const PolicyConfig& policy) {
     return value_error("spec.lifetime.ttlSeconds", std::to_string(*spec.ttl_seconds) +
                                                        " exceeds the policy cap of " +
                                                        std::to_string(policy.max_ttl_seconds));
-  // The run timeout shares the TTL cap; saturate so a huge cap cannot wrap to a small one.
+  // The run timeout shares the TTL cap; saturate so a huge cap cannot wrap to a small one (config
+  // holds max_ttl_seconds to kMaxTtlSeconds, but a PolicyConfig can be built in code).
   uint64_t cap_ms = policy.max_ttl_seconds > kNoMax / 1000 ? kNoMax : policy.max_ttl_seconds * 1000;
   if (spec.run.timeout_ms && *spec.run.timeout_ms > cap_ms)
     return value_error("spec.run.timeoutMs", std::to_string(*spec.run.timeout_ms) +
                                                  " exceeds the policy cap of " +
                                                  std::to_string(cap_ms));
+  CELLOS_TRY(check_limits_policy(spec.run.limits, policy.max_limits));
+  CELLOS_TRY(check_secret_grants(spec, policy));
   return check_egress_policy(spec, policy);
 }
 
@@ -622,6 +617,26 @@ bool is_portable_segment(std::string_view id) {
   return std::all_of(id.begin(), id.end(), [](unsigned char c) {
     return is_alnum(c) || c == '.' || c == '_' || c == '-';
   });
+}
+
+bool glob_matches(std::string_view glob, std::string_view text) {
+  // The classic two-pointer match: on a mismatch, retry from the last `*` one character later.
+  size_t g = 0, t = 0, star = std::string_view::npos, resume = 0;
+  while (t < text.size()) {
+    if (g < glob.size() && (glob[g] == '?' || glob[g] == text[t])) {
+      ++g, ++t;
+    } else if (g < glob.size() && glob[g] == '*') {
+      star = g++;
+      resume = t;
+    } else if (star != std::string_view::npos) {
+      g = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (g < glob.size() && glob[g] == '*') ++g;
+  return g == glob.size();
 }
 
 bool is_env_name(std::string_view name) {

@@ -12,11 +12,39 @@
 #include <utility>
 #include <vector>
 
+#include "base/input_limits.h"
 #include "base/result.h"
 
 namespace cellos::cells {
 
 struct PolicyConfig;
+
+using base::kMaxSpecBytes;
+
+// The ranges every spec and fleet.toml value is held to: what the kernel accepts, and what keeps
+// the arithmetic on them (ttl * 1000, pids + 1, quota * 1000 in the kernel) from overflowing.
+inline constexpr uint64_t kMaxTtlSeconds = 10ull * 365 * 24 * 3600;  // ten years
+inline constexpr uint64_t kMaxTimeoutMs = kMaxTtlSeconds * 1000;
+// pids.max takes at most PID_MAX_LIMIT (4194304); the cgroup gets one more than the spec's
+// pidsMax, for the cell's own init.
+inline constexpr uint64_t kMaxPids = 4194304 - 1;
+inline constexpr uint64_t kMinMemoryBytes = 1 << 20;  // below this a cell cannot exec a shell
+inline constexpr uint64_t kMaxMemoryBytes = 1ull << 50;  // 1 PiB: no host has more
+// CFS bandwidth: the kernel refuses a quota or period under 1 ms, a period over 1 s, and a quota
+// over its max_cfs_runtime ((2^44 - 1) ns).
+inline constexpr uint64_t kMinCpuMicros = 1000;
+inline constexpr uint64_t kMaxCpuPeriodMicros = 1000000;
+inline constexpr uint64_t kMaxCpuQuotaMicros = ((1ull << 44) - 1) / 1000;
+
+// How many of each list a spec may hold: far above real specs, low enough that one spec cannot
+// make admission do a hundred thousand secret reads, DNS lookups or environment checks.
+inline constexpr size_t kMaxSecretRefs = 256;
+inline constexpr size_t kMaxEgressRules = 256;
+inline constexpr size_t kMaxEnvVars = 4096;
+inline constexpr size_t kMaxArgv = 4096;
+// JSON values in one spec: room for every list at its cap and the fixed fields, and a bound on
+// the time a megabyte of tiny values takes to build (~100 ns each).
+inline constexpr size_t kMaxSpecValues = 16384;
 
 struct EgressRule {
   std::string host;                     // IP, CIDR or hostname, as declared
@@ -57,8 +85,9 @@ struct Spec {
 base::Result<Spec> parse_spec(std::string_view json);
 
 // What the fleet policy adds: argv[0] under an allowed prefix (compared by path component, no
-// `..`), TTL at most the policy cap, egress rules allowed by policy.forbid_egress and
-// policy.allowed_egress_hosts (the offending rule named).
+// `..`), TTL at most the policy cap, limits within policy.max_limits, each secretRef granted to
+// this cell id by policy.secret_grants, egress rules allowed by policy.forbid_egress and
+// policy.allowed_egress_hosts (the offending field named).
 base::Result<void> check_policy(const Spec& spec, const PolicyConfig& policy);
 
 // True when `id` is one portable path segment: [A-Za-z0-9._-], 1..128 chars, not starting with
@@ -72,5 +101,9 @@ bool is_normalized_absolute(std::string_view path);
 
 // True for a valid environment variable name: [A-Za-z_][A-Za-z0-9_]*.
 bool is_env_name(std::string_view name);
+
+// A cell-id glob of [secrets.grants]: `*` matches any run of characters, `?` one; every other
+// character itself. Linear in practice (one backtrack point), ids are at most 128 characters.
+bool glob_matches(std::string_view glob, std::string_view text);
 
 }  // namespace cellos::cells

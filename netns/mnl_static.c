@@ -111,8 +111,11 @@ void* mnl_nlmsg_get_payload_tail(const struct nlmsghdr* nlh) {
 }
 
 bool mnl_nlmsg_ok(const struct nlmsghdr* nlh, int len) {
+  // Compared unsigned (len is known >= 16 here): libmnl's (int) cast let a length of 2^32-1 pass
+  // as -1, and MNL_ALIGN of it wraps to 0, so mnl_nlmsg_next never advanced (found by
+  // tests/fuzz/nflog_fuzz: scan_nflog_datagram looped forever on such a datagram).
   return len >= (int)sizeof(struct nlmsghdr) && nlh->nlmsg_len >= sizeof(struct nlmsghdr) &&
-         (int)nlh->nlmsg_len <= len;
+         nlh->nlmsg_len <= (unsigned int)len;
 }
 
 struct nlmsghdr* mnl_nlmsg_next(const struct nlmsghdr* nlh, int* len) {
@@ -286,7 +289,10 @@ int mnl_attr_parse_payload(const void* payload, size_t payload_len, mnl_attr_cb_
 
 int mnl_attr_parse(const struct nlmsghdr* nlh, unsigned int offset, mnl_attr_cb_t cb, void* data) {
   const char* start = mnl_nlmsg_get_payload_offset(nlh, offset);
-  const char* end = mnl_nlmsg_get_payload_tail(nlh);
+  // The message's own length, not its aligned tail (libmnl's): a last message of unaligned
+  // length at the end of a datagram would have its attributes read past the datagram
+  // (nflog_fuzz, under ASan). Attributes themselves are aligned, so nothing valid is lost.
+  const char* end = (const char*)nlh + nlh->nlmsg_len;
   if (end < start) return MNL_CB_OK;
   return mnl_attr_parse_payload(start, (size_t)(end - start), cb, data);
 }

@@ -127,9 +127,14 @@ base::Result<DenyRecord> parse_nflog_packet(const nlmsghdr* nlh,
       a && mnl_attr_get_payload_len(a) >= sizeof(nfulnl_msg_packet_timestamp)) {
     uint64_t ts[2];
     std::memcpy(ts, mnl_attr_get_payload(a), sizeof ts);  // attributes are only 4-byte aligned
-    r.time = std::chrono::system_clock::time_point(
-        std::chrono::seconds(be64toh(ts[0])) + std::chrono::microseconds(be64toh(ts[1])));
-    r.kernel_time = true;
+    const uint64_t sec = be64toh(ts[0]), usec = be64toh(ts[1]);
+    // A time the clock's nanoseconds cannot hold (past the year 2262) would overflow the
+    // conversion (nflog_fuzz): such a record keeps the receive time, like one without a stamp.
+    if (sec < (1ull << 33) && usec < 1000000) {
+      r.time = std::chrono::system_clock::time_point(std::chrono::seconds(sec) +
+                                                     std::chrono::microseconds(usec));
+      r.kernel_time = true;
+    }
   }
   const nlattr* payload = at.a[NFULA_PAYLOAD];
   if (payload == nullptr) return base::value_error("nflog packet", "no payload (copy mode)");

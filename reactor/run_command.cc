@@ -14,6 +14,7 @@
 #include "cells/config.h"
 #include "cells/egress.h"
 #include "cells/secrets.h"
+#include "cells/spec.h"
 #include "reactor/cgroup_parent.h"
 #include "reactor/host.h"
 #include "reactor/supervisor.h"
@@ -40,15 +41,10 @@ std::optional<cells::Config> load_config_or_say(const std::string& path) {
 }
 
 base::Result<std::string> read_spec_text(const std::string& path) {
-  if (path == "-") {
-    std::string text;
-    char buf[8192];
-    ssize_t n;
-    while ((n = ::read(STDIN_FILENO, buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-    if (n < 0) return base::sys_error("read", "spec from stdin");
-    return text;
-  }
-  auto text = base::read_file_at(AT_FDCWD, path, 4 << 20);
+  // One cap for every intake, stdin included: reading stops at it, so a 100 MB spec on a pipe
+  // costs 1 MiB of memory and is refused, never queued.
+  auto text = path == "-" ? base::read_fd(STDIN_FILENO, "stdin", cells::kMaxSpecBytes)
+                          : base::read_file_at(AT_FDCWD, path, cells::kMaxSpecBytes);
   if (!text) return std::move(text).error().context("spec");
   return text;
 }

@@ -9,19 +9,32 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <string_view>
+
+#include "base/input_limits.h"
+#include "base/json.h"
+#include "base/text.h"
 
 namespace cellos::reactor {
 namespace {
 
-constexpr size_t kMaxSpecBytes = 4 << 20;
-
 bool is_entry_name(const char* n) { return n[0] != '\0' && n[0] != '.'; }
 
-// One line: a reason never spans lines in the .error file or the rejected event.
-std::string one_line(std::string s) {
-  for (char& c : s)
-    if (c == '\n' || c == '\r') c = ' ';
-  return s;
+// rejected/ <name> + <name>.error, grouped by spec: its age is the newest mtime of the two (the
+// .error is written at rejection).
+struct RejectedEntry {
+  timespec mtime{};
+  std::string stem;
+};
+
+std::string stem_of(std::string_view name) {
+  constexpr std::string_view kSuffix = ".error";
+  if (name.ends_with(kSuffix)) name.remove_suffix(kSuffix.size());
+  return std::string(name);
+}
+
+bool older(const timespec& a, const timespec& b) {
+  return a.tv_sec != b.tv_sec ? a.tv_sec < b.tv_sec : a.tv_nsec < b.tv_nsec;
 }
 
 }  // namespace
@@ -74,8 +87,11 @@ base::Result<std::string> read_spool_entry(const StateDirs& dirs, const std::str
   if (::fstat(fd->get(), &st) != 0) return base::sys_error("fstat", "\"" + path + "\"");
   if (!S_ISREG(st.st_mode))
     return base::Error{EINVAL, "read", "\"" + path + "\"", "not a regular file", {}};
-  if (static_cast<uint64_t>(st.st_size) > kMaxSpecBytes)
-    return base::Error{EFBIG, "read", "\"" + path + "\"", "larger than 4 MiB", {}};
+  if (static_cast<uint64_t>(st.st_size) > base::kMaxSpecBytes)
+    return base::Error{EFBIG, "read", "\"" + path + "\"",
+                       std::to_string(st.st_size) + " bytes: over the " +
+                           base::size_text(base::kMaxSpecBytes) + " a spec may have",
+                       {}};
   // Exactly st_size bytes: a spool entry is complete once renamed in, so the EOF read that
   // read_fd would make is one syscall per spec for nothing.
   std::string text(static_cast<size_t>(st.st_size), '\0');
@@ -102,12 +118,65 @@ base::Result<std::string> move_to_active(const StateDirs& dirs, const std::strin
 base::Result<void> move_to_rejected(const StateDirs& dirs, const std::string& name,
                                     const std::string& reason) {
   std::string from = dirs.spool + "/" + name, to = dirs.rejected + "/" + name;
-  // The reason first: whoever sees the rejected file finds its .error beside it.
-  CELLOS_TRY(base::replace_file(to + ".error", one_line(reason) + "\n"));
-  // A directory of the same name left from an earlier rejection would refuse the rename.
-  if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT)
+  // The reason first: whoever sees the rejected file finds its .error beside it. One bounded
+  // line, whatever the reason quotes.
+  CELLOS_TRY(base::replace_file(to + ".error", base::bounded_line(reason) + "\n"));
+  // An entry over the spec cap is not kept: rejected/ holds copies for diagnosis, not the
+  // payload of whoever dropped 100 MB into the spool.
+  struct stat st {};
+  if (::lstat(from.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+      static_cast<uint64_t>(st.st_size) > base::kMaxSpecBytes) {
+    if (::unlink(from.c_str()) != 0 && errno != ENOENT)
+      return base::sys_error("unlink", "\"" + from + "\"");
+  } else if (::rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) {
+    // A directory of the same name left from an earlier rejection would refuse the rename.
     return base::sys_error("rename", "\"" + from + "\" to \"" + to + "\"");
+  }
+  prune_rejected(dirs);
   return base::ok();
+}
+
+size_t prune_rejected(const StateDirs& dirs, const RejectedBounds& bounds) {
+  DIR* d = ::opendir(dirs.rejected.c_str());
+  if (!d) return 0;
+  // Counting names costs a getdents or two for a few hundred entries; the stat of every entry is
+  // paid only past the bound, and pruning goes down to 3/4 of it, so a flood of rejections pays
+  // it once per max_entries/4 rejections, not at every one.
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d))
+    if (is_entry_name(e->d_name)) names.emplace_back(e->d_name);
+  size_t specs = 0;
+  for (const auto& n : names)
+    if (!n.ends_with(".error")) ++specs;
+  if (specs <= bounds.max_entries && names.size() <= 2 * bounds.max_entries) {
+    ::closedir(d);
+    return 0;
+  }
+  std::sort(names.begin(), names.end());  // a spec and its .error side by side
+  std::vector<RejectedEntry> entries;
+  for (const auto& n : names) {
+    struct stat st {};
+    if (::fstatat(::dirfd(d), n.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    std::string stem = stem_of(n);
+    if (entries.empty() || entries.back().stem != stem) entries.push_back({st.st_mtim, stem});
+    if (older(entries.back().mtime, st.st_mtim)) entries.back().mtime = st.st_mtim;
+  }
+  std::sort(entries.begin(), entries.end(), [](const RejectedEntry& a, const RejectedEntry& b) {
+    return older(a.mtime, b.mtime) || (!older(b.mtime, a.mtime) && a.stem < b.stem);
+  });
+  const size_t keep = bounds.max_entries - bounds.max_entries / 4;
+  size_t removed = 0;
+  for (size_t i = 0; i + keep < entries.size(); ++i) {
+    const std::string& stem = entries[i].stem;
+    // Either file may be missing (a rejection whose copy was not kept). A directory renamed
+    // into the spool is removed only when empty: the daemon never deletes trees.
+    if (::unlinkat(::dirfd(d), stem.c_str(), 0) != 0 && errno == EISDIR)
+      ::unlinkat(::dirfd(d), stem.c_str(), AT_REMOVEDIR);
+    ::unlinkat(::dirfd(d), (stem + ".error").c_str(), 0);
+    ++removed;
+  }
+  ::closedir(d);
+  return removed;
 }
 
 base::Result<std::string> submit_to_spool(const StateDirs& dirs, const std::string& cell_id,

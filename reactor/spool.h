@@ -30,16 +30,32 @@ struct StateDirs {
 // Spool entries present now, oldest first (mtime, then name: submit's names sort by time).
 std::vector<std::string> scan_spool(const StateDirs& dirs);
 
-// The spec text of a spool entry: a regular file (no symlink followed), at most 4 MiB.
+// The spec text of a spool entry: a regular file (no symlink followed), at most
+// base::kMaxSpecBytes (1 MiB, the cap of every intake).
 base::Result<std::string> read_spool_entry(const StateDirs& dirs, const std::string& name);
 
 // spool/<name> -> active/<cellId>.json
 base::Result<std::string> move_to_active(const StateDirs& dirs, const std::string& name,
                                          const std::string& cell_id);
 
-// spool/<name> -> rejected/<name>, and rejected/<name>.error holding `reason` on one line.
+// spool/<name> -> rejected/<name>, and rejected/<name>.error holding `reason` on one line of at
+// most base::kMaxMessageBytes. An entry larger than a spec may be is deleted, not kept (its
+// .error says why). Then prunes rejected/ to its bounds.
 base::Result<void> move_to_rejected(const StateDirs& dirs, const std::string& name,
                                     const std::string& reason);
+
+// rejected/ is bounded: at most max_entries rejected specs (each a copy and its .error). Past the
+// bound the oldest rejections (by the newer mtime of the pair) are removed first, down to three
+// quarters of it, so the directory is rescanned once per many rejections rather than at each.
+// Bytes are bounded with the count: a copy is kept only up to base::kMaxSpecBytes and an .error
+// is one line of at most base::kMaxMessageBytes, so 128 entries hold at most ~128 MiB. A hostile
+// submitter can push out older rejections, but can never fill the state dir's disk.
+struct RejectedBounds {
+  size_t max_entries = 128;
+};
+
+// Returns how many rejections were removed.
+size_t prune_rejected(const StateDirs& dirs, const RejectedBounds& bounds = {});
 
 // Writes a spec into the spool the way intake expects: a dot temp file renamed in. Returns
 // the entry's path. Names sort by submission time.

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "base/text.h"
+
 namespace cellos::reactor {
 namespace {
 
@@ -79,8 +81,9 @@ void SpoolIntake::refuse(const IntakeEntry& e, const std::optional<std::string>&
   if (active && cell_id) {
     // active/<id>.json -> rejected/<name> beside its .error
     const std::string from = active_path(dirs_, *cell_id), to = dirs_.rejected + "/" + e.name;
-    (void)base::replace_file(to + ".error", reason + "\n");
+    (void)base::replace_file(to + ".error", base::bounded_line(reason) + "\n");
     if (::rename(from.c_str(), to.c_str()) != 0) ::unlink(from.c_str());
+    prune_rejected(dirs_);  // rejected/ stays bounded on this path too
   } else if (auto r = move_to_rejected(dirs_, e.name, reason); !r) {
     // The spool entry cannot be moved: say so, and never look at it again in this run.
     std::fprintf(stderr, "cellos-reactor: spool entry %s: %s\n", e.name.c_str(),

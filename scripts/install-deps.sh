@@ -10,6 +10,7 @@ packages=(
   libc-ares-dev   # hostname lookups on the ring (netns/resolver.h)
   clang llvm bpftool libelf-dev zlib1g-dev  # the eBPF probes: clang -target bpf, llvm-strip,
                                             # bpftool skeletons; libbpf.a needs libelf.a, libz.a
+  libclang-rt-14-dev   # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)
   capnproto libcapnp-dev libssl-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   catch2

@@ -44,7 +44,7 @@ EventLog::EventLog(EventLogOptions o, base::IoPort& io) : opts_(std::move(o)), i
   if (opts_.batch_max_events == 0) opts_.batch_max_events = 1;
 }
 
-EventLog::~EventLog() = default;
+EventLog::~EventLog() noexcept = default;
 
 base::Result<std::unique_ptr<EventLog>> EventLog::open(const EventLogOptions& options,
                                                        base::IoPort& io) {

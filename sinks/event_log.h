@@ -52,7 +52,9 @@ class EventLog final : public EventSink {
   // seals over an unsealed final batch (and a torn final line) left by a crash.
   static base::Result<std::unique_ptr<EventLog>> open(const EventLogOptions& options,
                                                       base::IoPort& io);
-  ~EventLog() override;
+  // noexcept: the kj members' destructors are noexcept(false), which clang refuses for an
+  // override of the noexcept ~EventSink.
+  ~EventLog() noexcept override;
 
   void emit(const Event& e) override;
   void flush() override;

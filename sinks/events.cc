@@ -2,6 +2,8 @@
 
 #include <time.h>
 
+#include "base/text.h"
+
 namespace cellos::sinks {
 
 const char* reason_name(CompletedReason r) {
@@ -58,6 +60,9 @@ const char* event_type(const EventData& d) { return std::visit(TypeOf{}, d); }
 Event make_event(EventData data) {
   timespec ts{};
   clock_gettime(CLOCK_REALTIME, &ts);
+  // A rejection's reason may quote a hostile spec: the event keeps one bounded line of it,
+  // whatever the caller passed.
+  if (auto* r = std::get_if<RejectedData>(&data)) r->reason = base::bounded_line(r->reason);
   Event e;
   e.subject = std::visit(SubjectOf{}, data);
   e.data = std::move(data);

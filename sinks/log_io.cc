@@ -106,6 +106,11 @@ LogLines decode_capnp(std::string_view bytes) {
     } catch (const kj::Exception&) {
       l.valid_size = at;
       break;
+    } catch (const std::exception&) {
+      // A record that decodes but cannot be rendered (a hostile file): it ends the readable part
+      // like a torn one, so `verify` and `events cat` report it instead of aborting.
+      l.valid_size = at;
+      break;
     }
   }
   l.torn_bytes = bytes.size() - l.valid_size;

@@ -196,7 +196,8 @@ base::Result<SigningKey> SigningKey::generate() {
 
 namespace {
 base::Result<EVP_PKEY*> read_pem(const std::string& path, bool priv) {
-  auto text = base::read_file_at(AT_FDCWD, path, 64 << 10);
+  // A regular file only: a FIFO at events.signing_key hung start-up in open(2), deaf to SIGTERM.
+  auto text = base::read_regular_file(path, 64 << 10);
   if (!text) return std::move(text).error().context(priv ? "signing key" : "public key");
   BIO* bio = BIO_new_mem_buf(text->data(), static_cast<int>(text->size()));
   EVP_PKEY* p = priv ? PEM_read_bio_PrivateKey(bio, nullptr, nullptr, nullptr)

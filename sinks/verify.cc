@@ -1,7 +1,10 @@
 #include "sinks/verify.h"
 
-#include <nlohmann/json.hpp>
+#include <optional>
 
+#include "base/input_limits.h"
+#include "base/json.h"
+#include "base/text.h"
 #include "sinks/log_io.h"
 #include "sinks/log_record.h"
 #include "sinks/signing.h"
@@ -9,11 +12,33 @@
 namespace cellos::sinks {
 namespace {
 
-using Json = nlohmann::json;
+// Lines are parsed bounded (length, depth, no repeated keys: our writer never repeats one), and
+// every field is read through the typed accessors below: a hostile log gets a report naming the
+// line, never an exception out of a wrongly typed field.
+using Json = base::Json;
 
 // A packed Cap'n Proto stream never starts with '{' (its first tag byte would claim a segment
 // count in the millions), a JSONL log always does.
 bool is_jsonl(const std::string& bytes) { return bytes.empty() || bytes[0] == '{'; }
+
+base::JsonLimits line_limits(const char* what) {
+  base::JsonLimits l;
+  l.what = what;
+  l.max_bytes = base::kMaxLogLineBytes;
+  return l;
+}
+
+// The member `k` of object `j` when it is a string; nullptr when absent or of another type.
+const std::string* str_field(const Json& j, const char* k) {
+  auto it = j.find(k);
+  return it != j.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;
+}
+
+std::optional<uint64_t> uint_field(const Json& j, const char* k) {
+  auto it = j.find(k);
+  if (it == j.end() || !it->is_number_unsigned()) return std::nullopt;
+  return it->get<uint64_t>();
+}
 
 struct Verifier {
   Verifier(const std::optional<SigningKey>& k, VerifyReport& rep) : key(k), r(rep) {}
@@ -28,35 +53,43 @@ struct Verifier {
   bool fail(const std::string& what) {
     r.ok = false;
     r.problem_line = line_no;
-    r.problem = what;
+    r.problem = base::bounded_line(what);
     return false;
   }
 
   static std::string hex_field(const Json& d, const char* k) {
-    auto it = d.find(k);
-    return it != d.end() && it->is_string() ? it->get<std::string>() : std::string("?");
-  }
-  static uint64_t u_field(const Json& d, const char* k, bool& ok) {
-    auto it = d.find(k);
-    if (it == d.end() || !it->is_number_unsigned()) {
-      ok = false;
-      return 0;
-    }
-    return it->get<uint64_t>();
+    const std::string* s = str_field(d, k);
+    return s ? *s : std::string("?");
   }
 
   bool line(const std::string& text) {
     ++line_no;
-    Json j = Json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object())
-      return fail("not a JSON object: the line was modified or cut");
-    if (j.value("specversion", "") != "1.0" || !j.contains("id") || !j.contains("source") ||
-        !j.contains("type") || !j.contains("time"))
-      return fail("not a CloudEvent (missing specversion 1.0, id, source, type or time)");
-    auto seq_it = j.find("cellosseq");
-    if (seq_it == j.end() || !seq_it->is_number_unsigned())
-      return fail("no cellosseq sequence number");
-    const uint64_t seq = seq_it->get<uint64_t>();
+    try {
+      return checked_line(text);
+    } catch (const std::exception& e) {
+      // Every access below is typed; this is the last guard (bad_alloc and the like).
+      return fail(std::string("unreadable record: ") + base::clip(e.what()));
+    }
+  }
+
+  bool checked_line(const std::string& text) {
+    if (text.size() > base::kMaxLogLineBytes)
+      return fail("line of " + std::to_string(text.size()) + " bytes: over the " +
+                  base::size_text(base::kMaxLogLineBytes) + " a record may have");
+    auto parsed = base::parse_json(text, line_limits("line"));
+    if (!parsed) return fail("not a JSON object: " + parsed.error().message());
+    const Json& j = *parsed;
+    if (!j.is_object()) return fail("not a JSON object: the line was modified or cut");
+    const std::string* specversion = str_field(j, "specversion");
+    const std::string* type = str_field(j, "type");
+    const std::string* time = str_field(j, "time");
+    if (!specversion || *specversion != "1.0" || !str_field(j, "id") || !str_field(j, "source") ||
+        !type || !time)
+      return fail("not a CloudEvent (specversion \"1.0\", id, source, type or time missing or "
+                  "not a string)");
+    const std::optional<uint64_t> seq_field = uint_field(j, "cellosseq");
+    if (!seq_field) return fail("no cellosseq sequence number");
+    const uint64_t seq = *seq_field;
     if (seq != expected_seq) {
       if (line_no == 1)
         return fail("log starts at cellosseq " + std::to_string(seq) +
@@ -69,58 +102,74 @@ struct Verifier {
                   " line(s) deleted, or lines reordered");
     }
     ++expected_seq;
-    const std::string type = j["type"].get<std::string>();
-    if (type == kBatchSealedType) return manifest(text, j);
+    if (*type == kBatchSealedType) return manifest(text, j);
 
     if (leaves.empty()) {
       batch_first_seq = seq;
       batch_first_line = line_no;
     }
     leaves.push_back(merkle_leaf(text));
-    if (type == kGapType) {
+    if (*type == kGapType) {
       ++r.gaps;
-      r.dropped_events += j["data"].value("droppedEvents", uint64_t{0});
+      auto data = j.find("data");
+      if (data == j.end() || !data->is_object()) return fail("gap record without data object");
+      if (data->contains("droppedEvents")) {
+        auto dropped = uint_field(*data, "droppedEvents");
+        if (!dropped) return fail("gap record: droppedEvents is not an unsigned integer");
+        r.dropped_events += *dropped;
+      }
     } else {
       ++r.events;
-      if (r.first_time.empty()) r.first_time = j["time"].get<std::string>();
-      r.last_time = j["time"].get<std::string>();
+      if (r.first_time.empty()) r.first_time = base::clip(*time, 64);
+      r.last_time = base::clip(*time, 64);
     }
     if (j.contains("dssematerial") && key) return dsse(text, j);
     return true;
   }
 
   bool dsse(const std::string& text, const Json& j) {
-    const std::string mat = j["dssematerial"].is_string() ? j["dssematerial"].get<std::string>() : "";
+    const std::string* mat = str_field(j, "dssematerial");
+    if (!mat) return fail("dssematerial is not a string");
     std::string env_text;
-    if (!unbase64(mat, env_text)) return fail("dssematerial is not base64");
-    Json env = Json::parse(env_text, nullptr, false);
-    if (env.is_discarded() || !env.contains("signatures") || !env["signatures"].is_array() ||
-        env["signatures"].empty())
-      return fail("dssematerial is not a DSSE envelope");
-    const Json& s = env["signatures"][0];
-    if (s.value("keyid", "") != key->key_id())
-      return fail("event signed by key " + s.value("keyid", "") + ", not the given key " +
+    if (!unbase64(*mat, env_text)) return fail("dssematerial is not base64");
+    auto parsed = base::parse_json(env_text, line_limits("dssematerial"));
+    if (!parsed) return fail("dssematerial is not a DSSE envelope: " + parsed.error().message());
+    const Json& env = *parsed;
+    if (!env.is_object()) return fail("dssematerial is not a DSSE envelope");
+    auto sigs = env.find("signatures");
+    if (sigs == env.end() || !sigs->is_array() || sigs->empty() || !(*sigs)[0].is_object())
+      return fail("dssematerial is not a DSSE envelope (signatures: an array of objects)");
+    const Json& s = (*sigs)[0];
+    const std::string* keyid = str_field(s, "keyid");
+    const std::string* sig_b64 = str_field(s, "sig");
+    const std::string* payload_type = str_field(env, "payloadType");
+    if (!keyid || !sig_b64 || !payload_type)
+      return fail("DSSE envelope: keyid, sig or payloadType missing or not a string");
+    if (*keyid != key->key_id())
+      return fail("event signed by key " + base::clip(*keyid, 64) + ", not the given key " +
                   key->key_id());
     std::string sig;
-    if (!unbase64(s.value("sig", ""), sig)) return fail("DSSE signature is not base64");
+    if (!unbase64(*sig_b64, sig)) return fail("DSSE signature is not base64");
     // The signed body is the line without its dssematerial attribute.
-    const std::string attr = ",\"dssematerial\":" + Json(mat).dump();
+    const std::string attr = ",\"dssematerial\":" + Json(*mat).dump();
     size_t p = text.find(attr);
     if (p == std::string::npos) return fail("dssematerial not where the writer puts it");
     std::string body = text.substr(0, p) + text.substr(p + attr.size());
-    if (!key->verify(dsse_pae(env.value("payloadType", ""), body), sig))
+    if (!key->verify(dsse_pae(*payload_type, body), sig))
       return fail("bad per-event DSSE signature: the event was modified");
     ++r.dsse_checked;
     return true;
   }
 
   bool manifest(const std::string& text, const Json& j) {
-    const Json& d = j["data"];
-    if (!d.is_object()) return fail("batch_sealed without data");
-    bool ok = true;
-    const uint64_t first = u_field(d, "firstSeq", ok), last = u_field(d, "lastSeq", ok),
-                   count = u_field(d, "eventCount", ok);
-    if (!ok) return fail("batch_sealed: firstSeq, lastSeq or eventCount missing");
+    auto data = j.find("data");
+    if (data == j.end() || !data->is_object()) return fail("batch_sealed without data");
+    const Json& d = *data;
+    const auto first_f = uint_field(d, "firstSeq"), last_f = uint_field(d, "lastSeq"),
+               count_f = uint_field(d, "eventCount");
+    if (!first_f || !last_f || !count_f)
+      return fail("batch_sealed: firstSeq, lastSeq or eventCount missing");
+    const uint64_t first = *first_f, last = *last_f, count = *count_f;
     const uint64_t want_first = leaves.empty() ? 0 : batch_first_seq;
     const uint64_t want_last = leaves.empty() ? 0 : batch_first_seq + leaves.size() - 1;
     if (count != leaves.size() || first != want_first || last != want_last)
@@ -134,19 +183,23 @@ struct Verifier {
                   " was modified, inserted or removed");
     if (hex_field(d, "prevDigest") != to_hex(chain))
       return fail("broken hash chain: prevDigest is not the digest of the previous manifest");
-    const std::string key_id = d.value("keyId", "");
+    if (d.contains("keyId") && !str_field(d, "keyId"))
+      return fail("batch_sealed: keyId is not a string");
+    const std::string key_id = d.contains("keyId") ? *str_field(d, "keyId") : std::string();
     if (key_id.empty()) {
       if (key) return fail("batch is unsigned, but a public key was given");
     } else {
-      if (r.key_id.empty()) r.key_id = key_id;
+      if (r.key_id.empty()) r.key_id = base::clip(key_id, 64);
       if (key) {
         if (key_id != key->key_id())
-          return fail("batch signed by key " + key_id + ", not the given key " + key->key_id());
+          return fail("batch signed by key " + base::clip(key_id, 64) + ", not the given key " +
+                      key->key_id());
+        const std::string* b64 = str_field(d, "signature");
+        if (!b64) return fail("batch signature missing or not a string");
         std::string sig;
-        const std::string b64 = d.value("signature", "");
-        if (!unbase64(b64, sig)) return fail("batch signature is not base64");
+        if (!unbase64(*b64, sig)) return fail("batch signature is not base64");
         // Signed bytes: this line with an empty signature value (the last field of data).
-        const std::string attr = "\"signature\":" + Json(b64).dump();
+        const std::string attr = "\"signature\":" + Json(*b64).dump();
         size_t p = text.rfind(attr);
         if (p == std::string::npos) return fail("signature not where the writer puts it");
         std::string body = text.substr(0, p) + "\"signature\":\"\"" + text.substr(p + attr.size());
@@ -157,7 +210,9 @@ struct Verifier {
     chain = sha256(text);
     leaves.clear();
     ++r.batches;
-    if (d.value("recovered", false)) ++r.recovered_batches;
+    auto recovered = d.find("recovered");
+    if (recovered != d.end() && recovered->is_boolean() && recovered->get<bool>())
+      ++r.recovered_batches;
     return true;
   }
 };
@@ -192,11 +247,15 @@ base::Result<VerifyReport> verify_log(const VerifyOptions& options) {
   }
   auto bytes = read_whole(options.path);
   if (!bytes) return std::move(bytes).error().context("verify");
+  return verify_bytes(std::move(*bytes), key);
+}
+
+VerifyReport verify_bytes(std::string bytes, const std::optional<SigningKey>& key) {
   VerifyReport r;
   r.ok = true;
-  r.format = is_jsonl(*bytes) ? "jsonl" : "capnp";
-  LogLines l = r.format == "jsonl" ? split_jsonl(*bytes) : decode_capnp(*bytes);
-  bytes->clear();
+  r.format = is_jsonl(bytes) ? "jsonl" : "capnp";
+  LogLines l = r.format == "jsonl" ? split_jsonl(bytes) : decode_capnp(bytes);
+  bytes.clear();
   Verifier v(key, r);
   for (const auto& line : l.lines)
     if (!v.line(line)) return r;
@@ -212,23 +271,26 @@ base::Result<VerifyReport> verify_log(const VerifyOptions& options) {
            "or is still running; the next start seals over it)");
     return r;
   }
-  if (l.lines.empty()) {
-    r.ok = true;
-  }
   return r;
 }
 
 base::Result<std::string> cat_log(const std::string& path) {
   auto bytes = read_whole(path);
   if (!bytes) return std::move(bytes).error().context("events cat");
-  if (is_jsonl(*bytes)) return std::move(*bytes);
-  LogLines l = decode_capnp(*bytes);
+  return cat_bytes(std::move(*bytes));
+}
+
+base::Result<std::string> cat_bytes(std::string bytes) {
+  if (is_jsonl(bytes)) return bytes;
+  LogLines l = decode_capnp(bytes);
   std::string out;
   for (const auto& line : l.lines) {
     out += line;
     out += '\n';
   }
-  if (l.torn_bytes) return base::value_error("events cat", "truncated final record (" + std::to_string(l.torn_bytes) + " bytes)");
+  if (l.torn_bytes)
+    return base::value_error("events cat", "truncated final record (" +
+                                               std::to_string(l.torn_bytes) + " bytes)");
   return out;
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "sinks/signing.h"
 
 namespace cellos::sinks {
 
@@ -40,7 +41,11 @@ struct VerifyReport {
 // Error only when the file or key cannot be read; a bad log is a report with ok == false.
 base::Result<VerifyReport> verify_log(const VerifyOptions& options);
 
+// The same on a log already in memory (tests, fuzzing): never throws, whatever the bytes.
+VerifyReport verify_bytes(std::string bytes, const std::optional<SigningKey>& key);
+
 // `events cat`: every record of a log of either format as CloudEvents JSON lines.
 base::Result<std::string> cat_log(const std::string& path);
+base::Result<std::string> cat_bytes(std::string bytes);
 
 }  // namespace cellos::sinks

@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "base/input_limits.h"
 #include "base/result.h"
 
 namespace cellos::reactor::nats {
@@ -59,9 +60,10 @@ struct Frame {
   std::string claim;
 };
 
-// The largest frame: a spec (at most kMaxSpecBytes) and its token. Both sockets' buffers are
-// raised to hold a few of these (a SEQPACKET datagram must fit the send buffer whole).
-inline constexpr size_t kMaxSpecBytes = 1 << 20;
+// The largest frame: a spec (at most kMaxSpecBytes, the one cap of every intake) and its
+// token. Both sockets' buffers are raised to hold a few of these (a SEQPACKET datagram must fit
+// the send buffer whole).
+using base::kMaxSpecBytes;
 inline constexpr size_t kMaxFrameBytes = kMaxSpecBytes + (64 << 10);
 
 std::string encode(const Frame& f);

@@ -63,7 +63,10 @@ TEST_CASE("a daemon started inside a service cgroup puts its cells below it, in 
   CHECK_FALSE(read_text(leaf + "/cgroup.procs").empty());
   // Nothing of this host at the hierarchy's root.
   CHECK_FALSE(fs::exists(std::string(kUnified) + "/cellos/" + fleet.host_id()));
+  // Two SIGTERMs sent at once would merge into one pending signal: the second after the first
+  // was read, so it kills the cell now rather than at the end of the grace period.
   daemon.signal(SIGTERM);
+  REQUIRE(eventually([&] { return daemon.err().find("intake stopped") != std::string::npos; }));
   daemon.signal(SIGTERM);
   CHECK(daemon.wait(std::chrono::seconds(30)) == 0);
   CHECK_FALSE(fs::exists(leaf));

@@ -96,7 +96,7 @@ TEST_CASE("the environment is exactly PATH, run.env and the declared secrets", "
   std::filesystem::create_directories(secrets);
   write_text(secrets + "/NPM_TOKEN", "s3cr3t-value-xyz\n");
   write_text(secrets + "/UNDECLARED", "must-not-appear\n");
-  Fleet with_secrets("[secrets]\ndir = \"" + secrets + "\"\n");
+  Fleet with_secrets("[secrets]\ndir = \"" + secrets + "\"\n[secrets.grants]\nNPM_TOKEN = [\"env-*\"]\n");
   // Written out by hand: the declared order of run.env is what the command must see.
   const std::string spec = R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell","spec":{
       "id":")" + unique_id("env") + R"(","authority":{"secretRefs":["NPM_TOKEN"]},
@@ -113,7 +113,7 @@ TEST_CASE("a missing secret rejects the spec naming the secretRef, runs nothing"
   Fleet fleet;
   const std::string secrets = fleet.dir() + "/secrets";
   std::filesystem::create_directories(secrets);
-  Fleet with_secrets("[secrets]\ndir = \"" + secrets + "\"\n");
+  Fleet with_secrets("[secrets]\ndir = \"" + secrets + "\"\n[secrets.grants]\nABSENT_TOKEN = [\"*\"]\n");
   auto spec = make_spec(unique_id("nosecret"), {with_secrets.probe(), "write", "/var/tmp/never"});
   spec["spec"]["authority"] = {{"secretRefs", {"ABSENT_TOKEN"}}};
   auto r = with_secrets.run(spec.dump());

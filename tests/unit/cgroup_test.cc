@@ -195,6 +195,16 @@ TEST_CASE("cgroup: on pure v2 create_leaf without cpuMax clears any quota a reus
   CHECK(knob(f.dir("unified/cellos/h1/c1/pids.max")) == "6");
 }
 
+TEST_CASE("cgroup: pids.max saturates at the kernel's limit instead of wrapping to 0",
+          "[cgroup][limits]") {
+  FakeCgroupfs f;
+  FakeCgroupfs::pure_v2(f);
+  CgroupTree tree = prepare(detect(f), "cellos/h1");
+  // pidsMax 2^64-1 + 1 for the init wrapped to pids.max = 0 (no process could start).
+  CgroupLeaf leaf = create(tree, "c1", CgroupLimits{1 << 20, UINT64_MAX, std::nullopt});
+  CHECK(knob(f.dir("unified/cellos/h1/c1/pids.max")) == "4194304");
+}
+
 TEST_CASE("cgroup: oom_killed() reads the oom_kill counter of the leaf's memory.events",
           "[cgroup]") {
   FakeCgroupfs f;

@@ -304,19 +304,19 @@ TEST_CASE("policy keys are checked", "[config]") {
       {"[policy]\nargv0_allow_prefixes = [\"/usr/bin/\"]\n",
        prefixes + "[0]: must be a normalized absolute path"},
       {"[policy]\ndefault_ttl_seconds = 0\n",
-       "fleet.toml: policy.default_ttl_seconds: must be an integer >= 1"},
+       "fleet.toml: policy.default_ttl_seconds: must be an integer in 1..315360000"},
       {"[policy]\ndefault_ttl_seconds = 1.5\n",
-       "fleet.toml: policy.default_ttl_seconds: must be an integer >= 1"},
+       "fleet.toml: policy.default_ttl_seconds: must be an integer in 1..315360000"},
       {"[policy]\ndefault_ttl_seconds = \"60\"\n",
-       "fleet.toml: policy.default_ttl_seconds: must be an integer >= 1"},
+       "fleet.toml: policy.default_ttl_seconds: must be an integer in 1..315360000"},
       {"[policy]\nmax_ttl_seconds = 0\n",
-       "fleet.toml: policy.max_ttl_seconds: must be an integer >= 1"},
+       "fleet.toml: policy.max_ttl_seconds: must be an integer in 1..315360000"},
       {"[policy]\nmax_ttl_seconds = -1\n",
-       "fleet.toml: policy.max_ttl_seconds: must be an integer >= 1"},
+       "fleet.toml: policy.max_ttl_seconds: must be an integer in 1..315360000"},
       {"[policy]\nmax_ttl_seconds = true\n",
-       "fleet.toml: policy.max_ttl_seconds: must be an integer >= 1"},
+       "fleet.toml: policy.max_ttl_seconds: must be an integer in 1..315360000"},
       {"[policy]\nmax_ttl_seconds = 3600.0\n",
-       "fleet.toml: policy.max_ttl_seconds: must be an integer >= 1"},
+       "fleet.toml: policy.max_ttl_seconds: must be an integer in 1..315360000"},
       {"[policy]\nrun_as_uid = 1000\n",
        "fleet.toml: policy.run_as_uid: replaced by policy.uid_range (each running cell gets a uid "
        "of its own)"},
@@ -350,11 +350,11 @@ TEST_CASE("policy.default_limits keys are checked", "[config]") {
   const std::string path = "fleet.toml: policy.default_limits";
   check_rejections({
       {"[policy.default_limits]\nmemory_max_bytes = 1048575\n",
-       path + ".memory_max_bytes: must be an integer >= 1048576"},
+       path + ".memory_max_bytes: must be an integer in 1048576..1125899906842624"},
       {"[policy.default_limits]\nmemory_max_bytes = \"2G\"\n",
-       path + ".memory_max_bytes: must be an integer >= 1048576"},
-      {"[policy.default_limits]\npids_max = 0\n", path + ".pids_max: must be an integer >= 1"},
-      {"[policy.default_limits]\npids_max = 2.0\n", path + ".pids_max: must be an integer >= 1"},
+       path + ".memory_max_bytes: must be an integer in 1048576..1125899906842624"},
+      {"[policy.default_limits]\npids_max = 0\n", path + ".pids_max: must be an integer in 1..4194303"},
+      {"[policy.default_limits]\npids_max = 2.0\n", path + ".pids_max: must be an integer in 1..4194303"},
   });
 }
 

@@ -185,6 +185,25 @@ TEST_CASE("nflog: a datagram of several messages yields each record in order, an
   CHECK(scan.truncated);
 }
 
+TEST_CASE("nflog: a message length of 2^32-1 ends the scan instead of looping forever",
+          "[nflog][limits]") {
+  alignas(4) std::array<char, 1024> buf{};
+  Msg m;
+  m.payload = ipv4_udp("172.30.5.1", "172.30.5.2", 1000, 53, 28);
+  size_t len = put_packet(buf.data(), m);
+  // A second header claiming 0xffffffff bytes: as an int it passed the length check, and its
+  // aligned length wrapped to 0, so the walk never advanced.
+  nlmsghdr bad{};
+  bad.nlmsg_len = 0xffffffffu;
+  std::memcpy(buf.data() + len, &bad, sizeof bad);
+  len += sizeof bad + 16;
+  std::vector<DenyRecord> got;
+  auto scan = scan_nflog_datagram(std::as_bytes(std::span(buf.data(), len)), Clock::now(),
+                                  [&](const DenyRecord& r) { got.push_back(r); });
+  CHECK(scan.records == 1);
+  CHECK(scan.truncated);
+}
+
 TEST_CASE("nflog: SeqTracker counts every skipped number, treats u32 wrap as a step and an old "
           "number as out of order", "[nflog]") {
   SeqTracker t;
