@@ -45,7 +45,11 @@ base::Result<std::string> read_spec_text(const std::string& path) {
   // costs 1 MiB of memory and is refused, never queued.
   auto text = path == "-" ? base::read_fd(STDIN_FILENO, "stdin", cells::kMaxSpecBytes)
                           : base::read_file_at(AT_FDCWD, path, cells::kMaxSpecBytes);
-  if (!text) return std::move(text).error().context("spec");
+  if (!text) {
+    base::Error e = std::move(text).error();
+    if (e.err == EFBIG) e.detail += " (over the 1 MiB a spec may have)";
+    return std::move(e).context("spec");
+  }
   return text;
 }
 
