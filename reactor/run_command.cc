@@ -22,14 +22,14 @@
 namespace cellos::reactor {
 namespace {
 
-constexpr int kSetupFailed = 125;
-
-int complain(const std::string& line) {
-  std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
-  return kSetupFailed;
-}
+int complain(const std::string& line) { return say_setup_failed(line); }
 
 }  // namespace
+
+int say_setup_failed(const std::string& line) {
+  std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
+  return 125;
+}
 
 std::optional<cells::Config> load_config_or_say(const std::string& path) {
   try {

@@ -21,6 +21,9 @@ std::string new_run_id();
 // A spec from a file, or from standard input for "-".
 base::Result<std::string> read_spec_text(const std::string& path);
 
+// One line on stderr ("cellos-reactor: ..."); returns 125, the setup-failure exit status.
+int say_setup_failed(const std::string& line);
+
 // fleet.toml for a subcommand; on error, says so on stderr in one line and returns nothing.
 std::optional<cells::Config> load_config_or_say(const std::string& path);
 

@@ -14,10 +14,7 @@ namespace {
 
 constexpr int kSetupFailed = 125;
 
-int complain(const std::string& line) {
-  std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
-  return kSetupFailed;
-}
+int complain(const std::string& line) { return say_setup_failed(line); }
 
 }  // namespace
 
