@@ -180,7 +180,9 @@ std::vector<nlohmann::json> Fleet::log_records() const {
   std::vector<nlohmann::json> out;
   std::ifstream in(events_);
   std::string line;
-  while (std::getline(in, line))
+  // A line still being written (the writer's batch not all on disk yet) has no newline: it is
+  // read on the next call, not parsed half-way.
+  while (std::getline(in, line) && !in.eof())
     if (!line.empty()) out.push_back(nlohmann::json::parse(line));
   return out;
 }
