@@ -52,7 +52,6 @@ class Host {
   Ring& ring() { return *ring_; }
   sinks::EventSink& events() { return *events_; }
   const cells::CgroupTree& cgroups() const { return *tree_; }
-  cells::Backend& backend() { return *backend_; }
   flows::FlowMonitor& flows() { return *flows_; }
   netns::Resolver& resolver() { return *resolver_; }
   // The services a cell uses (cell.h).

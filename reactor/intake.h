@@ -54,8 +54,6 @@ class IntakeSink {
 class Intake {
  public:
   virtual ~Intake() = default;
-  // "spool", "nats": only for messages.
-  virtual std::string_view kind() const = 0;
   // How a refusal names the spec: "spool entry NAME", "nats spec (stream seq N)".
   virtual std::string where(const IntakeEntry& e) const = 0;
   // Starts delivering (after the daemon's crash recovery).

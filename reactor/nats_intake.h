@@ -25,7 +25,6 @@ struct NatsIntakeOptions {
 class NatsIntake final : public Intake {
  public:
   explicit NatsIntake(NatsIntakeOptions o) : o_(std::move(o)) {}
-  std::string_view kind() const override { return "nats"; }
   std::string where(const IntakeEntry& e) const override {
     return "nats spec (stream seq " + std::to_string(e.seq) + ")";
   }

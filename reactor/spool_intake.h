@@ -19,7 +19,6 @@ class SpoolIntake final : public Intake {
       : io_(io), dirs_(std::move(dirs)), sink_(sink), retry_(&io) {}
   ~SpoolIntake() override;
 
-  std::string_view kind() const override { return "spool"; }
   std::string where(const IntakeEntry& e) const override { return "spool entry " + e.name; }
   base::Result<void> start() override;
   base::Result<void> activate(IntakeEntry& e, const std::string& cell_id) override;
