@@ -36,14 +36,19 @@ int CellOutcome::exit_status() const {
     case sinks::CompletedReason::kTimeout: return 124;
     case sinks::CompletedReason::kExited: return exit_code.value_or(125);
     case sinks::CompletedReason::kSignaled:
-    case sinks::CompletedReason::kOom: return 128 + signal.value_or(SIGKILL);
+    case sinks::CompletedReason::kOom:
+    case sinks::CompletedReason::kShutdown:
+      // An OOM kill of a child, or a command that left on SIGTERM with a status of its own:
+      // that status, as a shell would report it.
+      if (exit_code) return *exit_code;
+      return 128 + signal.value_or(SIGKILL);
   }
   return 125;
 }
 
 Cell::Cell(const CellHost& host, CellOptions options) : host_(host), opts_(std::move(options)) {
   for (Op* op : std::initializer_list<Op*>{&out_, &err_, &status_, &exit_}) op->cell = this;
-  for (base::Timer* t : {&ttl_, &retry_, &defer_, &linger_}) t->bind(*host_.io);
+  for (base::Timer* t : {&ttl_, &retry_, &defer_, &linger_, &grace_}) t->bind(*host_.io);
 }
 
 Cell::~Cell() {
@@ -158,7 +163,9 @@ void Cell::start() {
   if (pidfd_) host_.io->wait_exit(pidfd_.get(), &exit_.info, exit_);
   else host_.io->wait_exit_pid(pid_, &exit_.info, exit_);
   after(ttl_, effective_deadline(), [this](int res) {
-    if (res == -ETIME) kill(KillCause::kTimeout);
+    if (res == -ETIME)
+      stop(KillCause::kTimeout,
+           std::chrono::seconds(opts_.spec.run.limits.graceful_shutdown_seconds.value_or(0)));
   });
 }
 
@@ -254,6 +261,23 @@ void Cell::kill(KillCause cause) {
   if (!leaf_ || !leaf_->kill().ok()) kill_init();
 }
 
+std::chrono::seconds Cell::shutdown_grace(std::chrono::seconds host_grace) const {
+  const auto& own = opts_.spec.run.limits.graceful_shutdown_seconds;
+  if (own && std::chrono::seconds(*own) < host_grace) return std::chrono::seconds(*own);
+  return host_grace;
+}
+
+void Cell::stop(KillCause cause, std::chrono::seconds grace) {
+  if (!launched_ || exit_.reaped || killed_ != KillCause::kNone) return;
+  if (stopping_ != KillCause::kNone) return;  // its first deadline stands
+  if (grace.count() == 0 || !leaf_ || !leaf_->signal_all(SIGTERM).ok()) return kill(cause);
+  stopping_ = cause;
+  stop_grace_ = grace;
+  after(grace_, grace, [this, cause](int res) {
+    if (res == -ETIME) kill(cause);
+  });
+}
+
 void Cell::StreamPump::arm() {
   in_flight = true;
   if (writing) {
@@ -344,6 +368,7 @@ void Cell::ExitWatcher::complete(int res) {
   if (res < 0) info.si_code = 0;  // could not reap: decided from the status records alone
   cell->exited_at_ = std::chrono::steady_clock::now();
   cell->ttl_.cancel();
+  cell->grace_.cancel();
   cell->maybe_finish();
 }
 
@@ -366,7 +391,9 @@ void Cell::on_status(const ChildStatus& s) {
 void Cell::maybe_finish() {
   if (finished_ || defer_.armed() || retry_.armed() || linger_.armed()) return;
   if (launched_) {
-    if (!exit_.reaped || !out_.eof || !err_.eof || !status_.eof || ttl_.armed()) return;
+    if (!exit_.reaped || !out_.eof || !err_.eof || !status_.eof || ttl_.armed() ||
+        grace_.armed())
+      return;
   }
   if (!completed_emitted_) {
     if (!finish_flows()) return;  // the last flow reports come before completed
@@ -375,7 +402,8 @@ void Cell::maybe_finish() {
     emit_enforcement();
     sinks::CompletedData c{opts_.spec.id, outcome_.exit_code, outcome_.signal,
                            outcome_.duration_ms, outcome_.reason, outcome_.error,
-                           out_.truncated, err_.truncated};
+                           out_.truncated, err_.truncated, outcome_.resources,
+                           outcome_.graceful_stop};
     emit(std::move(c));
   }
   teardown();
@@ -385,6 +413,17 @@ void Cell::decide_outcome() {
   using R = sinks::CompletedReason;
   outcome_.duration_ms = ms_between(launched_at_, exited_at_);
   outcome_.forced = killed_ != KillCause::kNone;
+  // The counters outlive the processes until the leaf is removed (teardown, after this).
+  CgroupUsage usage;
+  if (leaf_) {
+    usage = leaf_->usage();
+    outcome_.resources =
+        sinks::ResourcesData{usage.memory_peak_bytes, usage.cpu_usec, usage.pids_peak, usage.oom_kills};
+  }
+  if (stopping_ != KillCause::kNone)
+    outcome_.graceful_stop = sinks::GracefulStopData{
+        stopping_ == KillCause::kTimeout ? "timeout" : "shutdown",
+        static_cast<uint64_t>(stop_grace_.count()), killed_ == KillCause::kNone};
   if (setup_error_) {
     const ChildStatus& s = *setup_error_;
     outcome_.reason = R::kSetupFailed;
@@ -410,32 +449,35 @@ void Cell::decide_outcome() {
     else if (exit_.info.si_code == CLD_KILLED || exit_.info.si_code == CLD_DUMPED)
       command_status_ = exit_.info.si_status & 0x7f;  // a wait status that WIFSIGNALED reads
   }
-  if (!command_status_ && exit_.info.si_code == CLD_EXITED && killed_ == KillCause::kNone) {
+  const bool asked = killed_ != KillCause::kNone || stopping_ != KillCause::kNone;
+  if (!command_status_ && exit_.info.si_code == CLD_EXITED && !asked) {
     // The setup or the init left without a word (it could not even reach the status pipe).
     outcome_.reason = R::kSetupFailed;
     outcome_.error = "cell " + opts_.spec.id + ": the cell's init exited with status " +
                      std::to_string(exit_.info.si_status) + " before reporting";
     return;
   }
-  if (killed_ == KillCause::kTimeout) {
-    outcome_.reason = R::kTimeout;
-    outcome_.signal = SIGKILL;
-    return;
-  }
   int st = command_status_.value_or(0);
-  if (command_status_ && WIFEXITED(st) && killed_ == KillCause::kNone) {
-    outcome_.reason = R::kExited;
+  if (killed_ == KillCause::kNone && command_status_ && WIFEXITED(st)) {
     outcome_.exit_code = WEXITSTATUS(st);
-    return;
+  } else {
+    // Signalled, killed by the reactor, or init itself died (no status record): which signal.
+    outcome_.signal = killed_ != KillCause::kNone ? SIGKILL
+                      : command_status_ && WIFSIGNALED(st) ? WTERMSIG(st)
+                      : exit_.info.si_code == CLD_KILLED || exit_.info.si_code == CLD_DUMPED
+                          ? exit_.info.si_status
+                          : SIGKILL;
   }
-  // Signalled, killed by the reactor, or init itself died (no status record): say which signal.
-  int sig = command_status_ && WIFSIGNALED(st) ? WTERMSIG(st)
-            : exit_.info.si_code == CLD_KILLED || exit_.info.si_code == CLD_DUMPED
-                ? exit_.info.si_status
-                : SIGKILL;
-  outcome_.signal = sig;
-  // Only a SIGKILL can be the OOM killer's: read the leaf's OOM counter just then.
-  outcome_.reason = sig == SIGKILL && leaf_ && leaf_->oom_killed() ? R::kOom : R::kSignaled;
+  // Why it ended, most specific first: the reactor's deadline or stop (whether the cell left
+  // on SIGTERM in time or was killed: gracefulStop says which), then the OOM killer (of any
+  // process of the cell: a compiler's cc1 taken under the limit fails the build as surely as
+  // the command itself), then the command's own end.
+  const KillCause why = killed_ != KillCause::kNone ? killed_ : stopping_;
+  const bool failed = !outcome_.exit_code || *outcome_.exit_code != 0;
+  if (why == KillCause::kTimeout) outcome_.reason = R::kTimeout;
+  else if (why == KillCause::kReactorStop) outcome_.reason = R::kShutdown;
+  else if (usage.oom_kills > 0 && failed) outcome_.reason = R::kOom;
+  else outcome_.reason = outcome_.exit_code ? R::kExited : R::kSignaled;
 }
 
 void Cell::teardown() {

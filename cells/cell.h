@@ -64,18 +64,22 @@ struct CellOptions {
   std::function<void()> on_finished;  // called once, from a completion, never from start()
 };
 
-enum class KillCause { kNone, kTimeout, kReactorStop };
+// Why the reactor ends a cell: its TTL or timeout, the reactor stopping (daemon SIGTERM, `run`
+// interrupted), or another host taking its spec over (a NATS fence: no outcome of ours counts).
+enum class KillCause { kNone, kTimeout, kReactorStop, kFenced };
 
 struct CellOutcome {
   sinks::CompletedReason reason = sinks::CompletedReason::kExited;
   std::optional<int> exit_code;
   std::optional<int> signal;
-  bool forced = false;         // the reactor killed it (TTL, timeout, stop)
+  bool forced = false;         // the reactor killed it (TTL, timeout, stop) with SIGKILL
   bool exec_failed = false;    // argv[0] could not be executed: exec_errno says why
   int exec_errno = 0;
   bool refused = false;        // never started (id already running): no cell events
   std::string error;           // one line, for setup failures and refusals
   uint64_t duration_ms = 0;
+  std::optional<sinks::ResourcesData> resources;  // from the cgroup, for cells that ran
+  std::optional<sinks::GracefulStopData> graceful_stop;
 
   // `run`'s exit status: the command's own, 128+N, 124 timeout, 125 setup, 126/127 exec.
   int exit_status() const;
@@ -93,6 +97,12 @@ class Cell {
   void start();
   // Kills every process of the cell at once; the cell then finishes as usual.
   void kill(KillCause cause);
+  // Asks the cell to stop: SIGTERM to every process of the cell now, kill() when `grace` runs
+  // out (a zero grace is kill() at once). A cell already stopping keeps its first deadline.
+  void stop(KillCause cause, std::chrono::seconds grace);
+  // The grace the cell gets when the reactor stops and the host allows `host_grace`: its own
+  // gracefulShutdownSeconds when shorter (a cell may ask to be killed sooner, never later).
+  std::chrono::seconds shutdown_grace(std::chrono::seconds host_grace) const;
 
   const std::string& id() const { return opts_.spec.id; }
   bool finished() const { return finished_; }
@@ -175,13 +185,15 @@ class Cell {
   ExitWatcher exit_;
   // Timers whose end may finish the cell (after()): TTL, teardown retry, deferred finish, the
   // flows' last-records wait.
-  base::Timer ttl_, retry_, defer_, linger_;
+  base::Timer ttl_, retry_, defer_, linger_, grace_;
   bool lingered_ = false;
   int remove_attempts_ = 0;
 
   std::optional<ChildStatus> setup_error_;  // kSetupFailed / kExecFailed from the child
   std::optional<int> command_status_;       // waitpid status of the command
   KillCause killed_ = KillCause::kNone;
+  KillCause stopping_ = KillCause::kNone;  // stop() sent SIGTERM for this cause
+  std::chrono::seconds stop_grace_{0};
   bool launched_ = false, completed_emitted_ = false, finished_ = false;
   CellOutcome outcome_;
 };

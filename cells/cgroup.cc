@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <sstream>
 
@@ -194,6 +195,7 @@ Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
     leaf.memory_dir_ = d;
     leaf.memory_v2_ = roots_.memory_v2;
   }
+  if (!roots_.pids.empty()) leaf.pids_dir_ = dir_of(roots_.pids);
   if (!roots_.pids.empty())
     // One more than the spec's, for the cell's init. Saturated at the kernel's PID_MAX_LIMIT:
     // validation keeps pids_max below it, and a CgroupLimits built in code must not wrap
@@ -230,11 +232,39 @@ Result<void> CgroupLeaf::kill() const {
   return write_knob(dirs_.front(), "cgroup.kill", "1");
 }
 
-bool CgroupLeaf::oom_killed() const {
-  if (memory_dir_.empty()) return false;
-  auto text = base::read_file_at(
-      AT_FDCWD, memory_dir_ + (memory_v2_ ? "/memory.events" : "/memory.oom_control"));
-  return text.ok() && counter(*text, "oom_kill") > 0;
+Result<void> CgroupLeaf::signal_all(int sig) const {
+  if (dirs_.empty()) return base::ok();
+  auto procs = base::read_file_at(AT_FDCWD, dirs_.front() + "/cgroup.procs");
+  if (!procs) return std::move(procs).error();
+  std::istringstream in(*procs);
+  for (pid_t pid; in >> pid;) (void)::kill(pid, sig);  // ESRCH: it just left
+  return base::ok();
+}
+
+CgroupUsage CgroupLeaf::usage() const {
+  CgroupUsage u;
+  auto number = [](const std::string& path) -> std::optional<uint64_t> {
+    auto text = base::read_file_at(AT_FDCWD, path);
+    if (!text.ok() || text->empty() || !std::isdigit(static_cast<unsigned char>((*text)[0])))
+      return std::nullopt;
+    return std::strtoull(text->c_str(), nullptr, 10);
+  };
+  if (!memory_dir_.empty()) {
+    u.memory_peak_bytes =
+        number(memory_dir_ + (memory_v2_ ? "/memory.peak" : "/memory.max_usage_in_bytes"));
+    auto text = base::read_file_at(
+        AT_FDCWD, memory_dir_ + (memory_v2_ ? "/memory.events" : "/memory.oom_control"));
+    if (text.ok()) u.oom_kills = counter(*text, "oom_kill");
+  }
+  if (!pids_dir_.empty()) u.pids_peak = number(pids_dir_ + "/pids.peak");
+  // cgroup2 counts CPU time in every cgroup whatever the controllers (cpu.stat's core keys),
+  // so the hybrid hosts' v2 leaf has it too.
+  if (!dirs_.empty()) {
+    auto text = base::read_file_at(AT_FDCWD, dirs_.front() + "/cpu.stat");
+    if (text.ok() && text->find("usage_usec") != std::string::npos)
+      u.cpu_usec = counter(*text, "usage_usec");
+  }
+  return u;
 }
 
 uint64_t CgroupLeaf::memory_bytes() const {

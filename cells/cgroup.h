@@ -40,6 +40,16 @@ struct CgroupLimits {
 
 class CgroupLeaf;
 
+// What a cell's processes used over its life, read from its leaf after they are gone (the
+// kernel keeps the counters until the leaf is removed). Unset: this host's hierarchies do not
+// count it (no memory or pids controller in use).
+struct CgroupUsage {
+  std::optional<uint64_t> memory_peak_bytes;  // memory.peak / memory.max_usage_in_bytes
+  std::optional<uint64_t> cpu_usec;           // cgroup2 cpu.stat usage_usec (user + system)
+  std::optional<uint64_t> pids_peak;          // pids.peak: the cell's init counts too
+  uint64_t oom_kills = 0;                     // processes the OOM killer took in the leaf
+};
+
 
 // The per-host parent ("[<delegated>/]cellos/<hostId>") under every hierarchy in use. Prepared
 // once per process (mkdir -p, and on pure v2 the controllers enabled in each parent's
@@ -105,8 +115,14 @@ class CgroupLeaf {
   // cgroup.kill (before 5.14); the caller then kills the cell's init, which takes its pid
   // namespace down with it.
   base::Result<void> kill() const;
+  // Sends `sig` to every process now in the leaf (as systemd's control-group kill mode does):
+  // the command, its children and daemonized grandchildren. The cell's init, pid 1 of its
+  // namespace with no handler, is immune to anything but SIGKILL, so it is not disturbed.
+  base::Result<void> signal_all(int sig) const;
   // Whether the kernel OOM killer fired inside this leaf.
-  bool oom_killed() const;
+  bool oom_killed() const { return usage().oom_kills > 0; }
+  // The leaf's counters now; a few small reads, done once per cell at its end.
+  CgroupUsage usage() const;
   // Current memory use of the leaf (memory.current / memory.usage_in_bytes); 0 if unknown.
   uint64_t memory_bytes() const;
   // rmdir in every hierarchy. EBUSY while a process is still exiting: the caller retries.
@@ -119,6 +135,7 @@ class CgroupLeaf {
   std::string rel_;                 // "cellos/<host>/<cell>"
   std::vector<std::string> dirs_;   // absolute leaf dirs still present, v2 first
   std::string memory_dir_;          // where memory.events / memory.oom_control live
+  std::string pids_dir_;            // where pids.peak lives
   bool memory_v2_ = false;
   base::Fd v2_dir_;
   std::vector<KnobWrite> writes_;

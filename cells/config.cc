@@ -205,7 +205,8 @@ class ConfigParser {
 
   void parse_max_limits(const toml::table& t, MaxLimits& max) const {
     const std::string path = "policy.max_limits";
-    check_keys(t, path, {"memory_max_bytes", "pids_max", "cpus", "cpu_period_micros"});
+    check_keys(t, path, {"memory_max_bytes", "pids_max", "cpus", "cpu_period_micros",
+                         "graceful_shutdown_seconds"});
     if (const toml::node* n = t.get("memory_max_bytes"))
       max.memory_max_bytes = integer(*n, child(path, "memory_max_bytes"), kMinMemoryBytes,
                                      static_cast<int64_t>(kMaxMemoryBytes));
@@ -215,6 +216,9 @@ class ConfigParser {
     if (const toml::node* n = t.get("cpu_period_micros"))
       max.cpu_period_micros = integer(*n, child(path, "cpu_period_micros"), kMinCpuMicros,
                                       kMaxCpuPeriodMicros);
+    if (const toml::node* n = t.get("graceful_shutdown_seconds"))
+      max.graceful_shutdown_seconds =
+          integer(*n, child(path, "graceful_shutdown_seconds"), 0, kMaxGracefulSeconds);
   }
 
   // "example.com", "*.example.com", "10.0.0.1" or "10.0.0.0/8": a leading "*." is the only

@@ -24,6 +24,7 @@ struct MaxLimits {
   uint64_t pids_max = 4096;
   uint64_t cpus = 64;                          // cpuMax quota / period, in whole CPUs
   uint64_t cpu_period_micros = 1000000;        // the longest CFS period a spec may set
+  uint64_t graceful_shutdown_seconds = 300;    // spec.run.limits.gracefulShutdownSeconds
 };
 
 struct PolicyConfig {

@@ -393,7 +393,7 @@ Result<void> parse_limits(const Json& v, Limits& limits) {
   const std::string path = "spec.run.limits";
   CELLOS_TRY(require_object(v, path));
   CELLOS_TRY(
-      check_fields(v, path, {"memoryMaxBytes", "pidsMax", "cpuMax"}, {"gracefulShutdownSeconds"}));
+      check_fields(v, path, {"memoryMaxBytes", "pidsMax", "cpuMax", "gracefulShutdownSeconds"}));
   // Below 1 MiB a cell cannot even exec a shell; such a value is a unit mistake (KiB for bytes).
   if (const Json* mem = find(v, "memoryMaxBytes"))
     CELLOS_TRY(read_uint(*mem, child(path, "memoryMaxBytes"), kMinMemoryBytes, kMaxMemoryBytes,
@@ -401,6 +401,9 @@ Result<void> parse_limits(const Json& v, Limits& limits) {
   if (const Json* pids = find(v, "pidsMax"))
     CELLOS_TRY(read_uint(*pids, child(path, "pidsMax"), 1, kMaxPids, limits.pids_max));
   if (const Json* cpu = find(v, "cpuMax")) CELLOS_TRY(parse_cpu_max(*cpu, limits));
+  if (const Json* g = find(v, "gracefulShutdownSeconds"))
+    CELLOS_TRY(read_uint(*g, child(path, "gracefulShutdownSeconds"), 0, kMaxGracefulSeconds,
+                         limits.graceful_shutdown_seconds));
   return base::ok();
 }
 
@@ -534,6 +537,9 @@ Result<void> check_limits_policy(const Limits& l, const MaxLimits& max) {
                        max.memory_max_bytes);
   if (l.pids_max && *l.pids_max > max.pids_max)
     return over_policy(path + ".pidsMax", *l.pids_max, "pids_max", max.pids_max);
+  if (l.graceful_shutdown_seconds && *l.graceful_shutdown_seconds > max.graceful_shutdown_seconds)
+    return over_policy(path + ".gracefulShutdownSeconds", *l.graceful_shutdown_seconds,
+                       "graceful_shutdown_seconds", max.graceful_shutdown_seconds);
   if (l.cpu_max) {
     const CpuMax& c = *l.cpu_max;
     // Re-checked for a Spec built in code: the kernel's ranges, and no division by zero below.

@@ -28,6 +28,8 @@ inline constexpr uint64_t kMaxTimeoutMs = kMaxTtlSeconds * 1000;
 // pids.max takes at most PID_MAX_LIMIT (4194304); the cgroup gets one more than the spec's
 // pidsMax, for the cell's own init.
 inline constexpr uint64_t kMaxPids = 4194304 - 1;
+// A graceful stop longer than a day is a unit mistake (milliseconds for seconds).
+inline constexpr uint64_t kMaxGracefulSeconds = 24 * 3600;
 inline constexpr uint64_t kMinMemoryBytes = 1 << 20;  // below this a cell cannot exec a shell
 inline constexpr uint64_t kMaxMemoryBytes = 1ull << 50;  // 1 PiB: no host has more
 // CFS bandwidth: the kernel refuses a quota or period under 1 ms, a period over 1 s, and a quota
@@ -62,6 +64,10 @@ struct Limits {
   std::optional<uint64_t> memory_max_bytes;
   std::optional<uint64_t> pids_max;
   std::optional<CpuMax> cpu_max;
+  // At TTL, run timeout, daemon shutdown or `run` stopped: SIGTERM to every process of the
+  // cell, then this long to exit before the cgroup is killed. Unset: no warning (TTL and
+  // timeout kill at once; a shutdown gives the host's grace).
+  std::optional<uint64_t> graceful_shutdown_seconds = {};
 };
 
 struct RunSpec {

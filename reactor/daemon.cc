@@ -138,7 +138,7 @@ void Daemon::fence(const Intake& from, uint64_t seq) {
     if (!match(e)) continue;
     e.fenced = true;
     for (const auto& [raw, c] : sup_->cells())
-      if (c->id() == id) c->kill(cells::KillCause::kReactorStop);
+      if (c->id() == id) c->kill(cells::KillCause::kFenced);
     std::fprintf(stderr, "cellos-reactor: %s: another host took it over: cell %s killed, its "
                  "end not recorded here\n", from.where(e).c_str(), id.c_str());
   }
@@ -311,12 +311,19 @@ void Daemon::on_signal(int signo) {
   waiting_.remove_if([](const WaitingSpec& w) { return w.entry.from->give_back(w.entry); },
                      [](const WaitingSpec&) {});
   std::fprintf(stderr,
-               "cellos-reactor: %s: intake stopped; %zu running cells have %llus to finish "
-               "(%zu waiting specs stay in the spool); send SIGTERM again to kill them now\n",
+               "cellos-reactor: %s: intake stopped; %zu running cells got SIGTERM and have %llus "
+               "to finish (%zu waiting specs stay in the spool); send SIGTERM again to kill "
+               "them now\n",
                strsignal(signo), running_.size(),
                static_cast<unsigned long long>(config_.host.shutdown_grace_seconds),
                waiting_.size());
   if (running_.empty()) return;
+  // Warned now, killed at the end of the host's grace or of their own shorter
+  // gracefulShutdownSeconds: their completed events say reason "shutdown" and whether they
+  // left in time.
+  const std::chrono::seconds host_grace(config_.host.shutdown_grace_seconds);
+  sup_->stop_all(cells::KillCause::kReactorStop,
+                 [&](const cells::Cell& c) { return c.shutdown_grace(host_grace); });
   grace_.start(std::chrono::seconds(config_.host.shutdown_grace_seconds), [this](int res) {
     if (res != -ETIME || killing_) return;
     killing_ = true;

@@ -123,9 +123,15 @@ int run_command(const RunArgs& args) {
 
   std::optional<cells::CellOutcome> outcome;
   Supervisor sup(**host, {.on_cell_done = [&](const cells::Cell& c) { outcome = c.outcome(); }});
-  // SIGINT/SIGTERM: the cell is killed at once (it still ends with its completed and destroyed
-  // events), and the exit status reports the signal.
-  (*host)->on_signal([&](int) { sup.kill_all(cells::KillCause::kReactorStop); });
+  // SIGINT/SIGTERM: the cell gets SIGTERM and its gracefulShutdownSeconds to exit (none
+  // declared: it is killed at once); a second signal kills it now. It still ends with its
+  // completed and destroyed events, and the exit status reports the signal.
+  int signals = 0;
+  (*host)->on_signal([&](int) {
+    if (++signals > 1) return sup.kill_all(cells::KillCause::kReactorStop);
+    sup.stop_all(cells::KillCause::kReactorStop,
+                 [](const cells::Cell& c) { return c.shutdown_grace(std::chrono::seconds(0)); });
+  });
   // Hostnames in egress rules: looked up on the ring, like the daemon does. A signal meanwhile
   // ends the run before anything starts (the lookup is dropped with the resolver).
   if (cells::needs_resolution(*admission.spec)) {

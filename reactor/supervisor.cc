@@ -27,6 +27,11 @@ void Supervisor::kill_all(cells::KillCause cause) {
   for (auto& [raw, cell] : cells_) cell->kill(cause);
 }
 
+void Supervisor::stop_all(cells::KillCause cause,
+                          const std::function<std::chrono::seconds(const cells::Cell&)>& grace) {
+  for (auto& [raw, cell] : cells_) cell->stop(cause, grace(*cell));
+}
+
 void Supervisor::reap_finished() {
   for (cells::Cell* c : finished_) {
     if (opts_.on_cell_done) opts_.on_cell_done(*c);

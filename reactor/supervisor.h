@@ -29,6 +29,9 @@ class Supervisor {
   // reactors too, with its own events).
   void add(cells::CellOptions options);
   void kill_all(cells::KillCause cause);
+  // Cell::stop for every cell, each with the grace `grace(cell)` gives it.
+  void stop_all(cells::KillCause cause,
+                const std::function<std::chrono::seconds(const cells::Cell&)>& grace);
 
   // Runs completion rounds until `done()` holds (checked before each round), then drains the
   // event sink. `done` must become true through a completion, or the loop waits forever.

@@ -27,7 +27,25 @@ struct NetworkPolicy {
   declaredEgress @2 :List(DeclaredEgress);
 }
 
-enum CompletedReason { exited @0; signaled @1; timeout @2; oom @3; setupFailed @4; }
+enum CompletedReason { exited @0; signaled @1; timeout @2; oom @3; setupFailed @4; shutdown @5; }
+
+# What the cell's processes used over its life, from its cgroup. has*: the host counts it.
+struct Resources {
+  hasMemoryPeak @0 :Bool;
+  memoryPeakBytes @1 :UInt64;
+  hasCpuUsage @2 :Bool;
+  cpuUsageUsec @3 :UInt64;
+  hasPidsPeak @4 :Bool;
+  pidsPeak @5 :UInt64;
+  oomKills @6 :UInt64;
+}
+
+# The cell was asked to stop (SIGTERM to its processes) before it was killed.
+struct GracefulStop {
+  cause @0 :Text;           # "timeout" | "shutdown"
+  graceSeconds @1 :UInt64;
+  exitedInTime @2 :Bool;    # false: SIGKILL at the end of the grace
+}
 
 struct Completed {
   cellId @0 :Text;
@@ -40,6 +58,8 @@ struct Completed {
   error @7 :Text;             # unset or empty: omitted
   stdoutTruncated @8 :Bool;   # the log stream was cut at [logs] max_bytes_per_stream
   stderrTruncated @9 :Bool;
+  resources @10 :Resources;    # unset: omitted (the cell never ran)
+  gracefulStop @11 :GracefulStop;  # unset: omitted (nobody asked it to stop)
 }
 
 struct FlowDestination {

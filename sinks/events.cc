@@ -13,6 +13,7 @@ const char* reason_name(CompletedReason r) {
     case CompletedReason::kTimeout: return "timeout";
     case CompletedReason::kOom: return "oom";
     case CompletedReason::kSetupFailed: return "setup_failed";
+    case CompletedReason::kShutdown: return "shutdown";
   }
   return "exited";
 }

@@ -52,9 +52,24 @@ struct NetworkEnforcementData {
   std::vector<RuleCounterData> rule_counters;
 };
 
-enum class CompletedReason { kExited, kSignaled, kTimeout, kOom, kSetupFailed };
+// kOom: the kernel's OOM killer took a process of the cell (any process, not only the
+// command) and the cell failed; kShutdown: the reactor was stopping (daemon SIGTERM, `run`
+// interrupted) and stopped the cell.
+enum class CompletedReason { kExited, kSignaled, kTimeout, kOom, kSetupFailed, kShutdown };
 const char* reason_name(CompletedReason r);
 
+// What a cell's processes used, from its cgroup at its end (unset: the host does not count it).
+struct ResourcesData {
+  std::optional<uint64_t> memory_peak_bytes, cpu_usage_usec, pids_peak;
+  uint64_t oom_kills = 0;
+};
+// A cell asked to stop by SIGTERM before it was killed: why, how long it had, whether it left
+// within that time (otherwise its cgroup was killed).
+struct GracefulStopData {
+  std::string cause;  // "timeout" | "shutdown"
+  uint64_t grace_seconds = 0;
+  bool exited_in_time = false;
+};
 struct CompletedData {
   std::string cell_id;
   std::optional<int> exit_code;
@@ -65,6 +80,8 @@ struct CompletedData {
   // The stream went past [logs] max_bytes_per_stream and the rest of it was discarded.
   bool stdout_truncated = false;
   bool stderr_truncated = false;
+  std::optional<ResourcesData> resources = {};
+  std::optional<GracefulStopData> graceful_stop = {};
 };
 
 // One report on one network flow of a cell (dev.cellos.events.cell.observability.v1.

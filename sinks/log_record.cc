@@ -22,6 +22,7 @@ schema::CompletedReason to_schema(CompletedReason r) {
     case CompletedReason::kTimeout: return schema::CompletedReason::TIMEOUT;
     case CompletedReason::kOom: return schema::CompletedReason::OOM;
     case CompletedReason::kSetupFailed: return schema::CompletedReason::SETUP_FAILED;
+    case CompletedReason::kShutdown: return schema::CompletedReason::SHUTDOWN;
   }
   return schema::CompletedReason::EXITED;
 }
@@ -33,6 +34,7 @@ const char* reason_text(schema::CompletedReason r) {
     case schema::CompletedReason::TIMEOUT: return "timeout";
     case schema::CompletedReason::OOM: return "oom";
     case schema::CompletedReason::SETUP_FAILED: return "setup_failed";
+    case schema::CompletedReason::SHUTDOWN: return "shutdown";
   }
   return "exited";
 }
@@ -101,6 +103,20 @@ struct Build {
     if (!e.error.empty()) set_text([&](auto t) { b.setError(t); }, e.error);
     b.setStdoutTruncated(e.stdout_truncated);
     b.setStderrTruncated(e.stderr_truncated);
+    if (e.resources) {
+      const ResourcesData& r = *e.resources;
+      auto x = b.initResources();
+      if (r.memory_peak_bytes) x.setHasMemoryPeak(true), x.setMemoryPeakBytes(*r.memory_peak_bytes);
+      if (r.cpu_usage_usec) x.setHasCpuUsage(true), x.setCpuUsageUsec(*r.cpu_usage_usec);
+      if (r.pids_peak) x.setHasPidsPeak(true), x.setPidsPeak(*r.pids_peak);
+      x.setOomKills(r.oom_kills);
+    }
+    if (e.graceful_stop) {
+      auto x = b.initGracefulStop();
+      set_text([&](auto t) { x.setCause(t); }, e.graceful_stop->cause);
+      x.setGraceSeconds(e.graceful_stop->grace_seconds);
+      x.setExitedInTime(e.graceful_stop->exited_in_time);
+    }
   }
   void operator()(const DestroyedData& e) const {
     auto b = d.initDestroyed();
@@ -352,6 +368,30 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       if (s.hasError() && s.getError().size() > 0) f.str("error", sv(s.getError()));
       if (s.getStdoutTruncated()) f.b("stdoutTruncated", true);
       if (s.getStderrTruncated()) f.b("stderrTruncated", true);
+      if (s.hasResources()) {
+        auto r = s.getResources();
+        f.key("resources");
+        out += '{';
+        Field g{out};
+        g.key("memoryPeakBytes");
+        if (r.getHasMemoryPeak()) append_uint(out, r.getMemoryPeakBytes()); else out += "null";
+        g.key("cpuUsageUsec");
+        if (r.getHasCpuUsage()) append_uint(out, r.getCpuUsageUsec()); else out += "null";
+        g.key("pidsPeak");
+        if (r.getHasPidsPeak()) append_uint(out, r.getPidsPeak()); else out += "null";
+        g.u("oomKills", r.getOomKills());
+        out += '}';
+      }
+      if (s.hasGracefulStop()) {
+        auto r = s.getGracefulStop();
+        f.key("gracefulStop");
+        out += '{';
+        Field g{out};
+        g.str("cause", sv(r.getCause()));
+        g.u("graceSeconds", r.getGraceSeconds());
+        g.b("exitedInTime", r.getExitedInTime());
+        out += '}';
+      }
       break;
     }
     case LogRecord::Data::DESTROYED: {

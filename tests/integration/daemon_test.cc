@@ -188,11 +188,17 @@ TEST_CASE("SIGTERM lets cells finish within the grace period, then kills the res
   Fleet fleet("", "", "max_concurrent_cells = 2\nshutdown_grace_seconds = 2");
   DaemonProcess daemon(fleet);
   const std::string quick = unique_id("quick"), slow = unique_id("slow");
-  spool(fleet, sh_spec(quick, "sleep 0.5"));
-  spool(fleet, sh_spec(slow, "sleep 300"));
+  // Every running cell gets SIGTERM when the grace starts: this one finishes its work anyway.
+  spool(fleet, sh_spec(quick, "trap '' TERM; sleep 0.7"));
+  // Ignores the SIGTERM every cell gets at the grace's start: killed at its end.
+  spool(fleet, sh_spec(slow, "trap '' TERM; sleep 311"));
   std::vector<std::string> waiting;
   for (int i = 0; i < 3; ++i) waiting.push_back(spool(fleet, sh_spec(unique_id("wait"), "true")));
   REQUIRE(eventually([&] { return events_of(fleet, "lifecycle.v1.started").size() >= 2; }));
+  // Their traps are set once they sleep.
+  REQUIRE(eventually([&] {
+    return !processes_with("sleep 0.7").empty() && !processes_with("sleep 311").empty();
+  }));
   daemon.signal(SIGTERM);
   CHECK(daemon.wait(std::chrono::seconds(30)) == 0);
 
@@ -203,6 +209,7 @@ TEST_CASE("SIGTERM lets cells finish within the grace period, then kills the res
   CHECK(completed[quick]["exitCode"] == 0);
   CHECK(destroyed[quick]["terminalState"] == "Clean");
   CHECK(completed[slow]["signal"] == 9);
+  CHECK(completed[slow]["reason"] == "shutdown");
   CHECK(destroyed[slow]["terminalState"] == "Forced");
   CHECK(destroyed[slow]["outcome"] == "failed");
   CHECK(dir_entries(fleet.state_dir() + "/spool") ==
@@ -214,8 +221,9 @@ TEST_CASE("a second SIGTERM kills running cells at once", "[daemon]") {
   Fleet fleet("", "", "shutdown_grace_seconds = 3600");
   DaemonProcess daemon(fleet);
   const std::string id = unique_id("stubborn");
-  spool(fleet, sh_spec(id, "sleep 300"));
+  spool(fleet, sh_spec(id, "trap '' TERM; sleep 312"));
   REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.started").empty(); }));
+  REQUIRE(eventually([&] { return !processes_with("sleep 312").empty(); }));
   daemon.signal(SIGTERM);
   REQUIRE(eventually([&] { return daemon.err().find("intake stopped") != std::string::npos; }));
   daemon.signal(SIGINT);
@@ -380,8 +388,9 @@ TEST_CASE("while the daemon drains after SIGTERM, status still answers and says 
           "[daemon]") {
   Fleet fleet("", "", "shutdown_grace_seconds = 3600");
   DaemonProcess daemon(fleet);
-  spool(fleet, sh_spec(unique_id("draining"), "sleep 300"));
+  spool(fleet, sh_spec(unique_id("draining"), "trap '' TERM; sleep 313"));
   REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.started").empty(); }));
+  REQUIRE(eventually([&] { return !processes_with("sleep 313").empty(); }));
   daemon.signal(SIGTERM);
   REQUIRE(eventually([&] { return daemon.err().find("intake stopped") != std::string::npos; }));
   auto st = run_process({CELLOS_REACTOR_BIN, "status", "--config", fleet.config_path()});

@@ -86,7 +86,7 @@ TEST_CASE("SIGTERM to run kills the cell, still emits its last events, exits 143
   CHECK(WEXITSTATUS(st) == 128 + SIGTERM);
   auto events = fleet.events();
   REQUIRE(events.size() == 4);
-  CHECK(events[2]["data"]["reason"] == "signaled");
+  CHECK(events[2]["data"]["reason"] == "shutdown");
   CHECK(events[3]["data"]["terminalState"] == "Forced");
   CHECK(events[3]["data"]["outcome"] == "failed");
   CHECK(processes_with(marker).empty());

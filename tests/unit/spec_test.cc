@@ -225,8 +225,17 @@ TEST_CASE("CellOS fields cellos-reactor does not support say so", "[spec]") {
       {with("/spec/policy", Json::object()), "spec.policy" + reason},
       {with("/spec/authority/dnsAuthority", Json::object()),
        "spec.authority.dnsAuthority" + reason},
-      {with("/spec/run/limits/gracefulShutdownSeconds", 5),
-       "spec.run.limits.gracefulShutdownSeconds" + reason},
+  });
+}
+
+TEST_CASE("gracefulShutdownSeconds is a whole number of seconds up to a day", "[spec]") {
+  check_rejections({
+      {with("/spec/run/limits/gracefulShutdownSeconds", -1),
+       "spec.run.limits.gracefulShutdownSeconds: must be"},
+      {with("/spec/run/limits/gracefulShutdownSeconds", "5"),
+       "spec.run.limits.gracefulShutdownSeconds: must be"},
+      {with("/spec/run/limits/gracefulShutdownSeconds", 86401),
+       "spec.run.limits.gracefulShutdownSeconds: must be"},
   });
 }
 
