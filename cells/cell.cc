@@ -399,6 +399,7 @@ void Cell::maybe_finish() {
     if (!finish_flows()) return;  // the last flow reports come before completed
     if (launched_) decide_outcome();
     completed_emitted_ = true;
+    if (outcome_.reason == sinks::CompletedReason::kSetupFailed) note_setup_failure();
     emit_enforcement();
     sinks::CompletedData c{opts_.spec.id, outcome_.exit_code, outcome_.signal,
                            outcome_.duration_ms, outcome_.reason, outcome_.error,
@@ -478,6 +479,18 @@ void Cell::decide_outcome() {
   else if (why == KillCause::kReactorStop) outcome_.reason = R::kShutdown;
   else if (usage.oom_kills > 0 && failed) outcome_.reason = R::kOom;
   else outcome_.reason = outcome_.exit_code ? R::kExited : R::kSignaled;
+}
+
+// A cell whose logs go to files (the daemon): the setup failure is the last line of its stderr
+// log too, where a user reading the job's output looks first. One short append on a rare
+// path, so a plain write rather than the ring; the pump has closed the file by now.
+void Cell::note_setup_failure() {
+  if (opts_.stderr_path.empty()) return;
+  auto fd = base::open_at(AT_FDCWD, opts_.stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0640);
+  if (!fd) return;
+  const std::string line = "[cellos-reactor: setup failed, the command did not run (exit status " +
+                           std::to_string(outcome_.exit_status()) + "): " + outcome_.error + "]\n";
+  (void)!::write(fd->get(), line.data(), line.size());
 }
 
 void Cell::teardown() {

@@ -153,6 +153,7 @@ class Cell {
   void on_status(const ChildStatus& s);
   void maybe_finish();
   void decide_outcome();
+  void note_setup_failure();
   void teardown();
   void emit(sinks::EventData d);
   // A cell with egress rules: its namespace, ruleset and veth, before clone.

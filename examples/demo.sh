@@ -69,7 +69,7 @@ for line in open(sys.argv[1]):
     print(f'  {e.get("subject", "-"):<16} {kind:<40} {extra}')
 PY
 echo "=== cellos-reactor verify events.jsonl --public-key keys/host.pub"
-"$bin" verify "$state/events.jsonl" --public-key "$state/keys/host.pub" 2>&1 | sed 's/^/  /'
+"$bin" verify "$state/events.jsonl" --public-key "$state/keys/host.pub" 2>&1 | sed 's/^/  /' || { echo "verify failed"; exit 1; }
 echo "=== metrics.prom (node_exporter textfile format)"
 grep -v '^#' "$state/metrics.prom" | grep -v '_bucket' | sed 's/^/  /'
 grep -q demo-secret-value "$state/events.jsonl" "$state"/logs/*/* && echo "SECRET LEAKED" && exit 1

@@ -277,13 +277,9 @@ void Daemon::on_cell_done(const cells::Cell& c) {
     ++metrics_.rejected;
     if (it != running_.end()) it->second.from->refuse(it->second, c.id(), o.error, true);
   } else {
-    ++metrics_.completed[sinks::reason_name(o.reason)];
-    if (auto f = failure_reason(o)) {
-      ++metrics_.failed[*f];
-      ++failed_;
-    } else {
-      ++succeeded_;
-    }
+    metrics_.observe_finished(o);
+    if (failure_reason(o)) ++failed_;
+    else ++succeeded_;
     if (it != running_.end())
       it->second.from->finished(it->second, c, host_->events().emitted_seq());
   }
@@ -371,7 +367,7 @@ std::string Daemon::snapshot() const {
                     {"stopping", stopping_},
                     {"running", running_.size()},
                     {"waiting", waiting_.size()},
-                    {"completed", succeeded_},
+                    {"succeeded", succeeded_},
                     {"failed", failed_},
                     {"rejected", metrics_.rejected},
                     {"cells", std::move(list)}};

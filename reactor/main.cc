@@ -7,6 +7,7 @@
 
 #include "reactor/daemon.h"
 #include "reactor/event_commands.h"
+#include "reactor/show_command.h"
 #include "reactor/status.h"
 #include "reactor/run_command.h"
 
@@ -43,6 +44,14 @@ int main(int argc, char** argv) {
   status_cmd->add_option("--config", status.config_path, "fleet.toml of the daemon")->required();
   status_cmd->add_flag("--json", status.json, "the raw JSON snapshot, for scripts");
 
+  cellos::reactor::ShowArgs show;
+  auto* show_cmd = app.add_subcommand(
+      "show", "what happened to a cell: outcome, reason, times, resources, its logs' last lines");
+  show_cmd->add_option("id", show.cell_id, "the cell's spec.id")->required();
+  show_cmd->add_option("--config", show.config_path, "fleet.toml of the daemon")->required();
+  show_cmd->add_flag("--json", show.json, "as one JSON object, for scripts");
+  show_cmd->add_option("--lines", show.tail_lines, "log lines to show per stream (default 10)");
+
   std::optional<int> event_rc;
   cellos::reactor::add_event_commands(app, event_rc);
 
@@ -66,6 +75,7 @@ int main(int argc, char** argv) {
     return cellos::reactor::submit_command(submit);
   }
   if (*status_cmd) return cellos::reactor::status_command(status);
+  if (*show_cmd) return cellos::reactor::show_command(show);
   if (event_rc) return *event_rc;
   if (serve_config.empty()) {
     std::fprintf(stderr, "cellos-reactor: the fleet daemon needs --config FLEET.toml "

@@ -37,10 +37,20 @@ void Metrics::observe_spawn(std::chrono::nanoseconds d) {
     if (s <= kBuckets[i]) ++spawn_buckets[i];
 }
 
-uint64_t Metrics::completed_total() const {
+uint64_t Metrics::finished_total() const {
   uint64_t n = 0;
-  for (const auto& [r, v] : completed) n += v;
+  for (const auto& [r, v] : finished) n += v;
   return n;
+}
+
+void Metrics::observe_finished(const cells::CellOutcome& o) {
+  ++finished[sinks::reason_name(o.reason)];
+  if (auto f = failure_reason(o)) ++failed[*f];
+  else ++succeeded;
+  if (o.resources) {
+    oom_kills += o.resources->oom_kills;
+    if (o.resources->cpu_usage_usec) cpu_seconds += *o.resources->cpu_usage_usec / 1e6;
+  }
 }
 
 uint64_t Metrics::failed_total() const {
@@ -57,14 +67,17 @@ std::string Metrics::render(const std::string& host_id) const {
   family(o, "cellos_cells_rejected_total", "counter",
          "Specs rejected at intake or admission (malformed, policy, duplicate id).");
   sample(o, "cellos_cells_rejected_total", host, static_cast<double>(rejected));
-  family(o, "cellos_cells_completed_total", "counter",
-         "Cells whose command finished, by completed-event reason.");
-  for (const auto& [r, v] : completed)
-    sample(o, "cellos_cells_completed_total", host + ",reason=\"" + r + "\"",
+  family(o, "cellos_cells_finished_total", "counter",
+         "Cells that ended, succeeded or not, by the completed event's reason (exited, "
+         "signaled, timeout, oom, setup_failed, shutdown); exited counts every exit code.");
+  for (const auto& [r, v] : finished)
+    sample(o, "cellos_cells_finished_total", host + ",reason=\"" + r + "\"",
            static_cast<double>(v));
+  family(o, "cellos_cells_succeeded_total", "counter", "Cells whose command exited 0.");
+  sample(o, "cellos_cells_succeeded_total", host, static_cast<double>(succeeded));
   family(o, "cellos_cells_failed_total", "counter",
          "Cells that did not succeed, by reason (exit_nonzero, signaled, timeout, oom, "
-         "setup_failed, lost).");
+         "setup_failed, shutdown, lost).");
   for (const auto& [r, v] : failed)
     sample(o, "cellos_cells_failed_total", host + ",reason=\"" + r + "\"",
            static_cast<double>(v));
@@ -84,6 +97,12 @@ std::string Metrics::render(const std::string& host_id) const {
          static_cast<double>(spawn_count));
   sample(o, "cellos_spawn_latency_seconds_sum", host, spawn_sum_seconds);
   sample(o, "cellos_spawn_latency_seconds_count", host, static_cast<double>(spawn_count));
+  family(o, "cellos_cell_oom_kills_total", "counter",
+         "Processes the kernel's OOM killer took inside cells (any process, not only commands).");
+  sample(o, "cellos_cell_oom_kills_total", host, static_cast<double>(oom_kills));
+  family(o, "cellos_cell_cpu_seconds_total", "counter",
+         "CPU time (user and system) used by the processes of cells that finished.");
+  sample(o, "cellos_cell_cpu_seconds_total", host, cpu_seconds);
   family(o, "cellos_events_written_total", "counter", "Events written to the event log.");
   sample(o, "cellos_events_written_total", host, static_cast<double>(events_written));
   return o;

@@ -16,8 +16,11 @@ namespace cellos::reactor {
 struct Metrics {
   uint64_t started = 0;
   uint64_t rejected = 0;
-  std::map<std::string, uint64_t> completed;  // by reason: exited, signaled, timeout, ...
+  std::map<std::string, uint64_t> finished;  // by completed reason: exited, signaled, timeout, ...
+  uint64_t succeeded = 0;                     // exited 0
   std::map<std::string, uint64_t> failed;     // by reason: exit_nonzero, timeout, lost, ...
+  uint64_t oom_kills = 0;                     // processes the OOM killer took, in every cell
+  double cpu_seconds = 0;                     // CPU time of finished cells
   uint64_t running = 0;
   uint64_t waiting = 0;
   uint64_t events_written = 0;
@@ -30,7 +33,9 @@ struct Metrics {
   double spawn_sum_seconds = 0;
   void observe_spawn(std::chrono::nanoseconds d);
 
-  uint64_t completed_total() const;
+  uint64_t finished_total() const;
+  // A finished cell: its reason, success or failure, and what it used.
+  void observe_finished(const cells::CellOutcome& o);
   uint64_t failed_total() const;
   std::string render(const std::string& host_id) const;
 };

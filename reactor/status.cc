@@ -141,10 +141,10 @@ int status_command(const StatusArgs& args) {
     std::fprintf(stderr, "cellos-reactor: status socket \"%s\": not JSON\n", path.c_str());
     return 1;
   }
-  std::printf("host %s  pid %lld  running %llu  waiting %llu  completed %llu  failed %llu  "
+  std::printf("host %s  pid %lld  running %llu  waiting %llu  succeeded %llu  failed %llu  "
               "rejected %llu%s\n",
               j.value("hostId", "").c_str(), j.value("pid", 0LL),
-              j.value("running", 0ULL), j.value("waiting", 0ULL), j.value("completed", 0ULL),
+              j.value("running", 0ULL), j.value("waiting", 0ULL), j.value("succeeded", 0ULL),
               j.value("failed", 0ULL), j.value("rejected", 0ULL),
               j.value("stopping", false) ? "  (draining: intake stopped, running cells finishing)"
                                          : "");

@@ -84,8 +84,8 @@ TEST_CASE("metrics: the Prometheus text has every family, cumulative buckets and
   Metrics m;
   m.started = 3;
   m.rejected = 1;
-  m.completed["exited"] = 2;
-  m.completed["timeout"] = 1;
+  m.finished["exited"] = 2;
+  m.finished["timeout"] = 1;
   m.failed["timeout"] = 1;
   m.failed["lost"] = 4;
   m.running = 5;
@@ -98,7 +98,9 @@ TEST_CASE("metrics: the Prometheus text has every family, cumulative buckets and
            "# TYPE cellos_cells_started_total counter",
            "cellos_cells_started_total{host=\"h1\"} 3",
            "cellos_cells_rejected_total{host=\"h1\"} 1",
-           "cellos_cells_completed_total{host=\"h1\",reason=\"exited\"} 2",
+           "cellos_cells_finished_total{host=\"h1\",reason=\"exited\"} 2",
+           "cellos_cells_succeeded_total{host=\"h1\"} 0",
+           "cellos_cell_oom_kills_total{host=\"h1\"} 0",
            "cellos_cells_failed_total{host=\"h1\",reason=\"lost\"} 4",
            "cellos_cells_running{host=\"h1\"} 5",
            "cellos_cells_waiting{host=\"h1\"} 6",
@@ -113,7 +115,7 @@ TEST_CASE("metrics: the Prometheus text has every family, cumulative buckets and
     INFO(line);
     CHECK(text.find(std::string(line) + "\n") != std::string::npos);
   }
-  CHECK(m.completed_total() == 3);
+  CHECK(m.finished_total() == 3);
   CHECK(m.failed_total() == 5);
 }
 
