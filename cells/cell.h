@@ -105,6 +105,7 @@ class Cell {
   std::chrono::seconds shutdown_grace(std::chrono::seconds host_grace) const;
 
   const std::string& id() const { return opts_.spec.id; }
+  const std::string& run_id() const { return opts_.run_id; }
   bool finished() const { return finished_; }
   const CellOutcome& outcome() const { return outcome_; }
   pid_t pid() const { return pid_; }

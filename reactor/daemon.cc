@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
@@ -27,6 +28,7 @@
 #include "reactor/status.h"
 #include "reactor/supervisor.h"
 #include "reactor/waiting_queue.h"
+#include "sinks/cloudevent_json.h"
 
 namespace cellos::reactor {
 namespace {
@@ -44,6 +46,9 @@ constexpr auto kSettlePatience = std::chrono::seconds(15);
 // Then how long the log's last batches may take to leave the host, so a host leaving the fleet
 // leaves its stream whole (a later start would resume anyway).
 constexpr auto kPublishPatience = std::chrono::seconds(5);
+// How many finished cells `status` lists: enough for an on-call look at the last minutes of a
+// busy host; the event log (and `show ID`) holds every one.
+constexpr size_t kRecentFinished = 50;
 
 int complain(const std::string& line) {
   std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
@@ -79,6 +84,8 @@ class Daemon final : public IntakeSink {
   bool launch(WaitingSpec w);
   bool requeue(WaitingSpec w);
   void on_cell_done(const cells::Cell& c);
+  // Keeps a finished cell's summary for `status` and tells its `submit --wait` clients.
+  void remember_finished(const cells::Cell& c);
   void on_signal(int signo);
   void changed();
   void publish_metrics();
@@ -103,6 +110,21 @@ class Daemon final : public IntakeSink {
   std::unordered_map<std::string, IntakeEntry> running_;  // by cell id
   Metrics metrics_;
   uint64_t succeeded_ = 0, failed_ = 0;
+  // The last kRecentFinished cells' summaries (JSON objects), oldest first.
+  std::deque<nlohmann::ordered_json> recent_;
+  // `finished` lines for waiting clients, held until the log has written their cell's events.
+  struct FinishedTell {
+    uint64_t seq;
+    std::string id, run_id, line;
+  };
+  std::deque<FinishedTell> finished_tells_;
+  void tell_written(uint64_t written) {
+    while (!finished_tells_.empty() && finished_tells_.front().seq <= written) {
+      FinishedTell& t = finished_tells_.front();
+      if (status_) status_->tell(t.id, StatusServer::Step::kFinished, t.run_id, std::move(t.line));
+      finished_tells_.pop_front();
+    }
+  }
   bool stopping_ = false, killing_ = false;
   base::Timer grace_, metrics_timer_, retry_;
   uint64_t cap_ = 1;     // max_concurrent_cells, or less if descriptors cannot cover it
@@ -113,6 +135,10 @@ class Daemon final : public IntakeSink {
 void Daemon::rejected(const IntakeEntry& e, const std::optional<std::string>& id,
                       const std::string& reason) {
   host_->events().emit(sinks::make_event(sinks::RejectedData{id, reason}));
+  if (id && status_)
+    status_->tell(*id, StatusServer::Step::kRejected, "",
+                  nlohmann::json{{"event", "rejected"}, {"id", *id}, {"reason", reason}}.dump(
+                      -1, ' ', false, nlohmann::json::error_handler_t::replace));
   ++metrics_.rejected;
   changed();
   std::fprintf(stderr, "cellos-reactor: rejected %s: %s\n", e.name.c_str(), reason.c_str());
@@ -261,6 +287,14 @@ bool Daemon::launch(WaitingSpec w) {
   co.stderr_path = logdir + "/stderr";
   co.max_stream_bytes = config_.logs.max_bytes_per_stream;
   running_.emplace(id, std::move(w.entry));
+  if (status_)
+    status_->tell(id, StatusServer::Step::kStarted, co.run_id,
+                  nlohmann::json{{"event", "started"},
+                                 {"id", id},
+                                 {"runId", co.run_id},
+                                 {"stdout", co.stdout_path},
+                                 {"stderr", co.stderr_path}}
+                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   sup_->add(std::move(co));
   // start() returns once the cell's init runs (CLONE_VFORK): this is the spawn latency.
   metrics_.observe_spawn(std::chrono::steady_clock::now() - admitted);
@@ -284,9 +318,38 @@ void Daemon::on_cell_done(const cells::Cell& c) {
       it->second.from->finished(it->second, c, host_->events().emitted_seq());
   }
   if (it != running_.end()) running_.erase(it);
+  remember_finished(c);
   paused_ = false;  // a cell's descriptors and memory are free again
   changed();
   pump();
+}
+
+void Daemon::remember_finished(const cells::Cell& c) {
+  using nlohmann::ordered_json;
+  const cells::CellOutcome& o = c.outcome();
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  ordered_json j = {{"id", c.id()},
+                    {"runId", c.run_id()},
+                    {"finishedAt", sinks::rfc3339_utc(static_cast<int64_t>(now.tv_sec) * 1000000 + now.tv_nsec / 1000)},
+                    {"reason", o.refused ? "refused" : sinks::reason_name(o.reason)},
+                    {"exitCode", o.exit_code ? ordered_json(*o.exit_code) : ordered_json()},
+                    {"signal", o.signal ? ordered_json(*o.signal) : ordered_json()},
+                    {"exitStatus", o.refused ? kSetupFailed : o.exit_status()},
+                    {"durationMs", o.duration_ms}};
+  if (!o.error.empty()) j["error"] = o.error;
+  if (status_) {
+    ordered_json line = j;
+    line.erase("finishedAt");
+    line["event"] = "finished";
+    // Told once the cell's last events are on disk, so a `show ID` right after the client
+    // exits finds them.
+    finished_tells_.push_back({host_->events().emitted_seq(), c.id(), c.run_id(),
+                               line.dump(-1, ' ', false, ordered_json::error_handler_t::replace)});
+    tell_written(host_->events().written_seq());
+  }
+  recent_.push_back(std::move(j));
+  if (recent_.size() > kRecentFinished) recent_.pop_front();
 }
 
 void Daemon::on_signal(int signo) {
@@ -302,6 +365,7 @@ void Daemon::on_signal(int signo) {
   }
   stopping_ = true;
   for (auto& in : intakes_) in->stop();
+  if (status_) status_->draining();
   // Waiting specs an intake takes back (to run elsewhere) leave the queue; the rest (spool
   // files) stay where they are for the next start.
   waiting_.remove_if([](const WaitingSpec& w) { return w.entry.from->give_back(w.entry); },
@@ -370,7 +434,9 @@ std::string Daemon::snapshot() const {
                     {"succeeded", succeeded_},
                     {"failed", failed_},
                     {"rejected", metrics_.rejected},
-                    {"cells", std::move(list)}};
+                    {"cells", std::move(list)},
+                    {"recentlyFinished", ordered_json::array()}};
+  for (auto it = recent_.rbegin(); it != recent_.rend(); ++it) j["recentlyFinished"].push_back(*it);
   return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
@@ -452,6 +518,7 @@ base::Result<void> Daemon::start() {
                                      [this] { return snapshot(); });
   if (!status) return std::move(status).error();
   status_ = std::move(*status);
+  host_->events().add_on_written([this](uint64_t written) { tell_written(written); });
   grace_.bind(host_->ring());
   metrics_timer_.bind(host_->ring());
   retry_.bind(host_->ring());
@@ -493,8 +560,17 @@ int Daemon::run() {
     if (r) r = sup_->run_until([&] { return !patience.armed(); });
   }
   for (auto& in : intakes_) in->close();
-  // Status answered through the drain ("draining"); the socket goes only now.
-  if (status_) status_->stop();
+  // Status answered through the drain ("draining"); the socket goes only now, once its last
+  // lines (to `submit --wait` clients) are out, or after a second at most.
+  if (status_) {
+    status_->stop();
+    gave_up = false;
+    patience.start(std::chrono::seconds(1), [&](int) { gave_up = true; });
+    auto flushed = sup_->run_until([&] { return status_->idle() || gave_up; });
+    patience.cancel();
+    if (flushed) flushed = sup_->run_until([&] { return !patience.armed(); });
+    if (r) r = flushed;
+  }
   grace_.cancel();
   retry_.cancel();
   metrics_dirty_ = true;

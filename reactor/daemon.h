@@ -29,6 +29,7 @@ struct SubmitArgs {
   std::string config_path;
   std::string nats_url;
   bool spool = false;
+  bool wait = false;  // submit_wait.h: stream the cell's output, exit with its status
 };
 int submit_command(const SubmitArgs& args);
 

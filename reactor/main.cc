@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
                          "fleet.toml of the daemon (with --nats: its policy and [intake.nats])");
   submit_cmd->add_option("--nats", submit.nats_url,
                          "publish to the fleet's JetStream work queue at this URL instead");
+  submit_cmd->add_flag("--wait", submit.wait,
+                       "wait for the cell: stream its stdout and stderr, exit with its exit "
+                       "status (Ctrl-C stops waiting; the cell keeps running)");
   submit_cmd->add_flag("--spool", submit.spool,
                        "write the daemon's spool even when its fleet.toml enables [intake.nats]");
 

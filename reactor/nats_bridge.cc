@@ -36,7 +36,7 @@ base::Result<std::unique_ptr<NatsBridge>> NatsBridge::create(NatsBridgeOptions o
   co.on_up = [self] { self->on_up(); };
   co.on_down = [self] { self->on_down(); };
   self->written_ = self->o_.events ? self->o_.events->written_seq() : 0;
-  if (self->o_.events) self->o_.events->set_on_written([self](uint64_t s) { self->on_written(s); });
+  if (self->o_.events) self->o_.events->add_on_written([self](uint64_t s) { self->on_written(s); });
   if (c.intake.nats.enabled) self->replay_journal();
   auto comp = Companion::start(*self->o_.ring, std::move(co));
   if (!comp) return std::move(comp).error();

@@ -4,6 +4,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -14,7 +15,8 @@
 namespace cellos::reactor {
 namespace {
 
-constexpr size_t kMaxConnections = 16;
+// Waiting clients (`submit --wait`) hold a connection each while their cell runs.
+constexpr size_t kMaxConnections = 1024;
 
 base::Result<sockaddr_un> socket_address(const std::string& path) {
   sockaddr_un a{};
@@ -67,6 +69,13 @@ void StatusServer::stop() {
   stopped_ = true;
   ::unlink(path_.c_str());
   if (acceptor_.in_flight) ring_.cancel(acceptor_);
+  for (auto& c : conns_) {
+    if (c->done || c->closing) continue;
+    if (!c->waiting_for.empty())
+      c->send(nlohmann::json{{"event", "stopped"}, {"id", c->waiting_for}}.dump(), true);
+    else
+      c->finish();
+  }
 }
 
 void StatusServer::arm_accept() {
@@ -76,6 +85,55 @@ void StatusServer::arm_accept() {
 
 void StatusServer::collect() {
   std::erase_if(conns_, [](const std::unique_ptr<Conn>& c) { return c->done; });
+}
+
+void StatusServer::tell(const std::string& id, Step step, const std::string& run_id,
+                        std::string line) {
+  for (auto& c : conns_) {
+    if (c->done || c->closing || c->waiting_for != id) continue;
+    switch (step) {
+      case Step::kStarted:
+        if (!c->run_id.empty()) continue;
+        c->run_id = run_id;
+        c->send(line, false);
+        break;
+      case Step::kRejected:
+        if (!c->run_id.empty()) continue;
+        c->send(line, true);
+        break;
+      case Step::kFinished:
+        if (c->run_id != run_id) continue;
+        c->send(line, true);
+        break;
+    }
+  }
+}
+
+void StatusServer::draining() {
+  draining_ = true;
+  for (auto& c : conns_)
+    if (!c->done && !c->closing && !c->waiting_for.empty() && c->run_id.empty())
+      c->send(nlohmann::json{{"event", "stopped"}, {"id", c->waiting_for}}.dump(), true);
+}
+
+bool StatusServer::idle() const {
+  return std::all_of(conns_.begin(), conns_.end(), [](const auto& c) { return c->done; });
+}
+
+void StatusServer::request(Conn& c, std::string_view line) {
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (line == "status") return c.send(snapshot_(), true);
+  if (line.starts_with("wait ") && (stopped_ || draining_))
+    return c.send(nlohmann::json{{"event", "stopped"}}.dump(), true);
+  if (line.starts_with("wait ") && line.size() > 5) {
+    c.waiting_for = std::string(line.substr(5));
+    c.send(nlohmann::json{{"event", "watching"}, {"id", c.waiting_for}}.dump(), false);
+    // Its next read ends when the client leaves: then it is forgotten.
+    ring_.read(c.fd.get(), std::as_writable_bytes(std::span(c.in)), c.arm_read());
+    return;
+  }
+  c.send(nlohmann::json{{"error", "unknown request (expected `status` or `wait ID`)"}}.dump(),
+         true);
 }
 
 void StatusServer::Acceptor::complete(int res) {
@@ -91,24 +149,109 @@ void StatusServer::Acceptor::complete(int res) {
       auto c = std::make_unique<Conn>();
       c->server = server;
       c->fd = std::move(fd);
-      c->data = server->snapshot_() + "\n";
       Conn* raw = c.get();
       server->conns_.push_back(std::move(c));
-      server->ring_.write(raw->fd.get(), std::as_bytes(std::span(raw->data)), *raw);
+      server->ring_.read(raw->fd.get(), std::as_writable_bytes(std::span(raw->in)),
+                         raw->arm_read());
     }
   }
   server->arm_accept();
 }
 
+void StatusServer::Conn::on_read(int res) {
+  if (closing || done) return finish();
+  if (!waiting_for.empty()) {
+    // A waiter sends nothing more: data or not, the stream's end (or an error) means it left.
+    if (res > 0) {
+      server->ring_.read(fd.get(), std::as_writable_bytes(std::span(in)), arm_read());
+      return;
+    }
+    waiting_for.clear();
+    closing = true;
+    return finish();
+  }
+  if (res <= 0) {
+    closing = true;
+    return finish();
+  }
+  in_len += static_cast<size_t>(res);
+  std::string_view got(in.data(), in_len);
+  if (auto nl = got.find('\n'); nl != std::string_view::npos)
+    return server->request(*this, got.substr(0, nl));
+  if (in_len == in.size()) {
+    send(nlohmann::json{{"error", "request line longer than 512 bytes"}}.dump(), true);
+    return;
+  }
+  server->ring_.read(fd.get(), std::as_writable_bytes(std::span(in).subspan(in_len)),
+                     arm_read());
+}
+
+void StatusServer::Conn::send(std::string line, bool last) {
+  pending += line;
+  pending += '\n';
+  if (last) closing = true;
+  if (writing) return;
+  data = std::move(pending);
+  pending.clear();
+  off = 0;
+  writing = true;
+  server->ring_.write(fd.get(), std::as_bytes(std::span(data)), *this);
+}
+
 void StatusServer::Conn::complete(int res) {
+  writing = false;
   if (res > 0) off += static_cast<size_t>(res);
   if (res > 0 && off < data.size()) {
+    writing = true;
     server->ring_.write(fd.get(), std::as_bytes(std::span(data).subspan(off)), *this);
     return;
   }
-  // Done, or the client went away: either way this connection is over.
+  if (res <= 0) {
+    // The client went away: this connection is over.
+    closing = true;
+    waiting_for.clear();
+    pending.clear();
+    return finish();
+  }
+  if (!pending.empty()) {
+    data = std::move(pending);
+    pending.clear();
+    off = 0;
+    writing = true;
+    server->ring_.write(fd.get(), std::as_bytes(std::span(data)), *this);
+    return;
+  }
+  if (closing) finish();
+}
+
+// Closes the connection once nothing is in flight on it; it is then collected.
+void StatusServer::Conn::finish() {
+  if (writing) return;
+  if (reader.busy()) {
+    // A read still waits on the client: shutting the socket down ends it, and its completion
+    // comes back here.
+    ::shutdown(fd.get(), SHUT_RDWR);
+    return;
+  }
   fd.reset();
   done = true;
+}
+
+base::Result<base::Fd> connect_status(const std::string& state_dir, const std::string& request) {
+  const std::string path = state_dir + "/reactor.sock";
+  auto addr = socket_address(path);
+  if (!addr) return std::move(addr).error();
+  base::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return base::sys_error("socket", "status socket \"" + path + "\"");
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
+    const int err = errno;
+    return base::Error{err, "connect", "status socket \"" + path + "\"",
+                       "no daemon is serving " + state_dir, {}};
+  }
+  const std::string line = request + "\n";
+  if (::send(fd.get(), line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size()))
+    return base::sys_error("send", "status socket \"" + path + "\"");
+  return fd;
 }
 
 int status_command(const StatusArgs& args) {
@@ -116,18 +259,12 @@ int status_command(const StatusArgs& args) {
   if (!loaded) return 125;
   const cells::Config& config = *loaded;
   const std::string path = config.host.state_dir + "/reactor.sock";
-  auto addr = socket_address(path);
-  if (!addr) {
-    std::fprintf(stderr, "cellos-reactor: %s\n", addr.error().message().c_str());
+  auto fd = connect_status(config.host.state_dir, "status");
+  if (!fd) {
+    std::fprintf(stderr, "cellos-reactor: %s\n", fd.error().message().c_str());
     return 1;
   }
-  base::Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd || ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {
-    std::fprintf(stderr, "cellos-reactor: no daemon is serving %s (connect %s: %s)\n",
-                 config.host.state_dir.c_str(), path.c_str(), std::strerror(errno));
-    return 1;
-  }
-  auto text = base::read_fd(fd.get(), "status socket \"" + path + "\"", 64 << 20);
+  auto text = base::read_fd(fd->get(), "status socket \"" + path + "\"", 64 << 20);
   if (!text) {
     std::fprintf(stderr, "cellos-reactor: %s\n", text.error().message().c_str());
     return 1;
@@ -154,6 +291,22 @@ int status_command(const StatusArgs& args) {
     std::snprintf(age, sizeof age, "%.1fs", c.value("ageSeconds", 0.0));
     std::printf("%-40s %8lld %10s %10s\n", c.value("id", "").c_str(), c.value("pid", 0LL), age,
                 human_bytes(c.value("memoryBytes", 0ULL)).c_str());
+  }
+  // The last few finished cells, newest first (`status --json` has up to 50; `show ID` has
+  // the rest of a cell's story).
+  const auto recent = j.value("recentlyFinished", nlohmann::json::array());
+  if (!recent.empty()) {
+    std::printf("\n%-40s %-14s %6s %10s  %s\n", "RECENTLY FINISHED", "REASON", "EXIT",
+                "DURATION", "FINISHED AT");
+    size_t shown = 0;
+    for (const auto& c : recent) {
+      if (++shown > 10) break;
+      char took[32];
+      std::snprintf(took, sizeof took, "%.1fs", c.value("durationMs", 0ULL) / 1000.0);
+      std::printf("%-40s %-14s %6d %10s  %s\n", c.value("id", "").c_str(),
+                  c.value("reason", "").c_str(), c.value("exitStatus", 0), took,
+                  c.value("finishedAt", "").c_str());
+    }
   }
   return 0;
 }

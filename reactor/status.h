@@ -1,15 +1,23 @@
-// The daemon's status, served on a unix socket (<state_dir>/reactor.sock): a client connects
-// and reads one JSON document, built at that moment. On demand rather than a file rewritten
-// on a timer, so an idle daemon does no work for a status nobody reads, and the memory column
-// is current when someone does.
+// The daemon's status, served on a unix socket (<state_dir>/reactor.sock). A client connects and
+// sends one request line:
+//   `status`      one JSON document, built at that moment, then the connection closes. On
+//                 demand rather than a file rewritten on a timer, so an idle daemon does no work
+//                 for a status nobody reads, and the memory column is current when someone does.
+//   `wait ID`     `submit --wait`: a `{"event":"watching"}` line at once, then one JSON line per
+//                 step of the next run of cell ID: `started` (run id, log paths), then `finished`
+//                 (reason, exit code, exit status); or `rejected`; or `stopped` when the daemon
+//                 exits first. The connection closes after the last. A client that goes away is
+//                 forgotten (its read sees the end of the stream).
 #pragma once
 
+#include <array>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "base/fd.h"
+#include "base/completion.h"
 #include "base/io.h"
 #include "base/result.h"
 #include "reactor/ring.h"
@@ -19,12 +27,24 @@ namespace cellos::reactor {
 class StatusServer {
  public:
   using Snapshot = std::function<std::string()>;
+  // The steps a `wait` client is told of, in order; a final step closes its connection.
+  enum class Step { kStarted, kRejected, kFinished };
   // Binds `path` (a stale socket file is replaced: the caller holds the daemon lock).
   static base::Result<std::unique_ptr<StatusServer>> create(Ring& ring, const std::string& path,
                                                             Snapshot snapshot);
   ~StatusServer();
-  // Stops accepting (the daemon is exiting); the socket file is removed.
+  // Stops accepting (the daemon is exiting); the socket file is removed and waiting clients
+  // are told `stopped`.
   void stop();
+  // Tells the clients waiting on cell `id` of a step of its run `run_id` (`line` is one JSON
+  // object). kStarted binds a waiter to that run; kFinished reaches only the waiters of that
+  // run; kRejected only those not yet bound (a spec refused before it started).
+  void tell(const std::string& id, Step step, const std::string& run_id, std::string line);
+  // The daemon drains: nothing not yet started will start. Waiters not bound to a run are told
+  // `stopped`, and so is every later `wait`.
+  void draining();
+  // Every connection closed (after stop(): the last lines went out).
+  bool idle() const;
 
  private:
   struct Acceptor final : base::Completion {
@@ -35,15 +55,31 @@ class StatusServer {
   struct Conn final : base::Completion {
     StatusServer* server = nullptr;
     base::Fd fd;
-    std::string data;
+    std::string data;      // being written
+    std::string pending;   // queued behind it
     size_t off = 0;
+    bool writing = false;
+    bool closing = false;  // close once everything is written
     bool done = false;
-    void complete(int res) override;
+    // The request line, then (for a waiter) the end of the stream when the client leaves.
+    std::array<char, 512> in{};
+    size_t in_len = 0;
+    std::string waiting_for;  // cell id, for a waiter
+    std::string run_id;       // bound at kStarted
+    base::Callback reader;
+    base::Callback& arm_read() {
+      return reader.arm([this](int res) { on_read(res); });
+    }
+    void complete(int res) override;  // a write
+    void on_read(int res);
+    void send(std::string line, bool last);
+    void finish();
   };
   StatusServer(Ring& ring, std::string path, base::Fd fd, Snapshot s)
       : ring_(ring), path_(std::move(path)), fd_(std::move(fd)), snapshot_(std::move(s)) {}
   void arm_accept();
   void collect();
+  void request(Conn& c, std::string_view line);
 
   Ring& ring_;
   std::string path_;
@@ -51,8 +87,13 @@ class StatusServer {
   Snapshot snapshot_;
   Acceptor acceptor_;
   bool stopped_ = false;
+  bool draining_ = false;
   std::vector<std::unique_ptr<Conn>> conns_;
 };
+
+// Connects to the daemon serving `state_dir` and sends `request` (one line); an error names the
+// socket when no daemon serves it.
+base::Result<base::Fd> connect_status(const std::string& state_dir, const std::string& request);
 
 // `cellos-reactor status`: the daemon's snapshot as a table (or the raw JSON).
 struct StatusArgs {

@@ -3,11 +3,13 @@
 #include <cstdio>
 
 #include "cells/admission.h"
+#include "cells/secrets.h"
 #include "reactor/daemon.h"
 #include "reactor/nats/frames.h"
 #include "reactor/nats_commands.h"
 #include "reactor/run_command.h"
 #include "reactor/spool.h"
+#include "reactor/submit_wait.h"
 
 namespace cellos::reactor {
 namespace {
@@ -39,9 +41,21 @@ int submit_command(const SubmitArgs& args) {
                     " bytes: over the 1 MiB a spec may have on the NATS work queue");
   // Hostnames are left to the daemon that runs the spec: its resolver is the one that counts.
   cells::Admission a = cells::admit(*text, cells::AdmissionOptions{&config, {}});
+  const StateDirs dirs(config.host.state_dir);
   if (!a.admitted()) return complain(a.refusal.message());
-  if (!url.empty()) return exec_nats_publish(url, config.intake.nats, *text);
-  auto path = submit_to_spool(StateDirs(config.host.state_dir), a.spec->id, *text);
+  if (!url.empty()) {
+    if (args.wait)
+      return complain("--wait works with the daemon's spool (--config without [intake.nats], or "
+                      "--spool); a spec on the NATS work queue runs on whichever host takes it");
+    return exec_nats_publish(url, config.intake.nats, *text);
+  }
+  // The secrets it names must be there now, as the daemon will read them at its start: a
+  // missing file is refused here rather than moments later by the daemon.
+  if (auto env = cells::build_environment(*a.spec, config.secrets); !env)
+    return complain(env.error().message());
+  if (args.wait)
+    return submit_and_wait({&dirs, a.spec->id, std::move(*text)});
+  auto path = submit_to_spool(dirs, a.spec->id, *text);
   if (!path) return complain(path.error().message());
   std::printf("%s\n", path->c_str());
   return 0;

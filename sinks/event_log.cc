@@ -381,7 +381,7 @@ void EventLog::on_write(int res) {
   if (inflight_.bytes.capacity() > spare_.capacity()) spare_ = std::move(inflight_.bytes);
   inflight_ = Chunk{};
   kick();
-  if (on_written_) on_written_(written_seq_);
+  for (const auto& fn : on_written_) fn(written_seq_);
 }
 
 void EventLog::on_retry(int) {

@@ -62,7 +62,9 @@ class EventLog final : public EventSink {
   uint64_t events_written() const override { return events_written_; }
   uint64_t emitted_seq() const override { return next_seq_ - 1; }
   uint64_t written_seq() const override { return written_seq_; }
-  void set_on_written(std::function<void(uint64_t)> fn) override { on_written_ = std::move(fn); }
+  void add_on_written(std::function<void(uint64_t)> fn) override {
+    on_written_.push_back(std::move(fn));
+  }
 
   // Test and metrics hooks.
   uint64_t next_seq() const { return next_seq_; }
@@ -131,7 +133,7 @@ class EventLog final : public EventSink {
 
   uint64_t events_written_ = 0;
   uint64_t written_seq_ = 0;
-  std::function<void(uint64_t)> on_written_;
+  std::vector<std::function<void(uint64_t)>> on_written_;
   // Events dropped since the last gap record (the buffer was full).
   uint64_t gap_events_ = 0, gap_bytes_ = 0, gap_events_total_ = 0;
   int64_t gap_first_us_ = 0, gap_last_us_ = 0;

@@ -179,8 +179,9 @@ class EventSink {
   // destroyed event is on disk.
   virtual uint64_t emitted_seq() const { return 0; }
   virtual uint64_t written_seq() const { return 0; }
-  // Called on the reactor thread after each write reached the file, with written_seq().
-  virtual void set_on_written(std::function<void(uint64_t)> fn) { (void)fn; }
+  // Each listener added is called on the reactor thread after each write reached the file,
+  // with written_seq().
+  virtual void add_on_written(std::function<void(uint64_t)> fn) { (void)fn; }
 };
 
 }  // namespace cellos::sinks

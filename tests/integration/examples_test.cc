@@ -25,7 +25,7 @@ TEST_CASE("examples: every example runs as examples/README.md shows", "[examples
   write_text(config, "[host]\nstate_dir = \"" + dir.path() + "/state\"\nid = \"examples-" +
                          std::to_string(::getpid()) + "\"\n");
   const Example examples[] = {
-      {"01-hello.json", 0, "processes I can see: 2"},
+      {"01-hello.json", 0, "my shell is pid 2 in its own pid namespace"},
       {"02-readonly-host.json", 0, "host is read-only: writing /etc/motd failed"},
       {"03-no-network.json", 0, "interfaces: lo"},
       {"04-memory-limit.json", 137, "filling 256 MiB"},

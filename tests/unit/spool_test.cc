@@ -117,6 +117,52 @@ TEST_CASE("metrics: the Prometheus text has every family, cumulative buckets and
   }
   CHECK(m.finished_total() == 3);
   CHECK(m.failed_total() == 5);
+  // Every family has a HELP line saying what it counts.
+  for (const char* family : {"cellos_cells_finished_total", "cellos_cells_succeeded_total",
+                             "cellos_cells_failed_total", "cellos_cell_oom_kills_total",
+                             "cellos_cell_cpu_seconds_total", "cellos_cells_rejected_total"}) {
+    INFO(family);
+    CHECK(text.find(std::string("# HELP ") + family + " ") != std::string::npos);
+  }
+}
+
+TEST_CASE("metrics: a finished cell counts as finished, and as succeeded or failed by reason, "
+          "with its OOM kills and CPU time",
+          "[metrics]") {
+  Metrics m;
+  cells::CellOutcome ok;
+  ok.exit_code = 0;
+  ok.resources = sinks::ResourcesData{};
+  ok.resources->cpu_usage_usec = 1500000;
+  m.observe_finished(ok);
+  cells::CellOutcome nonzero;
+  nonzero.exit_code = 2;
+  m.observe_finished(nonzero);
+  cells::CellOutcome oom;
+  oom.reason = sinks::CompletedReason::kOom;
+  oom.exit_code = 2;
+  oom.resources = sinks::ResourcesData{};
+  oom.resources->oom_kills = 3;
+  oom.resources->cpu_usage_usec = 500000;
+  m.observe_finished(oom);
+  cells::CellOutcome shutdown;
+  shutdown.reason = sinks::CompletedReason::kShutdown;
+  shutdown.signal = 9;
+  m.observe_finished(shutdown);
+
+  CHECK(m.finished_total() == 4);
+  CHECK(m.finished["exited"] == 2);
+  CHECK(m.finished["oom"] == 1);
+  CHECK(m.succeeded == 1);
+  CHECK(m.failed["exit_nonzero"] == 1);
+  CHECK(m.failed["oom"] == 1);
+  CHECK(m.failed["shutdown"] == 1);
+  CHECK(m.oom_kills == 3);
+  CHECK(m.cpu_seconds == Approx(2.0));
+  const std::string text = m.render("h");
+  CHECK(text.find("cellos_cell_oom_kills_total{host=\"h\"} 3\n") != std::string::npos);
+  CHECK(text.find("cellos_cells_failed_total{host=\"h\",reason=\"shutdown\"} 1\n") !=
+        std::string::npos);
 }
 
 }  // namespace
