@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 #include <sys/wait.h>
+#include <sstream>
 #include <thread>
 
 #include "tests/support/daemon_support.h"
@@ -202,4 +203,67 @@ TEST_CASE("status --json lists recently finished cells, newest first, with their
   auto table = run_process({CELLOS_REACTOR_BIN, "status", "--config", fleet.config_path()});
   CHECK_THAT(table.out, Contains("RECENTLY FINISHED"));
   CHECK_THAT(table.out, Contains(b));
+}
+
+TEST_CASE("operating.md: every command it shows runs as shown", "[operate][docs]") {
+  const std::string doc = read_text(std::string(CELLOS_SOURCE_DIR) + "/docs/operating.md");
+  // The job spec is the doc's own JSON block; the commands are its `cellos-reactor` lines.
+  std::string spec_text;
+  std::vector<std::string> commands;
+  {
+    std::istringstream in(doc);
+    std::string line, block;
+    bool inside = false;
+    for (; std::getline(in, line);) {
+      if (line.starts_with("```")) {
+        inside = !inside;
+        block = inside ? line.substr(3) : "";
+        continue;
+      }
+      if (!inside) continue;
+      if (block == "json") spec_text += line + "\n";
+      else if (line.starts_with("cellos-reactor ")) commands.push_back(line);
+    }
+  }
+  REQUIRE(commands.size() == 6);
+  Fleet fleet;
+  const std::string job = fleet.dir() + "/job.json";
+  write_text(job, spec_text);
+  DaemonProcess daemon(fleet);
+  for (const std::string& command : commands) {
+    std::vector<std::string> argv;
+    std::istringstream words(command);
+    for (std::string w; words >> w;) {
+      if (w == "cellos-reactor") w = CELLOS_REACTOR_BIN;
+      else if (w == "fleet.toml") w = fleet.config_path();
+      else if (w == "job.json") w = job;
+      else if (w == "events.jsonl") w = fleet.events_path();
+      argv.push_back(w);
+    }
+    INFO(command);
+    auto r = run_process(argv);
+    INFO(r.out << r.err);
+    if (command.find("submit") != std::string::npos) {
+      CHECK(r.status == 3);
+      CHECK(r.out == "compiling\n");
+      CHECK_THAT(r.err, Contains("warning: unused\n"));
+    } else if (command.find("--json") != std::string::npos && command.find("show") != std::string::npos) {
+      REQUIRE(r.status == 0);
+      auto j = json::parse(r.out);
+      CHECK(j["state"] == "failed");
+      CHECK(j["exitStatus"] == 3);
+    } else if (command.find("show") != std::string::npos) {
+      CHECK(r.status == 0);
+      CHECK_THAT(r.out, Contains("cell build-42: failed"));
+      CHECK_THAT(r.out, Contains("reason exited, exit code 3 (exit status 3"));
+      CHECK_THAT(r.out, Contains("    | compiling\n"));
+      CHECK_THAT(r.out, Contains("    | warning: unused\n"));
+    } else if (command.find("status") != std::string::npos) {
+      CHECK(r.status == 0);
+      CHECK_THAT(r.out, Contains("build-42"));
+    } else {
+      CHECK(command.find("verify") != std::string::npos);
+      CHECK(r.status == 0);
+    }
+  }
 }
