@@ -72,8 +72,19 @@ void NatsBridge::give_back(const std::string& token) {
 }
 
 void NatsBridge::term(const std::string& token, uint64_t stream_seq, const std::string& reason) {
+  // A spec this host claimed gets a completion record saying it was rejected, so the claim is
+  // not left "claimed" for ever and a `submit --nats --wait` client learns why.
+  const Claim c = claims_.count(token) ? claims_[token] : Claim{};
   release(token);
-  settle(nats::Frame{nats::Kind::kTerm, stream_seq, 0, token, {}, reason, {}});
+  std::string record;
+  if (!c.key.empty())
+    record = nlohmann::json{{"streamSeq", stream_seq},
+                            {"reason", "rejected"},
+                            {"failure", "rejected"},
+                            {"error", reason},
+                            {"exitStatus", 125}}
+                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  settle(nats::Frame{nats::Kind::kTerm, stream_seq, 0, token, c.key, std::move(record), {}});
 }
 
 void NatsBridge::completed(const std::string& token, uint64_t stream_seq, const std::string& spec_id,

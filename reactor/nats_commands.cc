@@ -28,7 +28,7 @@ int exec_companion(std::vector<std::string> args) {
 }  // namespace
 
 int exec_nats_publish(const std::string& url, const cells::IntakeNatsConfig& intake,
-                      const std::string& spec_text) {
+                      const std::string& spec_text, bool wait) {
   int fd = ::memfd_create("cellos-spec", 0);
   if (fd < 0) {
     std::fprintf(stderr, "cellos-reactor: memfd_create: %s\n", std::strerror(errno));
@@ -48,7 +48,13 @@ int exec_nats_publish(const std::string& url, const cells::IntakeNatsConfig& int
     return 125;
   }
   ::close(fd);
-  return exec_companion({"publish", "--url", url, "--stream", intake.stream, "--subject", intake.subject});
+  std::vector<std::string> args{"publish", "--url", url, "--stream", intake.stream, "--subject",
+                                intake.subject};
+  if (wait) {
+    args.push_back("--wait-bucket");
+    args.push_back(intake.completions_bucket);
+  }
+  return exec_companion(std::move(args));
 }
 
 void add_events_fetch_command(CLI::App& events, std::optional<int>& exit_code) {

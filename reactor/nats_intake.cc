@@ -87,6 +87,10 @@ void NatsIntake::finished(const IntakeEntry& e, const cells::Cell& c, uint64_t o
                         {"reason", sinks::reason_name(o.reason)},
                         {"failure", failure_reason(o).value_or("")}};
   if (o.exit_code) rec["exitCode"] = *o.exit_code;
+  if (o.signal) rec["signal"] = *o.signal;
+  if (!o.error.empty()) rec["error"] = o.error;
+  rec["exitStatus"] = o.exit_status();
+  rec["runId"] = c.run_id();
   bridge_->completed(e.token, e.seq, c.id(), rec.dump(), on_disk);
 }
 

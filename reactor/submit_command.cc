@@ -43,12 +43,7 @@ int submit_command(const SubmitArgs& args) {
   cells::Admission a = cells::admit(*text, cells::AdmissionOptions{&config, {}});
   const StateDirs dirs(config.host.state_dir);
   if (!a.admitted()) return complain(a.refusal.message());
-  if (!url.empty()) {
-    if (args.wait)
-      return complain("--wait works with the daemon's spool (--config without [intake.nats], or "
-                      "--spool); a spec on the NATS work queue runs on whichever host takes it");
-    return exec_nats_publish(url, config.intake.nats, *text);
-  }
+  if (!url.empty()) return exec_nats_publish(url, config.intake.nats, *text, args.wait);
   // The secrets it names must be there now, as the daemon will read them at its start: a
   // missing file is refused here rather than moments later by the daemon.
   if (auto env = cells::build_environment(*a.spec, config.secrets); !env)

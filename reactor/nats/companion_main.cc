@@ -15,9 +15,11 @@
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "reactor/nats/channel.h"
+#include "reactor/nats/frames.h"
 #include "reactor/nats/intake_worker.h"
 #include "reactor/nats/js.h"
 #include "reactor/nats/publisher.h"
@@ -94,7 +96,56 @@ std::string read_stdin() {
   return out;
 }
 
-int publish(const std::string& url, const std::string& stream, const std::string& subject) {
+// `submit --nats --wait`: the spec's claim record (claims.h), watched until it says completed:
+// which host took it, then its outcome. The cell's output stays on the host that ran it.
+// Its failures exit 125, as `submit --wait` does: 1 is a command's own exit status.
+int wait_failed(const std::string& line) {
+  fail(line);
+  return 125;
+}
+
+int wait_completion(kvStore* kv, const std::string& key, const std::string& id) {
+  kvWatcher* raw = nullptr;
+  if (natsStatus s = kvStore_Watch(&raw, kv, key.c_str(), nullptr); s != NATS_OK)
+    return wait_failed("submit --wait: " + nats::nats_error("kvStore_Watch", key, s).message());
+  std::unique_ptr<kvWatcher, decltype(&kvWatcher_Destroy)> w(raw, kvWatcher_Destroy);
+  std::string announced;
+  for (;;) {
+    kvEntry* e = nullptr;
+    natsStatus s = kvWatcher_Next(&e, w.get(), 5000);
+    if (s == NATS_TIMEOUT) continue;
+    if (s != NATS_OK)
+      return wait_failed("submit --wait: " + nats::nats_error("kvWatcher_Next", key, s).message() +
+                  " (the spec is queued; its record is " + key + ")");
+    if (!e) continue;  // the end of the initial values
+    nlohmann::json rec = nlohmann::json::parse(
+        std::string(static_cast<const char*>(kvEntry_Value(e)), static_cast<size_t>(kvEntry_ValueLen(e))),
+        nullptr, false);
+    kvEntry_Destroy(e);
+    if (rec.is_discarded() || !rec.is_object()) continue;
+    const std::string state = rec.value("state", ""), host = rec.value("hostId", rec.value("host", ""));
+    if (state == "claimed" && host != announced) {
+      announced = host;
+      std::fprintf(stderr, "cellos-reactor: %s runs on host %s\n", id.c_str(), host.c_str());
+    }
+    if (state != "completed") continue;
+    if (rec.value("reason", "") == "rejected") {
+      std::fprintf(stderr, "cellos-reactor: rejected %s on host %s: %s\n", id.c_str(), host.c_str(),
+                   rec.value("error", "").c_str());
+      return 125;
+    }
+    const int status = rec.value("exitStatus", 125);
+    std::fprintf(stderr,
+                 "cellos-reactor: %s finished on host %s: reason %s, exit status %d%s%s; its logs "
+                 "are on that host (`cellos-reactor show %s` there)\n",
+                 id.c_str(), host.c_str(), rec.value("reason", "").c_str(), status,
+                 rec.contains("error") ? ": " : "", rec.value("error", "").c_str(), id.c_str());
+    return status;
+  }
+}
+
+int publish(const std::string& url, const std::string& stream, const std::string& subject,
+            const std::string& wait_bucket) {
   const std::string spec = read_stdin();
   auto c = nats::connect({url, "cellos-reactor submit", false, nullptr});
   if (!c) return fail("submit --nats: " + c.error().message());
@@ -105,10 +156,25 @@ int publish(const std::string& url, const std::string& stream, const std::string
   natsStatus s = js_Publish(&pa, c->js.get(), subject.c_str(), spec.data(), static_cast<int>(spec.size()),
                             nullptr, &jerr);
   if (s != NATS_OK) return fail("submit --nats: " + nats::nats_error("js_Publish", subject, s, jerr).message());
-  std::printf("%s stream %s seq %llu\n", subject.c_str(), pa->Stream,
-              static_cast<unsigned long long>(pa->Sequence));
+  const uint64_t seq = pa->Sequence;
+  if (wait_bucket.empty()) {
+    std::printf("%s stream %s seq %llu\n", subject.c_str(), pa->Stream,
+                static_cast<unsigned long long>(seq));
+    jsPubAck_Destroy(pa);
+    return 0;
+  }
+  std::fprintf(stderr, "cellos-reactor: submitted to %s stream %s seq %llu; waiting for it (Ctrl-C "
+               "stops waiting, the spec stays queued)\n",
+               subject.c_str(), pa->Stream, static_cast<unsigned long long>(seq));
   jsPubAck_Destroy(pa);
-  return 0;
+  // The spec was validated by `submit`: its id is there.
+  const auto j = nlohmann::json::parse(spec, nullptr, false);
+  const std::string id = j.is_object() && j.contains("spec") && j["spec"].is_object()
+                             ? j["spec"].value("id", "")
+                             : "";
+  auto kv = nats::completion_bucket(c->js.get(), wait_bucket);
+  if (!kv) return wait_failed("submit --wait: " + kv.error().message());
+  return wait_completion(kv->get(), nats::claim_key(id, seq), id);
 }
 
 // Every message on `subject`, oldest first, through an ordered consumer: the batches' bytes
@@ -172,6 +238,9 @@ int main(int argc, char** argv) {
   pub_cmd->add_option("--url", url)->required();
   pub_cmd->add_option("--stream", stream)->required();
   pub_cmd->add_option("--subject", subject)->required();
+  std::string wait_bucket;
+  pub_cmd->add_option("--wait-bucket", wait_bucket,
+                      "then wait for the spec's completion record in this bucket");
   auto* fetch_cmd = app.add_subcommand("fetch-events", "print every batch on a subject");
   fetch_cmd->add_option("--url", url)->required();
   fetch_cmd->add_option("--stream", stream)->required();
@@ -182,6 +251,6 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 125;
   }
   if (*serve_cmd) return serve(f);
-  if (*pub_cmd) return publish(url, stream, subject);
+  if (*pub_cmd) return publish(url, stream, subject, wait_bucket);
   return fetch_events(url, stream, subject);
 }

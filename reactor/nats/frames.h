@@ -30,7 +30,8 @@ enum class Kind : uint8_t {
                      // back and renew the claim (-> kClaimLost when another host took it over)
   kNak = 3,          // token, seq, claim: a spec given back unrun (the daemon stops): release
                      // the claim, then redeliver it now; -> kSettled
-  kTerm = 4,         // token, text: an invalid spec: never redeliver it
+  kTerm = 4,         // token, key = claim key (or ""), text = record: an invalid spec: its claim
+                     // becomes a "rejected" completion record, then it is never redelivered
   kCompleted = 5,    // token, key = claim key, text = record: the claim becomes the completion
                      // record (compare-and-set), then ack; -> kSettled (or kClaimLost)
   kLogWritten = 6,   // seq: the local event log is on disk through this cellosseq

@@ -251,7 +251,7 @@ void IntakeWorker::settle_loop() {
       ch_.send(Frame{Kind::kSettled, 0, 0, f.token, {}, {}, {}});
       continue;
     }
-    if (f.kind == Kind::kCompleted) {
+    if (f.kind == Kind::kCompleted || (f.kind == Kind::kTerm && !f.key.empty())) {
       // The record first, then the ack: a host dying between them leaves a redelivery the
       // bucket already answers, never a spec acked but unrecorded. A compare-and-set from our
       // claim: a host fenced off meanwhile records and acks nothing.
@@ -265,7 +265,10 @@ void IntakeWorker::settle_loop() {
         std::this_thread::sleep_for(backoff);
         backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
       }
-      if (l == Claims::Lease::kLost) {
+      if (l == Claims::Lease::kLost && f.kind == Kind::kTerm) {
+        // Another host took the claim over meanwhile: its record stands; the term below still
+        // ends the delivery this host was given.
+      } else if (l == Claims::Lease::kLost) {
         ch_.send(Frame{Kind::kClaimLost, f.seq, 0, f.token, {}, "host " + holder + " took it over before this host recorded its completion", f.key});
         ch_.send(Frame{Kind::kSettled, 0, 0, f.token, {}, {}, {}});
         continue;

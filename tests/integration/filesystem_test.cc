@@ -75,14 +75,16 @@ TEST_CASE("a workspace path missing on the host is created in the cell only", "[
   CHECK_FALSE(path_exists(fleet.dir() + "/missing"));
 }
 
-TEST_CASE("/tmp is the cell's own and writable; two cells never share it", "[fs]") {
+TEST_CASE("/tmp is the cell's own and writable, and two cells never share it", "[fs]") {
   Fleet fleet;
-  auto a = fleet.run(make_spec(unique_id("tmp"), {"/bin/sh", "-c", "ls -A /tmp; echo a > /tmp/x"}).dump());
+  // A name no one else uses: the host's own /tmp may hold anything.
+  const std::string file = "/tmp/" + unique_id("cellos-tmp-probe");
+  auto a = fleet.run(make_spec(unique_id("tmp"), {"/bin/sh", "-c", "ls -A /tmp; echo a > " + file}).dump());
   auto b = fleet.run(make_spec(unique_id("tmp"), {"/bin/sh", "-c", "ls -A /tmp"}).dump());
   CHECK(a.status == 0);
   CHECK(a.out.empty());
   CHECK(b.out.empty());
-  CHECK_FALSE(path_exists("/tmp/x"));
+  CHECK_FALSE(path_exists(file));
 }
 
 TEST_CASE("/dev holds only null, zero, full, random and urandom, usable by the cell", "[fs]") {

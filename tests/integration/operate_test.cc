@@ -79,7 +79,7 @@ TEST_CASE("a missing argv[0] under the daemon: 127 from submit --wait, a marker 
   CHECK_THAT(j["error"].get<std::string>(), Contains("No such file or directory"));
 }
 
-TEST_CASE("show tells a finished cell's outcome, resources, log paths and last lines; an "
+TEST_CASE("show tells a finished cell's outcome, resources, log paths and last lines, and an "
           "unknown id exits 1",
           "[operate]") {
   Fleet fleet;
@@ -114,7 +114,7 @@ TEST_CASE("show tells a finished cell's outcome, resources, log paths and last l
   CHECK_THAT(missing.err, Contains("no cell"));
 }
 
-TEST_CASE("submit --wait: a spec the daemon rejects exits 125 with its reason; a missing secret "
+TEST_CASE("submit --wait: a spec the daemon rejects exits 125 with its reason, and a missing secret "
           "is refused before anything is queued",
           "[operate]") {
   TempDir secrets;
@@ -148,7 +148,7 @@ TEST_CASE("submit --wait: a spec the daemon rejects exits 125 with its reason; a
   CHECK(daemon.wait() >= 0);
 }
 
-TEST_CASE("submit --wait without a daemon queues nothing; a daemon stopping before the cell "
+TEST_CASE("submit --wait without a daemon queues nothing, and a daemon stopping before the cell "
           "starts leaves it in the spool and says so",
           "[operate]") {
   Fleet fleet("", "", "max_concurrent_cells = 1\nshutdown_grace_seconds = 2");

@@ -57,7 +57,7 @@ std::string many_keys(size_t n, const std::string& extra = "") {
   return obj + extra + "}";
 }
 
-TEST_CASE("120k keys in one object parse in one pass; a repeat among them is named", "[spec][limits]") {
+TEST_CASE("120k keys in one object parse in one pass, and a repeat among them is named", "[spec][limits]") {
   const std::string env = many_keys(120000);
   REQUIRE(env.size() < kMaxSpecBytes - 200);
   // The whole object is read (120k hash-set inserts) before the first value is checked.
