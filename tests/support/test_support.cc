@@ -60,13 +60,24 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::strin
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
   pid_t pid = -1;
-  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  // The child gets SIGPIPE's default back (this process ignores it, below).
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t def;
+  sigemptyset(&def);
+  sigaddset(&def, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &def);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+  int rc = posix_spawn(&pid, args[0], &fa, &attr, args.data(), environ);
+  posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   ::close(in[0]);
   ::close(out[1]);
   ::close(err[1]);
   if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + " failed");
-  // Small inputs (a spec) fit in the pipe buffer.
+  // Small inputs (a spec) fit in the pipe buffer. A program that exits without reading its
+  // stdin (a bad config) closes the pipe first: EPIPE then, not a SIGPIPE killing the test.
+  ::signal(SIGPIPE, SIG_IGN);
   if (!input.empty() && ::write(in[1], input.data(), input.size()) < 0) {
   }
   ::close(in[1]);
