@@ -1,0 +1,261 @@
+// secretDelivery runtimeBroker / runtimeLeasedBroker on real cells: the cell reads its secret
+// through /run/cellos/secrets.sock and never finds it in its environment; undeclared names, a
+// second read of a leased secret and a peer outside the cell are refused; every access is an
+// event naming the secret, never its value; the socket is gone once the command exits; another
+// cell cannot reach it.
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "tests/support/test_support.h"
+
+namespace cellos::test {
+namespace {
+
+using Catch::Contains;
+using Json = nlohmann::json;
+
+// A fleet whose [secrets] dir holds NPM_TOKEN and OTHER_SECRET, both granted to every cell.
+struct SecretFleet {
+  TempDir secrets;
+  std::string token = "npm-" + unique_id("v");
+  std::string other = "other-" + unique_id("v");
+  std::unique_ptr<Fleet> fleet;
+  explicit SecretFleet(const std::string& extra = "") {
+    write_text(secrets.path() + "/NPM_TOKEN", token + "\n");
+    write_text(secrets.path() + "/OTHER_SECRET", other + "\n");
+    fleet = std::make_unique<Fleet>("[secrets]\ndir = \"" + secrets.path() +
+                                    "\"\n[secrets.grants]\nNPM_TOKEN = [\"*\"]\n"
+                                    "OTHER_SECRET = [\"*\"]\n" + extra);
+  }
+  std::string broker_dir(const std::string& id) const {
+    return fleet->state_dir() + "/broker/" + id;
+  }
+};
+
+Json broker_spec(const std::string& id, const std::string& delivery,
+                 const std::vector<std::string>& refs, const std::string& script) {
+  Json s = make_spec(id, {"/bin/sh", "-c", script});
+  s["spec"]["authority"]["secretRefs"] = refs;
+  s["spec"]["run"]["secretDelivery"] = delivery;
+  return s;
+}
+
+std::vector<Json> of_type(const std::vector<Json>& events, const std::string& suffix,
+                          const std::string& cell) {
+  std::vector<Json> out;
+  for (const auto& e : events)
+    if (e.value("type", "").ends_with(suffix) && e.value("subject", "") == cell)
+      out.push_back(e["data"]);
+  return out;
+}
+
+// Index of the first event of this type for this cell in the log, or -1.
+int position(const std::vector<Json>& events, const std::string& suffix, const std::string& cell) {
+  for (size_t i = 0; i < events.size(); ++i)
+    if (events[i].value("type", "").ends_with(suffix) && events[i].value("subject", "") == cell)
+      return static_cast<int>(i);
+  return -1;
+}
+
+// Connects to a unix socket from this (host, root) process; the first reply line, or why not.
+std::string host_request(const std::string& path, const std::string& request) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.size() + 1 > sizeof a.sun_path) return "path too long";
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    std::string why = std::string("connect: ") + std::strerror(errno);
+    ::close(s);
+    return why;
+  }
+  (void)!::write(s, request.data(), request.size());
+  timeval tv{10, 0};
+  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(s, buf, sizeof buf)) > 0) got.append(buf, static_cast<size_t>(n));
+  ::close(s);
+  return got;
+}
+
+bool wait_for_path(const std::string& path) {
+  // A deadline for a hung reactor, not a timed assertion.
+  for (int i = 0; i < 1000; ++i) {
+    if (path_exists(path)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("runtimeBroker: the cell reads its secret through the socket, never from its "
+          "environment, and undeclared names are refused",
+          "[secrets][broker]") {
+  SecretFleet sf;
+  const std::string id = unique_id("broker");
+  const std::string script = "env; echo ---; " + sf.fleet->probe() +
+                             " broker-get \"$CELLOS_SECRET_BROKER\" NPM_TOKEN NPM_TOKEN OTHER_SECRET "
+                             "'BAD NAME'";
+  auto r = sf.fleet->run(broker_spec(id, "runtimeBroker", {"NPM_TOKEN"}, script).dump());
+  INFO(r.err);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  const std::string env = r.out.substr(0, r.out.find("---"));
+  CHECK_THAT(env, Contains("CELLOS_SECRET_BROKER=/run/cellos/secrets.sock"));
+  CHECK(env.find(sf.token) == std::string::npos);
+  CHECK(env.find("NPM_TOKEN") == std::string::npos);
+  const std::string got = r.out.substr(r.out.find("---"));
+  // Served as often as asked: runtimeBroker has no lease.
+  CHECK(got.find("NPM_TOKEN = " + sf.token + "\n") != std::string::npos);
+  CHECK(got.find("NPM_TOKEN = " + sf.token + "\n", got.find(sf.token) + 1) != std::string::npos);
+  // Granted by the fleet, but not declared by this spec.
+  CHECK_THAT(got, Contains("OTHER_SECRET refused: ERR not_declared"));
+  CHECK(got.find(sf.other) == std::string::npos);
+  CHECK_THAT(got, Contains("BAD NAME refused: ERR malformed_request"));
+
+  auto access = of_type(r.events, "secrets.v1.access_decision", id);
+  REQUIRE(access.size() == 4);
+  CHECK(access[0]["secretName"] == "NPM_TOKEN");
+  CHECK(access[0]["decision"] == "allow");
+  CHECK(access[0]["reasonCode"] == "granted");
+  CHECK(access[0]["delivery"] == "runtimeBroker");
+  CHECK(access[0]["peerPid"].get<int64_t>() > 0);
+  CHECK(access[1]["decision"] == "allow");
+  CHECK(access[2]["secretName"] == "OTHER_SECRET");
+  CHECK(access[2]["decision"] == "deny");
+  CHECK(access[2]["reasonCode"] == "not_declared");
+  CHECK(access[3]["reasonCode"] == "malformed_request");
+  auto revoked = of_type(r.events, "secrets.v1.revoked", id);
+  REQUIRE(revoked.size() == 1);
+  CHECK(revoked[0]["secretNames"] == Json{"NPM_TOKEN"});
+  CHECK(revoked[0]["served"] == 2);
+  CHECK(revoked[0]["refused"] == 2);
+  CHECK(revoked[0]["reason"] == "command_exited");
+  // Revoked when the command exited: before the cell's completed and destroyed events.
+  CHECK(position(r.events, "secrets.v1.revoked", id) <
+        position(r.events, "command.v1.completed", id));
+  // The values appear in no event and no line of the log.
+  const std::string log = read_text(sf.fleet->events_path());
+  CHECK(log.find(sf.token) == std::string::npos);
+  CHECK(log.find(sf.other) == std::string::npos);
+  // The endpoint is gone from the host.
+  CHECK_FALSE(path_exists(sf.broker_dir(id)));
+}
+
+TEST_CASE("runtimeLeasedBroker: each secret is served once per run", "[secrets][broker]") {
+  SecretFleet sf;
+  const std::string id = unique_id("leased");
+  const std::string script = sf.fleet->probe() +
+                             " broker-get \"$CELLOS_SECRET_BROKER\" NPM_TOKEN NPM_TOKEN OTHER_SECRET";
+  auto r = sf.fleet->run(
+      broker_spec(id, "runtimeLeasedBroker", {"NPM_TOKEN", "OTHER_SECRET"}, script).dump());
+  INFO(r.err);
+  INFO(r.out);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.out, Contains("NPM_TOKEN = " + sf.token + "\n"));
+  CHECK_THAT(r.out, Contains("NPM_TOKEN refused: ERR lease_consumed"));
+  CHECK_THAT(r.out, Contains("OTHER_SECRET = " + sf.other + "\n"));
+  auto access = of_type(r.events, "secrets.v1.access_decision", id);
+  REQUIRE(access.size() == 3);
+  CHECK(access[0]["decision"] == "allow");
+  CHECK(access[1]["decision"] == "deny");
+  CHECK(access[1]["reasonCode"] == "lease_consumed");
+  CHECK(access[1]["delivery"] == "runtimeLeasedBroker");
+  CHECK(access[2]["decision"] == "allow");
+  auto revoked = of_type(r.events, "secrets.v1.revoked", id);
+  REQUIRE(revoked.size() == 1);
+  CHECK(revoked[0]["secretNames"] == Json{"NPM_TOKEN", "OTHER_SECRET"});
+  CHECK_FALSE(path_exists(sf.broker_dir(id)));
+}
+
+TEST_CASE("the broker serves only its own cell: a host process is refused, another cell cannot "
+          "reach the socket, and it is gone when the command ends",
+          "[secrets][broker]") {
+  SecretFleet sf;
+  const std::string a = unique_id("holder");
+  const std::string sock = sf.broker_dir(a) + "/secrets.sock";
+  pid_t run = sf.fleet->start_run(
+      broker_spec(a, "runtimeBroker", {"NPM_TOKEN"}, "exec " + sf.fleet->probe() + " sleep 60")
+          .dump());
+  REQUIRE(run > 0);
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      if (pid > 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+    }
+  } reap{run};
+  REQUIRE(wait_for_path(sock));
+
+  // Root on the host reaches the path but is no process of the cell: refused, and evented.
+  const std::string reply = host_request(sock, "GET NPM_TOKEN\n");
+  CHECK_THAT(reply, Contains("ERR peer_not_in_cell"));
+  CHECK(reply.find(sf.token) == std::string::npos);
+
+  // Another cell: the holder's directory is not in its view, and its own broker (holding only
+  // OTHER_SECRET) does not serve the holder's secret.
+  const std::string b = unique_id("other");
+  auto rb = sf.fleet->run(broker_spec(b, "runtimeBroker", {"OTHER_SECRET"},
+                                      sf.fleet->probe() + " broker-get " + sock + " NPM_TOKEN; " +
+                                          sf.fleet->probe() +
+                                          " broker-get \"$CELLOS_SECRET_BROKER\" NPM_TOKEN")
+                              .dump());
+  INFO(rb.err);
+  INFO(rb.out);
+  CHECK_THAT(rb.out, Contains("broker " + sock + " failed: ENOENT"));
+  CHECK_THAT(rb.out, Contains("NPM_TOKEN refused: ERR not_declared"));
+  CHECK(rb.out.find(sf.token) == std::string::npos);
+
+  // The holder's command ends (its run is stopped): the socket and its directory go.
+  ::kill(run, SIGTERM);
+  int st = 0;
+  REQUIRE(::waitpid(run, &st, 0) == run);
+  reap.pid = -1;
+  CHECK_FALSE(path_exists(sock));
+  CHECK_FALSE(path_exists(sf.broker_dir(a)));
+  auto events = sf.fleet->events();
+  auto access = of_type(events, "secrets.v1.access_decision", a);
+  REQUIRE(access.size() == 1);
+  CHECK(access[0]["decision"] == "deny");
+  CHECK(access[0]["reasonCode"] == "peer_not_in_cell");
+  CHECK(access[0]["peerUid"] == 0);
+  auto revoked = of_type(events, "secrets.v1.revoked", a);
+  REQUIRE(revoked.size() == 1);
+  CHECK(revoked[0]["served"] == 0);
+  CHECK(revoked[0]["refused"] == 1);
+  CHECK(read_text(sf.fleet->events_path()).find(sf.token) == std::string::npos);
+}
+
+TEST_CASE("require_runtime_secret_delivery: an env-delivery spec with secrets runs nothing",
+          "[secrets][policy]") {
+  SecretFleet sf("[policy]\nrequire_runtime_secret_delivery = true\n");
+  const std::string id = unique_id("envdelivery");
+  Json spec = make_spec(id, {"/bin/true"});
+  spec["spec"]["authority"]["secretRefs"] = {"NPM_TOKEN"};
+  auto r = sf.fleet->run(spec.dump());
+  CHECK(r.status == 125);
+  CHECK_THAT(r.err, Contains("spec.run.secretDelivery") &&
+                        Contains("require_runtime_secret_delivery"));
+  CHECK(of_type(r.events, "lifecycle.v1.started", id).empty());
+  // The same spec with runtime delivery runs.
+  spec["spec"]["run"]["secretDelivery"] = "runtimeBroker";
+  auto ok = sf.fleet->run(spec.dump());
+  INFO(ok.err);
+  CHECK(ok.status == 0);
+}
+
+}  // namespace cellos::test
