@@ -304,7 +304,8 @@ bool SecretBroker::idle() const { return closed_ && !acceptor_.in_flight && conn
 void SecretBroker::maybe_idle() {
   if (!idle() || idle_reported_) return;
   idle_reported_ = true;
-  if (o_.on_idle) o_.on_idle();
+  // A copy: the owner may destroy this broker from inside the call.
+  if (auto fn = o_.on_idle) fn();
 }
 
 }  // namespace cellos::cells
