@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "sinks/signing.h"
 #include "tests/support/test_support.h"
 
 namespace cellos::test {
@@ -143,6 +144,8 @@ TEST_CASE("identity with runtime delivery: the token comes from the broker, not 
        "env; echo ---; " + f.fleet->probe() +
            " broker-get \"$CELLOS_SECRET_BROKER\" CELLOS_IDENTITY_TOKEN"});
   spec["spec"]["run"]["secretDelivery"] = "runtimeBroker";
+  // A run timeout shorter than the TTL: the token expires with it.
+  spec["spec"]["run"]["timeoutMs"] = 30500;
   auto r = f.fleet->run(spec.dump());
   INFO(r.err);
   INFO(r.out);
@@ -151,6 +154,16 @@ TEST_CASE("identity with runtime delivery: the token comes from the broker, not 
   CHECK(env.find("CELLOS_IDENTITY_TOKEN") == std::string::npos);
   CHECK(env.find("eyJ") == std::string::npos);
   CHECK_THAT(r.out, Contains("CELLOS_IDENTITY_TOKEN = eyJ"));
+  const std::string token = token_in(r.out.substr(r.out.find("---")));
+  std::string payload = token.substr(token.find('.') + 1);
+  payload = payload.substr(0, payload.find('.'));
+  for (char& c : payload) c = c == '-' ? '+' : c == '_' ? '/' : c;
+  while (payload.size() % 4) payload += '=';
+  std::string claims_text;
+  REQUIRE(sinks::unbase64(payload, claims_text));
+  Json claims = Json::parse(claims_text);
+  CHECK(claims["aud"] == "aud-b");
+  CHECK(claims["exp"].get<long long>() - claims["iat"].get<long long>() == 31);
   Json issued = r.event("identity.v1.materialized");
   REQUIRE(issued.is_object());
   CHECK(issued["delivery"] == "runtimeBroker");
@@ -158,8 +171,7 @@ TEST_CASE("identity with runtime delivery: the token comes from the broker, not 
   REQUIRE(access.is_object());
   CHECK(access["secretName"] == "CELLOS_IDENTITY_TOKEN");
   CHECK(access["decision"] == "allow");
-  CHECK(read_text(f.fleet->events_path()).find(token_in(r.out.substr(r.out.find("---")))) ==
-        std::string::npos);
+  CHECK(read_text(f.fleet->events_path()).find(token) == std::string::npos);
 }
 
 TEST_CASE("identity: a spec asking for a token on a host without the key runs nothing",

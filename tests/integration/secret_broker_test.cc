@@ -15,6 +15,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/support/daemon_support.h"
 #include "tests/support/test_support.h"
 
 namespace cellos::test {
@@ -78,7 +79,8 @@ std::string host_request(const std::string& path, const std::string& request) {
     ::close(s);
     return why;
   }
-  (void)!::write(s, request.data(), request.size());
+  // The broker may answer and close before the request is written: no SIGPIPE for that.
+  (void)!::send(s, request.data(), request.size(), MSG_NOSIGNAL);
   timeval tv{10, 0};
   ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   std::string got;
@@ -107,7 +109,7 @@ TEST_CASE("runtimeBroker: the cell reads its secret through the socket, never fr
   const std::string id = unique_id("broker");
   const std::string script = "env; echo ---; " + sf.fleet->probe() +
                              " broker-get \"$CELLOS_SECRET_BROKER\" NPM_TOKEN NPM_TOKEN OTHER_SECRET "
-                             "'BAD NAME'";
+                             "'BAD NAME' " + std::string(600, 'A');
   auto r = sf.fleet->run(broker_spec(id, "runtimeBroker", {"NPM_TOKEN"}, script).dump());
   INFO(r.err);
   INFO(r.out);
@@ -124,9 +126,10 @@ TEST_CASE("runtimeBroker: the cell reads its secret through the socket, never fr
   CHECK_THAT(got, Contains("OTHER_SECRET refused: ERR not_declared"));
   CHECK(got.find(sf.other) == std::string::npos);
   CHECK_THAT(got, Contains("BAD NAME refused: ERR malformed_request"));
+  CHECK_THAT(got, Contains(std::string(600, 'A') + " refused: ERR malformed_request"));
 
   auto access = of_type(r.events, "secrets.v1.access_decision", id);
-  REQUIRE(access.size() == 4);
+  REQUIRE(access.size() == 5);
   CHECK(access[0]["secretName"] == "NPM_TOKEN");
   CHECK(access[0]["decision"] == "allow");
   CHECK(access[0]["reasonCode"] == "granted");
@@ -137,11 +140,12 @@ TEST_CASE("runtimeBroker: the cell reads its secret through the socket, never fr
   CHECK(access[2]["decision"] == "deny");
   CHECK(access[2]["reasonCode"] == "not_declared");
   CHECK(access[3]["reasonCode"] == "malformed_request");
+  CHECK(access[4]["reasonCode"] == "malformed_request");
   auto revoked = of_type(r.events, "secrets.v1.revoked", id);
   REQUIRE(revoked.size() == 1);
   CHECK(revoked[0]["secretNames"] == Json{"NPM_TOKEN"});
   CHECK(revoked[0]["served"] == 2);
-  CHECK(revoked[0]["refused"] == 2);
+  CHECK(revoked[0]["refused"] == 3);
   CHECK(revoked[0]["reason"] == "command_exited");
   // Revoked when the command exited: before the cell's completed and destroyed events.
   CHECK(position(r.events, "secrets.v1.revoked", id) <
@@ -256,6 +260,46 @@ TEST_CASE("require_runtime_secret_delivery: an env-delivery spec with secrets ru
   auto ok = sf.fleet->run(spec.dump());
   INFO(ok.err);
   CHECK(ok.status == 0);
+}
+
+TEST_CASE("the fleet daemon: two cells at once each get their own secret and are refused the "
+          "other's",
+          "[secrets][broker][daemon]") {
+  SecretFleet sf;
+  DaemonProcess daemon(*sf.fleet);
+  const std::string a = unique_id("dbra"), b = unique_id("dbrb");
+  // Two cells of one daemon, each with a broker of its own; each also tries the other's host
+  // path (first: a refused connect exits 1, the last command's status is the cell's).
+  auto spec = [&](const std::string& id, const std::string& mine, const std::string& theirs,
+                  const std::string& other_id) {
+    const std::string other_sock = sf.broker_dir(other_id) + "/secrets.sock";
+    return broker_spec(id, "runtimeBroker", {mine},
+                       sf.fleet->probe() + " broker-get " + other_sock + " " + theirs + "; " +
+                           sf.fleet->probe() + " broker-get \"$CELLOS_SECRET_BROKER\" " + mine +
+                           " " + theirs);
+  };
+  spool(*sf.fleet, spec(a, "NPM_TOKEN", "OTHER_SECRET", b));
+  spool(*sf.fleet, spec(b, "OTHER_SECRET", "NPM_TOKEN", a));
+  REQUIRE(eventually([&] { return events_of(*sf.fleet, "lifecycle.v1.destroyed").size() == 2; }));
+  const std::string out_a = read_text(sf.fleet->state_dir() + "/logs/" + a + "/stdout");
+  const std::string out_b = read_text(sf.fleet->state_dir() + "/logs/" + b + "/stdout");
+  INFO(out_a);
+  INFO(out_b);
+  CHECK_THAT(out_a, Contains("NPM_TOKEN = " + sf.token + "\n"));
+  CHECK_THAT(out_a, Contains("OTHER_SECRET refused: ERR not_declared"));
+  CHECK(out_a.find(sf.other) == std::string::npos);
+  CHECK_THAT(out_b, Contains("OTHER_SECRET = " + sf.other + "\n"));
+  CHECK_THAT(out_b, Contains("NPM_TOKEN refused: ERR not_declared"));
+  CHECK(out_b.find(sf.token) == std::string::npos);
+  // The other cell's host path is not in a cell's view.
+  CHECK_THAT(out_a, Contains("failed: ENOENT"));
+  CHECK_THAT(out_b, Contains("failed: ENOENT"));
+  for (const auto& d : events_of(*sf.fleet, "lifecycle.v1.destroyed"))
+    CHECK(d["data"]["outcome"] == "succeeded");
+  CHECK_FALSE(path_exists(sf.broker_dir(a)));
+  CHECK_FALSE(path_exists(sf.broker_dir(b)));
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait() == 0);
 }
 
 }  // namespace cellos::test

@@ -337,7 +337,7 @@ int broker_get(const char* path, char** names, int n) {
   };
   for (int i = 0; i < n; ++i) {
     std::string req = std::string("GET ") + names[i] + "\n";
-    if (write(s, req.data(), req.size()) != static_cast<ssize_t>(req.size())) {
+    if (send(s, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
       std::printf("%s write failed: %s\n", names[i], strerrorname_np(errno));
       return 1;
     }
