@@ -302,4 +302,24 @@ TEST_CASE("the fleet daemon: two cells at once each get their own secret and are
   CHECK(daemon.wait() == 0);
 }
 
+TEST_CASE("a broker left by a daemon that died is removed when the next one starts",
+          "[secrets][broker][daemon]") {
+  SecretFleet sf;
+  const std::string id = unique_id("dbrlost");
+  {
+    DaemonProcess daemon(*sf.fleet);
+    spool(*sf.fleet, broker_spec(id, "runtimeBroker", {"NPM_TOKEN"},
+                                 "exec " + sf.fleet->probe() + " sleep 300"));
+    REQUIRE(eventually([&] { return path_exists(sf.broker_dir(id) + "/secrets.sock"); }));
+    daemon.signal(SIGKILL);
+    CHECK(daemon.wait() == 128 + SIGKILL);
+  }
+  CHECK(path_exists(sf.broker_dir(id)));
+  DaemonProcess again(*sf.fleet);
+  REQUIRE(eventually([&] { return !events_of(*sf.fleet, "lifecycle.v1.destroyed").empty(); }));
+  CHECK_FALSE(path_exists(sf.broker_dir(id)));
+  again.signal(SIGTERM);
+  CHECK(again.wait() == 0);
+}
+
 }  // namespace cellos::test
