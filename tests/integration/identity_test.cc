@@ -183,6 +183,28 @@ TEST_CASE("identity: a spec asking for a token on a host without the key runs no
   CHECK_THAT(r.err, Contains("spec.identity") && Contains("[identity] signing_key"));
   CHECK(r.event("lifecycle.v1.started").is_null());
   CHECK(r.event("lifecycle.v1.rejected").is_object());
+  // Nor has it a key set to print.
+  auto jwks = run_process({CELLOS_REACTOR_BIN, "jwks", "--config", fleet.config_path()});
+  CHECK(jwks.status == 1);
+  CHECK_THAT(jwks.err, Contains("identity.signing_key"));
+  CHECK(jwks.out.empty());
+}
+
+TEST_CASE("keygen --name makes a pair of that name and refuses a name that is no file stem",
+          "[identity]") {
+  TempDir keys;
+  auto bad = run_process({CELLOS_REACTOR_BIN, "keygen", "--out", keys.path(), "--name", "../x"});
+  CHECK(bad.status != 0);
+  CHECK_THAT(bad.err, Contains("--name"));
+  CHECK_FALSE(path_exists(keys.path() + "/../x.key"));
+  auto ok = run_process({CELLOS_REACTOR_BIN, "keygen", "--out", keys.path(), "--name", "identity"});
+  CHECK(ok.status == 0);
+  CHECK(path_exists(keys.path() + "/identity.key"));
+  CHECK(path_exists(keys.path() + "/identity.pub"));
+  CHECK_FALSE(path_exists(keys.path() + "/host.key"));
+  // Never over a key a fleet already trusts.
+  auto again = run_process({CELLOS_REACTOR_BIN, "keygen", "--out", keys.path(), "--name", "identity"});
+  CHECK(again.status != 0);
 }
 
 }  // namespace cellos::test
