@@ -3,7 +3,10 @@
 // second read of a leased secret and a peer outside the cell are refused; every access is an
 // event naming the secret, never its value; the socket is gone once the command exits; another
 // cell cannot reach it.
+#include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -210,6 +213,38 @@ TEST_CASE("the broker serves only its own cell: a host process is refused, anoth
   CHECK_THAT(reply, Contains("ERR peer_not_in_cell"));
   CHECK(reply.find(sf.token) == std::string::npos);
 
+  // A host process with the cell's own uid (the broker directory's owner) but outside the cell's
+  // pid namespace: refused too. It reaches the socket through a descriptor of the directory,
+  // since the test's own directories are closed to that uid.
+  struct stat dst{};
+  REQUIRE(::stat(sf.broker_dir(a).c_str(), &dst) == 0);
+  const uid_t cell_uid = dst.st_uid;
+  REQUIRE(cell_uid != 0);
+  int dfd = ::open(sf.broker_dir(a).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  REQUIRE(dfd >= 0);
+  int pipefd[2];
+  REQUIRE(::pipe2(pipefd, O_CLOEXEC) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::string got = "setuid failed";
+    if (::setgroups(0, nullptr) == 0 && ::setgid(cell_uid) == 0 && ::setuid(cell_uid) == 0)
+      got = host_request("/proc/self/fd/" + std::to_string(dfd) + "/secrets.sock",
+                         "GET NPM_TOKEN\n");
+    (void)!::write(pipefd[1], got.data(), got.size());
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  ::close(dfd);
+  std::string same_uid;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) same_uid.append(buf, static_cast<size_t>(n));
+  ::close(pipefd[0]);
+  ::waitpid(child, nullptr, 0);
+  CHECK_THAT(same_uid, Contains("ERR peer_not_in_cell"));
+  CHECK(same_uid.find(sf.token) == std::string::npos);
+
   // Another cell: the holder's directory is not in its view, and its own broker (holding only
   // OTHER_SECRET) does not serve the holder's secret.
   const std::string b = unique_id("other");
@@ -233,14 +268,16 @@ TEST_CASE("the broker serves only its own cell: a host process is refused, anoth
   CHECK_FALSE(path_exists(sf.broker_dir(a)));
   auto events = sf.fleet->events();
   auto access = of_type(events, "secrets.v1.access_decision", a);
-  REQUIRE(access.size() == 1);
+  REQUIRE(access.size() == 2);
   CHECK(access[0]["decision"] == "deny");
   CHECK(access[0]["reasonCode"] == "peer_not_in_cell");
   CHECK(access[0]["peerUid"] == 0);
+  CHECK(access[1]["reasonCode"] == "peer_not_in_cell");
+  CHECK(access[1]["peerUid"] == cell_uid);
   auto revoked = of_type(events, "secrets.v1.revoked", a);
   REQUIRE(revoked.size() == 1);
   CHECK(revoked[0]["served"] == 0);
-  CHECK(revoked[0]["refused"] == 1);
+  CHECK(revoked[0]["refused"] == 2);
   CHECK(read_text(sf.fleet->events_path()).find(sf.token) == std::string::npos);
 }
 
