@@ -130,18 +130,23 @@ base::Result<void> SecretBroker::listen() {
   listener_ = base::Fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!listener_) return base::sys_error("socket", "AF_UNIX");
   // Bound through the directory's descriptor: sun_path holds 108 bytes, a state dir and a
-  // 128-character cell id do not fit.
+  // 128-character cell id do not fit. Made under a temporary name, owned, listening, then
+  // renamed: whoever finds secrets.sock finds it ready.
+  const std::string tmp = std::string(kSocketName) + ".new";
+  ::unlinkat(dir_.get(), tmp.c_str(), 0);
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  const std::string at = "/proc/self/fd/" + std::to_string(dir_.get()) + "/" + kSocketName;
+  const std::string at = "/proc/self/fd/" + std::to_string(dir_.get()) + "/" + tmp;
   std::memcpy(a.sun_path, at.c_str(), at.size() + 1);
+  const std::string where = "\"" + dir_path_ + "/" + kSocketName + "\"";
   if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
-    return base::sys_error("bind", "\"" + dir_path_ + "/" + kSocketName + "\"");
-  if (::fchownat(dir_.get(), kSocketName, o_.uid, o_.gid, AT_SYMLINK_NOFOLLOW) != 0 ||
-      ::fchmodat(dir_.get(), kSocketName, 0600, 0) != 0)
-    return base::sys_error("chown", "\"" + dir_path_ + "/" + kSocketName + "\"");
-  if (::listen(listener_.get(), 16) != 0)
-    return base::sys_error("listen", "\"" + dir_path_ + "/" + kSocketName + "\"");
+    return base::sys_error("bind", where);
+  if (::fchownat(dir_.get(), tmp.c_str(), o_.uid, o_.gid, AT_SYMLINK_NOFOLLOW) != 0 ||
+      ::fchmodat(dir_.get(), tmp.c_str(), 0600, 0) != 0)
+    return base::sys_error("chown", where);
+  if (::listen(listener_.get(), 16) != 0) return base::sys_error("listen", where);
+  if (::renameat(dir_.get(), tmp.c_str(), dir_.get(), kSocketName) != 0)
+    return base::sys_error("rename", where);
   return base::ok();
 }
 
