@@ -99,6 +99,13 @@ SecretBroker::SecretBroker(SecretBrokerOptions o) : o_(std::move(o)) {
 }
 
 SecretBroker::~SecretBroker() {
+  // Never closed (open() failed half way, or the cell was dropped): nothing left on the host.
+  if (dir_) {
+    ::unlinkat(dir_.get(), kSocketName, 0);
+    ::unlinkat(dir_.get(), (std::string(kSocketName) + ".new").c_str(), 0);
+    dir_.reset();
+    ::rmdir(dir_path_.c_str());
+  }
   for (auto& [name, value] : o_.secrets) wipe(value);
   for (auto& c : conns_) wipe(c->out);
 }
