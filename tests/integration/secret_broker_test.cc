@@ -161,6 +161,22 @@ TEST_CASE("runtimeBroker: the cell reads its secret through the socket, never fr
   CHECK_FALSE(path_exists(sf.broker_dir(id)));
 }
 
+TEST_CASE("the Python client docs/identity.md shows reads a secret from the broker",
+          "[secrets][broker]") {
+  if (::access("/usr/bin/python3", X_OK) != 0) CELLOS_SKIP("no /usr/bin/python3 on this host");
+  const std::string doc = read_text(std::string(CELLOS_SOURCE_DIR) + "/docs/identity.md");
+  const auto at = doc.find("python3 -c '");
+  REQUIRE(at != std::string::npos);
+  const std::string line = doc.substr(at, doc.find('\n', at) - at);
+  SecretFleet sf;
+  const std::string id = unique_id("pyclient");
+  Json spec = broker_spec(id, "runtimeBroker", {"NPM_TOKEN"}, "PATH=/usr/bin:/bin; " + line);
+  auto r = sf.fleet->run(spec.dump());
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == sf.token + "\n");
+}
+
 TEST_CASE("runtimeLeasedBroker: each secret is served once per run", "[secrets][broker]") {
   SecretFleet sf;
   const std::string id = unique_id("leased");
