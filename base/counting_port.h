@@ -23,6 +23,7 @@ class CountingPort final : public IoPort {
     inner_.wait_exit_pid(pid, i, c);
   }
   void poll(int fd, short events, Completion& c) override { inner_.poll(fd, events, c); }
+  void accept(int fd, Completion& c) override { inner_.accept(fd, c); }
   Result<std::unique_ptr<BufferRing>> buffer_ring(const BufferRingOptions& o) override {
     return inner_.buffer_ring(o);
   }

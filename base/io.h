@@ -87,6 +87,12 @@ class IoPort {
     (void)fd, (void)events;
     c.complete(-EOPNOTSUPP);
   }
+  // Accepts one connection on a listening socket: completes with the new socket (close-on-exec)
+  // or -errno.
+  virtual void accept(int listen_fd, Completion& c) {
+    (void)listen_fd;
+    c.complete(-EOPNOTSUPP);
+  }
   // A BufferRing registered with this port, for recv_multishot.
   virtual Result<std::unique_ptr<BufferRing>> buffer_ring(const BufferRingOptions& o) {
     (void)o;

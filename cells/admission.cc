@@ -15,6 +15,14 @@ Admission admit(std::string_view text, const AdmissionOptions& o) {
     a.refusal = std::move(r).error();
     return a;
   }
+  // The token is signed at the cell's start: a host without the key refuses the spec now, not
+  // as a setup failure later.
+  if (spec->identity && o.config->identity.signing_key.empty()) {
+    a.refusal = base::value_error("spec.identity",
+                                  "this host has no identity signing key (fleet.toml [identity] "
+                                  "signing_key; `cellos-reactor keygen --name identity` makes one)");
+    return a;
+  }
   if (o.id_taken) {
     if (auto why = o.id_taken(spec->id)) {
       a.refusal = base::value_error("spec.id", "cell " + spec->id + " " + *why);

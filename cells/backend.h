@@ -66,6 +66,9 @@ struct StartRequest {
   bool want_pidfd = true;
   // The cell's prepared network namespace, or -1: a new, empty one. Not owned.
   int netns_fd = -1;
+  // Runtime secret delivery: the host directory holding the broker socket, which the view
+  // holds at /run/cellos (secret_broker.h); empty: none.
+  std::string broker_dir = {};
 };
 
 // What the Cell keeps of a started cell.

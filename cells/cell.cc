@@ -117,6 +117,7 @@ void Cell::start() {
   auto uid = UidLease::acquire({host_.config->policy.uid_first, host_.config->policy.uid_last});
   if (!uid) return fail_setup(uid.error().message());
   uid_.emplace(std::move(*uid));
+  if (auto r = prepare_delivery(); !r) return fail_setup(r.error().message());
   auto prepared = host_.backend->prepare(spec.id);
   if (!prepared) return fail_setup(prepared.error().message());
   backend_cell_ = std::move(*prepared);
@@ -137,12 +138,14 @@ void Cell::start() {
   for (const auto& path : leaf_->v1_procs_paths()) req.v1_procs_paths.push_back(path.c_str());
   req.want_pidfd = !host_.io->can_wait_pid();
   if (net_) req.netns_fd = net_->netns_fd();
+  if (broker_) req.broker_dir = broker_->host_dir();
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = backend_cell_->start(req);
   if (!launched) return fail_setup(launched.error().message());
   launched_ = true;
   pid_ = launched->pid;
   pidfd_ = std::move(launched->pidfd);
+  if (broker_) broker_->set_cell_pid(pid_);
   // clone3 placed the child; the leaf's dir fd is not needed again.
   leaf_->close_v2_dir();
 
@@ -389,7 +392,9 @@ void Cell::on_status(const ChildStatus& s) {
 }
 
 void Cell::maybe_finish() {
-  if (finished_ || defer_.armed() || retry_.armed() || linger_.armed()) return;
+  if (finished_) return;
+  if (!close_broker()) return;
+  if (defer_.armed() || retry_.armed() || linger_.armed()) return;
   if (launched_) {
     if (!exit_.reaped || !out_.eof || !err_.eof || !status_.eof || ttl_.armed() ||
         grace_.armed())

@@ -25,6 +25,9 @@
 #include "cells/cell_lock.h"
 #include "cells/cgroup.h"
 #include "cells/child_setup.h"
+#include "cells/identity.h"
+#include "cells/secret_broker.h"
+#include "cells/secrets.h"
 #include "cells/config.h"
 #include "flows/flow_monitor.h"
 #include "cells/spec.h"
@@ -47,11 +50,15 @@ struct CellHost {
   Backend* backend = nullptr;
   // Flow probes, nflog and BPF enforcement; null: none (cells get nft enforcement only).
   flows::FlowMonitor* flows = nullptr;
+  // Mints workload identity tokens ([identity] signing_key); null: none configured.
+  const IdentityIssuer* identity = nullptr;
 };
 
 struct CellOptions {
   Spec spec;
   std::vector<std::string> env;  // complete "KEY=value" block (build_environment)
+  // Runtime secret delivery: the values the broker serves (read_brokered_secrets).
+  BrokeredSecrets brokered_secrets = {};
   std::string run_id;
   int stdout_fd = STDOUT_FILENO;  // where the cell's streams are copied
   int stderr_fd = STDERR_FILENO;
@@ -165,6 +172,10 @@ class Cell {
   // False while waiting.
   bool finish_flows();
   void emit_enforcement();
+  // The identity token and the secret broker, before launch (cell_secrets.cc).
+  base::Result<void> prepare_delivery();
+  // Closes the broker once the command has exited (or never ran); false while it drains.
+  bool close_broker();
   CgroupLimits effective_limits() const;
   std::chrono::milliseconds effective_deadline() const;
 
@@ -176,6 +187,7 @@ class Cell {
   std::unique_ptr<BackendCell> backend_cell_;
   std::unique_ptr<netns::CellNetwork> net_;
   std::unique_ptr<flows::CellFlows> flows_;
+  std::unique_ptr<SecretBroker> broker_;
   std::optional<sinks::FlowSummaryData> flow_summary_;
   base::Fd pidfd_;
   pid_t pid_ = -1;

@@ -339,12 +339,36 @@ void graft_host_paths(const ChildPlan& p, int root) {
 // The cell's root: a fresh tmpfs holding the allowed host paths, then made the root with
 // pivot_root, and the host's root detached from this namespace, so no path, file descriptor or
 // mount of the cell leads back to a host file outside the view.
+// The broker's host directory, cloned (with its socket) onto /run/cellos of the root being
+// built: read-only, which still lets connect(2) reach the socket, and nothing else of the
+// host's state dir. `tree` is the clone, taken before the staging tmpfs could cover the path.
+void graft_broker(int tree, int root) {
+  mount_attr attr{};
+  attr.attr_set = kHostMountAttrs | MOUNT_ATTR_NOEXEC;
+  if (::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+    fail(kStageRootView, "mount_setattr read-only", "the secret broker");
+  if (int err = make_dirs_at(root, "/run/cellos", true); err != 0) {
+    errno = err;
+    fail(kStageRootView, "mkdir -p in the root view:", "/run/cellos");
+  }
+  if (::syscall(SYS_move_mount, tree, "", root, "run/cellos", MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    fail(kStageRootView, "bind the secret broker at", "/run/cellos");
+  ::close(tree);
+}
+
 void make_root(const ChildPlan& p) {
+  int broker = -1;
+  if (p.broker_dir) {
+    broker = static_cast<int>(
+        ::syscall(SYS_open_tree, AT_FDCWD, p.broker_dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    if (broker < 0) fail(kStageRootView, "open_tree", p.broker_dir);
+  }
   if (::mount("tmpfs", kStagingDir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
     fail(kStageRootView, "mount tmpfs (the new root) on", kStagingDir);
   int root = ::open(kStagingDir, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) fail(kStageRootView, "open", kStagingDir);
   graft_host_paths(p, root);
+  if (broker >= 0) graft_broker(broker, root);
   static constexpr const char* kOwn[] = {"tmp", "dev", "proc", "sys"};
   for (const char* own : kOwn)
     if (::mkdirat(root, own, 0755) != 0 && errno != EEXIST) fail(kStageRootView, "mkdir in the root view:", own);

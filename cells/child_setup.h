@@ -47,6 +47,9 @@ struct ChildPlan {
   // The reactor's own files inside those paths, hidden in the view (masked_paths).
   const char* const* masked_paths = nullptr;
   int n_masked_paths = 0;
+  // The host directory holding the cell's secret broker socket (secret_broker.h), bound
+  // read-only at /run/cellos in the view; null: none.
+  const char* broker_dir = nullptr;
 };
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).

@@ -69,11 +69,13 @@ class ConfigParser {
   explicit ConfigParser(const std::string& source) : source_(source) {}
 
   void parse(const toml::table& root, Config& cfg) const {
-    check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network", "flows", "intake"});
+    check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network", "flows", "intake",
+                          "identity"});
     if (const toml::table* t = table(root, "host", "host")) parse_host(*t, cfg.host);
     if (const toml::table* t = table(root, "policy", "policy")) parse_policy(*t, cfg.policy);
     if (const toml::table* t = table(root, "secrets", "secrets"))
       parse_secrets(*t, cfg.secrets, cfg.policy);
+    if (const toml::table* t = table(root, "identity", "identity")) parse_identity(*t, cfg.identity);
     if (const toml::table* t = table(root, "events", "events")) parse_events(*t, cfg.events);
     if (const toml::table* t = table(root, "logs", "logs")) parse_logs(*t, cfg.logs);
     if (const toml::table* t = table(root, "network", "network")) parse_network(*t, cfg.network);
@@ -247,7 +249,10 @@ class ConfigParser {
     check_keys(t, "policy",
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
                 "run_as_gid", "default_limits", "max_limits", "allowed_egress_hosts",
-                "forbid_egress", "host_paths", "uid_range"});
+                "forbid_egress", "host_paths", "uid_range", "require_runtime_secret_delivery"});
+    if (const toml::node* n = t.get("require_runtime_secret_delivery"))
+      policy.require_runtime_secret_delivery =
+          boolean(*n, "policy.require_runtime_secret_delivery");
     if (const toml::node* n = t.get("allowed_egress_hosts"))
       parse_egress_hosts(*n, policy.allowed_egress_hosts);
     if (const toml::node* n = t.get("forbid_egress"))
@@ -313,6 +318,20 @@ class ConfigParser {
       policy.uid_first = static_cast<uint32_t>(first);
       policy.uid_last = static_cast<uint32_t>(last);
     }
+  }
+
+  void parse_identity(const toml::table& t, IdentityConfig& identity) const {
+    check_keys(t, "identity", {"issuer", "signing_key"});
+    if (const toml::node* n = t.get("issuer")) {
+      identity.issuer = string_value(*n, "identity.issuer");
+      // It lands in every token's iss and in relying parties' configuration: one printable line.
+      if (identity.issuer.empty() || identity.issuer.size() > 512 ||
+          std::any_of(identity.issuer.begin(), identity.issuer.end(),
+                      [](unsigned char c) { return c < 0x20 || c == 0x7f || c == '"' || c == '\\'; }))
+        fail("identity.issuer", "must be 1..512 printable characters, without '\"' or '\\'");
+    }
+    if (const toml::node* n = t.get("signing_key"))
+      identity.signing_key = absolute_path(*n, "identity.signing_key", /*allow_root=*/false);
   }
 
   void parse_secrets(const toml::table& t, SecretsConfig& secrets, PolicyConfig& policy) const {

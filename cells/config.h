@@ -48,6 +48,9 @@ struct PolicyConfig {
   // equal an entry or match one leading "*." entry. forbid_egress rejects every egress rule.
   std::vector<std::string> allowed_egress_hosts;
   bool forbid_egress = false;
+  // CellOS's require_runtime_secret_delivery: a spec declaring secretRefs or spec.identity must
+  // use secretDelivery runtimeBroker or runtimeLeasedBroker (secrets never in the environment).
+  bool require_runtime_secret_delivery = false;
 };
 
 struct HostConfig {
@@ -102,6 +105,13 @@ struct SecretsConfig {
   // (the grants of [secrets.grants] live in PolicyConfig::secret_grants)
 };
 
+// [identity]: workload identity tokens (cells/identity.h). Without signing_key a spec that
+// declares spec.identity is refused at admission.
+struct IdentityConfig {
+  std::string issuer;       // the tokens' iss; empty: "cellos-reactor:<host.id>"
+  std::string signing_key;  // PKCS#8 PEM Ed25519 key (`keygen --name identity`); empty: none
+};
+
 // [intake.nats]: specs from a JetStream work-queue stream, shared by a fleet of hosts. The
 // daemon creates the stream (WorkQueue retention, file storage), the durable pull consumer
 // (explicit ack, ack_wait_seconds, max_deliver) and the completion KV bucket when absent.
@@ -144,6 +154,7 @@ struct Config {
   HostConfig host;
   PolicyConfig policy;
   SecretsConfig secrets;
+  IdentityConfig identity;
   EventsConfig events;
   LogsConfig logs;
   NetworkConfig network;

@@ -121,6 +121,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   const auto masked_paths = c_strings(o.masked_paths);
   plan.masked_paths = masked_paths.data();
   plan.n_masked_paths = static_cast<int>(o.masked_paths.size());
+  plan.broker_dir = o.broker_dir.empty() ? nullptr : o.broker_dir.c_str();
 
   int pidfd = -1;
   clone_args args{};

@@ -31,6 +31,7 @@ struct LaunchOptions {
   // The host paths the cell's root view holds, read-only (root_view.h: root_view_paths).
   std::vector<std::string> host_paths;
   std::vector<std::string> masked_paths;  // hidden inside them (root_view.h: masked_paths)
+  std::string broker_dir;  // bound at /run/cellos (secret_broker.h); empty: none
 };
 
 // What the parent keeps of a launched cell.

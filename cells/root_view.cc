@@ -39,6 +39,7 @@ std::vector<std::string> masked_paths(const Config& config) {
   if (config.events.jsonl != "-") own.push_back(config.events_path());
   if (!config.secrets.dir.empty()) own.push_back(config.secrets.dir);
   if (!config.events.signing_key.empty()) own.push_back(config.events.signing_key);
+  if (!config.identity.signing_key.empty()) own.push_back(config.identity.signing_key);
   const auto view = root_view_paths(config.policy);
   std::vector<std::string> out;
   for (auto& p : own)

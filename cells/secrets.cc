@@ -51,6 +51,11 @@ base::Result<std::vector<std::string>> build_environment(const Spec& spec,
   for (const auto& [k, v] : spec.run.env) own_path = own_path || k == "PATH";
   if (!own_path) env.emplace_back(kDefaultPath);
   for (const auto& [k, v] : spec.run.env) env.push_back(k + "=" + v);
+  if (spec.runtime_delivery()) {
+    if (!spec.secret_refs.empty() || spec.identity)
+      env.push_back(std::string(kBrokerEnvName) + "=" + kBrokerSocketInCell);
+    return env;
+  }
   for (size_t i = 0; i < spec.secret_refs.size(); ++i) {
     const std::string& key = spec.secret_refs[i];
     auto value = read_secret(secrets, key, i);
@@ -58,6 +63,18 @@ base::Result<std::vector<std::string>> build_environment(const Spec& spec,
     env.push_back(key + "=" + *value);
   }
   return env;
+}
+
+base::Result<BrokeredSecrets> read_brokered_secrets(const Spec& spec,
+                                                    const SecretsConfig& secrets) {
+  BrokeredSecrets out;
+  if (!spec.runtime_delivery()) return out;
+  for (size_t i = 0; i < spec.secret_refs.size(); ++i) {
+    auto value = read_secret(secrets, spec.secret_refs[i], i);
+    if (!value) return std::move(value).error();
+    out.emplace_back(spec.secret_refs[i], std::move(*value));
+  }
+  return out;
 }
 
 }  // namespace cellos::cells

@@ -249,6 +249,8 @@ Result<void> parse_secret_refs(const Json& v, const std::string& path, Spec& spe
                          "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
     if (!seen.insert(name).second)
       return value_error(element(path, i), "duplicate " + base::clip(name));
+    if (is_reserved_env_name(name))
+      return value_error(element(path, i), name + " is set by cellos-reactor itself");
   }
   return base::ok();
 }
@@ -342,10 +344,29 @@ Result<void> parse_secret_delivery(const Json& v, RunSpec& run) {
   const std::string path = "spec.run.secretDelivery";
   std::string s;
   CELLOS_TRY(read_string(v, path, s));
-  if (s == "runtimeBroker" || s == "runtimeLeasedBroker")
-    return value_error(path, "\"" + s + "\" is not supported by cellos-reactor (only \"env\")");
-  if (s != "env") return value_error(path, "must be \"env\"");
+  if (s != kSecretDeliveryEnv && s != kSecretDeliveryBroker && s != kSecretDeliveryLeased)
+    return value_error(path, "must be \"env\", \"runtimeBroker\" or \"runtimeLeasedBroker\"");
   run.secret_delivery = s;
+  return base::ok();
+}
+
+// spec.identity {audience}: the audience lands in a signed token and in events, so one short
+// printable line.
+Result<void> parse_identity(const Json& v, Spec& spec) {
+  const std::string path = "spec.identity";
+  CELLOS_TRY(require_object(v, path));
+  CELLOS_TRY(check_fields(v, path, {"audience"}));
+  const Json* aud = find(v, "audience");
+  if (!aud) return value_error(child(path, "audience"), "is required");
+  IdentitySpec id;
+  CELLOS_TRY(read_string(*aud, child(path, "audience"), id.audience));
+  if (id.audience.empty() || id.audience.size() > kMaxAudienceBytes ||
+      std::any_of(id.audience.begin(), id.audience.end(),
+                  [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    return value_error(child(path, "audience"),
+                       "must be 1.." + std::to_string(kMaxAudienceBytes) +
+                           " printable characters");
+  spec.identity = std::move(id);
   return base::ok();
 }
 
@@ -361,6 +382,7 @@ Result<void> parse_env(const Json& v, const Spec& spec, RunSpec& run) {
     if (!is_env_name(key))
       return value_error(kpath, "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)");
     if (!value.is_string()) return value_error(kpath, "must be a string");
+    if (is_reserved_env_name(key)) return value_error(kpath, "is set by cellos-reactor itself");
     const std::string& s = value.get_ref<const std::string&>();
     if (s.find('\0') != std::string::npos) return value_error(kpath, "must not contain NUL");
     // Two sources for one variable would leave it to ordering which one the cell sees.
@@ -427,8 +449,8 @@ Result<void> parse_run(const Json& v, Spec& spec) {
 
 Result<void> parse_spec_body(const Json& v, Spec& spec) {
   CELLOS_TRY(require_object(v, "spec"));
-  CELLOS_TRY(check_fields(v, "spec", {"id", "authority", "lifetime", "run"},
-                          {"correlation", "export", "identity", "policy"}));
+  CELLOS_TRY(check_fields(v, "spec", {"id", "authority", "lifetime", "run", "identity"},
+                          {"correlation", "export", "policy"}));
   const Json* id = find(v, "id");
   if (!id) return value_error("spec.id", "is required");
   CELLOS_TRY(read_string(*id, "spec.id", spec.id));
@@ -439,6 +461,7 @@ Result<void> parse_spec_body(const Json& v, Spec& spec) {
   // Authority before run: run.env is checked against the secret names.
   if (const Json* auth = find(v, "authority")) CELLOS_TRY(parse_authority(*auth, spec));
   if (const Json* life = find(v, "lifetime")) CELLOS_TRY(parse_lifetime(*life, spec));
+  if (const Json* identity = find(v, "identity")) CELLOS_TRY(parse_identity(*identity, spec));
   const Json* run = find(v, "run");
   if (!run) return value_error("spec.run", "is required");
   return parse_run(*run, spec);
@@ -615,7 +638,19 @@ Result<void> check_policy(const Spec& spec, const PolicyConfig& policy) {
                                                  std::to_string(cap_ms));
   CELLOS_TRY(check_limits_policy(spec.run.limits, policy.max_limits));
   CELLOS_TRY(check_secret_grants(spec, policy));
+  // CellOS's require_runtime_secret_delivery: secrets (and the identity token, which is one)
+  // never in the environment.
+  if (policy.require_runtime_secret_delivery && !spec.runtime_delivery() &&
+      (!spec.secret_refs.empty() || spec.identity))
+    return value_error("spec.run.secretDelivery",
+                       "\"env\" is refused by the fleet policy for a spec with secretRefs or "
+                       "identity (policy.require_runtime_secret_delivery): use \"runtimeBroker\" "
+                       "or \"runtimeLeasedBroker\"");
   return check_egress_policy(spec, policy);
+}
+
+bool is_reserved_env_name(std::string_view name) {
+  return name == kBrokerEnvName || name == kIdentityTokenName;
 }
 
 bool is_portable_segment(std::string_view id) {

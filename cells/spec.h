@@ -70,6 +70,26 @@ struct Limits {
   std::optional<uint64_t> graceful_shutdown_seconds = {};
 };
 
+// How declared secrets (and the identity token) reach the command: "env" in its environment;
+// "runtimeBroker" / "runtimeLeasedBroker" only by asking the cell's broker socket
+// (cells/secret_broker.h), the leased mode serving each name once.
+inline constexpr const char* kSecretDeliveryEnv = "env";
+inline constexpr const char* kSecretDeliveryBroker = "runtimeBroker";
+inline constexpr const char* kSecretDeliveryLeased = "runtimeLeasedBroker";
+
+// The variables the reactor sets itself: the broker socket's path in the cell (runtime
+// delivery) and the identity token (env delivery; the broker's name for it otherwise). A spec
+// may not declare them in secretRefs or run.env.
+inline constexpr const char* kBrokerEnvName = "CELLOS_SECRET_BROKER";
+inline constexpr const char* kIdentityTokenName = "CELLOS_IDENTITY_TOKEN";
+bool is_reserved_env_name(std::string_view name);
+
+// spec.identity: a workload identity token minted for the cell (cells/identity.h).
+struct IdentitySpec {
+  std::string audience;  // the token's aud
+};
+inline constexpr size_t kMaxAudienceBytes = 256;
+
 struct RunSpec {
   std::vector<std::string> argv;
   std::string working_directory = "/work";
@@ -85,6 +105,8 @@ struct Spec {
   std::vector<EgressRule> egress_rules;
   std::optional<uint64_t> ttl_seconds;
   RunSpec run;
+  std::optional<IdentitySpec> identity = {};
+  bool runtime_delivery() const { return run.secret_delivery != kSecretDeliveryEnv; }
 };
 
 // Structure, types and value ranges. Errors name the field: `spec.run.argv: must not be empty`.

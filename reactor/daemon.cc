@@ -252,6 +252,12 @@ bool Daemon::launch(WaitingSpec w) {
     refuse(w.entry, id, prefix + env.error().message(), false);
     return true;
   }
+  auto brokered = cells::read_brokered_secrets(w.spec, config_.secrets);
+  if (!brokered) {
+    if (transient_errno(brokered.error().err)) return requeue(std::move(w));
+    refuse(w.entry, id, prefix + brokered.error().message(), false);
+    return true;
+  }
   if (auto r = w.entry.from->activate(w.entry, id); !r) {
     if (r.error().err == ENOENT) return true;  // withdrawn meanwhile
     if (transient_errno(r.error().err)) return requeue(std::move(w));
@@ -282,6 +288,7 @@ bool Daemon::launch(WaitingSpec w) {
   cells::CellOptions co;
   co.spec = std::move(w.spec);
   co.env = std::move(*env);
+  co.brokered_secrets = std::move(*brokered);
   co.run_id = new_run_id();
   co.stdout_path = logdir + "/stdout";
   co.stderr_path = logdir + "/stderr";

@@ -19,17 +19,28 @@ int fail(const std::string& line) {
 }  // namespace
 
 void add_event_commands(CLI::App& app, std::optional<int>& exit_code) {
-  auto* keygen = app.add_subcommand("keygen", "write DIR/host.key (PKCS#8 PEM, 0600) and DIR/host.pub");
+  auto* keygen = app.add_subcommand(
+      "keygen", "write DIR/NAME.key (PKCS#8 PEM, 0600) and DIR/NAME.pub (NAME: host by default)");
   auto out_dir = std::make_shared<std::string>();
-  keygen->add_option("--out", *out_dir, "directory for host.key and host.pub")->required();
-  keygen->callback([&exit_code, out_dir] {
-    auto id = sinks::write_key_pair(*out_dir);
+  auto name = std::make_shared<std::string>("host");
+  keygen->add_option("--out", *out_dir, "directory for the key pair")->required();
+  // "identity" for [identity] signing_key: a key of its own, so the event log's key never
+  // signs tokens a relying party accepts, and either can be rotated alone.
+  keygen->add_option("--name", *name, "file stem of the pair: host (event log), identity (tokens)");
+  keygen->callback([&exit_code, out_dir, name] {
+    if (name->empty() || name->size() > 64 ||
+        name->find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+            std::string::npos) {
+      exit_code = fail("keygen: --name: must be 1..64 characters of [A-Za-z0-9_-]");
+      return;
+    }
+    auto id = sinks::write_key_pair(*out_dir, *name);
     if (!id) {
       exit_code = fail("keygen: " + id.error().message());
       return;
     }
-    std::printf("wrote %s/host.key and %s/host.pub (key id %s)\n", out_dir->c_str(),
-                out_dir->c_str(), id->c_str());
+    std::printf("wrote %s/%s.key and %s/%s.pub (key id %s)\n", out_dir->c_str(), name->c_str(),
+                out_dir->c_str(), name->c_str(), id->c_str());
     exit_code = 0;
   });
 

@@ -44,6 +44,12 @@ base::Result<std::unique_ptr<Host>> Host::create(HostOptions options) {
   auto resolver = netns::Resolver::create(*h->ring_, std::move(dns));
   if (!resolver) return std::move(resolver).error();
   h->resolver_ = std::move(*resolver);
+  // Loaded once: a key that cannot be read fails the start, not the first cell that asks.
+  if (!config.identity.signing_key.empty()) {
+    auto issuer = cells::IdentityIssuer::load(config);
+    if (!issuer) return std::move(issuer).error();
+    h->identity_ = std::move(*issuer);
+  }
   return h;
 }
 
@@ -65,7 +71,8 @@ cells::CellHost Host::cell_host() {
                          .cgroups = &*tree_,
                          .uplink = uplink_.get(),
                          .backend = backend_.get(),
-                         .flows = flows_.get()};
+                         .flows = flows_.get(),
+                         .identity = identity_.get()};
 }
 
 void Host::signalled(int signo) {

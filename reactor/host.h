@@ -78,6 +78,7 @@ class Host {
   std::unique_ptr<netns::HostUplink> uplink_;
   std::unique_ptr<flows::FlowMonitor> flows_;
   std::unique_ptr<netns::Resolver> resolver_;
+  std::unique_ptr<cells::IdentityIssuer> identity_;
   std::function<void(int)> on_signal_;
   int stop_signal_ = 0;
 };

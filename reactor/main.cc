@@ -7,6 +7,7 @@
 
 #include "reactor/daemon.h"
 #include "reactor/event_commands.h"
+#include "reactor/identity_commands.h"
 #include "reactor/show_command.h"
 #include "reactor/status.h"
 #include "reactor/run_command.h"
@@ -57,6 +58,7 @@ int main(int argc, char** argv) {
 
   std::optional<int> event_rc;
   cellos::reactor::add_event_commands(app, event_rc);
+  cellos::reactor::add_identity_commands(app, event_rc);
 
   try {
     app.parse(argc, argv);

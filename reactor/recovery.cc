@@ -49,6 +49,9 @@ std::vector<std::string> recover_lost_cells(const RecoveryOptions& o) {
       std::fprintf(stderr, "cellos-reactor: recovering lost cell %s: %s\n", id.c_str(),
                    r.error().message().c_str());
     ::unlink((o.dirs->active + "/" + id + ".json").c_str());
+    // Its secret broker's socket (cells/secret_broker.h): dead with the daemon that served it.
+    ::unlink((o.dirs->state + "/broker/" + id + "/secrets.sock").c_str());
+    ::rmdir((o.dirs->state + "/broker/" + id).c_str());
     o.events->emit(sinks::make_event(sinks::DestroyedData{id, false, true, "lost"}));
     std::fprintf(stderr, "cellos-reactor: cell %s was running when the previous daemon died: "
                  "killed, removed and reported lost\n", id.c_str());

@@ -54,9 +54,9 @@ class Ring final : public base::IoPort {
       const base::BufferRingOptions& o) override;
   void recv_multishot(int fd, base::BufferRing& ring, base::MultishotCompletion& c) override;
   void cancel(base::MultishotCompletion& c) override;
-  // Completes with the accepted socket (close-on-exec), or -errno. Reactor-level only: the
-  // status socket is the reactor's, so this is not part of IoPort.
-  void accept(int listen_fd, base::Completion& c);
+  // Completes with the accepted socket (close-on-exec), or -errno: the status socket and the
+  // cells' secret brokers.
+  void accept(int listen_fd, base::Completion& c) override;
 
   // Submits what is queued, waits for at least one completion and dispatches every completion
   // that is ready. Returns how many were dispatched.

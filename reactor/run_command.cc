@@ -149,10 +149,13 @@ int run_command(const RunArgs& args) {
   }
   auto env = cells::build_environment(*admission.spec, config.secrets);
   if (!env) return reject(env.error().message(), admission.cell_id);
+  auto brokered = cells::read_brokered_secrets(*admission.spec, config.secrets);
+  if (!brokered) return reject(brokered.error().message(), admission.cell_id);
 
   cells::CellOptions co;
   co.spec = std::move(*admission.spec);
   co.env = std::move(*env);
+  co.brokered_secrets = std::move(*brokered);
   co.run_id = new_run_id();
   sup.add(std::move(co));
   if (auto r = sup.run_until_idle(); !r) return complain(r.error().message());

@@ -41,3 +41,12 @@ if [[ ! -f $sdk_prefix/node_modules/cloudevents/package.json ]]; then
   npm install --prefix "$sdk_prefix" --no-audit --no-fund --loglevel=error cloudevents@8.0.3 >/dev/null ||
     echo "install-deps: npm install cloudevents failed; the CloudEvents interop test will be skipped" >&2
 fi
+
+# jose, a widely used JWT library, at the same prefix: the workload identity interop test
+# (tests/integration/identity_test.cc) verifies real cells' tokens with it, and skips with the
+# reason when it is absent.
+if [[ ! -f $sdk_prefix/node_modules/jose/package.json ]]; then
+  mkdir -p "$sdk_prefix"
+  npm install --prefix "$sdk_prefix" --no-audit --no-fund --loglevel=error jose@5.9.6 >/dev/null ||
+    echo "install-deps: npm install jose failed; the identity interop test will be skipped" >&2
+fi

@@ -170,6 +170,43 @@ struct Gap {
   reason @4 :Text;
 }
 
+# dev.cellos.events.cell.secrets.v1.access_decision: one request on a cell's secret broker.
+struct SecretAccess {
+  cellId @0 :Text;
+  runId @1 :Text;
+  secretName @2 :Text;        # as asked; empty when the request named nothing readable
+  allowed @3 :Bool;
+  reasonCode @4 :Text;
+  delivery @5 :Text;
+  peerPid @6 :Int64;          # SO_PEERCRED, in the host's pid namespace
+  peerUid @7 :UInt32;
+}
+
+# dev.cellos.events.cell.secrets.v1.revoked: the broker closed, its socket gone.
+struct SecretsRevoked {
+  cellId @0 :Text;
+  runId @1 :Text;
+  delivery @2 :Text;
+  secretNames @3 :List(Text);
+  served @4 :UInt64;
+  refused @5 :UInt64;
+  reason @6 :Text;
+}
+
+# dev.cellos.events.cell.identity.v1.materialized: a workload identity token was minted.
+struct IdentityIssued {
+  cellId @0 :Text;
+  runId @1 :Text;
+  issuer @2 :Text;
+  subject @3 :Text;
+  audience @4 :Text;
+  keyId @5 :Text;
+  jti @6 :Text;
+  delivery @7 :Text;
+  issuedAt @8 :Int64;         # seconds since the epoch, as in the token
+  expiresAt @9 :Int64;
+}
+
 struct LogRecord {
   seq @0 :UInt64;
   timeUs @1 :Int64;
@@ -188,5 +225,8 @@ struct LogRecord {
     networkEnforcement @13 :NetworkEnforcement;
     flowDecision @14 :FlowDecision;
     flowProbes @15 :FlowProbes;
+    secretAccess @16 :SecretAccess;
+    secretsRevoked @17 :SecretsRevoked;
+    identityIssued @18 :IdentityIssued;
   }
 }

@@ -44,6 +44,15 @@ struct TypeOf {
   const char* operator()(const FlowProbesData&) const {
     return "dev.cellos.events.host.observability.v1.flow_probes";
   }
+  const char* operator()(const SecretAccessData&) const {
+    return "dev.cellos.events.cell.secrets.v1.access_decision";
+  }
+  const char* operator()(const SecretsRevokedData&) const {
+    return "dev.cellos.events.cell.secrets.v1.revoked";
+  }
+  const char* operator()(const IdentityIssuedData&) const {
+    return "dev.cellos.events.cell.identity.v1.materialized";
+  }
 };
 
 struct SubjectOf {

@@ -148,9 +148,37 @@ struct RejectedData {
   std::string reason;
 };
 
+// One request on a cell's secret broker (runtime delivery): the name asked for, whether it was
+// served and why (reasonCode "granted", "not_declared", "lease_consumed", "peer_not_in_cell",
+// "malformed_request"), and who asked. Never the value.
+struct SecretAccessData {
+  std::string cell_id, run_id;
+  std::string secret_name;
+  bool allowed = false;
+  std::string reason_code;
+  std::string delivery;  // "runtimeBroker" | "runtimeLeasedBroker"
+  int64_t peer_pid = 0;  // host pid namespace; 0 when unknown
+  uint32_t peer_uid = 0;
+};
+
+// The broker of a cell closed when its command exited: socket unlinked, every lease revoked.
+struct SecretsRevokedData {
+  std::string cell_id, run_id, delivery;
+  std::vector<std::string> secret_names;  // what it held (the identity token included)
+  uint64_t served = 0, refused = 0;
+  std::string reason;  // "command_exited" | "cell_ended" (never launched, or setup failed)
+};
+
+// A workload identity token minted for a cell (its claims, never the token).
+struct IdentityIssuedData {
+  std::string cell_id, run_id, issuer, subject, audience, key_id, jti, delivery;
+  int64_t issued_at = 0, expires_at = 0;  // seconds since the epoch
+};
+
 using EventData =
     std::variant<StartedData, NetworkPolicyData, CompletedData, DestroyedData, RejectedData,
-                 NetworkEnforcementData, FlowDecisionData, FlowProbesData>;
+                 NetworkEnforcementData, FlowDecisionData, FlowProbesData, SecretAccessData,
+                 SecretsRevokedData, IdentityIssuedData>;
 
 struct Event {
   EventData data;

@@ -179,6 +179,42 @@ struct Build {
     set_text([&](auto t) { b.setEnforcement(t); }, e.enforcement);
     if (!e.reason.empty()) set_text([&](auto t) { b.setReason(t); }, e.reason);
   }
+  void operator()(const SecretAccessData& e) const {
+    auto b = d.initSecretAccess();
+    set_text([&](auto t) { b.setCellId(t); }, e.cell_id);
+    set_text([&](auto t) { b.setRunId(t); }, e.run_id);
+    set_text([&](auto t) { b.setSecretName(t); }, e.secret_name);
+    b.setAllowed(e.allowed);
+    set_text([&](auto t) { b.setReasonCode(t); }, e.reason_code);
+    set_text([&](auto t) { b.setDelivery(t); }, e.delivery);
+    b.setPeerPid(e.peer_pid);
+    b.setPeerUid(e.peer_uid);
+  }
+  void operator()(const SecretsRevokedData& e) const {
+    auto b = d.initSecretsRevoked();
+    set_text([&](auto t) { b.setCellId(t); }, e.cell_id);
+    set_text([&](auto t) { b.setRunId(t); }, e.run_id);
+    set_text([&](auto t) { b.setDelivery(t); }, e.delivery);
+    auto names = b.initSecretNames(static_cast<unsigned>(e.secret_names.size()));
+    for (unsigned i = 0; i < e.secret_names.size(); ++i)
+      names.set(i, capnp::Text::Reader(e.secret_names[i].data(), e.secret_names[i].size()));
+    b.setServed(e.served);
+    b.setRefused(e.refused);
+    set_text([&](auto t) { b.setReason(t); }, e.reason);
+  }
+  void operator()(const IdentityIssuedData& e) const {
+    auto b = d.initIdentityIssued();
+    set_text([&](auto t) { b.setCellId(t); }, e.cell_id);
+    set_text([&](auto t) { b.setRunId(t); }, e.run_id);
+    set_text([&](auto t) { b.setIssuer(t); }, e.issuer);
+    set_text([&](auto t) { b.setSubject(t); }, e.subject);
+    set_text([&](auto t) { b.setAudience(t); }, e.audience);
+    set_text([&](auto t) { b.setKeyId(t); }, e.key_id);
+    set_text([&](auto t) { b.setJti(t); }, e.jti);
+    set_text([&](auto t) { b.setDelivery(t); }, e.delivery);
+    b.setIssuedAt(e.issued_at);
+    b.setExpiresAt(e.expires_at);
+  }
   void operator()(const RejectedData& e) const {
     auto b = d.initRejected();
     if (e.cell_id) set_text([&](auto t) { b.setCellId(t); }, *e.cell_id);
@@ -459,6 +495,50 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       out += ']';
       break;
     }
+    case LogRecord::Data::SECRET_ACCESS: {
+      auto s = d.getSecretAccess();
+      f.str("cellId", sv(s.getCellId()));
+      f.str("runId", sv(s.getRunId()));
+      f.str("secretName", sv(s.getSecretName()));
+      f.str("decision", s.getAllowed() ? "allow" : "deny");
+      f.str("reasonCode", sv(s.getReasonCode()));
+      f.str("delivery", sv(s.getDelivery()));
+      f.i("peerPid", s.getPeerPid());
+      f.u("peerUid", s.getPeerUid());
+      break;
+    }
+    case LogRecord::Data::SECRETS_REVOKED: {
+      auto s = d.getSecretsRevoked();
+      f.str("cellId", sv(s.getCellId()));
+      f.str("runId", sv(s.getRunId()));
+      f.str("delivery", sv(s.getDelivery()));
+      f.key("secretNames");
+      out += '[';
+      auto names = s.getSecretNames();
+      for (unsigned k = 0; k < names.size(); ++k) {
+        if (k) out += ',';
+        append_json_string(out, sv(names[k]));
+      }
+      out += ']';
+      f.u("served", s.getServed());
+      f.u("refused", s.getRefused());
+      f.str("reason", sv(s.getReason()));
+      break;
+    }
+    case LogRecord::Data::IDENTITY_ISSUED: {
+      auto s = d.getIdentityIssued();
+      f.str("cellId", sv(s.getCellId()));
+      f.str("runId", sv(s.getRunId()));
+      f.str("issuer", sv(s.getIssuer()));
+      f.str("subject", sv(s.getSubject()));
+      f.str("audience", sv(s.getAudience()));
+      f.str("keyId", sv(s.getKeyId()));
+      f.str("jti", sv(s.getJti()));
+      f.str("delivery", sv(s.getDelivery()));
+      f.i("issuedAt", s.getIssuedAt());
+      f.i("expiresAt", s.getExpiresAt());
+      break;
+    }
     case LogRecord::Data::REJECTED: {
       auto s = d.getRejected();
       f.text_or_null("cellId", s.hasCellId(), s.getCellId());
@@ -520,6 +600,9 @@ const char* record_type(LogRecord::Reader r) {
     case LogRecord::Data::FLOW_DECISION:
       return "dev.cellos.events.cell.observability.v1.network_flow_decision";
     case LogRecord::Data::FLOW_PROBES: return "dev.cellos.events.host.observability.v1.flow_probes";
+    case LogRecord::Data::SECRET_ACCESS: return "dev.cellos.events.cell.secrets.v1.access_decision";
+    case LogRecord::Data::SECRETS_REVOKED: return "dev.cellos.events.cell.secrets.v1.revoked";
+    case LogRecord::Data::IDENTITY_ISSUED: return "dev.cellos.events.cell.identity.v1.materialized";
   }
   return "unknown";
 }

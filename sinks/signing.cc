@@ -165,6 +165,13 @@ SigningKey::SigningKey(SigningKey&&) noexcept = default;
 SigningKey& SigningKey::operator=(SigningKey&&) noexcept = default;
 SigningKey::~SigningKey() = default;
 
+std::string SigningKey::raw_public_key() const {
+  uint8_t raw[32];
+  size_t len = sizeof raw;
+  if (!impl_ || EVP_PKEY_get_raw_public_key(impl_->pkey, raw, &len) != 1 || len != 32) return {};
+  return std::string(reinterpret_cast<const char*>(raw), len);
+}
+
 base::Result<void> SigningKey::init_id() {
   uint8_t raw[32];
   size_t len = sizeof raw;
@@ -276,7 +283,7 @@ std::string SigningKey::public_pem() const {
   return bio_string(bio);
 }
 
-base::Result<std::string> write_key_pair(const std::string& dir) {
+base::Result<std::string> write_key_pair(const std::string& dir, const std::string& name) {
   CELLOS_TRY(base::make_dirs(dir, 0700));
   auto key = SigningKey::generate();
   if (!key) return std::move(key).error();
@@ -289,8 +296,8 @@ base::Result<std::string> write_key_pair(const std::string& dir) {
       return base::sys_error("write", "\"" + path + "\"");
     return base::ok();
   };
-  CELLOS_TRY(write(dir + "/host.key", key->private_pem(), 0600));
-  CELLOS_TRY(write(dir + "/host.pub", key->public_pem(), 0644));
+  CELLOS_TRY(write(dir + "/" + name + ".key", key->private_pem(), 0600));
+  CELLOS_TRY(write(dir + "/" + name + ".pub", key->public_pem(), 0644));
   return key->key_id();
 }
 

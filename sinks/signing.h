@@ -51,6 +51,8 @@ class SigningKey {
 
   std::string private_pem() const;
   std::string public_pem() const;
+  // The 32 raw public key bytes (a JWK's "x", before base64url).
+  std::string raw_public_key() const;
 
  private:
   SigningKey() = default;
@@ -61,7 +63,8 @@ class SigningKey {
   std::string key_id_;
 };
 
-// keygen: DIR/host.key (PKCS#8 PEM, 0600, created exclusively) and DIR/host.pub.
-base::Result<std::string> write_key_pair(const std::string& dir);
+// keygen: DIR/NAME.key (PKCS#8 PEM, 0600, created exclusively) and DIR/NAME.pub; NAME is
+// "host" for the event log's key, "identity" for workload identity tokens.
+base::Result<std::string> write_key_pair(const std::string& dir, const std::string& name = "host");
 
 }  // namespace cellos::sinks

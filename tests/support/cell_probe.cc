@@ -31,7 +31,7 @@ int usage() {
                "fork N | daemonize MARKER | write PATH | mount | sleep S | "
                "tcp-connect IP PORT | udp-send IP PORT | udp-burst IP PORT COUNT SIZE | "
                "unix-connect PATH | abstract-connect NAME | socket FAMILY TYPE PROTO | "
-               "socketpair FAMILY | inotify N | inotify-hog MARKER\n");
+               "socketpair FAMILY | inotify N | inotify-hog MARKER | broker-get PATH NAME...\n");
   return 2;
 }
 
@@ -313,6 +313,58 @@ int unix_connect(const char* name, bool abstract) {
   return 0;
 }
 
+// The secret broker's protocol (cells/secret_broker.h), as a client in a cell uses it: one
+// connection, one "GET NAME" per name. Prints "NAME = VALUE" or "NAME refused: ERR ...".
+int broker_get(const char* path, char** names, int n) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (std::strlen(path) + 1 > sizeof a.sun_path) return usage();
+  std::strcpy(a.sun_path, path);
+  int s = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (s < 0 || connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    std::printf("broker %s failed: %s\n", path, strerrorname_np(errno));
+    return 1;
+  }
+  std::string in;
+  auto fill = [&]() {
+    char buf[4096];
+    pollfd p{s, POLLIN, 0};
+    if (poll(&p, 1, kNetTimeoutMs) != 1) return false;
+    ssize_t r = read(s, buf, sizeof buf);
+    if (r <= 0) return false;
+    in.append(buf, static_cast<size_t>(r));
+    return true;
+  };
+  for (int i = 0; i < n; ++i) {
+    std::string req = std::string("GET ") + names[i] + "\n";
+    if (send(s, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+      std::printf("%s write failed: %s\n", names[i], strerrorname_np(errno));
+      return 1;
+    }
+    while (in.find('\n') == std::string::npos)
+      if (!fill()) {
+        std::printf("%s no answer\n", names[i]);
+        return 1;
+      }
+    std::string head = in.substr(0, in.find('\n'));
+    in.erase(0, head.size() + 1);
+    if (head.rfind("OK ", 0) != 0) {
+      std::printf("%s refused: %s\n", names[i], head.c_str());
+      continue;
+    }
+    size_t len = std::strtoul(head.c_str() + 3, nullptr, 10);
+    while (in.size() < len + 1)
+      if (!fill()) {
+        std::printf("%s short value\n", names[i]);
+        return 1;
+      }
+    std::printf("%s = %s\n", names[i], in.substr(0, len).c_str());
+    in.erase(0, len + 1);
+  }
+  close(s);
+  return 0;
+}
+
 // "socket F T P ok" or "socket F T P failed: EAFNOSUPPORT".
 int make_socket(long family, int type, int proto) {
   int s = socket(static_cast<int>(family), type, proto);
@@ -379,6 +431,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "unix-connect" && argc == 3) return unix_connect(argv[2], false);
   if (cmd == "abstract-connect" && argc == 3) return unix_connect(argv[2], true);
+  if (cmd == "broker-get" && argc >= 4) return broker_get(argv[2], argv + 3, argc - 3);
   if (cmd == "socket" && argc == 5)
     return make_socket(std::atol(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]));
   if (cmd == "socketpair" && argc == 3) return make_socketpair(std::atoi(argv[2]));

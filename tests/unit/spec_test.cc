@@ -221,7 +221,6 @@ TEST_CASE("CellOS fields cellos-reactor does not support say so", "[spec]") {
   check_rejections({
       {with("/spec/correlation", Json::object()), "spec.correlation" + reason},
       {with("/spec/export", Json::object()), "spec.export" + reason},
-      {with("/spec/identity", Json::object()), "spec.identity" + reason},
       {with("/spec/policy", Json::object()), "spec.policy" + reason},
       {with("/spec/authority/dnsAuthority", Json::object()),
        "spec.authority.dnsAuthority" + reason},
@@ -388,16 +387,13 @@ TEST_CASE("workingDirectory is a normalized absolute path outside kernel filesys
   });
 }
 
-TEST_CASE("secretDelivery accepts only env", "[spec]") {
+TEST_CASE("secretDelivery accepts only env, runtimeBroker and runtimeLeasedBroker", "[spec]") {
   const std::string path = "spec.run.secretDelivery";
+  const std::string modes = ": must be \"env\", \"runtimeBroker\" or \"runtimeLeasedBroker\"";
   check_rejections({
       {with("/spec/run/secretDelivery", 1), path + ": must be a string"},
-      {with("/spec/run/secretDelivery", "runtimeBroker"),
-       path + ": \"runtimeBroker\" is not supported by cellos-reactor (only \"env\")"},
-      {with("/spec/run/secretDelivery", "runtimeLeasedBroker"),
-       path + ": \"runtimeLeasedBroker\" is not supported by cellos-reactor (only \"env\")"},
-      {with("/spec/run/secretDelivery", "file"), path + ": must be \"env\""},
-      {with("/spec/run/secretDelivery", "ENV"), path + ": must be \"env\""},
+      {with("/spec/run/secretDelivery", "file"), path + modes},
+      {with("/spec/run/secretDelivery", "ENV"), path + modes},
   });
 }
 
