@@ -2,6 +2,7 @@
 // `show ID` (what happened to a job), `status --json` (recently finished jobs), and what the
 // daemon writes where the user looks (the cell's stderr log).
 #include <signal.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -266,4 +267,42 @@ TEST_CASE("operating.md: every command it shows runs as shown", "[operate][docs]
       CHECK(r.status == 0);
     }
   }
+}
+
+TEST_CASE("Ctrl-C on submit --wait only stops waiting: the cell runs to its end", "[operate]") {
+  Fleet fleet;
+  DaemonProcess daemon(fleet);
+  const std::string id = unique_id("detach");
+  const std::string spec = fleet.dir() + "/detach.json";
+  write_text(spec, sh_spec(id, "sleep 1; echo done").dump());
+  pid_t client = ::fork();
+  if (client == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execl(CELLOS_REACTOR_BIN, CELLOS_REACTOR_BIN, "submit", "--wait", spec.c_str(), "--config",
+            fleet.config_path().c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  REQUIRE(client > 0);
+  REQUIRE(eventually([&] {
+    for (const auto& e : events_of(fleet, "lifecycle.v1.started"))
+      if (e.value("subject", "") == id) return true;
+    return false;
+  }));
+  ::kill(client, SIGINT);
+  int status = 0;
+  ::waitpid(client, &status, 0);
+  CHECK(WIFSIGNALED(status));
+  REQUIRE(eventually([&] {
+    for (const auto& e : events_of(fleet, "command.v1.completed"))
+      if (e.value("subject", "") == id) return true;
+    return false;
+  }));
+  for (const auto& e : events_of(fleet, "command.v1.completed"))
+    if (e.value("subject", "") == id) {
+      CHECK(e["data"]["exitCode"] == 0);
+      CHECK(e["data"]["reason"] == "exited");
+    }
+  CHECK(read_text(fleet.state_dir() + "/logs/" + id + "/stdout") == "done\n");
 }
