@@ -47,7 +47,16 @@ struct ChildPlan {
   // The reactor's own files inside those paths, hidden in the view (masked_paths).
   const char* const* masked_paths = nullptr;
   int n_masked_paths = 0;
+  // spec.inputs (inputs.h): each host path, opened with RESOLVE_NO_SYMLINKS while the host's
+  // root is still there, is bound read-only at the cell path of the same index.
+  const char* const* input_host_paths = nullptr;
+  const char* const* input_paths = nullptr;
+  int n_inputs = 0;
+  // A detached tmpfs (fsmount) the reactor keeps open past the cell's end, moved onto workdir
+  // instead of a fresh mount, so the cell's artifacts can be exported (cell_export.h); or -1.
+  int workspace_mount_fd = -1;
 };
+inline constexpr int kMaxPlanInputs = 16;
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).
 [[noreturn]] void cell_setup_main(const ChildPlan& plan);
