@@ -74,12 +74,19 @@ TEST_CASE("a bare argv[0] runs the program the cell's PATH names", "[argv0]") {
   CHECK((path == "/usr/bin/true" || path == "/bin/true"));
 
   // The command sees argv[0] as declared; the program came from the spec's own PATH.
-  auto spec = make_spec(unique_id("bare"), {"sh", "-c", "echo \"$0\""});
+  const std::string second = unique_id("bare");
+  auto spec = make_spec(second, {"sh", "-c", "echo \"$0\""});
   spec["spec"]["run"]["env"] = {{"PATH", "/bin:/usr/bin"}};
   r = fleet.run(spec.dump());
   CHECK(r.status == 0);
   CHECK(r.out == "sh\n");
-  CHECK(r.event("lifecycle.v1.started")["argv0Path"] == "/bin/sh");
+  bool seen = false;
+  for (const auto& e : r.events)
+    if (e.value("subject", "") == second && e["type"] == "dev.cellos.events.cell.lifecycle.v1.started") {
+      CHECK(e["data"]["argv0Path"] == "/bin/sh");
+      seen = true;
+    }
+  CHECK(seen);
 
   // A program outside every allowed prefix is refused at admission, naming what PATH found.
   spec = make_spec(unique_id("bare"), {"cell_probe"});

@@ -100,6 +100,18 @@ std::vector<nlohmann::json> exports_of(const std::vector<nlohmann::json>& events
   return out;
 }
 
+// The data of cell `id`'s first event whose type ends with `suffix`, or null.
+nlohmann::json event_of(const std::vector<nlohmann::json>& events, const std::string& id,
+                        const std::string& suffix) {
+  for (const auto& e : events) {
+    const std::string type = e.value("type", "");
+    if (e.value("subject", "") == id && type.size() >= suffix.size() &&
+        type.compare(type.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return e["data"];
+  }
+  return nullptr;
+}
+
 nlohmann::json artifact(const std::string& name, const std::string& path, bool required = false) {
   nlohmann::json a = {{"name", name}, {"path", path}};
   if (required) a["required"] = true;
@@ -154,7 +166,7 @@ TEST_CASE("artifacts go to the export directory and the HTTP target with their S
   CHECK(r.event("lifecycle.v1.destroyed")["outcome"] == "succeeded");
 }
 
-TEST_CASE("artifact failures are named; only a required one fails the cell", "[export]") {
+TEST_CASE("artifact failures are named and only a required one fails the cell", "[export]") {
   TempDir out;
   Fleet fleet("[export]\ndir = \"" + out.path() + "\"\nmax_artifact_bytes = 1000\n");
   const std::string id = unique_id("expfail");
@@ -183,13 +195,14 @@ TEST_CASE("artifact failures are named; only a required one fails the cell", "[e
   CHECK(dir_entries(out.path() + "/" + id + "/" + run_id) == std::vector<std::string>{"small"});
 
   // The same missing artifact, required: the command's success does not make the cell's.
-  spec = make_spec(unique_id("expreq"), {"/bin/true"});
+  const std::string req = unique_id("expreq");
+  spec = make_spec(req, {"/bin/true"});
   spec["spec"]["export"] = {{"artifacts", {artifact("missing", "/work/nothing", true)}}};
   r = fleet.run(spec.dump());
   CHECK(r.status == 125);
   CHECK_THAT(r.err, Contains("spec.export.artifacts: required artifact missing was not exported: "
                              "/work/nothing: No such file or directory"));
-  auto d = r.event("lifecycle.v1.destroyed");
+  auto d = event_of(r.events, req, "lifecycle.v1.destroyed");
   CHECK(d["outcome"] == "failed");
   CHECK(d["reason"] == "export_failed");
 }

@@ -79,7 +79,7 @@ Spec bare(const std::string& name, const std::string& path = "") {
   return s;
 }
 
-TEST_CASE("a bare argv[0] is parsed; a relative path with a slash is refused", "[spec][argv0]") {
+TEST_CASE("a bare argv[0] is parsed and a relative path with a slash is refused", "[spec][argv0]") {
   auto ok = parse_spec(R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell",
     "spec":{"id":"t-run","run":{"argv":["true"]}}})");
   REQUIRE(ok.ok());
