@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "cells/cell.h"
 #include "cells/config.h"
 
 namespace cellos::cells {
@@ -63,6 +64,27 @@ TEST_CASE("[policy.input_grants] is read and kept out of every cell's view", "[c
   CHECK_THAT(error_of("[policy.input_grants]\n\"/srv/../etc\" = [\"*\"]\n"), Contains("normalized absolute"));
   CHECK_THAT(error_of("[policy.input_grants]\n\"/srv/x\" = [\"a b\"]\n"), Contains(key + "/srv/x\"][0]: must be a cell-id glob"));
   CHECK_THAT(error_of("[policy.input_grants]\n\"/srv/x\" = \"build-*\"\n"), Contains("must be an array"));
+}
+
+}  // namespace
+}  // namespace cellos::cells
+
+#include "reactor/metrics.h"
+
+namespace cellos::cells {
+namespace {
+
+TEST_CASE("a required artifact that failed is the cell's failure reason", "[export][metrics]") {
+  CellOutcome o;
+  o.reason = sinks::CompletedReason::kExited;
+  o.exit_code = 0;
+  CHECK_FALSE(reactor::failure_reason(o).has_value());
+  o.export_failed = true;
+  CHECK(reactor::failure_reason(o) == std::optional<std::string>("export_failed"));
+  CHECK(o.exit_status() == 125);
+  o.exit_code = 3;  // the command's own failure comes first
+  CHECK(reactor::failure_reason(o) == std::optional<std::string>("exit_nonzero"));
+  CHECK(o.exit_status() == 3);
 }
 
 }  // namespace
