@@ -287,6 +287,8 @@ void Cell::fail_setup(std::string error) {
 }
 
 void Cell::kill(KillCause cause) {
+  // Past its command, a cell may still be exporting: killing it stops the export too.
+  if (export_ && !export_->done()) export_->abort();
   if (!launched_ || exit_.reaped || killed_ != KillCause::kNone) return;
   killed_ = cause;
   // cgroup.kill takes every process at once, daemonized grandchildren included. Killing init

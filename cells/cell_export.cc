@@ -131,6 +131,12 @@ base::Result<std::unique_ptr<ExportJob>> ExportJob::start(ExportJobOptions o) {
   return job;
 }
 
+void ExportJob::abort() {
+  if (done_ || reaped_ || aborted_) return;
+  aborted_ = true;
+  ::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGKILL, nullptr, 0);
+}
+
 void ExportJob::on_read(int res) {
   if (res <= 0) {
     eof_ = true;
@@ -154,7 +160,8 @@ void ExportJob::maybe_done() {
   done_ = true;
   // The helper's lines, by artifact name; an artifact it did not report failed for the
   // reason the helper ended.
-  std::string why = killed_ ? "export timed out ([export] timeout_seconds)"
+  std::string why = aborted_ ? "the export was stopped (the reactor is stopping)"
+                    : killed_ ? "export timed out ([export] timeout_seconds)"
                     : info_.si_code == CLD_EXITED
                         ? "the export helper exited with status " + std::to_string(info_.si_status)
                         : "the export helper was killed by signal " + std::to_string(info_.si_status);

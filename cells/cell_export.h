@@ -54,6 +54,9 @@ class ExportJob {
   ExportJob(const ExportJob&) = delete;
   ExportJob& operator=(const ExportJob&) = delete;
   bool done() const { return done_; }
+  // Kills the helper now (the reactor stopping for good): what it had not reported fails with
+  // "the export was stopped"; on_done follows as usual.
+  void abort();
 
  private:
   explicit ExportJob(ExportJobOptions o);
@@ -70,7 +73,7 @@ class ExportJob {
   base::MemberOp<&ExportJob::on_read> read_{this};
   base::MemberOp<&ExportJob::on_exit> exit_{this};
   base::Timer deadline_;
-  bool eof_ = false, reaped_ = false, killed_ = false, done_ = false;
+  bool eof_ = false, reaped_ = false, killed_ = false, aborted_ = false, done_ = false;
 };
 
 }  // namespace cellos::cells

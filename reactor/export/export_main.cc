@@ -191,7 +191,7 @@ std::string escape_path(CURL* c, const std::string& rel) {
 }
 
 // One PUT of the file `fd` (`size` bytes) to `url`; "" on a 2xx answer, else why not.
-std::string put(const std::string& url, int fd, uint64_t size, long timeout_s) {
+std::string put(const std::string& url, int fd, uint64_t size, long timeout_ms) {
   CURL* c = curl_easy_init();
   if (!c) return "curl_easy_init failed";
   Upload u{fd};
@@ -206,7 +206,7 @@ std::string put(const std::string& url, int fd, uint64_t size, long timeout_s) {
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, std::max(1L, timeout_s));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, std::max(1L, timeout_ms));
   CURLcode rc = curl_easy_perform(c);
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -253,7 +253,7 @@ int main(int argc, char** argv) {
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_s);
   auto remaining = [&] {
-    return static_cast<long>(std::chrono::duration_cast<std::chrono::seconds>(
+    return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                  deadline - std::chrono::steady_clock::now())
                                  .count());
   };
@@ -341,7 +341,7 @@ int main(int argc, char** argv) {
       std::string http_error;
       for (const auto& f : files) {
         if (remaining() <= 0) {
-          http_error = "[export] timeout_seconds passed";
+          http_error = "timed out ([export] timeout_seconds)";
           break;
         }
         int fd = is_dir ? open_below(root, f.rel, O_RDONLY) : open_below(kRootFd, a.rel, O_RDONLY);

@@ -207,6 +207,21 @@ TEST_CASE("artifact failures are named and only a required one fails the cell", 
   CHECK(d["reason"] == "export_failed");
 }
 
+TEST_CASE("[export] max_cell_bytes caps all artifacts of a cell together", "[export]") {
+  TempDir out;
+  Fleet fleet("[export]\ndir = \"" + out.path() + "\"\nmax_cell_bytes = 1500\n");
+  const std::string id = unique_id("expcap");
+  auto spec = make_spec(id, {"/bin/sh", "-c", "head -c 1000 /dev/zero > a; head -c 1000 /dev/zero > b"});
+  spec["spec"]["export"] = {{"artifacts", {artifact("a", "/work/a"), artifact("b", "/work/b")}}};
+  auto r = fleet.run(spec.dump());
+  CHECK(r.status == 0);
+  auto ex = exports_of(r.events, id);
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[0]["succeeded"] == true);
+  CHECK(ex[1]["succeeded"] == false);
+  CHECK_THAT(ex[1]["error"].get<std::string>(), Contains("pass [export] max_cell_bytes (1500)"));
+}
+
 TEST_CASE("a failing HTTP target is named in the receipt", "[export]") {
   if (::access("/usr/bin/python3", X_OK) != 0) CELLOS_SKIP("no /usr/bin/python3 for the HTTP server");
   PutServer server;
@@ -223,6 +238,45 @@ TEST_CASE("a failing HTTP target is named in the receipt", "[export]") {
   CHECK(ex[0]["receipts"][0]["targetKind"] == "HTTP");
   CHECK_THAT(ex[0]["receipts"][0]["error"].get<std::string>(), Contains("HTTP status 500"));
   CHECK(ex[0]["sha256"].is_string());  // read fine: only the target failed
+
+  // A target that never answers: the helper gives up at [export] timeout_seconds and says so.
+  TempDir gates;
+  PutServer stuck(gates.path() + "/never");
+  Fleet slow("[export]\nhttp_url = \"" + stuck.url() + "\"\ntimeout_seconds = 1\n");
+  const std::string sid = unique_id("expstuck");
+  spec = make_spec(sid, {"/bin/sh", "-c", "echo x > f"});
+  spec["spec"]["export"] = {{"artifacts", {artifact("f", "/work/f")}}};
+  r = slow.run(spec.dump());
+  CHECK(r.status == 0);
+  ex = exports_of(r.events, sid);
+  REQUIRE(ex.size() == 1);
+  CHECK(ex[0]["succeeded"] == false);
+  REQUIRE(ex[0]["receipts"].size() == 1);
+  CHECK_THAT(ex[0]["receipts"][0]["error"].get<std::string>(), Contains("timed out"));
+}
+
+TEST_CASE("a daemon stopped for good stops a cell's export too", "[export]") {
+  if (::access("/usr/bin/python3", X_OK) != 0) CELLOS_SKIP("no /usr/bin/python3 for the HTTP server");
+  TempDir gates;
+  const std::string gate = gates.path() + "/never";
+  PutServer server(gate);
+  Fleet fleet("[export]\nhttp_url = \"" + server.url() + "\"\n", "", "shutdown_grace_seconds = 3600\n");
+  DaemonProcess daemon(fleet);
+  const std::string id = unique_id("expstop");
+  auto a = make_spec(id, {"/bin/sh", "-c", "echo data > f"});
+  a["spec"]["export"] = {{"artifacts", {artifact("f", "/work/f")}}};
+  spool(fleet, a);
+  REQUIRE(eventually([&] { return path_exists(gate + ".started"); }));
+  // The first SIGTERM waits for running cells; the second signal kills them, exports included.
+  daemon.signal(SIGTERM);
+  REQUIRE(eventually([&] { return daemon.err().find("intake stopped") != std::string::npos; }));
+  daemon.signal(SIGINT);
+  CHECK(daemon.wait(std::chrono::seconds(30)) == 0);
+  auto ex = exports_of(fleet.events(), id);
+  REQUIRE(ex.size() == 1);
+  CHECK(ex[0]["succeeded"] == false);
+  CHECK_THAT(ex[0]["error"].get<std::string>(), Contains("the export was stopped"));
+  CHECK(event_of(fleet.events(), id, "lifecycle.v1.destroyed").is_object());
 }
 
 TEST_CASE("bad export declarations are rejected naming the field", "[export]") {

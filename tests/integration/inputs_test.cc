@@ -13,7 +13,8 @@ namespace {
 
 using Catch::Contains;
 
-// A granted directory holding two checkouts, a/ and b/, readable by any uid.
+// A granted directory holding two checkouts, a/ and b/, writable by any uid on the host: only
+// the read-only bind can stop a cell's writes.
 struct Checkouts {
   TempDir root;
   std::string a, b;
@@ -21,9 +22,10 @@ struct Checkouts {
     a = root.path() + "/a";
     b = root.path() + "/b";
     for (const auto& [dir, text] : {std::pair{a, std::string("checkout A\n")}, {b, "checkout B\n"}}) {
-      ::mkdir(dir.c_str(), 0755);
+      ::mkdir(dir.c_str(), 0777);
+      ::chmod(dir.c_str(), 0777);
       write_text(dir + "/README", text);
-      ::chmod((dir + "/README").c_str(), 0644);
+      ::chmod((dir + "/README").c_str(), 0666);
     }
   }
   std::string grant(const std::string& glob) const {
@@ -45,7 +47,7 @@ TEST_CASE("each cell sees its own input, read-only, and not its neighbour's", "[
     return "cat " + at + "/README; "
            "for p in " + co.a + " " + co.b + " " + co.root.path() + "; do "
            "  test -e $p && echo \"visible $p\"; done; "
-           "echo x > " + at + "/README 2>/dev/null && echo wrote; "
+           "(echo x > " + at + "/README) 2>&1 | grep -q 'Read-only file system' && echo readonly; "
            "touch " + at + "/new 2>/dev/null && echo created; "
            "echo done";
   };
@@ -56,11 +58,11 @@ TEST_CASE("each cell sees its own input, read-only, and not its neighbour's", "[
   auto ra = fleet.run(a.dump());
   INFO(ra.err);
   CHECK(ra.status == 0);
-  CHECK(ra.out == "checkout A\ndone\n");
+  CHECK(ra.out == "checkout A\nreadonly\ndone\n");
   auto rb = fleet.run(b.dump());
   INFO(rb.err);
   CHECK(rb.status == 0);
-  CHECK(rb.out == "checkout B\ndone\n");
+  CHECK(rb.out == "checkout B\nreadonly\ndone\n");
   // The host's files are as they were.
   CHECK(read_text(co.a + "/README") == "checkout A\n");
   CHECK_FALSE(path_exists(co.a + "/new"));
