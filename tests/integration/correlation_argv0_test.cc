@@ -61,6 +61,12 @@ TEST_CASE("a bad correlation id is rejected naming the field, running nothing", 
     CHECK_THAT(r.err, Contains("spec.correlation.correlationId: must be 1..256 characters"));
   }
   CHECK_FALSE(path_exists(trace));
+  // A spec refused by policy: its fields were never accepted, so its rejection carries none.
+  auto spec = make_spec(unique_id("refused"), {"/opt/not-allowed"});
+  spec["spec"]["correlation"] = {{"correlationId", "ci-run-9"}};
+  auto r = fleet.run(spec.dump());
+  CHECK(r.status == 125);
+  for (const auto& e : r.events) CHECK_FALSE(e.contains("correlationid"));
 }
 
 TEST_CASE("a bare argv[0] runs the program the cell's PATH names", "[argv0]") {

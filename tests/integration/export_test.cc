@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -140,6 +141,11 @@ TEST_CASE("artifacts go to the export directory and the HTTP target with their S
   // The file: copied, hashed, and PUT.
   const std::string local = out.path() + "/exports/" + id + "/" + run_id + "/report";
   CHECK(read_text(local) == "report\n");
+  struct stat st {};
+  REQUIRE(::stat(local.c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0644);
+  REQUIRE(::stat((out.path() + "/exports/" + id).c_str(), &st) == 0);
+  CHECK((st.st_mode & 07777) == 0755);
   CHECK(ex[0]["name"] == "report");
   CHECK(ex[0]["succeeded"] == true);
   CHECK(ex[0]["sizeBytes"] == 7);
@@ -205,6 +211,19 @@ TEST_CASE("artifact failures are named and only a required one fails the cell", 
   auto d = event_of(r.events, req, "lifecycle.v1.destroyed");
   CHECK(d["outcome"] == "failed");
   CHECK(d["reason"] == "export_failed");
+
+  // [export] helper names the helper binary; one that cannot start fails every artifact.
+  Fleet broken("[export]\ndir = \"" + out.path() + "\"\nhelper = \"/nonexistent/cellos-export\"\n");
+  const std::string bid = unique_id("expbroken");
+  spec = make_spec(bid, {"/bin/sh", "-c", "echo ok > small"});
+  spec["spec"]["export"] = {{"artifacts", {artifact("small", "/work/small")}}};
+  r = broken.run(spec.dump());
+  CHECK(r.status == 0);
+  ex = exports_of(r.events, bid);
+  REQUIRE(ex.size() == 1);
+  CHECK(ex[0]["succeeded"] == false);
+  CHECK_THAT(ex[0]["error"].get<std::string>(),
+             Contains("export: posix_spawn(export helper \"/nonexistent/cellos-export\"): No such file"));
 }
 
 TEST_CASE("[export] max_cell_bytes caps all artifacts of a cell together", "[export]") {

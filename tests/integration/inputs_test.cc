@@ -41,6 +41,10 @@ nlohmann::json with_input(nlohmann::json spec, const std::string& host, const st
 TEST_CASE("each cell sees its own input, read-only, and not its neighbour's", "[inputs]") {
   Checkouts co;
   Fleet fleet(co.grant("inp-*"));
+  // Links inside checkout A to its neighbour: bound as they are, they resolve in the cell's
+  // view, where B does not exist.
+  ::symlink("../b/README", (co.a + "/sibling").c_str());
+  ::symlink((co.b + "/README").c_str(), (co.a + "/absolute").c_str());
   // What the cell reports: its checkout, whether either host path exists in its view, and
   // whether a write into its checkout (or a new file in it) succeeds.
   auto probe = [&](const std::string& at) {
@@ -49,6 +53,7 @@ TEST_CASE("each cell sees its own input, read-only, and not its neighbour's", "[
            "  test -e $p && echo \"visible $p\"; done; "
            "(echo x > " + at + "/README) 2>&1 | grep -q 'Read-only file system' && echo readonly; "
            "touch " + at + "/new 2>/dev/null && echo created; "
+           "cat " + at + "/sibling " + at + "/absolute 2>/dev/null && echo leaked; "
            "echo done";
   };
   // A below the workspace, B at a path of the cell's own root.
