@@ -35,6 +35,12 @@ class H(http.server.BaseHTTPRequestHandler):
             while not os.path.exists(gate):
                 time.sleep(0.02)
         path = os.path.normpath(self.path).lstrip('/')
+        if 'redirect' in path:
+            self.send_response(307)
+            self.send_header('Location', self.path.replace('redirect', 'moved'))
+            self.send_header('Content-Length', '0')
+            self.end_headers()
+            return
         if path.startswith('..') or 'refuse' in path:
             self.send_response(500)
             self.send_header('Content-Length', '0')
@@ -257,6 +263,18 @@ TEST_CASE("a failing HTTP target is named in the receipt", "[export]") {
   CHECK(ex[0]["receipts"][0]["targetKind"] == "HTTP");
   CHECK_THAT(ex[0]["receipts"][0]["error"].get<std::string>(), Contains("HTTP status 500"));
   CHECK(ex[0]["sha256"].is_string());  // read fine: only the target failed
+
+  // A redirect is not followed: the export went nowhere else.
+  Fleet redirected("[export]\nhttp_url = \"" + server.url() + "/redirect\"\n");
+  const std::string rid = unique_id("expredir");
+  spec = make_spec(rid, {"/bin/sh", "-c", "echo x > f"});
+  spec["spec"]["export"] = {{"artifacts", {artifact("f", "/work/f")}}};
+  r = redirected.run(spec.dump());
+  ex = exports_of(r.events, rid);
+  REQUIRE(ex.size() == 1);
+  REQUIRE(ex[0]["receipts"].size() == 1);
+  CHECK_THAT(ex[0]["receipts"][0]["error"].get<std::string>(), Contains("HTTP status 307"));
+  CHECK_FALSE(path_exists(server.root() + "/artifacts/moved"));
 
   // A target that never answers: the helper gives up at [export] timeout_seconds and says so.
   TempDir gates;
