@@ -62,6 +62,7 @@ struct StartRequest {
   std::vector<std::string> input_host_paths, input_paths;
   // A workspace tmpfs the reactor made and keeps (cell_export.h), or -1: the setup mounts one.
   int workspace_mount_fd = -1;
+  int tmp_mount_fd = -1;  // likewise for /tmp (both or neither)
   int cgroup_v2_dirfd = -1;  // the cell's leaf (CLONE_INTO_CGROUP)
   // Limit writes and v1 cgroup joins to make as root inside the cell before the command runs
   // (CgroupLeafOptions::defer_writes). Parallel vectors; the strings outlive start().

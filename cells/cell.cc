@@ -146,10 +146,14 @@ void Cell::start() {
   req.argv = spec.run.argv;
   req.program = spec.run.program;
   if (!spec.export_artifacts.empty()) {
-    auto ws = make_held_workspace(uid_->uid(), uid_->gid());
+    auto ws = make_held_tmpfs("0755", uid_->uid(), uid_->gid());
     if (!ws) return fail_setup(ws.error().message());
+    auto tmp = make_held_tmpfs("1777", 0, 0);
+    if (!tmp) return fail_setup(tmp.error().message());
     held_workspace_ = std::move(*ws);
+    held_tmp_ = std::move(*tmp);
     req.workspace_mount_fd = held_workspace_.get();
+    req.tmp_mount_fd = held_tmp_.get();
   }
   req.env = opts_.env;
   req.workdir = spec.run.working_directory;
@@ -466,7 +470,8 @@ bool Cell::finish_export() {
       emit(std::move(d));
     }
     export_done_ = true;
-    held_workspace_.reset();  // the workspace's memory goes back now
+    held_workspace_.reset();  // the workspace's and /tmp's memory goes back now
+    held_tmp_.reset();
   };
   auto failed_all = [&](const std::string& why) {
     std::vector<sinks::ExportData> out;
@@ -489,6 +494,7 @@ bool Cell::finish_export() {
   o.workdir = spec.run.working_directory;
   o.artifacts = spec.export_artifacts;
   o.workspace_fd = held_workspace_.get();
+  o.tmp_fd = held_tmp_.get();
   o.on_done = [this, report](std::vector<sinks::ExportData> receipts) {
     report(std::move(receipts));
     // Not from inside the job's completion: teardown may lead the owner to destroy this cell.

@@ -180,7 +180,7 @@ class Cell {
   std::unique_ptr<netns::CellNetwork> net_;
   std::unique_ptr<flows::CellFlows> flows_;
   std::optional<sinks::FlowSummaryData> flow_summary_;
-  base::Fd held_workspace_;  // the workspace tmpfs, kept for spec.export (cell_export.h)
+  base::Fd held_workspace_, held_tmp_;  // the workspace and /tmp, kept for spec.export (cell_export.h)
   std::unique_ptr<ExportJob> export_;
   bool export_done_ = false;
   base::Fd pidfd_;

@@ -30,12 +30,12 @@ base::Result<void> check_export(const Spec& spec, const Config& config) {
   return base::ok();
 }
 
-base::Result<base::Fd> make_held_workspace(uid_t uid, gid_t gid) {
+base::Result<base::Fd> make_held_tmpfs(const char* mode, uid_t uid, gid_t gid) {
   int fs = static_cast<int>(::syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC));
   if (fs < 0) return base::sys_error("fsopen", "tmpfs (the held workspace)");
   base::Fd fsfd(fs);
   const std::string u = std::to_string(uid), g = std::to_string(gid);
-  for (auto [key, value] : {std::pair<const char*, const char*>{"mode", "0755"}, {"uid", u.c_str()},
+  for (auto [key, value] : {std::pair<const char*, const char*>{"mode", mode}, {"uid", u.c_str()},
                             {"gid", g.c_str()}})
     if (::syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, key, value, 0) != 0)
       return base::sys_error("fsconfig", std::string("tmpfs ") + key);
@@ -77,8 +77,10 @@ base::Result<std::unique_ptr<ExportJob>> ExportJob::start(ExportJobOptions o) {
   if (!ec.dir.empty()) args.insert(args.end(), {"--dir", ec.dir});
   if (!ec.http_url.empty()) args.insert(args.end(), {"--http-url", ec.http_url});
   for (const auto& a : o.artifacts) {
-    // Below the workspace root: the path without the working directory and its '/'.
-    args.insert(args.end(), {"--artifact", a.name, a.path, a.path.substr(o.workdir.size() + 1)});
+    // Below the root of the tmpfs holding it: the path without its mount point and the '/'.
+    const bool work = a.path.starts_with(o.workdir + "/");
+    const size_t cut = work ? o.workdir.size() + 1 : std::string_view("/tmp/").size();
+    args.insert(args.end(), {"--artifact", a.name, a.path, work ? "work" : "tmp", a.path.substr(cut)});
   }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
@@ -89,6 +91,7 @@ base::Result<std::unique_ptr<ExportJob>> ExportJob::start(ExportJobOptions o) {
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, pipe->write.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, o.workspace_fd, 3);
+  posix_spawn_file_actions_adddup2(&fa, o.tmp_fd, 4);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, defaults;

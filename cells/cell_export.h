@@ -30,9 +30,10 @@ namespace cellos::cells {
 // Admission: a spec with artifacts needs a fleet with an export target.
 base::Result<void> check_export(const Spec& spec, const Config& config);
 
-// A fresh tmpfs for the workspace (mode 0755, owned by the cell's uid/gid, nosuid, nodev), as
-// a detached mount: the cell's setup moves it into place; the fd keeps it readable afterwards.
-base::Result<base::Fd> make_held_workspace(uid_t uid, gid_t gid);
+// A fresh tmpfs (nosuid, nodev) as a detached mount: the cell's setup moves it into place (its
+// workspace: mode 0755, owned by the cell's uid/gid; its /tmp: 1777, root's); the fd keeps it
+// readable after the cell's mount namespace is gone.
+base::Result<base::Fd> make_held_tmpfs(const char* mode, uid_t uid, gid_t gid);
 
 // The helper binary: [export] helper, else cellos-reactor-export beside /proc/self/exe.
 std::string export_helper_path(const Config& config);
@@ -42,7 +43,8 @@ struct ExportJobOptions {
   const Config* config = nullptr;
   std::string cell_id, run_id, workdir;
   std::vector<ExportArtifact> artifacts;
-  int workspace_fd = -1;  // borrowed; must stay open until on_done
+  int workspace_fd = -1;  // borrowed; both must stay open until on_done
+  int tmp_fd = -1;
   // Called once from a completion, with one receipt per artifact (in spec order).
   std::function<void(std::vector<sinks::ExportData>)> on_done;
 };

@@ -24,6 +24,7 @@ namespace {
 constexpr int kStatusFd = 3;
 constexpr int kInitFd = 4;
 constexpr int kWorkspaceFd = 5;
+constexpr int kTmpFd = 6;
 
 // Where the setup builds the cell's root before switching to it: a directory that exists on
 // every Linux host. No host path under /tmp is ever in the view (root_view.h), so covering the
@@ -62,15 +63,17 @@ size_t put(char (&out)[sizeof ChildStatus{}.what], size_t at, const char* text) 
 // Moves the plan's descriptors to 0..4, then closes everything else the reactor had
 // open (other cells' pipes, the ring, the event log): a cell inherits nothing but its own.
 void place_fds(const ChildPlan& p) {
-  // The held workspace, when there is one, goes to kWorkspaceFd (close-on-exec like 4).
-  const int n = p.workspace_mount_fd >= 0 ? kWorkspaceFd + 1 : kInitFd + 1;
-  int src[kWorkspaceFd + 1];
+  // The held workspace and /tmp, when there are (both or neither), go to kWorkspaceFd and
+  // kTmpFd (close-on-exec like 4).
+  const int n = p.workspace_mount_fd >= 0 ? kTmpFd + 1 : kInitFd + 1;
+  int src[kTmpFd + 1];
   src[0] = p.stdin_fd;
   src[1] = p.stdout_fd;
   src[2] = p.stderr_fd;
   src[kStatusFd] = p.status_fd;
   src[kInitFd] = p.init_fd;
   src[kWorkspaceFd] = p.workspace_mount_fd;
+  src[kTmpFd] = p.tmp_mount_fd;
   // Lift every source above the target range first, so no dup2 below clobbers a source.
   for (int i = 0; i < n; ++i) {
     src[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 64);
@@ -493,7 +496,13 @@ void make_mounts(const ChildPlan& p) {
   make_root(p);
 
   const char* workdir = p.workdir;
-  if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) fail(kStageTmp, "mount tmpfs on", "/tmp");
+  if (p.workspace_mount_fd >= 0) {
+    if (::syscall(SYS_move_mount, kTmpFd, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      fail(kStageTmp, "move the held tmpfs onto", "/tmp");
+    ::close(kTmpFd);
+  } else if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) {
+    fail(kStageTmp, "mount tmpfs on", "/tmp");
+  }
   // On the cell's root tmpfs or its own /tmp, the directories are simply made; inside a
   // read-only host path of the view they need a tmpfs of their own.
   if (int err = make_dirs_at(AT_FDCWD, workdir, true); err == EROFS) make_workspace_parent(workdir);

@@ -55,6 +55,7 @@ struct ChildPlan {
   // A detached tmpfs (fsmount) the reactor keeps open past the cell's end, moved onto workdir
   // instead of a fresh mount, so the cell's artifacts can be exported (cell_export.h); or -1.
   int workspace_mount_fd = -1;
+  int tmp_mount_fd = -1;  // likewise for /tmp; set exactly when workspace_mount_fd is
 };
 inline constexpr int kMaxPlanInputs = 16;
 

@@ -129,7 +129,10 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   plan.input_host_paths = input_host_paths.data();
   plan.input_paths = input_paths.data();
   plan.n_inputs = static_cast<int>(o.input_paths.size());
+  if ((o.workspace_mount_fd < 0) != (o.tmp_mount_fd < 0))
+    return base::value_error("launch", "held workspace and /tmp come together");
   plan.workspace_mount_fd = o.workspace_mount_fd;
+  plan.tmp_mount_fd = o.tmp_mount_fd;
 
   int pidfd = -1;
   clone_args args{};

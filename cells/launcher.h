@@ -35,6 +35,7 @@ struct LaunchOptions {
   // spec.inputs (inputs.h): host paths bound read-only at the cell paths of the same index.
   std::vector<std::string> input_host_paths, input_paths;
   int workspace_mount_fd = -1;  // a detached tmpfs to move onto workdir, or -1 (cell_export.h)
+  int tmp_mount_fd = -1;        // likewise onto /tmp (both or neither)
 };
 
 // What the parent keeps of a launched cell.

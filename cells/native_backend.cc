@@ -23,6 +23,7 @@ class NativeCell final : public BackendCell {
     lo.input_host_paths = r.input_host_paths;
     lo.input_paths = r.input_paths;
     lo.workspace_mount_fd = r.workspace_mount_fd;
+    lo.tmp_mount_fd = r.tmp_mount_fd;
     lo.cgroup_v2_dirfd = r.cgroup_v2_dirfd;
     lo.knob_paths = r.knob_paths;
     lo.knob_values = r.knob_values;

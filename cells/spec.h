@@ -95,7 +95,7 @@ inline constexpr size_t kMaxInputs = 16;
 // fails the cell.
 struct ExportArtifact {
   std::string name;  // a portable path segment, unique in the spec
-  std::string path;  // normalized absolute, strictly below spec.run.workingDirectory
+  std::string path;  // normalized absolute, strictly below spec.run.workingDirectory or /tmp
   bool required = false;
 };
 inline constexpr size_t kMaxExportArtifacts = 64;

@@ -2,12 +2,13 @@
 //
 //   cellos-reactor-export --cell ID --run RUN [--dir DIR] [--http-url URL]
 //       --max-artifact-bytes N --max-cell-bytes N --timeout-seconds N
-//       --artifact NAME PATH RELPATH ...
-//   fd 3: the root of the cell's workspace (a tmpfs the reactor held open past the cell's end)
+//       --artifact NAME PATH ROOT RELPATH ...          (ROOT: "work" or "tmp")
+//   fd 3: the root of the cell's workspace, fd 4: of its /tmp (tmpfs the reactor held open past
+//   the cell's end)
 //
 // The reactor starts it after a cell's command exited (cells/cell_export.h) and watches it on
 // its ring; every blocking step (file reads, the local copy, HTTP PUTs through libcurl) happens
-// here. Each artifact is opened below fd 3 with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS |
+// here. Each artifact is opened below fd 3 (or 4) with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS |
 // RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV): `..` cannot climb out of the workspace and no
 // symlink is followed, whatever the cell left there. One JSON line per artifact on stdout (its
 // receipt: size, SHA-256, per target the destination and whether it got there), written as
@@ -32,10 +33,12 @@
 
 namespace {
 
-constexpr int kRootFd = 3;
+constexpr int kWorkFd = 3;
+constexpr int kTmpFd = 4;
 
 struct Artifact {
   std::string name, path, rel;
+  int root = kWorkFd;  // which of the cell's tmpfs holds it
 };
 
 struct Options {
@@ -235,12 +238,15 @@ bool parse_args(int argc, char** argv, Options& o) {
     else if (a == "--max-artifact-bytes" && need(1)) { if (!num(argv[++i], o.max_artifact)) return false; }
     else if (a == "--max-cell-bytes" && need(1)) { if (!num(argv[++i], o.max_cell)) return false; }
     else if (a == "--timeout-seconds" && need(1)) { if (!num(argv[++i], o.timeout_s)) return false; }
-    else if (a == "--artifact" && need(3)) {
-      o.artifacts.push_back({argv[i + 1], argv[i + 2], argv[i + 3]});
-      i += 3;
+    else if (a == "--artifact" && need(4)) {
+      const std::string root = argv[i + 3];
+      if (root != "work" && root != "tmp") return false;
+      o.artifacts.push_back({argv[i + 1], argv[i + 2], argv[i + 4], root == "tmp" ? kTmpFd : kWorkFd});
+      i += 4;
     } else return false;
   }
-  return !o.cell.empty() && !o.run.empty() && ::fcntl(kRootFd, F_GETFD) >= 0;
+  return !o.cell.empty() && !o.run.empty() && ::fcntl(kWorkFd, F_GETFD) >= 0 &&
+         ::fcntl(kTmpFd, F_GETFD) >= 0;
 }
 
 }  // namespace
@@ -264,7 +270,7 @@ int main(int argc, char** argv) {
     nlohmann::json line = {{"name", a.name}, {"path", a.path}};
     std::vector<File> files;
     std::string error;
-    int root = open_below(kRootFd, a.rel, O_PATH);
+    int root = open_below(a.root, a.rel, O_PATH);
     struct stat st {};
     bool is_dir = false;
     if (root < 0) {
@@ -275,7 +281,7 @@ int main(int argc, char** argv) {
       files.push_back({"", static_cast<uint64_t>(st.st_size)});
     } else if (S_ISDIR(st.st_mode)) {
       is_dir = true;
-      int d = open_below(kRootFd, a.rel, O_RDONLY | O_DIRECTORY);
+      int d = open_below(a.root, a.rel, O_RDONLY | O_DIRECTORY);
       if (d < 0 || !walk(d, "", files, error)) {
         if (error.empty()) error = a.path + ": " + err_text(errno);
         else error = a.path + "/" + error;
@@ -307,7 +313,7 @@ int main(int argc, char** argv) {
     }
     for (const auto& f : files) {
       if (!error.empty()) break;
-      int fd = is_dir ? open_below(root, f.rel, O_RDONLY) : open_below(kRootFd, a.rel, O_RDONLY);
+      int fd = is_dir ? open_below(root, f.rel, O_RDONLY) : open_below(a.root, a.rel, O_RDONLY);
       if (fd < 0) {
         error = a.path + (f.rel.empty() ? "" : "/" + f.rel) + ": " + err_text(errno);
         break;
@@ -344,7 +350,7 @@ int main(int argc, char** argv) {
           http_error = "timed out ([export] timeout_seconds)";
           break;
         }
-        int fd = is_dir ? open_below(root, f.rel, O_RDONLY) : open_below(kRootFd, a.rel, O_RDONLY);
+        int fd = is_dir ? open_below(root, f.rel, O_RDONLY) : open_below(a.root, a.rel, O_RDONLY);
         if (fd < 0) {
           http_error = "open: " + err_text(errno);
           break;

@@ -134,15 +134,16 @@ TEST_CASE("artifacts go to the export directory and the HTTP target with their S
   auto spec = make_spec(id, {"/bin/sh", "-c",
                              "mkdir -p out/tree/sub && echo report > out/report.txt && "
                              "echo one > out/tree/a && echo two > out/tree/sub/b && "
-                             "ln -s /etc/passwd out/tree/link && exit 0"});
+                             "ln -s /etc/passwd out/tree/link && echo scratch > /tmp/notes && exit 0"});
   spec["spec"]["export"] = {{"artifacts", {artifact("report", "/work/out/report.txt"),
-                                           artifact("tree", "/work/out/tree")}}};
+                                           artifact("tree", "/work/out/tree"),
+                                           artifact("notes", "/tmp/notes")}}};
   auto r = fleet.run(spec.dump());
   INFO(r.err);
   REQUIRE(r.status == 0);
   const std::string run_id = r.event("lifecycle.v1.started")["runId"];
   auto ex = exports_of(r.events, id);
-  REQUIRE(ex.size() == 2);
+  REQUIRE(ex.size() == 3);
 
   // The file: copied, hashed, and PUT.
   const std::string local = out.path() + "/exports/" + id + "/" + run_id + "/report";
@@ -175,6 +176,9 @@ TEST_CASE("artifacts go to the export directory and the HTTP target with their S
   write_text(out.path() + "/manifest", manifest);
   CHECK(ex[1]["sha256"] == sha256_of(out.path() + "/manifest"));
   CHECK(read_text(server.root() + "/artifacts/" + id + "/" + run_id + "/tree/sub/b") == "two\n");
+  // The cell's /tmp is held too.
+  CHECK(ex[2]["succeeded"] == true);
+  CHECK(read_text(out.path() + "/exports/" + id + "/" + run_id + "/notes") == "scratch\n");
   CHECK(r.event("lifecycle.v1.destroyed")["outcome"] == "succeeded");
 }
 
@@ -331,7 +335,7 @@ TEST_CASE("bad export declarations are rejected naming the field", "[export]") {
   };
   const std::vector<Case> cases = {
       {&fleet, with({artifact("a", "/work/../etc/passwd")}), "spec.export.artifacts[0].path: must be a normalized"},
-      {&fleet, with({artifact("a", "/etc/passwd")}), "spec.export.artifacts[0].path: \"/etc/passwd\" is not inside the workspace"},
+      {&fleet, with({artifact("a", "/etc/passwd")}), "spec.export.artifacts[0].path: \"/etc/passwd\" is not inside the workspace (/work) or /tmp"},
       {&fleet, with({artifact("a", "/work")}), "spec.export.artifacts[0].path"},
       {&fleet, with({artifact("../x", "/work/x")}), "spec.export.artifacts[0].name"},
       {&fleet, with({artifact("a", "/work/x"), artifact("a", "/work/y")}), "spec.export.artifacts[1].name: \"a\" is named twice"},
