@@ -85,13 +85,18 @@ base::Result<std::unique_ptr<ExportJob>> ExportJob::start(ExportJobOptions o) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
+  // Copies above the helper's fixed numbers, so no dup2 below overwrites a source it still
+  // needs (the reactor's own fds 3 and 4 could be either root).
+  base::Fd work(::fcntl(o.workspace_fd, F_DUPFD_CLOEXEC, 10));
+  base::Fd tmp(::fcntl(o.tmp_fd, F_DUPFD_CLOEXEC, 10));
+  if (!work || !tmp) return base::sys_error("fcntl F_DUPFD_CLOEXEC", "the cell's held tmpfs");
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   // dup2 clears close-on-exec on the target; every other descriptor of ours is CLOEXEC.
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, pipe->write.get(), 1);
-  posix_spawn_file_actions_adddup2(&fa, o.workspace_fd, 3);
-  posix_spawn_file_actions_adddup2(&fa, o.tmp_fd, 4);
+  posix_spawn_file_actions_adddup2(&fa, work.get(), 3);
+  posix_spawn_file_actions_adddup2(&fa, tmp.get(), 4);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   sigset_t none, defaults;
