@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/text.h"
 #include "cells/egress.h"
 #include "cells/program_path.h"
 #include "cells/root_view.h"
@@ -117,8 +118,8 @@ void Cell::start() {
     outcome_.reason = sinks::CompletedReason::kSetupFailed;
     outcome_.exec_failed = true;
     outcome_.exec_errno = ENOENT;
-    outcome_.error = "spec.run.argv[0]: " + spec.run.argv[0] + ": " + std::strerror(ENOENT) +
-                     " (not found in the cell's PATH " + cell_path(spec) + ")";
+    outcome_.error = "spec.run.argv[0]: " + base::clip(spec.run.argv[0]) + ": " + std::strerror(ENOENT) +
+                     " (not found in the cell's PATH " + base::clip(cell_path(spec)) + ")";
     after(defer_, std::chrono::nanoseconds(0), nullptr);
     return;
   }
