@@ -382,3 +382,36 @@ TEST_CASE("a cell stuck exporting to a slow server does not hold up another", "[
 
 }  // namespace
 }  // namespace cellos::test
+
+namespace cellos::test {
+namespace {
+
+TEST_CASE("a CellOS spec with correlation, a bare argv[0], an input and artifacts runs", "[export][inputs][correlation]") {
+  TempDir checkouts, out;
+  const std::string checkout = checkouts.path() + "/job-1";
+  ::mkdir(checkout.c_str(), 0755);
+  write_text(checkout + "/Makefile", "all:\n");
+  ::chmod((checkout + "/Makefile").c_str(), 0644);
+  Fleet fleet("[export]\ndir = \"" + out.path() + "\"\n[policy.input_grants]\n\"" + checkouts.path() +
+              "\" = [\"ci-*\"]\n");
+  const std::string id = unique_id("ci-all");
+  nlohmann::json spec = nlohmann::json::parse(R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell",
+    "spec":{"authority":{"secretRefs":[]},"lifetime":{"ttlSeconds":60},
+            "correlation":{"correlationId":"github:octo/repo/run/7"},
+            "run":{"secretDelivery":"env",
+                   "argv":["sh","-c","cp src/Makefile result.txt && echo built >> result.txt"]},
+            "export":{"artifacts":[{"name":"result","path":"/work/result.txt","required":true}]}}})");
+  spec["spec"]["id"] = id;
+  spec["spec"]["inputs"] = {{{"hostPath", checkout}, {"path", "/work/src"}}};
+  auto r = fleet.run(spec.dump());
+  INFO(r.err);
+  CHECK(r.status == 0);
+  const std::string run_id = r.event("lifecycle.v1.started")["runId"];
+  CHECK(read_text(out.path() + "/" + id + "/" + run_id + "/result") == "all:\nbuilt\n");
+  for (const auto& e : r.events)
+    if (e.value("subject", "") == id) CHECK(e["correlationid"] == "github:octo/repo/run/7");
+  CHECK(r.event("lifecycle.v1.destroyed")["outcome"] == "succeeded");
+}
+
+}  // namespace
+}  // namespace cellos::test
