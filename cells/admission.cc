@@ -1,5 +1,9 @@
 #include "cells/admission.h"
 
+#include "cells/cell_export.h"
+#include "cells/inputs.h"
+#include "cells/program_path.h"
+
 
 namespace cellos::cells {
 
@@ -11,6 +15,9 @@ Admission admit(std::string_view text, const AdmissionOptions& o) {
     return a;
   }
   a.cell_id = spec->id;
+  // A bare argv[0]: the program the cell's PATH names in its view, checked by policy below.
+  if (is_bare_program(spec->run.argv[0]))
+    spec->run.program = resolve_program(*spec, *o.config).value_or("");
   if (auto r = check_policy(*spec, o.config->policy); !r) {
     a.refusal = std::move(r).error();
     return a;
@@ -21,6 +28,14 @@ Admission admit(std::string_view text, const AdmissionOptions& o) {
     a.refusal = base::value_error("spec.identity",
                                   "this host has no identity signing key (fleet.toml [identity] "
                                   "signing_key; `cellos-reactor keygen --name identity` makes one)");
+    return a;
+  }
+  if (auto r = check_export(*spec, *o.config); !r) {
+    a.refusal = std::move(r).error();
+    return a;
+  }
+  if (auto r = check_inputs(*spec, *o.config); !r) {
+    a.refusal = std::move(r).error();
     return a;
   }
   if (o.id_taken) {

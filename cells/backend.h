@@ -50,6 +50,7 @@ struct BackendTraits {
 struct StartRequest {
   std::string cell_id;
   std::vector<std::string> argv;
+  std::string program;  // the file exec'd with argv (a bare argv[0] resolved); empty: argv[0]
   std::vector<std::string> env;  // "KEY=value", complete: nothing is inherited
   std::string workdir;
   uid_t uid = 65534;  // the cell's own (uid_pool.h)
@@ -57,6 +58,11 @@ struct StartRequest {
   // The root view: host paths bound read-only, and reactor files under them masked
   // (root_view.h). Every backend builds the same view.
   std::vector<std::string> host_paths, masked_paths;
+  // spec.inputs (inputs.h): host paths bound read-only at the cell paths of the same index.
+  std::vector<std::string> input_host_paths, input_paths;
+  // A workspace tmpfs the reactor made and keeps (cell_export.h), or -1: the setup mounts one.
+  int workspace_mount_fd = -1;
+  int tmp_mount_fd = -1;  // likewise for /tmp (both or neither)
   int cgroup_v2_dirfd = -1;  // the cell's leaf (CLONE_INTO_CGROUP)
   // Limit writes and v1 cgroup joins to make as root inside the cell before the command runs
   // (CgroupLeafOptions::defer_writes). Parallel vectors; the strings outlive start().

@@ -9,7 +9,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/text.h"
 #include "cells/egress.h"
+#include "cells/program_path.h"
 #include "cells/root_view.h"
 
 namespace cellos::cells {
@@ -31,6 +33,8 @@ uint64_t ms_between(std::chrono::steady_clock::time_point a,
 int CellOutcome::exit_status() const {
   if (refused) return 125;
   if (exec_failed) return exec_errno == ENOENT ? 127 : 126;
+  // The command succeeded but a required artifact did not get out: the run failed all the same.
+  if (export_failed && reason == sinks::CompletedReason::kExited && exit_code == 0) return 125;
   switch (reason) {
     case sinks::CompletedReason::kSetupFailed: return 125;
     case sinks::CompletedReason::kTimeout: return 124;
@@ -63,7 +67,11 @@ void Cell::kill_init() {
   else if (pid_ > 0) ::kill(pid_, SIGKILL);
 }
 
-void Cell::emit(sinks::EventData d) { host_.events->emit(sinks::make_event(std::move(d))); }
+void Cell::emit(sinks::EventData d) {
+  auto e = sinks::make_event(std::move(d));
+  e.correlation_id = opts_.spec.correlation_id.value_or("");
+  host_.events->emit(e);
+}
 
 CgroupLimits Cell::effective_limits() const {
   const auto& l = opts_.spec.run.limits;
@@ -94,13 +102,27 @@ void Cell::start() {
   }
   lock_.emplace(std::move(*lock));
 
-  emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id});
+  const std::string& program = spec.run.program.empty() ? spec.run.argv[0] : spec.run.program;
+  emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id,
+                          spec.correlation_id.value_or(""), program});
   // Hostnames were resolved at admission (egress.h); one that was not fails the cell's setup
   // (egress_targets names it), after its policy event says what was declared.
   sinks::NetworkPolicyData policy{spec.id, "clone_newnet", {}};
   for (const auto& r : spec.egress_rules)
     policy.declared_egress.push_back({r.host, r.port, r.protocol, r.resolved});
   emit(std::move(policy));
+
+  if (spec.run.program.empty() && is_bare_program(spec.run.argv[0])) {
+    // Admission found the name nowhere in the cell's PATH: the outcome of an absolute argv[0]
+    // that does not exist (exec failed, ENOENT, status 127), without starting anything.
+    outcome_.reason = sinks::CompletedReason::kSetupFailed;
+    outcome_.exec_failed = true;
+    outcome_.exec_errno = ENOENT;
+    outcome_.error = "spec.run.argv[0]: " + base::clip(spec.run.argv[0]) + ": " + std::strerror(ENOENT) +
+                     " (not found in the cell's PATH " + base::clip(cell_path(spec)) + ")";
+    after(defer_, std::chrono::nanoseconds(0), nullptr);
+    return;
+  }
 
   auto leaf = host_.cgroups->create_leaf(spec.id, effective_limits());
   if (!leaf) return fail_setup(leaf.error().message());
@@ -124,12 +146,27 @@ void Cell::start() {
   StartRequest req;
   req.cell_id = spec.id;
   req.argv = spec.run.argv;
+  req.program = spec.run.program;
+  if (!spec.export_artifacts.empty()) {
+    auto ws = make_held_tmpfs("0755", uid_->uid(), uid_->gid());
+    if (!ws) return fail_setup(ws.error().message());
+    auto tmp = make_held_tmpfs("1777", 0, 0);
+    if (!tmp) return fail_setup(tmp.error().message());
+    held_workspace_ = std::move(*ws);
+    held_tmp_ = std::move(*tmp);
+    req.workspace_mount_fd = held_workspace_.get();
+    req.tmp_mount_fd = held_tmp_.get();
+  }
   req.env = opts_.env;
   req.workdir = spec.run.working_directory;
   req.uid = uid_->uid();
   req.gid = uid_->gid();
   req.host_paths = root_view_paths(host_.config->policy);
   req.masked_paths = masked_paths(*host_.config);
+  for (const auto& in : spec.inputs) {
+    req.input_host_paths.push_back(in.host_path);
+    req.input_paths.push_back(in.path);
+  }
   req.cgroup_v2_dirfd = leaf_->v2_dirfd();
   for (const auto& w : leaf_->writes()) {
     req.knob_paths.push_back(w.path.c_str());
@@ -194,6 +231,7 @@ base::Result<void> Cell::watch_flows() {
   auto targets = egress_targets(opts_.spec);
   if (!targets) return std::move(targets).error();
   flows::FlowMonitor::CellOptions o{opts_.spec.id, leaf_->v2_dirfd(), std::move(*targets), net_.get()};
+  o.correlation_id = opts_.spec.correlation_id.value_or("");
   auto flows = host_.flows->open_cell(std::move(o));
   if (!flows) return std::move(flows).error();
   flows_ = std::move(*flows);
@@ -257,6 +295,8 @@ void Cell::fail_setup(std::string error) {
 }
 
 void Cell::kill(KillCause cause) {
+  // Past its command, a cell may still be exporting: killing it stops the export too.
+  if (export_ && !export_->done()) export_->abort();
   if (!launched_ || exit_.reaped || killed_ != KillCause::kNone) return;
   killed_ = cause;
   // cgroup.kill takes every process at once, daemonized grandchildren included. Killing init
@@ -412,7 +452,67 @@ void Cell::maybe_finish() {
                            outcome_.graceful_stop};
     emit(std::move(c));
   }
+  if (!finish_export()) return;
   teardown();
+}
+
+bool Cell::finish_export() {
+  const Spec& spec = opts_.spec;
+  if (spec.export_artifacts.empty() || export_done_) return true;
+  if (export_) return false;  // running: its end re-enters maybe_finish
+  auto report = [this](std::vector<sinks::ExportData> receipts) {
+    for (auto& d : receipts) {
+      // A cell that never ran failed already, for its own reason.
+      if (d.required && !d.succeeded && launched_) {
+        outcome_.export_failed = true;
+        if (outcome_.error.empty()) {
+          std::string why = d.error;
+          for (const auto& r : d.receipts)
+            if (why.empty() && !r.succeeded) why = r.target_kind + " " + r.destination + ": " + r.error;
+          outcome_.error = "spec.export.artifacts: required artifact " + d.name +
+                           " was not exported: " + why;
+        }
+      }
+      emit(std::move(d));
+    }
+    export_done_ = true;
+    held_workspace_.reset();  // the workspace's and /tmp's memory goes back now
+    held_tmp_.reset();
+  };
+  auto failed_all = [&](const std::string& why) {
+    std::vector<sinks::ExportData> out;
+    for (const auto& a : spec.export_artifacts) {
+      sinks::ExportData d{spec.id, a.name, a.path, a.required};
+      d.error = why;
+      out.push_back(std::move(d));
+    }
+    report(std::move(out));
+  };
+  if (!launched_ || !held_workspace_) {
+    failed_all("the command did not run");
+    return true;
+  }
+  ExportJobOptions o;
+  o.io = host_.io;
+  o.config = host_.config;
+  o.cell_id = spec.id;
+  o.run_id = opts_.run_id;
+  o.workdir = spec.run.working_directory;
+  o.artifacts = spec.export_artifacts;
+  o.workspace_fd = held_workspace_.get();
+  o.tmp_fd = held_tmp_.get();
+  o.on_done = [this, report](std::vector<sinks::ExportData> receipts) {
+    report(std::move(receipts));
+    // Not from inside the job's completion: teardown may lead the owner to destroy this cell.
+    after(defer_, std::chrono::nanoseconds(0), nullptr);
+  };
+  auto job = ExportJob::start(std::move(o));
+  if (!job) {
+    failed_all("export: " + job.error().message());
+    return true;
+  }
+  export_ = std::move(*job);
+  return false;
 }
 
 void Cell::decide_outcome() {
@@ -518,8 +618,9 @@ void Cell::teardown() {
   net_.reset();
   emit(sinks::DestroyedData{opts_.spec.id,
                             outcome_.reason == sinks::CompletedReason::kExited &&
-                                outcome_.exit_code == 0,
-                            outcome_.forced, {}, std::move(flow_summary_)});
+                                outcome_.exit_code == 0 && !outcome_.export_failed,
+                            outcome_.forced, outcome_.export_failed ? "export_failed" : "",
+                            std::move(flow_summary_)});
   uid_.reset();  // after the cgroup's removal: its processes are gone
   lock_.reset();
   finished_ = true;

@@ -22,6 +22,7 @@
 #include "base/fd.h"
 #include "base/io.h"
 #include "cells/backend.h"
+#include "cells/cell_export.h"
 #include "cells/cell_lock.h"
 #include "cells/cgroup.h"
 #include "cells/child_setup.h"
@@ -83,6 +84,7 @@ struct CellOutcome {
   bool exec_failed = false;    // argv[0] could not be executed: exec_errno says why
   int exec_errno = 0;
   bool refused = false;        // never started (id already running): no cell events
+  bool export_failed = false;  // an artifact marked required did not reach every target
   std::string error;           // one line, for setup failures and refusals
   uint64_t duration_ms = 0;
   std::optional<sinks::ResourcesData> resources;  // from the cgroup, for cells that ran
@@ -176,6 +178,8 @@ class Cell {
   base::Result<void> prepare_delivery();
   // Closes the broker once the command has exited (or never ran); false while it drains.
   bool close_broker();
+  // After completed, before teardown: spec.export through an ExportJob. False while it runs.
+  bool finish_export();
   CgroupLimits effective_limits() const;
   std::chrono::milliseconds effective_deadline() const;
 
@@ -189,6 +193,9 @@ class Cell {
   std::unique_ptr<flows::CellFlows> flows_;
   std::unique_ptr<SecretBroker> broker_;
   std::optional<sinks::FlowSummaryData> flow_summary_;
+  base::Fd held_workspace_, held_tmp_;  // the workspace and /tmp, kept for spec.export (cell_export.h)
+  std::unique_ptr<ExportJob> export_;
+  bool export_done_ = false;
   base::Fd pidfd_;
   pid_t pid_ = -1;
   std::chrono::steady_clock::time_point launched_at_;

@@ -1,6 +1,7 @@
 #include "cells/child_setup.h"
 
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -22,6 +23,8 @@ namespace {
 // 3 is the status pipe, kept across the exec into the init; the rest are close-on-exec.
 constexpr int kStatusFd = 3;
 constexpr int kInitFd = 4;
+constexpr int kWorkspaceFd = 5;
+constexpr int kTmpFd = 6;
 
 // Where the setup builds the cell's root before switching to it: a directory that exists on
 // every Linux host. No host path under /tmp is ever in the view (root_view.h), so covering the
@@ -60,13 +63,17 @@ size_t put(char (&out)[sizeof ChildStatus{}.what], size_t at, const char* text) 
 // Moves the plan's descriptors to 0..4, then closes everything else the reactor had
 // open (other cells' pipes, the ring, the event log): a cell inherits nothing but its own.
 void place_fds(const ChildPlan& p) {
-  constexpr int n = kInitFd + 1;
-  int src[n];
+  // The held workspace and /tmp, when there are (both or neither), go to kWorkspaceFd and
+  // kTmpFd (close-on-exec like 4).
+  const int n = p.workspace_mount_fd >= 0 ? kTmpFd + 1 : kInitFd + 1;
+  int src[kTmpFd + 1];
   src[0] = p.stdin_fd;
   src[1] = p.stdout_fd;
   src[2] = p.stderr_fd;
   src[kStatusFd] = p.status_fd;
   src[kInitFd] = p.init_fd;
+  src[kWorkspaceFd] = p.workspace_mount_fd;
+  src[kTmpFd] = p.tmp_mount_fd;
   // Lift every source above the target range first, so no dup2 below clobbers a source.
   for (int i = 0; i < n; ++i) {
     src[i] = ::fcntl(src[i], F_DUPFD_CLOEXEC, 64);
@@ -447,13 +454,79 @@ void mask_paths(const ChildPlan& p) {
   }
 }
 
+// spec.inputs, part one, while the host's root is still there: each host path opened with no
+// symlink followed (admission checked the same; this closes the window since), and cloned as
+// a detached mount tree, read-only, nosuid and nodev before anything can reach it.
+struct InputTrees {
+  int fd[kMaxPlanInputs];
+  bool dir[kMaxPlanInputs];
+};
+
+void open_inputs(const ChildPlan& p, InputTrees& t) {
+  if (p.n_inputs > kMaxPlanInputs) {
+    errno = E2BIG;
+    fail(kStageInputs, "too many inputs");
+  }
+  for (int i = 0; i < p.n_inputs; ++i) {
+    open_how how{};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    int fd = static_cast<int>(::syscall(SYS_openat2, AT_FDCWD, p.input_host_paths[i], &how, sizeof how));
+    if (fd < 0) fail(kStageInputs, "openat2 (no symlinks)", p.input_host_paths[i]);
+    struct stat st{};
+    if (::fstat(fd, &st) != 0) fail(kStageInputs, "fstat", p.input_host_paths[i]);
+    t.dir[i] = S_ISDIR(st.st_mode);
+    if (!t.dir[i] && !S_ISREG(st.st_mode)) {
+      errno = EINVAL;
+      fail(kStageInputs, "not a file or directory:", p.input_host_paths[i]);
+    }
+    int tree = static_cast<int>(::syscall(SYS_open_tree, fd, "",
+                                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE));
+    if (tree < 0) fail(kStageInputs, "open_tree", p.input_host_paths[i]);
+    ::close(fd);
+    mount_attr attr{};
+    attr.attr_set = kHostMountAttrs;
+    if (::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0)
+      fail(kStageInputs, "mount_setattr read-only", p.input_host_paths[i]);
+    t.fd[i] = tree;
+  }
+}
+
+// Part two, once the view's own tmpfs (root, /tmp, workspace) are in place: each tree at its
+// cell path, whose directories (or, for a file, an empty placeholder) are made first.
+void attach_inputs(const ChildPlan& p, const InputTrees& t) {
+  for (int i = 0; i < p.n_inputs; ++i) {
+    const char* path = p.input_paths[i];
+    if (int err = make_dirs_at(AT_FDCWD, path, t.dir[i]); err != 0) {
+      errno = err;
+      fail(kStageInputs, "mkdir -p", path);
+    }
+    if (!t.dir[i]) {
+      int fd = ::open(path, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd < 0) fail(kStageInputs, "create", path);
+      ::close(fd);
+    }
+    if (::syscall(SYS_move_mount, t.fd[i], "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      fail(kStageInputs, "bind read-only on", path);
+    ::close(t.fd[i]);
+  }
+}
+
 void make_mounts(const ChildPlan& p) {
   // Private first: nothing mounted below may propagate back to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
+  InputTrees inputs;
+  open_inputs(p, inputs);
   make_root(p);
 
   const char* workdir = p.workdir;
-  if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) fail(kStageTmp, "mount tmpfs on", "/tmp");
+  if (p.workspace_mount_fd >= 0) {
+    if (::syscall(SYS_move_mount, kTmpFd, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      fail(kStageTmp, "move the held tmpfs onto", "/tmp");
+    ::close(kTmpFd);
+  } else if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) {
+    fail(kStageTmp, "mount tmpfs on", "/tmp");
+  }
   // On the cell's root tmpfs or its own /tmp, the directories are simply made; inside a
   // read-only host path of the view they need a tmpfs of their own.
   if (int err = make_dirs_at(AT_FDCWD, workdir, true); err == EROFS) make_workspace_parent(workdir);
@@ -464,7 +537,14 @@ void make_mounts(const ChildPlan& p) {
 
   char opts[64];
   tmpfs_owner_opts(opts, p.uid, p.gid);
-  if (::mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) fail(kStageWorkspace, "mount tmpfs on", workdir);
+  if (p.workspace_mount_fd >= 0) {
+    if (::syscall(SYS_move_mount, kWorkspaceFd, "", AT_FDCWD, workdir, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      fail(kStageWorkspace, "move the held workspace onto", workdir);
+    ::close(kWorkspaceFd);
+  } else if (::mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) {
+    fail(kStageWorkspace, "mount tmpfs on", workdir);
+  }
+  attach_inputs(p, inputs);
 
   make_dev();
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
@@ -487,6 +567,7 @@ const char* child_stage_name(int32_t stage) {
     case kStageRootView: return "build the root view from policy.host_paths";
     case kStageSys: return "mount /sys and the cell's cgroup";
     case kStageCgroupNs: return "enter a cgroup namespace";
+    case kStageInputs: return "bind spec.inputs read-only";
     case kStageWorkspaceParent: return "create the workspace directory";
     case kStageWorkspace: return "mount tmpfs at the workspace";
     case kStageTmp: return "mount tmpfs at /tmp";

@@ -50,7 +50,17 @@ struct ChildPlan {
   // The host directory holding the cell's secret broker socket (secret_broker.h), bound
   // read-only at /run/cellos in the view; null: none.
   const char* broker_dir = nullptr;
+  // spec.inputs (inputs.h): each host path, opened with RESOLVE_NO_SYMLINKS while the host's
+  // root is still there, is bound read-only at the cell path of the same index.
+  const char* const* input_host_paths = nullptr;
+  const char* const* input_paths = nullptr;
+  int n_inputs = 0;
+  // A detached tmpfs (fsmount) the reactor keeps open past the cell's end, moved onto workdir
+  // instead of a fresh mount, so the cell's artifacts can be exported (cell_export.h); or -1.
+  int workspace_mount_fd = -1;
+  int tmp_mount_fd = -1;  // likewise for /tmp; set exactly when workspace_mount_fd is
 };
+inline constexpr int kMaxPlanInputs = 16;
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).
 [[noreturn]] void cell_setup_main(const ChildPlan& plan);

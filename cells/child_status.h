@@ -44,6 +44,7 @@ enum ChildStage : int32_t {
   kStageRootView,  // bind the allowed host paths into the cell's fresh root
   kStageSys,
   kStageCgroupNs,
+  kStageInputs,  // bind spec.inputs read-only into the view
 };
 
 // "mount tmpfs at the workspace", ... for error messages.

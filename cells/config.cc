@@ -21,6 +21,7 @@
 
 #include "base/fd.h"
 #include "cells/root_view.h"
+#include "cells/inputs.h"
 #include "base/text.h"
 #include "cells/spec.h"
 
@@ -70,7 +71,8 @@ class ConfigParser {
 
   void parse(const toml::table& root, Config& cfg) const {
     check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network", "flows", "intake",
-                          "identity"});
+                          "identity", "export"});
+    if (const toml::table* t = table(root, "export", "export")) parse_export(*t, cfg.exports);
     if (const toml::table* t = table(root, "host", "host")) parse_host(*t, cfg.host);
     if (const toml::table* t = table(root, "policy", "policy")) parse_policy(*t, cfg.policy);
     if (const toml::table* t = table(root, "secrets", "secrets"))
@@ -81,6 +83,15 @@ class ConfigParser {
     if (const toml::table* t = table(root, "network", "network")) parse_network(*t, cfg.network);
     if (const toml::table* t = table(root, "flows", "flows")) parse_flows(*t, cfg.flows);
     if (const toml::table* t = table(root, "intake", "intake")) parse_intake(*t, cfg.intake);
+    for (const auto& [prefix, globs] : cfg.policy.input_grants)
+      if (std::string why = input_prefix_refusal(cfg, prefix); !why.empty())
+        fail("policy.input_grants[\"" + printable(prefix) + "\"]", why);
+    // Other cells' artifacts land there: no cell may see it.
+    if (!cfg.exports.dir.empty())
+      for (const auto& v : root_view_paths(cfg.policy))
+        if (path_within(cfg.exports.dir, v) || path_within(v, cfg.exports.dir))
+          fail("export.dir", "overlaps " + v + ", which every cell sees (policy.host_paths / "
+                             "argv0_allow_prefixes)");
     if (cfg.events.per_event_signing && cfg.events.signing_key.empty())
       fail("events.per_event_signing", "needs events.signing_key");
     if (cfg.events.nats.enabled) {
@@ -249,10 +260,13 @@ class ConfigParser {
     check_keys(t, "policy",
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
                 "run_as_gid", "default_limits", "max_limits", "allowed_egress_hosts",
-                "forbid_egress", "host_paths", "uid_range", "require_runtime_secret_delivery"});
+                "forbid_egress", "host_paths", "uid_range", "require_runtime_secret_delivery",
+                "input_grants"});
     if (const toml::node* n = t.get("require_runtime_secret_delivery"))
       policy.require_runtime_secret_delivery =
           boolean(*n, "policy.require_runtime_secret_delivery");
+    if (const toml::table* g = table(t, "input_grants", "policy.input_grants"))
+      parse_input_grants(*g, policy.input_grants);
     if (const toml::node* n = t.get("allowed_egress_hosts"))
       parse_egress_hosts(*n, policy.allowed_egress_hosts);
     if (const toml::node* n = t.get("forbid_egress"))
@@ -332,6 +346,31 @@ class ConfigParser {
     }
     if (const toml::node* n = t.get("signing_key"))
       identity.signing_key = absolute_path(*n, "identity.signing_key", /*allow_root=*/false);
+  }
+
+  // "/srv/ci/checkouts" = ["build-*"]: the cells (id globs) whose inputs may lie below the
+  // directory. Where it may be is checked once the whole file is read (input_prefix_refusal).
+  void parse_input_grants(const toml::table& t,
+                          std::map<std::string, std::vector<std::string>>& out) const {
+    for (auto&& [key, node] : t) {
+      const std::string path = "policy.input_grants[\"" + printable(key.str()) + "\"]";
+      if (!is_normalized_absolute(key.str(), false))
+        fail(path, "must be a normalized absolute directory (no \".\" or \"..\", no trailing '/')");
+      const toml::array* a = node.as_array();
+      if (!a) fail(path, "must be an array of cell-id globs");
+      std::vector<std::string> globs;
+      for (size_t i = 0; i < a->size(); ++i) {
+        const std::string at = path + "[" + std::to_string(i) + "]";
+        std::string g = string_value(*a->get(i), at);
+        bool ok = !g.empty() && g.size() <= 128 && std::all_of(g.begin(), g.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-' || c == '*' || c == '?';
+        });
+        if (!ok) fail(at, "must be a cell-id glob: 1..128 characters of [A-Za-z0-9._-*?]");
+        globs.push_back(std::move(g));
+      }
+      out[std::string(key.str())] = std::move(globs);
+    }
   }
 
   void parse_secrets(const toml::table& t, SecretsConfig& secrets, PolicyConfig& policy) const {
@@ -448,6 +487,30 @@ class ConfigParser {
     if (const toml::node* n = t.get("prefix")) c.prefix = js_name(*n, "events.nats.prefix");
     if (const toml::node* n = t.get("duplicate_window_seconds"))
       c.duplicate_window_seconds = integer(*n, "events.nats.duplicate_window_seconds", 1, 86400);
+  }
+
+  void parse_export(const toml::table& t, ExportConfig& e) const {
+    check_keys(t, "export", {"dir", "http_url", "max_artifact_bytes", "max_cell_bytes",
+                             "timeout_seconds", "helper"});
+    if (const toml::node* n = t.get("dir")) e.dir = absolute_path(*n, "export.dir", false);
+    if (const toml::node* n = t.get("helper")) e.helper = absolute_path(*n, "export.helper", false);
+    if (const toml::node* n = t.get("http_url")) {
+      e.http_url = string_value(*n, "export.http_url");
+      const bool scheme = e.http_url.starts_with("http://") || e.http_url.starts_with("https://");
+      const bool plain = std::all_of(e.http_url.begin(), e.http_url.end(), [](char c) {
+        return c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '?' && c != '#';
+      });
+      if (!scheme || !plain || e.http_url.size() > 2048 ||
+          e.http_url.find('/', e.http_url.find("//") + 2) == e.http_url.find("//") + 2)
+        fail("export.http_url",
+             "must be an http:// or https:// URL with a host, no spaces, query or fragment");
+    }
+    if (const toml::node* n = t.get("max_artifact_bytes"))
+      e.max_artifact_bytes = integer(*n, "export.max_artifact_bytes", 1, kNoMax);
+    if (const toml::node* n = t.get("max_cell_bytes"))
+      e.max_cell_bytes = integer(*n, "export.max_cell_bytes", 1, kNoMax);
+    if (const toml::node* n = t.get("timeout_seconds"))
+      e.timeout_seconds = integer(*n, "export.timeout_seconds", 1, 86400);
   }
 
   void parse_logs(const toml::table& t, LogsConfig& logs) const {

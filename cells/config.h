@@ -44,6 +44,9 @@ struct PolicyConfig {
   // default: a secret with no grant reaches no cell. Kept with the policy because admission
   // (check_policy) is where a spec is refused for it.
   std::map<std::string, std::vector<std::string>> secret_grants;
+  // [policy.input_grants]: host directory -> the cell-id globs whose spec.inputs may bind paths
+  // below it (cells/inputs.h). None by default: no cell sees a host path beyond the view.
+  std::map<std::string, std::vector<std::string>> input_grants;
   // Egress admission: empty means any host a spec declares; otherwise each rule's host must
   // equal an entry or match one leading "*." entry. forbid_egress rejects every egress rule.
   std::vector<std::string> allowed_egress_hosts;
@@ -150,6 +153,18 @@ struct IntakeConfig {
   IntakeNatsConfig nats;
 };
 
+// [export]: where spec.export artifacts go (cells/cell_export.h). No target, no export: a spec
+// declaring artifacts is then rejected at admission.
+struct ExportConfig {
+  std::string dir;       // local target: <dir>/<cell id>/<run id>/<artifact name>
+  std::string http_url;  // HTTP(S) target: PUT <http_url>/<cell id>/<run id>/<artifact name>
+  uint64_t max_artifact_bytes = 1ull << 30;  // per artifact (a directory: all its files)
+  uint64_t max_cell_bytes = 4ull << 30;      // all artifacts of one cell
+  uint64_t timeout_seconds = 600;            // the helper is killed past it
+  // The helper binary; empty: cellos-reactor-export beside the reactor's own binary.
+  std::string helper;
+};
+
 struct Config {
   HostConfig host;
   PolicyConfig policy;
@@ -160,6 +175,7 @@ struct Config {
   NetworkConfig network;
   FlowsConfig flows;
   IntakeConfig intake;
+  ExportConfig exports;  // [export]
   std::string source = "<built-in defaults>";  // the file it came from, for messages
 
   std::string events_path() const {

@@ -90,7 +90,8 @@ base::Result<Launched> launch(const LaunchOptions& o) {
 
   // Everything the child reads is built here, before clone: the child only makes syscalls.
   std::vector<std::string> init_args{kCellInitName, std::to_string(o.uid), std::to_string(o.gid),
-                                     std::to_string(cap_last_cap()), "--"};
+                                     std::to_string(cap_last_cap()), "--",
+                                     o.program.empty() ? o.argv.at(0) : o.program};
   init_args.insert(init_args.end(), o.argv.begin(), o.argv.end());
   const auto init_argv = c_strings(init_args);
   const auto envp = c_strings(o.env);
@@ -122,6 +123,17 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   plan.masked_paths = masked_paths.data();
   plan.n_masked_paths = static_cast<int>(o.masked_paths.size());
   plan.broker_dir = o.broker_dir.empty() ? nullptr : o.broker_dir.c_str();
+  if (o.input_host_paths.size() != o.input_paths.size() || o.input_paths.size() > kMaxPlanInputs)
+    return base::value_error("launch", "inputs: host and cell paths differ in number, or too many");
+  const auto input_host_paths = c_strings(o.input_host_paths);
+  const auto input_paths = c_strings(o.input_paths);
+  plan.input_host_paths = input_host_paths.data();
+  plan.input_paths = input_paths.data();
+  plan.n_inputs = static_cast<int>(o.input_paths.size());
+  if ((o.workspace_mount_fd < 0) != (o.tmp_mount_fd < 0))
+    return base::value_error("launch", "held workspace and /tmp come together");
+  plan.workspace_mount_fd = o.workspace_mount_fd;
+  plan.tmp_mount_fd = o.tmp_mount_fd;
 
   int pidfd = -1;
   clone_args args{};

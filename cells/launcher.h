@@ -14,6 +14,7 @@ namespace cellos::cells {
 
 struct LaunchOptions {
   std::vector<std::string> argv;
+  std::string program;  // the file exec'd with argv; empty: argv[0]
   std::vector<std::string> env;  // "KEY=value", complete: nothing is inherited
   std::string workdir;
   std::string hostname;
@@ -32,6 +33,10 @@ struct LaunchOptions {
   std::vector<std::string> host_paths;
   std::vector<std::string> masked_paths;  // hidden inside them (root_view.h: masked_paths)
   std::string broker_dir;  // bound at /run/cellos (secret_broker.h); empty: none
+  // spec.inputs (inputs.h): host paths bound read-only at the cell paths of the same index.
+  std::vector<std::string> input_host_paths, input_paths;
+  int workspace_mount_fd = -1;  // a detached tmpfs to move onto workdir, or -1 (cell_export.h)
+  int tmp_mount_fd = -1;        // likewise onto /tmp (both or neither)
 };
 
 // What the parent keeps of a launched cell.

@@ -12,6 +12,7 @@ class NativeCell final : public BackendCell {
   base::Result<Started> start(const StartRequest& r) override {
     LaunchOptions lo;
     lo.argv = r.argv;
+    lo.program = r.program;
     lo.env = r.env;
     lo.workdir = r.workdir;
     lo.hostname = hostname_;
@@ -19,6 +20,10 @@ class NativeCell final : public BackendCell {
     lo.gid = r.gid;
     lo.host_paths = r.host_paths;
     lo.masked_paths = r.masked_paths;
+    lo.input_host_paths = r.input_host_paths;
+    lo.input_paths = r.input_paths;
+    lo.workspace_mount_fd = r.workspace_mount_fd;
+    lo.tmp_mount_fd = r.tmp_mount_fd;
     lo.cgroup_v2_dirfd = r.cgroup_v2_dirfd;
     lo.knob_paths = r.knob_paths;
     lo.knob_values = r.knob_values;

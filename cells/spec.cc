@@ -311,10 +311,17 @@ Result<void> parse_argv(const Json& v, RunSpec& run) {
   for (size_t i = 0; i < run.argv.size(); ++i)
     if (run.argv[i].find('\0') != std::string::npos)
       return value_error(element(path, i), "must not contain NUL");
-  // The launcher execs argv[0] directly, with no PATH search, and policy compares its text
-  // against allowed prefixes; both need one spelling of one absolute file.
-  if (!run.argv[0].starts_with('/'))
-    return value_error(element(path, 0), "must be an absolute path");
+  // A bare name ("true") is looked up in the cell's PATH at admission (program_path.h). A
+  // relative path with a '/' would name a file in the workspace, the job's own files: refused.
+  const std::string& a0 = run.argv[0];
+  if (a0.empty()) return value_error(element(path, 0), "must not be empty");
+  if (a0 == "." || a0 == "..")
+    return value_error(element(path, 0), "must be an absolute path or a program name");
+  if (a0.find('/') == std::string::npos) return base::ok();
+  if (!a0.starts_with('/'))
+    return value_error(element(path, 0),
+                       json_quoted(a0) + " is a relative path: use an absolute path, a bare " +
+                           "program name looked up in PATH, or [\"/usr/bin/env\", NAME, ...]");
   if (!is_normalized_absolute(run.argv[0]))
     return value_error(element(path, 0),
                        "must be a normalized absolute path (no empty, \".\" or \"..\" "
@@ -447,10 +454,107 @@ Result<void> parse_run(const Json& v, Spec& spec) {
   return base::ok();
 }
 
+Result<void> parse_inputs(const Json& v, Spec& spec) {
+  const std::string path = "spec.inputs";
+  if (!v.is_array()) return value_error(path, "must be an array of {hostPath, path}");
+  if (v.size() > kMaxInputs) return too_many(path, kMaxInputs, "entries");
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string at = element(path, i);
+    CELLOS_TRY(require_object(v[i], at));
+    CELLOS_TRY(check_fields(v[i], at, {"hostPath", "path"}));
+    Input in;
+    for (auto [key, out] : {std::pair<const char*, std::string*>{"hostPath", &in.host_path},
+                            {"path", &in.path}}) {
+      const Json* f = find(v[i], key);
+      if (!f) return value_error(child(at, key), "is required");
+      CELLOS_TRY(read_string(*f, child(at, key), *out));
+      // Compared as text against policy prefixes and the view: `..` must not step out.
+      if (!is_normalized_absolute(*out))
+        return value_error(child(at, key),
+                           "must be a normalized absolute path (no empty, \".\" or \"..\" "
+                           "components, no trailing '/'), not " + json_quoted(*out));
+    }
+    for (std::string_view kernel_fs : {"/proc", "/sys", "/dev"})
+      if (is_within(in.path, kernel_fs))
+        return value_error(child(at, "path"), "must not be in " + std::string(kernel_fs));
+    for (size_t j = 0; j < spec.inputs.size(); ++j)
+      if (is_within(in.path, spec.inputs[j].path) || is_within(spec.inputs[j].path, in.path))
+        return value_error(child(at, "path"), json_quoted(in.path) + " overlaps spec.inputs[" +
+                                                  std::to_string(j) + "].path");
+    spec.inputs.push_back(std::move(in));
+  }
+  return base::ok();
+}
+
+// After parse_run: artifact paths are checked against the working directory.
+Result<void> parse_export(const Json& v, Spec& spec) {
+  const std::string path = "spec.export";
+  CELLOS_TRY(require_object(v, path));
+  // Targets are the fleet's ([export] in fleet.toml): a spec naming its own destination would
+  // be an exfiltration channel around its egress rules.
+  CELLOS_TRY(check_fields(v, path, {"artifacts"}, {"targets"}));
+  const Json* arts = find(v, "artifacts");
+  if (!arts) return value_error(child(path, "artifacts"), "is required");
+  const std::string apath = child(path, "artifacts");
+  if (!arts->is_array()) return value_error(apath, "must be an array of {name, path}");
+  if (arts->size() > kMaxExportArtifacts) return too_many(apath, kMaxExportArtifacts, "entries");
+  const std::string& wd = spec.run.working_directory;
+  for (size_t i = 0; i < arts->size(); ++i) {
+    const std::string at = element(apath, i);
+    const Json& a = (*arts)[i];
+    CELLOS_TRY(require_object(a, at));
+    CELLOS_TRY(check_fields(a, at, {"name", "path", "required"}));
+    ExportArtifact art;
+    const Json* name = find(a, "name");
+    if (!name) return value_error(child(at, "name"), "is required");
+    CELLOS_TRY(read_string(*name, child(at, "name"), art.name));
+    if (!is_portable_segment(art.name))
+      return value_error(child(at, "name"), "must be 1..128 characters of [A-Za-z0-9._-], not "
+                                            "starting with '.' or '-', not " + json_quoted(art.name));
+    for (const auto& other : spec.export_artifacts)
+      if (other.name == art.name) return value_error(child(at, "name"), json_quoted(art.name) + " is named twice");
+    const Json* p = find(a, "path");
+    if (!p) return value_error(child(at, "path"), "is required");
+    CELLOS_TRY(read_string(*p, child(at, "path"), art.path));
+    if (!is_normalized_absolute(art.path))
+      return value_error(child(at, "path"), "must be a normalized absolute path (no empty, \".\" "
+                                            "or \"..\" components, no trailing '/'), not " +
+                                                json_quoted(art.path));
+    // The cell's two tmpfs the reactor keeps past its end (cell_export.h).
+    if (!is_below(art.path, wd) && !is_below(art.path, "/tmp"))
+      return value_error(child(at, "path"), json_quoted(art.path) +
+                                                " is not inside the workspace (" + wd + ") or /tmp");
+    if (const Json* r = find(a, "required")) {
+      if (!r->is_boolean()) return value_error(child(at, "required"), "must be true or false");
+      art.required = r->get<bool>();
+    }
+    spec.export_artifacts.push_back(std::move(art));
+  }
+  return base::ok();
+}
+
+Result<void> parse_correlation(const Json& v, Spec& spec) {
+  const std::string path = "spec.correlation";
+  CELLOS_TRY(require_object(v, path));
+  CELLOS_TRY(check_fields(v, path, {"correlationId"}));
+  const Json* id = find(v, "correlationId");
+  if (!id) return value_error(child(path, "correlationId"), "is required");
+  std::string s;
+  CELLOS_TRY(read_string(*id, child(path, "correlationId"), s));
+  if (!is_correlation_id(s))
+    return value_error(child(path, "correlationId"),
+                       "must be 1.." + std::to_string(kMaxCorrelationIdBytes) +
+                           " characters of [A-Za-z0-9._:/@+=#-], not " + json_quoted(s));
+  spec.correlation_id = std::move(s);
+  return base::ok();
+}
+
 Result<void> parse_spec_body(const Json& v, Spec& spec) {
   CELLOS_TRY(require_object(v, "spec"));
-  CELLOS_TRY(check_fields(v, "spec", {"id", "authority", "lifetime", "run", "identity"},
-                          {"correlation", "export", "policy"}));
+  CELLOS_TRY(check_fields(v, "spec",
+                          {"id", "authority", "lifetime", "run", "identity", "correlation", "inputs",
+                           "export"},
+                          {"policy"}));
   const Json* id = find(v, "id");
   if (!id) return value_error("spec.id", "is required");
   CELLOS_TRY(read_string(*id, "spec.id", spec.id));
@@ -462,9 +566,13 @@ Result<void> parse_spec_body(const Json& v, Spec& spec) {
   if (const Json* auth = find(v, "authority")) CELLOS_TRY(parse_authority(*auth, spec));
   if (const Json* life = find(v, "lifetime")) CELLOS_TRY(parse_lifetime(*life, spec));
   if (const Json* identity = find(v, "identity")) CELLOS_TRY(parse_identity(*identity, spec));
+  if (const Json* corr = find(v, "correlation")) CELLOS_TRY(parse_correlation(*corr, spec));
+  if (const Json* in = find(v, "inputs")) CELLOS_TRY(parse_inputs(*in, spec));
   const Json* run = find(v, "run");
   if (!run) return value_error("spec.run", "is required");
-  return parse_run(*run, spec);
+  CELLOS_TRY(parse_run(*run, spec));
+  if (const Json* ex = find(v, "export")) CELLOS_TRY(parse_export(*ex, spec));
+  return base::ok();
 }
 
 Result<Spec> parse_document(std::string_view json) {
@@ -617,14 +725,24 @@ Result<void> check_policy(const Spec& spec, const PolicyConfig& policy) {
   // Re-checked here because a Spec can be built in code: the prefix test is only sound on a
   // normalized path.
   if (spec.run.argv.empty()) return value_error("spec.run.argv", "must not be empty");
-  const std::string& argv0 = spec.run.argv[0];
-  if (!is_normalized_absolute(argv0))
+  // A bare argv[0] is checked by the program its PATH lookup found (program_path.h); one the
+  // lookup did not find runs nothing and fails as a missing program (127).
+  const bool bare = spec.run.argv[0].find('/') == std::string::npos;
+  const std::string& argv0 = spec.run.program.empty() ? spec.run.argv[0] : spec.run.program;
+  const bool unresolved = bare && spec.run.program.empty();
+  if (!unresolved && !is_normalized_absolute(argv0))
     return value_error("spec.run.argv[0]", "must be a normalized absolute path");
-  bool allowed = std::any_of(policy.argv0_allow_prefixes.begin(), policy.argv0_allow_prefixes.end(),
-                             [&](const std::string& prefix) { return is_below(argv0, prefix); });
+  bool allowed =
+      unresolved ||
+      std::any_of(policy.argv0_allow_prefixes.begin(), policy.argv0_allow_prefixes.end(),
+                  [&](const std::string& prefix) { return is_below(argv0, prefix); });
   if (!allowed)
-    return value_error("spec.run.argv[0]", printable(argv0) + " is not under an allowed prefix (" +
-                                               join(policy.argv0_allow_prefixes) + ")");
+    return value_error("spec.run.argv[0]",
+                       (bare ? printable(spec.run.argv[0]) + " (found in the cell's PATH as " +
+                                   printable(argv0) + ")"
+                             : printable(argv0)) +
+                           " is not under an allowed prefix (" +
+                           join(policy.argv0_allow_prefixes) + ")");
   if (spec.ttl_seconds && *spec.ttl_seconds > policy.max_ttl_seconds)
     return value_error("spec.lifetime.ttlSeconds", std::to_string(*spec.ttl_seconds) +
                                                        " exceeds the policy cap of " +
@@ -678,6 +796,14 @@ bool glob_matches(std::string_view glob, std::string_view text) {
   }
   while (g < glob.size() && glob[g] == '*') ++g;
   return g == glob.size();
+}
+
+bool is_correlation_id(std::string_view id) {
+  if (id.empty() || id.size() > kMaxCorrelationIdBytes) return false;
+  return std::all_of(id.begin(), id.end(), [](unsigned char c) {
+    return is_alnum(c) || std::string_view("._:/@+=#-").find(static_cast<char>(c)) !=
+                              std::string_view::npos;
+  });
 }
 
 bool is_env_name(std::string_view name) {

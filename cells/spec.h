@@ -92,6 +92,9 @@ inline constexpr size_t kMaxAudienceBytes = 256;
 
 struct RunSpec {
   std::vector<std::string> argv;
+  // The file exec'd: argv[0] when it is a path; for a bare argv[0] ("true"), the program the
+  // cell's PATH names, filled at admission (program_path.h), empty when the lookup found none.
+  std::string program = {};
   std::string working_directory = "/work";
   std::string secret_delivery = "env";
   std::optional<uint64_t> timeout_ms;
@@ -99,8 +102,31 @@ struct RunSpec {
   Limits limits;
 };
 
+// spec.inputs[] (an extension of CellOS's spec): a host file or directory bound read-only into
+// the cell at `path`, when [policy.input_grants] grants a prefix holding it to the cell's id.
+struct Input {
+  std::string host_path;  // hostPath: normalized absolute, no symlink on the way (inputs.h)
+  std::string path;       // where the cell sees it: normalized absolute
+};
+inline constexpr size_t kMaxInputs = 16;
+
+// spec.export.artifacts[]: a file or directory of the workspace copied to the fleet's export
+// targets after the command exits (cell_export.h). `required` is an extension: its failure
+// fails the cell.
+struct ExportArtifact {
+  std::string name;  // a portable path segment, unique in the spec
+  std::string path;  // normalized absolute, strictly below spec.run.workingDirectory or /tmp
+  bool required = false;
+};
+inline constexpr size_t kMaxExportArtifacts = 64;
+
 struct Spec {
   std::string id;
+  // spec.correlation.correlationId: the caller's own id for this run (a CI run id), carried on
+  // every event of the cell as the CloudEvents extension attribute `correlationid`.
+  std::optional<std::string> correlation_id = {};
+  std::vector<Input> inputs = {};
+  std::vector<ExportArtifact> export_artifacts = {};
   std::vector<std::string> secret_refs;
   std::vector<EgressRule> egress_rules;
   std::optional<uint64_t> ttl_seconds;
@@ -126,6 +152,11 @@ bool is_portable_segment(std::string_view id);
 // fleet.toml are compared as text without resolving anything, so `..` must not be able to step
 // out of an allowed prefix.
 bool is_normalized_absolute(std::string_view path);
+
+// spec.correlation.correlationId: 1..kMaxCorrelationIdBytes of [A-Za-z0-9._:/@+=#-], the
+// characters CI run ids and URNs use, and nothing that needs escaping in a log line or a header.
+inline constexpr size_t kMaxCorrelationIdBytes = 256;
+bool is_correlation_id(std::string_view id);
 
 // True for a valid environment variable name: [A-Za-z_][A-Za-z0-9_]*.
 bool is_env_name(std::string_view name);

@@ -244,13 +244,17 @@ base::Result<std::unique_ptr<CellFlows>> FlowMonitor::open_cell(CellOptions o) {
 CellFlows::CellFlows(FlowMonitor& mon, const FlowMonitor::CellOptions& o)
     : mon_(mon),
       targets_(o.targets),
+      correlation_id_(o.correlation_id),
       acc_(FlowAccumulatorOptions{
           o.cell_id, std::chrono::milliseconds(mon.opts_.config->flows.report_interval_ms),
           mon.opts_.config->flows.top_destinations,
           mon.probes_active() && mon.opts_.config->flows.probes,
           [this](const FlowTuple& t) { return allow_reason(targets_, t); },
           [this](sinks::FlowDecisionData d) {
-            if (mon_.opts_.events) mon_.opts_.events->emit(sinks::make_event(std::move(d)));
+            if (!mon_.opts_.events) return;
+            auto e = sinks::make_event(std::move(d));
+            e.correlation_id = correlation_id_;
+            mon_.opts_.events->emit(e);
           }}) {}
 
 CellFlows::~CellFlows() { mon_.unwatch(this); }

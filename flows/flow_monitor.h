@@ -72,6 +72,7 @@ class FlowMonitor {
     int cgroup_v2_fd = -1;  // the cell's cgroup2 directory (borrowed)
     std::vector<netns::EgressTarget> targets;
     netns::CellNetwork* net = nullptr;  // for the nflog listener (nft enforcement)
+    std::string correlation_id = {};    // the cell's spec.correlation, on its flow events
   };
   // Attaches the probes and opens the listener before the cell is cloned, so its first packet
   // is seen and (bpf) judged.
@@ -126,6 +127,7 @@ class CellFlows {
 
   FlowMonitor& mon_;
   std::vector<netns::EgressTarget> targets_;
+  std::string correlation_id_;
   FlowAccumulator acc_;
   ebpf::CellAttachment attachment_;
   std::unique_ptr<netns::NflogListener> nflog_;

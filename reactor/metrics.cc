@@ -109,8 +109,11 @@ std::string Metrics::render(const std::string& host_id) const {
 }
 
 std::optional<std::string> failure_reason(const cells::CellOutcome& o) {
-  if (o.reason == sinks::CompletedReason::kExited)
+  if (o.reason == sinks::CompletedReason::kExited) {
+    // The command succeeded but an artifact marked required did not get out.
+    if (o.exit_code == 0 && o.export_failed) return std::string("export_failed");
     return o.exit_code == 0 ? std::nullopt : std::optional<std::string>("exit_nonzero");
+  }
   return std::string(sinks::reason_name(o.reason));
 }
 

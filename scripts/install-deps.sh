@@ -12,6 +12,7 @@ packages=(
                                             # bpftool skeletons; libbpf.a needs libelf.a, libz.a
   libclang-rt-14-dev   # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)
   capnproto libcapnp-dev libssl-dev
+  libcurl4-openssl-dev   # artifact export over HTTP(S): the export helper links libcurl
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libfmt-dev
   catch2
   bubblewrap   # the peer the spawn benchmark compares against

@@ -26,7 +26,7 @@ std::string encode_cloudevent(const Event& e, const CloudEventEnvelope& env) {
   // outside a log has no sequence number (0), so the line carries no cellosseq.
   RecordArena arena;
   auto r = arena.start().initRoot<schema::LogRecord>();
-  set_header(RecordHeader{0, e.time_us, env.id, env.source, e.subject}, r);
+  set_header(RecordHeader{0, e.time_us, env.id, env.source, e.subject, e.correlation_id}, r);
   build_data(e.data, r);
   std::string line;
   render_line(r.asReader(), line);

@@ -128,7 +128,8 @@ int64_t EventLog::now_mono_us() const {
   return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
 }
 
-LogRecord::Builder EventLog::start_record(int64_t time_us, std::string_view subject) {
+LogRecord::Builder EventLog::start_record(int64_t time_us, std::string_view subject,
+                                          std::string_view correlation) {
   auto root = arena_.start().initRoot<LogRecord>();
   const uint64_t seq = next_seq_++;
   // id = <random per-process prefix>-<seq>: unique across restarts and hosts, no syscall.
@@ -141,7 +142,7 @@ LogRecord::Builder EventLog::start_record(int64_t time_us, std::string_view subj
   } while (v);
   scratch_.assign(id_prefix_);
   scratch_.append(p, static_cast<size_t>(digits + sizeof digits - p));
-  set_header(RecordHeader{seq, time_us, scratch_, source_, subject}, root);
+  set_header(RecordHeader{seq, time_us, scratch_, source_, subject, correlation}, root);
   return root;
 }
 
@@ -208,7 +209,7 @@ void EventLog::emit(const Event& e) {
     gap_last_us_ = e.time_us;
     return;
   }
-  auto r = start_record(e.time_us, e.subject);
+  auto r = start_record(e.time_us, e.subject, e.correlation_id);
   build_data(e.data, r);
   append_record(r, true);
   if (leaves_.size() >= opts_.batch_max_events)

@@ -85,7 +85,8 @@ class EventLog final : public EventSink {
   base::Result<void> recover_capnp();
   // Appends one record (already built in arena_) to the open batch; returns its line bytes.
   void append_record(schema::LogRecord::Builder r, bool is_event);
-  schema::LogRecord::Builder start_record(int64_t time_us, std::string_view subject);
+  schema::LogRecord::Builder start_record(int64_t time_us, std::string_view subject,
+                                         std::string_view correlation = {});
   void seal(bool recovered, uint64_t truncated_bytes);
   void emit_gap_if_room();
   void kick();

@@ -19,6 +19,8 @@ struct Started {
   cellId @0 :Text;
   runId @1 :Text;
   hostId @2 :Text;
+  correlationId @3 :Text;     # spec.correlation.correlationId; unset or empty: omitted
+  argv0Path @4 :Text;         # the program run (a bare argv[0] resolved); unset or empty: omitted
 }
 
 struct NetworkPolicy {
@@ -141,6 +143,27 @@ struct NetworkEnforcement {
   ruleCounters @9 :List(RuleCounter);
 }
 
+# One spec.export artifact (CellOS's ExportReceipt), per target where it went.
+struct ExportTargetReceipt {
+  targetKind @0 :Text;        # "LocalPath" | "HTTP"
+  destination @1 :Text;
+  succeeded @2 :Bool;
+  error @3 :Text;             # unset or empty: omitted
+}
+
+struct ArtifactExport {
+  cellId @0 :Text;
+  name @1 :Text;
+  path @2 :Text;
+  required @3 :Bool;
+  succeeded @4 :Bool;
+  sizeBytes @5 :UInt64;
+  files @6 :UInt64;
+  sha256 @7 :Text;            # unset or empty: omitted (not read)
+  error @8 :Text;             # unset or empty: omitted
+  receipts @9 :List(ExportTargetReceipt);
+}
+
 struct Rejected {
   cellId @0 :Text;            # unset: JSON null
   reason @1 :Text;
@@ -228,5 +251,7 @@ struct LogRecord {
     secretAccess @16 :SecretAccess;
     secretsRevoked @17 :SecretsRevoked;
     identityIssued @18 :IdentityIssued;
+    artifactExport @19 :ArtifactExport;
   }
+  correlationId @20 :Text;    # the CloudEvents extension `correlationid`; unset: omitted
 }

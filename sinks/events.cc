@@ -41,6 +41,9 @@ struct TypeOf {
   const char* operator()(const FlowDecisionData&) const {
     return "dev.cellos.events.cell.observability.v1.network_flow_decision";
   }
+  const char* operator()(const ExportData&) const {
+    return "dev.cellos.events.cell.export.v1.completed";
+  }
   const char* operator()(const FlowProbesData&) const {
     return "dev.cellos.events.host.observability.v1.flow_probes";
   }

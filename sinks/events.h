@@ -17,6 +17,10 @@ namespace cellos::sinks {
 
 struct StartedData {
   std::string cell_id, run_id, host_id;
+  std::string correlation_id = {};  // spec.correlation.correlationId; "" when none
+  // The program the cell runs: argv[0] as declared, or a bare name resolved through the
+  // cell's PATH ("" when not known, e.g. an event built in code).
+  std::string argv0_path = {};
 };
 
 struct DeclaredEgress {
@@ -143,6 +147,24 @@ struct DestroyedData {
   std::optional<FlowSummaryData> flows = {};  // cells with a network namespace of their own
 };
 
+// One artifact of spec.export after the command exited (CellOS's ExportReceipt): what was read
+// from the workspace, and per fleet export target where it went or why it did not.
+struct ExportTargetReceiptData {
+  std::string target_kind;  // "LocalPath" | "HTTP"
+  std::string destination;  // the directory or URL it went to
+  bool succeeded = false;
+  std::string error = {};
+};
+struct ExportData {
+  std::string cell_id, name, path;
+  bool required = false;
+  bool succeeded = false;  // read, and delivered to every target
+  uint64_t size_bytes = 0, files = 0;
+  std::string sha256 = {};  // a file's; a directory's: of its manifest (docs/events.md)
+  std::string error = {};   // why it could not be read (missing, symlink, over a cap, timeout)
+  std::vector<ExportTargetReceiptData> receipts = {};
+};
+
 struct RejectedData {
   std::optional<std::string> cell_id;
   std::string reason;
@@ -178,11 +200,14 @@ struct IdentityIssuedData {
 using EventData =
     std::variant<StartedData, NetworkPolicyData, CompletedData, DestroyedData, RejectedData,
                  NetworkEnforcementData, FlowDecisionData, FlowProbesData, SecretAccessData,
-                 SecretsRevokedData, IdentityIssuedData>;
+                 SecretsRevokedData, IdentityIssuedData, ExportData>;
 
 struct Event {
   EventData data;
   std::string subject;   // the cell id ("" when unknown, e.g. a spec rejected before its id)
+  // The spec's spec.correlation.correlationId ("" when none): the CloudEvents extension
+  // attribute `correlationid` of every event of the cell.
+  std::string correlation_id = {};
   int64_t time_us = 0;   // CLOCK_REALTIME, microseconds
 };
 

@@ -46,6 +46,9 @@ struct Build {
     set_text([&](auto t) { b.setCellId(t); }, e.cell_id);
     set_text([&](auto t) { b.setRunId(t); }, e.run_id);
     set_text([&](auto t) { b.setHostId(t); }, e.host_id);
+    if (!e.correlation_id.empty())
+      set_text([&](auto t) { b.setCorrelationId(t); }, e.correlation_id);
+    if (!e.argv0_path.empty()) set_text([&](auto t) { b.setArgv0Path(t); }, e.argv0_path);
   }
   void operator()(const NetworkPolicyData& e) const {
     auto b = d.initNetworkPolicy();
@@ -171,6 +174,26 @@ struct Build {
     b.setFirstSeenUs(e.first_seen_us);
     b.setLastSeenUs(e.last_seen_us);
     set_text([&](auto t) { b.setPhase(t); }, e.phase);
+  }
+  void operator()(const ExportData& e) const {
+    auto b = d.initArtifactExport();
+    set_text([&](auto t) { b.setCellId(t); }, e.cell_id);
+    set_text([&](auto t) { b.setName(t); }, e.name);
+    set_text([&](auto t) { b.setPath(t); }, e.path);
+    b.setRequired(e.required);
+    b.setSucceeded(e.succeeded);
+    b.setSizeBytes(e.size_bytes);
+    b.setFiles(e.files);
+    if (!e.sha256.empty()) set_text([&](auto t) { b.setSha256(t); }, e.sha256);
+    if (!e.error.empty()) set_text([&](auto t) { b.setError(t); }, e.error);
+    auto list = b.initReceipts(static_cast<unsigned>(e.receipts.size()));
+    for (unsigned k = 0; k < e.receipts.size(); ++k) {
+      const auto& r = e.receipts[k];
+      set_text([&](auto t) { list[k].setTargetKind(t); }, r.target_kind);
+      set_text([&](auto t) { list[k].setDestination(t); }, r.destination);
+      list[k].setSucceeded(r.succeeded);
+      if (!r.error.empty()) set_text([&](auto t) { list[k].setError(t); }, r.error);
+    }
   }
   void operator()(const FlowProbesData& e) const {
     auto b = d.initFlowProbes();
@@ -360,6 +383,9 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.str("cellId", sv(s.getCellId()));
       f.str("runId", sv(s.getRunId()));
       f.str("hostId", sv(s.getHostId()));
+      if (s.hasCorrelationId() && s.getCorrelationId().size())
+        f.str("correlationId", sv(s.getCorrelationId()));
+      if (s.hasArgv0Path() && s.getArgv0Path().size()) f.str("argv0Path", sv(s.getArgv0Path()));
       break;
     }
     case LogRecord::Data::NETWORK_POLICY: {
@@ -459,6 +485,34 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.str("firstSeen", [&] { std::string t; append_time(t, s.getFirstSeenUs()); return t; }());
       f.str("lastSeen", [&] { std::string t; append_time(t, s.getLastSeenUs()); return t; }());
       f.str("phase", sv(s.getPhase()));
+      break;
+    }
+    case LogRecord::Data::ARTIFACT_EXPORT: {
+      auto s = d.getArtifactExport();
+      f.str("cellId", sv(s.getCellId()));
+      f.str("name", sv(s.getName()));
+      f.str("path", sv(s.getPath()));
+      f.b("required", s.getRequired());
+      f.b("succeeded", s.getSucceeded());
+      f.u("sizeBytes", s.getSizeBytes());
+      f.u("files", s.getFiles());
+      if (s.hasSha256() && s.getSha256().size() > 0) f.str("sha256", sv(s.getSha256()));
+      if (s.hasError() && s.getError().size() > 0) f.str("error", sv(s.getError()));
+      f.key("receipts");
+      std::string& out = f.out;
+      out += '[';
+      auto list = s.getReceipts();
+      for (unsigned k = 0; k < list.size(); ++k) {
+        if (k) out += ',';
+        out += '{';
+        Field h{out};
+        h.str("targetKind", sv(list[k].getTargetKind()));
+        h.str("destination", sv(list[k].getDestination()));
+        h.b("succeeded", list[k].getSucceeded());
+        if (list[k].hasError() && list[k].getError().size() > 0) h.str("error", sv(list[k].getError()));
+        out += '}';
+      }
+      out += ']';
       break;
     }
     case LogRecord::Data::FLOW_PROBES: {
@@ -583,6 +637,7 @@ void set_header(const RecordHeader& h, LogRecord::Builder r) {
   set_text([&](auto t) { r.setId(t); }, h.id);
   set_text([&](auto t) { r.setSource(t); }, h.source);
   if (!h.subject.empty()) set_text([&](auto t) { r.setSubject(t); }, h.subject);
+  if (!h.correlation.empty()) set_text([&](auto t) { r.setCorrelationId(t); }, h.correlation);
 }
 
 const char* record_type(LogRecord::Reader r) {
@@ -603,6 +658,7 @@ const char* record_type(LogRecord::Reader r) {
     case LogRecord::Data::SECRET_ACCESS: return "dev.cellos.events.cell.secrets.v1.access_decision";
     case LogRecord::Data::SECRETS_REVOKED: return "dev.cellos.events.cell.secrets.v1.revoked";
     case LogRecord::Data::IDENTITY_ISSUED: return "dev.cellos.events.cell.identity.v1.materialized";
+    case LogRecord::Data::ARTIFACT_EXPORT: return "dev.cellos.events.cell.export.v1.completed";
   }
   return "unknown";
 }
@@ -622,6 +678,9 @@ void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
   append_time(out, r.getTimeUs());
   out += '"';
   f.str("datacontenttype", "application/json");
+  // A CloudEvents extension attribute (lowercase alphanumerics, as the spec requires of names).
+  if (r.hasCorrelationId() && r.getCorrelationId().size())
+    f.str("correlationid", sv(r.getCorrelationId()));
   if (r.getSeq() != 0) f.u("cellosseq", r.getSeq());  // 0: a record outside a log
   if (with_dsse && r.hasDsse()) f.str("dssematerial", sv(r.getDsse()));
   f.key("data");

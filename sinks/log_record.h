@@ -27,6 +27,7 @@ struct RecordHeader {
   uint64_t seq = 0;
   int64_t time_us = 0;
   std::string_view id, source, subject;
+  std::string_view correlation = {};  // "" when none
 };
 
 // Fills `r` from a typed event (data only; the caller sets the header).

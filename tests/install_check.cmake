@@ -34,7 +34,8 @@ endif()
 
 # What README says `cmake --install` puts under the prefix, beside what the unit names.
 set(docdir ${prefix}/share/doc/cellos-reactor)
-set(expected ${exec_path} ${bindir}/cellos-reactor-nats ${docdir}/README.md ${docdir}/LICENSE
+set(expected ${exec_path} ${bindir}/cellos-reactor-nats ${bindir}/cellos-reactor-export
+    ${docdir}/README.md ${docdir}/LICENSE
     ${docdir}/docs/README.md ${docdir}/examples/fleet.toml
     ${docdir}/examples/cellos-reactor.service)
 foreach(line IN LISTS doc_lines)

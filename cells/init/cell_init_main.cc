@@ -4,7 +4,7 @@
 // cells each keep one init resident. The reactor embeds this binary and execs it from a sealed
 // memfd (see cells/cell_init.h for the protocol).
 //
-//   cellos-init UID GID CAP_LAST_CAP -- ARGV...   (environment: the command's, exactly)
+//   cellos-init UID GID CAP_LAST_CAP -- PROGRAM ARGV...   (environment: the command's, exactly)
 //   fd 0-2: the command's stdio; fd 3: the status pipe (ChildStatus records)
 #include <asm/unistd.h>
 #include <linux/capability.h>
@@ -81,6 +81,7 @@ bool equal(const char* a, const char* b) {
 // command has exec'd or exited, then reads what the command left here.
 struct Command {
   unsigned long uid = 0, gid = 0, cap_last_cap = 0;
+  const char* program = nullptr;  // the file exec'd: argv[0], or a bare argv[0] resolved
   char** argv = nullptr;
   char** envp = nullptr;
   int32_t stage = stage::kStageSpawn;
@@ -134,7 +135,7 @@ long become_command(Command& c) {
     return r;
 
   c.stage = stage::kStageExec;
-  return sys(__NR_execve, reinterpret_cast<long>(c.argv[0]), reinterpret_cast<long>(c.argv),
+  return sys(__NR_execve, reinterpret_cast<long>(c.program), reinterpret_cast<long>(c.argv),
              reinterpret_cast<long>(c.envp));
 }
 
@@ -170,7 +171,7 @@ alignas(16) char g_command_stack[32 * 1024];
 
 int init_main(int argc, char** argv, char** envp) {
   Command c;
-  if (argc < 6 || !parse_number(argv[1], 0xfffffffeUL, &c.uid) ||
+  if (argc < 7 || !parse_number(argv[1], 0xfffffffeUL, &c.uid) ||
       !parse_number(argv[2], 0xfffffffeUL, &c.gid) || !parse_number(argv[3], 63, &c.cap_last_cap) ||
       !equal(argv[4], "--") || sys(__NR_fcntl, kStatusFd, F_GETFD) < 0) {
     static const char kUsage[] = "cellos-init: started by cellos-reactor inside a cell, not by hand\n";
@@ -178,7 +179,8 @@ int init_main(int argc, char** argv, char** envp) {
     return 125;
   }
   sys(__NR_fcntl, kStatusFd, F_SETFD, FD_CLOEXEC);  // the command must not inherit it
-  c.argv = argv + 5;
+  c.program = argv[5];
+  c.argv = argv + 6;
   c.envp = envp;
 
   long cmd = spawn(&c, g_command_stack + sizeof g_command_stack);
