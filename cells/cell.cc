@@ -81,6 +81,10 @@ std::chrono::milliseconds Cell::effective_deadline() const {
 
 void Cell::start() {
   const Spec& spec = opts_.spec;
+  backend_ = host_.backend;
+  if (spec.run.backend)
+    for (Backend* b : host_.backends)
+      if (b->name() == *spec.run.backend) backend_ = b;
   auto lock = CellLock::acquire(host_.config->host.state_dir, spec.id);
   if (!lock) {
     outcome_.refused = true;
@@ -94,7 +98,8 @@ void Cell::start() {
   }
   lock_.emplace(std::move(*lock));
 
-  emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id});
+  emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id,
+                          std::string(backend_->name())});
   // Hostnames were resolved at admission (egress.h); one that was not fails the cell's setup
   // (egress_targets names it), after its policy event says what was declared.
   sinks::NetworkPolicyData policy{spec.id, "clone_newnet", {}};
@@ -113,11 +118,18 @@ void Cell::start() {
     if (auto r = watch_flows(); !r) return fail_setup(r.error().message());
   }
 
+  if (spec.run.backend && backend_->name() != *spec.run.backend)
+    return fail_setup("spec.run.backend: \"" + *spec.run.backend +
+                      "\" is not running on this host (policy.allowed_backends)");
+  // A backend whose packets the namespace's ruleset does not see cannot hold egress rules.
+  if (!spec.egress_rules.empty() && !backend_->traits().netns_enforcement)
+    return fail_setup("spec.authority.egressRules: the " + std::string(backend_->name()) +
+                      " backend cannot enforce egress rules on this host yet");
   // A uid of its own while its processes live (uid_pool.h); released in teardown.
   auto uid = UidLease::acquire({host_.config->policy.uid_first, host_.config->policy.uid_last});
   if (!uid) return fail_setup(uid.error().message());
   uid_.emplace(std::move(*uid));
-  auto prepared = host_.backend->prepare(spec.id);
+  auto prepared = backend_->prepare(spec.id);
   if (!prepared) return fail_setup(prepared.error().message());
   backend_cell_ = std::move(*prepared);
   StartRequest req;
@@ -404,7 +416,7 @@ void Cell::maybe_finish() {
     sinks::CompletedData c{opts_.spec.id, outcome_.exit_code, outcome_.signal,
                            outcome_.duration_ms, outcome_.reason, outcome_.error,
                            out_.truncated, err_.truncated, outcome_.resources,
-                           outcome_.graceful_stop};
+                           outcome_.graceful_stop, std::string(backend_name())};
     emit(std::move(c));
   }
   teardown();
@@ -444,7 +456,7 @@ void Cell::decide_outcome() {
     }
     return;
   }
-  if (!command_status_ && !host_.backend->traits().status_records) {
+  if (!command_status_ && !backend_->traits().status_records) {
     // The backend's root process stands for the command: its exit is the command's.
     if (exit_.info.si_code == CLD_EXITED) command_status_ = W_EXITCODE(exit_.info.si_status, 0);
     else if (exit_.info.si_code == CLD_KILLED || exit_.info.si_code == CLD_DUMPED)
@@ -514,7 +526,8 @@ void Cell::teardown() {
   emit(sinks::DestroyedData{opts_.spec.id,
                             outcome_.reason == sinks::CompletedReason::kExited &&
                                 outcome_.exit_code == 0,
-                            outcome_.forced, {}, std::move(flow_summary_)});
+                            outcome_.forced, {}, std::move(flow_summary_),
+                            std::string(backend_name())});
   uid_.reset();  // after the cgroup's removal: its processes are gone
   lock_.reset();
   finished_ = true;

@@ -48,6 +48,9 @@ struct PolicyConfig {
   // equal an entry or match one leading "*." entry. forbid_egress rejects every egress rule.
   std::vector<std::string> allowed_egress_hosts;
   bool forbid_egress = false;
+  // [policy] allowed_backends: the backends a spec may choose with spec.run.backend. Empty in
+  // the file means [cells] backend alone; after loading it always holds that default.
+  std::vector<std::string> allowed_backends;
 };
 
 struct HostConfig {
@@ -136,6 +139,15 @@ struct EventsConfig {
   EventsNatsConfig nats;
 };
 
+// [cells]: how cells run (cells/backend.h). backend is the host's default, "native" (Linux
+// namespaces) or "gvisor" (runsc; cells/gvisor_backend.h); the runsc keys only matter when
+// gvisor is the default or in policy.allowed_backends.
+struct CellsConfig {
+  std::string backend = "native";
+  std::string runsc = "/usr/bin/runsc";
+  std::string gvisor_platform = "ptrace";  // "ptrace" | "kvm" | "systrap"
+};
+
 struct IntakeConfig {
   IntakeNatsConfig nats;
 };
@@ -149,6 +161,7 @@ struct Config {
   NetworkConfig network;
   FlowsConfig flows;
   IntakeConfig intake;
+  CellsConfig cells;
   std::string source = "<built-in defaults>";  // the file it came from, for messages
 
   std::string events_path() const {

@@ -77,6 +77,9 @@ struct RunSpec {
   std::optional<uint64_t> timeout_ms;
   std::vector<std::pair<std::string, std::string>> env;  // in the order declared
   Limits limits;
+  // A cellos-reactor extension: "native" or "gvisor" (cells/backend.h); unset: the host's
+  // [cells] backend. Admission refuses one outside policy.allowed_backends.
+  std::optional<std::string> backend;
 };
 
 struct Spec {

@@ -19,6 +19,7 @@ struct Started {
   cellId @0 :Text;
   runId @1 :Text;
   hostId @2 :Text;
+  backend @3 :Text;           # "native" | "gvisor": what runs the cell (cells/backend.h)
 }
 
 struct NetworkPolicy {
@@ -60,6 +61,7 @@ struct Completed {
   stderrTruncated @9 :Bool;
   resources @10 :Resources;    # unset: omitted (the cell never ran)
   gracefulStop @11 :GracefulStop;  # unset: omitted (nobody asked it to stop)
+  backend @12 :Text;          # unset or empty: omitted (a cell refused before one was chosen)
 }
 
 struct FlowDestination {
@@ -92,6 +94,7 @@ struct Destroyed {
   forced @2 :Bool;
   reason @3 :Text;            # "lost": found running after a crash; unset or empty: omitted
   flows @4 :FlowSummary;      # unset: omitted (a cell without a network namespace of its own)
+  backend @5 :Text;           # unset or empty: omitted (a lost cell found by recovery)
 }
 
 struct FlowDecision {

@@ -17,6 +17,7 @@ namespace cellos::sinks {
 
 struct StartedData {
   std::string cell_id, run_id, host_id;
+  std::string backend = {};  // what runs the cell: "native" | "gvisor"
 };
 
 struct DeclaredEgress {
@@ -82,6 +83,7 @@ struct CompletedData {
   bool stderr_truncated = false;
   std::optional<ResourcesData> resources = {};
   std::optional<GracefulStopData> graceful_stop = {};
+  std::string backend = {};  // "" when no backend was chosen
 };
 
 // One report on one network flow of a cell (dev.cellos.events.cell.observability.v1.
@@ -141,6 +143,7 @@ struct DestroyedData {
   // running by a reactor that restarted after its predecessor died.
   std::string reason = {};
   std::optional<FlowSummaryData> flows = {};  // cells with a network namespace of their own
+  std::string backend = {};  // "" when unknown (a lost cell)
 };
 
 struct RejectedData {

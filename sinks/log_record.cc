@@ -46,6 +46,7 @@ struct Build {
     set_text([&](auto t) { b.setCellId(t); }, e.cell_id);
     set_text([&](auto t) { b.setRunId(t); }, e.run_id);
     set_text([&](auto t) { b.setHostId(t); }, e.host_id);
+    if (!e.backend.empty()) set_text([&](auto t) { b.setBackend(t); }, e.backend);
   }
   void operator()(const NetworkPolicyData& e) const {
     auto b = d.initNetworkPolicy();
@@ -117,6 +118,7 @@ struct Build {
       x.setGraceSeconds(e.graceful_stop->grace_seconds);
       x.setExitedInTime(e.graceful_stop->exited_in_time);
     }
+    if (!e.backend.empty()) set_text([&](auto t) { b.setBackend(t); }, e.backend);
   }
   void operator()(const DestroyedData& e) const {
     auto b = d.initDestroyed();
@@ -124,6 +126,7 @@ struct Build {
     b.setSucceeded(e.succeeded);
     b.setForced(e.forced);
     if (!e.reason.empty()) set_text([&](auto t) { b.setReason(t); }, e.reason);
+    if (!e.backend.empty()) set_text([&](auto t) { b.setBackend(t); }, e.backend);
     if (e.flows) {
       const FlowSummaryData& f = *e.flows;
       auto x = b.initFlows();
@@ -324,6 +327,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.str("cellId", sv(s.getCellId()));
       f.str("runId", sv(s.getRunId()));
       f.str("hostId", sv(s.getHostId()));
+      if (s.hasBackend() && s.getBackend().size() > 0) f.str("backend", sv(s.getBackend()));
       break;
     }
     case LogRecord::Data::NETWORK_POLICY: {
@@ -392,6 +396,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
         g.b("exitedInTime", r.getExitedInTime());
         out += '}';
       }
+      if (s.hasBackend() && s.getBackend().size() > 0) f.str("backend", sv(s.getBackend()));
       break;
     }
     case LogRecord::Data::DESTROYED: {
@@ -400,6 +405,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.str("outcome", s.getSucceeded() ? "succeeded" : "failed");
       f.str("terminalState", s.getForced() ? "Forced" : "Clean");
       if (s.hasReason() && s.getReason().size() > 0) f.str("reason", sv(s.getReason()));
+      if (s.hasBackend() && s.getBackend().size() > 0) f.str("backend", sv(s.getBackend()));
       if (s.hasFlows()) render_flow_summary(s.getFlows(), f);
       break;
     }
