@@ -148,6 +148,7 @@ void Cell::start() {
   }
   for (const auto& path : leaf_->v1_procs_paths()) req.v1_procs_paths.push_back(path.c_str());
   req.want_pidfd = !host_.io->can_wait_pid();
+  req.pids_max = effective_limits().pids_max;
   if (net_) req.netns_fd = net_->netns_fd();
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = backend_cell_->start(req);
@@ -458,7 +459,11 @@ void Cell::decide_outcome() {
   }
   if (!command_status_ && !backend_->traits().status_records) {
     // The backend's root process stands for the command: its exit is the command's.
-    if (exit_.info.si_code == CLD_EXITED) command_status_ = W_EXITCODE(exit_.info.si_status, 0);
+    const int st = exit_.info.si_status;
+    if (exit_.info.si_code == CLD_EXITED && backend_->traits().exit_status_encodes_signals &&
+        st > 128 && st < 128 + 65)
+      command_status_ = st - 128;  // a wait status that WIFSIGNALED reads
+    else if (exit_.info.si_code == CLD_EXITED) command_status_ = W_EXITCODE(st, 0);
     else if (exit_.info.si_code == CLD_KILLED || exit_.info.si_code == CLD_DUMPED)
       command_status_ = exit_.info.si_status & 0x7f;  // a wait status that WIFSIGNALED reads
   }

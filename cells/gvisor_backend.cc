@@ -28,8 +28,8 @@ namespace fs = std::filesystem;
 // Host tasks a ptrace-platform sandbox needs besides the command's own: `runsc run`, the gofer
 // and the Sentry are Go programs with a dozen or more threads each, and every address space of
 // the cell is a stub process. pids.max counts threads, so the leaf gets this many on top of the
-// spec's pidsMax; the spec's own count is enforced inside the sandbox (RLIMIT_NPROC in the
-// bundle would be per uid, so it is the leaf's limit that holds, with this slack).
+// spec's pidsMax; the spec's own count is enforced inside the sandbox (RLIMIT_NPROC of the
+// cell's uid, which no other process of the sandbox has: oci_bundle.h).
 constexpr uint64_t kSandboxTasks = 256;
 
 std::vector<const char*> c_strings(const std::vector<std::string>& v) {
@@ -151,6 +151,7 @@ class GvisorCell final : public BackendCell {
     b.gid = r.gid;
     b.host_paths = r.host_paths;
     b.masked_paths = r.masked_paths;
+    b.nproc = r.pids_max;
     auto json = oci_config_json(b);
     if (!json) return std::move(json).error();
     const std::string bundle = dir_ + "/bundle", root = dir_ + "/root";
@@ -231,6 +232,7 @@ class GvisorBackend final : public Backend {
     t.status_records = false;
     // The netstack sends through a packet socket the cell namespace's hooks do not see.
     t.netns_enforcement = false;
+    t.exit_status_encodes_signals = true;  // runsc exits 128+N for a command killed by N
     return t;
   }
   base::Result<std::unique_ptr<BackendCell>> prepare(const std::string& cell_id) override {

@@ -36,6 +36,10 @@ base::Result<std::string> oci_config_json(const OciBundleOptions& o) {
                     {"type", "sysfs"},
                     {"source", "sysfs"},
                     {"options", {"nosuid", "noexec", "nodev", "ro"}}});
+  // The cell's own tmpfs first: a host path below /tmp (an argv0 prefix) is bound onto it.
+  mounts.push_back(tmpfs("/tmp", {"nosuid", "nodev", "mode=1777"}));
+  mounts.push_back(tmpfs(o.workdir, {"nosuid", "nodev", "mode=0755", "uid=" + std::to_string(o.uid),
+                                     "gid=" + std::to_string(o.gid)}));
   for (const auto& p : o.host_paths) {
     struct stat st{};
     // As the native view: an entry absent on this host is skipped; only directories and
@@ -49,9 +53,6 @@ base::Result<std::string> oci_config_json(const OciBundleOptions& o) {
     if (S_ISDIR(st.st_mode)) mounts.push_back(tmpfs(m, {"ro", "nosuid", "nodev", "noexec", "mode=000"}));
     else mounts.push_back(bind_ro(m, "/dev/null"));
   }
-  mounts.push_back(tmpfs(o.workdir, {"nosuid", "nodev", "mode=0755", "uid=" + std::to_string(o.uid),
-                                     "gid=" + std::to_string(o.gid)}));
-  mounts.push_back(tmpfs("/tmp", {"nosuid", "nodev", "mode=1777"}));
 
   Json caps = Json::array();
   Json config = {
@@ -67,7 +68,10 @@ base::Result<std::string> oci_config_json(const OciBundleOptions& o) {
         {"capabilities",
          {{"bounding", caps}, {"effective", caps}, {"inheritable", caps}, {"permitted", caps},
           {"ambient", caps}}},
-        {"noNewPrivileges", true}}},
+        {"noNewPrivileges", true},
+        {"rlimits", o.nproc ? Json::array({{{"type", "RLIMIT_NPROC"}, {"hard", o.nproc},
+                                              {"soft", o.nproc}}})
+                            : Json::array()}}},
       {"mounts", mounts},
       {"linux",
        {{"namespaces",

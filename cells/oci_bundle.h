@@ -30,6 +30,9 @@ struct OciBundleOptions {
   gid_t gid = 65534;
   std::vector<std::string> host_paths, masked_paths;  // root_view.h
   std::string rootfs = "rootfs";  // relative to the bundle
+  // RLIMIT_NPROC inside the sandbox: the spec's pidsMax (the cell's uid is its own, and the
+  // Sentry counts that uid's tasks as the pids controller would). 0: none.
+  uint64_t nproc = 0;
 };
 
 // The config.json text. Fails (naming the field) for a workspace inside a host path of the
