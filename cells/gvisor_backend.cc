@@ -135,15 +135,20 @@ class GvisorCell final : public BackendCell {
 
   base::Result<Started> start(const StartRequest& r) override {
     OciBundleOptions b;
-    b.argv = r.argv;
-    // runsc adds HOME=/ to an environment without one; the cell's environment is exactly what
-    // the spec and policy give, so the command starts through env(1) taking it out again.
-    bool has_home = false;
-    for (const auto& e : r.env) has_home |= e.starts_with("HOME=");
+    // runsc adds HOME=/ to an environment without one and passes it on in an order of its
+    // own; the cell's environment is exactly what the spec and policy give, in their order, so
+    // the command starts through env(1) -i with the block as its assignments.
     const bool env_visible = std::any_of(r.host_paths.begin(), r.host_paths.end(), [](auto& p) {
       return path_within("/usr/bin/env", p);
     });
-    if (!has_home && env_visible) b.argv.insert(b.argv.begin(), {"/usr/bin/env", "-u", "HOME", "--"});
+    if (!env_visible)
+      return base::value_error("policy.host_paths",
+                               "a gVisor cell needs /usr/bin/env in its view (/usr)");
+    if (r.argv.at(0).find('=') != std::string::npos)
+      return base::value_error("spec.run.argv[0]", "a gVisor cell's program name holds no '='");
+    b.argv = {"/usr/bin/env", "-i"};
+    b.argv.insert(b.argv.end(), r.env.begin(), r.env.end());
+    b.argv.insert(b.argv.end(), r.argv.begin(), r.argv.end());
     b.env = r.env;
     b.workdir = r.workdir;
     b.hostname = r.cell_id;
