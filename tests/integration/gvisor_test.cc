@@ -2,6 +2,7 @@
 // runsc sandboxes ([cells] backend = "gvisor", ptrace platform), and the choice of backend by
 // fleet.toml and by spec.run.backend. Where runsc is missing or cannot start a sandbox here,
 // every test skips and prints why.
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "tests/support/daemon_support.h"
 #include "tests/support/test_support.h"
 
 using namespace cellos::test;
@@ -280,4 +282,48 @@ TEST_CASE("gvisor: a spec chooses its backend only among policy.allowed_backends
   auto dflt = both.run(make_spec(dflt_id, {"/bin/uname", "-r"}).dump());
   CHECK(cell_event(dflt, dflt_id, "lifecycle.v1.started")["backend"] == "native");
   check_nothing_left(both);
+}
+
+TEST_CASE("gvisor: the daemon runs gVisor cells, status names the backend, and after a crash the "
+          "restart removes the orphaned sandbox and reports it lost",
+          "[gvisor][daemon]") {
+  REQUIRE_GVISOR();
+  Fleet fleet(kGvisor, "", "shutdown_grace_seconds = 0");
+  const std::string done_id = unique_id("gv-daemon"), orphan_id = unique_id("gv-orphan");
+  {
+    DaemonProcess daemon(fleet);
+    spool(fleet, make_spec(done_id, {"/bin/sh", "-c", "dmesg | head -1"}));
+    spool(fleet, make_spec(orphan_id, {"/bin/sleep", "300"}));
+    REQUIRE(eventually([&] { return events_of(fleet, "lifecycle.v1.destroyed").size() >= 1; }));
+    auto destroyed = events_of(fleet, "lifecycle.v1.destroyed");
+    CHECK(destroyed[0]["data"]["cellId"] == done_id);
+    CHECK(destroyed[0]["data"]["outcome"] == "succeeded");
+    CHECK(destroyed[0]["data"]["backend"] == "gvisor");
+    CHECK_THAT(read_text(fleet.state_dir() + "/logs/" + done_id + "/stdout"),
+               Catch::StartsWith("[    0.000000] Starting gVisor..."));
+    REQUIRE(eventually([&] { return !processes_with(orphan_id).empty(); }));
+    auto st = run_process({CELLOS_REACTOR_BIN, "status", "--config", fleet.config_path(), "--json"});
+    REQUIRE(st.status == 0);
+    auto j = nlohmann::json::parse(st.out);
+    REQUIRE(j["cells"].size() == 1);
+    CHECK(j["cells"][0]["id"] == orphan_id);
+    CHECK(j["cells"][0]["backend"] == "gvisor");
+    // The reactor dies; runsc, its gofer and sandbox live on in the cell's leaf.
+    daemon.signal(SIGKILL);
+    CHECK(daemon.wait() == 128 + SIGKILL);
+  }
+  CHECK_FALSE(processes_with(orphan_id).empty());
+  CHECK(path_exists(fleet.state_dir() + "/gvisor/" + orphan_id));
+  {
+    DaemonProcess restarted(fleet);
+    CHECK(eventually([&] {
+      for (const auto& e : events_of(fleet, "lifecycle.v1.destroyed"))
+        if (e["data"]["cellId"] == orphan_id && e["data"]["reason"] == "lost") return true;
+      return false;
+    }));
+    CHECK(processes_with(orphan_id).empty());
+    check_nothing_left(fleet);
+    restarted.signal(SIGTERM);
+    CHECK(restarted.wait() == 0);
+  }
 }
