@@ -124,7 +124,7 @@ void Cell::start() {
   // A backend whose packets the namespace's ruleset does not see cannot hold egress rules.
   if (!spec.egress_rules.empty() && !backend_->traits().netns_enforcement)
     return fail_setup("spec.authority.egressRules: the " + std::string(backend_->name()) +
-                      " backend cannot enforce egress rules on this host yet");
+                      " backend's packets bypass the cell's ruleset: egress is refused");
   // A uid of its own while its processes live (uid_pool.h); released in teardown.
   auto uid = UidLease::acquire({host_.config->policy.uid_first, host_.config->policy.uid_last});
   if (!uid) return fail_setup(uid.error().message());

@@ -157,6 +157,11 @@ class GvisorCell final : public BackendCell {
     b.host_paths = r.host_paths;
     b.masked_paths = r.masked_paths;
     b.nproc = r.pids_max;
+    // runsc copies the namespace's interfaces, addresses and routes into its netstack; it
+    // opens the namespace by path, the reactor's own descriptor of it (the reactor outlives
+    // the sandbox's start).
+    if (r.netns_fd >= 0)
+      b.netns_path = "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(r.netns_fd);
     auto json = oci_config_json(b);
     if (!json) return std::move(json).error();
     const std::string bundle = dir_ + "/bundle", root = dir_ + "/root";
@@ -235,8 +240,11 @@ class GvisorBackend final : public Backend {
   BackendTraits traits() const override {
     BackendTraits t;
     t.status_records = false;
-    // The netstack sends through a packet socket the cell namespace's hooks do not see.
-    t.netns_enforcement = false;
+    // The cell's sockets are the Sentry's host sockets in the cell's namespace and cgroup
+    // (--network=host there): its ruleset, nflog and cgroup probes see them as a native
+    // cell's. (gVisor's netstack, --network=sandbox, would send through a packet socket those
+    // hooks miss; Debian 12's runsc cannot start it on this kernel: runsc_argv.)
+    t.netns_enforcement = true;
     t.exit_status_encodes_signals = true;  // runsc exits 128+N for a command killed by N
     return t;
   }
@@ -336,9 +344,13 @@ std::vector<std::string> runsc_argv(const Config& config, const std::string& roo
   return {config.cells.runsc,
           "--root=" + root_dir,
           "--platform=" + config.cells.gvisor_platform,
-          // A cell without egress rules has loopback only (gVisor's own); one with rules uses
-          // the netstack on the cell's namespace, which the helper has entered.
-          network ? "--network=sandbox" : "--network=none",
+          // A cell without egress rules has loopback only (gVisor's own). One with rules gets
+          // the host's network stack inside the cell's own namespace, which the helper has
+          // entered: its sockets are then the Sentry's, seen by the namespace's ruleset and the
+          // cgroup's probes. Not the netstack (--network=sandbox): runsc 20221219 takes any
+          // namespace holding /proc/sys/net/core/rmem_default (every one on kernels >= 5.x
+          // with per-netns sysctls) for the root one and refuses to start.
+          network ? "--network=host" : "--network=none",
           // Root read-only as the bundle says, not an in-memory overlay over it.
           "--overlay2=none",
           // The bundle names no cgroup, and runsc must not make one: the reactor's leaf holds

@@ -76,6 +76,8 @@ base::Result<std::string> oci_config_json(const OciBundleOptions& o) {
       {"linux",
        {{"namespaces",
          {{{"type", "pid"}}, {{"type", "ipc"}}, {{"type", "uts"}}, {{"type", "mount"}}}}}}};
+  if (!o.netns_path.empty())
+    config["linux"]["namespaces"].push_back({{"type", "network"}, {"path", o.netns_path}});
   return config.dump();
 }
 

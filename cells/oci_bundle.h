@@ -33,6 +33,9 @@ struct OciBundleOptions {
   // RLIMIT_NPROC inside the sandbox: the spec's pidsMax (the cell's uid is its own, and the
   // Sentry counts that uid's tasks as the pids controller would). 0: none.
   uint64_t nproc = 0;
+  // The cell's prepared network namespace (a /proc path runsc can open), or empty: none in the
+  // bundle (runsc --network=none gives the cell gVisor's own loopback only).
+  std::string netns_path;
 };
 
 // The config.json text. Fails (naming the field) for a workspace inside a host path of the

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "tests/support/daemon_support.h"
+#include "tests/support/test_hosts.h"
 #include "tests/support/test_support.h"
 
 using namespace cellos::test;
@@ -326,4 +327,71 @@ TEST_CASE("gvisor: the daemon runs gVisor cells, status names the backend, and a
     restarted.signal(SIGTERM);
     CHECK(restarted.wait() == 0);
   }
+}
+
+TEST_CASE("gvisor: a cell with egress rules reaches exactly its declared destinations through the "
+          "NAT uplink, and its denies are flow events",
+          "[gvisor][net]") {
+  REQUIRE_GVISOR();
+  std::string why;
+  if (!cellos::test::can_build_test_hosts(&why)) CELLOS_SKIP(why);
+  TestHost a(30), b(31);
+  const int tcp_ok = a.tcp(), tcp_other = a.tcp(), udp_ok = a.udp(), udp_other = a.udp();
+  b.tcp(tcp_ok);
+  a.start();
+  b.start();
+  REQUIRE_THAT(run_process({probe_path(), "tcp-connect", b.ip(), std::to_string(tcp_ok)}).out,
+               Catch::Contains("ok hello"));
+  const std::string subnet = "10.213." + std::to_string(::getpid() % 250) + ".0/24";
+  Fleet fleet(kGvisor + "[network]\nuplink = \"nat\"\nsubnet = \"" + subnet + "\"\n");
+  std::string script;
+  for (const std::string& c :
+       {"tcp-connect " + a.ip() + " " + std::to_string(tcp_ok),
+        "tcp-connect " + a.ip() + " " + std::to_string(tcp_other),
+        "tcp-connect " + b.ip() + " " + std::to_string(tcp_ok),
+        "udp-send " + a.ip() + " " + std::to_string(udp_ok),
+        "udp-send " + a.ip() + " " + std::to_string(udp_other)})
+    script += fleet.probe() + " " + c + "; ";
+  script += "dmesg | head -1";
+  auto spec = make_spec(unique_id("gv-egress"), {"/bin/sh", "-c", script});
+  spec["spec"]["authority"]["egressRules"] = {
+      {{"host", a.ip()}, {"port", tcp_ok}, {"protocol", "tcp"}},
+      {{"host", a.ip()}, {"port", udp_ok}, {"protocol", "udp"}}};
+  auto r = fleet.run(spec.dump(), {}, 120);
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  std::vector<std::string> lines;
+  for (size_t s = 0, e; (e = r.out.find('\n', s)) != std::string::npos; s = e + 1)
+    lines.push_back(r.out.substr(s, e - s));
+  REQUIRE(lines.size() == 6);
+  CHECK_THAT(lines[0], Catch::EndsWith("ok hello"));
+  CHECK_THAT(lines[1], !Catch::Contains("ok"));  // same host, other port: dropped
+  CHECK_THAT(lines[2], !Catch::Contains("ok"));  // other test host, same port: dropped
+  CHECK_THAT(lines[3], Catch::EndsWith("ok pong"));
+  CHECK_THAT(lines[4], !Catch::Contains("ok"));
+  CHECK_THAT(lines[5], Catch::StartsWith("[    0.000000] Starting gVisor..."));
+
+  auto e = r.event("observability.v1.network_enforcement");
+  REQUIRE(e.is_object());
+  CHECK(e["nftRulesApplied"] == true);
+  CHECK(e["nftRuleCount"] == 4 + 2);
+  auto counter = [&](const std::string& name) {
+    for (const auto& c : e["ruleCounters"])
+      if (c["rule"] == name) return c;
+    return nlohmann::json(nullptr);
+  };
+  CHECK(counter("egress[0]")["packets"] == 1);  // the one SYN of the allowed connection
+  CHECK(counter("egress[1]")["packets"] == 1);  // the one datagram
+  // The refused SYNs (with retransmissions) and the datagram, logged then dropped.
+  CHECK(counter("drop")["packets"].get<uint64_t>() >= 3);
+  // Denies reach the flow events as a native cell's do: the Sentry's sockets are host sockets
+  // in the cell's namespace, where its ruleset logs them.
+  bool denied = false;
+  for (const auto& ev : r.events)
+    if (ev.value("type", "").ends_with("network_flow_decision") &&
+        ev["data"]["decision"] == "deny" && ev["data"]["dstAddr"] == a.ip() &&
+        ev["data"]["dstPort"] == tcp_other)
+      denied = true;
+  CHECK(denied);
+  check_nothing_left(fleet);
 }
