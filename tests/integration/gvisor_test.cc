@@ -386,12 +386,19 @@ TEST_CASE("gvisor: a cell with egress rules reaches exactly its declared destina
   CHECK(counter("drop")["packets"].get<uint64_t>() >= 3);
   // Denies reach the flow events as a native cell's do: the Sentry's sockets are host sockets
   // in the cell's namespace, where its ruleset logs them.
-  bool denied = false;
-  for (const auto& ev : r.events)
-    if (ev.value("type", "").ends_with("network_flow_decision") &&
-        ev["data"]["decision"] == "deny" && ev["data"]["dstAddr"] == a.ip() &&
-        ev["data"]["dstPort"] == tcp_other)
+  // Allowed flows are counted by the cgroup probes (the Sentry's socket is in the cell's
+  // cgroup), from the cell's own address.
+  bool denied = false, allowed = false;
+  for (const auto& ev : r.events) {
+    if (!ev.value("type", "").ends_with("network_flow_decision")) continue;
+    const auto& d = ev["data"];
+    if (d["decision"] == "deny" && d["dstAddr"] == a.ip() && d["dstPort"] == tcp_other)
       denied = true;
+    if (d["decision"] == "allow" && d["dstAddr"] == a.ip() && d["dstPort"] == tcp_ok &&
+        d["protocol"] == "tcp" && d["srcAddr"] == e["cellAddress"] && d["txPackets"] > 0)
+      allowed = true;
+  }
   CHECK(denied);
+  CHECK(allowed);
   check_nothing_left(fleet);
 }
