@@ -47,6 +47,10 @@ struct BackendTraits {
   // Without status records: the root process reports a command killed by signal N as exit
   // status 128+N (as runsc does), which the Cell reads back as that signal.
   bool exit_status_encodes_signals = false;
+  // A graceful stop signals the root process only, which passes it on to the command: the
+  // leaf holds the backend's own processes (runsc's sandbox and its ptrace stubs), which a
+  // SIGTERM would kill under the command instead of warning it.
+  bool stop_through_root = false;
 };
 
 // What the Cell hands a backend to start the command: all decided, nothing left to look up.

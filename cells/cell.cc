@@ -283,7 +283,15 @@ std::chrono::seconds Cell::shutdown_grace(std::chrono::seconds host_grace) const
 void Cell::stop(KillCause cause, std::chrono::seconds grace) {
   if (!launched_ || exit_.reaped || killed_ != KillCause::kNone) return;
   if (stopping_ != KillCause::kNone) return;  // its first deadline stands
-  if (grace.count() == 0 || !leaf_ || !leaf_->signal_all(SIGTERM).ok()) return kill(cause);
+  if (grace.count() == 0 || !leaf_) return kill(cause);
+  if (backend_->traits().stop_through_root) {
+    const int r = pidfd_ ? static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGTERM,
+                                                      nullptr, 0))
+                         : ::kill(pid_, SIGTERM);
+    if (r != 0) return kill(cause);
+  } else if (!leaf_->signal_all(SIGTERM).ok()) {
+    return kill(cause);
+  }
   stopping_ = cause;
   stop_grace_ = grace;
   after(grace_, grace, [this, cause](int res) {

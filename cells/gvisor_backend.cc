@@ -44,6 +44,7 @@ std::vector<const char*> c_strings(const std::vector<std::string>& v) {
 struct HelperPlan {
   const char* runsc = nullptr;
   const char* const* argv = nullptr;
+  const char* const* kill_argv = nullptr;  // runsc --root=R kill <id> TERM
   const char* const* envp = nullptr;
   const char* command = nullptr;  // the cell's argv[0], checked on the host
   const char* const* knob_paths = nullptr;
@@ -107,14 +108,53 @@ bool write_all(const char* path, const char* value) {
     report(p, ChildStatus::kExecFailed, kStageExec, EACCES, 0, nullptr);
   if (::dup2(p.stdin_fd, 0) < 0 || ::dup2(p.stdout_fd, 1) < 0 || ::dup2(p.stderr_fd, 2) < 0)
     report(p, ChildStatus::kSetupFailed, kStageFds, errno, 0, nullptr);
-  // runsc inherits 0, 1 and 2 only (the status pipe is already close-on-exec).
-  ::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
-  ::execve(p.runsc, const_cast<char* const*>(p.argv), const_cast<char* const*>(p.envp));
-  report(p, ChildStatus::kSetupFailed, kStageExec, errno, 0, "exec runsc");
+  // The helper stays as the cell's root process, between the reactor and runsc, for one job:
+  // a graceful stop. `runsc run` does not pass SIGTERM on to the command, and a SIGTERM to
+  // every process of the leaf would kill the sandbox's ptrace stubs under the command; so the
+  // reactor signals the helper (traits().stop_through_root), which asks runsc to deliver it
+  // inside the sandbox (`runsc kill <id> TERM`).
+  sigset_t waited;
+  sigemptyset(&waited);
+  sigaddset(&waited, SIGTERM);
+  sigaddset(&waited, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &waited, nullptr);
+  const pid_t runsc = ::fork();
+  if (runsc < 0) report(p, ChildStatus::kSetupFailed, kStageSpawn, errno, 0, "fork runsc");
+  if (runsc == 0) {
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    // runsc inherits 0, 1 and 2 only (the status pipe is already close-on-exec).
+    ::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
+    ::execve(p.runsc, const_cast<char* const*>(p.argv), const_cast<char* const*>(p.envp));
+    ::_exit(125);
+  }
+  // The helper is a copy of the reactor: it lets go of every descriptor the reactor had (its
+  // locks above all, which a copy would hold past a reactor crash) and of the cell's pipes,
+  // so their end of file is runsc's.
+  ::syscall(SYS_close_range, 0u, ~0u, 0u);
+  int null = ::open("/dev/null", O_RDWR);
+  if (null == 0) ::dup2(0, 1), ::dup2(0, 2);
+  for (;;) {
+    siginfo_t info{};
+    if (::sigwaitinfo(&waited, &info) < 0) continue;
+    if (info.si_signo == SIGTERM) {
+      const pid_t k = ::fork();
+      if (k == 0) {
+        ::sigprocmask(SIG_SETMASK, &none, nullptr);
+        ::execve(p.runsc, const_cast<char* const*>(p.kill_argv), const_cast<char* const*>(p.envp));
+        ::_exit(127);
+      }
+      continue;
+    }
+    // SIGCHLD: reap the `runsc kill`s; runsc's own end is the cell's.
+    int st = 0;
+    pid_t done;
+    while ((done = ::waitpid(-1, &st, WNOHANG)) > 0)
+      if (done == runsc) ::_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+  }
 }
 
 base::Result<void> write_file(const std::string& path, const std::string& text) {
-  auto fd = base::open_at(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  auto fd = base::open_at(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, 0600);  // it holds the secrets
   if (!fd) return std::move(fd).error();
   if (::write(fd->get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
     return base::sys_error("write", path);
@@ -189,11 +229,15 @@ class GvisorCell final : public BackendCell {
 
     const auto args = runsc_argv(config_, root, bundle, id_, r.netns_fd >= 0);
     const auto argv = c_strings(args);
+    const std::vector<std::string> kill_args{config_.cells.runsc, "--root=" + root, "kill", id_,
+                                             "TERM"};
+    const auto kill_argv = c_strings(kill_args);
     const std::vector<std::string> env_text{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"};
     const auto envp = c_strings(env_text);
     HelperPlan p;
     p.runsc = config_.cells.runsc.c_str();
     p.argv = argv.data();
+    p.kill_argv = kill_argv.data();
     p.envp = envp.data();
     p.command = r.argv.at(0).c_str();
     p.knob_paths = r.knob_paths.data();
@@ -246,6 +290,7 @@ class GvisorBackend final : public Backend {
     // hooks miss; Debian 12's runsc cannot start it on this kernel: runsc_argv.)
     t.netns_enforcement = true;
     t.exit_status_encodes_signals = true;  // runsc exits 128+N for a command killed by N
+    t.stop_through_root = true;            // `runsc run` forwards SIGTERM to the command
     return t;
   }
   base::Result<std::unique_ptr<BackendCell>> prepare(const std::string& cell_id) override {

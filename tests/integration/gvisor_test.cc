@@ -402,3 +402,22 @@ TEST_CASE("gvisor: a cell with egress rules reaches exactly its declared destina
   CHECK(allowed);
   check_nothing_left(fleet);
 }
+
+TEST_CASE("gvisor: a graceful stop delivers SIGTERM to the command inside the sandbox first",
+          "[gvisor][ttl]") {
+  REQUIRE_GVISOR();
+  Fleet fleet(kGvisor);
+  auto spec = make_spec(unique_id("gv-graceful"),
+                        {"/bin/sh", "-c", "trap 'echo got-term; exit 3' TERM; sleep 60 & wait"});
+  spec["spec"]["run"]["timeoutMs"] = 1500;
+  spec["spec"]["run"]["limits"] = {{"gracefulShutdownSeconds", 20}};
+  auto r = fleet.run(spec.dump());
+  CHECK(r.status == 124);
+  CHECK(r.out == "got-term\n");
+  auto done = r.event("command.v1.completed");
+  CHECK(done["reason"] == "timeout");
+  CHECK(done["exitCode"] == 3);
+  CHECK(done["gracefulStop"]["exitedInTime"] == true);
+  CHECK(r.event("lifecycle.v1.destroyed")["terminalState"] == "Clean");
+  check_nothing_left(fleet);
+}
