@@ -2,12 +2,14 @@
 // Sentry (a user-space kernel), never the host kernel; with the ptrace platform the Sentry traces
 // stub processes, so it needs no KVM (nested virtualisation does not boot one here).
 //
-// The cell's root process is `runsc run`, started by a small fork-like helper cloned straight
-// into the cell's cgroup leaf: the helper writes the leaf's limits and joins the v1 hierarchies
-// as the native setup does, checks argv[0] (so a missing program is the same exec failure,
-// 127, as on the native backend), enters the cell's network namespace when it has one, and
-// execs runsc. The bundle has no cgroupsPath, so runsc leaves the sandbox, the gofer and the
-// ptrace stubs where they started: in the leaf, under its limits and its cgroup.kill.
+// The cell's root process is a small fork-like helper cloned straight into the cell's cgroup
+// leaf: it writes the leaf's limits and joins the v1 hierarchies as the native setup does,
+// checks argv[0] (so a missing program is the same exec failure, 127, as on the native
+// backend), enters the cell's network namespace when it has one, starts `runsc run`, closes
+// every descriptor it inherited from the reactor, and waits: a SIGTERM from the reactor
+// (a graceful stop) becomes `runsc kill <id> TERM`, runsc's exit becomes its own. The bundle
+// has no cgroupsPath, so runsc leaves the sandbox, the gofer and the ptrace stubs where they
+// started: in the leaf, under its limits and its cgroup.kill.
 //
 // runsc's exit status is the command's (a signal N becomes 128+N, as a shell reports it); the
 // Cell reads it from the root process (traits().status_records = false). Per cell the backend
