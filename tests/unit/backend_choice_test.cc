@@ -114,6 +114,11 @@ TEST_CASE("backends: the OCI bundle says the cell's view, identity and limits", 
   CHECK(j["process"]["rlimits"][0]["type"] == "RLIMIT_NPROC");
   CHECK(j["process"]["rlimits"][0]["hard"] == 9);
   CHECK_FALSE(j["linux"].contains("cgroupsPath"));
+  CHECK(j["linux"]["namespaces"].size() == 4);  // pid, ipc, uts, mount: no network without one
+  o.netns_path = "/proc/1/fd/7";
+  auto with_net = nlohmann::json::parse(*oci_config_json(o));
+  CHECK(with_net["linux"]["namespaces"].back() ==
+        nlohmann::json({{"type", "network"}, {"path", "/proc/1/fd/7"}}));
   std::vector<std::string> dests;
   for (const auto& m : j["mounts"]) dests.push_back(m["destination"]);
   // tmpfs first (a host path may lie below /tmp), the absent host path skipped, the mask last.
