@@ -421,3 +421,21 @@ TEST_CASE("gvisor: a graceful stop delivers SIGTERM to the command inside the sa
   CHECK(r.event("lifecycle.v1.destroyed")["terminalState"] == "Clean");
   check_nothing_left(fleet);
 }
+
+TEST_CASE("gvisor: a platform other than ptrace that cannot start a sandbox stops the start, "
+          "saying so",
+          "[gvisor][platform]") {
+  REQUIRE_GVISOR();
+  Fleet fleet(kGvisor + "gvisor_platform = \"kvm\"\n");
+  auto r = fleet.run(make_spec(unique_id("gv-kvm"), {"/bin/true"}).dump(), {}, 90);
+  if (r.status == 0) {
+    std::printf("note: KVM started a sandbox on this machine; the failure path was not exercised\n");
+    return;
+  }
+  CHECK(r.status == 125);
+  CHECK_THAT(r.err, Catch::Contains("cells.gvisor_platform: \"kvm\": runsc "));
+  CHECK_THAT(r.err, Catch::Contains("use \"ptrace\""));
+  CHECK(r.event("lifecycle.v1.started").is_null());  // nothing ran
+  CHECK(processes_with("--root=" + fleet.state_dir() + "/gvisor").empty());
+  CHECK_FALSE(path_exists(fleet.state_dir() + "/gvisor/.platform-probe"));
+}
