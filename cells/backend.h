@@ -44,6 +44,13 @@ struct BackendTraits {
   // The command's packets leave through the cell's network namespace, where its nftables
   // ruleset and the cgroup_skb probes see them.
   bool netns_enforcement = true;
+  // Without status records: the root process reports a command killed by signal N as exit
+  // status 128+N (as runsc does), which the Cell reads back as that signal.
+  bool exit_status_encodes_signals = false;
+  // A graceful stop signals the root process only, which passes it on to the command: the
+  // leaf holds the backend's own processes (runsc's sandbox and its ptrace stubs), which a
+  // SIGTERM would kill under the command instead of warning it.
+  bool stop_through_root = false;
 };
 
 // What the Cell hands a backend to start the command: all decided, nothing left to look up.
@@ -68,6 +75,9 @@ struct StartRequest {
   // (CgroupLeafOptions::defer_writes). Parallel vectors; the strings outlive start().
   std::vector<const char*> knob_paths, knob_values;
   std::vector<const char*> v1_procs_paths;
+  // The spec's (or policy's) pidsMax: a backend whose own processes share the leaf enforces the
+  // command's count inside the cell (0: none).
+  uint64_t pids_max = 0;
   // CLONE_PIDFD. Off when the reactor watches exits by pid (IoPort::can_wait_pid).
   bool want_pidfd = true;
   // The cell's prepared network namespace, or -1: a new, empty one. Not owned.

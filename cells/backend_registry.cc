@@ -3,6 +3,7 @@
 #include <array>
 
 #include "cells/backend.h"
+#include "cells/gvisor_backend.h"
 #include "cells/native_backend.h"
 
 namespace cellos::cells {
@@ -15,6 +16,7 @@ struct Registered {
 
 constexpr std::array kBackends{
     Registered{"native", &make_native_backend},
+    Registered{"gvisor", &make_gvisor_backend},
 };
 
 }  // namespace

@@ -89,6 +89,10 @@ std::chrono::milliseconds Cell::effective_deadline() const {
 
 void Cell::start() {
   const Spec& spec = opts_.spec;
+  backend_ = host_.backend;
+  if (spec.run.backend)
+    for (Backend* b : host_.backends)
+      if (b->name() == *spec.run.backend) backend_ = b;
   auto lock = CellLock::acquire(host_.config->host.state_dir, spec.id);
   if (!lock) {
     outcome_.refused = true;
@@ -104,7 +108,8 @@ void Cell::start() {
 
   const std::string& program = spec.run.program.empty() ? spec.run.argv[0] : spec.run.program;
   emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id,
-                          spec.correlation_id.value_or(""), program});
+                          spec.correlation_id.value_or(""), program,
+                          std::string(backend_->name())});
   // Hostnames were resolved at admission (egress.h); one that was not fails the cell's setup
   // (egress_targets names it), after its policy event says what was declared.
   sinks::NetworkPolicyData policy{spec.id, "clone_newnet", {}};
@@ -135,12 +140,19 @@ void Cell::start() {
     if (auto r = watch_flows(); !r) return fail_setup(r.error().message());
   }
 
+  if (spec.run.backend && backend_->name() != *spec.run.backend)
+    return fail_setup("spec.run.backend: \"" + *spec.run.backend +
+                      "\" is not running on this host (policy.allowed_backends)");
+  // A backend whose packets the namespace's ruleset does not see cannot hold egress rules.
+  if (!spec.egress_rules.empty() && !backend_->traits().netns_enforcement)
+    return fail_setup("spec.authority.egressRules: the " + std::string(backend_->name()) +
+                      " backend's packets bypass the cell's ruleset: egress is refused");
   // A uid of its own while its processes live (uid_pool.h); released in teardown.
   auto uid = UidLease::acquire({host_.config->policy.uid_first, host_.config->policy.uid_last});
   if (!uid) return fail_setup(uid.error().message());
   uid_.emplace(std::move(*uid));
   if (auto r = prepare_delivery(); !r) return fail_setup(r.error().message());
-  auto prepared = host_.backend->prepare(spec.id);
+  auto prepared = backend_->prepare(spec.id);
   if (!prepared) return fail_setup(prepared.error().message());
   backend_cell_ = std::move(*prepared);
   StartRequest req;
@@ -174,6 +186,7 @@ void Cell::start() {
   }
   for (const auto& path : leaf_->v1_procs_paths()) req.v1_procs_paths.push_back(path.c_str());
   req.want_pidfd = !host_.io->can_wait_pid();
+  req.pids_max = effective_limits().pids_max;
   if (net_) req.netns_fd = net_->netns_fd();
   if (broker_) req.broker_dir = broker_->host_dir();
   launched_at_ = std::chrono::steady_clock::now();
@@ -313,7 +326,15 @@ std::chrono::seconds Cell::shutdown_grace(std::chrono::seconds host_grace) const
 void Cell::stop(KillCause cause, std::chrono::seconds grace) {
   if (!launched_ || exit_.reaped || killed_ != KillCause::kNone) return;
   if (stopping_ != KillCause::kNone) return;  // its first deadline stands
-  if (grace.count() == 0 || !leaf_ || !leaf_->signal_all(SIGTERM).ok()) return kill(cause);
+  if (grace.count() == 0 || !leaf_) return kill(cause);
+  if (backend_->traits().stop_through_root) {
+    const int r = pidfd_ ? static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd_.get(), SIGTERM,
+                                                      nullptr, 0))
+                         : ::kill(pid_, SIGTERM);
+    if (r != 0) return kill(cause);
+  } else if (!leaf_->signal_all(SIGTERM).ok()) {
+    return kill(cause);
+  }
   stopping_ = cause;
   stop_grace_ = grace;
   after(grace_, grace, [this, cause](int res) {
@@ -449,7 +470,7 @@ void Cell::maybe_finish() {
     sinks::CompletedData c{opts_.spec.id, outcome_.exit_code, outcome_.signal,
                            outcome_.duration_ms, outcome_.reason, outcome_.error,
                            out_.truncated, err_.truncated, outcome_.resources,
-                           outcome_.graceful_stop};
+                           outcome_.graceful_stop, std::string(backend_name())};
     emit(std::move(c));
   }
   if (!finish_export()) return;
@@ -549,9 +570,13 @@ void Cell::decide_outcome() {
     }
     return;
   }
-  if (!command_status_ && !host_.backend->traits().status_records) {
+  if (!command_status_ && !backend_->traits().status_records) {
     // The backend's root process stands for the command: its exit is the command's.
-    if (exit_.info.si_code == CLD_EXITED) command_status_ = W_EXITCODE(exit_.info.si_status, 0);
+    const int st = exit_.info.si_status;
+    if (exit_.info.si_code == CLD_EXITED && backend_->traits().exit_status_encodes_signals &&
+        st > 128 && st < 128 + 65)
+      command_status_ = st - 128;  // a wait status that WIFSIGNALED reads
+    else if (exit_.info.si_code == CLD_EXITED) command_status_ = W_EXITCODE(st, 0);
     else if (exit_.info.si_code == CLD_KILLED || exit_.info.si_code == CLD_DUMPED)
       command_status_ = exit_.info.si_status & 0x7f;  // a wait status that WIFSIGNALED reads
   }
@@ -620,7 +645,7 @@ void Cell::teardown() {
                             outcome_.reason == sinks::CompletedReason::kExited &&
                                 outcome_.exit_code == 0 && !outcome_.export_failed,
                             outcome_.forced, outcome_.export_failed ? "export_failed" : "",
-                            std::move(flow_summary_)});
+                            std::move(flow_summary_), std::string(backend_name())});
   uid_.reset();  // after the cgroup's removal: its processes are gone
   lock_.reset();
   finished_ = true;

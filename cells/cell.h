@@ -47,8 +47,11 @@ struct CellHost {
   // The host side of [network] uplink = "nat"; null for "none" (cells with egress rules then
   // get their ruleset but no interface and no route).
   netns::HostUplink* uplink = nullptr;
-  // How the command runs (backend.h); required.
+  // How the command runs (backend.h); required: the host's default ([cells] backend).
   Backend* backend = nullptr;
+  // Every backend the host can run (policy.allowed_backends), for specs choosing one with
+  // spec.run.backend; empty: `backend` only.
+  std::vector<Backend*> backends = {};
   // Flow probes, nflog and BPF enforcement; null: none (cells get nft enforcement only).
   flows::FlowMonitor* flows = nullptr;
   // Mints workload identity tokens ([identity] signing_key); null: none configured.
@@ -117,6 +120,8 @@ class Cell {
   const std::string& run_id() const { return opts_.run_id; }
   bool finished() const { return finished_; }
   const CellOutcome& outcome() const { return outcome_; }
+  // The backend's name ("native", "gvisor") once start() chose it.
+  std::string_view backend_name() const { return backend_ ? backend_->name() : std::string_view(); }
   pid_t pid() const { return pid_; }
   // When the command was launched (zero before), and its memory use now (0 when unknown).
   std::chrono::steady_clock::time_point launched_at() const { return launched_at_; }
@@ -188,6 +193,7 @@ class Cell {
   std::optional<CellLock> lock_;
   std::optional<UidLease> uid_;
   std::optional<CgroupLeaf> leaf_;
+  Backend* backend_ = nullptr;  // the one running this cell (spec.run.backend or the default)
   std::unique_ptr<BackendCell> backend_cell_;
   std::unique_ptr<netns::CellNetwork> net_;
   std::unique_ptr<flows::CellFlows> flows_;

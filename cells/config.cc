@@ -71,7 +71,7 @@ class ConfigParser {
 
   void parse(const toml::table& root, Config& cfg) const {
     check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network", "flows", "intake",
-                          "identity", "export"});
+                          "identity", "export", "cells"});
     if (const toml::table* t = table(root, "export", "export")) parse_export(*t, cfg.exports);
     if (const toml::table* t = table(root, "host", "host")) parse_host(*t, cfg.host);
     if (const toml::table* t = table(root, "policy", "policy")) parse_policy(*t, cfg.policy);
@@ -92,6 +92,13 @@ class ConfigParser {
         if (path_within(cfg.exports.dir, v) || path_within(v, cfg.exports.dir))
           fail("export.dir", "overlaps " + v + ", which every cell sees (policy.host_paths / "
                              "argv0_allow_prefixes)");
+    if (const toml::table* t = table(root, "cells", "cells")) parse_cells(*t, cfg.cells);
+    // The host default is always allowed; listing others lets a spec choose them.
+    auto& allowed = cfg.policy.allowed_backends;
+    const toml::node* listed = root["policy"]["allowed_backends"].node();
+    if (!listed) allowed.clear();
+    if (std::find(allowed.begin(), allowed.end(), cfg.cells.backend) == allowed.end())
+      allowed.insert(allowed.begin(), cfg.cells.backend);
     if (cfg.events.per_event_signing && cfg.events.signing_key.empty())
       fail("events.per_event_signing", "needs events.signing_key");
     if (cfg.events.nats.enabled) {
@@ -261,12 +268,24 @@ class ConfigParser {
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
                 "run_as_gid", "default_limits", "max_limits", "allowed_egress_hosts",
                 "forbid_egress", "host_paths", "uid_range", "require_runtime_secret_delivery",
-                "input_grants"});
+                "input_grants", "allowed_backends"});
     if (const toml::node* n = t.get("require_runtime_secret_delivery"))
       policy.require_runtime_secret_delivery =
           boolean(*n, "policy.require_runtime_secret_delivery");
     if (const toml::table* g = table(t, "input_grants", "policy.input_grants"))
       parse_input_grants(*g, policy.input_grants);
+    if (const toml::node* n = t.get("allowed_backends")) {
+      const toml::array* a = n->as_array();
+      if (!a) fail("policy.allowed_backends", "must be an array of backend names");
+      policy.allowed_backends.clear();
+      for (size_t i = 0; i < a->size(); ++i) {
+        std::string b = one_of(*a->get(i), "policy.allowed_backends[" + std::to_string(i) + "]",
+                               {"native", "gvisor"});
+        if (std::find(policy.allowed_backends.begin(), policy.allowed_backends.end(), b) ==
+            policy.allowed_backends.end())
+          policy.allowed_backends.push_back(std::move(b));
+      }
+    }
     if (const toml::node* n = t.get("allowed_egress_hosts"))
       parse_egress_hosts(*n, policy.allowed_egress_hosts);
     if (const toml::node* n = t.get("forbid_egress"))
@@ -513,6 +532,16 @@ class ConfigParser {
       e.timeout_seconds = integer(*n, "export.timeout_seconds", 1, 86400);
   }
 
+  void parse_cells(const toml::table& t, CellsConfig& cells) const {
+    check_keys(t, "cells", {"backend", "runsc", "gvisor_platform"});
+    if (const toml::node* n = t.get("backend"))
+      cells.backend = one_of(*n, "cells.backend", {"native", "gvisor"});
+    if (const toml::node* n = t.get("runsc"))
+      cells.runsc = absolute_path(*n, "cells.runsc", /*allow_root=*/false);
+    if (const toml::node* n = t.get("gvisor_platform"))
+      cells.gvisor_platform = one_of(*n, "cells.gvisor_platform", {"ptrace", "kvm", "systrap"});
+  }
+
   void parse_logs(const toml::table& t, LogsConfig& logs) const {
     check_keys(t, "logs", {"max_bytes_per_stream"});
     if (const toml::node* n = t.get("max_bytes_per_stream"))
@@ -612,6 +641,7 @@ size_t first_unsafe_byte_line(std::string_view t) {
 Config default_config() {
   Config cfg;
   cfg.host.id = default_host_id();
+  cfg.policy.allowed_backends = {cfg.cells.backend};
   return cfg;
 }
 

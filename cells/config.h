@@ -54,6 +54,9 @@ struct PolicyConfig {
   // CellOS's require_runtime_secret_delivery: a spec declaring secretRefs or spec.identity must
   // use secretDelivery runtimeBroker or runtimeLeasedBroker (secrets never in the environment).
   bool require_runtime_secret_delivery = false;
+  // [policy] allowed_backends: the backends a spec may choose with spec.run.backend. Empty in
+  // the file means [cells] backend alone; after loading it always holds that default.
+  std::vector<std::string> allowed_backends;
 };
 
 struct HostConfig {
@@ -149,6 +152,15 @@ struct EventsConfig {
   EventsNatsConfig nats;
 };
 
+// [cells]: how cells run (cells/backend.h). backend is the host's default, "native" (Linux
+// namespaces) or "gvisor" (runsc; cells/gvisor_backend.h); the runsc keys only matter when
+// gvisor is the default or in policy.allowed_backends.
+struct CellsConfig {
+  std::string backend = "native";
+  std::string runsc = "/usr/bin/runsc";
+  std::string gvisor_platform = "ptrace";  // "ptrace" | "kvm" | "systrap"
+};
+
 struct IntakeConfig {
   IntakeNatsConfig nats;
 };
@@ -176,6 +188,7 @@ struct Config {
   FlowsConfig flows;
   IntakeConfig intake;
   ExportConfig exports;  // [export]
+  CellsConfig cells;
   std::string source = "<built-in defaults>";  // the file it came from, for messages
 
   std::string events_path() const {

@@ -440,7 +440,8 @@ Result<void> parse_run(const Json& v, Spec& spec) {
   const std::string path = "spec.run";
   CELLOS_TRY(require_object(v, path));
   CELLOS_TRY(check_fields(
-      v, path, {"argv", "workingDirectory", "secretDelivery", "timeoutMs", "env", "limits"}));
+      v, path,
+      {"argv", "workingDirectory", "secretDelivery", "timeoutMs", "env", "limits", "backend"}));
   RunSpec& run = spec.run;
   const Json* argv = find(v, "argv");
   if (!argv) return value_error(child(path, "argv"), "is required");
@@ -451,6 +452,13 @@ Result<void> parse_run(const Json& v, Spec& spec) {
     CELLOS_TRY(read_uint(*t, child(path, "timeoutMs"), 1, kMaxTimeoutMs, run.timeout_ms));
   if (const Json* env = find(v, "env")) CELLOS_TRY(parse_env(*env, spec, run));
   if (const Json* limits = find(v, "limits")) CELLOS_TRY(parse_limits(*limits, run.limits));
+  if (const Json* b = find(v, "backend")) {
+    std::string name;
+    CELLOS_TRY(read_string(*b, child(path, "backend"), name));
+    if (name != "native" && name != "gvisor")
+      return value_error(child(path, "backend"), "must be \"native\" or \"gvisor\"");
+    run.backend = std::move(name);
+  }
   return base::ok();
 }
 
@@ -764,6 +772,12 @@ Result<void> check_policy(const Spec& spec, const PolicyConfig& policy) {
                        "\"env\" is refused by the fleet policy for a spec with secretRefs or "
                        "identity (policy.require_runtime_secret_delivery): use \"runtimeBroker\" "
                        "or \"runtimeLeasedBroker\"");
+  if (spec.run.backend &&
+      std::find(policy.allowed_backends.begin(), policy.allowed_backends.end(),
+                *spec.run.backend) == policy.allowed_backends.end())
+    return value_error("spec.run.backend", json_quoted(*spec.run.backend) +
+                                               " is not in policy.allowed_backends (" +
+                                               join(policy.allowed_backends) + ")");
   return check_egress_policy(spec, policy);
 }
 

@@ -100,6 +100,9 @@ struct RunSpec {
   std::optional<uint64_t> timeout_ms;
   std::vector<std::pair<std::string, std::string>> env;  // in the order declared
   Limits limits;
+  // A cellos-reactor extension: "native" or "gvisor" (cells/backend.h); unset: the host's
+  // [cells] backend. Admission refuses one outside policy.allowed_backends.
+  std::optional<std::string> backend;
 };
 
 // spec.inputs[] (an extension of CellOS's spec): a host file or directory bound read-only into

@@ -430,6 +430,7 @@ std::string Daemon::snapshot() const {
     if (c->finished()) continue;
     list.push_back({{"id", c->id()},
                     {"pid", c->pid()},
+                    {"backend", c->backend_name()},
                     {"ageSeconds", std::chrono::duration<double>(now - c->launched_at()).count()},
                     {"memoryBytes", c->memory_bytes()}});
   }
@@ -516,6 +517,7 @@ base::Result<void> Daemon::start() {
   ro.dirs = &dirs_;
   ro.tree = &host_->cgroups();
   ro.events = &host_->events();
+  ro.config = &config_;
   if (const size_t lost = recover_lost_cells(ro).size()) {
     metrics_.failed["lost"] += lost;
     failed_ += lost;

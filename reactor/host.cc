@@ -25,10 +25,17 @@ base::Result<std::unique_ptr<Host>> Host::create(HostOptions options) {
                                          h->opts_.cgroups.delegated);
   if (!tree) return std::move(tree).error();
   h->tree_.emplace(std::move(*tree));
-  // The backend checks it can run cells here before any cell is admitted.
-  auto backend = cells::make_backend("native", config);
-  if (!backend) return std::move(backend).error();
+  // Each backend checks it can run cells here before any cell is admitted: the host default
+  // and every other one a spec may choose (policy.allowed_backends).
+  auto backend = cells::make_backend(config.cells.backend, config);
+  if (!backend) return std::move(backend).error().context("cells.backend");
   h->backend_ = std::move(*backend);
+  for (const auto& name : config.policy.allowed_backends) {
+    if (name == config.cells.backend) continue;
+    auto other = cells::make_backend(name, config);
+    if (!other) return std::move(other).error().context("policy.allowed_backends: " + name);
+    h->other_backends_.push_back(std::move(*other));
+  }
 
   if (h->opts_.uplink && config.network.uplink == "nat") {
     // Made at start (after removing what a crashed predecessor left), removed at exit.
@@ -65,12 +72,15 @@ Host::~Host() {
 }
 
 cells::CellHost Host::cell_host() {
+  std::vector<cells::Backend*> backends{backend_.get()};
+  for (auto& b : other_backends_) backends.push_back(b.get());
   return cells::CellHost{.io = ring_.get(),
                          .config = opts_.config,
                          .events = events_.get(),
                          .cgroups = &*tree_,
                          .uplink = uplink_.get(),
                          .backend = backend_.get(),
+                         .backends = std::move(backends),
                          .flows = flows_.get(),
                          .identity = identity_.get()};
 }

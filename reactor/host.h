@@ -75,6 +75,7 @@ class Host {
   std::unique_ptr<sinks::EventSink> events_;
   std::optional<cells::CgroupTree> tree_;
   std::unique_ptr<cells::Backend> backend_;
+  std::vector<std::unique_ptr<cells::Backend>> other_backends_;  // policy.allowed_backends
   std::unique_ptr<netns::HostUplink> uplink_;
   std::unique_ptr<flows::FlowMonitor> flows_;
   std::unique_ptr<netns::Resolver> resolver_;

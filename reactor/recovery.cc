@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "cells/cell_lock.h"
+#include "cells/gvisor_backend.h"
 
 namespace cellos::reactor {
 
@@ -41,6 +42,10 @@ std::vector<std::string> recover_lost_cells(const RecoveryOptions& o) {
     }
     ::closedir(d);
   }
+  // A gVisor cell's runsc state outlives its processes (which the leaf above holds and kills).
+  if (o.config)
+    for (std::string& id : cells::gvisor_leftover_cells(*o.config))
+      if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(std::move(id));
   std::vector<std::string> lost;
   for (const std::string& id : ids) {
     auto lock = cells::CellLock::acquire(o.dirs->state, id);
@@ -52,6 +57,10 @@ std::vector<std::string> recover_lost_cells(const RecoveryOptions& o) {
     // Its secret broker's socket (cells/secret_broker.h): dead with the daemon that served it.
     ::unlink((o.dirs->state + "/broker/" + id + "/secrets.sock").c_str());
     ::rmdir((o.dirs->state + "/broker/" + id).c_str());
+    if (o.config)
+      if (auto r = cells::remove_gvisor_cell_state(*o.config, id); !r)
+        std::fprintf(stderr, "cellos-reactor: recovering lost cell %s: %s\n", id.c_str(),
+                     r.error().message().c_str());
     o.events->emit(sinks::make_event(sinks::DestroyedData{id, false, true, "lost"}));
     std::fprintf(stderr, "cellos-reactor: cell %s was running when the previous daemon died: "
                  "killed, removed and reported lost\n", id.c_str());

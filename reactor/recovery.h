@@ -8,6 +8,7 @@
 
 #include "base/fd.h"
 #include "cells/cgroup.h"
+#include "cells/config.h"
 #include "reactor/spool.h"
 #include "sinks/events.h"
 
@@ -21,6 +22,9 @@ struct RecoveryOptions {
   const StateDirs* dirs = nullptr;
   const cells::CgroupTree* tree = nullptr;
   sinks::EventSink* events = nullptr;
+  // For gVisor cells' runsc state (<state_dir>/gvisor/<id>): a sandbox whose reactor died is
+  // lost like any cell. Null: no gVisor state is looked for.
+  const cells::Config* config = nullptr;
   // Start-up recovery waits at most this long for a lost cell's processes to die.
   std::chrono::milliseconds reclaim_wait{5000};
 };

@@ -162,7 +162,7 @@ int run_command(const RunArgs& args) {
 
   if (!outcome) return complain("cell ended without an outcome");
   int status = outcome->exit_status();
-  if (status >= 125 && status <= 127) complain(outcome->error);
+  if (status >= 125 && status <= 127 && !outcome->error.empty()) complain(outcome->error);
   // Stopped by an operator signal: report that signal, as a shell would for the run itself.
   if ((*host)->stop_signal() != 0 && outcome->forced) return 128 + (*host)->stop_signal();
   return status;

@@ -285,11 +285,12 @@ int status_command(const StatusArgs& args) {
               j.value("failed", 0ULL), j.value("rejected", 0ULL),
               j.value("stopping", false) ? "  (draining: intake stopped, running cells finishing)"
                                          : "");
-  std::printf("%-40s %8s %10s %10s\n", "CELL", "PID", "AGE", "MEMORY");
+  std::printf("%-40s %8s %7s %10s %10s\n", "CELL", "PID", "BACKEND", "AGE", "MEMORY");
   for (const auto& c : j.value("cells", nlohmann::json::array())) {
     char age[32];
     std::snprintf(age, sizeof age, "%.1fs", c.value("ageSeconds", 0.0));
-    std::printf("%-40s %8lld %10s %10s\n", c.value("id", "").c_str(), c.value("pid", 0LL), age,
+    std::printf("%-40s %8lld %7s %10s %10s\n", c.value("id", "").c_str(), c.value("pid", 0LL),
+                c.value("backend", "").c_str(), age,
                 human_bytes(c.value("memoryBytes", 0ULL)).c_str());
   }
   // The last few finished cells, newest first (`status --json` has up to 50; `show ID` has

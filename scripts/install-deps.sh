@@ -20,6 +20,7 @@ packages=(
   dnsmasq-base # a real DNS server on loopback for the resolver tests
   gnuplot-nox  # the flow benchmark's figures (PNG and SVG)
   nodejs       # the CloudEvents interop test runs the official JavaScript SDK
+  runsc        # gVisor: the [cells] backend = "gvisor" cells (cells/gvisor_backend.h)
 )
 # npm: Debian's package, unless the nodejs installed already brings its own (NodeSource's does,
 # and Debian's npm would conflict with it).

@@ -21,6 +21,7 @@ struct Started {
   hostId @2 :Text;
   correlationId @3 :Text;     # spec.correlation.correlationId; unset or empty: omitted
   argv0Path @4 :Text;         # the program run (a bare argv[0] resolved); unset or empty: omitted
+  backend @5 :Text;           # "native" | "gvisor": what runs the cell (cells/backend.h)
 }
 
 struct NetworkPolicy {
@@ -62,6 +63,7 @@ struct Completed {
   stderrTruncated @9 :Bool;
   resources @10 :Resources;    # unset: omitted (the cell never ran)
   gracefulStop @11 :GracefulStop;  # unset: omitted (nobody asked it to stop)
+  backend @12 :Text;          # unset or empty: omitted (a cell refused before one was chosen)
 }
 
 struct FlowDestination {
@@ -94,6 +96,7 @@ struct Destroyed {
   forced @2 :Bool;
   reason @3 :Text;            # "lost": found running after a crash; unset or empty: omitted
   flows @4 :FlowSummary;      # unset: omitted (a cell without a network namespace of its own)
+  backend @5 :Text;           # unset or empty: omitted (a lost cell found by recovery)
 }
 
 struct FlowDecision {

@@ -21,6 +21,7 @@ struct StartedData {
   // The program the cell runs: argv[0] as declared, or a bare name resolved through the
   // cell's PATH ("" when not known, e.g. an event built in code).
   std::string argv0_path = {};
+  std::string backend = {};  // what runs the cell: "native" | "gvisor"
 };
 
 struct DeclaredEgress {
@@ -86,6 +87,7 @@ struct CompletedData {
   bool stderr_truncated = false;
   std::optional<ResourcesData> resources = {};
   std::optional<GracefulStopData> graceful_stop = {};
+  std::string backend = {};  // "" when no backend was chosen
 };
 
 // One report on one network flow of a cell (dev.cellos.events.cell.observability.v1.
@@ -145,6 +147,7 @@ struct DestroyedData {
   // running by a reactor that restarted after its predecessor died.
   std::string reason = {};
   std::optional<FlowSummaryData> flows = {};  // cells with a network namespace of their own
+  std::string backend = {};  // "" when unknown (a lost cell)
 };
 
 // One artifact of spec.export after the command exited (CellOS's ExportReceipt): what was read

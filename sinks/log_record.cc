@@ -49,6 +49,7 @@ struct Build {
     if (!e.correlation_id.empty())
       set_text([&](auto t) { b.setCorrelationId(t); }, e.correlation_id);
     if (!e.argv0_path.empty()) set_text([&](auto t) { b.setArgv0Path(t); }, e.argv0_path);
+    if (!e.backend.empty()) set_text([&](auto t) { b.setBackend(t); }, e.backend);
   }
   void operator()(const NetworkPolicyData& e) const {
     auto b = d.initNetworkPolicy();
@@ -120,6 +121,7 @@ struct Build {
       x.setGraceSeconds(e.graceful_stop->grace_seconds);
       x.setExitedInTime(e.graceful_stop->exited_in_time);
     }
+    if (!e.backend.empty()) set_text([&](auto t) { b.setBackend(t); }, e.backend);
   }
   void operator()(const DestroyedData& e) const {
     auto b = d.initDestroyed();
@@ -127,6 +129,7 @@ struct Build {
     b.setSucceeded(e.succeeded);
     b.setForced(e.forced);
     if (!e.reason.empty()) set_text([&](auto t) { b.setReason(t); }, e.reason);
+    if (!e.backend.empty()) set_text([&](auto t) { b.setBackend(t); }, e.backend);
     if (e.flows) {
       const FlowSummaryData& f = *e.flows;
       auto x = b.initFlows();
@@ -386,6 +389,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       if (s.hasCorrelationId() && s.getCorrelationId().size())
         f.str("correlationId", sv(s.getCorrelationId()));
       if (s.hasArgv0Path() && s.getArgv0Path().size()) f.str("argv0Path", sv(s.getArgv0Path()));
+      if (s.hasBackend() && s.getBackend().size() > 0) f.str("backend", sv(s.getBackend()));
       break;
     }
     case LogRecord::Data::NETWORK_POLICY: {
@@ -454,6 +458,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
         g.b("exitedInTime", r.getExitedInTime());
         out += '}';
       }
+      if (s.hasBackend() && s.getBackend().size() > 0) f.str("backend", sv(s.getBackend()));
       break;
     }
     case LogRecord::Data::DESTROYED: {
@@ -462,6 +467,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.str("outcome", s.getSucceeded() ? "succeeded" : "failed");
       f.str("terminalState", s.getForced() ? "Forced" : "Clean");
       if (s.hasReason() && s.getReason().size() > 0) f.str("reason", sv(s.getReason()));
+      if (s.hasBackend() && s.getBackend().size() > 0) f.str("backend", sv(s.getBackend()));
       if (s.hasFlows()) render_flow_summary(s.getFlows(), f);
       break;
     }
