@@ -30,6 +30,19 @@ Admission admit(std::string_view text, const AdmissionOptions& o) {
                                   "signing_key; `cellos-reactor keygen --name identity` makes one)");
     return a;
   }
+  // What the gVisor backend cannot give a cell yet: its sandbox does not bind the broker's
+  // socket, the inputs or the held workspace the export reads.
+  if (spec->run.backend.value_or(o.config->cells.backend) == "gvisor") {
+    const char* field = spec->runtime_delivery()       ? "spec.run.secretDelivery"
+                        : !spec->inputs.empty()          ? "spec.inputs"
+                        : !spec->export_artifacts.empty() ? "spec.export"
+                                                          : nullptr;
+    if (field) {
+      a.refusal = base::value_error(field, "not supported by the gvisor backend (use the native "
+                                           "backend, spec.run.backend \"native\")");
+      return a;
+    }
+  }
   if (auto r = check_export(*spec, *o.config); !r) {
     a.refusal = std::move(r).error();
     return a;

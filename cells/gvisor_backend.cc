@@ -184,11 +184,20 @@ class GvisorCell final : public BackendCell {
     if (!env_visible)
       return base::value_error("policy.host_paths",
                                "a gVisor cell needs /usr/bin/env in its view (/usr)");
-    if (r.argv.at(0).find('=') != std::string::npos)
+    // Admission refuses what this backend cannot give a cell (admission.cc); a request that
+    // got here anyway fails its setup rather than running without it.
+    if (!r.broker_dir.empty() || !r.input_paths.empty() || r.workspace_mount_fd >= 0)
+      return base::value_error("spec", "runtime secret delivery, spec.inputs and spec.export are "
+                                       "not supported by the gvisor backend");
+    // A bare argv[0] runs the program admission found in the cell's PATH (spec.run.program):
+    // env(1) is given its path, so the command's argv[0] is that path.
+    const std::string& program = r.program.empty() ? r.argv.at(0) : r.program;
+    if (program.find('=') != std::string::npos)
       return base::value_error("spec.run.argv[0]", "a gVisor cell's program name holds no '='");
     b.argv = {"/usr/bin/env", "-i"};
     b.argv.insert(b.argv.end(), r.env.begin(), r.env.end());
-    b.argv.insert(b.argv.end(), r.argv.begin(), r.argv.end());
+    b.argv.push_back(program);
+    b.argv.insert(b.argv.end(), r.argv.begin() + 1, r.argv.end());
     b.env = r.env;
     b.workdir = r.workdir;
     b.hostname = r.cell_id;
@@ -239,7 +248,7 @@ class GvisorCell final : public BackendCell {
     p.argv = argv.data();
     p.kill_argv = kill_argv.data();
     p.envp = envp.data();
-    p.command = r.argv.at(0).c_str();
+    p.command = program.c_str();
     p.knob_paths = r.knob_paths.data();
     p.knob_values = value_ptrs.data();
     p.n_knobs = r.knob_paths.size();

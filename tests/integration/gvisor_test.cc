@@ -287,6 +287,32 @@ TEST_CASE("gvisor: a spec chooses its backend only among policy.allowed_backends
   check_nothing_left(both);
 }
 
+TEST_CASE("gvisor: a bare argv[0] runs the program the cell's PATH names, and what the sandbox "
+          "cannot give a cell is refused at admission naming the field",
+          "[gvisor][policy]") {
+  // Refused before anything runs, whether or not runsc works here.
+  Fleet fleet(kGvisor);
+  auto broker = make_spec(unique_id("gv-broker"), {"/bin/true"});
+  broker["spec"]["run"]["secretDelivery"] = "runtimeBroker";
+  auto b = fleet.run(broker.dump());
+  CHECK(b.status == 125);
+  CHECK_THAT(b.err, Catch::Contains("spec.run.secretDelivery: not supported by the gvisor backend"));
+  CHECK(b.event("lifecycle.v1.started").is_null());
+  auto exp = make_spec(unique_id("gv-export"), {"/bin/true"});
+  exp["spec"]["export"] = {{"artifacts", {{{"name", "out"}, {"path", "/work/out"}}}}};
+  auto e = fleet.run(exp.dump());
+  CHECK(e.status == 125);
+  CHECK_THAT(e.err, Catch::Contains("spec.export: not supported by the gvisor backend"));
+
+  REQUIRE_GVISOR();
+  const std::string id = unique_id("gv-bare");
+  auto r = fleet.run(make_spec(id, {"echo", "bare", "name"}).dump());
+  CHECK(r.status == 0);
+  CHECK(r.out == "bare name\n");
+  CHECK(cell_event(r, id, "lifecycle.v1.started")["argv0Path"] == "/usr/bin/echo");
+  check_nothing_left(fleet);
+}
+
 TEST_CASE("gvisor: the daemon runs gVisor cells, status names the backend, and after a crash the "
           "restart removes the orphaned sandbox and reports it lost",
           "[gvisor][daemon]") {
