@@ -37,6 +37,7 @@ base::Result<void> Cell::prepare_delivery() {
   o.events = host_.events;
   o.cell_id = spec.id;
   o.run_id = opts_.run_id;
+  o.correlation_id = spec.correlation_id.value_or("");
   o.delivery = spec.run.secret_delivery;
   o.state_dir = host_.config->host.state_dir;
   o.uid = uid_->uid();

@@ -233,9 +233,11 @@ void SecretBroker::decide(const std::string& name, bool allowed, const char* rea
                           const Conn& c) {
   if (allowed) ++served_;
   else ++refused_;
-  o_.events->emit(sinks::make_event(sinks::SecretAccessData{
+  auto e = sinks::make_event(sinks::SecretAccessData{
       o_.cell_id, o_.run_id, base::clip(name, 256), allowed, reason, o_.delivery, c.peer_pid,
-      c.peer_uid}));
+      c.peer_uid});
+  e.correlation_id = o_.correlation_id;
+  o_.events->emit(e);
 }
 
 std::string SecretBroker::answer(std::string_view line, const Conn& c) {
@@ -297,7 +299,9 @@ void SecretBroker::close(const std::string& reason) {
     d.secret_names.push_back(name);
     wipe(value);
   }
-  o_.events->emit(sinks::make_event(std::move(d)));
+  auto e = sinks::make_event(std::move(d));
+  e.correlation_id = o_.correlation_id;
+  o_.events->emit(e);
   // Connections with nothing in flight go now; the rest when their cancel completes.
   for (auto it = conns_.begin(); it != conns_.end();) {
     if ((*it)->in_flight) {

@@ -45,6 +45,7 @@ struct SecretBrokerOptions {
   base::IoPort* io = nullptr;
   sinks::EventSink* events = nullptr;
   std::string cell_id, run_id;
+  std::string correlation_id;  // spec.correlation: on every event of the cell ("" when none)
   std::string delivery;  // kSecretDeliveryBroker | kSecretDeliveryLeased
   std::string state_dir;
   uid_t uid = 65534;  // the cell's: the only peer uid served, and the socket's owner

@@ -386,6 +386,61 @@ TEST_CASE("a cell stuck exporting to a slow server does not hold up another", "[
 namespace cellos::test {
 namespace {
 
+TEST_CASE("a CellOS spec with all five fields (export, correlation, identity, gracefulShutdownSeconds, "
+          "runtimeBroker secrets), a bare argv[0] and an input runs",
+          "[export][inputs][correlation][identity][broker]") {
+  TempDir checkouts, out, keys, secrets;
+  const std::string checkout = checkouts.path() + "/job-1";
+  ::mkdir(checkout.c_str(), 0755);
+  write_text(checkout + "/Makefile", "all:\n");
+  ::chmod((checkout + "/Makefile").c_str(), 0644);
+  REQUIRE(run_process({CELLOS_REACTOR_BIN, "keygen", "--out", keys.path(), "--name", "identity"})
+              .status == 0);
+  write_text(secrets.path() + "/NPM_TOKEN", "npm-secret-value");
+  Fleet fleet("[export]\ndir = \"" + out.path() + "\"\n[policy.input_grants]\n\"" +
+              checkouts.path() + "\" = [\"ci-*\"]\n[identity]\nsigning_key = \"" + keys.path() +
+              "/identity.key\"\n[secrets]\ndir = \"" + secrets.path() +
+              "\"\n[secrets.grants]\nNPM_TOKEN = [\"ci-*\"]\n");
+  const std::string id = unique_id("ci-all");
+  // The command: builds from its input, fetches its secret and its identity token from the
+  // broker (only their lengths reach the artifact), and has a TERM trap its grace would run.
+  const std::string script =
+      "trap 'exit 143' TERM; cp src/Makefile result.txt && echo built >> result.txt && " +
+      fleet.probe() + " broker-get \"$CELLOS_SECRET_BROKER\" NPM_TOKEN CELLOS_IDENTITY_TOKEN > "
+      "/tmp/got && grep -c ' = ' /tmp/got >> result.txt && { env | grep -c NPM_TOKEN || true; } >> result.txt";
+  nlohmann::json spec = nlohmann::json::parse(R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell",
+    "spec":{"authority":{"secretRefs":["NPM_TOKEN"]},"lifetime":{"ttlSeconds":60},
+            "correlation":{"correlationId":"github:octo/repo/run/7"},
+            "identity":{"audience":"https://artifacts.example"},
+            "run":{"secretDelivery":"runtimeBroker","limits":{"gracefulShutdownSeconds":5}},
+            "export":{"artifacts":[{"name":"result","path":"/work/result.txt","required":true}]}}})");
+  spec["spec"]["id"] = id;
+  spec["spec"]["run"]["argv"] = {"sh", "-c", script};
+  spec["spec"]["inputs"] = {{{"hostPath", checkout}, {"path", "/work/src"}}};
+  auto r = fleet.run(spec.dump());
+  INFO(r.err);
+  CHECK(r.status == 0);
+  const std::string run_id = r.event("lifecycle.v1.started")["runId"];
+  CHECK(r.event("lifecycle.v1.started")["argv0Path"] == "/usr/bin/sh");
+  // The input read, both values served by the broker, the secret in no environment variable.
+  CHECK(read_text(out.path() + "/" + id + "/" + run_id + "/result") == "all:\nbuilt\n2\n0\n");
+  for (const auto& e : r.events) {
+    INFO(e.value("type", ""));
+    if (e.value("subject", "") == id) CHECK(e["correlationid"] == "github:octo/repo/run/7");
+  }
+  CHECK(r.event("identity.v1.materialized")["audience"] == "https://artifacts.example");
+  CHECK(r.event("export.v1.completed")["succeeded"] == true);
+  CHECK(r.event("lifecycle.v1.destroyed")["outcome"] == "succeeded");
+  for (const auto& line : fleet.log_records())
+    CHECK(line.dump().find("npm-secret-value") == std::string::npos);
+}
+
+}  // namespace
+}  // namespace cellos::test
+
+namespace cellos::test {
+namespace {
+
 TEST_CASE("a CellOS spec with correlation, a bare argv[0], an input and artifacts runs", "[export][inputs][correlation]") {
   TempDir checkouts, out;
   const std::string checkout = checkouts.path() + "/job-1";
