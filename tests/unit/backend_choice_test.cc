@@ -37,7 +37,7 @@ TEST_CASE("backends: native is the default and the only one allowed", "[backend]
   CHECK(e.policy.allowed_backends == std::vector<std::string>{"native"});
 }
 
-TEST_CASE("backends: [cells] and allowed_backends land in Config; the default is always allowed",
+TEST_CASE("backends: [cells] and allowed_backends land in Config, and the default is always allowed",
           "[backend]") {
   Config c = parse_config("[cells]\nbackend = \"gvisor\"\nrunsc = \"/opt/runsc\"\n"
                           "gvisor_platform = \"kvm\"\n",
