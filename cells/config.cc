@@ -23,6 +23,7 @@
 #include "cells/root_view.h"
 #include "base/text.h"
 #include "cells/spec.h"
+#include "netns/nft.h"
 
 // The error paths below rely on toml::parse throwing; a build with TOML_EXCEPTIONS=0 would
 // return a parse_result instead and never report syntax errors.
@@ -223,8 +224,8 @@ class ConfigParser {
 
   // "example.com", "*.example.com", "10.0.0.1" or "10.0.0.0/8": a leading "*." is the only
   // wildcard, so an entry can never widen into "every host".
-  void parse_egress_hosts(const toml::node& n, std::vector<std::string>& out) const {
-    const std::string path = "policy.allowed_egress_hosts";
+  void parse_egress_hosts(const toml::node& n, std::vector<std::string>& out,
+                          const std::string& path = "policy.allowed_egress_hosts") const {
     const toml::array* a = n.as_array();
     if (!a) fail(path, "must be an array of strings");
     for (size_t i = 0; i < a->size(); ++i) {
@@ -243,11 +244,38 @@ class ConfigParser {
     }
   }
 
+  // "example.com" or "*.example.com": names only (a DNS allow-list holds no addresses).
+  void parse_dns_names(const toml::node& n, std::vector<std::string>& out) const {
+    const std::string path = "policy.allowed_dns_names";
+    parse_egress_hosts(n, out, path);
+    for (size_t i = 0; i < out.size(); ++i)
+      if (out[i].find_first_of(":/") != std::string::npos || netns::parse_target(out[i]).ok())
+        fail(path + "[" + std::to_string(i) + "]", "must be a host name or \"*.\" and a host name");
+  }
+
+  // "10.0.0.53" or "10.0.0.0/24": the addresses declared resolvers may have.
+  void parse_dns_resolvers(const toml::node& n, std::vector<std::string>& out) const {
+    const std::string path = "policy.allowed_dns_resolvers";
+    const toml::array* a = n.as_array();
+    if (!a) fail(path, "must be an array of strings");
+    for (size_t i = 0; i < a->size(); ++i) {
+      std::string at = path + "[" + std::to_string(i) + "]";
+      std::string s = string_value(*a->get(i), at);
+      if (!netns::parse_target(s)) fail(at, "must be an IP address or CIDR");
+      out.push_back(s);
+    }
+  }
+
   void parse_policy(const toml::table& t, PolicyConfig& policy) const {
     check_keys(t, "policy",
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
                 "run_as_gid", "default_limits", "max_limits", "allowed_egress_hosts",
-                "forbid_egress", "host_paths", "uid_range"});
+                "forbid_egress", "host_paths", "uid_range", "allowed_dns_names",
+                "allowed_dns_resolvers"});
+    if (const toml::node* n = t.get("allowed_dns_names"))
+      parse_dns_names(*n, policy.allowed_dns_names);
+    if (const toml::node* n = t.get("allowed_dns_resolvers"))
+      parse_dns_resolvers(*n, policy.allowed_dns_resolvers);
     if (const toml::node* n = t.get("allowed_egress_hosts"))
       parse_egress_hosts(*n, policy.allowed_egress_hosts);
     if (const toml::node* n = t.get("forbid_egress"))

@@ -48,6 +48,11 @@ struct PolicyConfig {
   // equal an entry or match one leading "*." entry. forbid_egress rejects every egress rule.
   std::vector<std::string> allowed_egress_hosts;
   bool forbid_egress = false;
+  // DNS authority admission (cells/dns_authority.h): empty means any. allowed_dns_names holds
+  // names or "*.suffix" entries that each hostnameAllowlist entry must fall inside;
+  // allowed_dns_resolvers addresses or CIDRs each declared resolver must be in.
+  std::vector<std::string> allowed_dns_names;
+  std::vector<std::string> allowed_dns_resolvers;
 };
 
 struct HostConfig {

@@ -278,7 +278,7 @@ Result<void> parse_egress_rule(const Json& v, const std::string& path, EgressRul
 Result<void> parse_authority(const Json& v, Spec& spec) {
   const std::string path = "spec.authority";
   CELLOS_TRY(require_object(v, path));
-  CELLOS_TRY(check_fields(v, path, {"secretRefs", "egressRules"}, {"dnsAuthority"}));
+  CELLOS_TRY(check_fields(v, path, {"secretRefs", "egressRules", "dnsAuthority"}));
   if (const Json* refs = find(v, "secretRefs"))
     CELLOS_TRY(parse_secret_refs(*refs, child(path, "secretRefs"), spec));
   if (const Json* rules = find(v, "egressRules")) {
@@ -289,6 +289,20 @@ Result<void> parse_authority(const Json& v, Spec& spec) {
       EgressRule rule;
       CELLOS_TRY(parse_egress_rule((*rules)[i], element(rpath, i), rule));
       spec.egress_rules.push_back(std::move(rule));
+    }
+  }
+  if (const Json* dns = find(v, "dnsAuthority")) {
+    auto parsed = parse_dns_authority(*dns, child(path, "dnsAuthority"));
+    if (!parsed) return std::move(parsed).error();
+    spec.dns_authority = std::move(*parsed);
+    // A named egress host the cell may not resolve could never be reached: say so now.
+    for (size_t i = 0; i < spec.egress_rules.size(); ++i) {
+      const std::string& host = spec.egress_rules[i].host;
+      if (is_ip_address(host) || is_cidr(host)) continue;
+      if (!dns_name_allowed(spec.dns_authority->hostname_allowlist, host))
+        return value_error(child(element(child(path, "egressRules"), i), "host"),
+                           json_quoted(host) +
+                               " is not covered by spec.authority.dnsAuthority.hostnameAllowlist");
     }
   }
   return base::ok();
@@ -615,6 +629,7 @@ Result<void> check_policy(const Spec& spec, const PolicyConfig& policy) {
                                                  std::to_string(cap_ms));
   CELLOS_TRY(check_limits_policy(spec.run.limits, policy.max_limits));
   CELLOS_TRY(check_secret_grants(spec, policy));
+  if (spec.dns_authority) CELLOS_TRY(check_dns_policy(*spec.dns_authority, policy));
   return check_egress_policy(spec, policy);
 }
 

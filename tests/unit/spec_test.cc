@@ -223,8 +223,6 @@ TEST_CASE("CellOS fields cellos-reactor does not support say so", "[spec]") {
       {with("/spec/export", Json::object()), "spec.export" + reason},
       {with("/spec/identity", Json::object()), "spec.identity" + reason},
       {with("/spec/policy", Json::object()), "spec.policy" + reason},
-      {with("/spec/authority/dnsAuthority", Json::object()),
-       "spec.authority.dnsAuthority" + reason},
   });
 }
 
