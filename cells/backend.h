@@ -66,6 +66,9 @@ struct StartRequest {
   bool want_pidfd = true;
   // The cell's prepared network namespace, or -1: a new, empty one. Not owned.
   int netns_fd = -1;
+  // A host file bound read-only over the cell's /etc/resolv.conf (a cell with a dnsAuthority:
+  // cells/cell_dns.h), or empty.
+  std::string resolv_conf;
 };
 
 // What the Cell keeps of a started cell.

@@ -106,11 +106,12 @@ void Cell::start() {
   if (!leaf) return fail_setup(leaf.error().message());
   leaf_.emplace(std::move(*leaf));
 
-  if (!spec.egress_rules.empty()) {
+  if (!spec.egress_rules.empty() || spec.dns_authority) {
     // Whether BPF loaded decides who enforces, so before the namespace's ruleset.
     if (host_.flows) host_.flows->load();
     if (auto r = prepare_network(); !r) return fail_setup(r.error().message());
     if (auto r = watch_flows(); !r) return fail_setup(r.error().message());
+    if (auto r = open_dns(); !r) return fail_setup(r.error().message());
   }
 
   // A uid of its own while its processes live (uid_pool.h); released in teardown.
@@ -137,6 +138,11 @@ void Cell::start() {
   for (const auto& path : leaf_->v1_procs_paths()) req.v1_procs_paths.push_back(path.c_str());
   req.want_pidfd = !host_.io->can_wait_pid();
   if (net_) req.netns_fd = net_->netns_fd();
+  if (dns_) {
+    auto resolv = cell_resolv_conf(host_.config->host.state_dir);
+    if (!resolv) return fail_setup(resolv.error().message());
+    req.resolv_conf = *resolv;
+  }
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = backend_cell_->start(req);
   if (!launched) return fail_setup(launched.error().message());
@@ -194,6 +200,25 @@ base::Result<void> Cell::watch_flows() {
   auto flows = host_.flows->open_cell(std::move(o));
   if (!flows) return std::move(flows).error();
   flows_ = std::move(*flows);
+  return base::ok();
+}
+
+base::Result<void> Cell::open_dns() {
+  const Spec& spec = opts_.spec;
+  if (!spec.dns_authority || !net_) return base::ok();
+  auto upstreams = dns_upstreams(*spec.dns_authority, host_.config->network.resolvers);
+  if (!upstreams) return std::move(upstreams).error();
+  CellDnsOptions o;
+  o.cell_id = spec.id;
+  o.authority = *spec.dns_authority;
+  o.netns_fd = net_->netns_fd();
+  o.upstreams = std::move(*upstreams);
+  o.timeout = std::chrono::milliseconds(host_.config->network.resolve_timeout_ms);
+  o.internal_names = host_.config->policy.internal_dns_names;
+  o.emit = [this](sinks::EventData d) { emit(std::move(d)); };
+  auto dns = CellDns::open(*host_.io, std::move(o));
+  if (!dns) return std::move(dns).error();
+  dns_ = std::move(*dns);
   return base::ok();
 }
 
@@ -510,11 +535,13 @@ void Cell::teardown() {
   backend_cell_.reset();
   // The namespace's last fd and socket: the kernel then removes it, and with it the veth pair,
   // the cell's address and route (netns/cell_net.h); the address returns to the pool.
+  if (dns_) dns_summary_ = dns_->finish();
+  dns_.reset();
   net_.reset();
   emit(sinks::DestroyedData{opts_.spec.id,
                             outcome_.reason == sinks::CompletedReason::kExited &&
                                 outcome_.exit_code == 0,
-                            outcome_.forced, {}, std::move(flow_summary_)});
+                            outcome_.forced, {}, std::move(flow_summary_), std::move(dns_summary_)});
   uid_.reset();  // after the cgroup's removal: its processes are gone
   lock_.reset();
   finished_ = true;

@@ -47,6 +47,8 @@ struct ChildPlan {
   // The reactor's own files inside those paths, hidden in the view (masked_paths).
   const char* const* masked_paths = nullptr;
   int n_masked_paths = 0;
+  // A host file bound read-only over /etc/resolv.conf, or null.
+  const char* resolv_conf = nullptr;
 };
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).

@@ -245,8 +245,8 @@ class ConfigParser {
   }
 
   // "example.com" or "*.example.com": names only (a DNS allow-list holds no addresses).
-  void parse_dns_names(const toml::node& n, std::vector<std::string>& out) const {
-    const std::string path = "policy.allowed_dns_names";
+  void parse_dns_names(const toml::node& n, std::vector<std::string>& out,
+                       const std::string& path = "policy.allowed_dns_names") const {
     parse_egress_hosts(n, out, path);
     for (size_t i = 0; i < out.size(); ++i)
       if (out[i].find_first_of(":/") != std::string::npos || netns::parse_target(out[i]).ok())
@@ -271,7 +271,9 @@ class ConfigParser {
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
                 "run_as_gid", "default_limits", "max_limits", "allowed_egress_hosts",
                 "forbid_egress", "host_paths", "uid_range", "allowed_dns_names",
-                "allowed_dns_resolvers"});
+                "allowed_dns_resolvers", "internal_dns_names"});
+    if (const toml::node* n = t.get("internal_dns_names"))
+      parse_dns_names(*n, policy.internal_dns_names, "policy.internal_dns_names");
     if (const toml::node* n = t.get("allowed_dns_names"))
       parse_dns_names(*n, policy.allowed_dns_names);
     if (const toml::node* n = t.get("allowed_dns_resolvers"))

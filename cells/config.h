@@ -53,6 +53,9 @@ struct PolicyConfig {
   // allowed_dns_resolvers addresses or CIDRs each declared resolver must be in.
   std::vector<std::string> allowed_dns_names;
   std::vector<std::string> allowed_dns_resolvers;
+  // Names ("x.corp" or "*.corp") that may resolve to private, loopback or link-local addresses
+  // through a cell's DNS proxy; any other answer holding one is refused (rebind protection).
+  std::vector<std::string> internal_dns_names;
 };
 
 struct HostConfig {

@@ -121,6 +121,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   const auto masked_paths = c_strings(o.masked_paths);
   plan.masked_paths = masked_paths.data();
   plan.n_masked_paths = static_cast<int>(o.masked_paths.size());
+  plan.resolv_conf = o.resolv_conf.empty() ? nullptr : o.resolv_conf.c_str();
 
   int pidfd = -1;
   clone_args args{};

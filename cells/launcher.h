@@ -31,6 +31,7 @@ struct LaunchOptions {
   // The host paths the cell's root view holds, read-only (root_view.h: root_view_paths).
   std::vector<std::string> host_paths;
   std::vector<std::string> masked_paths;  // hidden inside them (root_view.h: masked_paths)
+  std::string resolv_conf;  // bound over /etc/resolv.conf when set (StartRequest)
 };
 
 // What the parent keeps of a launched cell.

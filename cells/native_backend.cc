@@ -25,6 +25,7 @@ class NativeCell final : public BackendCell {
     lo.v1_procs_paths = r.v1_procs_paths;
     lo.want_pidfd = r.want_pidfd;
     lo.netns_fd = r.netns_fd;
+    lo.resolv_conf = r.resolv_conf;
     auto l = launch(lo);
     if (!l) return std::move(l).error();
     return Started{l->pid, std::move(l->pidfd), std::move(l->stdout_read),

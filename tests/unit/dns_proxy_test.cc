@@ -7,102 +7,25 @@
 #include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
-#include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "base/completion.h"
 #include "base/fd.h"
 #include "cells/dns_authority.h"
 #include "reactor/ring.h"
+#include "tests/support/dnsmasq.h"
 #include "tests/support/test_support.h"
-
-extern char** environ;
 
 namespace cellos {
 namespace {
 
 using namespace std::chrono_literals;
-
-int free_udp_port() {
-  base::Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  return ntohs(a.sin_port);
-}
-
-// dnsmasq on 127.0.0.1:<port>, answering only the records it is given, logging each query.
-struct Dnsmasq {
-  pid_t pid = -1;
-  int port = 0;
-  std::string log, why;
-  explicit Dnsmasq(const std::vector<std::string>& options) {
-    if (::access("/usr/sbin/dnsmasq", X_OK) != 0) {
-      why = "dnsmasq is not installed (scripts/install-deps.sh installs dnsmasq-base)";
-      return;
-    }
-    port = free_udp_port();
-    char dir[] = "/tmp/cellos-dnsq-XXXXXX";
-    REQUIRE(::mkdtemp(dir));
-    log = std::string(dir) + "/queries.log";
-    std::vector<std::string> args{"/usr/sbin/dnsmasq", "--keep-in-foreground", "--no-resolv",
-                                  "--no-hosts", "--bind-interfaces", "--listen-address=127.0.0.1",
-                                  "--port=" + std::to_string(port), "--pid-file=", "--user=root",
-                                  "--log-queries", "--log-facility=" + log, "--local-ttl=300"};
-    args.insert(args.end(), options.begin(), options.end());
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-      why = "posix_spawn dnsmasq failed";
-      pid = -1;
-      return;
-    }
-    // Ready once it answers over TCP (it binds both before it serves).
-    for (int i = 0; i < 100; ++i) {
-      base::Fd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      a.sin_port = htons(static_cast<uint16_t>(port));
-      if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) break;
-      ::usleep(20000);
-    }
-  }
-  ~Dnsmasq() {
-    if (pid > 0) {
-      ::kill(pid, SIGTERM);
-      ::waitpid(pid, nullptr, 0);
-    }
-    if (!log.empty()) {
-      ::unlink(log.c_str());
-      ::rmdir(log.substr(0, log.rfind('/')).c_str());
-    }
-  }
-  std::string upstream() const { return "127.0.0.1:" + std::to_string(port); }
-  // Queries for `name` the server received (its log says "query[TYPE] name from ...").
-  int queries_for(const std::string& name) const {
-    std::ifstream in(log);
-    std::string line;
-    int n = 0;
-    while (std::getline(in, line))
-      if (line.find("query[") != std::string::npos && line.find("] " + name + " from") != std::string::npos)
-        ++n;
-    return n;
-  }
-};
+using test::Dnsmasq;
 
 std::vector<uint8_t> make_query(const std::string& name, ldns_rr_type type, uint16_t id) {
   ldns_pkt* p = nullptr;
@@ -244,7 +167,7 @@ std::vector<std::string> big_server() {
 TEST_CASE("dns proxy: an allow-listed name is forwarded and answered with the client's id",
           "[dns][dns_proxy]") {
   Dnsmasq dns(big_server());
-  if (!dns.why.empty()) CELLOS_SKIP(dns.why);
+  if (!dns.why().empty()) CELLOS_SKIP(dns.why());
   Fixture f({dns.upstream()});
   auto got = f.udp(make_query("ok.cellos.test", LDNS_RR_TYPE_A, 0x4242));
   REQUIRE(got);
@@ -274,7 +197,7 @@ TEST_CASE("dns proxy: an allow-listed name is forwarded and answered with the cl
 TEST_CASE("dns proxy: names off the list and other types are REFUSED without leaving the host",
           "[dns][dns_proxy]") {
   Dnsmasq dns(big_server());
-  if (!dns.why.empty()) CELLOS_SKIP(dns.why);
+  if (!dns.why().empty()) CELLOS_SKIP(dns.why());
   Fixture f({dns.upstream()});
   auto got = f.udp(make_query("denied.cellos.test", LDNS_RR_TYPE_A, 1));
   REQUIRE(got);
@@ -309,7 +232,7 @@ TEST_CASE("dns proxy: names off the list and other types are REFUSED without lea
 TEST_CASE("dns proxy: malformed and oversized messages are dropped, counted, never answered",
           "[dns][dns_proxy]") {
   Dnsmasq dns(big_server());
-  if (!dns.why.empty()) CELLOS_SKIP(dns.why);
+  if (!dns.why().empty()) CELLOS_SKIP(dns.why());
   Fixture f({dns.upstream()});
   std::vector<uint8_t> garbage{1, 2, 3, 4, 5};
   CHECK_FALSE(f.udp(garbage, 1s));
@@ -333,7 +256,7 @@ TEST_CASE("dns proxy: malformed and oversized messages are dropped, counted, nev
 TEST_CASE("dns proxy: a truncated UDP answer reaches the client, which gets it whole over TCP",
           "[dns][dns_proxy]") {
   Dnsmasq dns(big_server());
-  if (!dns.why.empty()) CELLOS_SKIP(dns.why);
+  if (!dns.why().empty()) CELLOS_SKIP(dns.why());
   Fixture f({dns.upstream()});
   auto got = f.udp(make_query("big.cellos.test", LDNS_RR_TYPE_A, 21));
   REQUIRE(got);
@@ -377,7 +300,7 @@ TEST_CASE("dns proxy: a silent upstream is retried, then the client gets SERVFAI
 TEST_CASE("dns proxy: an answer the policy rejects becomes REFUSED with its reason",
           "[dns][dns_proxy]") {
   Dnsmasq dns(big_server());
-  if (!dns.why.empty()) CELLOS_SKIP(dns.why);
+  if (!dns.why().empty()) CELLOS_SKIP(dns.why());
   Fixture f({dns.upstream()}, [](const netns::DnsAnswer& a) -> std::optional<std::string> {
     for (const auto& r : a.records)
       if (r.data == "127.0.0.1") return "rebind_rejected";
