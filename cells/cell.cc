@@ -182,6 +182,7 @@ base::Result<void> Cell::prepare_network() {
   o.ruleset.targets = std::move(*targets);
   o.ruleset.nflog_group = host_.flows ? host_.flows->next_nflog_group() : 1;
   o.ruleset.append_invalid_rule = host_.config->network.test_fault_ruleset;
+  o.ruleset.dns_sets = opts_.spec.dns_authority.has_value();
   o.uplink = host_.uplink;
   // Without a flow monitor nothing but nft can enforce, whatever was asked for.
   o.install_ruleset = host_.flows ? host_.flows->nft_enforces()
@@ -215,6 +216,17 @@ base::Result<void> Cell::open_dns() {
   o.upstreams = std::move(*upstreams);
   o.timeout = std::chrono::milliseconds(host_.config->network.resolve_timeout_ms);
   o.internal_names = host_.config->policy.internal_dns_names;
+  const NetworkConfig& net = host_.config->network;
+  o.min_ttl = std::chrono::seconds(net.dns_min_ttl_seconds);
+  o.max_ttl = std::chrono::seconds(net.dns_max_ttl_seconds);
+  o.grace = std::chrono::seconds(net.dns_grace_seconds);
+  o.max_addresses_per_name = net.dns_max_addresses_per_name;
+  for (const auto& r : spec.egress_rules)
+    if (!netns::parse_target(r.host)) o.named_rules.push_back(r);
+  o.update_sets = [n = net_.get()](const std::vector<netns::DnsSetElement>& add,
+                                   const std::vector<netns::EgressTarget>& del) {
+    return n->update_dns_sets(add, del);
+  };
   o.emit = [this](sinks::EventData d) { emit(std::move(d)); };
   auto dns = CellDns::open(*host_.io, std::move(o));
   if (!dns) return std::move(dns).error();

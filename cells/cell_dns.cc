@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <set>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -148,11 +151,112 @@ struct CellDns::Impl {
   bool finished = false;
 
   std::optional<std::string> check(const netns::DnsAnswer& a) {
-    if (dns_name_allowed(o.internal_names, a.question.name)) return std::nullopt;
-    for (const auto& r : a.records)
-      if (r.type != netns::kDnsTypeCname && is_rebind_address(r.data, host))
-        return std::string("rebind_rejected");
+    if (!dns_name_allowed(o.internal_names, a.question.name))
+      for (const auto& r : a.records)
+        if (r.type != netns::kDnsTypeCname && is_rebind_address(r.data, host))
+          return std::string("rebind_rejected");
+    if (auto r = grant(a); !r) {
+      std::fprintf(stderr, "cellos-reactor: cell %s: dns: %s\n", o.cell_id.c_str(),
+                   r.error().message().c_str());
+      return std::string("allowlist_update_failed");
+    }
     return std::nullopt;
+  }
+
+  // ---- answers open the allow-list
+
+  using Clock = std::chrono::steady_clock;
+  struct Held {
+    std::string addr;
+    Clock::time_point until;
+  };
+  std::map<std::string, std::deque<Held>> by_name;         // oldest first
+  std::map<std::string, Clock::time_point> elements;        // set element key text -> expiry
+
+  // The targets an address opens for a name: one per matching rule and protocol.
+  std::vector<netns::EgressTarget> targets_for(const std::string& name, const std::string& addr) {
+    std::vector<netns::EgressTarget> out;
+    auto parsed = netns::parse_target(addr);
+    if (!parsed) return out;
+    for (const auto& rule : o.named_rules) {
+      if (!dns_name_matches(lower_name(rule.host), name)) continue;
+      for (uint8_t proto : {IPPROTO_TCP, IPPROTO_UDP}) {
+        if (rule.protocol && *rule.protocol != (proto == IPPROTO_TCP ? "tcp" : "udp")) continue;
+        netns::EgressTarget t = *parsed;
+        t.port = rule.port;
+        t.l4proto = proto;
+        out.push_back(t);
+      }
+    }
+    return out;
+  }
+  static std::string lower_name(std::string s) {
+    if (s.ends_with('.')) s.pop_back();
+    for (char& c : s)
+      if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    return s;
+  }
+  static std::string key_text(const netns::EgressTarget& t) {
+    return std::string(reinterpret_cast<const char*>(t.addr.data()), 16) + char(t.l4proto) +
+           std::to_string(t.port);
+  }
+
+  base::Result<void> grant(const netns::DnsAnswer& a) {
+    if (o.named_rules.empty() || !o.update_sets) return base::ok();
+    const std::string& name = a.question.name;
+    const auto now = Clock::now();
+    // Forget what the kernel has expired by now (a second early: never delete what is gone).
+    for (auto it = elements.begin(); it != elements.end();)
+      it = it->second <= now + std::chrono::seconds(1) ? elements.erase(it) : std::next(it);
+    std::vector<netns::DnsSetElement> add;
+    std::vector<netns::EgressTarget> del;
+    std::set<std::string> deleting, adding;
+    auto remove_element = [&](const netns::EgressTarget& t) {
+      const std::string k = key_text(t);
+      if (elements.erase(k) && deleting.insert(k).second) del.push_back(t);
+    };
+    std::deque<Held>& held = by_name[name];
+    std::vector<std::string> addrs;
+    for (const auto& r : a.records)
+      if (r.type != netns::kDnsTypeCname &&
+          std::find(addrs.begin(), addrs.end(), r.data) == addrs.end() &&
+          addrs.size() < o.max_addresses_per_name)
+        addrs.push_back(r.data);
+    for (const auto& addr : addrs) {
+      uint32_t ttl = 0;
+      for (const auto& r : a.records)
+        if (r.data == addr) ttl = std::max(ttl, r.ttl);
+      auto secs = std::clamp<std::chrono::seconds>(std::chrono::seconds(ttl), o.min_ttl, o.max_ttl);
+      const auto open_for = secs + o.grace;
+      held.erase(std::remove_if(held.begin(), held.end(), [&](const Held& h) { return h.addr == addr; }),
+                 held.end());
+      held.push_back({addr, now + open_for});
+      for (const auto& t : targets_for(name, addr)) {
+        if (!adding.insert(key_text(t)).second) continue;  // two rules, one target
+        remove_element(t);  // a refresh: the kernel keeps an element's first timeout otherwise
+        add.push_back({t, static_cast<uint64_t>(std::chrono::milliseconds(open_for).count())});
+        elements[key_text(t)] = now + open_for;
+        ++summary.addresses_granted;
+      }
+    }
+    while (held.size() > o.max_addresses_per_name) {
+      Held old = held.front();
+      held.pop_front();
+      ++summary.addresses_evicted;
+      bool other = false;
+      for (const auto& [n, list] : by_name)
+        for (const auto& h : list) other |= h.addr == old.addr;
+      if (!other)
+        for (const auto& t : targets_for(name, old.addr)) remove_element(t);
+    }
+    // Names whose addresses have all expired are forgotten.
+    for (auto it = by_name.begin(); it != by_name.end();) {
+      auto& list = it->second;
+      list.erase(std::remove_if(list.begin(), list.end(), [&](const Held& h) { return h.until <= now; }),
+                 list.end());
+      it = list.empty() && it->first != name ? by_name.erase(it) : std::next(it);
+    }
+    return o.update_sets(add, del);
   }
 
   void on_query(const netns::DnsQueryReport& q) {

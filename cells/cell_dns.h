@@ -6,6 +6,14 @@
 // event (count N, the latest answers and latency) when the window ends, and at the cell's end.
 // A cell that asks for the same name a thousand times a second costs two events per window.
 //
+// Answers open the allow-list: an egress rule whose host is a name allows, on its port and
+// protocol(s), exactly the addresses the proxy handed this cell for that name, as elements of
+// the cell's nft sets dns4/dns6 with a timeout of the answer's TTL clamped to [min_ttl,
+// max_ttl] plus `grace` (for clients that connect again shortly after the TTL). A repeated
+// answer refreshes an address's timeout. Each name keeps at most max_addresses_per_name
+// addresses; past that the oldest is taken out of the set (counted as evicted). The sets are
+// updated before the cell sees the answer, so its connect() right after never races them.
+//
 // Rebind protection: an answer for an allow-listed name holding a private (RFC 1918, CGNAT
 // 100.64/10, ULA fc00::/7), loopback, link-local, unspecified or the host's own address is
 // REFUSED (`dns_authority_rebind_rejected`), unless the name matches policy.internal_dns_names.
@@ -20,6 +28,8 @@
 #include "base/io.h"
 #include "base/result.h"
 #include "cells/dns_authority.h"
+#include "cells/spec.h"
+#include "netns/nft.h"
 #include "sinks/events.h"
 
 namespace cellos::netns {
@@ -40,6 +50,14 @@ struct CellDnsOptions {
   std::vector<std::string> internal_names;  // policy.internal_dns_names
   std::chrono::milliseconds aggregate_window{10000};
   uint16_t listen_port = 53;  // tests: 0
+  // Egress rules whose host is a name: an answer for that name opens its addresses on the
+  // rule's port and protocol(s), for the TTL clamped to [min_ttl, max_ttl] plus `grace`.
+  std::vector<EgressRule> named_rules;
+  std::chrono::seconds min_ttl{30}, max_ttl{3600}, grace{60};
+  size_t max_addresses_per_name = 64;
+  std::function<base::Result<void>(const std::vector<netns::DnsSetElement>&,
+                                   const std::vector<netns::EgressTarget>&)>
+      update_sets;
   std::function<void(sinks::EventData)> emit;
 };
 

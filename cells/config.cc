@@ -469,7 +469,18 @@ class ConfigParser {
 
   void parse_network(const toml::table& t, NetworkConfig& net) const {
     check_keys(t, "network", {"uplink", "subnet", "test_fault_ruleset", "enforcement", "resolvers",
-                              "resolve_timeout_ms"});
+                              "resolve_timeout_ms", "dns_min_ttl_seconds", "dns_max_ttl_seconds",
+                              "dns_grace_seconds", "dns_max_addresses_per_name"});
+    if (const toml::node* n = t.get("dns_min_ttl_seconds"))
+      net.dns_min_ttl_seconds = integer(*n, "network.dns_min_ttl_seconds", 1, 86400);
+    if (const toml::node* n = t.get("dns_max_ttl_seconds"))
+      net.dns_max_ttl_seconds = integer(*n, "network.dns_max_ttl_seconds", 1, 86400);
+    if (net.dns_max_ttl_seconds < net.dns_min_ttl_seconds)
+      fail("network.dns_max_ttl_seconds", "must be >= network.dns_min_ttl_seconds");
+    if (const toml::node* n = t.get("dns_grace_seconds"))
+      net.dns_grace_seconds = integer(*n, "network.dns_grace_seconds", 0, 3600);
+    if (const toml::node* n = t.get("dns_max_addresses_per_name"))
+      net.dns_max_addresses_per_name = integer(*n, "network.dns_max_addresses_per_name", 1, 4096);
     if (const toml::node* n = t.get("resolve_timeout_ms"))
       net.resolve_timeout_ms = integer(*n, "network.resolve_timeout_ms", 100, 60000);
     if (const toml::node* n = t.get("resolvers")) {

@@ -89,6 +89,13 @@ struct NetworkConfig {
   // host's /etc/resolv.conf. Looked up on the ring, with this timeout per try (two tries).
   std::vector<std::string> resolvers;
   uint64_t resolve_timeout_ms = 2500;
+  // DNS authority (cells/cell_dns.h): an answer's TTL, clamped to [min, max], plus the grace,
+  // is how long its addresses stay open to new connections; at most this many addresses per
+  // name per cell (the oldest go first).
+  uint64_t dns_min_ttl_seconds = 30;
+  uint64_t dns_max_ttl_seconds = 3600;
+  uint64_t dns_grace_seconds = 60;
+  uint64_t dns_max_addresses_per_name = 64;
   bool nft_enforces() const { return enforcement == "nft" || enforcement == "both"; }
   bool bpf_enforces() const { return enforcement == "bpf" || enforcement == "both"; }
 };

@@ -102,6 +102,8 @@ struct DnsSummary {
   failed @3 :UInt64;
   dropped @4 :UInt64;
   rebindRejected @5 :UInt64;
+  addressesGranted @6 :UInt64;
+  addressesEvicted @7 :UInt64;
 }
 
 # dns_query, dns_query_permitted, dns_query_refused, dns_authority_rebind_rejected (by `kind`).

@@ -157,6 +157,9 @@ struct DnsQueryData {
 struct DnsSummaryData {
   uint64_t queries = 0, permitted = 0, refused = 0, failed = 0, dropped = 0;
   uint64_t rebind_rejected = 0;
+  // Addresses opened to the cell's egress rules by answers, and taken back early because a
+  // name went over [network] dns_max_addresses_per_name.
+  uint64_t addresses_granted = 0, addresses_evicted = 0;
 };
 
 struct DestroyedData {

@@ -158,6 +158,8 @@ struct Build {
       x.setFailed(e.dns->failed);
       x.setDropped(e.dns->dropped);
       x.setRebindRejected(e.dns->rebind_rejected);
+      x.setAddressesGranted(e.dns->addresses_granted);
+      x.setAddressesEvicted(e.dns->addresses_evicted);
     }
   }
   void operator()(const FlowDecisionData& e) const {
@@ -441,6 +443,8 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
         g.u("failed", x.getFailed());
         g.u("dropped", x.getDropped());
         g.u("rebindRejected", x.getRebindRejected());
+        g.u("addressesGranted", x.getAddressesGranted());
+        g.u("addressesEvicted", x.getAddressesEvicted());
         out += '}';
       }
       break;

@@ -135,3 +135,59 @@ TEST_CASE("a spec's dnsAuthority outside the fleet policy runs nothing", "[dns]"
   CHECK_THAT(r.err, Catch::Contains("spec.authority.dnsAuthority.hostnameAllowlist[0]: "
                                     "\"evil.example.com\" is not in policy.allowed_dns_names"));
 }
+
+TEST_CASE("an egress rule naming a host opens exactly the addresses the cell's proxy handed "
+          "out, until their TTL runs out",
+          "[net][dns]") {
+  std::string why;
+  if (!can_build_test_hosts(&why)) CELLOS_SKIP(why);
+  TestHost host(30), other(31);
+  const int port = host.tcp();
+  other.tcp(port);
+  host.start();
+  other.start();
+  // TTL 2 s; the fleet clamps no lower than 1 s and gives no grace, so 4 s later it is closed.
+  Dnsmasq dns({"--address=/ttl.int.cellos.test/" + host.ip(),
+               "--address=/unlisted.int.cellos.test/" + other.ip()},
+              2);
+  if (!dns.why().empty()) CELLOS_SKIP(dns.why());
+  Fleet fleet("internal_dns_names = [\"*.int.cellos.test\"]\n[network]\nuplink = \"nat\"\nsubnet = \"" +
+              cell_subnet() + "\"\nresolvers = [\"" + dns.upstream() +
+              "\"]\ndns_min_ttl_seconds = 1\ndns_grace_seconds = 0\n");
+  const std::string p = std::to_string(port);
+  const std::string connect_host = fleet.probe() + " tcp-connect " + host.ip() + " " + p + "; ";
+  const std::string script =
+      connect_host +                                          // 0: not resolved yet: closed
+      "getent ahostsv4 ttl.int.cellos.test >/dev/null; " +
+      connect_host +                                          // 1: open
+      "getent ahostsv4 unlisted.int.cellos.test >/dev/null && echo unlisted-resolved; " +  // 2
+      fleet.probe() + " tcp-connect " + other.ip() + " " + p + "; " +  // 3: no rule names it
+      "sleep 4; " + connect_host +                            // 4: TTL over: closed again
+      "getent ahostsv4 ttl.int.cellos.test >/dev/null; " + connect_host + "true";  // 5: open
+  auto spec = make_spec(unique_id("dnsttl"), {"/bin/sh", "-c", script});
+  spec["spec"]["authority"]["dnsAuthority"] = {
+      {"hostnameAllowlist", {"ttl.int.cellos.test", "unlisted.int.cellos.test"}}};
+  spec["spec"]["authority"]["egressRules"] = {
+      {{"host", "ttl.int.cellos.test"}, {"port", port}, {"protocol", "tcp"}}};
+  auto r = fleet.run(spec.dump());
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  auto lines = lines_of(r.out);
+  REQUIRE(lines.size() == 6);
+  CHECK_THAT(lines[0], Catch::EndsWith("timeout"));
+  CHECK_THAT(lines[1], Catch::EndsWith("ok hello"));
+  CHECK(lines[2] == "unlisted-resolved");
+  CHECK_THAT(lines[3], Catch::EndsWith("timeout"));
+  CHECK_THAT(lines[4], Catch::EndsWith("timeout"));
+  CHECK_THAT(lines[5], Catch::EndsWith("ok hello"));
+  // Nothing was resolved at admission: the policy event has no addresses for the name.
+  auto policy = r.event("observability.v1.network_policy");
+  CHECK(policy["declaredEgress"][0]["resolvedAddresses"].empty());
+  auto destroyed = r.event("lifecycle.v1.destroyed");
+  CHECK(destroyed["dns"]["addressesGranted"] == 2);
+  auto enforcement = r.event("observability.v1.network_enforcement");
+  bool counted = false;
+  for (const auto& c : enforcement["ruleCounters"])
+    if (c["rule"] == "dns") counted = c["packets"].get<uint64_t>() == 2;  // two SYNs let through
+  CHECK(counted);
+}
