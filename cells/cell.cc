@@ -223,6 +223,12 @@ base::Result<void> Cell::open_dns() {
   o.max_addresses_per_name = net.dns_max_addresses_per_name;
   for (const auto& r : spec.egress_rules)
     if (!netns::parse_target(r.host)) o.named_rules.push_back(r);
+  // The addresses answers open live in the nft sets only: BPF enforcement has no map for
+  // them yet, so it would refuse every one of them. Said plainly rather than failing later.
+  if (!o.named_rules.empty() && net.enforcement != "nft")
+    return base::value_error("spec.authority.egressRules",
+                             "an egress rule naming a host under dnsAuthority needs [network] "
+                             "enforcement = \"nft\" (not \"" + net.enforcement + "\")");
   o.update_sets = [n = net_.get()](const std::vector<netns::DnsSetElement>& add,
                                    const std::vector<netns::EgressTarget>& del) {
     return n->update_dns_sets(add, del);

@@ -256,6 +256,7 @@ struct CellDns::Impl {
                  list.end());
       it = list.empty() && it->first != name ? by_name.erase(it) : std::next(it);
     }
+    if (add.empty() && del.empty()) return base::ok();
     return o.update_sets(add, del);
   }
 
