@@ -214,8 +214,13 @@ bool is_hostname(std::string_view h) {
 
 Result<void> check_egress_host(const std::string& host, const std::string& path) {
   if (host.empty()) return value_error(path, "must not be empty");
-  if (host.starts_with("*."))
-    return value_error(path, "wildcard hosts are not allowed in a spec (name one host)");
+  if (host.starts_with("*.")) {
+    // Only under a dnsAuthority (checked in parse_authority): its proxy's answers say which
+    // addresses a name below the suffix has; without it there is nothing to resolve.
+    std::string_view suffix = std::string_view(host).substr(2);
+    if (is_hostname(suffix) && suffix.find('.') != std::string_view::npos) return base::ok();
+    return value_error(path, "a wildcard host must be \"*.\" and a name of two labels or more");
+  }
   if (is_ip_address(host) || is_cidr(host) || is_hostname(host)) return base::ok();
   return value_error(path, "must be an IP address, a CIDR or a host name");
 }
@@ -291,6 +296,11 @@ Result<void> parse_authority(const Json& v, Spec& spec) {
       spec.egress_rules.push_back(std::move(rule));
     }
   }
+  if (!find(v, "dnsAuthority"))
+    for (size_t i = 0; i < spec.egress_rules.size(); ++i)
+      if (spec.egress_rules[i].host.starts_with("*."))
+        return value_error(child(element(child(path, "egressRules"), i), "host"),
+                           "wildcard hosts need spec.authority.dnsAuthority (name one host)");
   if (const Json* dns = find(v, "dnsAuthority")) {
     auto parsed = parse_dns_authority(*dns, child(path, "dnsAuthority"));
     if (!parsed) return std::move(parsed).error();

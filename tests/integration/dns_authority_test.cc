@@ -148,7 +148,8 @@ TEST_CASE("an egress rule naming a host opens exactly the addresses the cell's p
   other.start();
   // TTL 2 s; the fleet clamps no lower than 1 s and gives no grace, so 4 s later it is closed.
   Dnsmasq dns({"--address=/ttl.int.cellos.test/" + host.ip(),
-               "--address=/unlisted.int.cellos.test/" + other.ip()},
+               "--address=/unlisted.int.cellos.test/" + other.ip(),
+               "--address=/a.wild.int.cellos.test/" + other.ip()},
               2);
   if (!dns.why().empty()) CELLOS_SKIP(dns.why());
   Fleet fleet("internal_dns_names = [\"*.int.cellos.test\"]\n[network]\nuplink = \"nat\"\nsubnet = \"" +
@@ -162,32 +163,36 @@ TEST_CASE("an egress rule naming a host opens exactly the addresses the cell's p
       connect_host +                                          // 1: open
       "getent ahostsv4 unlisted.int.cellos.test >/dev/null && echo unlisted-resolved; " +  // 2
       fleet.probe() + " tcp-connect " + other.ip() + " " + p + "; " +  // 3: no rule names it
-      "sleep 4; " + connect_host +                            // 4: TTL over: closed again
-      "getent ahostsv4 ttl.int.cellos.test >/dev/null; " + connect_host + "true";  // 5: open
+      "getent ahostsv4 a.wild.int.cellos.test >/dev/null; " +
+      fleet.probe() + " tcp-connect " + other.ip() + " " + p + "; " +  // 4: the wildcard rule
+      "sleep 4; " + connect_host +                            // 5: TTL over: closed again
+      "getent ahostsv4 ttl.int.cellos.test >/dev/null; " + connect_host + "true";  // 6: open
   auto spec = make_spec(unique_id("dnsttl"), {"/bin/sh", "-c", script});
   spec["spec"]["authority"]["dnsAuthority"] = {
-      {"hostnameAllowlist", {"ttl.int.cellos.test", "unlisted.int.cellos.test"}}};
+      {"hostnameAllowlist", {"ttl.int.cellos.test", "unlisted.int.cellos.test", "*.wild.int.cellos.test"}}};
   spec["spec"]["authority"]["egressRules"] = {
-      {{"host", "ttl.int.cellos.test"}, {"port", port}, {"protocol", "tcp"}}};
+      {{"host", "ttl.int.cellos.test"}, {"port", port}, {"protocol", "tcp"}},
+      {{"host", "*.wild.int.cellos.test"}, {"port", port}, {"protocol", "tcp"}}};
   auto r = fleet.run(spec.dump());
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
   auto lines = lines_of(r.out);
-  REQUIRE(lines.size() == 6);
+  REQUIRE(lines.size() == 7);
   CHECK_THAT(lines[0], Catch::EndsWith("timeout"));
   CHECK_THAT(lines[1], Catch::EndsWith("ok hello"));
   CHECK(lines[2] == "unlisted-resolved");
   CHECK_THAT(lines[3], Catch::EndsWith("timeout"));
-  CHECK_THAT(lines[4], Catch::EndsWith("timeout"));
-  CHECK_THAT(lines[5], Catch::EndsWith("ok hello"));
+  CHECK_THAT(lines[4], Catch::EndsWith("ok hello"));
+  CHECK_THAT(lines[5], Catch::EndsWith("timeout"));
+  CHECK_THAT(lines[6], Catch::EndsWith("ok hello"));
   // Nothing was resolved at admission: the policy event has no addresses for the name.
   auto policy = r.event("observability.v1.network_policy");
   CHECK(policy["declaredEgress"][0]["resolvedAddresses"].empty());
   auto destroyed = r.event("lifecycle.v1.destroyed");
-  CHECK(destroyed["dns"]["addressesGranted"] == 2);
+  CHECK(destroyed["dns"]["addressesGranted"] == 3);
   auto enforcement = r.event("observability.v1.network_enforcement");
   bool counted = false;
   for (const auto& c : enforcement["ruleCounters"])
-    if (c["rule"] == "dns") counted = c["packets"].get<uint64_t>() == 2;  // two SYNs let through
+    if (c["rule"] == "dns") counted = c["packets"].get<uint64_t>() == 3;  // three SYNs let through
   CHECK(counted);
 }

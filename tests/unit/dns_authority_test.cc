@@ -133,6 +133,14 @@ TEST_CASE("every bad dnsAuthority value is refused naming its field", "[spec][dn
       {{"host", "registry.npmjs.org"}, {"port", 443}},
       {{"host", "raw.githubusercontent.com"}, {"port", 443}}};
   CHECK(error_of(covered.dump()) == "<accepted>");
+  // Under a dnsAuthority an egress host may be a wildcard, covered by a wildcard entry.
+  Json wild = base_spec();
+  wild["spec"]["authority"]["egressRules"] = {{{"host", "*.githubusercontent.com"}, {"port", 443}},
+                                              {{"host", "*.a.githubusercontent.com"}, {"port", 443}}};
+  CHECK(error_of(wild.dump()) == "<accepted>");
+  wild["spec"]["authority"]["egressRules"] = {{{"host", "*.npmjs.org"}, {"port", 443}}};
+  CHECK_THAT(error_of(wild.dump()),
+             Contains("spec.authority.egressRules[0].host: \"*.npmjs.org\" is not covered by"));
 }
 
 TEST_CASE("allow-list entries match names the way the proxy compares them", "[dns]") {
