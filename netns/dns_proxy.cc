@@ -455,7 +455,7 @@ struct DnsProxy::Core {
     std::vector<uint64_t> idle;
     for (auto& [id, c] : clients)
       if (c.waiting == 0 && c.out.empty() && now - c.last_active >= o.tcp_idle) idle.push_back(id);
-    for (uint64_t id : idle) clients.erase(id);
+    for (uint64_t id : idle) close_client(id);
     if (!pending.empty() || !clients.empty()) arm_sweep();
   }
 

@@ -73,7 +73,8 @@ struct Fixture {
 
   explicit Fixture(std::vector<std::string> upstreams,
                    std::function<std::optional<std::string>(const netns::DnsAnswer&)> on_answer = {},
-                   std::chrono::milliseconds timeout = 1000ms) {
+                   std::chrono::milliseconds timeout = 1000ms,
+                   const std::function<void(netns::DnsProxyOptions&)>& tweak = {}) {
     auto r = reactor::Ring::create({});
     REQUIRE(r.ok());
     ring = std::move(*r);
@@ -84,6 +85,7 @@ struct Fixture {
     o.allowed = [this](std::string_view n) { return cells::dns_name_allowed(allowlist, n); };
     o.on_answer = std::move(on_answer);
     o.on_query = [this](const netns::DnsQueryReport& q) { reports.push_back(q); };
+    if (tweak) tweak(o);
     auto p = netns::DnsProxy::open(*ring, std::move(o));
     REQUIRE(p.ok());
     proxy = std::move(*p);
@@ -343,6 +345,72 @@ TEST_CASE("dns proxy: destroyed with queries in flight, its state goes with the 
   sockaddr_in b = pa;
   b.sin_port = htons(port);
   CHECK(::bind(again.get(), reinterpret_cast<sockaddr*>(&b), sizeof b) == 0);
+}
+
+}  // namespace
+}  // namespace cellos
+
+namespace cellos {
+namespace {
+
+base::Fd silent_server(int& port) {
+  base::Fd fd(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  socklen_t len = sizeof a;
+  REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
+TEST_CASE("dns proxy: past max_pending queries upstream, the next gets SERVFAIL at once",
+          "[dns][dns_proxy]") {
+  int port = 0;
+  base::Fd silent = silent_server(port);
+  Fixture f({"127.0.0.1:" + std::to_string(port)}, {}, 5000ms,
+            [](netns::DnsProxyOptions& o) { o.max_pending = 1; });
+  base::Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  auto q = make_query("ok.cellos.test", LDNS_RR_TYPE_A, 61);
+  sockaddr_in pa = f.addr();
+  REQUIRE(::sendto(s.get(), q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&pa), sizeof pa) > 0);
+  REQUIRE(run_until(*f.ring, [&] { return f.proxy->pending() == 1; }, 5s));
+  auto got = f.udp(make_query("ok.cellos.test", LDNS_RR_TYPE_AAAA, 62), 2s);
+  REQUIRE(got);
+  CHECK(parsed(*got).rcode == netns::kRcodeServfail);
+  REQUIRE(f.reports.size() == 1);
+  CHECK(f.reports[0].reason == "proxy_busy");
+}
+
+TEST_CASE("dns proxy: TCP clients past max_tcp_clients are closed, idle ones after tcp_idle",
+          "[dns][dns_proxy]") {
+  Dnsmasq dns(big_server());
+  if (!dns.why().empty()) CELLOS_SKIP(dns.why());
+  Fixture f({dns.upstream()}, {}, 1000ms, [](netns::DnsProxyOptions& o) {
+    o.max_tcp_clients = 1;
+    o.tcp_idle = 300ms;
+  });
+  auto connect = [&] {
+    base::Fd c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a = f.addr();
+    REQUIRE(::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    return c;
+  };
+  // Closed by the proxy: a read returns 0 (EOF) or ECONNRESET.
+  auto closed = [](int fd) {
+    char b;
+    ssize_t n = ::recv(fd, &b, 1, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno == ECONNRESET);
+  };
+  base::Fd first = connect();
+  REQUIRE(run_until(*f.ring, [&] { return f.proxy->stats().tcp_connections == 1; }, 5s));
+  base::Fd second = connect();
+  REQUIRE(run_until(*f.ring, [&] { return f.proxy->stats().tcp_refused == 1; }, 5s));
+  CHECK(run_until(*f.ring, [&] { return closed(second.get()); }, 5s));
+  CHECK_FALSE(closed(first.get()));
+  // The first one, silent, is closed once idle.
+  CHECK(run_until(*f.ring, [&] { return closed(first.get()); }, 5s));
 }
 
 }  // namespace
