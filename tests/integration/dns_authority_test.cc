@@ -32,7 +32,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("a cell resolves its allow-listed names through its own proxy and reaches them; "
+TEST_CASE("a cell resolves its allow-listed names through its own proxy and reaches them, while "
           "other names, rebinding answers and other resolvers are refused",
           "[net][dns]") {
   std::string why;

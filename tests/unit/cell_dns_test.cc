@@ -87,7 +87,7 @@ TEST_CASE("dns upstreams: the spec's resolvers, else the fleet's", "[dns]") {
   CHECK(*u == std::vector<std::string>{"127.0.0.1:53"});
 }
 
-TEST_CASE("answers add their addresses to the cell's sets on the named rule's port; a rotating "
+TEST_CASE("answers add their addresses to the cell's sets on the named rule's port, and a rotating "
           "name keeps at most the cap, the oldest evicted",
           "[dns][cell_dns]") {
   test::Dnsmasq one({"--address=/cdn.cellos.test/10.99.0.1"}, 120);
