@@ -223,12 +223,12 @@ base::Result<void> Cell::open_dns() {
   o.max_addresses_per_name = net.dns_max_addresses_per_name;
   for (const auto& r : spec.egress_rules)
     if (!netns::parse_target(r.host)) o.named_rules.push_back(r);
-  // The addresses answers open live in the nft sets only: BPF enforcement has no map for
-  // them yet, so it would refuse every one of them. Said plainly rather than failing later.
-  if (!o.named_rules.empty() && net.enforcement != "nft")
-    return base::value_error("spec.authority.egressRules",
-                             "an egress rule naming a host under dnsAuthority needs [network] "
-                             "enforcement = \"nft\" (not \"" + net.enforcement + "\")");
+  // Under BPF enforcement the same addresses go into the cell's BPF allow-list (flows_).
+  if (flows_ && flows_->bpf_enforces())
+    o.update_bpf = [f = flows_.get()](const std::vector<netns::EgressTarget>& add,
+                                      const std::vector<netns::EgressTarget>& del) {
+      return f->update_allow(add, del);
+    };
   o.update_sets = [n = net_.get()](const std::vector<netns::DnsSetElement>& add,
                                    const std::vector<netns::EgressTarget>& del) {
     return n->update_dns_sets(add, del);
@@ -247,6 +247,8 @@ bool Cell::finish_flows() {
     after(linger_, wait, nullptr);
     return false;
   }
+  // The DNS proxy may still update the BPF allow-list through flows_: it ends first.
+  if (dns_ && !dns_summary_) dns_summary_ = dns_->finish();
   flow_summary_ = flows_->finish();
   flows_.reset();
   return true;
@@ -553,7 +555,7 @@ void Cell::teardown() {
   backend_cell_.reset();
   // The namespace's last fd and socket: the kernel then removes it, and with it the veth pair,
   // the cell's address and route (netns/cell_net.h); the address returns to the pool.
-  if (dns_) dns_summary_ = dns_->finish();
+  if (dns_ && !dns_summary_) dns_summary_ = dns_->finish();
   dns_.reset();
   net_.reset();
   emit(sinks::DestroyedData{opts_.spec.id,

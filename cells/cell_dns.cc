@@ -140,14 +140,14 @@ struct CellDns::Impl {
     uint64_t repeats = 0;  // since the last report
   };
 
-  explicit Impl(base::IoPort& io) : window(&io) {}
+  explicit Impl(base::IoPort& io) : window(&io), expiry_timer(&io) { expiry = &expiry_timer; }
 
   CellDnsOptions o;
   std::vector<std::string> host;
   std::unique_ptr<netns::DnsProxy> proxy;
   sinks::DnsSummaryData summary;
   std::map<Key, Bucket> seen;
-  base::Timer window;
+  base::Timer window, expiry_timer;
   bool finished = false;
 
   std::optional<std::string> check(const netns::DnsAnswer& a) {
@@ -171,7 +171,36 @@ struct CellDns::Impl {
     Clock::time_point until;
   };
   std::map<std::string, std::deque<Held>> by_name;         // oldest first
-  std::map<std::string, Clock::time_point> elements;        // set element key text -> expiry
+  struct Element {
+    netns::EgressTarget target;
+    Clock::time_point until;
+  };
+  std::map<std::string, Element> elements;  // open targets by key text
+  base::Timer* expiry = nullptr;            // BPF: removes elements past their time
+
+  // BPF entries have no timeout of their own: those past their time go here, once a second.
+  void expire_bpf() {
+    if (!o.update_bpf) return;
+    const auto now = Clock::now();
+    std::vector<netns::EgressTarget> gone;
+    for (auto it = elements.begin(); it != elements.end();) {
+      if (it->second.until <= now) {
+        gone.push_back(it->second.target);
+        it = elements.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!gone.empty()) (void)o.update_bpf({}, gone);
+  }
+  void arm_expiry() {
+    if (!o.update_bpf || finished || expiry->armed() || elements.empty()) return;
+    expiry->start(std::chrono::seconds(1), [this](int res) {
+      if (res != -ETIME || finished) return;
+      expire_bpf();
+      arm_expiry();
+    });
+  }
 
   // The targets an address opens for a name: one per matching rule and protocol.
   std::vector<netns::EgressTarget> targets_for(const std::string& name, const std::string& addr) {
@@ -205,15 +234,19 @@ struct CellDns::Impl {
     if (o.named_rules.empty() || !o.update_sets) return base::ok();
     const std::string& name = a.question.name;
     const auto now = Clock::now();
-    // Forget what the kernel has expired by now (a second early: never delete what is gone).
-    for (auto it = elements.begin(); it != elements.end();)
-      it = it->second <= now + std::chrono::seconds(1) ? elements.erase(it) : std::next(it);
+    expire_bpf();
     std::vector<netns::DnsSetElement> add;
-    std::vector<netns::EgressTarget> del;
+    std::vector<netns::EgressTarget> del, del_bpf;
     std::set<std::string> deleting, adding;
     auto remove_element = [&](const netns::EgressTarget& t) {
       const std::string k = key_text(t);
-      if (elements.erase(k) && deleting.insert(k).second) del.push_back(t);
+      auto it = elements.find(k);
+      if (it == elements.end() || !deleting.insert(k).second) return;
+      // The kernel removes an nft element at its timeout: one within a second of it may be
+      // gone already, and deleting it would fail the batch. BPF entries stay until removed.
+      if (it->second.until > now + std::chrono::seconds(1)) del.push_back(t);
+      del_bpf.push_back(t);
+      elements.erase(it);
     };
     std::deque<Held>& held = by_name[name];
     std::vector<std::string> addrs;
@@ -235,7 +268,7 @@ struct CellDns::Impl {
         if (!adding.insert(key_text(t)).second) continue;  // two rules, one target
         remove_element(t);  // a refresh: the kernel keeps an element's first timeout otherwise
         add.push_back({t, static_cast<uint64_t>(std::chrono::milliseconds(open_for).count())});
-        elements[key_text(t)] = now + open_for;
+        elements[key_text(t)] = {t, now + open_for};
         ++summary.addresses_granted;
       }
     }
@@ -256,8 +289,15 @@ struct CellDns::Impl {
                  list.end());
       it = list.empty() && it->first != name ? by_name.erase(it) : std::next(it);
     }
-    if (add.empty() && del.empty()) return base::ok();
-    return o.update_sets(add, del);
+    if (add.empty() && del_bpf.empty()) return base::ok();
+    CELLOS_TRY(o.update_sets(add, del));
+    if (o.update_bpf) {
+      std::vector<netns::EgressTarget> targets;
+      for (const auto& e : add) targets.push_back(e.target);
+      CELLOS_TRY(o.update_bpf(targets, del_bpf));
+      arm_expiry();
+    }
+    return base::ok();
   }
 
   void on_query(const netns::DnsQueryReport& q) {
@@ -339,11 +379,12 @@ CellDns::CellDns(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 CellDns::~CellDns() {
   impl_->finished = true;
   impl_->window.cancel();
+  impl_->expiry_timer.cancel();
   impl_->proxy.reset();
-  // The window timer's completion may still be in flight: its Impl must outlive it. It holds
-  // nothing else by then; the timer's completion finds `finished` and returns. Leaked
-  // deliberately only while armed (one small object per cell, and only at teardown races).
-  if (impl_->window.armed()) (void)impl_.release();
+  // A timer's completion may still be in flight: its Impl must outlive it. It holds nothing
+  // else by then; the completion finds `finished` and returns. Leaked deliberately only while
+  // armed (one small object per cell, and only at teardown races).
+  if (impl_->window.armed() || impl_->expiry_timer.armed()) (void)impl_.release();
 }
 
 base::Result<std::unique_ptr<CellDns>> CellDns::open(base::IoPort& io, CellDnsOptions o) {
@@ -373,6 +414,7 @@ sinks::DnsSummaryData CellDns::finish() {
     impl_->flush(true);
     impl_->finished = true;
     impl_->window.cancel();
+    impl_->expiry_timer.cancel();
     impl_->proxy.reset();
   }
   return impl_->summary;

@@ -58,6 +58,11 @@ struct CellDnsOptions {
   std::function<base::Result<void>(const std::vector<netns::DnsSetElement>&,
                                    const std::vector<netns::EgressTarget>&)>
       update_sets;
+  // BPF enforcement: the same additions and every removal (BPF entries have no timeout, so
+  // the cell's elements past their time are removed here too, within a second).
+  std::function<base::Result<void>(const std::vector<netns::EgressTarget>&,
+                                   const std::vector<netns::EgressTarget>&)>
+      update_bpf;
   std::function<void(sinks::EventData)> emit;
 };
 
