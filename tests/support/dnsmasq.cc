@@ -61,7 +61,21 @@ Dnsmasq::Dnsmasq(const std::vector<std::string>& options, int ttl) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+  // A test process may block SIGTERM (in-process reactors take it by signalfd); dnsmasq would
+  // inherit the mask and never see the SIGTERM that ends it. It starts with none blocked.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, deflt;
+  sigemptyset(&none);
+  sigemptyset(&deflt);
+  sigaddset(&deflt, SIGTERM);
+  sigaddset(&deflt, SIGINT);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &deflt);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  const int spawned = posix_spawn(&pid_, argv[0], nullptr, &attr, argv.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  if (spawned != 0) {
     why_ = "posix_spawn dnsmasq failed";
     pid_ = -1;
     return;
@@ -73,7 +87,12 @@ Dnsmasq::Dnsmasq(const std::vector<std::string>& options, int ttl) {
 Dnsmasq::~Dnsmasq() {
   if (pid_ > 0) {
     ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
+    // Two seconds to go, then SIGKILL: a test must not hang on its server.
+    for (int i = 0; i < 200 && ::waitpid(pid_, nullptr, WNOHANG) == 0; ++i) ::usleep(10000);
+    if (::waitpid(pid_, nullptr, WNOHANG) == 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
   }
   if (!dir_.empty()) {
     ::unlink(log_.c_str());
