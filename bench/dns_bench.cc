@@ -10,7 +10,6 @@
 //
 // Traffic: loopback only. Usage: dns_bench [-n latency_samples] [--seconds S]
 #include <arpa/inet.h>
-#include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -31,6 +30,9 @@
 #include "base/completion.h"
 #include "netns/dns_proxy.h"
 #include "reactor/ring.h"
+
+// Last: ldns's headers define macros (false, true) that break <optional> included after them.
+#include <ldns/ldns.h>
 
 extern char** environ;
 

@@ -637,19 +637,24 @@ base::Result<std::unique_ptr<DnsProxy>> DnsProxy::open(base::IoPort& io, DnsProx
         if (int err = bring_up_loopback(); err != 0)
           return base::Error{err, "bring_up_loopback", "cell netns", {}, {}};
       }
-      core->udp = base::Fd(::socket(la.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-      core->tcp = base::Fd(::socket(la.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-      if (!core->udp || !core->tcp) return base::sys_error("socket", "dns proxy");
-      int one = 1;
-      ::setsockopt(core->tcp.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      if (::bind(core->udp.get(), reinterpret_cast<sockaddr*>(&la), la_len) != 0)
-        return base::sys_error("bind", "dns proxy udp " + endpoint_text(la));
-      // Without a fixed port, TCP takes the port UDP got (tests): clients use one port for both.
       sockaddr_storage bound{};
       socklen_t blen = sizeof bound;
-      ::getsockname(core->udp.get(), reinterpret_cast<sockaddr*>(&bound), &blen);
-      if (::bind(core->tcp.get(), reinterpret_cast<sockaddr*>(&bound), blen) != 0)
-        return base::sys_error("bind", "dns proxy tcp " + endpoint_text(bound));
+      // Without a fixed port (tests, benchmarks), TCP takes the port UDP got, so clients use
+      // one port for both; another TCP socket may hold it already, then both try again.
+      for (int attempt = 0;; ++attempt) {
+        core->udp = base::Fd(::socket(la.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        core->tcp = base::Fd(::socket(la.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+        if (!core->udp || !core->tcp) return base::sys_error("socket", "dns proxy");
+        int one = 1;
+        ::setsockopt(core->tcp.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (::bind(core->udp.get(), reinterpret_cast<sockaddr*>(&la), la_len) != 0)
+          return base::sys_error("bind", "dns proxy udp " + endpoint_text(la));
+        blen = sizeof bound;
+        ::getsockname(core->udp.get(), reinterpret_cast<sockaddr*>(&bound), &blen);
+        if (::bind(core->tcp.get(), reinterpret_cast<sockaddr*>(&bound), blen) == 0) break;
+        if (errno != EADDRINUSE || core->o.listen_port != 0 || attempt >= 16)
+          return base::sys_error("bind", "dns proxy tcp " + endpoint_text(bound));
+      }
       if (::listen(core->tcp.get(), 16) != 0) return base::sys_error("listen", "dns proxy");
       core->udp_port = core->tcp_port = ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
       return base::ok();
