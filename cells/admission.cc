@@ -31,11 +31,12 @@ Admission admit(std::string_view text, const AdmissionOptions& o) {
     return a;
   }
   // What the gVisor backend cannot give a cell yet: its sandbox does not bind the broker's
-  // socket, the inputs or the held workspace the export reads.
+  // socket, the inputs, the held workspace the export reads, or the DNS proxy's resolv.conf.
   if (spec->run.backend.value_or(o.config->cells.backend) == "gvisor") {
     const char* field = spec->runtime_delivery()       ? "spec.run.secretDelivery"
                         : !spec->inputs.empty()          ? "spec.inputs"
                         : !spec->export_artifacts.empty() ? "spec.export"
+                        : spec->dns_authority             ? "spec.authority.dnsAuthority"
                                                           : nullptr;
     if (field) {
       a.refusal = base::value_error(field, "not supported by the gvisor backend (use the native "

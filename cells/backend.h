@@ -85,6 +85,9 @@ struct StartRequest {
   // Runtime secret delivery: the host directory holding the broker socket, which the view
   // holds at /run/cellos (secret_broker.h); empty: none.
   std::string broker_dir = {};
+  // A host file bound read-only over the cell's /etc/resolv.conf (a cell with a dnsAuthority:
+  // cells/cell_dns.h), or empty.
+  std::string resolv_conf;
 };
 
 // What the Cell keeps of a started cell.

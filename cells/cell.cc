@@ -133,11 +133,12 @@ void Cell::start() {
   if (!leaf) return fail_setup(leaf.error().message());
   leaf_.emplace(std::move(*leaf));
 
-  if (!spec.egress_rules.empty()) {
+  if (!spec.egress_rules.empty() || spec.dns_authority) {
     // Whether BPF loaded decides who enforces, so before the namespace's ruleset.
     if (host_.flows) host_.flows->load();
     if (auto r = prepare_network(); !r) return fail_setup(r.error().message());
     if (auto r = watch_flows(); !r) return fail_setup(r.error().message());
+    if (auto r = open_dns(); !r) return fail_setup(r.error().message());
   }
 
   if (spec.run.backend && backend_->name() != *spec.run.backend)
@@ -189,6 +190,11 @@ void Cell::start() {
   req.pids_max = effective_limits().pids_max;
   if (net_) req.netns_fd = net_->netns_fd();
   if (broker_) req.broker_dir = broker_->host_dir();
+  if (dns_) {
+    auto resolv = cell_resolv_conf(host_.config->host.state_dir);
+    if (!resolv) return fail_setup(resolv.error().message());
+    req.resolv_conf = *resolv;
+  }
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = backend_cell_->start(req);
   if (!launched) return fail_setup(launched.error().message());
@@ -229,6 +235,7 @@ base::Result<void> Cell::prepare_network() {
   o.ruleset.targets = std::move(*targets);
   o.ruleset.nflog_group = host_.flows ? host_.flows->next_nflog_group() : 1;
   o.ruleset.append_invalid_rule = host_.config->network.test_fault_ruleset;
+  o.ruleset.dns_sets = opts_.spec.dns_authority.has_value();
   o.uplink = host_.uplink;
   // Without a flow monitor nothing but nft can enforce, whatever was asked for.
   o.install_ruleset = host_.flows ? host_.flows->nft_enforces()
@@ -251,6 +258,42 @@ base::Result<void> Cell::watch_flows() {
   return base::ok();
 }
 
+base::Result<void> Cell::open_dns() {
+  const Spec& spec = opts_.spec;
+  if (!spec.dns_authority || !net_) return base::ok();
+  auto upstreams = dns_upstreams(*spec.dns_authority, host_.config->network.resolvers);
+  if (!upstreams) return std::move(upstreams).error();
+  CellDnsOptions o;
+  o.cell_id = spec.id;
+  o.authority = *spec.dns_authority;
+  o.netns_fd = net_->netns_fd();
+  o.upstreams = std::move(*upstreams);
+  o.timeout = std::chrono::milliseconds(host_.config->network.resolve_timeout_ms);
+  o.internal_names = host_.config->policy.internal_dns_names;
+  const NetworkConfig& net = host_.config->network;
+  o.min_ttl = std::chrono::seconds(net.dns_min_ttl_seconds);
+  o.max_ttl = std::chrono::seconds(net.dns_max_ttl_seconds);
+  o.grace = std::chrono::seconds(net.dns_grace_seconds);
+  o.max_addresses_per_name = net.dns_max_addresses_per_name;
+  for (const auto& r : spec.egress_rules)
+    if (!netns::parse_target(r.host)) o.named_rules.push_back(r);
+  // Under BPF enforcement the same addresses go into the cell's BPF allow-list (flows_).
+  if (flows_ && flows_->bpf_enforces())
+    o.update_bpf = [f = flows_.get()](const std::vector<netns::EgressTarget>& add,
+                                      const std::vector<netns::EgressTarget>& del) {
+      return f->update_allow(add, del);
+    };
+  o.update_sets = [n = net_.get()](const std::vector<netns::DnsSetElement>& add,
+                                   const std::vector<netns::EgressTarget>& del) {
+    return n->update_dns_sets(add, del);
+  };
+  o.emit = [this](sinks::EventData d) { emit(std::move(d)); };
+  auto dns = CellDns::open(*host_.io, std::move(o));
+  if (!dns) return std::move(dns).error();
+  dns_ = std::move(*dns);
+  return base::ok();
+}
+
 bool Cell::finish_flows() {
   if (!flows_) return true;
   if (auto wait = flows_->linger(); wait.count() > 0 && !lingered_) {
@@ -258,6 +301,8 @@ bool Cell::finish_flows() {
     after(linger_, wait, nullptr);
     return false;
   }
+  // The DNS proxy may still update the BPF allow-list through flows_: it ends first.
+  if (dns_ && !dns_summary_) dns_summary_ = dns_->finish();
   flow_summary_ = flows_->finish();
   flows_.reset();
   return true;
@@ -640,12 +685,15 @@ void Cell::teardown() {
   backend_cell_.reset();
   // The namespace's last fd and socket: the kernel then removes it, and with it the veth pair,
   // the cell's address and route (netns/cell_net.h); the address returns to the pool.
+  if (dns_ && !dns_summary_) dns_summary_ = dns_->finish();
+  dns_.reset();
   net_.reset();
   emit(sinks::DestroyedData{opts_.spec.id,
                             outcome_.reason == sinks::CompletedReason::kExited &&
                                 outcome_.exit_code == 0 && !outcome_.export_failed,
                             outcome_.forced, outcome_.export_failed ? "export_failed" : "",
-                            std::move(flow_summary_), std::string(backend_name())});
+                            std::move(flow_summary_), std::string(backend_name()),
+                            std::move(dns_summary_)});
   uid_.reset();  // after the cgroup's removal: its processes are gone
   lock_.reset();
   finished_ = true;

@@ -24,6 +24,7 @@
 #include "cells/backend.h"
 #include "cells/cell_export.h"
 #include "cells/cell_lock.h"
+#include "cells/cell_dns.h"
 #include "cells/cgroup.h"
 #include "cells/child_setup.h"
 #include "cells/identity.h"
@@ -175,6 +176,8 @@ class Cell {
   base::Result<void> prepare_network();
   // The probes on the cell's cgroup and its nflog listener, before clone.
   base::Result<void> watch_flows();
+  // A cell with a dnsAuthority: its DNS proxy in the namespace, before clone.
+  base::Result<void> open_dns();
   // After the processes are gone: waits linger(), then the final flow reports and summary.
   // False while waiting.
   bool finish_flows();
@@ -198,6 +201,8 @@ class Cell {
   std::unique_ptr<netns::CellNetwork> net_;
   std::unique_ptr<flows::CellFlows> flows_;
   std::unique_ptr<SecretBroker> broker_;
+  std::unique_ptr<CellDns> dns_;  // a cell with a dnsAuthority: its proxy (cells/cell_dns.h)
+  std::optional<sinks::DnsSummaryData> dns_summary_;
   std::optional<sinks::FlowSummaryData> flow_summary_;
   base::Fd held_workspace_, held_tmp_;  // the workspace and /tmp, kept for spec.export (cell_export.h)
   std::unique_ptr<ExportJob> export_;

@@ -512,11 +512,31 @@ void attach_inputs(const ChildPlan& p, const InputTrees& t) {
   }
 }
 
+// The cell's own /etc/resolv.conf (its DNS proxy): a detached clone of the host file's mount
+// taken while the host is still "/" (a plain bind from a mount outside the namespace is
+// refused once the host's root is gone), made read-only, and moved over the view's file.
+int clone_resolv_conf(const char* path) {
+  int tree = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (tree < 0) fail(kStageRootView, "open_tree", path);
+  mount_attr attr{};
+  attr.attr_set = kHostMountAttrs | MOUNT_ATTR_NOEXEC;
+  if (::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+    fail(kStageRootView, "mount_setattr read-only", path);
+  return tree;
+}
+
+void bind_resolv_conf(int tree) {
+  if (::syscall(SYS_move_mount, tree, "", AT_FDCWD, "/etc/resolv.conf", MOVE_MOUNT_F_EMPTY_PATH) != 0)
+    fail(kStageRootView, "bind the cell's resolv.conf over", "/etc/resolv.conf");
+  ::close(tree);
+}
+
 void make_mounts(const ChildPlan& p) {
   // Private first: nothing mounted below may propagate back to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
   InputTrees inputs;
   open_inputs(p, inputs);
+  const int resolv = p.resolv_conf ? clone_resolv_conf(p.resolv_conf) : -1;
   make_root(p);
 
   const char* workdir = p.workdir;
@@ -552,6 +572,7 @@ void make_mounts(const ChildPlan& p) {
     fail(kStageProc, "mount proc on", "/proc");
   make_sys(p);
   mask_paths(p);  // after /dev, whose null it binds
+  if (resolv >= 0) bind_resolv_conf(resolv);
   // Every mountpoint exists now: the root tmpfs itself becomes read-only.
   if (set_mount_attr("/", 0, kHostMountAttrs) != 0) fail(kStageMountReadonly, "mount_setattr read-only", "/");
 }

@@ -59,6 +59,8 @@ struct ChildPlan {
   // instead of a fresh mount, so the cell's artifacts can be exported (cell_export.h); or -1.
   int workspace_mount_fd = -1;
   int tmp_mount_fd = -1;  // likewise for /tmp; set exactly when workspace_mount_fd is
+  // A host file bound read-only over /etc/resolv.conf, or null.
+  const char* resolv_conf = nullptr;
 };
 inline constexpr int kMaxPlanInputs = 16;
 

@@ -24,6 +24,7 @@
 #include "cells/inputs.h"
 #include "base/text.h"
 #include "cells/spec.h"
+#include "netns/nft.h"
 
 // The error paths below rely on toml::parse throwing; a build with TOML_EXCEPTIONS=0 would
 // return a parse_result instead and never report syntax errors.
@@ -243,8 +244,8 @@ class ConfigParser {
 
   // "example.com", "*.example.com", "10.0.0.1" or "10.0.0.0/8": a leading "*." is the only
   // wildcard, so an entry can never widen into "every host".
-  void parse_egress_hosts(const toml::node& n, std::vector<std::string>& out) const {
-    const std::string path = "policy.allowed_egress_hosts";
+  void parse_egress_hosts(const toml::node& n, std::vector<std::string>& out,
+                          const std::string& path = "policy.allowed_egress_hosts") const {
     const toml::array* a = n.as_array();
     if (!a) fail(path, "must be an array of strings");
     for (size_t i = 0; i < a->size(); ++i) {
@@ -263,12 +264,35 @@ class ConfigParser {
     }
   }
 
+  // "example.com" or "*.example.com": names only (a DNS allow-list holds no addresses).
+  void parse_dns_names(const toml::node& n, std::vector<std::string>& out,
+                       const std::string& path = "policy.allowed_dns_names") const {
+    parse_egress_hosts(n, out, path);
+    for (size_t i = 0; i < out.size(); ++i)
+      if (out[i].find_first_of(":/") != std::string::npos || netns::parse_target(out[i]).ok())
+        fail(path + "[" + std::to_string(i) + "]", "must be a host name or \"*.\" and a host name");
+  }
+
+  // "10.0.0.53" or "10.0.0.0/24": the addresses declared resolvers may have.
+  void parse_dns_resolvers(const toml::node& n, std::vector<std::string>& out) const {
+    const std::string path = "policy.allowed_dns_resolvers";
+    const toml::array* a = n.as_array();
+    if (!a) fail(path, "must be an array of strings");
+    for (size_t i = 0; i < a->size(); ++i) {
+      std::string at = path + "[" + std::to_string(i) + "]";
+      std::string s = string_value(*a->get(i), at);
+      if (!netns::parse_target(s)) fail(at, "must be an IP address or CIDR");
+      out.push_back(s);
+    }
+  }
+
   void parse_policy(const toml::table& t, PolicyConfig& policy) const {
     check_keys(t, "policy",
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
                 "run_as_gid", "default_limits", "max_limits", "allowed_egress_hosts",
                 "forbid_egress", "host_paths", "uid_range", "require_runtime_secret_delivery",
-                "input_grants", "allowed_backends"});
+                "input_grants", "allowed_backends", "allowed_dns_names",
+                "allowed_dns_resolvers", "internal_dns_names"});
     if (const toml::node* n = t.get("require_runtime_secret_delivery"))
       policy.require_runtime_secret_delivery =
           boolean(*n, "policy.require_runtime_secret_delivery");
@@ -286,6 +310,12 @@ class ConfigParser {
           policy.allowed_backends.push_back(std::move(b));
       }
     }
+    if (const toml::node* n = t.get("internal_dns_names"))
+      parse_dns_names(*n, policy.internal_dns_names, "policy.internal_dns_names");
+    if (const toml::node* n = t.get("allowed_dns_names"))
+      parse_dns_names(*n, policy.allowed_dns_names);
+    if (const toml::node* n = t.get("allowed_dns_resolvers"))
+      parse_dns_resolvers(*n, policy.allowed_dns_resolvers);
     if (const toml::node* n = t.get("allowed_egress_hosts"))
       parse_egress_hosts(*n, policy.allowed_egress_hosts);
     if (const toml::node* n = t.get("forbid_egress"))
@@ -550,7 +580,18 @@ class ConfigParser {
 
   void parse_network(const toml::table& t, NetworkConfig& net) const {
     check_keys(t, "network", {"uplink", "subnet", "test_fault_ruleset", "enforcement", "resolvers",
-                              "resolve_timeout_ms"});
+                              "resolve_timeout_ms", "dns_min_ttl_seconds", "dns_max_ttl_seconds",
+                              "dns_grace_seconds", "dns_max_addresses_per_name"});
+    if (const toml::node* n = t.get("dns_min_ttl_seconds"))
+      net.dns_min_ttl_seconds = integer(*n, "network.dns_min_ttl_seconds", 1, 86400);
+    if (const toml::node* n = t.get("dns_max_ttl_seconds"))
+      net.dns_max_ttl_seconds = integer(*n, "network.dns_max_ttl_seconds", 1, 86400);
+    if (net.dns_max_ttl_seconds < net.dns_min_ttl_seconds)
+      fail("network.dns_max_ttl_seconds", "must be >= network.dns_min_ttl_seconds");
+    if (const toml::node* n = t.get("dns_grace_seconds"))
+      net.dns_grace_seconds = integer(*n, "network.dns_grace_seconds", 0, 3600);
+    if (const toml::node* n = t.get("dns_max_addresses_per_name"))
+      net.dns_max_addresses_per_name = integer(*n, "network.dns_max_addresses_per_name", 1, 4096);
     if (const toml::node* n = t.get("resolve_timeout_ms"))
       net.resolve_timeout_ms = integer(*n, "network.resolve_timeout_ms", 100, 60000);
     if (const toml::node* n = t.get("resolvers")) {

@@ -57,6 +57,14 @@ struct PolicyConfig {
   // [policy] allowed_backends: the backends a spec may choose with spec.run.backend. Empty in
   // the file means [cells] backend alone; after loading it always holds that default.
   std::vector<std::string> allowed_backends;
+  // DNS authority admission (cells/dns_authority.h): empty means any. allowed_dns_names holds
+  // names or "*.suffix" entries that each hostnameAllowlist entry must fall inside;
+  // allowed_dns_resolvers addresses or CIDRs each declared resolver must be in.
+  std::vector<std::string> allowed_dns_names;
+  std::vector<std::string> allowed_dns_resolvers;
+  // Names ("x.corp" or "*.corp") that may resolve to private, loopback or link-local addresses
+  // through a cell's DNS proxy; any other answer holding one is refused (rebind protection).
+  std::vector<std::string> internal_dns_names;
 };
 
 struct HostConfig {
@@ -90,6 +98,13 @@ struct NetworkConfig {
   // host's /etc/resolv.conf. Looked up on the ring, with this timeout per try (two tries).
   std::vector<std::string> resolvers;
   uint64_t resolve_timeout_ms = 2500;
+  // DNS authority (cells/cell_dns.h): an answer's TTL, clamped to [min, max], plus the grace,
+  // is how long its addresses stay open to new connections; at most this many addresses per
+  // name per cell (the oldest go first).
+  uint64_t dns_min_ttl_seconds = 30;
+  uint64_t dns_max_ttl_seconds = 3600;
+  uint64_t dns_grace_seconds = 60;
+  uint64_t dns_max_addresses_per_name = 64;
   bool nft_enforces() const { return enforcement == "nft" || enforcement == "both"; }
   bool bpf_enforces() const { return enforcement == "bpf" || enforcement == "both"; }
 };

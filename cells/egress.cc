@@ -11,6 +11,9 @@ bool is_literal_egress_host(const std::string& host) {
 }
 
 bool needs_resolution(const Spec& spec) {
+  // Under a dnsAuthority a named host's addresses are what the cell's DNS proxy hands it, at
+  // run time (cells/cell_dns.h): nothing is resolved at admission.
+  if (spec.dns_authority) return false;
   return std::any_of(spec.egress_rules.begin(), spec.egress_rules.end(), [](const EgressRule& r) {
     return r.resolved.empty() && !is_literal_egress_host(r.host);
   });
@@ -57,6 +60,7 @@ base::Result<std::vector<netns::EgressTarget>> egress_targets(const Spec& spec) 
     const EgressRule& rule = spec.egress_rules[i];
     std::vector<std::string> hosts = rule.resolved;
     if (is_literal_egress_host(rule.host)) hosts = {rule.host};
+    else if (spec.dns_authority) continue;  // the dns4/dns6 sets, filled by the cell's proxy
     if (hosts.empty())
       return base::value_error("spec.authority.egressRules[" + std::to_string(i) + "].host",
                                "\"" + rule.host + "\" was not resolved");

@@ -186,9 +186,10 @@ class GvisorCell final : public BackendCell {
                                "a gVisor cell needs /usr/bin/env in its view (/usr)");
     // Admission refuses what this backend cannot give a cell (admission.cc); a request that
     // got here anyway fails its setup rather than running without it.
-    if (!r.broker_dir.empty() || !r.input_paths.empty() || r.workspace_mount_fd >= 0)
-      return base::value_error("spec", "runtime secret delivery, spec.inputs and spec.export are "
-                                       "not supported by the gvisor backend");
+    if (!r.broker_dir.empty() || !r.input_paths.empty() || r.workspace_mount_fd >= 0 ||
+        !r.resolv_conf.empty())
+      return base::value_error("spec", "runtime secret delivery, spec.inputs, spec.export and "
+                                       "dnsAuthority are not supported by the gvisor backend");
     // A bare argv[0] runs the program admission found in the cell's PATH (spec.run.program):
     // env(1) is given its path, so the command's argv[0] is that path.
     const std::string& program = r.program.empty() ? r.argv.at(0) : r.program;

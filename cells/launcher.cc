@@ -134,6 +134,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
     return base::value_error("launch", "held workspace and /tmp come together");
   plan.workspace_mount_fd = o.workspace_mount_fd;
   plan.tmp_mount_fd = o.tmp_mount_fd;
+  plan.resolv_conf = o.resolv_conf.empty() ? nullptr : o.resolv_conf.c_str();
 
   int pidfd = -1;
   clone_args args{};

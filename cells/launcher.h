@@ -37,6 +37,7 @@ struct LaunchOptions {
   std::vector<std::string> input_host_paths, input_paths;
   int workspace_mount_fd = -1;  // a detached tmpfs to move onto workdir, or -1 (cell_export.h)
   int tmp_mount_fd = -1;        // likewise onto /tmp (both or neither)
+  std::string resolv_conf;  // bound over /etc/resolv.conf when set (StartRequest)
 };
 
 // What the parent keeps of a launched cell.

@@ -31,6 +31,7 @@ class NativeCell final : public BackendCell {
     lo.want_pidfd = r.want_pidfd;
     lo.netns_fd = r.netns_fd;
     lo.broker_dir = r.broker_dir;
+    lo.resolv_conf = r.resolv_conf;
     auto l = launch(lo);
     if (!l) return std::move(l).error();
     return Started{l->pid, std::move(l->pidfd), std::move(l->stdout_read),

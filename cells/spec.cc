@@ -214,8 +214,13 @@ bool is_hostname(std::string_view h) {
 
 Result<void> check_egress_host(const std::string& host, const std::string& path) {
   if (host.empty()) return value_error(path, "must not be empty");
-  if (host.starts_with("*."))
-    return value_error(path, "wildcard hosts are not allowed in a spec (name one host)");
+  if (host.starts_with("*.")) {
+    // Only under a dnsAuthority (checked in parse_authority): its proxy's answers say which
+    // addresses a name below the suffix has; without it there is nothing to resolve.
+    std::string_view suffix = std::string_view(host).substr(2);
+    if (is_hostname(suffix) && suffix.find('.') != std::string_view::npos) return base::ok();
+    return value_error(path, "a wildcard host must be \"*.\" and a name of two labels or more");
+  }
   if (is_ip_address(host) || is_cidr(host) || is_hostname(host)) return base::ok();
   return value_error(path, "must be an IP address, a CIDR or a host name");
 }
@@ -280,7 +285,7 @@ Result<void> parse_egress_rule(const Json& v, const std::string& path, EgressRul
 Result<void> parse_authority(const Json& v, Spec& spec) {
   const std::string path = "spec.authority";
   CELLOS_TRY(require_object(v, path));
-  CELLOS_TRY(check_fields(v, path, {"secretRefs", "egressRules"}, {"dnsAuthority"}));
+  CELLOS_TRY(check_fields(v, path, {"secretRefs", "egressRules", "dnsAuthority"}));
   if (const Json* refs = find(v, "secretRefs"))
     CELLOS_TRY(parse_secret_refs(*refs, child(path, "secretRefs"), spec));
   if (const Json* rules = find(v, "egressRules")) {
@@ -291,6 +296,25 @@ Result<void> parse_authority(const Json& v, Spec& spec) {
       EgressRule rule;
       CELLOS_TRY(parse_egress_rule((*rules)[i], element(rpath, i), rule));
       spec.egress_rules.push_back(std::move(rule));
+    }
+  }
+  if (!find(v, "dnsAuthority"))
+    for (size_t i = 0; i < spec.egress_rules.size(); ++i)
+      if (spec.egress_rules[i].host.starts_with("*."))
+        return value_error(child(element(child(path, "egressRules"), i), "host"),
+                           "wildcard hosts need spec.authority.dnsAuthority (name one host)");
+  if (const Json* dns = find(v, "dnsAuthority")) {
+    auto parsed = parse_dns_authority(*dns, child(path, "dnsAuthority"));
+    if (!parsed) return std::move(parsed).error();
+    spec.dns_authority = std::move(*parsed);
+    // A named egress host the cell may not resolve could never be reached: say so now.
+    for (size_t i = 0; i < spec.egress_rules.size(); ++i) {
+      const std::string& host = spec.egress_rules[i].host;
+      if (is_ip_address(host) || is_cidr(host)) continue;
+      if (!dns_name_allowed(spec.dns_authority->hostname_allowlist, host))
+        return value_error(child(element(child(path, "egressRules"), i), "host"),
+                           json_quoted(host) +
+                               " is not covered by spec.authority.dnsAuthority.hostnameAllowlist");
     }
   }
   return base::ok();
@@ -778,6 +802,7 @@ Result<void> check_policy(const Spec& spec, const PolicyConfig& policy) {
     return value_error("spec.run.backend", json_quoted(*spec.run.backend) +
                                                " is not in policy.allowed_backends (" +
                                                join(policy.allowed_backends) + ")");
+  if (spec.dns_authority) CELLOS_TRY(check_dns_policy(*spec.dns_authority, policy));
   return check_egress_policy(spec, policy);
 }
 

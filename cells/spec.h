@@ -14,6 +14,7 @@
 
 #include "base/input_limits.h"
 #include "base/result.h"
+#include "cells/dns_authority.h"
 
 namespace cellos::cells {
 
@@ -132,6 +133,7 @@ struct Spec {
   std::vector<ExportArtifact> export_artifacts = {};
   std::vector<std::string> secret_refs;
   std::vector<EgressRule> egress_rules;
+  std::optional<DnsAuthority> dns_authority;  // spec.authority.dnsAuthority
   std::optional<uint64_t> ttl_seconds;
   RunSpec run;
   std::optional<IdentitySpec> identity = {};

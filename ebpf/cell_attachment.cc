@@ -1,6 +1,7 @@
 // Attaching one cell (FlowProbes::attach) and undoing it (CellAttachment::reset).
 #include "ebpf/cell_attachment.h"
 
+#include <algorithm>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -106,6 +107,43 @@ base::Result<CellAttachment> FlowProbes::attach(const CellAttachOptions& o) {
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.cell_storage), &o.cgroup_id, &cfg, BPF_ANY) != 0)
     return base::sys_error("bpf_map_update_elem", "cell_storage " + cell, errno);
   return a;
+}
+
+base::Result<void> FlowProbes::add_allow(uint64_t cgroup_id, const AllowRule& r) {
+  CELLOS_TRY(check_rule(r));
+  const cellos_allow_key k = abi::allow_key(cgroup_id, r);
+  const uint8_t one = 1;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.allow), &k, &one, BPF_ANY) != 0)
+    return base::sys_error("bpf_map_update_elem", "allow " + cell_name(cgroup_id), errno);
+  return base::ok();
+}
+
+void FlowProbes::remove_allow(uint64_t cgroup_id, const AllowRule& r) {
+  const cellos_allow_key k = abi::allow_key(cgroup_id, r);
+  bpf_map_delete_elem(bpf_map__fd(skel_->maps.allow), &k);
+}
+
+namespace {
+bool same_rule(const AllowRule& a, const AllowRule& b) {
+  return a.family == b.family && a.addr == b.addr && a.prefix_len == b.prefix_len &&
+         a.port == b.port && a.l4proto == b.l4proto;
+}
+}  // namespace
+
+base::Result<void> CellAttachment::allow(const AllowRule& r) {
+  if (!probes_) return base::ok();
+  CELLOS_TRY(probes_->add_allow(cgroup_id_, r));
+  if (std::none_of(allow_.begin(), allow_.end(), [&](const AllowRule& a) { return same_rule(a, r); }))
+    allow_.push_back(r);
+  return base::ok();
+}
+
+void CellAttachment::disallow(const AllowRule& r) {
+  if (!probes_) return;
+  probes_->remove_allow(cgroup_id_, r);
+  allow_.erase(std::remove_if(allow_.begin(), allow_.end(),
+                              [&](const AllowRule& a) { return same_rule(a, r); }),
+               allow_.end());
 }
 
 void FlowProbes::forget_cell(uint64_t cgroup_id, const std::vector<AllowRule>& allow) {

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/result.h"
 #include "ebpf/bpf_link.h"
 
 namespace cellos::ebpf {
@@ -49,6 +50,11 @@ class CellAttachment {
   // Detach (links first, so no program can re-create an entry), then delete the cell's map
   // entries. Drain the cell's flows before this: what is left is discarded.
   void reset();
+
+  // An allow-list entry added / removed while the cell runs (FlowProbes::add_allow); what is
+  // added is deleted by reset() like the rest.
+  base::Result<void> allow(const AllowRule& r);
+  void disallow(const AllowRule& r);
 
  private:
   friend class FlowProbes;

@@ -67,6 +67,10 @@ class FlowProbes {
   // Writes the cell's config and allow-list, then attaches the four programs to its cgroup.
   // EEXIST if that cgroup is attached already.
   base::Result<CellAttachment> attach(const CellAttachOptions& options);
+  // One allow-list entry of an attached cell, added or removed while it runs (the addresses a
+  // cell's DNS answers open: cells/cell_dns.h). Removing an absent one changes nothing.
+  base::Result<void> add_allow(uint64_t cgroup_id, const AllowRule& r);
+  void remove_allow(uint64_t cgroup_id, const AllowRule& r);
 
   // Readable (poll/IORING_OP_POLL_ADD) when records are waiting: ring_buffer__epoll_fd.
   int ringbuf_fd() const;

@@ -259,6 +259,17 @@ CellFlows::CellFlows(FlowMonitor& mon, const FlowMonitor::CellOptions& o)
 
 CellFlows::~CellFlows() { mon_.unwatch(this); }
 
+bool CellFlows::bpf_enforces() const { return attachment_.attached() && mon_.bpf_enforces(); }
+
+base::Result<void> CellFlows::update_allow(const std::vector<netns::EgressTarget>& add,
+                                           const std::vector<netns::EgressTarget>& del) {
+  if (!bpf_enforces()) return base::ok();
+  for (const auto& g : del) attachment_.disallow({g.family, g.addr, g.prefix_len, g.port, g.l4proto});
+  for (const auto& g : add)
+    CELLOS_TRY(attachment_.allow({g.family, g.addr, g.prefix_len, g.port, g.l4proto}));
+  return base::ok();
+}
+
 std::chrono::milliseconds CellFlows::linger() const {
   // The listener's flush timeout (2 cs) plus a margin for the message to reach the ring.
   return nflog_ ? std::chrono::milliseconds(40) : std::chrono::milliseconds(0);

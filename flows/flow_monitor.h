@@ -119,6 +119,11 @@ class CellFlows {
   // After the cell's processes are gone (and linger()): the last drain, the final reports, the
   // summary; then the probes are detached and the listener closed.
   sinks::FlowSummaryData finish();
+  // Under BPF enforcement: allow-list entries added and removed while the cell runs (the
+  // addresses its DNS answers open, cells/cell_dns.h). A no-op when BPF does not enforce.
+  base::Result<void> update_allow(const std::vector<netns::EgressTarget>& add,
+                                  const std::vector<netns::EgressTarget>& del);
+  bool bpf_enforces() const;
 
  private:
   friend class FlowMonitor;

@@ -134,6 +134,12 @@ base::Result<std::unique_ptr<NflogListener>> CellNetwork::open_nflog(base::IoPor
   return NflogListener::open(io, netns_.get(), std::move(options));
 }
 
+base::Result<void> CellNetwork::update_dns_sets(const std::vector<DnsSetElement>& add,
+                                                const std::vector<EgressTarget>& del) {
+  if (rules_applied_ == 0) return base::ok();
+  return netns::update_dns_sets(nf_, add, del);
+}
+
 base::Result<std::vector<RuleCounter>> CellNetwork::counters() {
   return read_counters(nf_, NFPROTO_INET, kCellTable);
 }

@@ -51,6 +51,10 @@ class CellNetwork {
   // The cell's address ("10.213.0.2") when it has an uplink.
   std::optional<std::string> address() const;
   const std::string& veth() const { return veth_; }
+  // Adds / refreshes / removes elements of the cell's dns4/dns6 sets (CellRuleset::dns_sets),
+  // one batch. A no-op when no ruleset was installed (nft does not enforce).
+  base::Result<void> update_dns_sets(const std::vector<DnsSetElement>& add,
+                                     const std::vector<EgressTarget>& del);
   // Every rule's counter, in one netlink dump of the cell's table.
   base::Result<std::vector<RuleCounter>> counters();
 

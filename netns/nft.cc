@@ -6,6 +6,7 @@
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
 #include <libnftnl/rule.h>
+#include <libnftnl/set.h>
 #include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_conntrack_common.h>
@@ -91,6 +92,13 @@ class RuleBuilder {
     add("counter");
     return *this;
   }
+  RuleBuilder& lookup(const char* set, uint32_t set_id, uint32_t sreg) {
+    nftnl_expr* e = add("lookup");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, set_id);
+    return *this;
+  }
   RuleBuilder& log(uint16_t group, const char* prefix) {
     nftnl_expr* e = add("log");
     nftnl_expr_set_u16(e, NFTNL_EXPR_LOG_GROUP, group);
@@ -163,6 +171,41 @@ class Batch {
                                               NLM_F_CREATE, s_.next_seq());
     nftnl_chain_nlmsg_build_payload(h, ch);
     nftnl_chain_free(ch);
+    next();
+  }
+  // A set created in this batch; rules of the batch name it by `id`.
+  void set(int family, const std::string& table, const char* name, uint32_t id, uint32_t key_len,
+           uint32_t flags) {
+    nftnl_set* s = nftnl_set_alloc();
+    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+    nftnl_set_set_str(s, NFTNL_SET_NAME, name);
+    nftnl_set_set_u32(s, NFTNL_SET_ID, id);
+    nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len);
+    nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags);
+    nlmsghdr* h = nftnl_nlmsg_build_hdr(cur(), NFT_MSG_NEWSET, static_cast<uint16_t>(family),
+                                        NLM_F_CREATE, s_.next_seq());
+    nftnl_set_nlmsg_build_payload(h, s);
+    nftnl_set_free(s);
+    next();
+  }
+  // Elements (key, timeout in ms; 0: none) added to or deleted from a set.
+  void elements(int family, const std::string& table, const char* set, uint16_t type,
+                const std::vector<std::pair<std::vector<uint8_t>, uint64_t>>& elems) {
+    nftnl_set* s = nftnl_set_alloc();
+    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+    nftnl_set_set_str(s, NFTNL_SET_NAME, set);
+    for (const auto& [key, timeout] : elems) {
+      nftnl_set_elem* e = nftnl_set_elem_alloc();
+      nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key.data(), static_cast<uint32_t>(key.size()));
+      if (timeout) nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, timeout);
+      nftnl_set_elem_add(s, e);
+    }
+    nlmsghdr* h = nftnl_nlmsg_build_hdr(cur(), type, static_cast<uint16_t>(family),
+                                        type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0, s_.next_seq());
+    nftnl_set_elems_nlmsg_build_payload(h, s);
+    nftnl_set_free(s);
     next();
   }
   void rule(int family, const RuleBuilder& rb) {
@@ -264,8 +307,50 @@ base::Result<EgressTarget> parse_target(const std::string& text) {
   return t;
 }
 
+namespace {
+
+// The key of a dns set element: address . l4proto . port, as match_target loads them into
+// consecutive 32-bit registers (4 + 4 + 4 bytes for IPv4, 16 + 4 + 4 for IPv6).
+std::vector<uint8_t> dns_key(const EgressTarget& t) {
+  const size_t alen = t.family == AF_INET ? 4 : 16;
+  std::vector<uint8_t> key(alen + 8, 0);
+  std::memcpy(key.data(), t.addr.data(), alen);
+  key[alen] = t.l4proto;
+  const uint16_t port = htons(t.port);
+  std::memcpy(key.data() + alen + 4, &port, 2);
+  return key;
+}
+
+void load_dns_key(RuleBuilder& rb, bool v4) {
+  rb.payload(NFT_PAYLOAD_NETWORK_HEADER, v4 ? 16 : 24, v4 ? 4 : 16, NFT_REG32_00);
+  const uint32_t tail = v4 ? NFT_REG32_01 : NFT_REG32_04;
+  rb.meta(NFT_META_L4PROTO, tail);
+  rb.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, tail + 1);
+}
+
+constexpr uint32_t kDnsSet4Id = 1, kDnsSet6Id = 2;
+
+}  // namespace
+
+base::Result<void> update_dns_sets(NetlinkSocket& nf, const std::vector<DnsSetElement>& add,
+                                   const std::vector<EgressTarget>& del) {
+  if (add.empty() && del.empty()) return base::ok();
+  std::vector<std::pair<std::vector<uint8_t>, uint64_t>> add4, add6, del4, del6;
+  for (const auto& e : add)
+    (e.target.family == AF_INET ? add4 : add6).emplace_back(dns_key(e.target), e.timeout_ms);
+  for (const auto& t : del) (t.family == AF_INET ? del4 : del6).emplace_back(dns_key(t), 0);
+  // Each element is ~60 bytes: a message per set and operation holds hundreds.
+  Batch b(nf, 4 + (add.size() + del.size()) / 8);
+  const int fam = NFPROTO_INET;
+  if (!del4.empty()) b.elements(fam, kCellTable, kDnsSet4, NFT_MSG_DELSETELEM, del4);
+  if (!del6.empty()) b.elements(fam, kCellTable, kDnsSet6, NFT_MSG_DELSETELEM, del6);
+  if (!add4.empty()) b.elements(fam, kCellTable, kDnsSet4, NFT_MSG_NEWSETELEM, add4);
+  if (!add6.empty()) b.elements(fam, kCellTable, kDnsSet6, NFT_MSG_NEWSETELEM, add6);
+  return b.commit("nft dns set elements");
+}
+
 size_t cell_rule_count(const CellRuleset& r) {
-  return 4 + r.targets.size() + (r.append_invalid_rule ? 1 : 0);
+  return 4 + r.targets.size() + (r.append_invalid_rule ? 1 : 0) + (r.dns_sets ? 2 : 0);
 }
 
 base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r) {
@@ -273,9 +358,14 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
   const std::string table = kCellTable;
   bool has4 = false, has6 = false;
   for (const EgressTarget& t : r.targets) (t.family == AF_INET ? has4 : has6) = true;
-  // Table, three chains, two jumps and the rules.
-  Batch b(nf, cell_rule_count(r) + 6);
+  if (r.dns_sets) has4 = has6 = true;
+  // Table, three chains, two jumps, two sets and the rules.
+  Batch b(nf, cell_rule_count(r) + 8);
   b.table(fam, table, NFT_MSG_NEWTABLE);
+  if (r.dns_sets) {
+    b.set(fam, table, kDnsSet4, kDnsSet4Id, 12, NFT_SET_TIMEOUT);
+    b.set(fam, table, kDnsSet6, kDnsSet6Id, 24, NFT_SET_TIMEOUT);
+  }
   if (has4) b.chain(fam, table, {kEgress4, nullptr, 0, 0, 0});
   if (has6) b.chain(fam, table, {kEgress6, nullptr, 0, 0, 0});
   b.chain(fam, table, {"output", "filter", NF_INET_LOCAL_OUT, 0, NF_DROP});
@@ -303,6 +393,15 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
     match_target(rb, t);
     rb.counter().verdict(NF_ACCEPT);
     b.rule(fam, rb);
+  }
+  if (r.dns_sets) {
+    for (bool v4 : {true, false}) {
+      RuleBuilder rb(fam, table, v4 ? kEgress4 : kEgress6, "dns");
+      load_dns_key(rb, v4);
+      rb.lookup(v4 ? kDnsSet4 : kDnsSet6, v4 ? kDnsSet4Id : kDnsSet6Id, NFT_REG32_00);
+      rb.counter().verdict(NF_ACCEPT);
+      b.rule(fam, rb);
+    }
   }
   if (r.append_invalid_rule) {
     auto rb = rule("invalid");

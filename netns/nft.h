@@ -39,11 +39,27 @@ struct CellRuleset {
   // Adds a rule that jumps to a chain that does not exist: the kernel refuses the whole batch.
   // Only for proving that a ruleset that fails to apply runs nothing.
   bool append_invalid_rule = false;
+  // DNS authority: sets dns4 / dns6 (flags timeout; key address . l4proto . port, each field
+  // in a 32-bit register as the target rules load them) and one counted rule per family,
+  // tag "dns", accepting what they hold. The cell's DNS proxy fills them (update_dns_sets).
+  bool dns_sets = false;
 };
 constexpr const char* kCellTable = "cellos";
 // The NFLOG prefix of the final log-and-drop: every deny record of a cell carries it. The
 // kernel keeps prefixes under 128 bytes; short, because it is copied into every record.
 constexpr const char* kDenyPrefix = "egress_default_deny";
+
+// One element of a cell's dns4/dns6 set: an address, protocol and port its DNS proxy handed
+// out, alive for `timeout_ms` (the kernel removes it then).
+struct DnsSetElement {
+  EgressTarget target;  // a host address (prefix_len 32 / 128), port, l4proto
+  uint64_t timeout_ms = 0;
+};
+// One batch: deletes `del` (elements still present), then adds `add`.
+base::Result<void> update_dns_sets(NetlinkSocket& nf, const std::vector<DnsSetElement>& add,
+                                   const std::vector<EgressTarget>& del);
+constexpr const char* kDnsSet4 = "dns4";
+constexpr const char* kDnsSet6 = "dns6";
 
 // Number of counted rules install_cell_ruleset installs (the per-family jumps not included).
 size_t cell_rule_count(const CellRuleset& r);

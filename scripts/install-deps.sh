@@ -8,6 +8,7 @@ packages=(
   nats-server libnats-dev   # fleets on NATS JetStream: the companion links libnats, tests run a server
   liburing-dev libseccomp-dev libbpf-dev libnftnl-dev libmnl-dev
   libc-ares-dev   # hostname lookups on the ring (netns/resolver.h)
+  libldns-dev     # the DNS wire format of the cells' DNS proxy (netns/dns_message.h)
   clang llvm bpftool libelf-dev zlib1g-dev  # the eBPF probes: clang -target bpf, llvm-strip,
                                             # bpftool skeletons; libbpf.a needs libelf.a, libz.a
   libclang-rt-14-dev   # libFuzzer and the sanitizer runtimes for clang (scripts/fuzz.sh)

@@ -97,6 +97,35 @@ struct Destroyed {
   reason @3 :Text;            # "lost": found running after a crash; unset or empty: omitted
   flows @4 :FlowSummary;      # unset: omitted (a cell without a network namespace of its own)
   backend @5 :Text;           # unset or empty: omitted (a lost cell found by recovery)
+  dns @6 :DnsSummary;         # unset: omitted (a cell without a dnsAuthority)
+}
+
+struct DnsSummary {
+  queries @0 :UInt64;
+  permitted @1 :UInt64;
+  refused @2 :UInt64;
+  failed @3 :UInt64;
+  dropped @4 :UInt64;
+  rebindRejected @5 :UInt64;
+  addressesGranted @6 :UInt64;
+  addressesEvicted @7 :UInt64;
+}
+
+# dns_query, dns_query_permitted, dns_query_refused, dns_authority_rebind_rejected (by `kind`).
+struct DnsQuery {
+  cellId @0 :Text;
+  kind @1 :Text;
+  queryName @2 :Text;
+  queryType @3 :Text;
+  transport @4 :Text;
+  decision @5 :Text;
+  reasonCode @6 :Text;
+  responseCode @7 :Text;
+  answers @8 :List(Text);
+  hasUpstreamLatency @9 :Bool;
+  upstreamLatencyUs @10 :Int64;
+  upstream @11 :Text;
+  count @12 :UInt64;
 }
 
 struct FlowDecision {
@@ -255,6 +284,7 @@ struct LogRecord {
     secretsRevoked @17 :SecretsRevoked;
     identityIssued @18 :IdentityIssued;
     artifactExport @19 :ArtifactExport;
+    dnsQuery @21 :DnsQuery;
   }
   correlationId @20 :Text;    # the CloudEvents extension `correlationid`; unset: omitted
 }

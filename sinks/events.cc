@@ -18,6 +18,14 @@ const char* reason_name(CompletedReason r) {
   return "exited";
 }
 
+const char* dns_event_type(std::string_view kind) {
+  if (kind == "dns_query_permitted") return "dev.cellos.events.cell.observability.v1.dns_query_permitted";
+  if (kind == "dns_query_refused") return "dev.cellos.events.cell.observability.v1.dns_query_refused";
+  if (kind == "dns_authority_rebind_rejected")
+    return "dev.cellos.events.cell.observability.v1.dns_authority_rebind_rejected";
+  return "dev.cellos.events.cell.observability.v1.dns_query";
+}
+
 namespace {
 struct TypeOf {
   const char* operator()(const StartedData&) const {
@@ -56,6 +64,7 @@ struct TypeOf {
   const char* operator()(const IdentityIssuedData&) const {
     return "dev.cellos.events.cell.identity.v1.materialized";
   }
+  const char* operator()(const DnsQueryData& d) const { return dns_event_type(d.kind); }
 };
 
 struct SubjectOf {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -139,6 +140,34 @@ struct FlowProbesData {
   std::string reason;       // why the probes are off ("" when active)
 };
 
+// One DNS query of a cell to its proxy (netns/dns_proxy.h), or `count` identical ones: the
+// first of a kind (name, type, decision, reason) is reported at once, repeats within the next
+// [dns] aggregate window are counted into one more report at the window's end.
+// kind picks the type: "dns_query_permitted", "dns_query_refused", "dns_query" (dropped:
+// malformed or oversized), "dns_authority_rebind_rejected".
+struct DnsQueryData {
+  std::string cell_id;
+  std::string kind;
+  std::string query_name, query_type;  // "" when dropped unparsed
+  std::string transport;               // "udp" | "tcp"
+  std::string decision;                // "permitted" | "refused" | "dropped"
+  std::string reason_code;
+  std::string response_code;           // "NOERROR", "NXDOMAIN", "REFUSED", "SERVFAIL"; "" dropped
+  std::vector<std::string> answers;    // addresses and CNAME targets handed to the cell
+  std::optional<int64_t> upstream_latency_us;
+  std::string upstream;
+  uint64_t count = 1;
+};
+
+// A cell's DNS over its life, in its destroyed event.
+struct DnsSummaryData {
+  uint64_t queries = 0, permitted = 0, refused = 0, failed = 0, dropped = 0;
+  uint64_t rebind_rejected = 0;
+  // Addresses opened to the cell's egress rules by answers, and taken back early because a
+  // name went over [network] dns_max_addresses_per_name.
+  uint64_t addresses_granted = 0, addresses_evicted = 0;
+};
+
 struct DestroyedData {
   std::string cell_id;
   bool succeeded = false;
@@ -148,6 +177,7 @@ struct DestroyedData {
   std::string reason = {};
   std::optional<FlowSummaryData> flows = {};  // cells with a network namespace of their own
   std::string backend = {};  // "" when unknown (a lost cell)
+  std::optional<DnsSummaryData> dns = {};     // cells with a dnsAuthority
 };
 
 // One artifact of spec.export after the command exited (CellOS's ExportReceipt): what was read
@@ -203,7 +233,7 @@ struct IdentityIssuedData {
 using EventData =
     std::variant<StartedData, NetworkPolicyData, CompletedData, DestroyedData, RejectedData,
                  NetworkEnforcementData, FlowDecisionData, FlowProbesData, SecretAccessData,
-                 SecretsRevokedData, IdentityIssuedData, ExportData>;
+                 SecretsRevokedData, IdentityIssuedData, ExportData, DnsQueryData>;
 
 struct Event {
   EventData data;
@@ -215,6 +245,9 @@ struct Event {
 };
 
 const char* event_type(const EventData& d);
+// The full type of a DnsQueryData kind ("dns_query_refused" -> "dev.cellos.events.cell.
+// observability.v1.dns_query_refused"); an unknown kind is "...dns_query".
+const char* dns_event_type(std::string_view kind);
 
 // Stamps the time and subject.
 Event make_event(EventData data);

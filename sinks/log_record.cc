@@ -156,6 +156,17 @@ struct Build {
         y.setBytes(t.bytes);
       }
     }
+    if (e.dns) {
+      auto x = b.initDns();
+      x.setQueries(e.dns->queries);
+      x.setPermitted(e.dns->permitted);
+      x.setRefused(e.dns->refused);
+      x.setFailed(e.dns->failed);
+      x.setDropped(e.dns->dropped);
+      x.setRebindRejected(e.dns->rebind_rejected);
+      x.setAddressesGranted(e.dns->addresses_granted);
+      x.setAddressesEvicted(e.dns->addresses_evicted);
+    }
   }
   void operator()(const FlowDecisionData& e) const {
     auto b = d.initFlowDecision();
@@ -197,6 +208,26 @@ struct Build {
       list[k].setSucceeded(r.succeeded);
       if (!r.error.empty()) set_text([&](auto t) { list[k].setError(t); }, r.error);
     }
+  }
+  void operator()(const DnsQueryData& e) const {
+    auto b = d.initDnsQuery();
+    set_text([&](auto t) { b.setCellId(t); }, e.cell_id);
+    set_text([&](auto t) { b.setKind(t); }, e.kind);
+    set_text([&](auto t) { b.setQueryName(t); }, e.query_name);
+    set_text([&](auto t) { b.setQueryType(t); }, e.query_type);
+    set_text([&](auto t) { b.setTransport(t); }, e.transport);
+    set_text([&](auto t) { b.setDecision(t); }, e.decision);
+    set_text([&](auto t) { b.setReasonCode(t); }, e.reason_code);
+    set_text([&](auto t) { b.setResponseCode(t); }, e.response_code);
+    auto list = b.initAnswers(static_cast<unsigned>(e.answers.size()));
+    for (unsigned i = 0; i < e.answers.size(); ++i)
+      set_text([&](auto t) { list.set(i, t); }, e.answers[i]);
+    if (e.upstream_latency_us) {
+      b.setHasUpstreamLatency(true);
+      b.setUpstreamLatencyUs(*e.upstream_latency_us);
+    }
+    set_text([&](auto t) { b.setUpstream(t); }, e.upstream);
+    b.setCount(e.count);
   }
   void operator()(const FlowProbesData& e) const {
     auto b = d.initFlowProbes();
@@ -469,6 +500,46 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       if (s.hasReason() && s.getReason().size() > 0) f.str("reason", sv(s.getReason()));
       if (s.hasBackend() && s.getBackend().size() > 0) f.str("backend", sv(s.getBackend()));
       if (s.hasFlows()) render_flow_summary(s.getFlows(), f);
+      if (s.hasDns()) {
+        auto x = s.getDns();
+        f.key("dns");
+        out += '{';
+        Field g{out};
+        g.u("queries", x.getQueries());
+        g.u("permitted", x.getPermitted());
+        g.u("refused", x.getRefused());
+        g.u("failed", x.getFailed());
+        g.u("dropped", x.getDropped());
+        g.u("rebindRejected", x.getRebindRejected());
+        g.u("addressesGranted", x.getAddressesGranted());
+        g.u("addressesEvicted", x.getAddressesEvicted());
+        out += '}';
+      }
+      break;
+    }
+    case LogRecord::Data::DNS_QUERY: {
+      auto s = d.getDnsQuery();
+      f.str("cellId", sv(s.getCellId()));
+      f.str("queryName", sv(s.getQueryName()));
+      f.str("queryType", sv(s.getQueryType()));
+      f.str("transport", sv(s.getTransport()));
+      f.str("decision", sv(s.getDecision()));
+      f.str("reasonCode", sv(s.getReasonCode()));
+      f.str("responseCode", sv(s.getResponseCode()));
+      f.key("answers");
+      out += '[';
+      {
+        auto list = s.getAnswers();
+        for (unsigned i = 0; i < list.size(); ++i) {
+          if (i) out += ',';
+          append_json_string(out, sv(list[i]));
+        }
+      }
+      out += ']';
+      f.key("upstreamLatencyUs");
+      if (s.getHasUpstreamLatency()) append_int(out, s.getUpstreamLatencyUs()); else out += "null";
+      f.str("upstream", sv(s.getUpstream()));
+      f.u("count", s.getCount());
       break;
     }
     case LogRecord::Data::FLOW_DECISION: {
@@ -665,6 +736,7 @@ const char* record_type(LogRecord::Reader r) {
     case LogRecord::Data::SECRETS_REVOKED: return "dev.cellos.events.cell.secrets.v1.revoked";
     case LogRecord::Data::IDENTITY_ISSUED: return "dev.cellos.events.cell.identity.v1.materialized";
     case LogRecord::Data::ARTIFACT_EXPORT: return "dev.cellos.events.cell.export.v1.completed";
+    case LogRecord::Data::DNS_QUERY: return dns_event_type(sv(r.getData().getDnsQuery().getKind()));
   }
   return "unknown";
 }

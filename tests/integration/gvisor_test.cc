@@ -303,6 +303,11 @@ TEST_CASE("gvisor: a bare argv[0] runs the program the cell's PATH names, and wh
   auto e = fleet.run(exp.dump());
   CHECK(e.status == 125);
   CHECK_THAT(e.err, Catch::Contains("spec.export: not supported by the gvisor backend"));
+  auto dns = make_spec(unique_id("gv-dns"), {"/bin/true"});
+  dns["spec"]["authority"]["dnsAuthority"] = {{"hostnameAllowlist", {"example.test"}}};
+  auto d = fleet.run(dns.dump());
+  CHECK(d.status == 125);
+  CHECK_THAT(d.err, Catch::Contains("spec.authority.dnsAuthority: not supported by the gvisor backend"));
 
   REQUIRE_GVISOR();
   const std::string id = unique_id("gv-bare");

@@ -220,8 +220,6 @@ TEST_CASE("CellOS fields cellos-reactor does not support say so", "[spec]") {
   const std::string reason = ": CellOS field not supported by cellos-reactor";
   check_rejections({
       {with("/spec/policy", Json::object()), "spec.policy" + reason},
-      {with("/spec/authority/dnsAuthority", Json::object()),
-       "spec.authority.dnsAuthority" + reason},
   });
 }
 
@@ -276,7 +274,8 @@ TEST_CASE("egress rules need a valid host, a port and at most tcp or udp", "[spe
       {without("/spec/authority/egressRules/0/host"), rule + ".host: is required"},
       {with("/spec/authority/egressRules/0/host", 10), rule + ".host: must be a string"},
       {host(""), rule + ".host: must not be empty"},
-      {host("*.example.com"), rule + ".host: wildcard hosts are not allowed"},
+      {host("*.example.com"), rule + ".host: wildcard hosts need spec.authority.dnsAuthority"},
+      {host("*.com"), rule + ".host: a wildcard host must be"},
       {host("10.0.0.1/33"), bad_host},
       {host("::1/129"), bad_host},
       {host("10.0.0.1/"), bad_host},
