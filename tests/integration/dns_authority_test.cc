@@ -222,3 +222,37 @@ TEST_CASE("an egress rule naming a host opens exactly the addresses the cell's p
           "[net][dns][ebpf]") {
   ttl_case("bpf");
 }
+
+TEST_CASE("a flow opened while its address was open outlives the answer's TTL, and a new flow "
+          "after it is closed (nft sets)",
+          "[net][dns]") {
+  std::string why;
+  if (!can_build_test_hosts(&why)) CELLOS_SKIP(why);
+  TestHost host(32);
+  const int port = host.udp();
+  host.start();
+  // TTL 2 s, no lower clamp past 1 s, no grace: 4 s later the address is closed.
+  Dnsmasq dns({"--address=/flow.int.cellos.test/" + host.ip()}, 2);
+  if (!dns.why().empty()) CELLOS_SKIP(dns.why());
+  Fleet fleet("internal_dns_names = [\"*.int.cellos.test\"]\n[network]\nuplink = \"nat\"\nsubnet = \"" +
+              cell_subnet() + "\"\nresolvers = [\"" + dns.upstream() +
+              "\"]\ndns_min_ttl_seconds = 1\ndns_grace_seconds = 0\nenforcement = \"nft\"\n");
+  const std::string p = std::to_string(port);
+  const std::string script = "getent ahostsv4 flow.int.cellos.test >/dev/null; " + fleet.probe() +
+                             " udp-session " + host.ip() + " " + p + " 4; " + fleet.probe() +
+                             " udp-send " + host.ip() + " " + p + "; true";
+  auto spec = make_spec(unique_id("dnsflow"), {"/bin/sh", "-c", script});
+  spec["spec"]["authority"]["dnsAuthority"] = {{"hostnameAllowlist", {"flow.int.cellos.test"}}};
+  spec["spec"]["authority"]["egressRules"] = {
+      {{"host", "flow.int.cellos.test"}, {"port", port}, {"protocol", "udp"}}};
+  auto r = fleet.run(spec.dump());
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  auto lines = lines_of(r.out);
+  REQUIRE(lines.size() == 3);
+  CHECK_THAT(lines[0], Catch::EndsWith("first pong"));
+  // The same flow, after the address expired: conntrack's established state carries it.
+  CHECK_THAT(lines[1], Catch::EndsWith("second pong"));
+  // A new flow (another source port) after the expiry: closed.
+  CHECK((lines[2].ends_with("timeout") || lines[2].find("blocked") != std::string::npos));
+}

@@ -29,7 +29,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: cell_probe fds | alloc MB | connect IP PORT | loopback-echo | "
                "fork N | daemonize MARKER | write PATH | mount | sleep S | "
-               "tcp-connect IP PORT | udp-send IP PORT | udp-burst IP PORT COUNT SIZE | "
+               "tcp-connect IP PORT | udp-send IP PORT | udp-session IP PORT GAP | udp-burst IP PORT COUNT SIZE | "
                "unix-connect PATH | abstract-connect NAME | socket FAMILY TYPE PROTO | "
                "socketpair FAMILY | inotify N | inotify-hog MARKER | broker-get PATH NAME...\n");
   return 2;
@@ -234,6 +234,28 @@ int udp_send(const char* ip, int port) {
   return 0;
 }
 
+// One connected UDP socket, a ping now and another `gap` seconds later on the same flow:
+// "udp IP:PORT first pong" / "udp IP:PORT second pong" (or "... second timeout").
+int udp_session(const char* ip, int port, int gap) {
+  sockaddr_in a;
+  if (!make_addr(ip, port, a) || gap < 0) return usage();
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    report_error("udp-session connect", errno);
+    return 1;
+  }
+  for (const char* round : {"first", "second"}) {
+    if (round[0] == 's') sleep(static_cast<unsigned>(gap));
+    char buf[64] = {};
+    pollfd p{s, POLLIN, 0};
+    bool got = send(s, "ping", 4, 0) == 4 && poll(&p, 1, kNetTimeoutMs) == 1 &&
+               recv(s, buf, sizeof buf - 1, 0) > 0;
+    std::printf("udp %s:%d %s %s\n", ip, port, round, got ? buf : "timeout");
+    std::fflush(stdout);
+  }
+  return 0;
+}
+
 // One socket, `count` datagrams of `size` bytes, then up to 1.5 s for the replies (the test
 // hosts answer each with "pong"): "udp-burst sent N received M".
 int udp_burst(const char* ip, int port, int count, int size) {
@@ -415,6 +437,8 @@ int main(int argc, char** argv) {
   if (cmd == "connect" && argc == 4) return connect_to(argv[2], std::atoi(argv[3]));
   if (cmd == "loopback-echo") return loopback_echo();
   if (cmd == "tcp-connect" && argc == 4) return tcp_connect(argv[2], std::atoi(argv[3]));
+  if (cmd == "udp-session" && argc == 5)
+    return udp_session(argv[2], std::atoi(argv[3]), std::atoi(argv[4]));
   if (cmd == "udp-send" && argc == 4) return udp_send(argv[2], std::atoi(argv[3]));
   if (cmd == "udp-burst" && argc == 6)
     return udp_burst(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5]));
