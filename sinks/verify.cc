@@ -238,6 +238,17 @@ std::string VerifyReport::summary() const {
   return s;
 }
 
+std::string VerifyReport::live_summary() const {
+  VerifyReport sealed = *this;
+  sealed.ok = true;
+  sealed.events = events > unsealed_records ? events - unsealed_records : 0;
+  std::string s = sealed.summary() + "; after line " + std::to_string(problem_line - 1) + ", ";
+  if (unsealed_records) s += std::to_string(unsealed_records) + " records of a batch not sealed yet";
+  if (unsealed_records && torn_bytes) s += " and ";
+  if (torn_bytes) s += std::to_string(torn_bytes) + " bytes of a record being written";
+  return s + ": the log's writer is running (it holds the log's lock), so they were not checked";
+}
+
 base::Result<VerifyReport> verify_log(const VerifyOptions& options) {
   std::optional<SigningKey> key;
   if (options.public_key_path) {
@@ -262,6 +273,9 @@ VerifyReport verify_bytes(std::string bytes, const std::optional<SigningKey>& ke
   if (l.torn_bytes) {
     v.line_no = l.lines.size() + 1;
     v.fail("truncated tail: the last " + std::to_string(l.torn_bytes) + " bytes are not a whole record");
+    r.tail_pending = true;
+    r.torn_bytes = l.torn_bytes;
+    r.unsealed_records = v.leaves.size();
     return r;
   }
   if (!v.leaves.empty()) {
@@ -269,6 +283,8 @@ VerifyReport verify_bytes(std::string bytes, const std::optional<SigningKey>& ke
     v.fail("unsealed final batch: " + std::to_string(v.leaves.size()) +
            " records after the last manifest (the log was truncated, or its writer crashed "
            "or is still running; the next start seals over it)");
+    r.tail_pending = true;
+    r.unsealed_records = v.leaves.size();
     return r;
   }
   return r;

@@ -32,10 +32,18 @@ struct VerifyReport {
   std::string key_id;          // of the manifests (empty: unsigned log)
   bool signatures_checked = false;
   std::string format;          // "jsonl" | "capnp"
+  // The only problem is at the end: a batch not sealed yet (unsealed_records after the last
+  // manifest) or a record cut short (torn_bytes), which is what a log still being written looks
+  // like. `verify` then asks whether a live writer holds the log (live_summary).
+  bool tail_pending = false;
+  uint64_t unsealed_records = 0, torn_bytes = 0;
 
   // "intact: 12 events in 3 batches, 2026-...Z .. 2026-...Z, signed by key ab12.. (checked)"
   // or "line 7: ...".
   std::string summary() const;
+  // For a tail_pending report of a log a live writer holds: the sealed part's summary, and
+  // what at the end was left unchecked.
+  std::string live_summary() const;
 };
 
 // Error only when the file or key cannot be read; a bad log is a report with ok == false.

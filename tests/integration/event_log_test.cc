@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/file.h>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -93,6 +94,47 @@ TEST_CASE("keygen, run, verify: the CLI verifies an intact signed log and names 
   auto bad = reactor({"verify", sf.fleet->events_path(), "--public-key", sf.pub()});
   CHECK(bad.status != 0);
   CHECK_THAT(bad.err, Contains(": Merkle root mismatch"));
+}
+
+TEST_CASE("verify of a live log: a batch its running writer has not sealed yet is reported "
+          "pending, not as tampering, and the same file with no writer fails",
+          "[eventlog]") {
+  SignedFleet sf;
+  // Two runs: the first one's batch is sealed whatever happens to the second's.
+  REQUIRE(sf.fleet->run(make_spec(unique_id("live"), {"/bin/true"}).dump()).status == 0);
+  REQUIRE(sf.fleet->run(make_spec(unique_id("live"), {"/bin/true"}).dump()).status == 0);
+  // The log as a reader catches it mid-batch: its last manifest not written yet, and half a
+  // record being appended.
+  std::string text = read_text(sf.fleet->events_path());
+  text.pop_back();
+  text.erase(text.rfind('\n') + 1);  // the final manifest gone
+  const std::string live = sf.fleet->dir() + "/live.jsonl";
+  write_text(live, text + "{\"specversion\":\"1.0\",\"id\":");
+  auto dead = reactor({"verify", live, "--public-key", sf.pub()});
+  CHECK(dead.status == 1);
+  CHECK_THAT(dead.err, Contains("truncated tail"));
+  // Its writer holds the lock (as the daemon's event log does): pending, exit 0.
+  const int fd = ::open(live.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  REQUIRE(::flock(fd, LOCK_EX) == 0);
+  auto held = reactor({"verify", live, "--public-key", sf.pub()});
+  ::close(fd);
+  INFO(held.out << held.err);
+  CHECK(held.status == 0);
+  CHECK_THAT(held.out, Contains("intact: 4 events in "));
+  CHECK_THAT(held.out, Contains("signatures verified"));
+  CHECK_THAT(held.out, Contains("records of a batch not sealed yet and "));
+  CHECK_THAT(held.out, Contains("bytes of a record being written: the log's writer is running"));
+  // A tampered sealed part (the first run's) still fails, writer or not.
+  auto p = text.find("\"exitCode\":0");
+  REQUIRE(p != std::string::npos);
+  text[p + 11] = '1';
+  write_text(live, text);
+  const int fd2 = ::open(live.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(::flock(fd2, LOCK_EX) == 0);
+  auto tampered = reactor({"verify", live, "--public-key", sf.pub()});
+  ::close(fd2);
+  CHECK(tampered.status == 1);
 }
 
 TEST_CASE("a rejected spec is written, sealed and verifiable", "[eventlog]") {
