@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/spawn.h"
+
 namespace cellos::cells {
 namespace {
 
@@ -97,31 +99,14 @@ base::Result<std::unique_ptr<ExportJob>> ExportJob::start(ExportJobOptions o) {
   posix_spawn_file_actions_adddup2(&fa, pipe->write.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, work.get(), 3);
   posix_spawn_file_actions_adddup2(&fa, tmp.get(), 4);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int s : {SIGINT, SIGTERM, SIGPIPE}) sigaddset(&defaults, s);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   // No proxy or curl settings from the reactor's environment: fleet.toml configures the export.
   char* envp[] = {nullptr};
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, helper.c_str(), &fa, &attr, argv.data(), envp);
+  auto spawned = base::spawn_helper(helper, fa, argv.data(), envp, "export helper");
   posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return base::sys_error("posix_spawn", "export helper \"" + helper + "\"", rc);
-  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pfd < 0) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return base::sys_error("pidfd_open", "export helper pid " + std::to_string(pid));
-  }
+  if (!spawned) return std::move(spawned).error();
   std::unique_ptr<ExportJob> job(new ExportJob(std::move(o)));
-  job->pid_ = pid;
-  job->pidfd_ = base::Fd(pfd);
+  job->pid_ = spawned->pid;
+  job->pidfd_ = std::move(spawned->pidfd);
   job->out_ = std::move(pipe->read);
   pipe->write.reset();  // the helper's copy is the only writer: EOF means it is done writing
   job->o_.io->wait_exit(job->pidfd_.get(), &job->info_, job->exit_.arm());

@@ -397,6 +397,24 @@ class ConfigParser {
       identity.signing_key = absolute_path(*n, "identity.signing_key", /*allow_root=*/false);
   }
 
+  // A grant's value: an array of cell-id globs, the characters of a cell id plus `*` and `?`.
+  std::vector<std::string> cell_id_globs(const toml::node& node, const std::string& path) const {
+    const toml::array* a = node.as_array();
+    if (!a) fail(path, "must be an array of cell-id globs");
+    std::vector<std::string> globs;
+    for (size_t i = 0; i < a->size(); ++i) {
+      const std::string at = path + "[" + std::to_string(i) + "]";
+      std::string g = string_value(*a->get(i), at);
+      bool ok = !g.empty() && g.size() <= 128 && std::all_of(g.begin(), g.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '.' || c == '_' || c == '-' || c == '*' || c == '?';
+      });
+      if (!ok) fail(at, "must be a cell-id glob: 1..128 characters of [A-Za-z0-9._-*?]");
+      globs.push_back(std::move(g));
+    }
+    return globs;
+  }
+
   // "/srv/ci/checkouts" = ["build-*"]: the cells (id globs) whose inputs may lie below the
   // directory. Where it may be is checked once the whole file is read (input_prefix_refusal).
   void parse_input_grants(const toml::table& t,
@@ -405,20 +423,7 @@ class ConfigParser {
       const std::string path = "policy.input_grants[\"" + printable(key.str()) + "\"]";
       if (!is_normalized_absolute(key.str(), false))
         fail(path, "must be a normalized absolute directory (no \".\" or \"..\", no trailing '/')");
-      const toml::array* a = node.as_array();
-      if (!a) fail(path, "must be an array of cell-id globs");
-      std::vector<std::string> globs;
-      for (size_t i = 0; i < a->size(); ++i) {
-        const std::string at = path + "[" + std::to_string(i) + "]";
-        std::string g = string_value(*a->get(i), at);
-        bool ok = !g.empty() && g.size() <= 128 && std::all_of(g.begin(), g.end(), [](char c) {
-          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '.' || c == '_' || c == '-' || c == '*' || c == '?';
-        });
-        if (!ok) fail(at, "must be a cell-id glob: 1..128 characters of [A-Za-z0-9._-*?]");
-        globs.push_back(std::move(g));
-      }
-      out[std::string(key.str())] = std::move(globs);
+      out[std::string(key.str())] = cell_id_globs(node, path);
     }
   }
 
@@ -436,21 +441,7 @@ class ConfigParser {
       const std::string path = child("secrets.grants", key.str());
       if (!is_env_name(key.str()))
         fail(path, "must be a secret name ([A-Za-z_][A-Za-z0-9_]*)");
-      const toml::array* a = node.as_array();
-      if (!a) fail(path, "must be an array of cell-id globs");
-      std::vector<std::string> globs;
-      for (size_t i = 0; i < a->size(); ++i) {
-        const std::string at = path + "[" + std::to_string(i) + "]";
-        std::string g = string_value(*a->get(i), at);
-        // The characters of a cell id, plus the two wildcards.
-        bool ok = !g.empty() && g.size() <= 128 && std::all_of(g.begin(), g.end(), [](char c) {
-          return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 c == '.' || c == '_' || c == '-' || c == '*' || c == '?';
-        });
-        if (!ok) fail(at, "must be a cell-id glob: 1..128 characters of [A-Za-z0-9._-*?]");
-        globs.push_back(std::move(g));
-      }
-      out[std::string(key.str())] = std::move(globs);
+      out[std::string(key.str())] = cell_id_globs(node, path);
     }
   }
 

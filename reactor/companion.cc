@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/spawn.h"
+
 namespace cellos::reactor {
 namespace {
 
@@ -67,36 +69,19 @@ base::Result<void> Companion::spawn() {
   posix_spawn_file_actions_init(&fa);
   // dup2 onto fd 3 clears close-on-exec there; every other descriptor of ours is CLOEXEC.
   posix_spawn_file_actions_adddup2(&fa, theirs.get(), 3);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // The reactor blocks SIGINT/SIGTERM (signalfd) and ignores SIGPIPE; the companion gets the
-  // defaults back, so a stray signal can end it and the daemon restarts it.
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int s : {SIGINT, SIGTERM, SIGPIPE}) sigaddset(&defaults, s);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  // spawn_helper gives it the default signals back, so a stray signal can end it and the
+  // daemon restarts it.
   std::vector<std::string> args = {o_.binary, "serve", "--fd", "3", "--parent-pid", std::to_string(::getpid())};
   args.insert(args.end(), o_.args.begin(), o_.args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   char* envp[] = {nullptr};  // nothing configures the companion but its flags
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, o_.binary.c_str(), &fa, &attr, argv.data(), envp);
+  auto spawned = base::spawn_helper(o_.binary, fa, argv.data(), envp, "NATS companion");
   posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return base::sys_error("posix_spawn", "\"" + o_.binary + "\"", rc);
-  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  if (pfd < 0) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    return base::sys_error("pidfd_open", "NATS companion pid " + std::to_string(pid));
-  }
-  pid_ = pid;
-  pidfd_ = base::Fd(pfd);
+  if (!spawned) return std::move(spawned).error();
+  pid_ = spawned->pid;
+  pidfd_ = std::move(spawned->pidfd);
   sock_ = std::move(ours);
   closing_ = exited_ = false;
   started_at_ = std::chrono::steady_clock::now();
