@@ -34,10 +34,9 @@ base::Result<void> Cell::prepare_delivery() {
   if (spec.secret_refs.empty() && !token) return base::ok();
   SecretBrokerOptions o;
   o.io = host_.io;
-  o.events = host_.events;
+  o.emit = [this](sinks::EventData d) { emit(std::move(d)); };
   o.cell_id = spec.id;
   o.run_id = opts_.run_id;
-  o.correlation_id = spec.correlation_id.value_or("");
   o.delivery = spec.run.secret_delivery;
   o.state_dir = host_.config->host.state_dir;
   o.uid = uid_->uid();

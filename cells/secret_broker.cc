@@ -233,11 +233,8 @@ void SecretBroker::decide(const std::string& name, bool allowed, const char* rea
                           const Conn& c) {
   if (allowed) ++served_;
   else ++refused_;
-  auto e = sinks::make_event(sinks::SecretAccessData{
-      o_.cell_id, o_.run_id, base::clip(name, 256), allowed, reason, o_.delivery, c.peer_pid,
-      c.peer_uid});
-  e.correlation_id = o_.correlation_id;
-  o_.events->emit(e);
+  o_.emit(sinks::SecretAccessData{o_.cell_id, o_.run_id, base::clip(name, 256), allowed, reason,
+                                  o_.delivery, c.peer_pid, c.peer_uid});
 }
 
 std::string SecretBroker::answer(std::string_view line, const Conn& c) {
@@ -299,9 +296,7 @@ void SecretBroker::close(const std::string& reason) {
     d.secret_names.push_back(name);
     wipe(value);
   }
-  auto e = sinks::make_event(std::move(d));
-  e.correlation_id = o_.correlation_id;
-  o_.events->emit(e);
+  o_.emit(std::move(d));
   // Connections with nothing in flight go now; the rest when their cancel completes.
   for (auto it = conns_.begin(); it != conns_.end();) {
     if ((*it)->in_flight) {

@@ -43,9 +43,9 @@ namespace cellos::cells {
 
 struct SecretBrokerOptions {
   base::IoPort* io = nullptr;
-  sinks::EventSink* events = nullptr;
+  // Emits one of the cell's events (the cell's own emit: its correlation id included).
+  std::function<void(sinks::EventData)> emit;
   std::string cell_id, run_id;
-  std::string correlation_id;  // spec.correlation: on every event of the cell ("" when none)
   std::string delivery;  // kSecretDeliveryBroker | kSecretDeliveryLeased
   std::string state_dir;
   uid_t uid = 65534;  // the cell's: the only peer uid served, and the socket's owner

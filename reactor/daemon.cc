@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 #include <unordered_set>
@@ -18,6 +17,7 @@
 #include "cells/egress.h"
 #include "cells/secrets.h"
 #include "reactor/cgroup_parent.h"
+#include "reactor/finished_cells.h"
 #include "reactor/host.h"
 #include "reactor/intakes.h"
 #include "reactor/metrics.h"
@@ -28,7 +28,6 @@
 #include "reactor/status.h"
 #include "reactor/supervisor.h"
 #include "reactor/waiting_queue.h"
-#include "sinks/cloudevent_json.h"
 
 namespace cellos::reactor {
 namespace {
@@ -46,9 +45,6 @@ constexpr auto kSettlePatience = std::chrono::seconds(15);
 // Then how long the log's last batches may take to leave the host, so a host leaving the fleet
 // leaves its stream whole (a later start would resume anyway).
 constexpr auto kPublishPatience = std::chrono::seconds(5);
-// How many finished cells `status` lists: enough for an on-call look at the last minutes of a
-// busy host; the event log (and `show ID`) holds every one.
-constexpr size_t kRecentFinished = 50;
 
 int complain(const std::string& line) {
   std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
@@ -84,8 +80,6 @@ class Daemon final : public IntakeSink {
   bool launch(WaitingSpec w);
   bool requeue(WaitingSpec w);
   void on_cell_done(const cells::Cell& c);
-  // Keeps a finished cell's summary for `status` and tells its `submit --wait` clients.
-  void remember_finished(const cells::Cell& c);
   void on_signal(int signo);
   void changed();
   void publish_metrics();
@@ -110,21 +104,7 @@ class Daemon final : public IntakeSink {
   std::unordered_map<std::string, IntakeEntry> running_;  // by cell id
   Metrics metrics_;
   uint64_t succeeded_ = 0, failed_ = 0;
-  // The last kRecentFinished cells' summaries (JSON objects), oldest first.
-  std::deque<nlohmann::ordered_json> recent_;
-  // `finished` lines for waiting clients, held until the log has written their cell's events.
-  struct FinishedTell {
-    uint64_t seq;
-    std::string id, run_id, line;
-  };
-  std::deque<FinishedTell> finished_tells_;
-  void tell_written(uint64_t written) {
-    while (!finished_tells_.empty() && finished_tells_.front().seq <= written) {
-      FinishedTell& t = finished_tells_.front();
-      if (status_) status_->tell(t.id, StatusServer::Step::kFinished, t.run_id, std::move(t.line));
-      finished_tells_.pop_front();
-    }
-  }
+  FinishedCells finished_;
   bool stopping_ = false, killing_ = false;
   base::Timer grace_, metrics_timer_, retry_;
   uint64_t cap_ = 1;     // max_concurrent_cells, or less if descriptors cannot cover it
@@ -135,7 +115,7 @@ class Daemon final : public IntakeSink {
 void Daemon::rejected(const IntakeEntry& e, const std::optional<std::string>& id,
                       const std::string& reason) {
   host_->events().emit(sinks::make_event(sinks::RejectedData{id, reason}));
-  if (id && status_)
+  if (id && status_ && status_->watched(*id))
     status_->tell(*id, StatusServer::Step::kRejected, "",
                   nlohmann::json{{"event", "rejected"}, {"id", *id}, {"reason", reason}}.dump(
                       -1, ' ', false, nlohmann::json::error_handler_t::replace));
@@ -294,7 +274,7 @@ bool Daemon::launch(WaitingSpec w) {
   co.stderr_path = logdir + "/stderr";
   co.max_stream_bytes = config_.logs.max_bytes_per_stream;
   running_.emplace(id, std::move(w.entry));
-  if (status_)
+  if (status_ && status_->watched(id))
     status_->tell(id, StatusServer::Step::kStarted, co.run_id,
                   nlohmann::json{{"event", "started"},
                                  {"id", id},
@@ -325,38 +305,10 @@ void Daemon::on_cell_done(const cells::Cell& c) {
       it->second.from->finished(it->second, c, host_->events().emitted_seq());
   }
   if (it != running_.end()) running_.erase(it);
-  remember_finished(c);
+  finished_.add(c, host_->events().emitted_seq(), host_->events().written_seq());
   paused_ = false;  // a cell's descriptors and memory are free again
   changed();
   pump();
-}
-
-void Daemon::remember_finished(const cells::Cell& c) {
-  using nlohmann::ordered_json;
-  const cells::CellOutcome& o = c.outcome();
-  timespec now{};
-  clock_gettime(CLOCK_REALTIME, &now);
-  ordered_json j = {{"id", c.id()},
-                    {"runId", c.run_id()},
-                    {"finishedAt", sinks::rfc3339_utc(static_cast<int64_t>(now.tv_sec) * 1000000 + now.tv_nsec / 1000)},
-                    {"reason", o.refused ? "refused" : sinks::reason_name(o.reason)},
-                    {"exitCode", o.exit_code ? ordered_json(*o.exit_code) : ordered_json()},
-                    {"signal", o.signal ? ordered_json(*o.signal) : ordered_json()},
-                    {"exitStatus", o.refused ? kSetupFailed : o.exit_status()},
-                    {"durationMs", o.duration_ms}};
-  if (!o.error.empty()) j["error"] = o.error;
-  if (status_) {
-    ordered_json line = j;
-    line.erase("finishedAt");
-    line["event"] = "finished";
-    // Told once the cell's last events are on disk, so a `show ID` right after the client
-    // exits finds them.
-    finished_tells_.push_back({host_->events().emitted_seq(), c.id(), c.run_id(),
-                               line.dump(-1, ' ', false, ordered_json::error_handler_t::replace)});
-    tell_written(host_->events().written_seq());
-  }
-  recent_.push_back(std::move(j));
-  if (recent_.size() > kRecentFinished) recent_.pop_front();
 }
 
 void Daemon::on_signal(int signo) {
@@ -443,8 +395,7 @@ std::string Daemon::snapshot() const {
                     {"failed", failed_},
                     {"rejected", metrics_.rejected},
                     {"cells", std::move(list)},
-                    {"recentlyFinished", ordered_json::array()}};
-  for (auto it = recent_.rbegin(); it != recent_.rend(); ++it) j["recentlyFinished"].push_back(*it);
+                    {"recentlyFinished", finished_.recent()}};
   return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
 
@@ -527,7 +478,8 @@ base::Result<void> Daemon::start() {
                                      [this] { return snapshot(); });
   if (!status) return std::move(status).error();
   status_ = std::move(*status);
-  host_->events().add_on_written([this](uint64_t written) { tell_written(written); });
+  finished_.set_status(status_.get());
+  host_->events().add_on_written([this](uint64_t written) { finished_.written(written); });
   grace_.bind(host_->ring());
   metrics_timer_.bind(host_->ring());
   retry_.bind(host_->ring());

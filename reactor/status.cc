@@ -109,6 +109,12 @@ void StatusServer::tell(const std::string& id, Step step, const std::string& run
   }
 }
 
+bool StatusServer::watched(const std::string& id) const {
+  return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) {
+    return !c->done && !c->closing && c->waiting_for == id;
+  });
+}
+
 void StatusServer::draining() {
   draining_ = true;
   for (auto& c : conns_)

@@ -40,6 +40,8 @@ class StatusServer {
   // object). kStarted binds a waiter to that run; kFinished reaches only the waiters of that
   // run; kRejected only those not yet bound (a spec refused before it started).
   void tell(const std::string& id, Step step, const std::string& run_id, std::string line);
+  // Whether a `wait` client waits on cell `id`: the daemon builds its lines only then.
+  bool watched(const std::string& id) const;
   // The daemon drains: nothing not yet started will start. Waiters not bound to a run are told
   // `stopped`, and so is every later `wait`.
   void draining();
