@@ -39,6 +39,7 @@
 #include "bench/flow_bench.h"
 #include "bench/flow_host.h"
 #include "bench/flow_report.h"
+#include "bench/report_line.h"
 
 namespace cellos::flowbench {
 namespace {
@@ -603,5 +604,12 @@ int main(int argc, char** argv) {
   for (const auto& m : o.modes)
     if (m != "none" && m != "nft" && m != "bpf" && m != "both") usage("unknown mode " + m);
   o.out_dir = std::filesystem::absolute(o.out_dir).string();
-  return driver(o, reproduce_line(o));
+  const int rc = driver(o, reproduce_line(o));
+  // The line bench/report.py reads: its table and figures are summary.md's and --out's.
+  cellos::bench::ReportLine("flows")
+      .field("out", o.out_dir)
+      .field("summary", o.out_dir + "/summary.md")
+      .field("reproduce", reproduce_line(o))
+      .print();
+  return rc;
 }
