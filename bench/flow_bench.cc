@@ -366,7 +366,10 @@ Row run_once(const Options& o, ServerHost& server, const std::string& mode, bool
   ServerCounts junk;
   server.counts(junk);  // anything left from an earlier run is not this run's
   Fleet f(o, mode, probes, octet, run);
-  const std::string go = f.dir() + "/go";
+  // In the binary's directory: the one host directory in a cell's view (the argv0 prefix);
+  // the run's own dir under /var/tmp is not, so a barrier there never opened.
+  const std::string go =
+      fs::path(o.client_exe).parent_path().string() + "/go-" + std::to_string(run);
   std::vector<std::string> ids;
   for (long i = 0; i < o.cells; ++i) {
     ids.push_back("fb-" + mode + (probes ? "-p" : "-n") + "-" + std::to_string(i));

@@ -76,7 +76,7 @@ class ReportLine {
   static std::string number(double v) {
     if (!std::isfinite(v)) return "null";
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.6g", v);
+    std::snprintf(buf, sizeof buf, "%.10g", v);
     return buf;
   }
   static std::string quote(const std::string& s) {
