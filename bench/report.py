@@ -189,11 +189,11 @@ def openssl_peer(quick):
                              f"{bps / 1e6:.0f} MB/s = {bps / 384 / 1e6:.2f} M hashes/s",
                              " ".join(cmd)))
         else:
-            m = re.search(r"^\+F6:\d+:\d+:([\d.]+):([\d.]+)", out, re.M)
+            # +F6:<n>:<bits>:Ed25519:<sign/s>:<verify/s>
+            m = re.search(r"^\+F6:\d+:\d+:\w+:([\d.]+):([\d.]+)", out, re.M)
             if m:
-                sign_s = float(m.group(1))
-                rows.append(("openssl speed ed25519, sign", f"{1 / sign_s:,.0f} sign/s"
-                             if sign_s > 0 else "?", " ".join(cmd)))
+                rows.append(("openssl speed ed25519", f"{float(m.group(1)):,.0f} sign/s, "
+                             f"{float(m.group(2)):,.0f} verify/s", " ".join(cmd)))
         if not out:
             rows.append((f"openssl speed {alg}", "not run (openssl missing or failed)", " ".join(cmd)))
     return rows
@@ -314,7 +314,7 @@ class Plots:
         png = os.path.join(self.dir, name + ".png")
         gp = os.path.join(self.dir, name + ".gp")
         with open(gp, "w") as f:
-            f.write(f"set terminal {self.term}\nset output '{png}'\nset grid\nset key bottom right\n")
+            f.write(f"set terminal {self.term} noenhanced\nset output '{png}'\nset grid\nset key bottom right\n")
             f.write(script)
         r = subprocess.run(["gnuplot", gp], capture_output=True, text=True)
         if r.returncode != 0 or not os.path.exists(png) or os.path.getsize(png) == 0:
@@ -403,7 +403,18 @@ def fmt(v):
 
 
 def md_table(rows):
-    """rows: list of dicts with "name" first; columns are the union of keys, in order."""
+    """rows: list of dicts with "name" first. Consecutive rows with the same columns make one
+    table (a bench may report two kinds of row: nft's installs and its cells)."""
+    groups = []
+    for r in rows:
+        if groups and list(groups[-1][-1].keys()) == list(r.keys()):
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+    return "\n\n".join(md_one_table(g) for g in groups)
+
+
+def md_one_table(rows):
     cols = []
     for r in rows:
         for k in r:
@@ -474,9 +485,9 @@ def write_report(path, args, machine, start, end, load0, load1, peers, results, 
         heads = []
         for rep in r.get("reports", []):
             for m in rep.get("metrics", []):
-                if m.get("target"):
-                    heads.append(f"{m['name']} {fmt(m.get('value'))}{m.get('unit', '')} "
-                                 f"({m['target']}: {'met' if m.get('met') else 'MISSED'})")
+                if m.get("target") and m.get("met") is not None:
+                    heads.append(f"{m['name']} {fmt(m.get('value'))} {m.get('unit', '')} "
+                                 f"({m['target']}: {'met' if m['met'] else 'MISSED'})")
         status = r["status"] + (f": {r['reason']}" if r["reason"] else "")
         w(f"| [{r['name']}](#{r['name']}) | {fmt(status)} | {r['seconds']:.0f} s | "
           f"{fmt('; '.join(heads)) or '—'} |")
@@ -729,7 +740,7 @@ def main():
     flows_dir = os.path.join(out, "flows")
     for name in ("conns_per_s", "connect_latency", "reactor_cpu_per_flow"):
         src = os.path.join(flows_dir, name + ".png")
-        if os.path.exists(src):
+        if os.path.exists(src) and os.path.getsize(src) > 0:
             shutil.copy(src, os.path.join(out, "figures", "flows-" + name + ".png"))
             add("flows", "flows-" + name + ".png", "flows: " + name.replace("_", " "))
 
