@@ -153,6 +153,11 @@ uint64_t last_published(jsCtx* js, const std::string& host) {
   natsMsg* m = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const std::string subject = "CELLOS_EVENTS." + host;
+  // Only once the stream exists: Debian's nats-server 2.9.10 panicked (nil pointer in
+  // jsMsgGetRequest) on a get-last-message racing the companion's creation of the stream.
+  jsStreamInfo* si = nullptr;
+  if (js_GetStreamInfo(&si, js, "CELLOS_EVENTS", nullptr, nullptr) != NATS_OK) return 0;
+  jsStreamInfo_Destroy(si);
   if (js_GetLastMsg(&m, js, "CELLOS_EVENTS", subject.c_str(), nullptr, &jerr) != NATS_OK) return 0;
   const char* v = nullptr;
   uint64_t seq = natsMsgHeader_Get(m, "Cellos-Last-Seq", &v) == NATS_OK ? std::strtoull(v, nullptr, 10) : 0;
