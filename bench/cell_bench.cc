@@ -31,6 +31,7 @@
 
 #include "bench/bench_stats.h"
 #include "bench/floor_spawn.h"
+#include "bench/report_line.h"
 #include "cells/cgroup.h"
 #include "cells/config.h"
 #include "reactor/supervisor.h"
@@ -131,5 +132,15 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < floor_ms.size(); ++i)
       out << "floor," << i << "," << floor_ms[i] << "\nreactor," << i << "," << cell_ms[i] << "\n";
   }
+  // The line bench/report.py reads.
+  cellos::bench::ReportLine rep("cell");
+  rep.row("floor", {{"median ms", fs.median}, {"p99 ms", fs.p99}, {"mean ms", fs.mean}})
+      .row("reactor", {{"median ms", cs.median}, {"p99 ms", cs.p99}, {"mean ms", cs.mean}})
+      .metric("reactor/floor median", cs.median / fs.median, "x")
+      .field("n", n)
+      .field("reproduce", std::string(argv[0]) + " -n " + std::to_string(n) + " --warmup " +
+                              std::to_string(warmup));
+  if (!csv.empty()) rep.field("samples", std::filesystem::absolute(csv).string());
+  rep.print();
   return 0;
 }

@@ -33,6 +33,8 @@
 #include <thread>
 #include <vector>
 
+#include "report_line.h"
+
 extern char** environ;
 
 namespace {
@@ -234,6 +236,11 @@ void throughput(const Options& o) {
   std::printf("throughput  cells=%ld  reactor %.0f cells/s (%.2f s)  bwrap xargs -P2 %.0f cells/s "
               "(%.2f s)  ratio %.2fx  target >= 2x: %s\n",
               o.cells, r, reactor_s, b, bwrap_s, r / b, r / b >= 2 ? "MET" : "MISSED");
+  cellos::bench::ReportLine("daemon", "throughput")
+      .row("reactor daemon (spool)", {{"cells", static_cast<double>(o.cells)}, {"seconds", reactor_s}, {"cells/s", r}})
+      .row("bwrap, xargs -P2", {{"cells", static_cast<double>(o.cells)}, {"seconds", bwrap_s}, {"cells/s", b}})
+      .metric("throughput reactor / bwrap -P2", r / b, "x", ">= 2", r / b >= 2)
+      .print();
 }
 
 void density(const Options& o) {
@@ -254,6 +261,14 @@ void density(const Options& o) {
   const int watch_s = 10;
   std::this_thread::sleep_for(std::chrono::seconds(watch_s));
   long c1 = cpu_ticks(f.pid());
+  // For the report's admission-rate figure: every started event (its time), kept before stop.
+  std::string started_path = cellos::bench::out_path("daemon-density-started.jsonl");
+  if (!started_path.empty()) {
+    std::ifstream in(f.events());
+    std::ofstream out(started_path);
+    for (std::string line; std::getline(in, line);)
+      if (line.find(kStarted) != std::string::npos) out << line << "\n";
+  }
   double per_cell = static_cast<double>(rss1 - rss0) / o.sleepers;
   double cpu_pct = 100.0 * static_cast<double>(c1 - c0) / ::sysconf(_SC_CLK_TCK) / watch_s;
   auto t1 = Clock::now();
@@ -264,6 +279,17 @@ void density(const Options& o) {
               "(%ld ticks)  stop+teardown %.2f s\n",
               o.sleepers, admit_s, o.sleepers / admit_s, rss0, rss1, per_cell,
               per_cell <= 16 ? "MET" : "MISSED", cpu_pct, watch_s, c1 - c0, stop_s);
+  cellos::bench::ReportLine rep("daemon", "density");
+  rep.row(std::to_string(o.sleepers) + " sleepers", {{"admitted in s", admit_s},
+                                                     {"cells/s", o.sleepers / admit_s},
+                                                     {"RSS KiB/cell", per_cell},
+                                                     {"CPU % sleeping", cpu_pct},
+                                                     {"stop s", stop_s}})
+      .metric("admission rate, " + std::to_string(o.sleepers) + " sleepers", o.sleepers / admit_s, "cells/s")
+      .metric("RSS per live cell", per_cell, "KiB", "<= 16", per_cell <= 16)
+      .metric("reactor CPU while they sleep", static_cast<double>(c1 - c0), "ticks", "~0");
+  if (!started_path.empty()) rep.field("samples", started_path);
+  rep.print();
 }
 
 void syscalls(const Options& o) {
@@ -295,6 +321,9 @@ void syscalls(const Options& o) {
   std::printf("syscalls    cells=%ld  reactor syscalls %ld = %.1f per cell lifecycle (target <= 30: "
               "%s)\n",
               o.syscall_cells, count, per, per <= 30 ? "MET" : "MISSED");
+  cellos::bench::ReportLine("daemon", "syscalls")
+      .metric("reactor syscalls per cell lifecycle", per, "", "<= 30", per <= 30)
+      .print();
 }
 
 }  // namespace

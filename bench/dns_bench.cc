@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "base/completion.h"
+#include "bench/report_line.h"
 #include "netns/dns_proxy.h"
 #include "reactor/ring.h"
 
@@ -215,5 +216,27 @@ int main(int argc, char** argv) {
   std::printf("refused queries/s over %d proxies (proxy alone):    %.0f\n", kCells, refused_qps);
   std::printf("proxy counters: permitted %llu, refused %llu\n",
               static_cast<unsigned long long>(permitted), static_cast<unsigned long long>(refused));
+  // The line bench/report.py reads, and the raw latencies when CELLOS_BENCH_OUT is set.
+  cellos::bench::ReportLine rep("dns");
+  rep.row("direct to dnsmasq", {{"median us", us(percentile(direct, 0.5))},
+                                {"p99 us", us(percentile(direct, 0.99))}})
+      .row("through a proxy", {{"median us", us(percentile(proxied, 0.5))},
+                               {"p99 us", us(percentile(proxied, 0.99))}})
+      .metric("added latency per query (median)",
+              us(percentile(proxied, 0.5) - percentile(direct, 0.5)), "us")
+      .metric("permitted queries/s, 100 proxies + dnsmasq", permitted_qps, "queries/s")
+      .metric("refused queries/s, 100 proxies alone", refused_qps, "queries/s")
+      .field("reproduce", std::string(argv[0]) + " -n " + std::to_string(samples) + " --seconds " +
+                              std::to_string(seconds));
+  if (std::string path = cellos::bench::out_path("dns-latency.csv"); !path.empty()) {
+    if (FILE* f = std::fopen(path.c_str(), "w")) {
+      std::fprintf(f, "row,iteration,us\n");
+      for (size_t i = 0; i < direct.size(); ++i) std::fprintf(f, "direct,%zu,%.3f\n", i, us(direct[i]));
+      for (size_t i = 0; i < proxied.size(); ++i) std::fprintf(f, "proxy,%zu,%.3f\n", i, us(proxied[i]));
+      std::fclose(f);
+      rep.field("samples", path);
+    }
+  }
+  rep.print();
   return 0;
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "base/counting_port.h"
+#include "bench/report_line.h"
 #include "reactor/ring.h"
 #include "sinks/event_log.h"
 #include "sinks/signing.h"
@@ -265,5 +266,25 @@ int main(int argc, char** argv) {
   std::printf("reproduce: %s -n %llu --dsse-n %llu --repeat %d --dir %s\n", argv[0],
               static_cast<unsigned long long>(n), static_cast<unsigned long long>(dsse_n), repeat,
               dir.c_str());
+  // The line bench/report.py reads.
+  cellos::bench::ReportLine rep("events");
+  for (const auto& r : rows)
+    rep.row(r.mode, {{"events", static_cast<double>(r.events)},
+                     {"events/s", static_cast<double>(r.events) / r.secs},
+                     {"events/cpu-s", static_cast<double>(r.events) / r.thread_cpu},
+                     {"writes/event", static_cast<double>(r.writes) / static_cast<double>(r.events)},
+                     {"bytes/event", static_cast<double>(r.bytes) / static_cast<double>(r.events)}});
+  const double batch_rate = static_cast<double>(rows[1].events) / rows[1].secs;
+  rep.metric("batch-signed events/s", batch_rate, "events/s", ">= 1000000", batch_rate >= 1e6)
+      .metric("batch-signed writes/event",
+              static_cast<double>(rows[1].writes) / static_cast<double>(rows[1].events), "", "<= 0.01",
+              static_cast<double>(rows[1].writes) / static_cast<double>(rows[1].events) <= 0.01)
+      .metric("peer: openssl speed ed25519", ossl, "sign/s")
+      .metric("peer: in-process EVP Ed25519", evp, "sign/s")
+      .metric("per-event DSSE / EVP ceiling", dsse_rate / evp, "")
+      .field("reproduce", std::string(argv[0]) + " -n " + std::to_string(n) + " --dsse-n " +
+                              std::to_string(dsse_n) + " --repeat " + std::to_string(repeat) +
+                              " --dir " + dir)
+      .print();
   return 0;
 }

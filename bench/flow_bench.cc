@@ -39,6 +39,7 @@
 #include "bench/flow_bench.h"
 #include "bench/flow_host.h"
 #include "bench/flow_report.h"
+#include "bench/report_line.h"
 
 namespace cellos::flowbench {
 namespace {
@@ -365,7 +366,10 @@ Row run_once(const Options& o, ServerHost& server, const std::string& mode, bool
   ServerCounts junk;
   server.counts(junk);  // anything left from an earlier run is not this run's
   Fleet f(o, mode, probes, octet, run);
-  const std::string go = f.dir() + "/go";
+  // In the binary's directory: the one host directory in a cell's view (the argv0 prefix);
+  // the run's own dir under /var/tmp is not, so a barrier there never opened.
+  const std::string go =
+      fs::path(o.client_exe).parent_path().string() + "/go-" + std::to_string(run);
   std::vector<std::string> ids;
   for (long i = 0; i < o.cells; ++i) {
     ids.push_back("fb-" + mode + (probes ? "-p" : "-n") + "-" + std::to_string(i));
@@ -603,5 +607,12 @@ int main(int argc, char** argv) {
   for (const auto& m : o.modes)
     if (m != "none" && m != "nft" && m != "bpf" && m != "both") usage("unknown mode " + m);
   o.out_dir = std::filesystem::absolute(o.out_dir).string();
-  return driver(o, reproduce_line(o));
+  const int rc = driver(o, reproduce_line(o));
+  // The line bench/report.py reads: its table and figures are summary.md's and --out's.
+  cellos::bench::ReportLine("flows")
+      .field("out", o.out_dir)
+      .field("summary", o.out_dir + "/summary.md")
+      .field("reproduce", reproduce_line(o))
+      .print();
+  return rc;
 }

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "bench/bench_stats.h"
+#include "bench/report_line.h"
 #include "ebpf/cgroup_id.h"
 #include "ebpf/flow_probes.h"
 #include "netns/loopback.h"
@@ -232,5 +233,25 @@ int main(int argc, char** argv) {
   std::printf("reproduce: cmake --build build --target flow_probe_bench && "
               "build/bench/flow_probe_bench -n %u -r %d --payload %zu --rt %d\n", n, rounds, payload,
               rt ? 1 : 0);
+  // The line bench/report.py reads.
+  cellos::bench::ReportLine rep("flow-probes");
+  for (const Mode& m : modes) {
+    const auto s = bench::stats(m.ns);
+    rep.row(m.name, {{"ns/packet", s.median}, {"p99-round ns", s.p99},
+                     {"ns/packet/hook", m.attach ? (s.median - base) / 2 : 0.0}});
+    if (m.attach)
+      rep.metric(std::string(m.name) + ": ns per packet per hook", (s.median - base) / 2, "ns",
+                 "<= 250", (s.median - base) / 2 <= 250);
+  }
+  for (const Timed& t : timed)
+    for (const auto& p : t.progs)
+      if (p.run_count > 0)
+        rep.metric("kernel-timed " + std::string(t.mode) + " " + p.name,
+                   static_cast<double>(p.run_time_ns) / static_cast<double>(p.run_count), "ns/run");
+  if (st) rep.field("records lost", static_cast<double>(st->records_lost));
+  rep.field("reproduce", "build/bench/flow_probe_bench -n " + std::to_string(n) + " -r " +
+                             std::to_string(rounds) + " --payload " + std::to_string(payload) +
+                             " --rt " + (rt ? "1" : "0"))
+      .print();
   return 0;
 }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "bench/bench_stats.h"
+#include "bench/report_line.h"
 #include "cells/cgroup.h"
 #include "cells/config.h"
 #include "cells/gvisor_backend.h"
@@ -227,5 +228,20 @@ int main(int argc, char** argv) {
           << "\nrunsc," << i << "," << runsc_ms[i] << "\nrunsc+cg," << i << "," << leaf_ms[i]
           << "\n";
   }
+  // The line bench/report.py reads.
+  cellos::bench::ReportLine rep("gvisor");
+  for (const auto& [name, s] : std::vector<std::pair<const char*, cellos::bench::Stats>>{
+           {"native", ns}, {"gvisor", gs}, {"runsc", rs}, {"runsc+cg", ls}})
+    rep.row(name, {{"median ms", s.median}, {"p99 ms", s.p99}, {"mean ms", s.mean}});
+  rep.metric("gvisor/native median", gs.median / ns.median, "x")
+      .metric("gvisor/runsc median", gs.median / rs.median, "x", "<= 1.2", gs.median / rs.median <= 1.2)
+      .metric("gvisor/runsc+cg median", gs.median / ls.median, "x")
+      .metric("native cells/s, " + std::to_string(parallel) + " at once", native_rate, "cells/s")
+      .metric("gvisor cells/s, " + std::to_string(parallel) + " at once", gvisor_rate, "cells/s")
+      .field("n", n)
+      .field("reproduce", std::string(argv[0]) + " -n " + std::to_string(n) + " --warmup " +
+                              std::to_string(warmup) + " --parallel " + std::to_string(parallel));
+  if (!csv.empty()) rep.field("samples", std::filesystem::absolute(csv).string());
+  rep.print();
   return 0;
 }

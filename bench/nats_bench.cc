@@ -36,6 +36,8 @@
 #include <thread>
 #include <vector>
 
+#include "report_line.h"
+
 extern char** environ;
 
 namespace {
@@ -151,6 +153,11 @@ uint64_t last_published(jsCtx* js, const std::string& host) {
   natsMsg* m = nullptr;
   jsErrCode jerr = static_cast<jsErrCode>(0);
   const std::string subject = "CELLOS_EVENTS." + host;
+  // Only once the stream exists: Debian's nats-server 2.9.10 panicked (nil pointer in
+  // jsMsgGetRequest) on a get-last-message racing the companion's creation of the stream.
+  jsStreamInfo* si = nullptr;
+  if (js_GetStreamInfo(&si, js, "CELLOS_EVENTS", nullptr, nullptr) != NATS_OK) return 0;
+  jsStreamInfo_Destroy(si);
   if (js_GetLastMsg(&m, js, "CELLOS_EVENTS", subject.c_str(), nullptr, &jerr) != NATS_OK) return 0;
   const char* v = nullptr;
   uint64_t seq = natsMsgHeader_Get(m, "Cellos-Last-Seq", &v) == NATS_OK ? std::strtoull(v, nullptr, 10) : 0;
@@ -312,6 +319,18 @@ int main(int argc, char** argv) {
   std::printf("reproduce: cmake --build build --target bench-nats   (or %s --reactor %s --specs %d --slots %d "
               "--publish-events %llu)\n",
               argv[0], reactor.c_str(), n, slots, static_cast<unsigned long long>(publish_events));
+  // The line bench/report.py reads.
+  cellos::bench::ReportLine rep("nats");
+  rep.row("spool, 1 daemon", {{"specs", n}, {"seconds", spool_s}, {"specs/s", n / spool_s}})
+      .row("JetStream, 3 daemons", {{"specs", n}, {"seconds", js_s}, {"specs/s", n / js_s}})
+      .metric("events published (catch-up of one host's log)", batches / pub_s, "batches/s");
+  if (publish_events > 0)
+    rep.metric("events published (large log, from scratch)", static_cast<double>(publish_events) / big_s,
+               "events/s");
+  rep.field("reproduce", std::string(argv[0]) + " --reactor " + reactor + " --specs " + std::to_string(n) +
+                             " --slots " + std::to_string(slots) + " --publish-events " +
+                             std::to_string(publish_events))
+      .print();
   fs::remove_all(root);
   for (const char* h : {"unified", "memory", "pids", "cpu"})
     for (const char* id : {"bench-spool", "bench-a", "bench-b", "bench-c"})

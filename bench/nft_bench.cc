@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "bench/bench_stats.h"
+#include "bench/report_line.h"
 #include "cells/cgroup.h"
 #include "cells/config.h"
 #include "netns/nft.h"
@@ -148,6 +149,7 @@ int main(int argc, char** argv) {
     ~RemoveDir() { std::filesystem::remove_all(path); }
   } remove_dir{dir};
   std::string csv_rows = "what,targets,median_ms,p99_ms,mean_ms\n";
+  cellos::bench::ReportLine rep("nft");  // the line bench/report.py reads, printed at the end
 
   std::printf("nft_bench: ruleset install per cell, fresh namespace each time (median of %d / %d)\n\n",
               n, nft_n);
@@ -168,6 +170,12 @@ int main(int argc, char** argv) {
     std::snprintf(row, sizeof row, "libnftnl,%d,%.4f,%.4f,%.4f\nnft-f,%d,%.4f,%.4f,%.4f\n", targets,
                   l.median, l.p99, l.mean, targets, t.median, t.p99, t.mean);
     csv_rows += row;
+    rep.row(std::to_string(targets) + " targets: libnftnl vs nft -f",
+            {{"libnftnl median ms", l.median}, {"nft -f median ms", t.median},
+             {"speedup x", t.median / l.median}});
+    if (targets == 200)
+      rep.metric("200 rules: nft -f / libnftnl", t.median / l.median, "x", ">= 20",
+                 t.median / l.median >= 20);
   }
 
   // Cell setup latency through a reactor in this process.
@@ -231,6 +239,13 @@ int main(int argc, char** argv) {
     char line[256];
     std::snprintf(line, sizeof line, "cell %s,1,%.4f,%.4f,%.4f\n", row.name, s.median, s.p99, s.mean);
     csv_rows += line;
+    rep.row(std::string("cell: ") + row.name, {{"median ms", s.median}, {"p99 ms", s.p99},
+                                               {"mean ms", s.mean}});
+  }
+  {
+    auto none = stats(rows[0].ms).median, one = stats(rows[1].ms).median;
+    rep.metric("cell with 1 egress rule / without (uplink none)", one / none, "x", "<= 1.2",
+               one / none <= 1.2);
   }
   plain.reset();
   with_uplink.reset();
@@ -238,5 +253,8 @@ int main(int argc, char** argv) {
   hosts.clear();
   if (!csv.empty()) std::ofstream(csv) << csv_rows;
   std::printf("\nreproduce: %s -n %d --nft-n %d --cells %d\n", argv[0], n, nft_n, cells);
+  rep.field("reproduce", std::string(argv[0]) + " -n " + std::to_string(n) + " --nft-n " +
+                             std::to_string(nft_n) + " --cells " + std::to_string(cells))
+      .print();
   return 0;
 }

@@ -37,6 +37,8 @@
 #include <variant>
 #include <vector>
 
+#include "report_line.h"
+
 extern char** environ;
 
 namespace {
@@ -425,6 +427,20 @@ int bench(const Options& opt) {
     again.push_back(fs::absolute(opt.csv).string());
   }
   std::printf("reproduce: %s\n", join(again).c_str());
+
+  // The line bench/report.py reads.
+  cellos::bench::ReportLine rep("spawn");
+  for (size_t i = 0; i < tools.size(); ++i)
+    rep.row(tools[i].name, {{"median ms", stats[i].median}, {"p99 ms", stats[i].p99},
+                            {"mean ms", stats[i].mean}});
+  rep.metric("reactor/floor median", stats[1].median / stats[0].median, "x", "<= 1.5",
+             stats[1].median / stats[0].median <= 1.5);
+  if (bwrap)
+    rep.metric("reactor/bwrap median", stats[1].median / stats[2].median, "x", "<= 0.5",
+               stats[1].median / stats[2].median <= 0.5);
+  rep.field("n", static_cast<double>(opt.n)).field("reproduce", join(again));
+  if (!opt.csv.empty()) rep.field("samples", fs::absolute(opt.csv).string());
+  rep.print();
   return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bench/bench_stats.h"
+#include "bench/report_line.h"
 #include "cells/spec.h"
 
 namespace {
@@ -120,6 +121,8 @@ int main(int argc, char** argv) {
   if (runs < 1) runs = 1;
   std::printf("%-18s %9s %9s %9s %8s  %s\n", "case", "bytes", "median", "max", "target", "verdict");
   bool all_ok = true;
+  cellos::bench::ReportLine rep("spec");  // the line bench/report.py reads, printed at the end
+  double worst = 0;
   for (const Case& c : cases()) {
     if (!only.empty() && only != c.name) continue;
     const std::string text = c.make();
@@ -141,6 +144,12 @@ int main(int argc, char** argv) {
     std::printf("%-18s %9zu %7.2fms %7.2fms %6.0fms  %s %s\n", c.name, text.size(), s.median, max,
                 kTargetMs, ok ? "ok  " : "MISS", verdict.c_str());
     std::printf("  %s; reproduce: %s -n %d --case %s\n", c.what, argv[0], runs, c.name);
+    rep.row(c.name, {{"bytes", static_cast<double>(text.size())}, {"median ms", s.median},
+                     {"max ms", max}, {"as expected", as_expected ? 1 : 0}});
+    worst = std::max(worst, s.median);
   }
+  rep.metric("slowest case, median", worst, "ms", "<= 20", all_ok)
+      .field("reproduce", std::string(argv[0]) + " -n " + std::to_string(runs))
+      .print();
   return all_ok ? 0 : 1;
 }

@@ -19,7 +19,8 @@ packages=(
   bubblewrap   # the peer the spawn benchmark compares against
   nftables     # `nft`, the peer the nft benchmark compares against (the reactor never runs it)
   dnsmasq-base # a real DNS server on loopback for the resolver tests
-  gnuplot-nox  # the flow benchmark's figures (PNG and SVG)
+  gnuplot-nox  # the benchmark figures (PNG and SVG): bench-flows and bench-report
+  python3      # bench/report.py, the bench-report target's driver
   nodejs       # the CloudEvents interop test runs the official JavaScript SDK
   runsc        # gVisor: the [cells] backend = "gvisor" cells (cells/gvisor_backend.h)
 )
