@@ -1,0 +1,153 @@
+// net_run_bench: what a networked cell costs through `cellos-reactor run`, against the same
+// cell without egress.
+//
+//   net_run_bench --reactor PATH [-n 100] [--warmup 5] [--csv FILE]
+//
+// Interleaves, N rounds of (first command of each round alternating):
+//   plain    cellos-reactor run plain.json   /bin/true, no egress rule (loopback-only netns)
+//   egress   cellos-reactor run egress.json  /bin/true, one egress rule (10.9.0.1:443/tcp; /bin/true
+//            sends nothing): prepared netns, nft ruleset, nflog
+//            listener, flow probes attached to the cell's cgroup, the end-of-cell flush
+// and prints the median, p99 and mean of each and egress/plain (target <= 1.2). Both use one
+// fleet.toml of the bench's own (host id, state dir in a mkdtemp directory, removed at the
+// end); events go to /dev/null. The BPF object is pinned at the fleet's default bpf_pin_dir,
+// so the warm-up rounds include the one load the host pays; the measured ones reuse it.
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "bench/bench_stats.h"
+
+extern char** environ;
+
+namespace {
+
+using cellos::bench::Clock;
+using cellos::bench::ms_since;
+using cellos::bench::stats;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "net_run_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// One `run`, stdin/stdout/stderr on /dev/null; its exit status.
+int run_once(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  for (int fd : {0, 1, 2}) posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", O_RDWR, 0);
+  pid_t pid;
+  const int r = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (r != 0) return -1;
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int n = 100, warmup = 5;
+  std::string reactor, csv;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--reactor" && i + 1 < argc) reactor = argv[++i];
+    else if (a == "-n" && i + 1 < argc) n = std::atoi(argv[++i]);
+    else if (a == "--warmup" && i + 1 < argc) warmup = std::atoi(argv[++i]);
+    else if (a == "--csv" && i + 1 < argc) csv = argv[++i];
+    else die("usage: net_run_bench --reactor PATH [-n N] [--warmup N] [--csv FILE]");
+  }
+  if (reactor.empty() || n < 1) die("--reactor PATH is required, -n >= 1");
+  reactor = std::filesystem::absolute(reactor);
+
+  char tmpl[] = "/tmp/cellos-net-run-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
+  const std::string dir = tmpl;
+  struct RemoveDir {
+    std::string path;
+    ~RemoveDir() { std::filesystem::remove_all(path); }
+  } remove_dir{dir};
+  const std::string host = "netrun" + std::to_string(::getpid());
+  std::ofstream(dir + "/fleet.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
+                                     << "/state\"\n";
+  std::ofstream(dir + "/plain.json")
+      << R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell","spec":{"id":"plain",)"
+      << R"("run":{"argv":["/bin/true"]}}})";
+  std::ofstream(dir + "/egress.json")
+      << R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell","spec":{"id":"egress",)"
+      << R"("authority":{"egressRules":[{"host":"10.9.0.1","port":443,"protocol":"tcp"}]},)"
+      << R"("run":{"argv":["/bin/true"]}}})";
+
+  struct Row {
+    const char* name;
+    std::vector<std::string> args;
+    std::vector<double> ms;
+  } rows[] = {
+      {"plain", {reactor, "run", dir + "/plain.json", "--config", dir + "/fleet.toml", "--events", "/dev/null"}, {}},
+      {"egress", {reactor, "run", dir + "/egress.json", "--config", dir + "/fleet.toml", "--events", "/dev/null"}, {}},
+  };
+  for (int i = 0; i < warmup + n; ++i) {
+    for (int k = 0; k < 2; ++k) {
+      Row& row = rows[(i + k) % 2];
+      auto t0 = Clock::now();
+      const int st = run_once(row.args);
+      const double ms = ms_since(t0);
+      if (st != 0) {
+        std::string cmd;
+        for (const auto& a : row.args) cmd += a + " ";
+        die("`" + cmd + "` exited " + std::to_string(st) + " (run it to see why)");
+      }
+      if (i >= warmup) row.ms.push_back(ms);
+    }
+  }
+  // `run` keeps its cgroup parents for the next cell: remove them (empty by now).
+  for (const char* h : {"unified", "memory", "pids", "cpu"}) {
+    const std::string root = std::string("/sys/fs/cgroup/") + h + "/cellos";
+    ::rmdir((root + "/" + host).c_str());
+    ::rmdir(root.c_str());
+  }
+
+  auto p = stats(rows[0].ms), e = stats(rows[1].ms);
+  utsname u{};
+  ::uname(&u);
+  double load[3] = {0, 0, 0};
+  ::getloadavg(load, 3);
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  std::printf("net_run_bench: %d x `cellos-reactor run` of /bin/true per row, interleaved\n", n);
+  std::printf("machine: nproc %ld, kernel %s, %s, load %.2f %.2f %.2f\n\n",
+              ::sysconf(_SC_NPROCESSORS_ONLN), u.release, date, load[0], load[1], load[2]);
+  std::printf("%-8s %10s %10s %10s\n", "row", "median ms", "p99 ms", "mean ms");
+  std::printf("%-8s %10.3f %10.3f %10.3f\n", "plain", p.median, p.p99, p.mean);
+  std::printf("%-8s %10.3f %10.3f %10.3f\n", "egress", e.median, e.p99, e.mean);
+  const double ratio = e.median / p.median;
+  std::printf("\negress/plain median %6.2f   (target <= 1.2)  %s\n", ratio,
+              ratio <= 1.2 ? "PASS" : "MISS");
+  std::printf("reproduce: %s --reactor %s -n %d --warmup %d\n", argv[0], reactor.c_str(), n, warmup);
+  if (!csv.empty()) {
+    std::ofstream out(csv);
+    out << "row,iteration,ms\n";
+    for (const Row& r : rows)
+      for (size_t i = 0; i < r.ms.size(); ++i) out << r.name << "," << i << "," << r.ms[i] << "\n";
+  }
+  std::printf("REPORT {\"bench\":\"net-run\",\"n\":%d,\"plain_median_ms\":%.3f,\"egress_median_ms\":%.3f,"
+              "\"plain_p99_ms\":%.3f,\"egress_p99_ms\":%.3f,\"ratio\":%.3f,\"target\":1.2}\n",
+              n, p.median, e.median, p.p99, e.p99, ratio);
+  return 0;
+}
