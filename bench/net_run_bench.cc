@@ -1,7 +1,7 @@
 // net_run_bench: what a networked cell costs through `cellos-reactor run`, against the same
 // cell without egress.
 //
-//   net_run_bench --reactor PATH [-n 100] [--warmup 5] [--csv FILE]
+//   net_run_bench --reactor PATH [-n 100] [--warmup 5] [--unpinned] [--csv FILE]
 //
 // Interleaves, N rounds of (first command of each round alternating):
 //   plain    cellos-reactor run plain.json   /bin/true, no egress rule (loopback-only netns)
@@ -12,6 +12,8 @@
 // fleet.toml of the bench's own (host id, state dir in a mkdtemp directory, removed at the
 // end); events go to /dev/null. The BPF object is pinned at the fleet's default bpf_pin_dir,
 // so the warm-up rounds include the one load the host pays; the measured ones reuse it.
+// --unpinned adds a third row: the egress cell with `[flows] bpf_pin_dir = ""` (a private BPF
+// load per `run`, as before the pins), to show what the pins save.
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -63,6 +65,7 @@ int run_once(const std::vector<std::string>& args) {
 
 int main(int argc, char** argv) {
   int n = 100, warmup = 5;
+  bool unpinned = false;
   std::string reactor, csv;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -70,10 +73,11 @@ int main(int argc, char** argv) {
     else if (a == "-n" && i + 1 < argc) n = std::atoi(argv[++i]);
     else if (a == "--warmup" && i + 1 < argc) warmup = std::atoi(argv[++i]);
     else if (a == "--csv" && i + 1 < argc) csv = argv[++i];
-    else die("usage: net_run_bench --reactor PATH [-n N] [--warmup N] [--csv FILE]");
+    else if (a == "--unpinned") unpinned = true;
+    else die("usage: net_run_bench --reactor PATH [-n N] [--warmup N] [--unpinned] [--csv FILE]");
   }
   if (reactor.empty() || n < 1) die("--reactor PATH is required, -n >= 1");
-  reactor = std::filesystem::absolute(reactor);
+  reactor = std::filesystem::absolute(reactor).lexically_normal();
 
   char tmpl[] = "/tmp/cellos-net-run-bench-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
@@ -85,6 +89,8 @@ int main(int argc, char** argv) {
   const std::string host = "netrun" + std::to_string(::getpid());
   std::ofstream(dir + "/fleet.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
                                      << "/state\"\n";
+  std::ofstream(dir + "/unpinned.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
+                                        << "/state\"\n[flows]\nbpf_pin_dir = \"\"\n";
   std::ofstream(dir + "/plain.json")
       << R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell","spec":{"id":"plain",)"
       << R"("run":{"argv":["/bin/true"]}}})";
@@ -97,13 +103,17 @@ int main(int argc, char** argv) {
     const char* name;
     std::vector<std::string> args;
     std::vector<double> ms;
-  } rows[] = {
+  };
+  std::vector<Row> rows = {
       {"plain", {reactor, "run", dir + "/plain.json", "--config", dir + "/fleet.toml", "--events", "/dev/null"}, {}},
       {"egress", {reactor, "run", dir + "/egress.json", "--config", dir + "/fleet.toml", "--events", "/dev/null"}, {}},
   };
+  if (unpinned)
+    rows.push_back({"unpinned", {reactor, "run", dir + "/egress.json", "--config", dir + "/unpinned.toml", "--events", "/dev/null"}, {}});
+  const size_t nrows = rows.size();
   for (int i = 0; i < warmup + n; ++i) {
-    for (int k = 0; k < 2; ++k) {
-      Row& row = rows[(i + k) % 2];
+    for (size_t k = 0; k < nrows; ++k) {
+      Row& row = rows[(static_cast<size_t>(i) + k) % nrows];
       auto t0 = Clock::now();
       const int st = run_once(row.args);
       const double ms = ms_since(t0);
@@ -136,10 +146,19 @@ int main(int argc, char** argv) {
   std::printf("%-8s %10s %10s %10s\n", "row", "median ms", "p99 ms", "mean ms");
   std::printf("%-8s %10.3f %10.3f %10.3f\n", "plain", p.median, p.p99, p.mean);
   std::printf("%-8s %10.3f %10.3f %10.3f\n", "egress", e.median, e.p99, e.mean);
+  double unpinned_median = 0;
+  if (unpinned) {
+    auto u2 = stats(rows[2].ms);
+    unpinned_median = u2.median;
+    std::printf("%-8s %10.3f %10.3f %10.3f   (egress, bpf_pin_dir = \"\": a BPF load per run)\n",
+                "unpinned", u2.median, u2.p99, u2.mean);
+  }
   const double ratio = e.median / p.median;
   std::printf("\negress/plain median %6.2f   (target <= 1.2)  %s\n", ratio,
               ratio <= 1.2 ? "PASS" : "MISS");
-  std::printf("reproduce: %s --reactor %s -n %d --warmup %d\n", argv[0], reactor.c_str(), n, warmup);
+  if (unpinned) std::printf("unpinned/plain median %6.2f\n", unpinned_median / p.median);
+  std::printf("reproduce: %s --reactor %s -n %d --warmup %d%s\n", argv[0], reactor.c_str(), n, warmup,
+              unpinned ? " --unpinned" : "");
   if (!csv.empty()) {
     std::ofstream out(csv);
     out << "row,iteration,ms\n";
@@ -147,7 +166,7 @@ int main(int argc, char** argv) {
       for (size_t i = 0; i < r.ms.size(); ++i) out << r.name << "," << i << "," << r.ms[i] << "\n";
   }
   std::printf("REPORT {\"bench\":\"net-run\",\"n\":%d,\"plain_median_ms\":%.3f,\"egress_median_ms\":%.3f,"
-              "\"plain_p99_ms\":%.3f,\"egress_p99_ms\":%.3f,\"ratio\":%.3f,\"target\":1.2}\n",
-              n, p.median, e.median, p.p99, e.p99, ratio);
+              "\"plain_p99_ms\":%.3f,\"egress_p99_ms\":%.3f,\"ratio\":%.3f,\"target\":1.2,\"unpinned_median_ms\":%.3f}\n",
+              n, p.median, e.median, p.p99, e.p99, ratio, unpinned_median);
   return 0;
 }
