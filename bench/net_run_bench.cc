@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,8 +45,11 @@ using cellos::bench::stats;
   std::exit(1);
 }
 
-// One `run`, stdin/stdout/stderr on /dev/null; its exit status.
-int run_once(const std::vector<std::string>& args) {
+// One `run`, stdin/stdout/stderr on /dev/null; its exit status. `cpu_ms`: the user + system
+// time of the `run` process and its children (the cell), from wait4: unlike wall time, it
+// barely moves when other work shares the CPUs (kernel threads' work, e.g. a namespace's
+// asynchronous cleanup, is not in it).
+int run_once(const std::vector<std::string>& args, double* cpu_ms) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -57,7 +61,10 @@ int run_once(const std::vector<std::string>& args) {
   posix_spawn_file_actions_destroy(&fa);
   if (r != 0) return -1;
   int st = 0;
-  ::waitpid(pid, &st, 0);
+  rusage ru{};
+  ::wait4(pid, &st, 0, &ru);
+  *cpu_ms = (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+            (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -102,27 +109,28 @@ int main(int argc, char** argv) {
   struct Row {
     const char* name;
     std::vector<std::string> args;
-    std::vector<double> ms;
+    std::vector<double> ms, cpu;
   };
   std::vector<Row> rows = {
-      {"plain", {reactor, "run", dir + "/plain.json", "--config", dir + "/fleet.toml", "--events", "/dev/null"}, {}},
-      {"egress", {reactor, "run", dir + "/egress.json", "--config", dir + "/fleet.toml", "--events", "/dev/null"}, {}},
+      {"plain", {reactor, "run", dir + "/plain.json", "--config", dir + "/fleet.toml", "--events", "/dev/null"}, {}, {}},
+      {"egress", {reactor, "run", dir + "/egress.json", "--config", dir + "/fleet.toml", "--events", "/dev/null"}, {}, {}},
   };
   if (unpinned)
-    rows.push_back({"unpinned", {reactor, "run", dir + "/egress.json", "--config", dir + "/unpinned.toml", "--events", "/dev/null"}, {}});
+    rows.push_back({"unpinned", {reactor, "run", dir + "/egress.json", "--config", dir + "/unpinned.toml", "--events", "/dev/null"}, {}, {}});
   const size_t nrows = rows.size();
   for (int i = 0; i < warmup + n; ++i) {
     for (size_t k = 0; k < nrows; ++k) {
       Row& row = rows[(static_cast<size_t>(i) + k) % nrows];
       auto t0 = Clock::now();
-      const int st = run_once(row.args);
+      double cpu = 0;
+      const int st = run_once(row.args, &cpu);
       const double ms = ms_since(t0);
       if (st != 0) {
         std::string cmd;
         for (const auto& a : row.args) cmd += a + " ";
         die("`" + cmd + "` exited " + std::to_string(st) + " (run it to see why)");
       }
-      if (i >= warmup) row.ms.push_back(ms);
+      if (i >= warmup) row.ms.push_back(ms), row.cpu.push_back(cpu);
     }
   }
   // `run` keeps its cgroup parents for the next cell: remove them (empty by now).
@@ -143,30 +151,36 @@ int main(int argc, char** argv) {
   std::printf("net_run_bench: %d x `cellos-reactor run` of /bin/true per row, interleaved\n", n);
   std::printf("machine: nproc %ld, kernel %s, %s, load %.2f %.2f %.2f\n\n",
               ::sysconf(_SC_NPROCESSORS_ONLN), u.release, date, load[0], load[1], load[2]);
-  std::printf("%-8s %10s %10s %10s\n", "row", "median ms", "p99 ms", "mean ms");
-  std::printf("%-8s %10.3f %10.3f %10.3f\n", "plain", p.median, p.p99, p.mean);
-  std::printf("%-8s %10.3f %10.3f %10.3f\n", "egress", e.median, e.p99, e.mean);
+  auto pc = stats(rows[0].cpu), ec = stats(rows[1].cpu);
+  std::printf("%-8s %10s %10s %10s %12s\n", "row", "median ms", "p99 ms", "mean ms", "cpu med ms");
+  std::printf("%-8s %10.3f %10.3f %10.3f %12.3f\n", "plain", p.median, p.p99, p.mean, pc.median);
+  std::printf("%-8s %10.3f %10.3f %10.3f %12.3f\n", "egress", e.median, e.p99, e.mean, ec.median);
   double unpinned_median = 0;
   if (unpinned) {
     auto u2 = stats(rows[2].ms);
     unpinned_median = u2.median;
-    std::printf("%-8s %10.3f %10.3f %10.3f   (egress, bpf_pin_dir = \"\": a BPF load per run)\n",
-                "unpinned", u2.median, u2.p99, u2.mean);
+    std::printf("%-8s %10.3f %10.3f %10.3f %12.3f   (egress, bpf_pin_dir = \"\": a BPF load per run)\n",
+                "unpinned", u2.median, u2.p99, u2.mean, stats(rows[2].cpu).median);
   }
   const double ratio = e.median / p.median;
   std::printf("\negress/plain median %6.2f   (target <= 1.2)  %s\n", ratio,
               ratio <= 1.2 ? "PASS" : "MISS");
+  std::printf("egress/plain cpu median %6.2f   (user + system time of run and cell: less load-sensitive)\n",
+              ec.median / pc.median);
   if (unpinned) std::printf("unpinned/plain median %6.2f\n", unpinned_median / p.median);
   std::printf("reproduce: %s --reactor %s -n %d --warmup %d%s\n", argv[0], reactor.c_str(), n, warmup,
               unpinned ? " --unpinned" : "");
   if (!csv.empty()) {
     std::ofstream out(csv);
-    out << "row,iteration,ms\n";
+    out << "row,iteration,ms,cpu_ms\n";
     for (const Row& r : rows)
-      for (size_t i = 0; i < r.ms.size(); ++i) out << r.name << "," << i << "," << r.ms[i] << "\n";
+      for (size_t i = 0; i < r.ms.size(); ++i)
+        out << r.name << "," << i << "," << r.ms[i] << "," << r.cpu[i] << "\n";
   }
   std::printf("REPORT {\"bench\":\"net-run\",\"n\":%d,\"plain_median_ms\":%.3f,\"egress_median_ms\":%.3f,"
-              "\"plain_p99_ms\":%.3f,\"egress_p99_ms\":%.3f,\"ratio\":%.3f,\"target\":1.2,\"unpinned_median_ms\":%.3f}\n",
-              n, p.median, e.median, p.p99, e.p99, ratio, unpinned_median);
+              "\"plain_p99_ms\":%.3f,\"egress_p99_ms\":%.3f,\"ratio\":%.3f,\"target\":1.2,\"unpinned_median_ms\":%.3f,"
+              "\"plain_cpu_ms\":%.3f,\"egress_cpu_ms\":%.3f,\"cpu_ratio\":%.3f}\n",
+              n, p.median, e.median, p.p99, e.p99, ratio, unpinned_median, pc.median, ec.median,
+              ec.median / pc.median);
   return 0;
 }
