@@ -84,16 +84,23 @@ netns::CellRuleset ruleset(int targets) {
   return r;
 }
 
-// The same ruleset in nft's language.
+// The same ruleset in nft's language: host targets in a set whose elements each carry a
+// counter (what install_cell_ruleset builds), the family chain jumped to once.
 std::string nft_text(const netns::CellRuleset& r) {
-  std::string s = "table inet cellos {\n chain output {\n  type filter hook output priority 0; policy drop;\n"
-                  "  oif \"lo\" counter accept\n  ct state established,related counter accept\n";
+  std::string elems;
   for (const auto& t : r.targets) {
     char ip[16];
     std::snprintf(ip, sizeof ip, "%u.%u.%u.%u", t.addr[0], t.addr[1], t.addr[2], t.addr[3]);
-    s += std::string("  ip daddr ") + ip + " tcp dport " + std::to_string(t.port) + " counter accept\n";
+    elems += std::string(elems.empty() ? "" : ", ") + ip + " . tcp . " + std::to_string(t.port);
   }
-  s += "  counter log group 1\n  counter drop\n }\n}\n";
+  std::string s = "table inet cellos {\n"
+                  " set targets4 {\n  type ipv4_addr . inet_proto . inet_service\n  counter\n"
+                  "  elements = { " + elems + " }\n }\n"
+                  " chain egress4 {\n  ip daddr . meta l4proto . th dport @targets4 accept\n }\n"
+                  " chain output {\n  type filter hook output priority 0; policy drop;\n"
+                  "  oif \"lo\" counter accept\n  ct state established,related counter accept\n"
+                  "  meta nfproto ipv4 jump egress4\n"
+                  "  counter log group 1\n  counter drop\n }\n}\n";
   return s;
 }
 

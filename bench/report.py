@@ -28,7 +28,7 @@ import tempfile
 import time
 
 # The sections every report has, in order (--verify checks them).
-SECTIONS = ["Machine", "Summary", "peers", "spawn", "cell", "nft", "events", "flow-probes", "dns",
+SECTIONS = ["Machine", "Summary", "peers", "spawn", "cell", "nft", "net-run", "events", "flow-probes", "dns",
             "spec", "gvisor", "nats", "flows", "daemon", "throughput against concurrency"]
 # Figures every report on a machine with the project's dependencies has (--verify checks them).
 REQUIRED_FIGURES = ["spawn-latency.png", "throughput-concurrency.png", "admission-live-cells.png"]
@@ -56,6 +56,11 @@ def bench_table(b, out, quick):
              cmd=[bin_("nft_bench"), "-n", "5" if q else "100", "--nft-n", "3" if q else "20",
                   "--cells", "5" if q else "100", "--csv", os.path.join(raw, "nft.csv")],
              target="bench-nft", needs=["nft"], timeout=120 if q else 600),
+        dict(name="net-run", what="`cellos-reactor run` of a cell with one egress rule against "
+             "one without, interleaved (wall and CPU time)",
+             cmd=[bin_("net_run_bench"), "--reactor", reactor, "-n", "5" if q else "100",
+                  "--csv", os.path.join(raw, "net_run.csv")],
+             target="bench-net-run", needs=["nft"], timeout=120 if q else 600),
         dict(name="events", what="event-log throughput (unsigned, batch-signed, per-event DSSE) "
              "against `openssl speed ed25519` in the same run",
              cmd=[bin_("event_bench"), "-n", "20000" if q else "1000000",

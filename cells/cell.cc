@@ -298,6 +298,10 @@ bool Cell::finish_flows() {
   if (!flows_) return true;
   if (auto wait = flows_->linger(); wait.count() > 0 && !lingered_) {
     lingered_ = true;
+    // The kernel's batched denies are asked for (flush) rather than waited for: the ack that
+    // follows the last one cancels the timer, whose end re-enters maybe_finish (never from
+    // inside the nflog receive, which finish() below destroys). Unflushable: wait it out.
+    flows_->flush([this] { linger_.cancel(); });
     after(linger_, wait, nullptr);
     return false;
   }

@@ -636,7 +636,11 @@ class ConfigParser {
 
   void parse_flows(const toml::table& t, FlowsConfig& flows) const {
     check_keys(t, "flows", {"probes", "report_interval_ms", "drain_interval_ms", "top_destinations",
-                           "max_flows"});
+                           "max_flows", "bpf_pin_dir"});
+    if (const toml::node* n = t.get("bpf_pin_dir")) {
+      const std::string d = string_value(*n, "flows.bpf_pin_dir");
+      flows.bpf_pin_dir = d.empty() ? d : absolute_path(*n, "flows.bpf_pin_dir", false);
+    }
     if (const toml::node* n = t.get("max_flows"))
       flows.max_flows = integer(*n, "flows.max_flows", 64, 2147483647);
     if (const toml::node* n = t.get("probes")) flows.probes = boolean(*n, "flows.probes");

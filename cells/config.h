@@ -119,6 +119,9 @@ struct FlowsConfig {
   // Entries of the kernel's LRU flow map, all cells together. A map the kernel cannot create
   // (too large) means probes off, reported at start, like any other load failure.
   uint64_t max_flows = 65536;
+  // Where the loaded BPF object is pinned, so later reactors reuse it instead of loading it
+  // again (ebpf/probe_pins.h); "" loads a private object every time.
+  std::string bpf_pin_dir = "/sys/fs/bpf/cellos-reactor";
 };
 
 struct SecretsConfig {

@@ -1,35 +1,28 @@
-// BpfLink: the one owner of a libbpf `struct bpf_link` (one program attached to one hook).
-// Destroying it detaches the program: the kernel drops a cgroup attachment when the last link
-// fd closes, so no detach call is needed and a crashed reactor leaves nothing attached.
+// BpfLink: the one owner of one BPF link (one program attached to one hook), held as the
+// link's file descriptor (BPF_LINK_CREATE). Destroying it detaches the program: the kernel
+// drops a cgroup attachment when the last link fd closes, so no detach call is needed and a
+// crashed reactor leaves nothing attached (which is also what makes reusing a pinned object
+// safe: probe_pins.h).
 #pragma once
 
 #include <utility>
 
-struct bpf_link;
+#include "base/fd.h"
 
 namespace cellos::ebpf {
 
 class BpfLink {
  public:
   BpfLink() = default;
-  explicit BpfLink(bpf_link* l) : link_(l) {}
-  BpfLink(const BpfLink&) = delete;
-  BpfLink& operator=(const BpfLink&) = delete;
-  BpfLink(BpfLink&& o) noexcept : link_(std::exchange(o.link_, nullptr)) {}
-  BpfLink& operator=(BpfLink&& o) noexcept {
-    if (this != &o) {
-      reset();
-      link_ = std::exchange(o.link_, nullptr);
-    }
-    return *this;
-  }
-  ~BpfLink() { reset(); }
+  explicit BpfLink(int fd) : fd_(fd) {}
+  BpfLink(BpfLink&&) noexcept = default;
+  BpfLink& operator=(BpfLink&&) noexcept = default;
 
-  bool valid() const { return link_ != nullptr; }
-  void reset();
+  bool valid() const { return fd_.valid(); }
+  void reset() { fd_.reset(); }
 
  private:
-  bpf_link* link_ = nullptr;
+  base::Fd fd_;
 };
 
 }  // namespace cellos::ebpf

@@ -9,13 +9,9 @@
 
 #include "ebpf/abi.h"
 #include "ebpf/flow_probes.h"
-#include "flow_probes.skel.h"
+#include "ebpf/probe_pins.h"
 
 namespace cellos::ebpf {
-
-void BpfLink::reset() {
-  if (link_ != nullptr) bpf_link__destroy(std::exchange(link_, nullptr));
-}
 
 CellAttachment::CellAttachment(CellAttachment&& o) noexcept
     : probes_(std::exchange(o.probes_, nullptr)),
@@ -75,7 +71,7 @@ base::Result<CellAttachment> FlowProbes::attach(const CellAttachOptions& o) {
   cfg.cgroup_id = o.cgroup_id;
   // NOEXIST: a second attachment would count every packet twice and its teardown would
   // remove the first one's entries.
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.cell_config), &o.cgroup_id, &cfg,
+  if (bpf_map_update_elem(obj_.cell_config, &o.cgroup_id, &cfg,
                           BPF_NOEXIST) != 0)
     return base::sys_error("bpf_map_update_elem", "cell_config " + cell, errno);
 
@@ -84,7 +80,7 @@ base::Result<CellAttachment> FlowProbes::attach(const CellAttachOptions& o) {
   a.probes_ = this;
   a.cgroup_id_ = o.cgroup_id;
   // Rules before links: the first packet must meet the whole allow-list.
-  const int afd = bpf_map__fd(skel_->maps.allow);
+  const int afd = obj_.allow;
   const uint8_t one = 1;
   for (const AllowRule& r : o.allow) {
     const cellos_allow_key k = abi::allow_key(o.cgroup_id, r);
@@ -93,18 +89,18 @@ base::Result<CellAttachment> FlowProbes::attach(const CellAttachOptions& o) {
     a.allow_.push_back(r);
   }
 
-  for (bpf_program* prog : {skel_->progs.cellos_egress, skel_->progs.cellos_ingress,
-                            skel_->progs.cellos_connect4, skel_->progs.cellos_connect6}) {
-    bpf_link* l = bpf_program__attach_cgroup(prog, o.cgroup_fd);
-    if (l == nullptr)
-      return base::sys_error(std::string("bpf_program__attach_cgroup(") +
-                                 bpf_program__name(prog) + ")",
-                             cell, errno);
+  static constexpr bpf_attach_type kHooks[] = {BPF_CGROUP_INET_EGRESS, BPF_CGROUP_INET_INGRESS,
+                                               BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT};
+  for (size_t i = 0; i < std::size(kHooks); ++i) {
+    const int l = bpf_link_create(obj_.progs[i], o.cgroup_fd, kHooks[i], nullptr);
+    if (l < 0)
+      return base::sys_error(std::string("bpf_link_create(") + kPinnedProgs[i] + ")", cell,
+                             -l);
     a.links_.emplace_back(l);
   }
   // The packet hooks' copy of the config lives in the attachment's cgroup storage, which the
   // kernel created with the first link: fill it now, before the cell runs.
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.cell_storage), &o.cgroup_id, &cfg, BPF_ANY) != 0)
+  if (bpf_map_update_elem(obj_.cell_storage, &o.cgroup_id, &cfg, BPF_ANY) != 0)
     return base::sys_error("bpf_map_update_elem", "cell_storage " + cell, errno);
   return a;
 }
@@ -113,14 +109,14 @@ base::Result<void> FlowProbes::add_allow(uint64_t cgroup_id, const AllowRule& r)
   CELLOS_TRY(check_rule(r));
   const cellos_allow_key k = abi::allow_key(cgroup_id, r);
   const uint8_t one = 1;
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.allow), &k, &one, BPF_ANY) != 0)
+  if (bpf_map_update_elem(obj_.allow, &k, &one, BPF_ANY) != 0)
     return base::sys_error("bpf_map_update_elem", "allow " + cell_name(cgroup_id), errno);
   return base::ok();
 }
 
 void FlowProbes::remove_allow(uint64_t cgroup_id, const AllowRule& r) {
   const cellos_allow_key k = abi::allow_key(cgroup_id, r);
-  bpf_map_delete_elem(bpf_map__fd(skel_->maps.allow), &k);
+  bpf_map_delete_elem(obj_.allow, &k);
 }
 
 namespace {
@@ -148,8 +144,8 @@ void CellAttachment::disallow(const AllowRule& r) {
 
 void FlowProbes::forget_cell(uint64_t cgroup_id, const std::vector<AllowRule>& allow) {
   // Teardown cannot fail a cell: a delete that fails (ENOENT: already gone) changes nothing.
-  bpf_map_delete_elem(bpf_map__fd(skel_->maps.cell_config), &cgroup_id);
-  const int afd = bpf_map__fd(skel_->maps.allow);
+  bpf_map_delete_elem(obj_.cell_config, &cgroup_id);
+  const int afd = obj_.allow;
   for (const AllowRule& r : allow) {
     const cellos_allow_key k = abi::allow_key(cgroup_id, r);
     bpf_map_delete_elem(afd, &k);
@@ -159,7 +155,7 @@ void FlowProbes::forget_cell(uint64_t cgroup_id, const std::vector<AllowRule>& a
   auto walked = walk_flows(cgroup_id, false, DrainOptions{},
                           [&](const Flow& f) { keys.push_back(abi::encode(f.key)); });
   (void)walked;
-  const int ffd = bpf_map__fd(skel_->maps.flows);
+  const int ffd = obj_.flows;
   for (const cellos_flow_key& k : keys)
     if (bpf_map_delete_elem(ffd, &k) == 0) flows_removed_++;
 }

@@ -28,6 +28,9 @@ struct FlowProbeOptions {
   uint32_t max_cells = 4096;           // config entries (cells attached at once)
   uint32_t max_allow_rules = 16384;    // allow-list entries, all cells together
   uint32_t ringbuf_bytes = 256 * 1024; // a power of two, at least one page
+  // A bpffs directory to pin the loaded object in and take it from on later loads
+  // (probe_pins.h); empty: a private load every time.
+  std::string pin_dir;
 };
 
 struct ProbeStats {
@@ -60,6 +63,12 @@ using FlowCallback = std::function<void(const Flow&)>;
 class FlowProbes {
  public:
   static base::Result<std::unique_ptr<FlowProbes>> load(const FlowProbeOptions& options);
+  // Taken from pins another reactor loaded (no load, no verifier): see probe_pins.h.
+  bool reused() const { return reused_; }
+  // Loaded here and pinned for the next reactors (or reused): this one holds the pin lock.
+  bool pinned() const { return pin_lock_.valid(); }
+  // Why the object is not pinned when pin_dir was set ("" when pinned).
+  const std::string& pin_note() const { return pin_note_; }
   ~FlowProbes();
   FlowProbes(const FlowProbes&) = delete;
   FlowProbes& operator=(const FlowProbes&) = delete;
@@ -112,9 +121,24 @@ class FlowProbes {
   base::Result<size_t> walk_flows(uint64_t cgroup_id, bool all, const DrainOptions& options,
                                   const FlowCallback& cb);
 
+  // Empties every map, zeroes the counters, discards unread records: a reused object then
+  // looks like a fresh one (probe_pins.h says why that is all a previous user leaves).
+  void reset_for_reuse();
+
   struct SkelDeleter { void operator()(::flow_probes* s) const; };
   struct RingDeleter { void operator()(::ring_buffer* r) const; };
+  // A fresh load's skeleton (null when the object was reused from its pins).
   std::unique_ptr<::flow_probes, SkelDeleter> skel_;
+  // The objects' descriptors either way: the skeleton's, or held_'s (bpf_obj_get). Maps in
+  // kPinnedMaps order, programs in kPinnedProgs order.
+  struct Objects {
+    int flows = -1, cell_config = -1, cell_storage = -1, allow = -1, events = -1, stats = -1;
+    int progs[4] = {-1, -1, -1, -1};
+  } obj_;
+  std::vector<base::Fd> held_;
+  base::Fd pin_lock_;
+  bool reused_ = false;
+  std::string pin_note_;
   std::unique_ptr<::ring_buffer, RingDeleter> ring_;
   const RecordCallback* consuming_ = nullptr;  // the callback of the consume() in progress
   uint64_t flows_removed_ = 0;

@@ -72,6 +72,7 @@ void FlowMonitor::load() {
   // Each cell's entries are few; leave room for thousands of cells.
   po.max_cells = static_cast<uint32_t>(std::max<uint64_t>(cfg.host.max_concurrent_cells * 2, 64));
   po.max_flows = static_cast<uint32_t>(cfg.flows.max_flows);
+  po.pin_dir = cfg.flows.bpf_pin_dir;
   auto probes = ebpf::FlowProbes::load(po);
   if (!probes) {
     off_reason_ = probes.error().message();
@@ -273,6 +274,10 @@ base::Result<void> CellFlows::update_allow(const std::vector<netns::EgressTarget
 std::chrono::milliseconds CellFlows::linger() const {
   // The listener's flush timeout (2 cs) plus a margin for the message to reach the ring.
   return nflog_ ? std::chrono::milliseconds(40) : std::chrono::milliseconds(0);
+}
+
+bool CellFlows::flush(std::function<void()> done) {
+  return nflog_ && nflog_->flush(std::move(done));
 }
 
 void CellFlows::on_deny(const netns::DenyRecord& r) {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -113,9 +114,14 @@ class CellFlows {
   CellFlows(const CellFlows&) = delete;
   CellFlows& operator=(const CellFlows&) = delete;
 
-  // How long the cell's end must wait before finish(): the nflog instance holds denies up to
-  // its flush timeout before sending them. Zero without a listener.
+  // How long the cell's end may wait before finish(): the nflog instance holds denies up to
+  // its flush timeout before sending them. Zero without a listener. With flush() this is only
+  // the bound on waiting for its ack (which comes within a turn or two of the ring).
   std::chrono::milliseconds linger() const;
+  // After the cell's processes are gone: asks the kernel for the denies it still holds; `done`
+  // runs once they (and the ack that follows them) have been received. False without a
+  // listener or when the request could not be sent: then wait linger() instead.
+  bool flush(std::function<void()> done);
   // After the cell's processes are gone (and linger()): the last drain, the final reports, the
   // summary; then the probes are detached and the listener closed.
   sinks::FlowSummaryData finish();

@@ -164,6 +164,17 @@ DatagramScan scan_nflog_datagram(std::span<const std::byte> bytes,
   return scan;
 }
 
+namespace {
+// Whether `bytes` holds the ack (or error) of request `seq`.
+bool acks(std::span<const std::byte> bytes, uint32_t seq) {
+  int len = static_cast<int>(bytes.size());
+  const auto* nlh = reinterpret_cast<const nlmsghdr*>(bytes.data());
+  for (; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
+    if (nlh->nlmsg_type == NLMSG_ERROR && nlh->nlmsg_seq == seq) return true;
+  return false;
+}
+}  // namespace
+
 uint32_t SeqTracker::observe(uint32_t seq) {
   const uint32_t skipped = seq - next_;  // modulo 2^32: a wrap is a step
   if (skipped >= (1u << 31)) {
@@ -192,14 +203,41 @@ class NflogListener::Receiver final : public base::MultishotCompletion {
   // The listener is going: from now on this receive owns itself.
   void orphan() {
     stats_ = nullptr;
+    flushed_ = nullptr;
     stop();
     if (!armed_) delete this;
   }
   bool armed() const { return armed_; }
 
+  bool flush(std::function<void()> done) {
+    if (!armed_ || stopped_ || flushed_) return false;
+    alignas(nlmsghdr) std::array<char, 128> buf{};
+    nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
+    nlh->nlmsg_type = kConfigType;
+    nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    nlh->nlmsg_seq = flush_seq_ = sock_.next_seq();
+    auto* g = static_cast<nfgenmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(nfgenmsg)));
+    g->nfgen_family = AF_UNSPEC;
+    g->version = NFNETLINK_V0;
+    g->res_id = htons(o_.group);
+    nfulnl_msg_config_cmd cmd{NFULNL_CFG_CMD_UNBIND};
+    mnl_attr_put(nlh, NFULA_CFG_CMD, sizeof cmd, &cmd);
+    // A request to the kernel is handled inside the send (the flush and the ack are queued on
+    // this socket before it returns): no wait on the reactor's thread.
+    if (::send(sock_.fd(), buf.data(), nlh->nlmsg_len, MSG_DONTWAIT) !=
+        static_cast<ssize_t>(nlh->nlmsg_len))
+      return false;
+    flushed_ = std::move(done);
+    return true;
+  }
+
   void shot(const base::Shot& s) override {
     if (s.buffer >= 0) {
-      if (s.res > 0 && stats_ != nullptr && !stopped_) deliver(ring_->data(s.buffer, s.res));
+      if (s.res > 0 && stats_ != nullptr && !stopped_) {
+        const auto bytes = ring_->data(s.buffer, s.res);
+        deliver(bytes);
+        if (flushed_ && acks(bytes, flush_seq_)) flush_done();
+      }
       ring_->recycle(s.buffer);
     }
     if (s.more) return;
@@ -208,7 +246,10 @@ class NflogListener::Receiver final : public base::MultishotCompletion {
       delete this;
       return;
     }
-    if (stopped_) return;
+    if (stopped_) {
+      if (flushed_) flush_done();
+      return;
+    }
     if (s.res == -ENOBUFS) {
       // Every buffer was out when a message arrived: the messages stay queued on the socket,
       // and the buffers are all back by now (each is recycled as soon as it is parsed).
@@ -223,6 +264,7 @@ class NflogListener::Receiver final : public base::MultishotCompletion {
     }
     stats_->error = s.res < 0 ? s.res : -EPIPE;
     stopped_ = true;
+    if (flushed_) flush_done();
   }
 
   NetlinkSocket sock_;
@@ -242,10 +284,18 @@ class NflogListener::Receiver final : public base::MultishotCompletion {
     if (scan.truncated || bytes.size() >= ring_->buffer_size()) ++st.truncated;
   }
 
+  void flush_done() {
+    auto done = std::move(flushed_);
+    flushed_ = nullptr;
+    done();
+  }
+
   base::IoPort& io_;
   NflogOptions o_;
   Stats* stats_;
   bool armed_ = false, stopped_ = false;
+  std::function<void()> flushed_;  // set while a flush() waits for its ack
+  uint32_t flush_seq_ = 0;
 };
 
 base::Result<std::unique_ptr<NflogListener>> NflogListener::open(base::IoPort& io, int netns_fd,
@@ -320,6 +370,7 @@ NflogListener::~NflogListener() {
 }
 
 void NflogListener::stop() { rx_->stop(); }
+bool NflogListener::flush(std::function<void()> done) { return rx_->flush(std::move(done)); }
 bool NflogListener::in_flight() const { return rx_->armed(); }
 
 base::Result<uint64_t> NflogListener::kernel_drops() const {

@@ -99,6 +99,14 @@ class NflogListener {
 
   // Stops delivering records and cancels the receive; in_flight() is false once it has ended.
   void stop();
+  // Asks the kernel for every record it still holds (the instance batches up to its flush
+  // timeout) instead of waiting that timeout out: unbinding the group's instance makes the
+  // kernel send its pending batch to this socket, then the request's ack, in that order, on the
+  // same receive queue. `done` runs (once, from the receive's completion) when the ack has
+  // arrived, i.e. after every record logged before the call was delivered, or when the receive
+  // ends. No record is logged afterwards (the instance is gone): call it at the cell's end.
+  // False (and `done` dropped) when it cannot be asked: the caller then waits the timeout.
+  bool flush(std::function<void()> done);
   bool in_flight() const;
 
   uint64_t records() const { return stats_.records; }

@@ -13,6 +13,7 @@
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -189,6 +190,45 @@ class Batch {
     nftnl_set_free(s);
     next();
   }
+  // A set whose every element carries a counter of its own (nft's `set { ...; counter; }`):
+  // a lookup that matches an element counts on that element.
+  void counted_set(int family, const std::string& table, const char* name, uint32_t id,
+                   uint32_t key_len) {
+    nftnl_set* s = nftnl_set_alloc();
+    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+    nftnl_set_set_str(s, NFTNL_SET_NAME, name);
+    nftnl_set_set_u32(s, NFTNL_SET_ID, id);
+    nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len);
+    nftnl_set_set_u32(s, NFTNL_SET_FLAGS, 0);
+    nftnl_set_add_expr(s, nftnl_expr_alloc("counter"));
+    nlmsghdr* h = nftnl_nlmsg_build_hdr(cur(), NFT_MSG_NEWSET, static_cast<uint16_t>(family),
+                                        NLM_F_CREATE, s_.next_seq());
+    nftnl_set_nlmsg_build_payload(h, s);
+    nftnl_set_free(s);
+    next();
+  }
+  // Elements (key, userdata) added to a set created in this batch.
+  void tagged_elements(int family, const std::string& table, const char* set, uint32_t id,
+                       const std::vector<std::pair<std::vector<uint8_t>, std::string>>& elems) {
+    nftnl_set* s = nftnl_set_alloc();
+    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
+    nftnl_set_set_str(s, NFTNL_SET_NAME, set);
+    nftnl_set_set_u32(s, NFTNL_SET_ID, id);
+    for (const auto& [key, udata] : elems) {
+      nftnl_set_elem* e = nftnl_set_elem_alloc();
+      nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key.data(), static_cast<uint32_t>(key.size()));
+      nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, udata.data(),
+                         static_cast<uint32_t>(udata.size()));
+      nftnl_set_elem_add(s, e);
+    }
+    nlmsghdr* h = nftnl_nlmsg_build_hdr(cur(), NFT_MSG_NEWSETELEM, static_cast<uint16_t>(family),
+                                        NLM_F_CREATE, s_.next_seq());
+    nftnl_set_elems_nlmsg_build_payload(h, s);
+    nftnl_set_free(s);
+    next();
+  }
   // Elements (key, timeout in ms; 0: none) added to or deleted from a set.
   void elements(int family, const std::string& table, const char* set, uint16_t type,
                 const std::vector<std::pair<std::vector<uint8_t>, uint64_t>>& elems) {
@@ -330,6 +370,46 @@ void load_dns_key(RuleBuilder& rb, bool v4) {
 
 constexpr uint32_t kDnsSet4Id = 1, kDnsSet6Id = 2;
 
+// The host targets' sets. A rule per target cost the kernel ~5 us to install (each expression
+// looked up by name and allocated, a counter per rule): 200 targets took ~1 ms, most of a
+// cell's ruleset. An element of a hashed set is one key and one counter, and the lookup is
+// one hash probe per packet instead of a walk of every rule.
+constexpr const char* kTargets4 = "targets4";
+constexpr const char* kTargets6 = "targets6";
+constexpr uint32_t kTargets4Id = 3, kTargets6Id = 4;
+
+bool covers(const EgressTarget& g, const EgressTarget& t) {
+  if (g.family != t.family || g.l4proto != t.l4proto || g.port != t.port) return false;
+  int bits = g.prefix_len;
+  for (int i = 0; bits > 0; ++i, bits -= 8) {
+    const uint8_t m = bits >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - bits));
+    if ((g.addr[i] & m) != (t.addr[i] & m)) return false;
+  }
+  return true;
+}
+
+// Whether targets[i] may live in its family's set without changing which target a packet
+// matches first: a host (full-length prefix) that no earlier target covers (an earlier
+// prefix, or the same host declared twice). Such a host is disjoint from every earlier
+// target, so looking it up before the remaining rules (prefixes, shadowed hosts, in declared
+// order) gives each packet the target the rules in declared order would; its counter counts
+// exactly what its rule would have.
+bool in_target_set(const std::vector<EgressTarget>& targets, size_t i) {
+  const EgressTarget& t = targets[i];
+  if (t.prefix_len != (t.family == AF_INET ? 32 : 128)) return false;
+  for (size_t j = 0; j < i; ++j)
+    if (covers(targets[j], t)) return false;
+  return true;
+}
+
+// An element's userdata: its target's position (4 bytes, big-endian: the counters read back
+// in declared order) and tag.
+std::string element_udata(size_t index, const std::string& tag) {
+  std::string u(4, '\0');
+  for (int b = 0; b < 4; ++b) u[b] = static_cast<char>((index >> (24 - 8 * b)) & 0xff);
+  return u + tag;
+}
+
 }  // namespace
 
 base::Result<void> update_dns_sets(NetlinkSocket& nf, const std::vector<DnsSetElement>& add,
@@ -359,12 +439,34 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
   bool has4 = false, has6 = false;
   for (const EgressTarget& t : r.targets) (t.family == AF_INET ? has4 : has6) = true;
   if (r.dns_sets) has4 = has6 = true;
-  // Table, three chains, two jumps, two sets and the rules.
-  Batch b(nf, cell_rule_count(r) + 8);
+  // Host targets go into a set per family, each element with its own counter and its tag;
+  // prefixes (and hosts an earlier rule shadows) stay rules, after the set's lookup.
+  std::vector<std::pair<std::vector<uint8_t>, std::string>> elems4, elems6;
+  std::vector<const EgressTarget*> as_rules;
+  for (size_t i = 0; i < r.targets.size(); ++i) {
+    const EgressTarget& t = r.targets[i];
+    if (!in_target_set(r.targets, i)) {
+      as_rules.push_back(&t);
+      continue;
+    }
+    (t.family == AF_INET ? elems4 : elems6).emplace_back(dns_key(t), element_udata(i, t.tag));
+  }
+  // Table, three chains, two jumps, four sets and the rules.
+  Batch b(nf, cell_rule_count(r) + 8 + (elems4.size() + elems6.size()) / 8);
   b.table(fam, table, NFT_MSG_NEWTABLE);
   if (r.dns_sets) {
     b.set(fam, table, kDnsSet4, kDnsSet4Id, 12, NFT_SET_TIMEOUT);
     b.set(fam, table, kDnsSet6, kDnsSet6Id, 24, NFT_SET_TIMEOUT);
+  }
+  for (auto [elems, name, id, klen] : {std::tuple{&elems4, kTargets4, kTargets4Id, 12u},
+                                       std::tuple{&elems6, kTargets6, kTargets6Id, 24u}}) {
+    if (elems->empty()) continue;
+    b.counted_set(fam, table, name, id, klen);
+    // Messages of 64 elements (~6 KiB): well inside the batch's per-message room.
+    for (size_t at = 0; at < elems->size(); at += 64) {
+      const auto end = elems->begin() + static_cast<long>(std::min(elems->size(), at + 64));
+      b.tagged_elements(fam, table, name, id, {elems->begin() + static_cast<long>(at), end});
+    }
   }
   if (has4) b.chain(fam, table, {kEgress4, nullptr, 0, 0, 0});
   if (has6) b.chain(fam, table, {kEgress6, nullptr, 0, 0, 0});
@@ -388,9 +490,18 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
     rb.meta(NFT_META_NFPROTO).eq_u8(static_cast<uint8_t>(proto)).verdict(NFT_JUMP, chain);
     b.rule(fam, rb);
   }
-  for (const EgressTarget& t : r.targets) {
-    RuleBuilder rb(fam, table, t.family == AF_INET ? kEgress4 : kEgress6, t.tag);
-    match_target(rb, t);
+  for (auto [elems, v4, name, id] : {std::tuple{&elems4, true, kTargets4, kTargets4Id},
+                                     std::tuple{&elems6, false, kTargets6, kTargets6Id}}) {
+    if (elems->empty()) continue;
+    // No counter here: the elements count (read_counters puts them in this rule's place).
+    RuleBuilder rb(fam, table, v4 ? kEgress4 : kEgress6, "");
+    load_dns_key(rb, v4);
+    rb.lookup(name, id, NFT_REG32_00).verdict(NF_ACCEPT);
+    b.rule(fam, rb);
+  }
+  for (const EgressTarget* t : as_rules) {
+    RuleBuilder rb(fam, table, t->family == AF_INET ? kEgress4 : kEgress6, t->tag);
+    match_target(rb, *t);
     rb.counter().verdict(NF_ACCEPT);
     b.rule(fam, rb);
   }
@@ -466,6 +577,55 @@ base::Result<void> delete_table(NetlinkSocket& nf, int family, const std::string
   return b.commit("nft delete table " + table);
 }
 
+namespace {
+
+// A target set's elements, each as its tag and counter, in the targets' declared order.
+base::Result<std::vector<RuleCounter>> read_element_counters(NetlinkSocket& nf, int family,
+                                                             const std::string& table,
+                                                             const std::string& set) {
+  std::array<char, 1024> req{};
+  nlmsghdr* h = nftnl_nlmsg_build_hdr(req.data(), NFT_MSG_GETSETELEM,
+                                      static_cast<uint16_t>(family), NLM_F_DUMP, nf.next_seq());
+  std::unique_ptr<nftnl_set, void (*)(const nftnl_set*)> filter(nftnl_set_alloc(), nftnl_set_free);
+  nftnl_set_set_str(filter.get(), NFTNL_SET_TABLE, table.c_str());
+  nftnl_set_set_str(filter.get(), NFTNL_SET_NAME, set.c_str());
+  nftnl_set_elems_nlmsg_build_payload(h, filter.get());
+  std::vector<std::pair<uint32_t, RuleCounter>> found;
+  auto r = nf.dump(h, [&](const nlmsghdr* msg) {
+    std::unique_ptr<nftnl_set, void (*)(const nftnl_set*)> s(nftnl_set_alloc(), nftnl_set_free);
+    if (nftnl_set_elems_nlmsg_parse(msg, s.get()) < 0) return;
+    nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(s.get());
+    for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it)) {
+      uint32_t len = 0;
+      const auto* u = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &len));
+      if (u == nullptr || len < 4) continue;
+      std::pair<uint32_t, RuleCounter> c;
+      c.first = uint32_t{u[0]} << 24 | uint32_t{u[1]} << 16 | uint32_t{u[2]} << 8 | u[3];
+      c.second.tag.assign(reinterpret_cast<const char*>(u + 4), len - 4);
+      nftnl_set_elem_expr_foreach(
+          e,
+          [](nftnl_expr* x, void* data) {
+            auto* rc = static_cast<RuleCounter*>(data);
+            if (std::strcmp(nftnl_expr_get_str(x, NFTNL_EXPR_NAME), "counter") == 0) {
+              rc->packets = nftnl_expr_get_u64(x, NFTNL_EXPR_CTR_PACKETS);
+              rc->bytes = nftnl_expr_get_u64(x, NFTNL_EXPR_CTR_BYTES);
+            }
+            return 0;
+          },
+          &c.second);
+      found.push_back(std::move(c));
+    }
+    nftnl_set_elems_iter_destroy(it);
+  }, "nft list set " + set);
+  if (!r) return std::move(r).error();
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<RuleCounter> out;
+  for (auto& [i, c] : found) out.push_back(std::move(c));
+  return out;
+}
+
+}  // namespace
+
 base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int family,
                                                      const std::string& table) {
   std::array<char, 1024> req{};
@@ -481,6 +641,7 @@ base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int fami
     RuleCounter c;
     bool counted = false;
     std::string jump;
+    std::string targets;  // a lookup in a target set: its elements' counters stand here
   };
   std::vector<std::string> chains;
   std::map<std::string, std::vector<Entry>> rules;
@@ -500,6 +661,10 @@ base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int fami
         e.c.bytes = nftnl_expr_get_u64(x, NFTNL_EXPR_CTR_BYTES);
       } else if (std::strcmp(name, "immediate") == 0 && nftnl_expr_is_set(x, NFTNL_EXPR_IMM_CHAIN)) {
         e.jump = nftnl_expr_get_str(x, NFTNL_EXPR_IMM_CHAIN);
+      } else if (std::strcmp(name, "lookup") == 0) {
+        const char* set = nftnl_expr_get_str(x, NFTNL_EXPR_LOOKUP_SET);
+        if (set && (std::strcmp(set, kTargets4) == 0 || std::strcmp(set, kTargets6) == 0))
+          e.targets = set;
       }
     }
     nftnl_expr_iter_destroy(it);
@@ -510,13 +675,22 @@ base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int fami
   }, "nft list table " + table);
   if (!r) return std::move(r).error();
   std::set<std::string> targets;
+  std::map<std::string, std::vector<RuleCounter>> elements;  // by target set
   for (const auto& [chain, list] : rules)
-    for (const Entry& e : list)
+    for (const Entry& e : list) {
       if (!e.jump.empty()) targets.insert(e.jump);
+      if (!e.targets.empty()) {
+        auto el = read_element_counters(nf, family, table, e.targets);
+        if (!el) return std::move(el).error();
+        elements[e.targets] = std::move(*el);
+      }
+    }
   std::vector<RuleCounter> out;
   auto emit = [&](const std::vector<Entry>& list, auto&& self) -> void {
     for (const Entry& e : list) {
       if (!e.jump.empty() && rules.count(e.jump)) self(rules[e.jump], self);
+      if (!e.targets.empty())
+        for (const RuleCounter& c : elements[e.targets]) out.push_back(c);
       if (e.counted) out.push_back(e.c);
     }
   };

@@ -6,11 +6,14 @@
 #include <bpf/bpf.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <array>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -597,4 +600,115 @@ TEST_CASE("a flow probe load failure is an error naming the call and the reason"
   CHECK(r.error().err != 0);
   CHECK_THAT(r.error().message(), Catch::Contains("flow_probes"));
   CHECK_THAT(r.error().message(), Catch::Contains("flows"));  // libbpf's line names the map
+}
+
+namespace {
+
+// A bpffs of the test's own on a temporary directory (unmounted, and so emptied, at the end):
+// the pins never touch the host's /sys/fs/bpf.
+struct TestBpffs {
+  TempDir dir;
+  bool mounted = false;
+  TestBpffs() {
+    mounted = ::mount("bpffs", dir.path().c_str(), "bpf", 0, "mode=0700") == 0;
+    REQUIRE(mounted);
+  }
+  ~TestBpffs() {
+    if (mounted) ::umount2(dir.path().c_str(), MNT_DETACH);
+  }
+  std::string root() const { return dir.path() + "/pins"; }
+};
+
+size_t entries_in(const std::string& dir) {
+  size_t n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("flow probes pinned by one reactor are reused by the next, emptied first, never shared "
+          "with a reactor that holds them, and stale pins are replaced", "[ebpf]") {
+  if (auto why = ebpf_unavailable(); !why.empty()) CELLOS_SKIP(why);
+  TestBpffs fs;
+  ebpf::FlowProbeOptions o;
+  o.max_flows = 1024;
+  o.max_cells = 64;
+  o.pin_dir = fs.root();
+  // A stale set: another build's digest directory, held by nobody.
+  std::filesystem::create_directories(fs.root() + "/00000000deadbeef");
+
+  std::string digest_dir;
+  uint64_t leftover = 0;
+  {
+    auto first = ebpf::FlowProbes::load(o);
+    INFO((first.ok() ? std::string() : first.error().message()));
+    REQUIRE(first.ok());
+    CHECK_FALSE((*first)->reused());
+    CHECK((*first)->pinned());
+    CHECK_FALSE(std::filesystem::exists(fs.root() + "/00000000deadbeef"));
+    for (auto& e : std::filesystem::directory_iterator(fs.root())) digest_dir = e.path();
+    REQUIRE_FALSE(digest_dir.empty());
+    CHECK(entries_in(digest_dir) == 10);  // six maps, four programs
+
+    // While it is held, another loader gets a private object, not the pins.
+    auto second = ebpf::FlowProbes::load(o);
+    REQUIRE(second.ok());
+    CHECK_FALSE((*second)->reused());
+    CHECK_FALSE((*second)->pinned());
+    CHECK_THAT((*second)->pin_note(), Catch::Contains("held by another reactor"));
+
+    // What a crashed user would leave: a cell's config entry.
+    const int cfg = bpf_obj_get((digest_dir + "/cell_config").c_str());
+    REQUIRE(cfg >= 0);
+    leftover = 12345;
+    std::array<uint8_t, 16> value{};
+    REQUIRE(bpf_map_update_elem(cfg, &leftover, value.data(), BPF_ANY) == 0);
+    ::close(cfg);
+    auto e = (*first)->entries_of(leftover);
+    REQUIRE(e.ok());
+    CHECK(e->config);
+  }
+
+  // The next user takes the pins, and finds them emptied.
+  auto again = ebpf::FlowProbes::load(o);
+  INFO((again.ok() ? std::string() : again.error().message()));
+  REQUIRE(again.ok());
+  ebpf::FlowProbes& probes = **again;
+  CHECK(probes.reused());
+  CHECK(probes.pinned());
+  auto e = probes.entries_of(leftover);
+  REQUIRE(e.ok());
+  CHECK_FALSE(e->config);
+
+  // And they work: enforcement through the reused programs and maps.
+  TestNetns ns;
+  TestCgroup cg;
+  base::Fd ta = server(ns, AF_INET, SOCK_STREAM), td = server(ns, AF_INET, SOCK_STREAM);
+  base::Fd ua = server(ns, AF_INET, SOCK_DGRAM), ud = server(ns, AF_INET, SOCK_DGRAM);
+  const int pta = port_of(ta.get()), ptd = port_of(td.get()), pua = port_of(ua.get()),
+            pud = port_of(ud.get());
+  auto cell = attach(probes, cg,
+                     {.enforce = true,
+                      .allow_loopback = false,
+                      .allow = {loopback_rule(IPPROTO_TCP, pta), loopback_rule(IPPROTO_UDP, pua)}});
+  const Attempts r = run_enforced_child(cg, ns, pta, ptd, pua, pud);
+  CHECK(r.connect_allowed == 0);
+  CHECK(r.connect_denied1 == EPERM);
+  CHECK(r.send_allowed == 0);
+  CHECK(r.send_denied1 == EPERM);
+  auto st = probes.stats();
+  REQUIRE(st.ok());
+  CHECK(st->connects_refused == 2);  // counted from zero: the first user's counters were reset
+
+  // Other map sizes are another object: the old pins go (nobody holds them once `again` does
+  // not), the new ones are loaded afresh.
+  cell.reset();
+  (*again).reset();
+  o.max_flows = 2048;
+  auto other = ebpf::FlowProbes::load(o);
+  REQUIRE(other.ok());
+  CHECK_FALSE((*other)->reused());
+  CHECK((*other)->pinned());
+  CHECK_FALSE(std::filesystem::exists(digest_dir));
 }

@@ -221,6 +221,19 @@ max_flows = 1024
   });
 }
 
+TEST_CASE("[flows] bpf_pin_dir: a pin directory by default, \"\" for none, else absolute",
+          "[config]") {
+  CHECK(default_config().flows.bpf_pin_dir == "/sys/fs/bpf/cellos-reactor");
+  CHECK(parse_config("[flows]\nbpf_pin_dir = \"\"\n", "f").flows.bpf_pin_dir.empty());
+  CHECK(parse_config("[flows]\nbpf_pin_dir = \"/run/bpf/x\"\n", "f").flows.bpf_pin_dir ==
+        "/run/bpf/x");
+  check_rejections({
+      {"[flows]\nbpf_pin_dir = \"pins\"\n",
+       "fleet.toml: flows.bpf_pin_dir: must be a normalized absolute path"},
+      {"[flows]\nbpf_pin_dir = 1\n", "fleet.toml: flows.bpf_pin_dir: must be a string"},
+  });
+}
+
 TEST_CASE("boundary values and special forms are accepted", "[config]") {
   Config c = parse_config(R"(
 [policy]
