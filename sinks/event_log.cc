@@ -148,9 +148,8 @@ LogRecord::Builder EventLog::start_record(int64_t time_us, std::string_view subj
 
 void EventLog::append_record(LogRecord::Builder r, bool is_event) {
   if (opts_.per_event_signing && key_ && r.getData().which() != LogRecord::Data::BATCH_SEALED) {
-    line_.clear();
-    render_line(r.asReader(), line_, false);
-    const std::string sig = key_->sign(dsse_pae(kDssePayloadType, line_));
+    const size_t n = render_line_at(r.asReader(), line_, 0, false);
+    const std::string sig = key_->sign(dsse_pae(kDssePayloadType, std::string_view(line_.data(), n)));
     std::string env = "{\"payloadType\":\"";
     env += kDssePayloadType;
     env += "\",\"payload\":\"\",\"signatures\":[{\"keyid\":\"";
@@ -162,16 +161,15 @@ void EventLog::append_record(LogRecord::Builder r, bool is_event) {
     r.setDsse(capnp::Text::Reader(b64.data(), b64.size()));
   }
   const bool manifest = r.getData().which() == LogRecord::Data::BATCH_SEALED;
-  const size_t before = batch_.size();
+  const size_t before = batch_len_;
   std::string_view line;
   if (opts_.format == LogFormat::kJsonl) {
-    // Rendered straight into the batch and hashed there: no per-event copy.
-    render_line(r.asReader(), batch_);
-    line = std::string_view(batch_).substr(before);
+    // Rendered straight into the batch (into its slack, past batch_len_) and hashed there: no
+    // per-event copy.
+    batch_len_ = render_line_at(r.asReader(), batch_, batch_len_);
+    line = std::string_view(batch_.data() + before, batch_len_ - before);
   } else {
-    line_.clear();
-    render_line(r.asReader(), line_);
-    line = line_;
+    line = std::string_view(line_.data(), render_line_at(r.asReader(), line_, 0));
   }
   last_line_size_ = line.size();
   if (!manifest) {
@@ -183,11 +181,18 @@ void EventLog::append_record(LogRecord::Builder r, bool is_event) {
   } else {
     prev_digest_ = sha256(line);
   }
-  if (opts_.format == LogFormat::kJsonl)
-    batch_ += '\n';
-  else
+  if (opts_.format == LogFormat::kJsonl) {
+    if (batch_len_ == batch_.size())
+      batch_ += '\n';
+    else
+      batch_[batch_len_] = '\n';
+    ++batch_len_;
+  } else {
+    batch_.resize(batch_len_);
     append_packed(arena_.message(), batch_);
-  buffered_ += batch_.size() - before;
+    batch_len_ = batch_.size();
+  }
+  buffered_ += batch_len_ - before;
   if (is_event) ++batch_events_;
 }
 
@@ -258,19 +263,20 @@ void EventLog::seal(bool recovered, uint64_t truncated_bytes) {
     b.setKeyId(capnp::Text::Reader(key_->key_id().data(), key_->key_id().size()));
     // The signature covers the manifest's own line with an empty signature value: every field
     // (seq, time, id, source, range, root, chain, key id, recovery) in one canonical byte string.
-    line_.clear();
-    render_line(r.asReader(), line_);
-    const std::string sig = key_->sign(line_);
+    const size_t n = render_line_at(r.asReader(), line_, 0);
+    const std::string sig = key_->sign(std::string_view(line_.data(), n));
     b.setSignature(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(sig.data()), sig.size()));
   }
   append_record(r, false);
-  const size_t size = batch_.size();
+  const size_t size = batch_len_;
+  batch_.resize(batch_len_);
   pending_.push_back(Chunk{std::move(batch_), batch_events_, next_seq_ - 1});
   // The next batch reuses a buffer a finished write gave back: batches of ~200 KiB are past
-  // malloc's mmap threshold, and a fresh one each time cost page faults on every batch.
+  // malloc's mmap threshold, and a fresh one each time cost page faults on every batch. Its
+  // old bytes stay as the slack lines are rendered into (resizing only zero-fills growth).
   batch_ = std::move(spare_);
-  batch_.clear();
-  batch_.reserve(size + size / 4);
+  batch_len_ = 0;
+  if (batch_.size() < size + size / 4) batch_.resize(size + size / 4);
   leaves_.clear();
   batch_events_ = 0;
   kick();
@@ -337,7 +343,7 @@ void EventLog::on_write(int res) {
                    opts_.path.c_str(), static_cast<unsigned long long>(lost));
       pending_.clear();
       inflight_ = Chunk{};
-      batch_.clear();
+      batch_len_ = 0;
       leaves_.clear();
       batch_events_ = 0;
       buffered_ = 0;

@@ -107,8 +107,10 @@ class EventLog final : public EventSink {
   std::string id_prefix_;
   RecordArena arena_;
 
-  // The open batch.
+  // The open batch: batch_[0, batch_len_). The bytes past batch_len_ are room the next line
+  // is rendered into (render_line_at), so batch_.size() is at least batch_len_.
   std::string batch_;
+  size_t batch_len_ = 0;
   std::vector<Digest> leaves_;
   uint64_t batch_first_seq_ = 0;
   uint64_t batch_events_ = 0;

@@ -28,17 +28,166 @@ std::string_view sv(capnp::Data::Reader d) {
   return {reinterpret_cast<const char*>(d.begin()), d.size()};
 }
 
-void append_uint(std::string& out, uint64_t v) {
+// Where a line is rendered: a cursor into a std::string whose bytes past the cursor are
+// scratch room. Appending through std::string (a capacity check and an out-of-line call per
+// piece, strlen for literals) was most of the rendering cost (perf, bench/event_bench); here a
+// piece is a bounds check and a copy of a known size. Room is added by resizing the string
+// (its capacity grows geometrically); the caller trims it to len() at the end.
+class Out {
+ public:
+  Out(std::string& s, size_t len) : s_(s), p(s.data() + len), end_(s.data() + s.size()) {}
+  size_t len() const { return static_cast<size_t>(p - s_.data()); }
+  void need(size_t n) {
+    if (static_cast<size_t>(end_ - p) < n) grow(n);
+  }
+  Out& operator+=(char c) {
+    need(1);
+    *p++ = c;
+    return *this;
+  }
+  // A string literal: its size is known at compile time (no strlen, an inlined copy).
+  template <size_t N>
+  Out& operator+=(const char (&lit)[N]) {
+    need(N - 1);
+    std::memcpy(p, lit, N - 1);
+    p += N - 1;
+    return *this;
+  }
+  Out& operator+=(std::string_view s) {
+    need(s.size());
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+    return *this;
+  }
+
+ private:
+  std::string& s_;
+
+ public:
+  char* p;  // the next byte to write; need(n) first
+
+ private:
+  [[gnu::noinline]] void grow(size_t n) {
+    const size_t at = len();
+    s_.resize(at + n + 4096);
+    p = s_.data() + at;
+    end_ = s_.data() + s_.size();
+  }
+  char* end_;
+};
+
+// Bytes a JSON string takes as they are: printable ASCII but the quote and the backslash.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[static_cast<size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}();
+
+// A JSON string literal for `s`: escapes quotes, backslashes and control characters, and
+// replaces bytes that are not UTF-8 with U+FFFD (a hostile argv can carry any bytes).
+// True when none of the 8 bytes in `x` needs escaping (kPlain for all of them): none below
+// 0x20 or above 0x7f, none a quote or a backslash. Exact for "any", which is all it answers.
+inline bool plain8(uint64_t x) {
+  constexpr uint64_t k01 = 0x0101010101010101ull, k80 = 0x8080808080808080ull;
+  const uint64_t q = x ^ (0x22 * k01), b = x ^ (0x5c * k01);
+  return (((x - 0x20 * k01) | x | ((q - k01) & ~q) | ((b - k01) & ~b)) & k80) == 0;
+}
+
+void json_string(Out& out, std::string_view s) {
+  static const char* kHex = "0123456789abcdef";
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  {
+    // Fast path: the usual all-plain string goes out as it is, checked 8 bytes at a time.
+    const unsigned char* q = p;
+    for (uint64_t x; end - q >= 8; q += 8) {
+      std::memcpy(&x, q, 8);
+      if (!plain8(x)) break;
+    }
+    while (q < end && kPlain[*q]) ++q;
+    if (q == end) {
+      out.need(s.size() + 2);
+      char* o = out.p;
+      *o++ = '"';
+      std::memcpy(o, s.data(), s.size());
+      o += s.size();
+      *o++ = '"';
+      out.p = o;
+      return;
+    }
+  }
+  // At most 6 bytes out per byte in (a control character as \u00XX), and the quotes.
+  out.need(s.size() * 6 + 2);
+  char* o = out.p;
+  *o++ = '"';
+  while (p < end) {
+    // A run of plain printable ASCII is copied in one go.
+    const unsigned char* run = p;
+    while (p < end && kPlain[*p]) ++p;
+    if (p != run) {
+      std::memcpy(o, run, static_cast<size_t>(p - run));
+      o += p - run;
+    }
+    if (p >= end) break;
+    unsigned char c = *p;
+    if (c == '"' || c == '\\') {
+      *o++ = '\\';
+      *o++ = static_cast<char>(c);
+      ++p;
+    } else if (c < 0x20) {
+      *o++ = '\\';
+      switch (c) {
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+          std::memcpy(o, "u00", 3);
+          o += 3;
+          *o++ = kHex[c >> 4];
+          *o++ = kHex[c & 15];
+      }
+      ++p;
+    } else {
+      // A UTF-8 sequence: copied if well formed (no overlongs, no surrogates), else U+FFFD.
+      size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+      bool ok = n && c <= 0xf4 && static_cast<size_t>(end - p) >= n;
+      for (size_t k = 1; ok && k < n; ++k) ok = (p[k] & 0xc0) == 0x80;
+      if (ok && n == 3) {
+        if (c == 0xe0 && p[1] < 0xa0) ok = false;
+        if (c == 0xed && p[1] >= 0xa0) ok = false;
+      }
+      if (ok && n == 4) {
+        if (c == 0xf0 && p[1] < 0x90) ok = false;
+        if (c == 0xf4 && p[1] >= 0x90) ok = false;
+      }
+      if (ok) {
+        std::memcpy(o, p, n);
+        o += n;
+        p += n;
+      } else {
+        std::memcpy(o, "\xef\xbf\xbd", 3);
+        o += 3;
+        ++p;
+      }
+    }
+  }
+  *o++ = '"';
+  out.p = o;
+}
+
+void append_json_string(Out& out, std::string_view s) { json_string(out, s); }
+
+void append_uint(Out& out, uint64_t v) {
   char buf[24];
   char* p = buf + sizeof buf;
   do {
     *--p = static_cast<char>('0' + v % 10);
     v /= 10;
   } while (v);
-  out.append(p, static_cast<size_t>(buf + sizeof buf - p));
+  out += std::string_view(p, static_cast<size_t>(buf + sizeof buf - p));
 }
 
-void append_int(std::string& out, int64_t v) {
+void append_int(Out& out, int64_t v) {
   if (v < 0) {
     out += '-';
     append_uint(out, static_cast<uint64_t>(-(v + 1)) + 1);
@@ -48,77 +197,110 @@ void append_int(std::string& out, int64_t v) {
 }
 
 // RFC 3339 with microseconds. gmtime_r per event showed in profiles; the date and time up to
-// the second change once a second, so they are cached.
-void append_time(std::string& out, int64_t time_us) {
-  thread_local int64_t cached_sec = INT64_MIN;
-  thread_local std::string cached;  // "2026-11-23T11:12:13."
+// the second change once a second, so they are cached (plain data: no thread_local guard).
+struct TimeCache {
+  int64_t sec = INT64_MIN;
+  size_t n = 0;
+  char text[48];  // "2026-11-23T11:12:13."
+};
+thread_local TimeCache time_cache;
+
+void append_time(Out& out, int64_t time_us) {
+  TimeCache& c = time_cache;
   int64_t sec = time_us >= 0 ? time_us / 1000000 : (time_us - 999999) / 1000000;
-  if (sec != cached_sec) {
+  if (sec != c.sec) {
     std::string full = rfc3339_utc(sec * 1000000);
-    cached = full.substr(0, full.size() - 7);
-    cached_sec = sec;
+    c.n = std::min(full.size() - 7, sizeof c.text);
+    std::memcpy(c.text, full.data(), c.n);
+    c.sec = sec;
   }
-  out += cached;
+  out.need(c.n + 7);
+  char* o = out.p;
+  std::memcpy(o, c.text, c.n);
+  o += c.n;
   int64_t us = time_us - sec * 1000000;
-  char buf[7];
   for (int i = 5; i >= 0; --i) {
-    buf[i] = static_cast<char>('0' + us % 10);
+    o[i] = static_cast<char>('0' + us % 10);
     us /= 10;
   }
-  buf[6] = 'Z';
-  out.append(buf, 7);
+  o[6] = 'Z';
+  out.p = o + 7;
 }
 
-// Appends `,"name":` (or `"name":` for the first field) in one append: per-character appends
-// were a tenth of the per-event cost in the benchmark.
+// Appends `,"name":` (or `"name":` for the first field): the names are literals, so this is
+// one bounds check and a copy of a known size.
 struct Field {
-  std::string& out;
+  Out& out;
   bool first = true;
-  void key(std::string_view k) {
-    char buf[64];
-    size_t n = 0;
-    if (!first) buf[n++] = ',';
+  template <size_t N>
+  void key(const char (&k)[N]) {
+    out.need(N + 3);
+    char* o = out.p;
+    if (!first) *o++ = ',';
     first = false;
-    buf[n++] = '"';
-    std::memcpy(buf + n, k.data(), k.size());
-    n += k.size();
-    buf[n++] = '"';
-    buf[n++] = ':';
-    out.append(buf, n);
+    *o++ = '"';
+    std::memcpy(o, k, N - 1);
+    o += N - 1;
+    *o++ = '"';
+    *o++ = ':';
+    out.p = o;
   }
-  void str(std::string_view k, std::string_view v) {
+  template <size_t N>
+  void str(const char (&k)[N], std::string_view v) {
     key(k);
-    append_json_string(out, v);
+    json_string(out, v);
   }
-  void text_or_null(std::string_view k, bool has, capnp::Text::Reader v) {
+  template <size_t N>
+  void text_or_null(const char (&k)[N], bool has, capnp::Text::Reader v) {
     key(k);
     if (has)
-      append_json_string(out, sv(v));
+      json_string(out, sv(v));
     else
       out += "null";
   }
-  void u(std::string_view k, uint64_t v) {
+  template <size_t N>
+  void u(const char (&k)[N], uint64_t v) {
     key(k);
     append_uint(out, v);
   }
-  void i(std::string_view k, int64_t v) {
+  template <size_t N>
+  void i(const char (&k)[N], int64_t v) {
     key(k);
     append_int(out, v);
   }
-  void b(std::string_view k, bool v) {
+  template <size_t N>
+  void b(const char (&k)[N], bool v) {
     key(k);
-    out += v ? "true" : "false";
+    if (v)
+      out += "true";
+    else
+      out += "false";
   }
-  void hex(std::string_view k, capnp::Data::Reader d) {
+  template <size_t N>
+  void time(const char (&k)[N], int64_t time_us) {
     key(k);
     out += '"';
-    out += to_hex(d.begin(), d.size());
+    append_time(out, time_us);
     out += '"';
+  }
+  template <size_t N>
+  void hex(const char (&k)[N], capnp::Data::Reader d) {
+    static const char* kHex = "0123456789abcdef";
+    key(k);
+    out.need(d.size() * 2 + 2);
+    char* o = out.p;
+    *o++ = '"';
+    for (auto byte : d) {
+      *o++ = kHex[byte >> 4];
+      *o++ = kHex[byte & 15];
+    }
+    *o++ = '"';
+    out.p = o;
   }
 };
 
 void render_flow_summary(schema::FlowSummary::Reader s, Field& f) {
-  std::string& out = f.out;
+  Out& out = f.out;
   f.key("flows");
   out += '{';
   Field g{out};
@@ -152,7 +334,7 @@ void render_flow_summary(schema::FlowSummary::Reader s, Field& f) {
   out += '}';
 }
 
-void render_data(LogRecord::Data::Reader d, std::string& out) {
+void render_data(LogRecord::Data::Reader d, Out& out) {
   out += '{';
   Field f{out};
   switch (d.which()) {
@@ -303,8 +485,8 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.u("txBytes", s.getTxBytes());
       f.u("rxPackets", s.getRxPackets());
       f.u("rxBytes", s.getRxBytes());
-      f.str("firstSeen", [&] { std::string t; append_time(t, s.getFirstSeenUs()); return t; }());
-      f.str("lastSeen", [&] { std::string t; append_time(t, s.getLastSeenUs()); return t; }());
+      f.time("firstSeen", s.getFirstSeenUs());
+      f.time("lastSeen", s.getLastSeenUs());
       f.str("phase", sv(s.getPhase()));
       break;
     }
@@ -320,7 +502,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       if (s.hasSha256() && s.getSha256().size() > 0) f.str("sha256", sv(s.getSha256()));
       if (s.hasError() && s.getError().size() > 0) f.str("error", sv(s.getError()));
       f.key("receipts");
-      std::string& out = f.out;
+      Out& out = f.out;
       out += '[';
       auto list = s.getReceipts();
       for (unsigned k = 0; k < list.size(); ++k) {
@@ -439,8 +621,8 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       auto s = d.getGap();
       f.u("droppedEvents", s.getDroppedEvents());
       f.u("droppedBytes", s.getDroppedBytes());
-      f.str("firstTime", [&] { std::string t; append_time(t, s.getFirstTimeUs()); return t; }());
-      f.str("lastTime", [&] { std::string t; append_time(t, s.getLastTimeUs()); return t; }());
+      f.time("firstTime", s.getFirstTimeUs());
+      f.time("lastTime", s.getLastTimeUs());
       f.str("reason", sv(s.getReason()));
       break;
     }
@@ -474,21 +656,18 @@ const char* record_type(LogRecord::Reader r) {
   return "unknown";
 }
 
-void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
-  // One growth check for the whole line instead of one per append in the common case.
-  if (out.capacity() - out.size() < 1024) out.reserve(out.size() * 2 + 1024);
-  Field f{out};
-  out += '{';
-  f.str("specversion", "1.0");
+namespace {
+
+void render(LogRecord::Reader r, Out& out, bool with_dsse) {
+  // Every line starts with these constant bytes: one copy.
+  out += "{\"specversion\":\"1.0\"";
+  Field f{out, false};
   f.str("id", sv(r.getId()));
   f.str("source", sv(r.getSource()));
   f.str("type", record_type(r));
   if (r.hasSubject() && r.getSubject().size()) f.str("subject", sv(r.getSubject()));
-  f.key("time");
-  out += '"';
-  append_time(out, r.getTimeUs());
-  out += '"';
-  f.str("datacontenttype", "application/json");
+  f.time("time", r.getTimeUs());
+  out += ",\"datacontenttype\":\"application/json\"";
   // A CloudEvents extension attribute (lowercase alphanumerics, as the spec requires of names).
   if (r.hasCorrelationId() && r.getCorrelationId().size())
     f.str("correlationid", sv(r.getCorrelationId()));
@@ -499,76 +678,24 @@ void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
   out += '}';
 }
 
-namespace {
-// Bytes a JSON string takes as they are: printable ASCII but the quote and the backslash.
-constexpr std::array<bool, 256> kPlain = [] {
-  std::array<bool, 256> t{};
-  for (int c = 0x20; c < 0x80; ++c) t[static_cast<size_t>(c)] = c != '"' && c != '\\';
-  return t;
-}();
 }  // namespace
 
+void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
+  Out o(out, out.size());
+  render(r, o, with_dsse);
+  out.resize(o.len());
+}
+
+size_t render_line_at(LogRecord::Reader r, std::string& buf, size_t len, bool with_dsse) {
+  Out o(buf, len);
+  render(r, o, with_dsse);
+  return o.len();
+}
+
 void append_json_string(std::string& out, std::string_view s) {
-  static const char* kHex = "0123456789abcdef";
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  {
-    // Fast path: the usual all-plain string goes out as it is.
-    const unsigned char* q = p;
-    while (q < end && kPlain[*q]) ++q;
-    if (q == end) {
-      out += '"';
-      out.append(s);
-      out += '"';
-      return;
-    }
-  }
-  out += '"';
-  while (p < end) {
-    // A run of plain printable ASCII is copied in one append.
-    const unsigned char* run = p;
-    while (p < end && kPlain[*p]) ++p;
-    if (p != run) out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
-    if (p >= end) break;
-    unsigned char c = *p;
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-      ++p;
-    } else if (c < 0x20) {
-      switch (c) {
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-      }
-      ++p;
-    } else {
-      // A UTF-8 sequence: copied if well formed (no overlongs, no surrogates), else U+FFFD.
-      size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-      bool ok = n && c <= 0xf4 && static_cast<size_t>(end - p) >= n;
-      for (size_t k = 1; ok && k < n; ++k) ok = (p[k] & 0xc0) == 0x80;
-      if (ok && n == 3) {
-        if (c == 0xe0 && p[1] < 0xa0) ok = false;
-        if (c == 0xed && p[1] >= 0xa0) ok = false;
-      }
-      if (ok && n == 4) {
-        if (c == 0xf0 && p[1] < 0x90) ok = false;
-        if (c == 0xf4 && p[1] >= 0x90) ok = false;
-      }
-      if (ok) {
-        out.append(reinterpret_cast<const char*>(p), n);
-        p += n;
-      } else {
-        out += "\xef\xbf\xbd";
-        ++p;
-      }
-    }
-  }
-  out += '"';
+  Out o(out, out.size());
+  json_string(o, s);
+  out.resize(o.len());
 }
 
 std::string dsse_pae(std::string_view type, std::string_view body) {
