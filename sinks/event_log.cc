@@ -142,7 +142,8 @@ LogRecord::Builder EventLog::start_record(int64_t time_us, std::string_view subj
   } while (v);
   scratch_.assign(id_prefix_);
   scratch_.append(p, static_cast<size_t>(digits + sizeof digits - p));
-  set_header(RecordHeader{seq, time_us, scratch_, source_, subject, correlation}, root);
+  header_ = RecordHeader{seq, time_us, scratch_, source_, subject, correlation};
+  set_header(header_, root);
   return root;
 }
 
@@ -166,7 +167,7 @@ void EventLog::append_record(LogRecord::Builder r, bool is_event) {
   if (opts_.format == LogFormat::kJsonl) {
     // Rendered straight into the batch (into its slack, past batch_len_) and hashed there: no
     // per-event copy.
-    batch_len_ = render_line_at(r.asReader(), batch_, batch_len_);
+    batch_len_ = render_line_at(header_, r.asReader(), batch_, batch_len_);
     line = std::string_view(batch_.data() + before, batch_len_ - before);
   } else {
     line = std::string_view(line_.data(), render_line_at(r.asReader(), line_, 0));

@@ -116,6 +116,9 @@ class EventLog final : public EventSink {
   uint64_t batch_events_ = 0;
   int64_t batch_opened_us_ = 0;
   std::string line_, scratch_, spare_;
+  // The header start_record() set on the record being built (its id is in scratch_; its
+  // subject and correlation id live as long as the emit() that passed them).
+  RecordHeader header_;
   size_t last_line_size_ = 0;
 
   uint64_t next_seq_ = 1;

@@ -658,37 +658,49 @@ const char* record_type(LogRecord::Reader r) {
 
 namespace {
 
-void render(LogRecord::Reader r, Out& out, bool with_dsse) {
+// `h` is the record's header: read back from `r`, or the one set_header() wrote into it.
+void render(const RecordHeader& h, LogRecord::Reader r, Out& out, bool with_dsse) {
   // Every line starts with these constant bytes: one copy.
   out += "{\"specversion\":\"1.0\"";
   Field f{out, false};
-  f.str("id", sv(r.getId()));
-  f.str("source", sv(r.getSource()));
+  f.str("id", h.id);
+  f.str("source", h.source);
   f.str("type", record_type(r));
-  if (r.hasSubject() && r.getSubject().size()) f.str("subject", sv(r.getSubject()));
-  f.time("time", r.getTimeUs());
+  if (!h.subject.empty()) f.str("subject", h.subject);
+  f.time("time", h.time_us);
   out += ",\"datacontenttype\":\"application/json\"";
   // A CloudEvents extension attribute (lowercase alphanumerics, as the spec requires of names).
-  if (r.hasCorrelationId() && r.getCorrelationId().size())
-    f.str("correlationid", sv(r.getCorrelationId()));
-  if (r.getSeq() != 0) f.u("cellosseq", r.getSeq());  // 0: a record outside a log
+  if (!h.correlation.empty()) f.str("correlationid", h.correlation);
+  if (h.seq != 0) f.u("cellosseq", h.seq);  // 0: a record outside a log
   if (with_dsse && r.hasDsse()) f.str("dssematerial", sv(r.getDsse()));
   f.key("data");
   render_data(r.getData(), out);
   out += '}';
 }
 
+RecordHeader header_of(LogRecord::Reader r) {
+  return RecordHeader{r.getSeq(), r.getTimeUs(), sv(r.getId()), sv(r.getSource()),
+                      r.hasSubject() ? sv(r.getSubject()) : std::string_view(),
+                      r.hasCorrelationId() ? sv(r.getCorrelationId()) : std::string_view()};
+}
+
 }  // namespace
 
 void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
   Out o(out, out.size());
-  render(r, o, with_dsse);
+  render(header_of(r), r, o, with_dsse);
   out.resize(o.len());
 }
 
 size_t render_line_at(LogRecord::Reader r, std::string& buf, size_t len, bool with_dsse) {
   Out o(buf, len);
-  render(r, o, with_dsse);
+  render(header_of(r), r, o, with_dsse);
+  return o.len();
+}
+
+size_t render_line_at(const RecordHeader& h, LogRecord::Reader r, std::string& buf, size_t len) {
+  Out o(buf, len);
+  render(h, r, o, true);
   return o.len();
 }
 
