@@ -322,12 +322,13 @@ void render_flow_summary(schema::FlowSummary::Reader s, Field& f) {
     if (k) out += ',';
     out += '{';
     Field h{out};
-    h.str("addr", sv(list[k].getAddr()));
-    h.u("port", list[k].getPort());
-    h.str("protocol", sv(list[k].getProtocol()));
-    h.u("flows", list[k].getFlows());
-    h.u("packets", list[k].getPackets());
-    h.u("bytes", list[k].getBytes());
+    const auto e = list[k];  // one element lookup, not one per field
+    h.str("addr", sv(e.getAddr()));
+    h.u("port", e.getPort());
+    h.str("protocol", sv(e.getProtocol()));
+    h.u("flows", e.getFlows());
+    h.u("packets", e.getPackets());
+    h.u("bytes", e.getBytes());
     out += '}';
   }
   out += ']';
@@ -361,13 +362,14 @@ void render_data(LogRecord::Data::Reader d, Out& out) {
         if (k) out += ',';
         out += '{';
         Field g{out};
-        g.str("host", sv(list[k].getHost()));
-        g.u("port", list[k].getPort());
-        g.text_or_null("protocol", list[k].hasProtocol(), list[k].getProtocol());
-        if (list[k].hasResolvedAddresses() && list[k].getResolvedAddresses().size() > 0) {
+        const auto e = list[k];  // one element lookup, not one per field
+        g.str("host", sv(e.getHost()));
+        g.u("port", e.getPort());
+        g.text_or_null("protocol", e.hasProtocol(), e.getProtocol());
+        if (e.hasResolvedAddresses() && e.getResolvedAddresses().size() > 0) {
           g.key("resolvedAddresses");
           out += '[';
-          auto addrs = list[k].getResolvedAddresses();
+          auto addrs = e.getResolvedAddresses();
           for (unsigned a = 0; a < addrs.size(); ++a) {
             if (a) out += ',';
             append_json_string(out, sv(addrs[a]));
@@ -509,10 +511,11 @@ void render_data(LogRecord::Data::Reader d, Out& out) {
         if (k) out += ',';
         out += '{';
         Field h{out};
-        h.str("targetKind", sv(list[k].getTargetKind()));
-        h.str("destination", sv(list[k].getDestination()));
-        h.b("succeeded", list[k].getSucceeded());
-        if (list[k].hasError() && list[k].getError().size() > 0) h.str("error", sv(list[k].getError()));
+        const auto e = list[k];  // one element lookup, not one per field
+        h.str("targetKind", sv(e.getTargetKind()));
+        h.str("destination", sv(e.getDestination()));
+        h.b("succeeded", e.getSucceeded());
+        if (e.hasError() && e.getError().size() > 0) h.str("error", sv(e.getError()));
         out += '}';
       }
       out += ']';
@@ -544,9 +547,10 @@ void render_data(LogRecord::Data::Reader d, Out& out) {
         if (k) out += ',';
         out += '{';
         Field g{out};
-        g.str("rule", sv(list[k].getRule()));
-        g.u("packets", list[k].getPackets());
-        g.u("bytes", list[k].getBytes());
+        const auto e = list[k];  // one element lookup, not one per field
+        g.str("rule", sv(e.getRule()));
+        g.u("packets", e.getPackets());
+        g.u("bytes", e.getBytes());
         out += '}';
       }
       out += ']';
