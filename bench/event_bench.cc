@@ -158,10 +158,11 @@ double openssl_speed() {
   return rate;
 }
 
-// `openssl speed -seconds 1 -bytes 384 sha256`: 384-byte SHA-256 hashes per second. Every
-// event's line (~365 bytes) is hashed once for its Merkle leaf, so this is the ceiling no
-// event log of this format can pass on the machine, and a peer measured in the same run: the
-// ratio events/s / hashes/s moves much less with the machine's load than events/s does.
+// `openssl speed -seconds 1 -bytes 384 sha256`: 384-byte SHA-256 hashes per second of user CPU
+// time (openssl speed's default clock). Every event's line (~365 bytes) is hashed once for its
+// Merkle leaf, so this is a ceiling no event log of this format can pass on the machine, and a
+// peer measured in the same run: events/cpu-s over it moves much less with the machine's load
+// than events/s does.
 double openssl_sha256_384() {
   FILE* p = ::popen("openssl speed -seconds 1 -bytes 384 sha256 2>/dev/null", "r");
   if (!p) return 0;
@@ -285,9 +286,9 @@ int main(int argc, char** argv) {
   const double signed_rate = static_cast<double>(rows[1].events) / rows[1].secs;
   const double signed_cpu_rate = static_cast<double>(rows[1].events) / rows[1].thread_cpu;
   if (sha > 0)
-    std::printf("peer: openssl speed sha256 (384 B) %.0f hashes/s; batch-signed events/s / that "
-                "= %.3f (wall), %.3f (thread cpu)\n",
-                sha, signed_rate / sha, signed_cpu_rate / sha);
+    std::printf("peer: openssl speed sha256 (384 B) %.0f hashes per cpu-s; batch-signed "
+                "events/cpu-s / that = %.3f (events/s / that = %.3f)\n",
+                sha, signed_cpu_rate / sha, signed_rate / sha);
   std::printf("reproduce: %s -n %llu --dsse-n %llu --repeat %d --dir %s\n", argv[0],
               static_cast<unsigned long long>(n), static_cast<unsigned long long>(dsse_n), repeat,
               dir.c_str());
@@ -297,6 +298,6 @@ int main(int argc, char** argv) {
               "\"writes_per_event\":%.5f,\"sha256_384_per_s\":%.0f,\"ratio_to_sha256\":%.4f}\n",
               signed_rate, signed_cpu_rate, static_cast<double>(rows[0].events) / rows[0].secs,
               dsse_rate, static_cast<double>(rows[1].writes) / static_cast<double>(rows[1].events),
-              sha, sha > 0 ? signed_rate / sha : 0.0);
+              sha, sha > 0 ? signed_cpu_rate / sha : 0.0);
   return 0;
 }
