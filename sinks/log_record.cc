@@ -33,19 +33,20 @@ std::string_view sv(capnp::Data::Reader d) {
 // piece, strlen for literals) was most of the rendering cost (perf, bench/event_bench); here a
 // piece is a bounds check and a copy of a known size. Room is added by resizing the string
 // (its capacity grows geometrically); the caller trims it to len() at the end.
-class Out {
- public:
-  Out(std::string& s, size_t len) : s_(s), p(s.data() + len), end_(s.data() + s.size()) {}
-  size_t len() const { return static_cast<size_t>(p - s_.data()); }
+struct Out {
+  Out(std::string& str, size_t len) : s(str), p(str.data() + len), end(str.data() + str.size()) {}
+  size_t len() const { return static_cast<size_t>(p - s.data()); }
+  // Room for n more bytes at p. Writers that fill the room themselves advance p.
   void need(size_t n) {
-    if (static_cast<size_t>(end_ - p) < n) grow(n);
+    if (static_cast<size_t>(end - p) < n) grow(n);
   }
   Out& operator+=(char c) {
     need(1);
     *p++ = c;
     return *this;
   }
-  // A string literal: its size is known at compile time (no strlen, an inlined copy).
+  // A string literal (only literals: the whole array but its NUL is copied), its size known at
+  // compile time: no strlen, an inlined copy.
   template <size_t N>
   Out& operator+=(const char (&lit)[N]) {
     need(N - 1);
@@ -53,27 +54,22 @@ class Out {
     p += N - 1;
     return *this;
   }
-  Out& operator+=(std::string_view s) {
-    need(s.size());
-    std::memcpy(p, s.data(), s.size());
-    p += s.size();
+  Out& operator+=(std::string_view v) {
+    need(v.size());
+    std::memcpy(p, v.data(), v.size());
+    p += v.size();
     return *this;
   }
-
- private:
-  std::string& s_;
-
- public:
-  char* p;  // the next byte to write; need(n) first
-
- private:
   [[gnu::noinline]] void grow(size_t n) {
     const size_t at = len();
-    s_.resize(at + n + 4096);
-    p = s_.data() + at;
-    end_ = s_.data() + s_.size();
+    s.resize(at + n + 4096);
+    p = s.data() + at;
+    end = s.data() + s.size();
   }
-  char* end_;
+
+  std::string& s;
+  char* p;    // the next byte to write
+  char* end;  // the end of the room: s.data() + s.size()
 };
 
 // Bytes a JSON string takes as they are: printable ASCII but the quote and the backslash.
