@@ -1,7 +1,9 @@
 // Event-log throughput on one core: events per second into the JSONL sink and write syscalls
 // per event, for an unsigned log, a batch-signed log (one Ed25519 signature per batch) and
 // per-event DSSE signatures; per-event signing is compared with this machine's Ed25519
-// ceiling, measured in the same run (`openssl speed ed25519` and an in-process EVP loop).
+// ceiling, measured in the same run (`openssl speed ed25519` and an in-process EVP loop), and
+// the batch-signed rate with `openssl speed sha256` at 384 bytes (a line's hash), the peer
+// that makes figures from a loaded machine comparable. The last line is `REPORT {json}`.
 //
 //   build/bench/event_bench [-n 1000000] [--dsse-n 50000] [--repeat 3] [--dir /var/tmp]
 //                           [--csv FILE] [--pin] [--no-peer]
@@ -157,6 +159,24 @@ double openssl_speed() {
   return rate;
 }
 
+// `openssl speed -seconds 1 -bytes 384 sha256`: 384-byte SHA-256 hashes per second of user CPU
+// time (openssl speed's default clock). Every event's line (~365 bytes) is hashed once for its
+// Merkle leaf, so this is a ceiling no event log of this format can pass on the machine, and a
+// peer measured in the same run: events/cpu-s over it moves much less with the machine's load
+// than events/s does.
+double openssl_sha256_384() {
+  FILE* p = ::popen("openssl speed -seconds 1 -bytes 384 sha256 2>/dev/null", "r");
+  if (!p) return 0;
+  char line[512];
+  double rate = 0;
+  while (std::fgets(line, sizeof line, p)) {
+    double kbytes = 0;  // "sha256          1139044.95k"
+    if (std::sscanf(line, "sha256 %lfk", &kbytes) == 1) rate = kbytes * 1000.0 / 384.0;
+  }
+  ::pclose(p);
+  return rate;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -173,12 +193,12 @@ int main(int argc, char** argv) {
     // Only writes a log of N events (unsigned) to FILE and keeps it: the NATS benchmark
     // publishes it.
     else if (a == "--write-log" && i + 1 < argc) write_log = argv[++i];
-    else if (a == "--no-peer") peer = false;
-    else if (a == "--pin") pin = true;
-    else if (a == "--repeat" && i + 1 < argc) repeat = std::atoi(argv[++i]);  // the thread on CPU 0 (worse on a shared machine)  // profiling: skip the Ed25519 ceiling runs
+    else if (a == "--no-peer") peer = false;  // profiling: skip the openssl speed runs
+    else if (a == "--pin") pin = true;  // the thread on CPU 0 (worse on a shared machine)
+    else if (a == "--repeat" && i + 1 < argc) repeat = std::atoi(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: event_bench [-n N] [--dsse-n N] [--dir DIR] [--csv FILE] "
-                           "[--write-log FILE]\n");
+      std::fprintf(stderr, "usage: event_bench [-n N] [--dsse-n N] [--repeat N] [--dir DIR] "
+                           "[--csv FILE] [--pin] [--no-peer] [--write-log FILE]\n");
       return 2;
     }
   }
@@ -228,6 +248,7 @@ int main(int argc, char** argv) {
   auto k = sinks::SigningKey::load_private(key);
   const double evp = peer ? evp_sign_rate(*k) : 1;
   const double ossl = peer ? openssl_speed() : 0;
+  const double sha = peer ? openssl_sha256_384() : 0;
   std::filesystem::remove_all(work);
 
   // events/s is wall-clock, end to end; events/cpu-s is per second of the reactor thread's own
@@ -263,6 +284,12 @@ int main(int argc, char** argv) {
   std::printf("targets: batch-signed >= 1000000 events/s (%s), <= 0.01 writes/event (%s)\n",
               static_cast<double>(rows[1].events) / rows[1].secs >= 1e6 ? "met" : "MISSED",
               static_cast<double>(rows[1].writes) / static_cast<double>(rows[1].events) <= 0.01 ? "met" : "MISSED");
+  const double signed_rate = static_cast<double>(rows[1].events) / rows[1].secs;
+  const double signed_cpu_rate = static_cast<double>(rows[1].events) / rows[1].thread_cpu;
+  if (sha > 0)
+    std::printf("peer: openssl speed sha256 (384 B) %.0f hashes per cpu-s; batch-signed "
+                "events/cpu-s / that = %.3f (events/s / that = %.3f)\n",
+                sha, signed_cpu_rate / sha, signed_rate / sha);
   std::printf("reproduce: %s -n %llu --dsse-n %llu --repeat %d --dir %s\n", argv[0],
               static_cast<unsigned long long>(n), static_cast<unsigned long long>(dsse_n), repeat,
               dir.c_str());
@@ -279,6 +306,9 @@ int main(int argc, char** argv) {
       .metric("batch-signed writes/event",
               static_cast<double>(rows[1].writes) / static_cast<double>(rows[1].events), "", "<= 0.01",
               static_cast<double>(rows[1].writes) / static_cast<double>(rows[1].events) <= 0.01)
+      .metric("batch-signed events per reactor CPU-second", signed_cpu_rate, "events/cpu-s")
+      .metric("peer: openssl speed sha256 (384-byte blocks)", sha, "hashes/cpu-s")
+      .metric("batch-signed events/cpu-s / sha256 hashes/cpu-s", sha > 0 ? signed_cpu_rate / sha : 0.0, "")
       .metric("peer: openssl speed ed25519", ossl, "sign/s")
       .metric("peer: in-process EVP Ed25519", evp, "sign/s")
       .metric("per-event DSSE / EVP ceiling", dsse_rate / evp, "")

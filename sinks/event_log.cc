@@ -142,15 +142,15 @@ LogRecord::Builder EventLog::start_record(int64_t time_us, std::string_view subj
   } while (v);
   scratch_.assign(id_prefix_);
   scratch_.append(p, static_cast<size_t>(digits + sizeof digits - p));
-  set_header(RecordHeader{seq, time_us, scratch_, source_, subject, correlation}, root);
+  header_ = RecordHeader{seq, time_us, scratch_, source_, subject, correlation};
+  set_header(header_, root);
   return root;
 }
 
 void EventLog::append_record(LogRecord::Builder r, bool is_event) {
   if (opts_.per_event_signing && key_ && r.getData().which() != LogRecord::Data::BATCH_SEALED) {
-    line_.clear();
-    render_line(r.asReader(), line_, false);
-    const std::string sig = key_->sign(dsse_pae(kDssePayloadType, line_));
+    const size_t n = render_line_at(r.asReader(), line_, 0, false);
+    const std::string sig = key_->sign(dsse_pae(kDssePayloadType, std::string_view(line_.data(), n)));
     std::string env = "{\"payloadType\":\"";
     env += kDssePayloadType;
     env += "\",\"payload\":\"\",\"signatures\":[{\"keyid\":\"";
@@ -162,16 +162,15 @@ void EventLog::append_record(LogRecord::Builder r, bool is_event) {
     r.setDsse(capnp::Text::Reader(b64.data(), b64.size()));
   }
   const bool manifest = r.getData().which() == LogRecord::Data::BATCH_SEALED;
-  const size_t before = batch_.size();
+  const size_t before = batch_len_;
   std::string_view line;
   if (opts_.format == LogFormat::kJsonl) {
-    // Rendered straight into the batch and hashed there: no per-event copy.
-    render_line(r.asReader(), batch_);
-    line = std::string_view(batch_).substr(before);
+    // Rendered straight into the batch (into its slack, past batch_len_) and hashed there: no
+    // per-event copy.
+    batch_len_ = render_line_at(header_, r.asReader(), batch_, batch_len_);
+    line = std::string_view(batch_.data() + before, batch_len_ - before);
   } else {
-    line_.clear();
-    render_line(r.asReader(), line_);
-    line = line_;
+    line = std::string_view(line_.data(), render_line_at(r.asReader(), line_, 0));
   }
   last_line_size_ = line.size();
   if (!manifest) {
@@ -179,15 +178,32 @@ void EventLog::append_record(LogRecord::Builder r, bool is_event) {
       batch_first_seq_ = r.getSeq();
       batch_opened_us_ = now_mono_us();
     }
-    leaves_.push_back(merkle_leaf(line));
+    if (opts_.format == LogFormat::kJsonl && before > 0) {
+      // RFC 6962's leaf hash is over 0x00 || line: the byte before the line is the previous
+      // line's '\n', so it stands in for the prefix while the line is hashed in one call
+      // (a separate one-byte update cost a buffered copy and a call per event).
+      char& sep = batch_[before - 1];
+      sep = '\0';
+      leaves_.push_back(sha256(std::string_view(batch_.data() + before - 1, line.size() + 1)));
+      sep = '\n';
+    } else {
+      leaves_.push_back(merkle_leaf(line));
+    }
   } else {
     prev_digest_ = sha256(line);
   }
-  if (opts_.format == LogFormat::kJsonl)
-    batch_ += '\n';
-  else
+  if (opts_.format == LogFormat::kJsonl) {
+    if (batch_len_ == batch_.size())
+      batch_ += '\n';
+    else
+      batch_[batch_len_] = '\n';
+    ++batch_len_;
+  } else {
+    batch_.resize(batch_len_);
     append_packed(arena_.message(), batch_);
-  buffered_ += batch_.size() - before;
+    batch_len_ = batch_.size();
+  }
+  buffered_ += batch_len_ - before;
   if (is_event) ++batch_events_;
 }
 
@@ -258,19 +274,20 @@ void EventLog::seal(bool recovered, uint64_t truncated_bytes) {
     b.setKeyId(capnp::Text::Reader(key_->key_id().data(), key_->key_id().size()));
     // The signature covers the manifest's own line with an empty signature value: every field
     // (seq, time, id, source, range, root, chain, key id, recovery) in one canonical byte string.
-    line_.clear();
-    render_line(r.asReader(), line_);
-    const std::string sig = key_->sign(line_);
+    const size_t n = render_line_at(r.asReader(), line_, 0);
+    const std::string sig = key_->sign(std::string_view(line_.data(), n));
     b.setSignature(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(sig.data()), sig.size()));
   }
   append_record(r, false);
-  const size_t size = batch_.size();
+  const size_t size = batch_len_;
+  batch_.resize(batch_len_);
   pending_.push_back(Chunk{std::move(batch_), batch_events_, next_seq_ - 1});
   // The next batch reuses a buffer a finished write gave back: batches of ~200 KiB are past
-  // malloc's mmap threshold, and a fresh one each time cost page faults on every batch.
+  // malloc's mmap threshold, and a fresh one each time cost page faults on every batch. Its
+  // old bytes stay as the slack lines are rendered into (resizing only zero-fills growth).
   batch_ = std::move(spare_);
-  batch_.clear();
-  batch_.reserve(size + size / 4);
+  batch_len_ = 0;
+  if (batch_.size() < size + size / 4) batch_.resize(size + size / 4);
   leaves_.clear();
   batch_events_ = 0;
   kick();
@@ -337,7 +354,7 @@ void EventLog::on_write(int res) {
                    opts_.path.c_str(), static_cast<unsigned long long>(lost));
       pending_.clear();
       inflight_ = Chunk{};
-      batch_.clear();
+      batch_len_ = 0;
       leaves_.clear();
       batch_events_ = 0;
       buffered_ = 0;

@@ -107,13 +107,18 @@ class EventLog final : public EventSink {
   std::string id_prefix_;
   RecordArena arena_;
 
-  // The open batch.
+  // The open batch: batch_[0, batch_len_). The bytes past batch_len_ are room the next line
+  // is rendered into (render_line_at), so batch_.size() is at least batch_len_.
   std::string batch_;
+  size_t batch_len_ = 0;
   std::vector<Digest> leaves_;
   uint64_t batch_first_seq_ = 0;
   uint64_t batch_events_ = 0;
   int64_t batch_opened_us_ = 0;
   std::string line_, scratch_, spare_;
+  // The header start_record() set on the record being built (its id is in scratch_; its
+  // subject and correlation id live as long as the emit() that passed them).
+  RecordHeader header_;
   size_t last_line_size_ = 0;
 
   uint64_t next_seq_ = 1;

@@ -28,17 +28,162 @@ std::string_view sv(capnp::Data::Reader d) {
   return {reinterpret_cast<const char*>(d.begin()), d.size()};
 }
 
-void append_uint(std::string& out, uint64_t v) {
+// Where a line is rendered: a cursor into a std::string whose bytes past the cursor are
+// scratch room. Appending through std::string (a capacity check and an out-of-line call per
+// piece, strlen for literals) was most of the rendering cost (perf, bench/event_bench); here a
+// piece is a bounds check and a copy of a known size. Room is added by resizing the string
+// (its capacity grows geometrically); the caller trims it to len() at the end.
+struct Out {
+  Out(std::string& str, size_t len) : s(str), p(str.data() + len), end(str.data() + str.size()) {}
+  size_t len() const { return static_cast<size_t>(p - s.data()); }
+  // Room for n more bytes at p. Writers that fill the room themselves advance p.
+  void need(size_t n) {
+    if (static_cast<size_t>(end - p) < n) grow(n);
+  }
+  Out& operator+=(char c) {
+    need(1);
+    *p++ = c;
+    return *this;
+  }
+  // A string literal (only literals: the whole array but its NUL is copied), its size known at
+  // compile time: no strlen, an inlined copy.
+  template <size_t N>
+  Out& operator+=(const char (&lit)[N]) {
+    need(N - 1);
+    std::memcpy(p, lit, N - 1);
+    p += N - 1;
+    return *this;
+  }
+  Out& operator+=(std::string_view v) {
+    need(v.size());
+    std::memcpy(p, v.data(), v.size());
+    p += v.size();
+    return *this;
+  }
+  [[gnu::noinline]] void grow(size_t n) {
+    const size_t at = len();
+    s.resize(at + n + 4096);
+    p = s.data() + at;
+    end = s.data() + s.size();
+  }
+
+  std::string& s;
+  char* p;    // the next byte to write
+  char* end;  // the end of the room: s.data() + s.size()
+};
+
+// Bytes a JSON string takes as they are: printable ASCII but the quote and the backslash.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; ++c) t[static_cast<size_t>(c)] = c != '"' && c != '\\';
+  return t;
+}();
+
+// A JSON string literal for `s`: escapes quotes, backslashes and control characters, and
+// replaces bytes that are not UTF-8 with U+FFFD (a hostile argv can carry any bytes).
+// True when none of the 8 bytes in `x` needs escaping (kPlain for all of them): none below
+// 0x20 or above 0x7f, none a quote or a backslash. Exact for "any", which is all it answers.
+inline bool plain8(uint64_t x) {
+  constexpr uint64_t k01 = 0x0101010101010101ull, k80 = 0x8080808080808080ull;
+  const uint64_t q = x ^ (0x22 * k01), b = x ^ (0x5c * k01);
+  return (((x - 0x20 * k01) | x | ((q - k01) & ~q) | ((b - k01) & ~b)) & k80) == 0;
+}
+
+void json_string(Out& out, std::string_view s) {
+  static const char* kHex = "0123456789abcdef";
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  {
+    // Fast path: the usual all-plain string goes out as it is, checked 8 bytes at a time.
+    const unsigned char* q = p;
+    for (uint64_t x; end - q >= 8; q += 8) {
+      std::memcpy(&x, q, 8);
+      if (!plain8(x)) break;
+    }
+    while (q < end && kPlain[*q]) ++q;
+    if (q == end) {
+      out.need(s.size() + 2);
+      char* o = out.p;
+      *o++ = '"';
+      std::memcpy(o, s.data(), s.size());
+      o += s.size();
+      *o++ = '"';
+      out.p = o;
+      return;
+    }
+  }
+  // At most 6 bytes out per byte in (a control character as \u00XX), and the quotes.
+  out.need(s.size() * 6 + 2);
+  char* o = out.p;
+  *o++ = '"';
+  while (p < end) {
+    // A run of plain printable ASCII is copied in one go.
+    const unsigned char* run = p;
+    while (p < end && kPlain[*p]) ++p;
+    if (p != run) {
+      std::memcpy(o, run, static_cast<size_t>(p - run));
+      o += p - run;
+    }
+    if (p >= end) break;
+    unsigned char c = *p;
+    if (c == '"' || c == '\\') {
+      *o++ = '\\';
+      *o++ = static_cast<char>(c);
+      ++p;
+    } else if (c < 0x20) {
+      *o++ = '\\';
+      switch (c) {
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default:
+          std::memcpy(o, "u00", 3);
+          o += 3;
+          *o++ = kHex[c >> 4];
+          *o++ = kHex[c & 15];
+      }
+      ++p;
+    } else {
+      // A UTF-8 sequence: copied if well formed (no overlongs, no surrogates), else U+FFFD.
+      size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+      bool ok = n && c <= 0xf4 && static_cast<size_t>(end - p) >= n;
+      for (size_t k = 1; ok && k < n; ++k) ok = (p[k] & 0xc0) == 0x80;
+      if (ok && n == 3) {
+        if (c == 0xe0 && p[1] < 0xa0) ok = false;
+        if (c == 0xed && p[1] >= 0xa0) ok = false;
+      }
+      if (ok && n == 4) {
+        if (c == 0xf0 && p[1] < 0x90) ok = false;
+        if (c == 0xf4 && p[1] >= 0x90) ok = false;
+      }
+      if (ok) {
+        std::memcpy(o, p, n);
+        o += n;
+        p += n;
+      } else {
+        std::memcpy(o, "\xef\xbf\xbd", 3);
+        o += 3;
+        ++p;
+      }
+    }
+  }
+  *o++ = '"';
+  out.p = o;
+}
+
+void append_json_string(Out& out, std::string_view s) { json_string(out, s); }
+
+void append_uint(Out& out, uint64_t v) {
   char buf[24];
   char* p = buf + sizeof buf;
   do {
     *--p = static_cast<char>('0' + v % 10);
     v /= 10;
   } while (v);
-  out.append(p, static_cast<size_t>(buf + sizeof buf - p));
+  out += std::string_view(p, static_cast<size_t>(buf + sizeof buf - p));
 }
 
-void append_int(std::string& out, int64_t v) {
+void append_int(Out& out, int64_t v) {
   if (v < 0) {
     out += '-';
     append_uint(out, static_cast<uint64_t>(-(v + 1)) + 1);
@@ -48,77 +193,123 @@ void append_int(std::string& out, int64_t v) {
 }
 
 // RFC 3339 with microseconds. gmtime_r per event showed in profiles; the date and time up to
-// the second change once a second, so they are cached.
-void append_time(std::string& out, int64_t time_us) {
-  thread_local int64_t cached_sec = INT64_MIN;
-  thread_local std::string cached;  // "2026-11-23T11:12:13."
+// the second change once a second, so they are cached (plain data: no thread_local guard).
+struct TimeCache {
+  int64_t sec = INT64_MIN;
+  size_t n = 0;
+  char text[48];  // "2026-11-23T11:12:13."
+};
+thread_local TimeCache time_cache;
+
+void append_time(Out& out, int64_t time_us) {
+  TimeCache& c = time_cache;
   int64_t sec = time_us >= 0 ? time_us / 1000000 : (time_us - 999999) / 1000000;
-  if (sec != cached_sec) {
+  if (sec != c.sec) {
     std::string full = rfc3339_utc(sec * 1000000);
-    cached = full.substr(0, full.size() - 7);
-    cached_sec = sec;
+    c.n = std::min(full.size() - 7, sizeof c.text);
+    std::memcpy(c.text, full.data(), c.n);
+    c.sec = sec;
   }
-  out += cached;
+  out.need(c.n + 7);
+  char* o = out.p;
+  std::memcpy(o, c.text, c.n);
+  o += c.n;
   int64_t us = time_us - sec * 1000000;
-  char buf[7];
   for (int i = 5; i >= 0; --i) {
-    buf[i] = static_cast<char>('0' + us % 10);
+    o[i] = static_cast<char>('0' + us % 10);
     us /= 10;
   }
-  buf[6] = 'Z';
-  out.append(buf, 7);
+  o[6] = 'Z';
+  out.p = o + 7;
 }
 
-// Appends `,"name":` (or `"name":` for the first field) in one append: per-character appends
-// were a tenth of the per-event cost in the benchmark.
+// Appends `,"name":` (or `"name":` for the first field): the names are literals, so this is
+// one bounds check and a copy of a known size.
 struct Field {
-  std::string& out;
+  Out& out;
   bool first = true;
-  void key(std::string_view k) {
-    char buf[64];
-    size_t n = 0;
-    if (!first) buf[n++] = ',';
+  template <size_t N>
+  void key(const char (&k)[N]) {
+    out.need(N + 3);
+    char* o = out.p;
+    if (!first) *o++ = ',';
     first = false;
-    buf[n++] = '"';
-    std::memcpy(buf + n, k.data(), k.size());
-    n += k.size();
-    buf[n++] = '"';
-    buf[n++] = ':';
-    out.append(buf, n);
+    *o++ = '"';
+    std::memcpy(o, k, N - 1);
+    o += N - 1;
+    *o++ = '"';
+    *o++ = ':';
+    out.p = o;
   }
-  void str(std::string_view k, std::string_view v) {
+  template <size_t N>
+  void str(const char (&k)[N], std::string_view v) {
     key(k);
-    append_json_string(out, v);
+    json_string(out, v);
   }
-  void text_or_null(std::string_view k, bool has, capnp::Text::Reader v) {
+  // A value that is one of our own constants (a type name, an enum's text): nothing in it to
+  // escape, so it is copied without the scan.
+  template <size_t N>
+  void plain(const char (&k)[N], std::string_view v) {
+    key(k);
+    out.need(v.size() + 2);
+    char* o = out.p;
+    *o++ = '"';
+    std::memcpy(o, v.data(), v.size());
+    o += v.size();
+    *o++ = '"';
+    out.p = o;
+  }
+  template <size_t N>
+  void text_or_null(const char (&k)[N], bool has, capnp::Text::Reader v) {
     key(k);
     if (has)
-      append_json_string(out, sv(v));
+      json_string(out, sv(v));
     else
       out += "null";
   }
-  void u(std::string_view k, uint64_t v) {
+  template <size_t N>
+  void u(const char (&k)[N], uint64_t v) {
     key(k);
     append_uint(out, v);
   }
-  void i(std::string_view k, int64_t v) {
+  template <size_t N>
+  void i(const char (&k)[N], int64_t v) {
     key(k);
     append_int(out, v);
   }
-  void b(std::string_view k, bool v) {
+  template <size_t N>
+  void b(const char (&k)[N], bool v) {
     key(k);
-    out += v ? "true" : "false";
+    if (v)
+      out += "true";
+    else
+      out += "false";
   }
-  void hex(std::string_view k, capnp::Data::Reader d) {
+  template <size_t N>
+  void time(const char (&k)[N], int64_t time_us) {
     key(k);
     out += '"';
-    out += to_hex(d.begin(), d.size());
+    append_time(out, time_us);
     out += '"';
+  }
+  template <size_t N>
+  void hex(const char (&k)[N], capnp::Data::Reader d) {
+    static const char* kHex = "0123456789abcdef";
+    key(k);
+    out.need(d.size() * 2 + 2);
+    char* o = out.p;
+    *o++ = '"';
+    for (auto byte : d) {
+      *o++ = kHex[byte >> 4];
+      *o++ = kHex[byte & 15];
+    }
+    *o++ = '"';
+    out.p = o;
   }
 };
 
 void render_flow_summary(schema::FlowSummary::Reader s, Field& f) {
-  std::string& out = f.out;
+  Out& out = f.out;
   f.key("flows");
   out += '{';
   Field g{out};
@@ -140,19 +331,20 @@ void render_flow_summary(schema::FlowSummary::Reader s, Field& f) {
     if (k) out += ',';
     out += '{';
     Field h{out};
-    h.str("addr", sv(list[k].getAddr()));
-    h.u("port", list[k].getPort());
-    h.str("protocol", sv(list[k].getProtocol()));
-    h.u("flows", list[k].getFlows());
-    h.u("packets", list[k].getPackets());
-    h.u("bytes", list[k].getBytes());
+    const auto e = list[k];  // one element lookup, not one per field
+    h.str("addr", sv(e.getAddr()));
+    h.u("port", e.getPort());
+    h.str("protocol", sv(e.getProtocol()));
+    h.u("flows", e.getFlows());
+    h.u("packets", e.getPackets());
+    h.u("bytes", e.getBytes());
     out += '}';
   }
   out += ']';
   out += '}';
 }
 
-void render_data(LogRecord::Data::Reader d, std::string& out) {
+void render_data(LogRecord::Data::Reader d, Out& out) {
   out += '{';
   Field f{out};
   switch (d.which()) {
@@ -179,13 +371,14 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
         if (k) out += ',';
         out += '{';
         Field g{out};
-        g.str("host", sv(list[k].getHost()));
-        g.u("port", list[k].getPort());
-        g.text_or_null("protocol", list[k].hasProtocol(), list[k].getProtocol());
-        if (list[k].hasResolvedAddresses() && list[k].getResolvedAddresses().size() > 0) {
+        const auto e = list[k];  // one element lookup, not one per field
+        g.str("host", sv(e.getHost()));
+        g.u("port", e.getPort());
+        g.text_or_null("protocol", e.hasProtocol(), e.getProtocol());
+        if (e.hasResolvedAddresses() && e.getResolvedAddresses().size() > 0) {
           g.key("resolvedAddresses");
           out += '[';
-          auto addrs = list[k].getResolvedAddresses();
+          auto addrs = e.getResolvedAddresses();
           for (unsigned a = 0; a < addrs.size(); ++a) {
             if (a) out += ',';
             append_json_string(out, sv(addrs[a]));
@@ -205,7 +398,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.key("signal");
       if (s.getHasSignal()) append_int(out, s.getSignal()); else out += "null";
       f.u("durationMs", s.getDurationMs());
-      f.str("reason", reason_text(s.getReason()));
+      f.plain("reason", reason_text(s.getReason()));
       if (s.hasError() && s.getError().size() > 0) f.str("error", sv(s.getError()));
       if (s.getStdoutTruncated()) f.b("stdoutTruncated", true);
       if (s.getStderrTruncated()) f.b("stderrTruncated", true);
@@ -239,8 +432,8 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
     case LogRecord::Data::DESTROYED: {
       auto s = d.getDestroyed();
       f.str("cellId", sv(s.getCellId()));
-      f.str("outcome", s.getSucceeded() ? "succeeded" : "failed");
-      f.str("terminalState", s.getForced() ? "Forced" : "Clean");
+      f.plain("outcome", s.getSucceeded() ? "succeeded" : "failed");
+      f.plain("terminalState", s.getForced() ? "Forced" : "Clean");
       if (s.hasReason() && s.getReason().size() > 0) f.str("reason", sv(s.getReason()));
       if (s.hasBackend() && s.getBackend().size() > 0) f.str("backend", sv(s.getBackend()));
       if (s.hasFlows()) render_flow_summary(s.getFlows(), f);
@@ -290,7 +483,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       auto s = d.getFlowDecision();
       f.str("cellId", sv(s.getCellId()));
       f.str("direction", sv(s.getDirection()));
-      f.str("decision", s.getAllowed() ? "allow" : "deny");
+      f.plain("decision", s.getAllowed() ? "allow" : "deny");
       f.str("reasonCode", sv(s.getReasonCode()));
       f.str("protocol", sv(s.getProtocol()));
       f.str("srcAddr", sv(s.getSrcAddr()));
@@ -303,8 +496,8 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.u("txBytes", s.getTxBytes());
       f.u("rxPackets", s.getRxPackets());
       f.u("rxBytes", s.getRxBytes());
-      f.str("firstSeen", [&] { std::string t; append_time(t, s.getFirstSeenUs()); return t; }());
-      f.str("lastSeen", [&] { std::string t; append_time(t, s.getLastSeenUs()); return t; }());
+      f.time("firstSeen", s.getFirstSeenUs());
+      f.time("lastSeen", s.getLastSeenUs());
       f.str("phase", sv(s.getPhase()));
       break;
     }
@@ -320,17 +513,18 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       if (s.hasSha256() && s.getSha256().size() > 0) f.str("sha256", sv(s.getSha256()));
       if (s.hasError() && s.getError().size() > 0) f.str("error", sv(s.getError()));
       f.key("receipts");
-      std::string& out = f.out;
+      Out& out = f.out;
       out += '[';
       auto list = s.getReceipts();
       for (unsigned k = 0; k < list.size(); ++k) {
         if (k) out += ',';
         out += '{';
         Field h{out};
-        h.str("targetKind", sv(list[k].getTargetKind()));
-        h.str("destination", sv(list[k].getDestination()));
-        h.b("succeeded", list[k].getSucceeded());
-        if (list[k].hasError() && list[k].getError().size() > 0) h.str("error", sv(list[k].getError()));
+        const auto e = list[k];  // one element lookup, not one per field
+        h.str("targetKind", sv(e.getTargetKind()));
+        h.str("destination", sv(e.getDestination()));
+        h.b("succeeded", e.getSucceeded());
+        if (e.hasError() && e.getError().size() > 0) h.str("error", sv(e.getError()));
         out += '}';
       }
       out += ']';
@@ -362,9 +556,10 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
         if (k) out += ',';
         out += '{';
         Field g{out};
-        g.str("rule", sv(list[k].getRule()));
-        g.u("packets", list[k].getPackets());
-        g.u("bytes", list[k].getBytes());
+        const auto e = list[k];  // one element lookup, not one per field
+        g.str("rule", sv(e.getRule()));
+        g.u("packets", e.getPackets());
+        g.u("bytes", e.getBytes());
         out += '}';
       }
       out += ']';
@@ -375,7 +570,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.str("cellId", sv(s.getCellId()));
       f.str("runId", sv(s.getRunId()));
       f.str("secretName", sv(s.getSecretName()));
-      f.str("decision", s.getAllowed() ? "allow" : "deny");
+      f.plain("decision", s.getAllowed() ? "allow" : "deny");
       f.str("reasonCode", sv(s.getReasonCode()));
       f.str("delivery", sv(s.getDelivery()));
       f.i("peerPid", s.getPeerPid());
@@ -429,7 +624,7 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       f.hex("prevDigest", s.getPrevDigest());
       f.b("recovered", s.getRecovered());
       f.u("truncatedBytes", s.getTruncatedBytes());
-      f.str("alg", s.getKeyId().size() ? "ed25519" : "none");
+      f.plain("alg", s.getKeyId().size() ? "ed25519" : "none");
       f.str("keyId", sv(s.getKeyId()));
       // Last, so the signed bytes (this line with an empty signature) are found by one search.
       f.str("signature", base64(sv(s.getSignature())));
@@ -439,8 +634,8 @@ void render_data(LogRecord::Data::Reader d, std::string& out) {
       auto s = d.getGap();
       f.u("droppedEvents", s.getDroppedEvents());
       f.u("droppedBytes", s.getDroppedBytes());
-      f.str("firstTime", [&] { std::string t; append_time(t, s.getFirstTimeUs()); return t; }());
-      f.str("lastTime", [&] { std::string t; append_time(t, s.getLastTimeUs()); return t; }());
+      f.time("firstTime", s.getFirstTimeUs());
+      f.time("lastTime", s.getLastTimeUs());
       f.str("reason", sv(s.getReason()));
       break;
     }
@@ -474,101 +669,58 @@ const char* record_type(LogRecord::Reader r) {
   return "unknown";
 }
 
-void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
-  // One growth check for the whole line instead of one per append in the common case.
-  if (out.capacity() - out.size() < 1024) out.reserve(out.size() * 2 + 1024);
-  Field f{out};
-  out += '{';
-  f.str("specversion", "1.0");
-  f.str("id", sv(r.getId()));
-  f.str("source", sv(r.getSource()));
-  f.str("type", record_type(r));
-  if (r.hasSubject() && r.getSubject().size()) f.str("subject", sv(r.getSubject()));
-  f.key("time");
-  out += '"';
-  append_time(out, r.getTimeUs());
-  out += '"';
-  f.str("datacontenttype", "application/json");
+namespace {
+
+// `h` is the record's header: read back from `r`, or the one set_header() wrote into it.
+void render(const RecordHeader& h, LogRecord::Reader r, Out& out, bool with_dsse) {
+  // Every line starts with these constant bytes: one copy.
+  out += "{\"specversion\":\"1.0\"";
+  Field f{out, false};
+  f.str("id", h.id);
+  f.str("source", h.source);
+  f.plain("type", record_type(r));
+  if (!h.subject.empty()) f.str("subject", h.subject);
+  f.time("time", h.time_us);
+  out += ",\"datacontenttype\":\"application/json\"";
   // A CloudEvents extension attribute (lowercase alphanumerics, as the spec requires of names).
-  if (r.hasCorrelationId() && r.getCorrelationId().size())
-    f.str("correlationid", sv(r.getCorrelationId()));
-  if (r.getSeq() != 0) f.u("cellosseq", r.getSeq());  // 0: a record outside a log
+  if (!h.correlation.empty()) f.str("correlationid", h.correlation);
+  if (h.seq != 0) f.u("cellosseq", h.seq);  // 0: a record outside a log
   if (with_dsse && r.hasDsse()) f.str("dssematerial", sv(r.getDsse()));
   f.key("data");
   render_data(r.getData(), out);
   out += '}';
 }
 
-namespace {
-// Bytes a JSON string takes as they are: printable ASCII but the quote and the backslash.
-constexpr std::array<bool, 256> kPlain = [] {
-  std::array<bool, 256> t{};
-  for (int c = 0x20; c < 0x80; ++c) t[static_cast<size_t>(c)] = c != '"' && c != '\\';
-  return t;
-}();
+RecordHeader header_of(LogRecord::Reader r) {
+  return RecordHeader{r.getSeq(), r.getTimeUs(), sv(r.getId()), sv(r.getSource()),
+                      r.hasSubject() ? sv(r.getSubject()) : std::string_view(),
+                      r.hasCorrelationId() ? sv(r.getCorrelationId()) : std::string_view()};
+}
+
 }  // namespace
 
+void render_line(LogRecord::Reader r, std::string& out, bool with_dsse) {
+  Out o(out, out.size());
+  render(header_of(r), r, o, with_dsse);
+  out.resize(o.len());
+}
+
+size_t render_line_at(LogRecord::Reader r, std::string& buf, size_t len, bool with_dsse) {
+  Out o(buf, len);
+  render(header_of(r), r, o, with_dsse);
+  return o.len();
+}
+
+size_t render_line_at(const RecordHeader& h, LogRecord::Reader r, std::string& buf, size_t len) {
+  Out o(buf, len);
+  render(h, r, o, true);
+  return o.len();
+}
+
 void append_json_string(std::string& out, std::string_view s) {
-  static const char* kHex = "0123456789abcdef";
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const auto* end = p + s.size();
-  {
-    // Fast path: the usual all-plain string goes out as it is.
-    const unsigned char* q = p;
-    while (q < end && kPlain[*q]) ++q;
-    if (q == end) {
-      out += '"';
-      out.append(s);
-      out += '"';
-      return;
-    }
-  }
-  out += '"';
-  while (p < end) {
-    // A run of plain printable ASCII is copied in one append.
-    const unsigned char* run = p;
-    while (p < end && kPlain[*p]) ++p;
-    if (p != run) out.append(reinterpret_cast<const char*>(run), static_cast<size_t>(p - run));
-    if (p >= end) break;
-    unsigned char c = *p;
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-      ++p;
-    } else if (c < 0x20) {
-      switch (c) {
-        case '\n': out += "\\n"; break;
-        case '\r': out += "\\r"; break;
-        case '\t': out += "\\t"; break;
-        default:
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 15];
-      }
-      ++p;
-    } else {
-      // A UTF-8 sequence: copied if well formed (no overlongs, no surrogates), else U+FFFD.
-      size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-      bool ok = n && c <= 0xf4 && static_cast<size_t>(end - p) >= n;
-      for (size_t k = 1; ok && k < n; ++k) ok = (p[k] & 0xc0) == 0x80;
-      if (ok && n == 3) {
-        if (c == 0xe0 && p[1] < 0xa0) ok = false;
-        if (c == 0xed && p[1] >= 0xa0) ok = false;
-      }
-      if (ok && n == 4) {
-        if (c == 0xf0 && p[1] < 0x90) ok = false;
-        if (c == 0xf4 && p[1] >= 0x90) ok = false;
-      }
-      if (ok) {
-        out.append(reinterpret_cast<const char*>(p), n);
-        p += n;
-      } else {
-        out += "\xef\xbf\xbd";
-        ++p;
-      }
-    }
-  }
-  out += '"';
+  Out o(out, out.size());
+  json_string(o, s);
+  out.resize(o.len());
 }
 
 std::string dsse_pae(std::string_view type, std::string_view body) {

@@ -37,6 +37,16 @@ void set_header(const RecordHeader& h, schema::LogRecord::Builder r);
 // Appends the record's CloudEvents JSON line (no newline). `with_dsse` false renders the line
 // a per-event signature covers.
 void render_line(schema::LogRecord::Reader r, std::string& out, bool with_dsse = true);
+// The same line written at buf[len], where buf's bytes from len on are scratch room (the event
+// log keeps its batch buffer sized past its contents, so a line is written in place without
+// std::string's per-append checks); buf is resized when the room runs out. Returns the length
+// after the line. The bytes are exactly render_line's.
+size_t render_line_at(schema::LogRecord::Reader r, std::string& buf, size_t len,
+                      bool with_dsse = true);
+// The same, given the header set_header() wrote into `r` (the writer has it at hand, and
+// reading it back through capnp's checked accessors showed in profiles). Same bytes.
+size_t render_line_at(const RecordHeader& h, schema::LogRecord::Reader r, std::string& buf,
+                      size_t len);
 
 const char* record_type(schema::LogRecord::Reader r);
 

@@ -32,8 +32,13 @@ struct SigningKey::Impl {
 };
 
 Digest sha256(std::string_view data) {
+  // Not the one-shot SHA256(): in OpenSSL 3 it is EVP_Q_digest, a provider fetch (locks, a
+  // hash table lookup, an allocation) per call.
+  SHA256_CTX ctx;
   Digest d{};
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), d.data());
+  SHA256_Init(&ctx);
+  SHA256_Update(&ctx, data.data(), data.size());
+  SHA256_Final(d.data(), &ctx);
   return d;
 }
 
