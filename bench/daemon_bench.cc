@@ -1,7 +1,8 @@
 // daemon_bench: the fleet daemon under load, measured from outside as operators run it.
 //
 //   daemon_bench --reactor PATH [--cells 2000] [--sleepers 5000] [--syscall-cells 500]
-//                [--only throughput|density|syscalls]
+//                [--only throughput|density|syscalls|admission] [--live 0,1000,5000]
+//                [--admit-cells 1000] [--perf-dir DIR]
 //
 //   throughput  N /bin/true cells renamed into the spool at once, full isolation, until the
 //               last destroyed event: cells/s. Peer in the same run: the same N
@@ -13,6 +14,12 @@
 //               /bin/true cells: the reactor's own syscalls per cell lifecycle (children and
 //               io_uring's kernel workers excluded). Target <= 30.
 //
+//   admission   One daemon; for each live count L of --live (ascending): `sleep 600` cells are
+//               added until L are alive, then --admit-cells /bin/true cells are renamed into the
+//               spool at once and timed to their last destroyed event: the admission rate with
+//               L live cells, and its ratio to the rate at the first L (target >= 80% at 5,000).
+//               --perf-dir DIR: `perf record -g -a` around each timed batch (DIR/perf-L.data).
+//
 // Completion is read from the event log (followed incrementally), so the bench adds no work
 // to the daemon it measures.
 #include <fcntl.h>
@@ -22,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -42,8 +50,9 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string reactor;
-  long cells = 2000, sleepers = 5000, syscall_cells = 500;
-  std::string only;
+  long cells = 2000, sleepers = 5000, syscall_cells = 500, admit_cells = 1000;
+  std::vector<long> live{0, 1000, 5000};
+  std::string only, perf_dir;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -208,6 +217,14 @@ void wait_count(LogCounter& log, const std::string& needle, long n, int timeout_
   }
 }
 
+// The figures of this run, as the JSON members of the REPORT line main prints last.
+std::string g_report;
+void report_field(const char* name, double v) {
+  char item[96];
+  std::snprintf(item, sizeof item, "%s\"%s\":%.3f", g_report.empty() ? "" : ",", name, v);
+  g_report += item;
+}
+
 const std::string kDestroyed = "lifecycle.v1.destroyed\"";
 const std::string kStarted = "lifecycle.v1.started\"";
 
@@ -234,6 +251,9 @@ void throughput(const Options& o) {
   std::printf("throughput  cells=%ld  reactor %.0f cells/s (%.2f s)  bwrap xargs -P2 %.0f cells/s "
               "(%.2f s)  ratio %.2fx  target >= 2x: %s\n",
               o.cells, r, reactor_s, b, bwrap_s, r / b, r / b >= 2 ? "MET" : "MISSED");
+  report_field("throughput_cells_per_s", r);
+  report_field("bwrap_p2_cells_per_s", b);
+  report_field("throughput_vs_bwrap", r / b);
 }
 
 void density(const Options& o) {
@@ -264,6 +284,9 @@ void density(const Options& o) {
               "(%ld ticks)  stop+teardown %.2f s\n",
               o.sleepers, admit_s, o.sleepers / admit_s, rss0, rss1, per_cell,
               per_cell <= 16 ? "MET" : "MISSED", cpu_pct, watch_s, c1 - c0, stop_s);
+  report_field("rss_kib_per_live_cell", per_cell);
+  report_field("sleeper_admission_cells_per_s", o.sleepers / admit_s);
+  report_field("cpu_ticks_while_sleeping", static_cast<double>(c1 - c0));
 }
 
 void syscalls(const Options& o) {
@@ -295,8 +318,62 @@ void syscalls(const Options& o) {
   std::printf("syscalls    cells=%ld  reactor syscalls %ld = %.1f per cell lifecycle (target <= 30: "
               "%s)\n",
               o.syscall_cells, count, per, per <= 30 ? "MET" : "MISSED");
+  report_field("syscalls_per_lifecycle", per);
 }
 
+
+void admission(const Options& o) {
+  std::string& report = g_report;
+  long max_live = 0;
+  for (long l : o.live) max_live = std::max(max_live, l);
+  Fleet f(o.reactor, "bench-admit", max_live + 64);
+  f.start();
+  // One follower per event kind: a follower counts only the lines it is asked about.
+  LogCounter started(f.events()), destroyed(f.events());
+  long live = 0, batch = 0;
+  double base_rate = 0;
+  report += std::string(report.empty() ? "" : ",") + "\"admission\":[";
+  for (size_t k = 0; k < o.live.size(); ++k) {
+    long want = o.live[k];
+    if (want > live) {
+      f.stage(want - live, R"(["/bin/sleep","600"])", "s" + std::to_string(k));
+      f.rename_all();
+      wait_count(started, kStarted, want + batch * o.admit_cells, 1800);
+      live = want;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    f.stage(o.admit_cells, R"(["/bin/true"])", "a" + std::to_string(k));
+    pid_t perf = -1;
+    if (!o.perf_dir.empty())
+      perf = spawn({"perf", "record", "-q", "-g", "-a", "-o",
+                    o.perf_dir + "/perf-" + std::to_string(live) + ".data"});
+    if (perf > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto t0 = Clock::now();
+    f.rename_all();
+    ++batch;
+    wait_count(destroyed, kDestroyed, batch * o.admit_cells, 1800);
+    double s = seconds_since(t0);
+    if (perf > 0) {
+      ::kill(perf, SIGINT);
+      wait_for(perf);
+    }
+    double rate = o.admit_cells / s;
+    if (k == 0) base_rate = rate;
+    std::printf("admission   live=%ld  %ld /bin/true cells in %.2f s = %.0f cells/s  (%.0f%% of the "
+                "rate at %ld live%s)\n",
+                live, o.admit_cells, s, rate, 100 * rate / base_rate, o.live[0],
+                live >= 5000 ? rate >= 0.8 * base_rate ? "; target >= 80%: MET" : "; target >= 80%: MISSED" : "");
+    std::fflush(stdout);
+    char item[160];
+    std::snprintf(item, sizeof item, "%s{\"live\":%ld,\"cells_per_s\":%.1f,\"ratio\":%.3f}",
+                  k ? "," : "", live, rate, rate / base_rate);
+    report += item;
+  }
+  report += "]";
+  auto t1 = Clock::now();
+  f.stop();
+  std::printf("admission   stop+teardown of %ld live cells %.2f s\n", live, seconds_since(t1));
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -312,18 +389,33 @@ int main(int argc, char** argv) {
     else if (a == "--sleepers") o.sleepers = std::atol(value().c_str());
     else if (a == "--syscall-cells") o.syscall_cells = std::atol(value().c_str());
     else if (a == "--only") o.only = value();
+    else if (a == "--admit-cells") o.admit_cells = std::atol(value().c_str());
+    else if (a == "--perf-dir") o.perf_dir = value();
+    else if (a == "--live") {
+      o.live.clear();
+      std::stringstream ss(value());
+      for (std::string item; std::getline(ss, item, ',');) o.live.push_back(std::atol(item.c_str()));
+      if (o.live.empty() || !std::is_sorted(o.live.begin(), o.live.end()) || o.live[0] < 0)
+        die("--live: a comma-separated ascending list of live-cell counts, e.g. 0,1000,5000");
+    }
     else die("unknown option " + a + " (see the comment at the top of bench/daemon_bench.cc)");
   }
   if (o.reactor.empty()) die("--reactor PATH is required");
-  if (o.cells < 1 || o.sleepers < 1 || o.syscall_cells < 1) die("counts must be >= 1");
-  std::printf("reproduce: %s --reactor %s --cells %ld --sleepers %ld --syscall-cells %ld%s%s\n",
-              argv[0], o.reactor.c_str(), o.cells, o.sleepers, o.syscall_cells,
-              o.only.empty() ? "" : " --only ", o.only.c_str());
+  if (o.cells < 1 || o.sleepers < 1 || o.syscall_cells < 1 || o.admit_cells < 1) die("counts must be >= 1");
+  std::string live;
+  for (long l : o.live) live += (live.empty() ? "" : ",") + std::to_string(l);
+  std::printf("reproduce: %s --reactor %s --cells %ld --sleepers %ld --syscall-cells %ld --live %s "
+              "--admit-cells %ld%s%s\n",
+              argv[0], o.reactor.c_str(), o.cells, o.sleepers, o.syscall_cells, live.c_str(),
+              o.admit_cells, o.only.empty() ? "" : " --only ", o.only.c_str());
   std::fflush(stdout);
   if (o.only.empty() || o.only == "throughput") throughput(o);
   std::fflush(stdout);
   if (o.only.empty() || o.only == "syscalls") syscalls(o);
   std::fflush(stdout);
   if (o.only.empty() || o.only == "density") density(o);
+  std::fflush(stdout);
+  if (o.only.empty() || o.only == "admission") admission(o);
+  std::printf("REPORT {\"bench\":\"daemon\",%s}\n", g_report.c_str());
   return 0;
 }
