@@ -430,7 +430,38 @@ bool v1_hierarchy(const char* procs_path, PathBuf& out) {
 // other cells. The layout follows the host's: cgroup2 at /sys/fs/cgroup on a pure-v2 host; on
 // a hybrid one a tmpfs there, holding the v1 hierarchies the cell joined (memory, pids, cpu:
 // where its limits are, which runtimes read to size themselves) and cgroup2 at unified/.
-void make_sys(const ChildPlan& p) {
+// The cell's v1 leaves, cloned while the host's root is still there: each bound read-only at
+// /sys/fs/cgroup/<hierarchy> instead of a cgroup mount in the cell's cgroup namespace, whose
+// cgroup1_get_tree drains and walks every cgroup of the host (O(live cells), and it waits for
+// other cells' dying cgroups). The same directory, the same files; -1: mount as before.
+constexpr int kMaxV1Trees = 8;
+struct V1Trees {
+  int fd[kMaxV1Trees];
+};
+
+void open_v1_trees(const ChildPlan& p, V1Trees& t) {
+  for (int i = 0; i < kMaxV1Trees; ++i) t.fd[i] = -1;
+  for (int i = 0; i < p.n_v1_procs_paths && i < kMaxV1Trees; ++i) {
+    PathBuf dir;
+    size_t len = std::strlen(p.v1_procs_paths[i]);
+    if (len >= sizeof dir.s) continue;
+    std::memcpy(dir.s, p.v1_procs_paths[i], len + 1);
+    char* slash = std::strrchr(dir.s, '/');
+    if (!slash || slash == dir.s) continue;
+    *slash = '\0';  // the leaf: its cgroup.procs's directory
+    int tree = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, dir.s, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    if (tree < 0) continue;
+    mount_attr attr{};
+    attr.attr_set = kHostMountAttrs | MOUNT_ATTR_NOEXEC;
+    if (::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+      ::close(tree);
+      continue;
+    }
+    t.fd[i] = tree;
+  }
+}
+
+void make_sys(const ChildPlan& p, const V1Trees& v1) {
   constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
   if (::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys, "mount sysfs on", "/sys");
   if (p.n_v1_procs_paths == 0) {
@@ -452,6 +483,12 @@ void make_sys(const ChildPlan& p) {
     for (const char* c = name.s; *c && o < at.s + sizeof at.s - 1;) *o++ = *c++;
     *o = '\0';
     if (::mkdir(at.s, 0555) != 0 && errno != EEXIST) fail(kStageSys, "mkdir", at.s);
+    if (i < kMaxV1Trees && v1.fd[i] >= 0) {
+      if (::syscall(SYS_move_mount, v1.fd[i], "", AT_FDCWD, at.s, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        fail(kStageSys, "bind the cell's v1 cgroup at", at.s);
+      ::close(v1.fd[i]);
+      continue;
+    }
     // The directory's name is the hierarchy's controller list by convention ("memory",
     // "cpu,cpuacct"); where it is not, the cell just does not get that hierarchy's files.
     (void)::mount("cgroup", at.s, "cgroup", kFlags, name.s);
@@ -561,6 +598,8 @@ void make_mounts(const ChildPlan& p) {
   InputTrees inputs;
   open_inputs(p, inputs);
   const int resolv = p.resolv_conf ? clone_resolv_conf(p.resolv_conf) : -1;
+  V1Trees v1;
+  open_v1_trees(p, v1);
   make_root(p);
 
   const char* workdir = p.workdir;
@@ -605,7 +644,7 @@ void make_mounts(const ChildPlan& p) {
   // tmpfs, hidden there once procfs covers it.
   if (p.n_v1_procs_paths > 0 && ::mkdir(kCgroupStaging, 0755) != 0)
     fail(kStageSys, "mkdir", kCgroupStaging);
-  make_sys(p);
+  make_sys(p, v1);
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(kStageProc, "mount proc on", "/proc");
@@ -627,6 +666,7 @@ const char* child_stage_name(int32_t stage) {
     case kStageSys: return "mount /sys and the cell's cgroup";
     case kStageCgroupNs: return "enter a cgroup namespace";
     case kStageInputs: return "bind spec.inputs read-only";
+    case kStageClone: return "clone the cell";
     case kStageWorkspaceParent: return "create the workspace directory";
     case kStageWorkspace: return "mount tmpfs at the workspace";
     case kStageTmp: return "mount tmpfs at /tmp";

@@ -123,7 +123,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   if (!encode_plan(o, init_args, out->write.get(), err->write.get(), status->write.get(), wire, &why))
     return base::value_error("launch", why);
 
-  pid_t pid = -1;
+  pid_t pid = -1;  // 0 once sent to the spawner without a pidfd: the pid comes later
   base::Fd pidfd;
   // The spawner (spawner.h) clones the cell from a small descriptor table; a plan too large
   // for its buffers, or a host where it could not start, takes the launcher's own clone.
@@ -132,7 +132,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
                          : nullptr;
   if (spawner) {
     bool not_sent = false;
-    auto spawned = spawner->spawn(wire, o.hostname.c_str(), &not_sent);
+    auto spawned = spawner->spawn(wire, o.want_pidfd, o.hostname.c_str(), &not_sent);
     if (spawned) {
       pid = spawned->pid;
       pidfd = std::move(spawned->pidfd);

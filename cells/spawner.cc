@@ -22,8 +22,10 @@ namespace {
 constexpr int kSock = 3;
 constexpr int kInit = 4;
 
-// A request: which WireFd slots its SCM_RIGHTS carries (bit i: slot i), then the plan's bytes.
+// A request: which WireFd slots its SCM_RIGHTS carries (bit i: slot i) and whether the reactor
+// waits for a reply (kReplyWanted), then the plan's bytes.
 using FdMask = uint32_t;
+constexpr FdMask kReplyWanted = 1u << 31;
 
 struct Reply {
   int32_t pid = -1;
@@ -87,7 +89,23 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
     if (pid < 0) r.err = errno;
     else r.pid = static_cast<int32_t>(pid);
   }
-  send_reply(r, pidfd);
+  if (mask & kReplyWanted) {
+    send_reply(r, pidfd);
+  } else if (fds[kWireStatus] >= 0) {
+    // No pidfd wanted: the reactor did not wait. The pid (or the clone's errno) goes on the
+    // cell's status pipe, which the reactor reads anyway, before the EOF of the cell's end.
+    ChildStatus s;
+    if (r.err != 0) {
+      s.kind = ChildStatus::kSetupFailed;
+      s.stage = kStageClone;
+      s.err = r.err;
+    } else {
+      s.kind = ChildStatus::kSpawned;
+      s.wait_status = r.pid;
+    }
+    ssize_t n = ::write(fds[kWireStatus], &s, sizeof s);
+    (void)n;  // a reactor that closed the read end does not want it
+  }
   if (pidfd >= 0) ::close(pidfd);
   for (int i = 0; i < n_received; ++i) ::close(received[i]);
 }
@@ -100,7 +118,8 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
   // spawner leaves with it. Cells start from an empty mask all the same (the init clears it).
   sigset_t quiet;
   sigemptyset(&quiet);
-  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&quiet, s);
+  // SIGPIPE too: a status pipe whose reader is gone is an EPIPE here, not the spawner's end.
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) sigaddset(&quiet, s);
   ::sigprocmask(SIG_BLOCK, &quiet, nullptr);
   // Nothing of the reactor's but the socket and the init: lift both above the fixed numbers,
   // place them, close the rest, and put /dev/null at 0-2.
@@ -143,8 +162,9 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
     const bool whole = !(m.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) &&
                        static_cast<size_t>(n) >= sizeof mask;
     if (whole) std::memcpy(&mask, buf, sizeof mask);
+    // A cut request cannot be decoded; its sender gets an EINVAL reply (if it waits for one).
     serve_one(buf + sizeof mask, whole ? static_cast<size_t>(n) - sizeof mask : 0, received,
-              n_received, whole ? mask : ~0u);
+              n_received, whole ? mask : kReplyWanted);
   }
 }
 
@@ -180,9 +200,10 @@ void Spawner::lost() {
   delete this;
 }
 
-base::Result<Spawned> Spawner::spawn(const WirePlan& plan, const char* cell, bool* not_sent) {
+base::Result<Spawned> Spawner::spawn(const WirePlan& plan, bool want_pidfd, const char* cell,
+                                     bool* not_sent) {
   *not_sent = false;
-  FdMask mask = 0;
+  FdMask mask = want_pidfd ? kReplyWanted : 0;
   int fds[kWireFdCount];
   int n_fds = 0;
   for (int i = 0; i < kWireFdCount; ++i)
@@ -214,6 +235,8 @@ base::Result<Spawned> Spawner::spawn(const WirePlan& plan, const char* cell, boo
     *not_sent = true;
     return base::sys_error("send to the spawner", cell, err);
   }
+  // Without a pidfd to carry back, the reactor goes on: the pid comes on the status pipe.
+  if (!want_pidfd) return Spawned{0, {}};
   Reply r;
   iovec riov{&r, sizeof r};
   msghdr rm{};

@@ -16,8 +16,10 @@
 // dies with the reactor (PR_SET_PDEATHSIG, and EOF on its socket).
 //
 // The protocol: one SOCK_SEQPACKET request per cell (spawn_plan.h's bytes, the cell's
-// descriptors in SCM_RIGHTS), one reply (the pid or an errno, and the pidfd when asked for).
-// The reactor blocks on the reply: about the time of one clone of a small process.
+// descriptors in SCM_RIGHTS). Where the reactor watches exits by pid (IORING_OP_WAITID), no
+// reply: the spawner writes the pid on the cell's status pipe, which the reactor reads through
+// its ring anyway, so admission costs the reactor one sendmsg and never waits. Where it needs a
+// pidfd, one reply carries it (the reactor blocks for one clone of a small process).
 #pragma once
 
 #include <sys/types.h>
@@ -45,7 +47,11 @@ class Spawner {
   // Clones the cell of `plan`. On an error, *not_sent says the request never reached the
   // spawner (it is gone: get() returns null from now on), so the caller may clone the cell
   // itself; otherwise the error is the clone's own, or the spawner's loss mid-request.
-  base::Result<Spawned> spawn(const WirePlan& plan, const char* cell, bool* not_sent);
+  // With want_pidfd false the call returns once the request is sent, with pid 0: the pid comes
+  // as a ChildStatus::kSpawned record on the cell's status pipe (or a kSetupFailed record of
+  // stage kStageClone), so the reactor never waits for the spawner.
+  base::Result<Spawned> spawn(const WirePlan& plan, bool want_pidfd, const char* cell,
+                              bool* not_sent);
 
   pid_t pid() const { return pid_; }
 
