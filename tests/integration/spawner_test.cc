@@ -141,3 +141,15 @@ TEST_CASE("spawner: a cell's root, /tmp, workspace and /dev are one tmpfs, each 
   CHECK(work_mode != "755 0");  // the cell's own uid
   CHECK(cgroup == "cgroup-dir-on-root");
 }
+
+TEST_CASE("spawner: a plan over the spawner's 128 KiB is cloned by the reactor itself, with the same "
+          "outcome", "[spawner]") {
+  Fleet fleet;
+  auto spec = make_spec(unique_id("bigplan"), {"/bin/sh", "-c", "echo ${#BIG1} ${#BIG2}; exit 7"});
+  // Two values under the kernel's 128 KiB per string, together over the spawner's buffer.
+  spec["spec"]["run"]["env"] = {{"BIG1", std::string(70000, 'x')}, {"BIG2", std::string(70000, 'y')}};
+  auto r = fleet.run(spec.dump());
+  INFO(r.err);
+  CHECK(r.status == 7);
+  CHECK(r.out == "70000 70000\n");
+}
