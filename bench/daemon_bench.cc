@@ -1,7 +1,8 @@
 // daemon_bench: the fleet daemon under load, measured from outside as operators run it.
 //
 //   daemon_bench --reactor PATH [--cells 2000] [--sleepers 5000] [--syscall-cells 500]
-//                [--only throughput|density|syscalls]
+//                [--only throughput|density|syscalls|admission] [--live 0,1000,5000]
+//                [--admit-cells 1000] [--perf-dir DIR]
 //
 //   throughput  N /bin/true cells renamed into the spool at once, full isolation, until the
 //               last destroyed event: cells/s. Peer in the same run: the same N
@@ -13,6 +14,12 @@
 //               /bin/true cells: the reactor's own syscalls per cell lifecycle (children and
 //               io_uring's kernel workers excluded). Target <= 30.
 //
+//   admission   One daemon; for each live count L of --live (ascending): `sleep 600` cells are
+//               added until L are alive, then --admit-cells /bin/true cells are renamed into the
+//               spool at once and timed to their last destroyed event: the admission rate with
+//               L live cells, and its ratio to the rate at the first L (target >= 80% at 5,000).
+//               --perf-dir DIR: `perf record -g -a` around each timed batch (DIR/perf-L.data).
+//
 // Completion is read from the event log (followed incrementally), so the bench adds no work
 // to the daemon it measures.
 #include <fcntl.h>
@@ -22,6 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -44,8 +52,9 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   std::string reactor;
-  long cells = 2000, sleepers = 5000, syscall_cells = 500;
-  std::string only;
+  long cells = 2000, sleepers = 5000, syscall_cells = 500, admit_cells = 1000;
+  std::vector<long> live{0, 1000, 5000};
+  std::string only, perf_dir;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -326,6 +335,62 @@ void syscalls(const Options& o) {
       .print();
 }
 
+
+void admission(const Options& o) {
+  cellos::bench::ReportLine rep("daemon", "admission");
+  long max_live = 0;
+  for (long l : o.live) max_live = std::max(max_live, l);
+  Fleet f(o.reactor, "bench-admit", max_live + 64);
+  f.start();
+  // One follower per event kind: a follower counts only the lines it is asked about.
+  LogCounter started(f.events()), destroyed(f.events());
+  long live = 0, batch = 0;
+  double base_rate = 0;
+  for (size_t k = 0; k < o.live.size(); ++k) {
+    long want = o.live[k];
+    if (want > live) {
+      f.stage(want - live, R"(["/bin/sleep","600"])", "s" + std::to_string(k));
+      f.rename_all();
+      wait_count(started, kStarted, want + batch * o.admit_cells, 1800);
+      live = want;
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    f.stage(o.admit_cells, R"(["/bin/true"])", "a" + std::to_string(k));
+    pid_t perf = -1;
+    if (!o.perf_dir.empty())
+      perf = spawn({"perf", "record", "-q", "-g", "-a", "-o",
+                    o.perf_dir + "/perf-" + std::to_string(live) + ".data"});
+    if (perf > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto t0 = Clock::now();
+    f.rename_all();
+    ++batch;
+    wait_count(destroyed, kDestroyed, batch * o.admit_cells, 1800);
+    double s = seconds_since(t0);
+    if (perf > 0) {
+      ::kill(perf, SIGINT);
+      wait_for(perf);
+    }
+    double rate = o.admit_cells / s;
+    if (k == 0) base_rate = rate;
+    std::printf("admission   live=%ld  %ld /bin/true cells in %.2f s = %.0f cells/s  (%.0f%% of the "
+                "rate at %ld live%s)\n",
+                live, o.admit_cells, s, rate, 100 * rate / base_rate, o.live[0],
+                live >= 5000 ? rate >= 0.8 * base_rate ? "; target >= 80%: MET" : "; target >= 80%: MISSED" : "");
+    std::fflush(stdout);
+    rep.row(std::to_string(live) + " live", {{"live cells", static_cast<double>(live)},
+                                             {"cells/s", rate},
+                                             {"of the first rate", rate / base_rate}});
+    if (k + 1 == o.live.size() && k > 0)
+      rep.metric("admission rate at " + std::to_string(live) + " live / at " +
+                     std::to_string(o.live[0]),
+                 rate / base_rate, "", live >= 5000 ? ">= 0.8" : "",
+                 live >= 5000 ? (rate >= 0.8 * base_rate ? 1 : 0) : -1);
+  }
+  rep.print();
+  auto t1 = Clock::now();
+  f.stop();
+  std::printf("admission   stop+teardown of %ld live cells %.2f s\n", live, seconds_since(t1));
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -341,18 +406,32 @@ int main(int argc, char** argv) {
     else if (a == "--sleepers") o.sleepers = std::atol(value().c_str());
     else if (a == "--syscall-cells") o.syscall_cells = std::atol(value().c_str());
     else if (a == "--only") o.only = value();
+    else if (a == "--admit-cells") o.admit_cells = std::atol(value().c_str());
+    else if (a == "--perf-dir") o.perf_dir = value();
+    else if (a == "--live") {
+      o.live.clear();
+      std::stringstream ss(value());
+      for (std::string item; std::getline(ss, item, ',');) o.live.push_back(std::atol(item.c_str()));
+      if (o.live.empty() || !std::is_sorted(o.live.begin(), o.live.end()) || o.live[0] < 0)
+        die("--live: a comma-separated ascending list of live-cell counts, e.g. 0,1000,5000");
+    }
     else die("unknown option " + a + " (see the comment at the top of bench/daemon_bench.cc)");
   }
   if (o.reactor.empty()) die("--reactor PATH is required");
-  if (o.cells < 1 || o.sleepers < 1 || o.syscall_cells < 1) die("counts must be >= 1");
-  std::printf("reproduce: %s --reactor %s --cells %ld --sleepers %ld --syscall-cells %ld%s%s\n",
-              argv[0], o.reactor.c_str(), o.cells, o.sleepers, o.syscall_cells,
-              o.only.empty() ? "" : " --only ", o.only.c_str());
+  if (o.cells < 1 || o.sleepers < 1 || o.syscall_cells < 1 || o.admit_cells < 1) die("counts must be >= 1");
+  std::string live;
+  for (long l : o.live) live += (live.empty() ? "" : ",") + std::to_string(l);
+  std::printf("reproduce: %s --reactor %s --cells %ld --sleepers %ld --syscall-cells %ld --live %s "
+              "--admit-cells %ld%s%s\n",
+              argv[0], o.reactor.c_str(), o.cells, o.sleepers, o.syscall_cells, live.c_str(),
+              o.admit_cells, o.only.empty() ? "" : " --only ", o.only.c_str());
   std::fflush(stdout);
   if (o.only.empty() || o.only == "throughput") throughput(o);
   std::fflush(stdout);
   if (o.only.empty() || o.only == "syscalls") syscalls(o);
   std::fflush(stdout);
   if (o.only.empty() || o.only == "density") density(o);
+  std::fflush(stdout);
+  if (o.only.empty() || o.only == "admission") admission(o);
   return 0;
 }

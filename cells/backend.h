@@ -92,6 +92,7 @@ struct StartRequest {
 
 // What the Cell keeps of a started cell.
 struct Started {
+  // 0: not known yet; a ChildStatus::kSpawned record on status_read brings it (spawner.h).
   pid_t pid = -1;
   base::Fd pidfd;  // empty without want_pidfd
   base::Fd stdout_read;

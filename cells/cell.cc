@@ -201,7 +201,7 @@ void Cell::start() {
   launched_ = true;
   pid_ = launched->pid;
   pidfd_ = std::move(launched->pidfd);
-  if (broker_) broker_->set_cell_pid(pid_);
+  if (broker_ && pid_ > 0) broker_->set_cell_pid(pid_);
   // clone3 placed the child; the leaf's dir fd is not needed again.
   leaf_->close_v2_dir();
 
@@ -218,9 +218,8 @@ void Cell::start() {
   out_.arm();
   err_.arm();
   status_.arm();
-  exit_.in_flight = true;
-  if (pidfd_) host_.io->wait_exit(pidfd_.get(), &exit_.info, exit_);
-  else host_.io->wait_exit_pid(pid_, &exit_.info, exit_);
+  // pid 0: the spawner sends it on the status pipe (on_status arms the watch then).
+  if (pid_ != 0) watch_exit();
   after(ttl_, effective_deadline(), [this](int res) {
     if (res == -ETIME)
       stop(KillCause::kTimeout,
@@ -472,6 +471,20 @@ void Cell::StatusReader::complete(int res) {
   }
   eof = true;
   from.reset();
+  if (cell->launched_ && cell->pid_ == 0 && !cell->exit_.reaped) {
+    // The spawner never said a pid (its clone failed, and said so, or it died): nothing of the
+    // cell runs, so there is no exit to wait for.
+    if (!cell->setup_error_) {
+      ChildStatus lost;
+      lost.kind = ChildStatus::kSetupFailed;
+      lost.stage = kStageClone;
+      lost.err = EPIPE;
+      cell->setup_error_ = lost;
+    }
+    cell->exit_.info.si_code = 0;
+    cell->exit_.complete(0);
+    return;
+  }
   cell->maybe_finish();
 }
 
@@ -492,8 +505,23 @@ void Cell::after(base::Timer& t, std::chrono::nanoseconds d, std::function<void(
   });
 }
 
+void Cell::watch_exit() {
+  exit_.in_flight = true;
+  if (pidfd_) host_.io->wait_exit(pidfd_.get(), &exit_.info, exit_);
+  else host_.io->wait_exit_pid(pid_, &exit_.info, exit_);
+}
+
 void Cell::on_status(const ChildStatus& s) {
   switch (s.kind) {
+    case ChildStatus::kSpawned:
+      // The cell's init, cloned by the spawner as our child (spawner.h): watched from now.
+      if (pid_ != 0 || s.wait_status <= 0) break;
+      pid_ = s.wait_status;
+      if (broker_) broker_->set_cell_pid(pid_);
+      watch_exit();
+      // A kill that came first (cgroup.kill) may have found the cgroup still empty.
+      if (killed_ != KillCause::kNone) kill_init();
+      break;
     case ChildStatus::kSetupFailed:
     case ChildStatus::kExecFailed: setup_error_ = s; break;
     case ChildStatus::kExited: command_status_ = s.wait_status; break;

@@ -167,6 +167,7 @@ class Cell {
   void fail_setup(std::string error);
   void kill_init();
   void on_status(const ChildStatus& s);
+  void watch_exit();  // the init's exit, through the ring (by pidfd, or by pid)
   void maybe_finish();
   void decide_outcome();
   void note_setup_failure();

@@ -31,6 +31,10 @@ constexpr int kTmpFd = 6;
 // host's /tmp while the view is built hides nothing the view needs.
 constexpr const char* kStagingDir = "/tmp";
 
+// On a hybrid host, where the cell's /sys/fs/cgroup is built on the root tmpfs before it is
+// bound into place (make_sys); /proc of the root tmpfs, covered by procfs right after.
+constexpr const char* kCgroupStaging = "/proc/cgroup";
+
 // Host mounts in the view: read-only, no set-uid, no device nodes.
 constexpr uint64_t kHostMountAttrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
 
@@ -124,6 +128,20 @@ int set_mount_attr(const char* path, unsigned flags, uint64_t set) {
   mount_attr attr{};
   attr.attr_set = set;
   return static_cast<int>(::syscall(SYS_mount_setattr, AT_FDCWD, path, flags, &attr, sizeof attr));
+}
+
+// Binds the directory `path` onto itself: a mount of its own over the same directory of the
+// same file system, whose attributes then differ from its parent's (the root tmpfs becomes
+// read-only; /tmp, the workspace and /dev stay writable). Every tmpfs superblock costs each new
+// memory cgroup on the host a slot of shrinker info (alloc_shrinker_info, sized by the live
+// superblocks), so a cell's writable places share its root's one tmpfs instead of a tmpfs each.
+bool bind_self(const char* path, uint64_t set = 0, uint64_t clear = 0) {
+  if (::mount(path, path, nullptr, MS_BIND, nullptr) != 0) return false;
+  if (set == 0 && clear == 0) return true;
+  mount_attr attr{};
+  attr.attr_set = set;
+  attr.attr_clr = clear;
+  return ::syscall(SYS_mount_setattr, AT_FDCWD, path, 0, &attr, sizeof attr) == 0;
 }
 
 // Clones `name` under `from` (with its submounts) onto the same name under `to`, which lives on
@@ -285,8 +303,10 @@ void tmpfs_owner_opts(char* out, uid_t uid, gid_t gid) {
 void make_dev() {
   // mknod honours the umask, and the nodes must be 0666 for the unprivileged command.
   ::umask(0);
-  if (::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
-    fail(kStageDev, "mount tmpfs on", "/dev");
+  // The root tmpfs's own /dev, bound onto itself (one superblock per cell: see make_mounts),
+  // with device nodes allowed on this mount only.
+  if (!bind_self("/dev", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV))
+    fail(kStageDev, "bind the root's /dev onto", "/dev");
   struct Node {
     const char* path;
     unsigned minor;
@@ -370,7 +390,9 @@ void make_root(const ChildPlan& p) {
         ::syscall(SYS_open_tree, AT_FDCWD, p.broker_dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
     if (broker < 0) fail(kStageRootView, "open_tree", p.broker_dir);
   }
-  if (::mount("tmpfs", kStagingDir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0)
+  // No size of its own: /tmp and the workspace live on it too (make_mounts), and every page of
+  // it is charged to the cell's memory cgroup, whose limit is the cap.
+  if (::mount("tmpfs", kStagingDir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") != 0)
     fail(kStageRootView, "mount tmpfs (the new root) on", kStagingDir);
   int root = ::open(kStagingDir, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) fail(kStageRootView, "open", kStagingDir);
@@ -408,15 +430,48 @@ bool v1_hierarchy(const char* procs_path, PathBuf& out) {
 // other cells. The layout follows the host's: cgroup2 at /sys/fs/cgroup on a pure-v2 host; on
 // a hybrid one a tmpfs there, holding the v1 hierarchies the cell joined (memory, pids, cpu:
 // where its limits are, which runtimes read to size themselves) and cgroup2 at unified/.
-void make_sys(const ChildPlan& p) {
+// The cell's v1 leaves, cloned while the host's root is still there: each bound read-only at
+// /sys/fs/cgroup/<hierarchy> instead of a cgroup mount in the cell's cgroup namespace, whose
+// cgroup1_get_tree drains and walks every cgroup of the host (O(live cells), and it waits for
+// other cells' dying cgroups). The same directory, the same files; -1: mount as before.
+constexpr int kMaxV1Trees = 8;
+struct V1Trees {
+  int fd[kMaxV1Trees];
+};
+
+void open_v1_trees(const ChildPlan& p, V1Trees& t) {
+  for (int i = 0; i < kMaxV1Trees; ++i) t.fd[i] = -1;
+  for (int i = 0; i < p.n_v1_procs_paths && i < kMaxV1Trees; ++i) {
+    PathBuf dir;
+    size_t len = std::strlen(p.v1_procs_paths[i]);
+    if (len >= sizeof dir.s) continue;
+    std::memcpy(dir.s, p.v1_procs_paths[i], len + 1);
+    char* slash = std::strrchr(dir.s, '/');
+    if (!slash || slash == dir.s) continue;
+    *slash = '\0';  // the leaf: its cgroup.procs's directory
+    int tree = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, dir.s, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    if (tree < 0) continue;
+    mount_attr attr{};
+    attr.attr_set = kHostMountAttrs | MOUNT_ATTR_NOEXEC;
+    if (::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0) {
+      ::close(tree);
+      continue;
+    }
+    t.fd[i] = tree;
+  }
+}
+
+void make_sys(const ChildPlan& p, const V1Trees& v1) {
   constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
   if (::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys, "mount sysfs on", "/sys");
   if (p.n_v1_procs_paths == 0) {
     if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup");
     return;
   }
-  if (::mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              "mode=0755,size=4k") != 0 ||
+  // The directory holding the hierarchies is the root tmpfs's kCgroupStaging (made by
+  // make_mounts under /proc, which procfs covers once mounted), bound here: no tmpfs of its own.
+  if (::mount(kCgroupStaging, "/sys/fs/cgroup", nullptr, MS_BIND, nullptr) != 0 ||
+      set_mount_attr("/sys/fs/cgroup", 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) != 0 ||
       ::mkdir("/sys/fs/cgroup/unified", 0555) != 0 ||
       ::mount("cgroup2", "/sys/fs/cgroup/unified", "cgroup2", kFlags, nullptr) != 0)
     fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup/unified");
@@ -428,6 +483,12 @@ void make_sys(const ChildPlan& p) {
     for (const char* c = name.s; *c && o < at.s + sizeof at.s - 1;) *o++ = *c++;
     *o = '\0';
     if (::mkdir(at.s, 0555) != 0 && errno != EEXIST) fail(kStageSys, "mkdir", at.s);
+    if (i < kMaxV1Trees && v1.fd[i] >= 0) {
+      if (::syscall(SYS_move_mount, v1.fd[i], "", AT_FDCWD, at.s, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+        fail(kStageSys, "bind the cell's v1 cgroup at", at.s);
+      ::close(v1.fd[i]);
+      continue;
+    }
     // The directory's name is the hierarchy's controller list by convention ("memory",
     // "cpu,cpuacct"); where it is not, the cell just does not get that hierarchy's files.
     (void)::mount("cgroup", at.s, "cgroup", kFlags, name.s);
@@ -537,6 +598,8 @@ void make_mounts(const ChildPlan& p) {
   InputTrees inputs;
   open_inputs(p, inputs);
   const int resolv = p.resolv_conf ? clone_resolv_conf(p.resolv_conf) : -1;
+  V1Trees v1;
+  open_v1_trees(p, v1);
   make_root(p);
 
   const char* workdir = p.workdir;
@@ -544,16 +607,23 @@ void make_mounts(const ChildPlan& p) {
     if (::syscall(SYS_move_mount, kTmpFd, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) != 0)
       fail(kStageTmp, "move the held tmpfs onto", "/tmp");
     ::close(kTmpFd);
-  } else if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) {
-    fail(kStageTmp, "mount tmpfs on", "/tmp");
+  } else if (::chmod("/tmp", 01777) != 0 || !bind_self("/tmp")) {
+    // The root tmpfs's empty /tmp (make_root), a mount of its own that stays writable.
+    fail(kStageTmp, "bind the root's /tmp onto", "/tmp");
   }
   // On the cell's root tmpfs or its own /tmp, the directories are simply made; inside a
-  // read-only host path of the view they need a tmpfs of their own.
-  if (int err = make_dirs_at(AT_FDCWD, workdir, true); err == EROFS) make_workspace_parent(workdir);
-  else if (err != 0) {
-    errno = err;
+  // read-only host path of the view they need a tmpfs of their own. A workspace made here
+  // (absent until now, so empty) is the root tmpfs's own directory, bound onto itself below;
+  // one that existed (a path of the view, or a directory made for it) gets a fresh tmpfs.
+  struct stat before{};
+  const bool fresh_dir = ::stat(workdir, &before) != 0 && errno == ENOENT;
+  int made = make_dirs_at(AT_FDCWD, workdir, true);
+  if (made == EROFS) make_workspace_parent(workdir);
+  else if (made != 0) {
+    errno = made;
     fail(kStageWorkspaceParent, "mkdir -p", workdir);
   }
+  const bool on_root_tmpfs = fresh_dir && made == 0;
 
   char opts[64];
   tmpfs_owner_opts(opts, p.uid, p.gid);
@@ -561,16 +631,23 @@ void make_mounts(const ChildPlan& p) {
     if (::syscall(SYS_move_mount, kWorkspaceFd, "", AT_FDCWD, workdir, MOVE_MOUNT_F_EMPTY_PATH) != 0)
       fail(kStageWorkspace, "move the held workspace onto", workdir);
     ::close(kWorkspaceFd);
+  } else if (on_root_tmpfs) {
+    if (::chown(workdir, p.uid, p.gid) != 0 || ::chmod(workdir, 0755) != 0 || !bind_self(workdir))
+      fail(kStageWorkspace, "bind the root's directory onto", workdir);
   } else if (::mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0) {
     fail(kStageWorkspace, "mount tmpfs on", workdir);
   }
   attach_inputs(p, inputs);
 
   make_dev();
+  // /sys before /proc: on a hybrid host its cgroup directory is made under /proc of the root
+  // tmpfs, hidden there once procfs covers it.
+  if (p.n_v1_procs_paths > 0 && ::mkdir(kCgroupStaging, 0755) != 0)
+    fail(kStageSys, "mkdir", kCgroupStaging);
+  make_sys(p, v1);
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(kStageProc, "mount proc on", "/proc");
-  make_sys(p);
   mask_paths(p);  // after /dev, whose null it binds
   if (resolv >= 0) bind_resolv_conf(resolv);
   // Every mountpoint exists now: the root tmpfs itself becomes read-only.
@@ -589,6 +666,7 @@ const char* child_stage_name(int32_t stage) {
     case kStageSys: return "mount /sys and the cell's cgroup";
     case kStageCgroupNs: return "enter a cgroup namespace";
     case kStageInputs: return "bind spec.inputs read-only";
+    case kStageClone: return "clone the cell";
     case kStageWorkspaceParent: return "create the workspace directory";
     case kStageWorkspace: return "mount tmpfs at the workspace";
     case kStageTmp: return "mount tmpfs at /tmp";

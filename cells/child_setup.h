@@ -1,8 +1,10 @@
 // What runs inside a new cell between clone3 and the exec of its init.
 //
-// The launcher clones with CLONE_VM|CLONE_VFORK, as posix_spawn does: the child runs on the
-// reactor's memory (the reactor waits) instead of a copy of it, because copying the reactor's
-// page tables cost about 2 ms per cell on our machines and grows with the reactor. The child is
+// The spawner (spawner.h) clones the child fork-like from its own small memory and descriptor
+// table; without a spawner the launcher clones with CLONE_VM|CLONE_VFORK, as posix_spawn does:
+// the child runs on the reactor's memory (the reactor waits) instead of a copy of it, because
+// copying the reactor's page tables cost about 2 ms per cell on our machines and grows with the
+// reactor. Either way the child only makes syscalls on memory prepared before the clone. It is
 // pid 1 of the new pid namespace. As root inside the new namespaces it joins the v1 cgroups,
 // enters a cgroup namespace rooted at its leaves, builds the root view (root_view.h: a fresh
 // tmpfs holding the allowed host paths read-only, a fresh workspace, /tmp, /dev, /proc, /sys and

@@ -9,7 +9,10 @@ namespace cellos::cells {
 
 // Records init writes on the status pipe. Fixed size, so one read returns whole records.
 struct ChildStatus {
-  enum Kind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kExited = 4 };
+  enum Kind : int32_t { kSetupFailed = 1, kExecFailed = 2, kStarted = 3, kExited = 4,
+                        // From the spawner (spawner.h), not the cell: the cell's pid on the
+                        // host, in wait_status. Comes before EOF, maybe after the setup's own.
+                        kSpawned = 5 };
   int32_t kind = 0;
   int32_t stage = 0;        // a ChildStage, for kSetupFailed / kExecFailed
   int32_t err = 0;          // errno, for kSetupFailed / kExecFailed
@@ -45,6 +48,7 @@ enum ChildStage : int32_t {
   kStageSys,
   kStageCgroupNs,
   kStageInputs,  // bind spec.inputs read-only into the view
+  kStageClone,   // the spawner's clone3 of the cell (spawner.h)
 };
 
 // "mount tmpfs at the workspace", ... for error messages.

@@ -9,6 +9,8 @@
 
 #include "cells/cell_init.h"
 #include "cells/child_setup.h"
+#include "cells/spawn_plan.h"
+#include "cells/spawner.h"
 
 namespace cellos::cells {
 namespace {
@@ -20,14 +22,6 @@ int cap_last_cap() {
     return text.ok() ? std::atoi(text->c_str()) : 63;
   }();
   return value;
-}
-
-std::vector<const char*> c_strings(const std::vector<std::string>& v) {
-  std::vector<const char*> out;
-  out.reserve(v.size() + 1);
-  for (const auto& s : v) out.push_back(s.c_str());
-  out.push_back(nullptr);
-  return out;
 }
 
 int setup_entry(void* plan) { cell_setup_main(*static_cast<const ChildPlan*>(plan)); }
@@ -73,6 +67,37 @@ long clone3_call(clone_args* args, int (*fn)(void*), void* arg) {
 constexpr bool kShareMemory = false;
 #endif
 
+// The cell cloned by the caller itself (no spawner): the child copies the caller's descriptor
+// table and closes what it did not ask for, which grows with the caller's open descriptors.
+base::Result<Spawned> clone_here(const WirePlan& wire, int devnull, int init_fd,
+                                 const std::string& hostname) {
+  std::vector<const char*> pointers(wire.pointers);
+  DecodedPlan d;
+  if (!decode_plan(wire.bytes.data(), wire.bytes.size(), wire.fds, devnull, init_fd,
+                   pointers.data(), pointers.size(), d))
+    return base::value_error("launch", "the cell's plan does not decode");
+  int pidfd = -1;
+  clone_args args{};
+  args.flags = CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+  if (d.want_pidfd) args.flags |= CLONE_PIDFD;
+  // A prepared namespace is joined by the child (setns), which needs no flag here.
+  if (d.plan.netns_fd < 0) args.flags |= CLONE_NEWNET;
+  if (kShareMemory) {
+    args.flags |= CLONE_VM | CLONE_VFORK;
+    args.stack = reinterpret_cast<uint64_t>(g_child_stack);
+    args.stack_size = sizeof g_child_stack;
+  }
+  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  args.cgroup = static_cast<uint64_t>(d.cgroup_fd);
+  long pid = clone3_call(&args, setup_entry, &d.plan);
+  if (pid < 0) return base::sys_error("clone3", "cell " + hostname, static_cast<int>(-pid));
+  Spawned s;
+  s.pid = static_cast<pid_t>(pid);
+  if (d.want_pidfd) s.pidfd = base::Fd(pidfd);
+  return s;
+}
+
 }  // namespace
 
 base::Result<Launched> launch(const LaunchOptions& o) {
@@ -93,69 +118,38 @@ base::Result<Launched> launch(const LaunchOptions& o) {
                                      std::to_string(cap_last_cap()), "--",
                                      o.program.empty() ? o.argv.at(0) : o.program};
   init_args.insert(init_args.end(), o.argv.begin(), o.argv.end());
-  const auto init_argv = c_strings(init_args);
-  const auto envp = c_strings(o.env);
-  ChildPlan plan;
-  plan.init_argv = init_argv.data();
-  plan.envp = envp.data();
-  plan.workdir = o.workdir.c_str();
-  plan.hostname = o.hostname.c_str();
-  plan.uid = o.uid;
-  plan.gid = o.gid;
-  plan.stdin_fd = devnull->get();
-  plan.stdout_fd = out->write.get();
-  plan.stderr_fd = err->write.get();
-  plan.status_fd = status->write.get();
-  plan.init_fd = init->get();
-  if (o.knob_paths.size() != o.knob_values.size())
-    return base::value_error("launch", "cgroup limit paths and values differ in number");
-  plan.knob_paths = o.knob_paths.data();
-  plan.knob_values = o.knob_values.data();
-  plan.n_knobs = static_cast<int>(o.knob_paths.size());
-  plan.v1_procs_paths = o.v1_procs_paths.data();
-  plan.n_v1_procs_paths = static_cast<int>(o.v1_procs_paths.size());
+  WirePlan wire;
+  std::string why;
+  if (!encode_plan(o, init_args, out->write.get(), err->write.get(), status->write.get(), wire, &why))
+    return base::value_error("launch", why);
 
-  plan.netns_fd = o.netns_fd;
-  const auto host_paths = c_strings(o.host_paths);
-  plan.host_paths = host_paths.data();
-  plan.n_host_paths = static_cast<int>(o.host_paths.size());
-  const auto masked_paths = c_strings(o.masked_paths);
-  plan.masked_paths = masked_paths.data();
-  plan.n_masked_paths = static_cast<int>(o.masked_paths.size());
-  plan.broker_dir = o.broker_dir.empty() ? nullptr : o.broker_dir.c_str();
-  if (o.input_host_paths.size() != o.input_paths.size() || o.input_paths.size() > kMaxPlanInputs)
-    return base::value_error("launch", "inputs: host and cell paths differ in number, or too many");
-  const auto input_host_paths = c_strings(o.input_host_paths);
-  const auto input_paths = c_strings(o.input_paths);
-  plan.input_host_paths = input_host_paths.data();
-  plan.input_paths = input_paths.data();
-  plan.n_inputs = static_cast<int>(o.input_paths.size());
-  if ((o.workspace_mount_fd < 0) != (o.tmp_mount_fd < 0))
-    return base::value_error("launch", "held workspace and /tmp come together");
-  plan.workspace_mount_fd = o.workspace_mount_fd;
-  plan.tmp_mount_fd = o.tmp_mount_fd;
-  plan.resolv_conf = o.resolv_conf.empty() ? nullptr : o.resolv_conf.c_str();
-
-  int pidfd = -1;
-  clone_args args{};
-  args.flags = CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
-  if (o.want_pidfd) args.flags |= CLONE_PIDFD;
-  // A prepared namespace is joined by the child (setns), which needs no flag here.
-  if (o.netns_fd < 0) args.flags |= CLONE_NEWNET;
-  if (kShareMemory) {
-    args.flags |= CLONE_VM | CLONE_VFORK;
-    args.stack = reinterpret_cast<uint64_t>(g_child_stack);
-    args.stack_size = sizeof g_child_stack;
+  pid_t pid = -1;  // 0 once sent to the spawner without a pidfd: the pid comes later
+  base::Fd pidfd;
+  // The spawner (spawner.h) clones the cell from a small descriptor table; a plan too large
+  // for its buffers, or a host where it could not start, takes the launcher's own clone.
+  Spawner* spawner = wire.bytes.size() <= kMaxWirePlan && wire.pointers <= kMaxWirePointers
+                         ? Spawner::get()
+                         : nullptr;
+  if (spawner) {
+    bool not_sent = false;
+    auto spawned = spawner->spawn(wire, o.want_pidfd, o.hostname.c_str(), &not_sent);
+    if (spawned) {
+      pid = spawned->pid;
+      pidfd = std::move(spawned->pidfd);
+    } else if (!not_sent) {
+      return std::move(spawned).error();
+    }
   }
-  args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-  args.exit_signal = SIGCHLD;
-  args.cgroup = static_cast<uint64_t>(o.cgroup_v2_dirfd);
-  long pid = clone3_call(&args, setup_entry, &plan);
-  if (pid < 0) return base::sys_error("clone3", "cell " + o.hostname, static_cast<int>(-pid));
+  if (pid < 0) {
+    auto local = clone_here(wire, devnull->get(), init->get(), o.hostname);
+    if (!local) return std::move(local).error();
+    pid = local->pid;
+    pidfd = std::move(local->pidfd);
+  }
 
   Launched l;
-  l.pid = static_cast<pid_t>(pid);
-  if (o.want_pidfd) l.pidfd = base::Fd(pidfd);
+  l.pid = pid;
+  l.pidfd = std::move(pidfd);
   l.stdout_read = std::move(out->read);
   l.stderr_read = std::move(err->read);
   l.status_read = std::move(status->read);

@@ -42,7 +42,7 @@ struct LaunchOptions {
 
 // What the parent keeps of a launched cell.
 struct Launched {
-  pid_t pid = -1;
+  pid_t pid = -1;  // 0: not known yet, a ChildStatus::kSpawned record brings it (spawner.h)
   base::Fd pidfd;  // empty without want_pidfd
   base::Fd stdout_read;
   base::Fd stderr_read;

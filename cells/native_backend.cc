@@ -2,6 +2,7 @@
 
 #include "cells/cell_init.h"
 #include "cells/launcher.h"
+#include "cells/spawner.h"
 
 namespace cellos::cells {
 namespace {
@@ -56,6 +57,9 @@ class NativeBackend final : public Backend {
 base::Result<std::unique_ptr<Backend>> make_native_backend(const Config&) {
   // Loaded once, before any cell: a host that cannot load it runs no cell at all.
   if (const auto& init = cell_init_binary(); !init.ok()) return init.error();
+  // Forked now, while the reactor's descriptor table and memory are small (spawner.h); without
+  // it the launcher clones cells itself.
+  Spawner::start_early();
   return std::unique_ptr<Backend>(new NativeBackend());
 }
 
