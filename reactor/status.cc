@@ -42,17 +42,28 @@ std::string human_bytes(uint64_t b) {
 base::Result<std::unique_ptr<StatusServer>> StatusServer::create(Ring& ring,
                                                                  const std::string& path,
                                                                  Snapshot snapshot) {
-  auto addr = socket_address(path);
+  // Bound and listening under a temporary name, then renamed into place: a client that sees
+  // the socket's name can connect (no ECONNREFUSED between bind and listen) and never finds it
+  // with any mode but 0660.
+  const std::string staged = path + ".new";
+  auto addr = socket_address(staged);
   if (!addr) return std::move(addr).error();
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return base::sys_error("socket", "status socket \"" + path + "\"");
   base::Fd sock(fd);
-  ::unlink(path.c_str());
+  ::unlink(staged.c_str());
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0)
-    return base::sys_error("bind", "status socket \"" + path + "\"");
+    return base::sys_error("bind", "status socket \"" + staged + "\"");
   // Status shows cell ids and memory: for the operator (root) and the group of the state dir.
-  ::chmod(path.c_str(), 0660);
-  if (::listen(fd, 64) != 0) return base::sys_error("listen", "status socket \"" + path + "\"");
+  const char* call = ::chmod(staged.c_str(), 0660) != 0 ? "chmod"
+                     : ::listen(fd, 64) != 0                ? "listen"
+                     : ::rename(staged.c_str(), path.c_str()) != 0 ? "rename"
+                                                                   : nullptr;
+  if (call != nullptr) {
+    base::Error e = base::sys_error(call, "status socket \"" + staged + "\"");
+    ::unlink(staged.c_str());
+    return e;
+  }
   std::unique_ptr<StatusServer> s(
       new StatusServer(ring, path, std::move(sock), std::move(snapshot)));
   s->acceptor_.server = s.get();

@@ -4,6 +4,7 @@
 # The tests must leave the host as they found it, so setup records what was there and cleanup
 # removes only what the tests made.
 #   cmake -DMODE=setup|cleanup -DSTATE=<file> -P bpf_pins_fixture.cmake
+cmake_minimum_required(VERSION 3.20)  # IN_LIST
 set(PIN_DIR /sys/fs/bpf/cellos-reactor)
 if(MODE STREQUAL "setup")
   execute_process(COMMAND findmnt -n -t bpf /sys/fs/bpf RESULT_VARIABLE not_mounted OUTPUT_QUIET)
