@@ -282,19 +282,43 @@ void tmpfs_owner_opts(char* out, uid_t uid, gid_t gid) {
   *out = '\0';
 }
 
-void make_dev() {
+struct DevNode {
+  const char* path;
+  unsigned minor;
+};
+constexpr DevNode kDevNodes[] = {{"/dev/null", 3},   {"/dev/zero", 5},   {"/dev/full", 7},
+                                 {"/dev/random", 8}, {"/dev/urandom", 9}};
+constexpr int kNumDevNodes = sizeof kDevNodes / sizeof kDevNodes[0];
+
+// Rootless: the host's nodes, cloned while the host's /dev is still reachable.
+void open_dev_trees(const ChildPlan& p, int (&trees)[kNumDevNodes]) {
+  for (int i = 0; i < kNumDevNodes; ++i) {
+    trees[i] = -1;
+    if (!p.rootless) continue;
+    trees[i] = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, kDevNodes[i].path,
+                                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    if (trees[i] < 0) fail(kStageDev, "open_tree", kDevNodes[i].path);
+  }
+}
+
+void make_dev(const int (&trees)[kNumDevNodes]) {
   // mknod honours the umask, and the nodes must be 0666 for the unprivileged command.
   ::umask(0);
   if (::mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k") != 0)
     fail(kStageDev, "mount tmpfs on", "/dev");
-  struct Node {
-    const char* path;
-    unsigned minor;
-  };
-  static constexpr Node kNodes[] = {{"/dev/null", 3},   {"/dev/zero", 5},   {"/dev/full", 7},
-                                    {"/dev/random", 8}, {"/dev/urandom", 9}};
-  for (const Node& n : kNodes)
-    if (::mknod(n.path, S_IFCHR | 0666, makedev(1, n.minor)) != 0) fail(kStageDev, "mknod", n.path);
+  for (int i = 0; i < kNumDevNodes; ++i) {
+    const DevNode& n = kDevNodes[i];
+    if (trees[i] < 0) {
+      if (::mknod(n.path, S_IFCHR | 0666, makedev(1, n.minor)) != 0) fail(kStageDev, "mknod", n.path);
+      continue;
+    }
+    int f = ::open(n.path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+    if (f < 0) fail(kStageDev, "create", n.path);
+    ::close(f);
+    if (::syscall(SYS_move_mount, trees[i], "", AT_FDCWD, n.path, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      fail(kStageDev, "bind the host's node at", n.path);
+    ::close(trees[i]);
+  }
   static constexpr const char* kLinks[][2] = {{"/proc/self/fd", "/dev/fd"},
                                               {"/proc/self/fd/0", "/dev/stdin"},
                                               {"/proc/self/fd/1", "/dev/stdout"},
@@ -364,6 +388,9 @@ void graft_broker(int tree, int root) {
 }
 
 void make_root(const ChildPlan& p) {
+  // Below kStagingDir ("/tmp"), the new root before the pivot.
+  static constexpr const char* kStagingProc = "/tmp/proc";
+  static constexpr const char* kStagingSys = "/tmp/sys";
   int broker = -1;
   if (p.broker_dir) {
     broker = static_cast<int>(
@@ -380,6 +407,12 @@ void make_root(const ChildPlan& p) {
   for (const char* own : kOwn)
     if (::mkdirat(root, own, 0755) != 0 && errno != EEXIST) fail(kStageRootView, "mkdir in the root view:", own);
   ::close(root);
+  if (p.rootless) {
+    if (::mount("proc", kStagingProc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      fail(kStageProc, "mount proc on", "/proc");
+    if (::mount("sysfs", kStagingSys, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      fail(kStageSys, "mount sysfs on", "/sys");
+  }
   // pivot_root(".", "."): the old root ends up stacked on the new one, and detaching "." then
   // takes it (and every host mount below it) out of the namespace.
   if (::chdir(kStagingDir) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
@@ -410,7 +443,7 @@ bool v1_hierarchy(const char* procs_path, PathBuf& out) {
 // where its limits are, which runtimes read to size themselves) and cgroup2 at unified/.
 void make_sys(const ChildPlan& p) {
   constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
-  if (::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys, "mount sysfs on", "/sys");
+  if (!p.rootless && ::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys, "mount sysfs on", "/sys");
   if (p.n_v1_procs_paths == 0) {
     if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup");
     return;
@@ -537,6 +570,8 @@ void make_mounts(const ChildPlan& p) {
   InputTrees inputs;
   open_inputs(p, inputs);
   const int resolv = p.resolv_conf ? clone_resolv_conf(p.resolv_conf) : -1;
+  int dev_trees[kNumDevNodes];
+  open_dev_trees(p, dev_trees);
   make_root(p);
 
   const char* workdir = p.workdir;
@@ -566,9 +601,9 @@ void make_mounts(const ChildPlan& p) {
   }
   attach_inputs(p, inputs);
 
-  make_dev();
+  make_dev(dev_trees);
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
-  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+  if (!p.rootless && ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(kStageProc, "mount proc on", "/proc");
   make_sys(p);
   mask_paths(p);  // after /dev, whose null it binds

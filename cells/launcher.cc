@@ -9,6 +9,7 @@
 
 #include "cells/cell_init.h"
 #include "cells/child_setup.h"
+#include "cells/rootless.h"
 
 namespace cellos::cells {
 namespace {
@@ -135,6 +136,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   plan.workspace_mount_fd = o.workspace_mount_fd;
   plan.tmp_mount_fd = o.tmp_mount_fd;
   plan.resolv_conf = o.resolv_conf.empty() ? nullptr : o.resolv_conf.c_str();
+  plan.rootless = running_rootless();
 
   int pidfd = -1;
   clone_args args{};
