@@ -81,10 +81,10 @@ TEST_CASE("ceiling: limits above the parent's are refused, the spec's or the def
 }
 
 TEST_CASE("ceiling: secrets the parent was not granted are refused", "[ceiling]") {
-  auto c = nested_config("secrets = [\"db-password\"]\n");
-  CHECK(refusal(c, spec_of(R"(,"authority":{"secretRefs":["db-password"]})")).empty());
-  CHECK_THAT(refusal(c, spec_of(R"(,"authority":{"secretRefs":["db-password","deploy-key"]})")),
-             Contains("spec.authority.secretRefs[1]: \"deploy-key\" was not granted to cell ci-7"));
+  auto c = nested_config("secrets = [\"DB_PASSWORD\"]\n");
+  CHECK(refusal(c, spec_of(R"(,"authority":{"secretRefs":["DB_PASSWORD"]})")).empty());
+  CHECK_THAT(refusal(c, spec_of(R"(,"authority":{"secretRefs":["DB_PASSWORD","DEPLOY_KEY"]})")),
+             Contains("spec.authority.secretRefs[1]: \"DEPLOY_KEY\" was not granted to cell ci-7"));
 }
 
 TEST_CASE("ceiling: a TTL or timeout beyond the parent's remaining life is refused", "[ceiling]") {
