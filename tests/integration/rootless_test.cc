@@ -88,19 +88,25 @@ TEST_CASE("rootless: a reactor that is root of a user namespace runs isolated ce
       R"({"argv":[")" + f.probe + R"(","alloc","64"],"limits":{"memoryMaxBytes":16777216}})");
   const std::string d = f.dir.path();
   write_text(d + "/inner.sh",
-             "unshare -n sh -c 'sleep 0.3; ip link set lo up; ip addr add 172.31.77.2/24 dev th1; "
+             // No sleeps on a loaded machine: the host waits for its veth end, the script for
+             // the greeter's answer (the probe, run in the reactor's namespace).
+             "unshare -n sh -c 'until ip link show th1 >/dev/null 2>&1; do sleep 0.05; done; "
+             "ip link set lo up; ip addr add 172.31.77.2/24 dev th1; "
              "ip link set th1 up; exec python3 " + d + "/greet.py 172.31.77.2 7070' &\n"
              "P=$!\n"
+             // The peer goes to P's namespace only once P has unshared it.
+             "until [ \"$(readlink /proc/$P/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ]; do sleep 0.05; done\n"
              "ip link add th0 type veth peer name th1 netns $P || exit 99\n"
              "ip addr add 172.31.77.1/24 dev th0 && ip link set th0 up || exit 99\n"
-             "sleep 1\n"
+             "i=0; until " + f.probe + " tcp-connect 172.31.77.2 7070 | grep -q hello; do\n"
+             "  i=$((i+1)); [ $i -gt 100 ] && exit 98; sleep 0.1; done\n"
              "for s in " + allow + " " + deny + " " + oom + "; do\n"
              "  " CELLOS_REACTOR_BIN " run $s --config " + f.config + "; echo \"status $(basename $s .json) $?\"\n"
              "done\n"
              "kill $P\n");
   chown_tree(d, u);
   DelegatedSubtree sub(unique_id("rootless"), u);
-  auto r = run_rootless({.outer_first = u, .count = 65536, .subtree = &sub, .input = "", .timeout_s = 90}, {"/bin/sh", d + "/inner.sh"});
+  auto r = run_rootless({.outer_first = u, .count = 65536, .subtree = &sub, .input = "", .timeout_s = 60}, {"/bin/sh", d + "/inner.sh"});
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
   CHECK(r.out.find("tcp 172.31.77.2:7070 ok hello") != std::string::npos);
