@@ -13,6 +13,7 @@
 #include "cells/egress.h"
 #include "cells/program_path.h"
 #include "cells/root_view.h"
+#include "cells/rootless.h"
 
 namespace cellos::cells {
 namespace {
@@ -149,7 +150,8 @@ void Cell::start() {
     return fail_setup("spec.authority.egressRules: the " + std::string(backend_->name()) +
                       " backend's packets bypass the cell's ruleset: egress is refused");
   // A uid of its own while its processes live (uid_pool.h); released in teardown.
-  auto uid = UidLease::acquire({host_.config->policy.uid_first, host_.config->policy.uid_last});
+  auto uid = UidLease::acquire({host_.config->policy.uid_first, host_.config->policy.uid_last},
+                               uid_lease_file(*host_.config));
   if (!uid) return fail_setup(uid.error().message());
   uid_.emplace(std::move(*uid));
   if (auto r = prepare_delivery(); !r) return fail_setup(r.error().message());

@@ -300,21 +300,46 @@ void tmpfs_owner_opts(char* out, uid_t uid, gid_t gid) {
   *out = '\0';
 }
 
-void make_dev() {
+struct DevNode {
+  const char* path;
+  unsigned minor;
+};
+constexpr DevNode kDevNodes[] = {{"/dev/null", 3},   {"/dev/zero", 5},   {"/dev/full", 7},
+                                 {"/dev/random", 8}, {"/dev/urandom", 9}};
+constexpr int kNumDevNodes = sizeof kDevNodes / sizeof kDevNodes[0];
+
+// Rootless: the host's nodes, cloned while the host's /dev is still reachable.
+void open_dev_trees(const ChildPlan& p, int (&trees)[kNumDevNodes]) {
+  for (int i = 0; i < kNumDevNodes; ++i) {
+    trees[i] = -1;
+    if (!p.rootless) continue;
+    trees[i] = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, kDevNodes[i].path,
+                                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+    if (trees[i] < 0) fail(kStageDev, "open_tree", kDevNodes[i].path);
+  }
+}
+
+void make_dev(const int (&trees)[kNumDevNodes]) {
   // mknod honours the umask, and the nodes must be 0666 for the unprivileged command.
   ::umask(0);
   // The root tmpfs's own /dev, bound onto itself (one superblock per cell: see make_mounts),
-  // with device nodes allowed on this mount only.
-  if (!bind_self("/dev", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NODEV))
+  // with device nodes allowed on this mount only. Rootless, the nodes are the host's, each a
+  // bind mount of its own (a user namespace's root cannot mknod), and nodev stays as it is.
+  if (!bind_self("/dev", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, trees[0] < 0 ? MOUNT_ATTR_NODEV : 0))
     fail(kStageDev, "bind the root's /dev onto", "/dev");
-  struct Node {
-    const char* path;
-    unsigned minor;
-  };
-  static constexpr Node kNodes[] = {{"/dev/null", 3},   {"/dev/zero", 5},   {"/dev/full", 7},
-                                    {"/dev/random", 8}, {"/dev/urandom", 9}};
-  for (const Node& n : kNodes)
-    if (::mknod(n.path, S_IFCHR | 0666, makedev(1, n.minor)) != 0) fail(kStageDev, "mknod", n.path);
+  for (int i = 0; i < kNumDevNodes; ++i) {
+    const DevNode& n = kDevNodes[i];
+    if (trees[i] < 0) {
+      if (::mknod(n.path, S_IFCHR | 0666, makedev(1, n.minor)) != 0) fail(kStageDev, "mknod", n.path);
+      continue;
+    }
+    int f = ::open(n.path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0666);
+    if (f < 0) fail(kStageDev, "create", n.path);
+    ::close(f);
+    if (::syscall(SYS_move_mount, trees[i], "", AT_FDCWD, n.path, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      fail(kStageDev, "bind the host's node at", n.path);
+    ::close(trees[i]);
+  }
   static constexpr const char* kLinks[][2] = {{"/proc/self/fd", "/dev/fd"},
                                               {"/proc/self/fd/0", "/dev/stdin"},
                                               {"/proc/self/fd/1", "/dev/stdout"},
@@ -384,6 +409,9 @@ void graft_broker(int tree, int root) {
 }
 
 void make_root(const ChildPlan& p) {
+  // Below kStagingDir ("/tmp"), the new root before the pivot.
+  static constexpr const char* kStagingProc = "/tmp/proc";
+  static constexpr const char* kStagingSys = "/tmp/sys";
   int broker = -1;
   if (p.broker_dir) {
     broker = static_cast<int>(
@@ -402,6 +430,12 @@ void make_root(const ChildPlan& p) {
   for (const char* own : kOwn)
     if (::mkdirat(root, own, 0755) != 0 && errno != EEXIST) fail(kStageRootView, "mkdir in the root view:", own);
   ::close(root);
+  if (p.rootless) {
+    if (::mount("proc", kStagingProc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      fail(kStageProc, "mount proc on", "/proc");
+    if (::mount("sysfs", kStagingSys, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+      fail(kStageSys, "mount sysfs on", "/sys");
+  }
   // pivot_root(".", "."): the old root ends up stacked on the new one, and detaching "." then
   // takes it (and every host mount below it) out of the namespace.
   if (::chdir(kStagingDir) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
@@ -463,15 +497,20 @@ void open_v1_trees(const ChildPlan& p, V1Trees& t) {
 
 void make_sys(const ChildPlan& p, const V1Trees& v1) {
   constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
-  if (::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys, "mount sysfs on", "/sys");
+  if (!p.rootless && ::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys, "mount sysfs on", "/sys");
   if (p.n_v1_procs_paths == 0) {
     if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup");
     return;
   }
   // The directory holding the hierarchies is the root tmpfs's kCgroupStaging (made by
   // make_mounts under /proc, which procfs covers once mounted), bound here: no tmpfs of its own.
-  if (::mount(kCgroupStaging, "/sys/fs/cgroup", nullptr, MS_BIND, nullptr) != 0 ||
-      set_mount_attr("/sys/fs/cgroup", 0, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) != 0 ||
+  const bool staged =
+      p.rootless ? ::mount("tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                           "mode=0755,size=4k") == 0
+                 : ::mount(kCgroupStaging, "/sys/fs/cgroup", nullptr, MS_BIND, nullptr) == 0 &&
+                       set_mount_attr("/sys/fs/cgroup", 0,
+                                      MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) == 0;
+  if (!staged ||
       ::mkdir("/sys/fs/cgroup/unified", 0555) != 0 ||
       ::mount("cgroup2", "/sys/fs/cgroup/unified", "cgroup2", kFlags, nullptr) != 0)
     fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup/unified");
@@ -600,6 +639,8 @@ void make_mounts(const ChildPlan& p) {
   const int resolv = p.resolv_conf ? clone_resolv_conf(p.resolv_conf) : -1;
   V1Trees v1;
   open_v1_trees(p, v1);
+  int dev_trees[kNumDevNodes];
+  open_dev_trees(p, dev_trees);
   make_root(p);
 
   const char* workdir = p.workdir;
@@ -639,14 +680,15 @@ void make_mounts(const ChildPlan& p) {
   }
   attach_inputs(p, inputs);
 
-  make_dev();
+  make_dev(dev_trees);
   // /sys before /proc: on a hybrid host its cgroup directory is made under /proc of the root
-  // tmpfs, hidden there once procfs covers it.
-  if (p.n_v1_procs_paths > 0 && ::mkdir(kCgroupStaging, 0755) != 0)
+  // tmpfs, hidden there once procfs covers it (rootless, procfs is there already: make_sys
+  // gives /sys/fs/cgroup a small tmpfs of its own instead).
+  if (p.n_v1_procs_paths > 0 && !p.rootless && ::mkdir(kCgroupStaging, 0755) != 0)
     fail(kStageSys, "mkdir", kCgroupStaging);
   make_sys(p, v1);
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
-  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+  if (!p.rootless && ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(kStageProc, "mount proc on", "/proc");
   mask_paths(p);  // after /dev, whose null it binds
   if (resolv >= 0) bind_resolv_conf(resolv);

@@ -61,6 +61,11 @@ struct ChildPlan {
   // instead of a fresh mount, so the cell's artifacts can be exported (cell_export.h); or -1.
   int workspace_mount_fd = -1;
   int tmp_mount_fd = -1;  // likewise for /tmp; set exactly when workspace_mount_fd is
+  // Rootless (cells/rootless.h): a user namespace's root may not mknod devices, so /dev's
+  // nodes are the host's, bound before the host's root is detached; and it may mount proc and
+  // sysfs only while a fully visible one is in its mount namespace, so they are mounted in the
+  // new root before the host's root is detached.
+  bool rootless = false;
   // A host file bound read-only over /etc/resolv.conf, or null.
   const char* resolv_conf = nullptr;
 };

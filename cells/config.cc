@@ -286,13 +286,47 @@ class ConfigParser {
     }
   }
 
+  // [policy.ceiling] (cells/ceiling.h): written by a parent for the reactor it runs in a cell.
+  void parse_ceiling(const toml::table& t, PolicyConfig& policy) const {
+    check_keys(t, "policy.ceiling",
+               {"parent", "egress", "memory_max_bytes", "pids_max", "secrets",
+                "deadline_unix_seconds"});
+    AuthorityCeiling c;
+    if (const toml::node* n = t.get("parent")) c.parent = string_value(*n, "policy.ceiling.parent");
+    auto strings = [&](const char* key, std::vector<std::string>& out) {
+      const std::string path = std::string("policy.ceiling.") + key;
+      const toml::node* n = t.get(key);
+      if (!n) return;
+      const toml::array* a = n->as_array();
+      if (!a) fail(path, "must be an array of strings");
+      for (size_t i = 0; i < a->size(); ++i)
+        out.push_back(string_value(*a->get(i), path + "[" + std::to_string(i) + "]"));
+    };
+    std::vector<std::string> egress;
+    strings("egress", egress);
+    for (const auto& e : egress) {
+      auto parsed = parse_ceiling_egress(e);
+      if (!parsed) fail("policy.ceiling.egress", parsed.error().message());
+      c.egress.push_back(std::move(*parsed));
+    }
+    strings("secrets", c.secrets);
+    if (const toml::node* n = t.get("memory_max_bytes"))
+      c.memory_max_bytes = integer(*n, "policy.ceiling.memory_max_bytes", kMinMemoryBytes, kMaxMemoryBytes);
+    if (const toml::node* n = t.get("pids_max"))
+      c.pids_max = integer(*n, "policy.ceiling.pids_max", 1, kMaxPids);
+    if (const toml::node* n = t.get("deadline_unix_seconds"))
+      c.deadline_unix_seconds = integer(*n, "policy.ceiling.deadline_unix_seconds", 1, kNoMax);
+    policy.ceiling = std::move(c);
+  }
+
   void parse_policy(const toml::table& t, PolicyConfig& policy) const {
     check_keys(t, "policy",
                {"argv0_allow_prefixes", "default_ttl_seconds", "max_ttl_seconds", "run_as_uid",
                 "run_as_gid", "default_limits", "max_limits", "allowed_egress_hosts",
                 "forbid_egress", "host_paths", "uid_range", "require_runtime_secret_delivery",
                 "input_grants", "allowed_backends", "allowed_dns_names",
-                "allowed_dns_resolvers", "internal_dns_names"});
+                "allowed_dns_resolvers", "internal_dns_names", "ceiling"});
+    if (const toml::table* c = table(t, "ceiling", "policy.ceiling")) parse_ceiling(*c, policy);
     if (const toml::node* n = t.get("require_runtime_secret_delivery"))
       policy.require_runtime_secret_delivery =
           boolean(*n, "policy.require_runtime_secret_delivery");

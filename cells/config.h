@@ -6,9 +6,12 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "cells/ceiling.h"
 
 namespace cellos::cells {
 
@@ -65,6 +68,9 @@ struct PolicyConfig {
   // Names ("x.corp" or "*.corp") that may resolve to private, loopback or link-local addresses
   // through a cell's DNS proxy; any other answer holding one is refused (rebind protection).
   std::vector<std::string> internal_dns_names;
+  // [policy.ceiling] (cells/ceiling.h): the authority of the cell this reactor runs inside, which
+  // no admitted spec may exceed. Unset: no parent (a host reactor).
+  std::optional<AuthorityCeiling> ceiling = {};
 };
 
 struct HostConfig {

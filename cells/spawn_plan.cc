@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "cells/rootless.h"
+
 namespace cellos::cells {
 namespace {
 
@@ -15,6 +17,7 @@ struct Header {
   uint32_t magic = kMagic;
   uint32_t uid = 0, gid = 0;
   uint32_t want_pidfd = 1;
+  uint32_t rootless = 0;  // ChildPlan::rootless
   uint32_t counts[kListCount] = {};
 };
 
@@ -49,6 +52,7 @@ bool encode_plan(const LaunchOptions& o, const std::vector<std::string>& init_ar
   h.uid = o.uid;
   h.gid = o.gid;
   h.want_pidfd = o.want_pidfd ? 1 : 0;
+  h.rootless = running_rootless() ? 1 : 0;
   std::string body;
   put_list(body, h, kInitArgv, init_args);
   put_list(body, h, kEnv, o.env);
@@ -138,6 +142,7 @@ bool decode_plan(const char* bytes, size_t len, const int* fds, int stdin_fd, in
   p.workspace_mount_fd = fds[kWireWorkspace];
   p.tmp_mount_fd = fds[kWireTmp];
   p.resolv_conf = h.counts[kResolv] ? lists[kResolv][0] : nullptr;
+  p.rootless = h.rootless != 0;
   out.cgroup_fd = fds[kWireCgroup];
   out.want_pidfd = h.want_pidfd != 0;
   return true;

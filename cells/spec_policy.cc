@@ -1,6 +1,8 @@
 // A parsed spec against the fleet's policy (fleet.toml [policy]): argv[0] prefixes, TTL and
 // limits caps, secret grants, delivery, backend, DNS authority and egress. Parsing (spec.cc)
 // only checks what the spec says; everything here depends on the host it would run on.
+#include <time.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -174,7 +176,10 @@ Result<void> check_policy(const Spec& spec, const PolicyConfig& policy) {
                                                " is not in policy.allowed_backends (" +
                                                join(policy.allowed_backends) + ")");
   if (spec.dns_authority) CELLOS_TRY(check_dns_policy(*spec.dns_authority, policy));
-  return check_egress_policy(spec, policy);
+  CELLOS_TRY(check_egress_policy(spec, policy));
+  // A reactor inside a cell: nothing wider than that cell's own authority (cells/ceiling.h).
+  if (policy.ceiling) return check_ceiling(spec, policy, *policy.ceiling, ::time(nullptr));
+  return base::ok();
 }
 
 }  // namespace cellos::cells

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "cells/rootless.h"
 #include "ebpf/cgroup_id.h"
 
 namespace cellos::flows {
@@ -66,6 +67,15 @@ void FlowMonitor::load() {
   const cells::Config& cfg = *opts_.config;
   if (!cfg.flows.probes && !cfg.network.bpf_enforces()) {
     off_reason_ = "flows.probes = false";
+    return;
+  }
+  // Rootless (cells/rootless.h): the kernel refuses BPF to a user namespace's root, so it is
+  // not tried; said plainly instead of as the loader's EPERM.
+  if (cells::running_rootless()) {
+    off_reason_ = cells::kRootlessProbesReason;
+    if (cfg.network.bpf_enforces()) enforcement_ = "nft";
+    std::fprintf(stderr, "cellos-reactor: flow probes off: %s; nft enforces egress\n",
+                 off_reason_.c_str());
     return;
   }
   ebpf::FlowProbeOptions po;

@@ -1,5 +1,6 @@
 #include "reactor/host.h"
 
+#include "cells/rootless.h"
 #include "reactor/event_log_config.h"
 
 namespace cellos::reactor {
@@ -19,6 +20,7 @@ base::Result<std::unique_ptr<Host>> Host::create(HostOptions options) {
   if (!events) return std::move(events).error();
   h->events_ = std::move(*events);
 
+  if (auto r = cells::check_rootless_host(config); !r) return std::move(r).error();
   auto roots = cells::detect_cgroup_roots();
   if (!roots) return std::move(roots).error();
   auto tree = cells::CgroupTree::prepare(std::move(*roots), h->opts_.cgroups.parent,
