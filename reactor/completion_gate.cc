@@ -31,6 +31,10 @@ bool CompletionGate::release(const std::string& cell_id) {
   it->second.holding = false;
   if (--it->second.runs <= 0) gated_.erase(it);
   for (const auto& e : events) log_.emit(e);
+  // Their batch is closed and written now, not after the batch delay: the record is in the
+  // bucket already, and until these events are on disk the run's completed event exists only
+  // in the settling journal (a host that dies now and never starts again loses it).
+  if (!events.empty()) log_.flush();
   if (on_release_) on_release_(cell_id, log_.emitted_seq());
   return !events.empty();
 }

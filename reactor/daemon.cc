@@ -485,6 +485,17 @@ base::Result<void> Daemon::start() {
   if (!status) return std::move(status).error();
   status_ = std::move(*status);
   finished_.set_status(status_.get());
+  // `run --via-daemon`'s SIGINT/SIGTERM: its cell stops as `run` stops its own (the spec's
+  // grace, then killed; a second signal kills it now).
+  status_->set_control([this](std::string_view verb, const std::string& id) {
+    for (const auto& [raw, cell] : sup_->cells()) {
+      if (cell->id() != id || cell->finished()) continue;
+      if (verb == "kill") cell->kill(cells::KillCause::kReactorStop);
+      else cell->stop(cells::KillCause::kReactorStop, cell->shutdown_grace(std::chrono::seconds(0)));
+      return true;
+    }
+    return false;
+  });
   host_->events().add_on_written([this](uint64_t written) { finished_.written(written); });
   if (gate_)
     gate_->on_release([this](const std::string& id, uint64_t emitted) {

@@ -27,6 +27,7 @@ void FinishedCells::add(const cells::Cell& c, uint64_t emitted, uint64_t written
     ordered_json line = j;
     line.erase("finishedAt");
     line["event"] = "finished";
+    line["forced"] = o.forced;  // `run --via-daemon` reports 128+N for a cell it had killed
     tells_.push_back({emitted, c.id(), c.run_id(),
                       line.dump(-1, ' ', false, ordered_json::error_handler_t::replace)});
     written(written_seq);

@@ -186,7 +186,11 @@ TEST_CASE("nats claims: a daemon killed after a cell finished but before its com
   REQUIRE(comp > 0);
   REQUIRE(::kill(comp, SIGSTOP) == 0);
   const std::string journal = fleet.state_dir() + "/nats-settling.jsonl";
-  REQUIRE(eventually([&] { return read_text(journal).find(id) != std::string::npos; }, 30s));
+  {
+    bool journaled = eventually([&] { return read_text(journal).find(id) != std::string::npos; }, 30s);
+    INFO(daemon->err());
+    REQUIRE(journaled);
+  }
   // The cell finished, and its completed and destroyed events wait for the record: a completed
   // event on disk without its record is what another host would run a second time.
   std::this_thread::sleep_for(500ms);  // a batch's delay is 5 ms: they would be on disk by now
