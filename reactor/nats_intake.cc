@@ -19,6 +19,7 @@ base::Result<void> NatsIntake::start() {
   no.on_claim_lost = [this](uint64_t seq) {
     awaiting_.erase(seq);
     release(seq);  // the cell ran: its events are written, its completion is not this host's
+    if (awaiting_.empty()) release_ready();
     o_.sink->fence(*this, seq);
   };
   no.on_recorded = [this](uint64_t seq) { recorded(seq); };
