@@ -226,6 +226,50 @@ TEST_CASE("nats claims: a daemon killed after a cell finished but before its com
   REQUIRE(daemon->wait() == 0);
 }
 
+TEST_CASE("nats claims: a daemon killed at moments spanning a cell's end leaves exactly one completed event and one completion record once it starts again") {
+  if (!NatsServer::available()) CELLOS_SKIP("nats-server is not installed");
+  NatsServer server;
+  Fleet fleet(nats_toml(server, 3), "batch_max_delay_ms = 5\n", "max_concurrent_cells = 2\n");
+  // A kill timing loop: each round kills the daemon a little later after its cell started,
+  // from while the command runs, through its end and the record, to after its events are on
+  // disk. Whatever the moment, the restarted daemon ends with one run's completed event.
+  for (int round = 0; round < 8; ++round) {
+    const std::string id = unique_id("kt");
+    ::unlink((fleet.state_dir() + "/reactor.sock").c_str());
+    auto daemon = std::make_unique<DaemonProcess>(fleet);
+    REQUIRE(submit_all(server, {make_spec(id, {"/bin/sleep", "0.2"}).dump()}, fleet.dir()) == 1);
+    auto started = [&] {
+      size_t n = 0;
+      for (const auto& e : events_of(fleet, "lifecycle.v1.started")) n += e.value("subject", "") == id;
+      return n;
+    };
+    REQUIRE(eventually([&] { return started() >= 1; }, 30s));
+    std::this_thread::sleep_for(std::chrono::milliseconds(150 + 25 * round));
+    daemon->signal(SIGKILL);
+    REQUIRE(daemon->wait() == 128 + SIGKILL);
+    ::unlink((fleet.state_dir() + "/reactor.sock").c_str());
+    daemon = std::make_unique<DaemonProcess>(fleet);
+    auto completed = [&] {
+      size_t n = 0;
+      for (const auto& e : events_of(fleet, "command.v1.completed")) n += e.value("subject", "") == id;
+      return n;
+    };
+    auto recorded = [&] {
+      for (const auto& [key, r] : kv_records(server, kBucket))
+        if (r.is_object() && r.value("specId", "") == id) return r.value("state", "") == "completed";
+      return false;
+    };
+    bool done = eventually([&] { return completed() >= 1 && recorded(); }, 30s);
+    INFO("round " << round << ": " << daemon->err());
+    REQUIRE(done);
+    std::this_thread::sleep_for(4s);  // past AckWait: a second run would have started by now
+    CHECK(completed() == 1);
+    CHECK(started() <= 2);  // run again only if it was killed before its journal entry
+    daemon->signal(SIGTERM);
+    REQUIRE(daemon->wait() == 0);
+  }
+}
+
 TEST_CASE("nats claims: submit --config with [intake.nats] publishes to the work queue, and --spool writes the spool") {
   if (!NatsServer::available()) CELLOS_SKIP("nats-server is not installed");
   NatsServer server;
