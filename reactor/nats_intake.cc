@@ -17,13 +17,12 @@ base::Result<void> NatsIntake::start() {
   no.events = o_.events;
   no.on_spec = [this](nats::Frame f) { on_spec(std::move(f)); };
   no.on_claim_lost = [this](uint64_t seq) {
-    awaiting_.erase(seq);
     release(seq);  // the cell ran: its events are written, its completion is not this host's
-    if (awaiting_.empty()) release_ready();
     o_.sink->fence(*this, seq);
   };
-  no.on_recorded = [this](uint64_t seq) { recorded(seq); };
-  burst_.bind(*o_.ring);
+  // Written the moment the record is made: until they are on disk, the run's completed event
+  // is only in the settling journal (a host that dies then and never comes back loses it).
+  no.on_recorded = [this](uint64_t seq) { release(seq); };
   auto b = NatsBridge::create(std::move(no));
   if (!b) return std::move(b).error().context("nats");
   bridge_ = std::move(*b);
@@ -78,22 +77,6 @@ base::Result<void> NatsIntake::activate(IntakeEntry& e, const std::string& cell_
   return base::replace_file(active_path(cell_id), e.text, 0640);
 }
 
-void NatsIntake::recorded(uint64_t seq) {
-  if (!awaiting_.erase(seq)) return release(seq);
-  ready_.push_back(seq);
-  if (awaiting_.empty()) return release_ready();
-  if (!burst_.armed())
-    burst_.start(kBurstWait, [this](int res) {
-      if (res != -ECANCELED) release_ready();
-    });
-}
-
-void NatsIntake::release_ready() {
-  std::vector<uint64_t> ready = std::move(ready_);
-  ready_.clear();
-  for (uint64_t seq : ready) release(seq);
-}
-
 void NatsIntake::release(uint64_t seq) {
   auto it = gated_.find(seq);
   if (it == gated_.end()) return;
@@ -140,7 +123,6 @@ void NatsIntake::finished(const IntakeEntry& e, const cells::Cell& c, uint64_t o
     release(e.seq);
     gated = false;
   }
-  if (gated) awaiting_.insert(e.seq);
   bridge_->completed(e.token, e.seq, c.id(), rec.dump(), gated ? 0 : on_disk, events);
   ::unlink(active_path(c.id()).c_str());
 }
@@ -161,17 +143,12 @@ void NatsIntake::abandon_settling() {
   std::fprintf(stderr, "cellos-reactor: nats: stopping with completions not yet acked\n");
   // Their cells' events go to the log now (the cells ran); the journal keeps the completions,
   // which the next start records.
-  awaiting_.clear();
-  ready_.clear();
   while (!gated_.empty()) release(gated_.begin()->first);
 }
 
 bool NatsIntake::caught_up() const { return !bridge_ || bridge_->caught_up(); }
 
 void NatsIntake::close() {
-  burst_.cancel();
-  awaiting_.clear();
-  ready_.clear();
   while (!gated_.empty()) release(gated_.begin()->first);
   if (bridge_) bridge_->stop();
 }

@@ -63,16 +63,6 @@ class NatsIntake final : public Intake {
   NatsIntakeOptions o_;
   std::unique_ptr<NatsBridge> bridge_;
   std::map<uint64_t, std::string> gated_;  // stream seq -> cell id, for the gate
-  // Completions sent and not yet recorded, and those recorded whose events wait for the rest
-  // of their burst: cells that finish together have their records made one after another,
-  // and their events are written together once the last is made (or after kBurstWait), so a
-  // host killed just after one of them reached the disk has the others' there too.
-  static constexpr std::chrono::milliseconds kBurstWait{100};
-  std::set<uint64_t> awaiting_;
-  std::vector<uint64_t> ready_;
-  base::Timer burst_;
-  void recorded(uint64_t seq);
-  void release_ready();
 
 };
 
