@@ -92,6 +92,8 @@ class Daemon final : public IntakeSink {
   base::Fd state_lock_;
   // Declared first, so destroyed last: everything below uses its ring, which it closes first.
   std::unique_ptr<Host> host_;
+  // NATS-delivered cells' completed events wait for their completion record (completion_gate.h).
+  std::unique_ptr<CompletionGate> gate_;
   std::unique_ptr<Supervisor> sup_;
   std::vector<std::unique_ptr<Intake>> intakes_;
   std::unique_ptr<StatusServer> status_;
@@ -305,7 +307,10 @@ void Daemon::on_cell_done(const cells::Cell& c) {
       it->second.from->finished(it->second, c, host_->events().emitted_seq());
   }
   if (it != running_.end()) running_.erase(it);
-  finished_.add(c, host_->events().emitted_seq(), host_->events().written_seq());
+  // A NATS cell whose events the gate still holds: its waiters hear once they are written.
+  const bool held = gate_ && gate_->gated(c.id()) && !o.refused;
+  finished_.add(c, held ? FinishedCells::kHeld : host_->events().emitted_seq(),
+                host_->events().written_seq());
   paused_ = false;  // a cell's descriptors and memory are free again
   changed();
   pump();
@@ -458,8 +463,9 @@ base::Result<void> Daemon::start() {
   if (!host) return std::move(host).error();
   host_ = std::move(*host);
   host_->on_signal([this](int signo) { on_signal(signo); });
+  if (config_.intake.nats.enabled) gate_ = std::make_unique<CompletionGate>(host_->events());
   sup_ = std::make_unique<Supervisor>(
-      *host_, SupervisorOptions{[this](const cells::Cell& c) { on_cell_done(c); }});
+      *host_, SupervisorOptions{[this](const cells::Cell& c) { on_cell_done(c); }, gate_.get()});
   // The flow probes load now, not at the first networked cell: whether they run (and who
   // enforces) is said once, at start, on stderr and in a flow_probes event.
   host_->flows().announce();
@@ -479,12 +485,27 @@ base::Result<void> Daemon::start() {
   if (!status) return std::move(status).error();
   status_ = std::move(*status);
   finished_.set_status(status_.get());
+  // `run --via-daemon`'s SIGINT/SIGTERM: its cell stops as `run` stops its own (the spec's
+  // grace, then killed; a second signal kills it now).
+  status_->set_control([this](std::string_view verb, const std::string& id) {
+    for (const auto& [raw, cell] : sup_->cells()) {
+      if (cell->id() != id || cell->finished()) continue;
+      if (verb == "kill") cell->kill(cells::KillCause::kReactorStop);
+      else cell->stop(cells::KillCause::kReactorStop, cell->shutdown_grace(std::chrono::seconds(0)));
+      return true;
+    }
+    return false;
+  });
   host_->events().add_on_written([this](uint64_t written) { finished_.written(written); });
+  if (gate_)
+    gate_->on_release([this](const std::string& id, uint64_t emitted) {
+      finished_.emitted(id, emitted, host_->events().written_seq());
+    });
   grace_.bind(host_->ring());
   metrics_timer_.bind(host_->ring());
   retry_.bind(host_->ring());
 
-  intakes_ = make_intakes({&config_, host_.get(), dirs_, this});
+  intakes_ = make_intakes({&config_, host_.get(), dirs_, this, gate_.get()});
   std::fprintf(stderr, "cellos-reactor: serving %s as host %s (up to %llu cells at once)\n",
                dirs_.state.c_str(), config_.host.id.c_str(),
                static_cast<unsigned long long>(cap_));

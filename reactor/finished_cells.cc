@@ -27,6 +27,7 @@ void FinishedCells::add(const cells::Cell& c, uint64_t emitted, uint64_t written
     ordered_json line = j;
     line.erase("finishedAt");
     line["event"] = "finished";
+    line["forced"] = o.forced;  // `run --via-daemon` reports 128+N for a cell it had killed
     tells_.push_back({emitted, c.id(), c.run_id(),
                       line.dump(-1, ' ', false, ordered_json::error_handler_t::replace)});
     written(written_seq);
@@ -36,11 +37,23 @@ void FinishedCells::add(const cells::Cell& c, uint64_t emitted, uint64_t written
 }
 
 void FinishedCells::written(uint64_t written_seq) {
-  while (!tells_.empty() && tells_.front().seq <= written_seq) {
-    Tell& t = tells_.front();
-    if (status_) status_->tell(t.id, StatusServer::Step::kFinished, t.run_id, std::move(t.line));
-    tells_.pop_front();
+  // In order of their seqs, except cells held back (kHeld) which others may pass.
+  for (auto it = tells_.begin(); it != tells_.end();) {
+    if (it->seq > written_seq) {
+      if (it->seq == kHeld) { ++it; continue; }
+      break;
+    }
+    if (status_) status_->tell(it->id, StatusServer::Step::kFinished, it->run_id, std::move(it->line));
+    it = tells_.erase(it);
   }
+}
+
+void FinishedCells::emitted(const std::string& id, uint64_t emitted_seq, uint64_t written_seq) {
+  for (Tell& t : tells_)
+    if (t.seq == kHeld && t.id == id) t.seq = emitted_seq;
+  std::stable_sort(tells_.begin(), tells_.end(),
+                   [](const Tell& a, const Tell& b) { return a.seq < b.seq; });
+  written(written_seq);
 }
 
 ordered_json FinishedCells::recent() const {

@@ -27,6 +27,10 @@ class FinishedCells {
   void add(const cells::Cell& c, uint64_t emitted, uint64_t written);
   // The log is on disk through `written`: tell the waiters whose cells' events now are.
   void written(uint64_t written);
+  // Cell `id`'s last event was held back when it finished (emitted kHeld) and is now emitted
+  // with sequence `emitted` (the daemon's CompletionGate).
+  static constexpr uint64_t kHeld = UINT64_MAX;
+  void emitted(const std::string& id, uint64_t emitted, uint64_t written);
   // The summaries, newest first (id, runId, finishedAt, reason, exitCode, signal, exitStatus,
   // durationMs, error).
   nlohmann::ordered_json recent() const;

@@ -11,7 +11,7 @@ std::vector<std::unique_ptr<Intake>> make_intakes(const IntakesOptions& o) {
   // as the daemon always did.
   if (o.config->intake.nats.enabled || o.config->events.nats.enabled)
     out.push_back(std::make_unique<NatsIntake>(NatsIntakeOptions{
-        o.config, &o.host->ring(), &o.host->events(), o.dirs, o.sink}));
+        o.config, &o.host->ring(), &o.host->events(), o.dirs, o.sink, o.gate}));
   out.push_back(std::make_unique<SpoolIntake>(o.host->ring(), o.dirs, *o.sink));
   return out;
 }

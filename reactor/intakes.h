@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cells/config.h"
+#include "reactor/completion_gate.h"
 #include "reactor/host.h"
 #include "reactor/intake.h"
 #include "reactor/spool.h"
@@ -17,6 +18,7 @@ struct IntakesOptions {
   Host* host = nullptr;
   StateDirs dirs{""};
   IntakeSink* sink = nullptr;
+  CompletionGate* gate = nullptr;  // the NATS intake's (nats_intake.h)
 };
 
 std::vector<std::unique_ptr<Intake>> make_intakes(const IntakesOptions& o);

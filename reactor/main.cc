@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
       ->required();
   run_cmd->add_option("--config", run_config, "fleet.toml (default: built-in defaults)");
   run_cmd->add_option("--events", run_events, "event log path, or - for stdout");
+  run_cmd->add_flag("--via-daemon", run.via_daemon,
+                    "hand the cell to the daemon serving the host, if one does (else run it here)");
 
   cellos::reactor::SubmitArgs submit;
   auto* submit_cmd = app.add_subcommand("submit", "queue a spec on the fleet daemon's spool");

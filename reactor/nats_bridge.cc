@@ -5,6 +5,9 @@
 
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <set>
+
+#include "reactor/nats_journal.h"
 
 namespace cellos::reactor {
 
@@ -88,13 +91,13 @@ void NatsBridge::term(const std::string& token, uint64_t stream_seq, const std::
 }
 
 void NatsBridge::completed(const std::string& token, uint64_t stream_seq, const std::string& spec_id,
-                           std::string record, uint64_t on_disk) {
+                           std::string record, uint64_t on_disk, const nlohmann::json& events) {
   // seq: the spec's stream sequence, so a late redelivery can find its completion (settling).
   nats::Frame f{nats::Kind::kCompleted, stream_seq, 0, token, nats::claim_key(spec_id, stream_seq),
                 std::move(record), {}};
   // Heartbeats go on until it is settled: the server must not redeliver it meanwhile.
   if (on_disk <= written_)
-    settle(std::move(f));
+    settle(std::move(f), events);
   else
     waiting_disk_.emplace(on_disk, std::move(f));
 }
@@ -132,18 +135,22 @@ void NatsBridge::replay_journal() {
   const std::string path = cfg_.host.state_dir + "/nats-settling.jsonl";
   if (auto text = base::read_file_at(AT_FDCWD, path, 64 << 20); text.ok()) {
     size_t n = 0;
+    std::map<uint64_t, nlohmann::json> events;  // by stream seq: the cell's held events
     for (size_t at = 0, eol; (eol = text->find('\n', at)) != std::string::npos; at = eol + 1) {
       auto j = nlohmann::json::parse(text->substr(at, eol - at), nullptr, false);
       if (j.is_discarded() || !j.is_object()) continue;  // a line torn by a crash
       const uint64_t seq = j.value("seq", uint64_t{0});
       const std::string token = std::string(kReplayToken) + std::to_string(seq);
+      if (!unsettled_.count(token)) ++n;
       unsettled_[token] = nats::Frame{nats::Kind::kCompleted, seq, 0, token, j.value("key", ""),
                                       j.value("record", ""), {}};
-      ++n;
+      if (auto e = j.find("events"); e != j.end() && e->is_object() && !events.count(seq))
+        events[seq] = *e;
     }
     if (n)
       std::fprintf(stderr, "cellos-reactor: nats: %zu completions the previous daemon had not "
                    "recorded are recorded now\n", n);
+    if (!events.empty()) write_journaled_events(events);
   }
   auto fd = base::open_at(AT_FDCWD, path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (!fd)
@@ -153,10 +160,34 @@ void NatsBridge::replay_journal() {
   trim_journal();  // empty unless something is left to settle (kept until it is)
 }
 
-void NatsBridge::journal(const nats::Frame& f) {
+void NatsBridge::write_journaled_events(const std::map<uint64_t, nlohmann::json>& events) {
+  // The previous daemon was killed after the cell finished and before its held events were
+  // on disk (or just after): those whose completed event the log lacks are written now, with
+  // their own times, so the run has its one completed event (it is recorded, never run again).
+  auto in_log = completed_events_in_log(cfg_);
+  if (!in_log) {
+    std::fprintf(stderr, "cellos-reactor: nats: settling journal: reading the event log: %s; "
+                 "journaled cell events not written again\n", in_log.error().message().c_str());
+    return;
+  }
+  const std::set<std::string> have(in_log->begin(), in_log->end());
+  for (const auto& [seq, j] : events) {
+    const std::string subject = journal_subject(j);
+    if (subject.empty() || have.count(completed_key(subject, journal_time_us(j)))) continue;
+    for (const auto& e : events_from_journal(j))
+      if (o_.events) o_.events->emit(e);
+    std::fprintf(stderr, "cellos-reactor: nats: cell %s (stream seq %llu) finished before the "
+                 "previous daemon died and its events were not in the log: written from the "
+                 "settling journal\n", subject.c_str(), static_cast<unsigned long long>(seq));
+  }
+}
+
+void NatsBridge::journal(const nats::Frame& f, const nlohmann::json& events) {
   if (!journal_ || f.kind != nats::Kind::kCompleted) return;
+  nlohmann::json j{{"seq", f.seq}, {"key", f.key}, {"record", f.text}};
+  if (events.is_object()) j["events"] = events;
   const std::string line =
-      nlohmann::json{{"seq", f.seq}, {"key", f.key}, {"record", f.text}}.dump() + "\n";
+      j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   // One write, O_APPEND: a crash leaves at most a torn last line, which replay skips.
   if (::write(journal_.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()))
     std::fprintf(stderr, "cellos-reactor: nats: settling journal: write failed\n");
@@ -169,8 +200,8 @@ void NatsBridge::trim_journal() {
   (void)::ftruncate(journal_.get(), 0);
 }
 
-void NatsBridge::settle(nats::Frame f) {
-  journal(f);
+void NatsBridge::settle(nats::Frame f, const nlohmann::json& events) {
+  journal(f, events);
   if (companion_) companion_->send(f);
   unsettled_[f.token] = std::move(f);
 }
@@ -193,7 +224,13 @@ void NatsBridge::on_frame(nats::Frame f) {
       if (!f.claim.empty()) claims_[f.token] = Claim{f.seq, f.claim};
       if (o_.on_spec) o_.on_spec(std::move(f));
       break;
+    case nats::Kind::kRecorded:
+      if (o_.on_recorded) o_.on_recorded(f.seq);
+      break;
     case nats::Kind::kSettled:
+      if (auto u = unsettled_.find(f.token);
+          u != unsettled_.end() && u->second.kind == nats::Kind::kCompleted && o_.on_recorded)
+        o_.on_recorded(u->second.seq);  // (a companion without kRecorded)
       release(f.token);
       unsettled_.erase(f.token);
       trim_journal();

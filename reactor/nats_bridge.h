@@ -11,13 +11,17 @@
 // - fencing: a renewal or completion that finds the claim taken over by another host reports
 //   kClaimLost: the bridge forgets the spec (no heartbeat, no settlement) and tells the daemon
 //   (on_claim_lost), which kills its cell.
-// - settling: a finished cell's completion (KV record, then ack) is sent once its destroyed
-//   event is on disk in the local log; a rejected spec's term at once. Both are resent to a
-//   new companion until it reports them settled.
-// - the settling journal (<state_dir>/nats-settling.jsonl): a completion is appended once its
-//   events are on disk and before it goes to the companion, so a daemon killed before the
-//   completion record was made still makes it when it starts again (instead of finding its own
-//   claim and running the spec a second time). Emptied whenever nothing is left to settle.
+// - settling: a finished cell's completion (KV record, then ack) is sent as soon as the cell
+//   finished, while the daemon's CompletionGate (completion_gate.h) holds its completed and
+//   destroyed events back from the log until the companion reports the record made
+//   (on_recorded) or the claim lost; a rejected spec's term at once. Both are resent to a new
+//   companion until it reports them settled.
+// - the settling journal (<state_dir>/nats-settling.jsonl): a completion is appended, with the
+//   cell's held events (nats_journal.h), before it goes to the companion and before those
+//   events can reach the log. A daemon started again records every completion the journal
+//   holds, and writes the events of those whose completed event is not in its log: a run that
+//   finished is neither run again nor left without its completed event. Emptied whenever
+//   nothing is left to settle.
 // - the local log's progress (kLogWritten), which wakes the companion's publisher.
 #pragma once
 
@@ -26,6 +30,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "base/completion.h"
@@ -45,6 +50,8 @@ struct NatsBridgeOptions {
   // Another host took over the claim of stream message `stream_seq`: kill its cell if it runs,
   // drop it if it waits. Its completion is never recorded or acked by this host.
   std::function<void(uint64_t stream_seq)> on_claim_lost;
+  // The completion record of stream message `stream_seq` is in the bucket (its ack may follow).
+  std::function<void(uint64_t stream_seq)> on_recorded;
 };
 
 class NatsBridge {
@@ -69,9 +76,11 @@ class NatsBridge {
   void give_back(const std::string& token);
   // An invalid spec: terminated, never redelivered (the daemon wrote its rejected event).
   void term(const std::string& token, uint64_t stream_seq, const std::string& reason);
-  // A finished cell: its KV record and ack, once the local log holds seq `on_disk`.
+  // A finished cell: its KV record and ack, once the local log holds seq `on_disk` (0: at
+  // once, its events being held by the CompletionGate). `events`: the cell's held completed
+  // and destroyed events (nats_journal.h), journaled with the completion.
   void completed(const std::string& token, uint64_t stream_seq, const std::string& spec_id,
-                 std::string record, uint64_t on_disk);
+                 std::string record, uint64_t on_disk, const nlohmann::json& events = {});
   // A redelivery (`token`) of stream message `stream_seq` that this host already completed or
   // rejected, not yet settled: settled through this delivery as well, and true. False when no
   // such settlement is pending.
@@ -94,12 +103,14 @@ class NatsBridge {
   void on_written(uint64_t seq);
   void arm_heartbeat();
   void heartbeat();
-  void settle(nats::Frame f);
+  void settle(nats::Frame f, const nlohmann::json& events = {});
+  void recorded(const nats::Frame& f);
   void claim_lost(const nats::Frame& f);
   // The journal: what a predecessor left unsettled is settled again (no token: nothing to ack
   // through; the spec's next delivery finds it completed and is acked then).
   void replay_journal();
-  void journal(const nats::Frame& f);
+  void journal(const nats::Frame& f, const nlohmann::json& events);
+  void write_journaled_events(const std::map<uint64_t, nlohmann::json>& events);
   void trim_journal();
 
   NatsBridgeOptions o_;

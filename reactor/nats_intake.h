@@ -5,9 +5,14 @@
 // waits for the companion to publish the log's last batches before it exits.
 #pragma once
 
+#include <chrono>
+#include <map>
+#include <set>
+#include <vector>
 #include <memory>
 
 #include "cells/config.h"
+#include "reactor/completion_gate.h"
 #include "reactor/intake.h"
 #include "reactor/nats_bridge.h"
 #include "reactor/spool.h"
@@ -20,6 +25,10 @@ struct NatsIntakeOptions {
   sinks::EventSink* events = nullptr;
   StateDirs dirs{""};
   IntakeSink* sink = nullptr;
+  // The daemon's cells emit through it: their completed and destroyed events wait for the
+  // completion record (completion_gate.h). Null: events go to the log at once and the
+  // completion is sent once they are on disk.
+  CompletionGate* gate = nullptr;
 };
 
 class NatsIntake final : public Intake {
@@ -44,12 +53,17 @@ class NatsIntake final : public Intake {
 
  private:
   void on_spec(nats::Frame f);
+  // The completion of stream message `seq` is recorded (or will never be by this host):
+  // its cell's held events go to the log.
+  void release(uint64_t seq);
   std::string active_path(const std::string& id) const {
     return o_.dirs.active + "/" + id + ".json";
   }
 
   NatsIntakeOptions o_;
   std::unique_ptr<NatsBridge> bridge_;
+  std::map<uint64_t, std::string> gated_;  // stream seq -> cell id, for the gate
+
 };
 
 }  // namespace cellos::reactor

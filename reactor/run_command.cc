@@ -17,6 +17,7 @@
 #include "cells/spec.h"
 #include "reactor/cgroup_parent.h"
 #include "reactor/host.h"
+#include "reactor/run_via_daemon.h"
 #include "reactor/supervisor.h"
 
 namespace cellos::reactor {
@@ -93,6 +94,17 @@ int run_command(const RunArgs& args) {
   cells::Admission admission;
   if (!text) admission.refusal = text.error();
   else admission = cells::admit(*text, cells::AdmissionOptions{&config, {}});
+  // --via-daemon: an admitted spec goes to the daemon serving the host, if one does.
+  if (args.via_daemon && args.events_path)
+    return complain("--events: not with --via-daemon (the daemon writes the cell's events to "
+                    "its own log)");
+  // A refused spec never reaches the daemon: one line and 125, as `submit` refuses it.
+  if (args.via_daemon && !admission.admitted()) return complain(admission.refusal.message());
+  if (args.via_daemon) {
+    if (auto status = run_via_daemon(config, admission.spec->id, *text)) return *status;
+    std::fprintf(stderr, "cellos-reactor: --via-daemon: no daemon serves %s: running the cell "
+                 "here\n", config.host.state_dir.c_str());
+  }
 
   HostOptions ho;
   ho.config = &config;

@@ -13,6 +13,8 @@ struct RunArgs {
   std::string spec_path;                   // "-" reads standard input
   std::optional<std::string> config_path;  // absent: built-in defaults
   std::optional<std::string> events_path;  // overrides [events] jsonl; "-" is standard output
+  // Hand the cell to the daemon serving the host when there is one (run_via_daemon.h).
+  bool via_daemon = false;
 };
 
 // A random (version 4) UUID naming one run of a cell in its events.

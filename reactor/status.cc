@@ -149,7 +149,20 @@ void StatusServer::request(Conn& c, std::string_view line) {
     ring_.read(c.fd.get(), std::as_writable_bytes(std::span(c.in)), c.arm_read());
     return;
   }
-  c.send(nlohmann::json{{"error", "unknown request (expected `status` or `wait ID`)"}}.dump(),
+  for (std::string_view verb : {"stop", "kill"}) {
+    if (!line.starts_with(verb) || line.size() <= verb.size() + 1 || line[verb.size()] != ' ')
+      continue;
+    const std::string id(line.substr(verb.size() + 1));
+    if (control_ && control_(verb, id))
+      return c.send(nlohmann::json{{"event", verb == "stop" ? "stopping" : "killing"}, {"id", id}}
+                        .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                    true);
+    return c.send(nlohmann::json{{"error", "no cell " + id + " runs here"}}
+                      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  true);
+  }
+  c.send(nlohmann::json{{"error", "unknown request (expected `status`, `wait ID`, `stop ID` or "
+                                  "`kill ID`)"}}.dump(),
          true);
 }
 

@@ -8,6 +8,9 @@
 //                 (reason, exit code, exit status); or `rejected`; or `stopped` when the daemon
 //                 exits first. The connection closes after the last. A client that goes away is
 //                 forgotten (its read sees the end of the stream).
+//   `stop ID`     `run --via-daemon` on SIGINT/SIGTERM: cell ID gets SIGTERM and its spec's
+//   `kill ID`     grace (stop), or is killed now (kill), as `run` does to its own cell. One
+//                 line: {"event":"stopping"|"killing"} or {"error":...} when ID does not run.
 #pragma once
 
 #include <array>
@@ -47,6 +50,9 @@ class StatusServer {
   void draining();
   // Every connection closed (after stop(): the last lines went out).
   bool idle() const;
+  // `stop ID` / `kill ID`: `verb` is "stop" or "kill"; returns false when no cell ID runs.
+  using Control = std::function<bool(std::string_view verb, const std::string& id)>;
+  void set_control(Control c) { control_ = std::move(c); }
 
  private:
   struct Acceptor final : base::Completion {
@@ -91,6 +97,7 @@ class StatusServer {
   bool stopped_ = false;
   bool draining_ = false;
   std::vector<std::unique_ptr<Conn>> conns_;
+  Control control_;
 };
 
 // Connects to the daemon serving `state_dir` and sends `request` (one line); an error names the

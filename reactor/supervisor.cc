@@ -3,7 +3,9 @@
 namespace cellos::reactor {
 
 Supervisor::Supervisor(Host& host, SupervisorOptions options)
-    : host_(host), opts_(std::move(options)), cell_host_(host.cell_host()) {}
+    : host_(host), opts_(std::move(options)), cell_host_(host.cell_host()) {
+  if (opts_.events) cell_host_.events = opts_.events;
+}
 
 Supervisor::~Supervisor() {
   // Cells still here mean the loop failed: close the ring so nothing completes into them once

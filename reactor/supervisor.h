@@ -15,6 +15,9 @@ namespace cellos::reactor {
 struct SupervisorOptions {
   // Called for each cell once it has finished, just before it is destroyed.
   std::function<void(const cells::Cell&)> on_cell_done;
+  // Where the cells emit their events, when not straight into the host's log (the fleet
+  // daemon's CompletionGate). Outlives the supervisor.
+  sinks::EventSink* events = nullptr;
 };
 
 class Supervisor {

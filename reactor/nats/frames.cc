@@ -39,7 +39,7 @@ class Reader {
   size_t at_ = 0;
 };
 
-bool known(uint8_t k) { return (k >= 1 && k <= 6) || (k >= 32 && k <= 38); }
+bool known(uint8_t k) { return (k >= 1 && k <= 6) || (k >= 32 && k <= 39); }
 
 }  // namespace
 

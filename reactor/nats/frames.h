@@ -45,6 +45,8 @@ enum class Kind : uint8_t {
   kNote = 37,        // text: one line for the daemon's stderr (errors included)
   kClaimLost = 38,   // seq, token, claim, text: another host took this spec's claim over:
                      // the daemon kills its cell and never completes it
+  kRecorded = 39,    // seq, token: a kCompleted's record is in the bucket (its ack follows);
+                     // the daemon writes the cell's held events to its log now
 };
 
 struct Frame {

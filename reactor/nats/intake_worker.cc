@@ -274,6 +274,7 @@ void IntakeWorker::settle_loop() {
         continue;
       }
     }
+    if (f.kind == Kind::kCompleted) ch_.send(Frame{Kind::kRecorded, f.seq, 0, f.token, {}, {}, {}});
     // A completion replayed from the daemon's journal has no delivery to ack through: the
     // spec's next delivery finds it completed and is acked then.
     if (f.token.rfind("$JS.", 0) != 0) {

@@ -169,21 +169,33 @@ TEST_CASE("nats claims: a host stopped past the takeover window is fenced: anoth
   REQUIRE(db.wait() == 0);
 }
 
-TEST_CASE("nats claims: a daemon killed after a cell finished but before its completion was recorded records it from its journal when it starts again and never runs it twice") {
+TEST_CASE("nats claims: a daemon killed after a cell finished but before its completion was recorded has no completed event on disk, records it from its journal when it starts again, writes its events then and never runs it twice") {
   if (!NatsServer::available()) CELLOS_SKIP("nats-server is not installed");
   NatsServer server;
   Fleet fleet(nats_toml(server, 3), "batch_max_delay_ms = 5\n", "max_concurrent_cells = 2\n");
   auto daemon = std::make_unique<DaemonProcess>(fleet);
   const std::string id = unique_id("jr");
   REQUIRE(submit_all(server, {make_spec(id, {"/bin/sleep", "1"}).dump()}, fleet.dir()) == 1);
-  REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.started").empty(); }, 30s));
+  {
+    bool started = eventually([&] { return !events_of(fleet, "lifecycle.v1.started").empty(); }, 30s);
+    INFO(daemon->err());
+    REQUIRE(started);
+  }
   // The companion stopped: the finished cell's completion can reach the journal, not the bucket.
   const pid_t comp = companion_pid(daemon->pid());
   REQUIRE(comp > 0);
   REQUIRE(::kill(comp, SIGSTOP) == 0);
-  REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.destroyed").empty(); }, 30s));
   const std::string journal = fleet.state_dir() + "/nats-settling.jsonl";
-  REQUIRE(eventually([&] { return read_text(journal).find(id) != std::string::npos; }, 10s));
+  {
+    bool journaled = eventually([&] { return read_text(journal).find(id) != std::string::npos; }, 30s);
+    INFO(daemon->err());
+    REQUIRE(journaled);
+  }
+  // The cell finished, and its completed and destroyed events wait for the record: a completed
+  // event on disk without its record is what another host would run a second time.
+  std::this_thread::sleep_for(500ms);  // a batch's delay is 5 ms: they would be on disk by now
+  CHECK(events_of(fleet, "command.v1.completed").empty());
+  CHECK(events_of(fleet, "lifecycle.v1.destroyed").empty());
   daemon->signal(SIGKILL);  // the stopped companion dies with it (PR_SET_PDEATHSIG)
   REQUIRE(daemon->wait() == 128 + SIGKILL);
   auto recs = kv_records(server, kBucket);
@@ -201,11 +213,61 @@ TEST_CASE("nats claims: a daemon killed after a cell finished but before its com
   std::this_thread::sleep_for(4s);  // past AckWait
   INFO(daemon->err());
   CHECK(daemon->err().find("recorded now") != std::string::npos);
+  CHECK(daemon->err().find("written from the settling journal") != std::string::npos);
   CHECK(events_of(fleet, "lifecycle.v1.started").size() == 1);
-  CHECK(events_of(fleet, "command.v1.completed").size() == 1);
+  // The run's own completed event, written from the journal by the new daemon: one.
+  auto done = events_of(fleet, "command.v1.completed");
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].value("subject", "") == id);
+  CHECK(done[0]["data"].value("exitCode", -1) == 0);
+  CHECK(events_of(fleet, "lifecycle.v1.destroyed").size() == 1);  // not reported lost as well
   CHECK(read_text(journal).empty());  // emptied once settled
   daemon->signal(SIGTERM);
   REQUIRE(daemon->wait() == 0);
+}
+
+TEST_CASE("nats claims: a daemon killed at moments spanning a cell's end leaves exactly one completed event and one completion record once it starts again") {
+  if (!NatsServer::available()) CELLOS_SKIP("nats-server is not installed");
+  NatsServer server;
+  Fleet fleet(nats_toml(server, 3), "batch_max_delay_ms = 5\n", "max_concurrent_cells = 2\n");
+  // A kill timing loop: each round kills the daemon a little later after its cell started,
+  // from while the command runs, through its end and the record, to after its events are on
+  // disk. Whatever the moment, the restarted daemon ends with one run's completed event.
+  for (int round = 0; round < 8; ++round) {
+    const std::string id = unique_id("kt");
+    ::unlink((fleet.state_dir() + "/reactor.sock").c_str());
+    auto daemon = std::make_unique<DaemonProcess>(fleet);
+    REQUIRE(submit_all(server, {make_spec(id, {"/bin/sleep", "0.2"}).dump()}, fleet.dir()) == 1);
+    auto started = [&] {
+      size_t n = 0;
+      for (const auto& e : events_of(fleet, "lifecycle.v1.started")) n += e.value("subject", "") == id;
+      return n;
+    };
+    REQUIRE(eventually([&] { return started() >= 1; }, 30s));
+    std::this_thread::sleep_for(std::chrono::milliseconds(150 + 25 * round));
+    daemon->signal(SIGKILL);
+    REQUIRE(daemon->wait() == 128 + SIGKILL);
+    ::unlink((fleet.state_dir() + "/reactor.sock").c_str());
+    daemon = std::make_unique<DaemonProcess>(fleet);
+    auto completed = [&] {
+      size_t n = 0;
+      for (const auto& e : events_of(fleet, "command.v1.completed")) n += e.value("subject", "") == id;
+      return n;
+    };
+    auto recorded = [&] {
+      for (const auto& [key, r] : kv_records(server, kBucket))
+        if (r.is_object() && r.value("specId", "") == id) return r.value("state", "") == "completed";
+      return false;
+    };
+    bool done = eventually([&] { return completed() >= 1 && recorded(); }, 30s);
+    INFO("round " << round << ": " << daemon->err());
+    REQUIRE(done);
+    std::this_thread::sleep_for(4s);  // past AckWait: a second run would have started by now
+    CHECK(completed() == 1);
+    CHECK(started() <= 2);  // run again only if it was killed before its journal entry
+    daemon->signal(SIGTERM);
+    REQUIRE(daemon->wait() == 0);
+  }
 }
 
 TEST_CASE("nats claims: submit --config with [intake.nats] publishes to the work queue, and --spool writes the spool") {
