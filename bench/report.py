@@ -479,10 +479,11 @@ def write_report(path, args, machine, start, end, load0, load1, peers, results, 
     w(f"| load average at end | {load1} |")
     w(f"| source | {args.commit} |")
     w(f"| build | {args.build_type} ({args.build_dir}) |\n")
-    w("This machine is shared with other engineers' builds and benchmarks while the report runs "
-      "(load above): absolute times are inflated and the tails most; ratios against a peer "
-      "measured in the same run (interleaved where the bench does so) are the figures to judge. "
-      "The benches run one after another, never two at once.\n")
+    w("The load averages above say how busy the machine was: anything else running inflates "
+      "absolute times, and the tails most, so ratios against a peer measured in the same run "
+      "(interleaved where the bench does so) are the figures to judge. The load at the end "
+      "includes the report's own last benches (the daemon's thousands of cells, the concurrency "
+      "sweep). The benches run one after another, never two at once.\n")
 
     w("## Summary\n")
     w("| bench | status | time | headline figures (target) |\n| --- | --- | ---: | --- |")
