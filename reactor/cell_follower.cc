@@ -1,0 +1,94 @@
+#include "reactor/cell_follower.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace cellos::reactor {
+
+int say_refused(const std::string& line) {
+  std::fprintf(stderr, "cellos-reactor: %s\n", line.c_str());
+  return 125;
+}
+
+CellFollower::CellFollower(base::Fd conn)
+    : conn_(std::move(conn)), inotify_(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) {
+  if (!inotify_) error_ = std::string("inotify_init1: ") + std::strerror(errno);
+}
+
+// The daemon creates both log files (empty) before it says the cell started, so they can be
+// opened at once.
+void CellFollower::Log::open(const std::string& path, int inotify_fd) {
+  fd = base::Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    say_refused("cannot follow " + path + ": " + std::strerror(errno));
+    return;
+  }
+  (void)::inotify_add_watch(inotify_fd, path.c_str(), IN_MODIFY);
+}
+
+void CellFollower::Log::pump() {
+  if (!fd) return;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    std::fwrite(buf, 1, static_cast<size_t>(n), out);
+  }
+  std::fflush(out);
+}
+
+void CellFollower::follow(const nlohmann::json& started) {
+  out_.open(started.value("stdout", ""), inotify_.get());
+  err_.open(started.value("stderr", ""), inotify_.get());
+  pump();
+}
+
+void CellFollower::pump() {
+  out_.pump();
+  err_.pump();
+}
+
+CellFollower::Next CellFollower::next(nlohmann::json& line, int extra_fd) {
+  for (;;) {
+    // A whole line already buffered comes first.
+    if (size_t nl = buffer_.find('\n'); nl != std::string::npos) {
+      line = nlohmann::json::parse(buffer_.substr(0, nl), nullptr, false);
+      buffer_.erase(0, nl + 1);
+      if (line.is_discarded() || !line.is_object()) {
+        error_ = "the daemon sent a line that is not JSON";
+        return Next::kError;
+      }
+      return Next::kLine;
+    }
+    pollfd fds[3] = {{conn_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}, {extra_fd, POLLIN, 0}};
+    if (::poll(fds, extra_fd >= 0 ? 3 : 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      error_ = std::string("poll: ") + std::strerror(errno);
+      return Next::kError;
+    }
+    if (fds[1].revents & POLLIN) {
+      char ev[4096];
+      while (::read(inotify_.get(), ev, sizeof ev) > 0) {
+      }
+      pump();
+    }
+    if (extra_fd >= 0 && (fds[2].revents & POLLIN)) return Next::kExtra;
+    if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+    char chunk[4096];
+    ssize_t n = ::read(conn_.get(), chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      pump();
+      return Next::kClosed;
+    }
+    buffer_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+}  // namespace cellos::reactor
