@@ -174,9 +174,11 @@ class Batch {
     nftnl_chain_free(ch);
     next();
   }
-  // A set created in this batch; rules of the batch name it by `id`.
+  // A set created in this batch; rules of the batch name it by `id`. `counted`: every element
+  // carries a counter of its own (nft's `set { ...; counter; }`), so a lookup that matches an
+  // element counts on that element.
   void set(int family, const std::string& table, const char* name, uint32_t id, uint32_t key_len,
-           uint32_t flags) {
+           uint32_t flags, bool counted = false) {
     nftnl_set* s = nftnl_set_alloc();
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
     nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
@@ -184,24 +186,7 @@ class Batch {
     nftnl_set_set_u32(s, NFTNL_SET_ID, id);
     nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len);
     nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags);
-    nlmsghdr* h = nftnl_nlmsg_build_hdr(cur(), NFT_MSG_NEWSET, static_cast<uint16_t>(family),
-                                        NLM_F_CREATE, s_.next_seq());
-    nftnl_set_nlmsg_build_payload(h, s);
-    nftnl_set_free(s);
-    next();
-  }
-  // A set whose every element carries a counter of its own (nft's `set { ...; counter; }`):
-  // a lookup that matches an element counts on that element.
-  void counted_set(int family, const std::string& table, const char* name, uint32_t id,
-                   uint32_t key_len) {
-    nftnl_set* s = nftnl_set_alloc();
-    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
-    nftnl_set_set_str(s, NFTNL_SET_NAME, name);
-    nftnl_set_set_u32(s, NFTNL_SET_ID, id);
-    nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len);
-    nftnl_set_set_u32(s, NFTNL_SET_FLAGS, 0);
-    nftnl_set_add_expr(s, nftnl_expr_alloc("counter"));
+    if (counted) nftnl_set_add_expr(s, nftnl_expr_alloc("counter"));
     nlmsghdr* h = nftnl_nlmsg_build_hdr(cur(), NFT_MSG_NEWSET, static_cast<uint16_t>(family),
                                         NLM_F_CREATE, s_.next_seq());
     nftnl_set_nlmsg_build_payload(h, s);
@@ -461,7 +446,7 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
   for (auto [elems, name, id, klen] : {std::tuple{&elems4, kTargets4, kTargets4Id, 12u},
                                        std::tuple{&elems6, kTargets6, kTargets6Id, 24u}}) {
     if (elems->empty()) continue;
-    b.counted_set(fam, table, name, id, klen);
+    b.set(fam, table, name, id, klen, 0, /*counted=*/true);
     // Messages of 64 elements (~6 KiB): well inside the batch's per-message room.
     for (size_t at = 0; at < elems->size(); at += 64) {
       const auto end = elems->begin() + static_cast<long>(std::min(elems->size(), at + 64));
