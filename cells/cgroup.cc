@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cctype>
 #include <cstdlib>
 #include <sstream>
@@ -46,6 +47,22 @@ Result<void> write_knob(const std::string& dir, const std::string& name, const s
 bool populated(const std::string& dir) {
   auto procs = base::read_file_at(AT_FDCWD, dir + "/cgroup.procs");
   return procs.ok() && !procs->empty();
+}
+
+// A cgroup knob at a cell's end (peak memory, OOM count, CPU time: a few dozen bytes each).
+// kernfs hands a seq_file's whole text to one read whose buffer holds it, so a short first
+// read is the whole file and the read that would only return 0 is skipped: one syscall fewer
+// per knob, four per cell lifecycle. A text that fills the buffer is read on to its end.
+Result<std::string> read_knob(const std::string& path) {
+  base::Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return base::sys_error("open", path);
+  char buf[4096];
+  ssize_t n;
+  do n = ::read(fd.get(), buf, sizeof buf);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return base::sys_error("read", path);
+  if (static_cast<size_t>(n) < sizeof buf) return std::string(buf, static_cast<size_t>(n));
+  return base::read_file_at(AT_FDCWD, path);  // rare: start again and read to the end
 }
 
 uint64_t counter(const std::string& text, const std::string& key) {
@@ -244,7 +261,7 @@ Result<void> CgroupLeaf::signal_all(int sig) const {
 CgroupUsage CgroupLeaf::usage() const {
   CgroupUsage u;
   auto number = [](const std::string& path) -> std::optional<uint64_t> {
-    auto text = base::read_file_at(AT_FDCWD, path);
+    auto text = read_knob(path);
     if (!text.ok() || text->empty() || !std::isdigit(static_cast<unsigned char>((*text)[0])))
       return std::nullopt;
     return std::strtoull(text->c_str(), nullptr, 10);
@@ -252,15 +269,15 @@ CgroupUsage CgroupLeaf::usage() const {
   if (!memory_dir_.empty()) {
     u.memory_peak_bytes =
         number(memory_dir_ + (memory_v2_ ? "/memory.peak" : "/memory.max_usage_in_bytes"));
-    auto text = base::read_file_at(
-        AT_FDCWD, memory_dir_ + (memory_v2_ ? "/memory.events" : "/memory.oom_control"));
+    auto text = read_knob(
+        memory_dir_ + (memory_v2_ ? "/memory.events" : "/memory.oom_control"));
     if (text.ok()) u.oom_kills = counter(*text, "oom_kill");
   }
   if (!pids_dir_.empty()) u.pids_peak = number(pids_dir_ + "/pids.peak");
   // cgroup2 counts CPU time in every cgroup whatever the controllers (cpu.stat's core keys),
   // so the hybrid hosts' v2 leaf has it too.
   if (!dirs_.empty()) {
-    auto text = base::read_file_at(AT_FDCWD, dirs_.front() + "/cpu.stat");
+    auto text = read_knob(dirs_.front() + "/cpu.stat");
     if (text.ok() && text->find("usage_usec") != std::string::npos)
       u.cpu_usec = counter(*text, "usage_usec");
   }
