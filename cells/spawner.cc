@@ -130,6 +130,11 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
   ::close_range(kInit + 1, ~0U, 0);
   int null = ::open("/dev/null", O_RDWR);  // 0, the lowest free number
   if (null != 0 || ::dup2(0, 1) != 1 || ::dup2(0, 2) != 2) _exit(1);
+  // Ready: from here on it holds none of the reactor's descriptors. The reactor waits for this
+  // byte, so no copy of, say, its flock'ed event log outlives a reactor that exits at once (a
+  // `run` that rejects its spec): the next writer would find the lock taken.
+  const char ready = 1;
+  if (::send(kSock, &ready, 1, MSG_NOSIGNAL) != 1) _exit(1);
 
   static char buf[kMaxWirePlan + sizeof(FdMask)];
   for (;;) {
@@ -187,6 +192,16 @@ Spawner* Spawner::get() {
   ::close(sv[1]);
   if (pid < 0) {
     ::close(sv[0]);
+    return nullptr;
+  }
+  // Once per process: the spawner says it has closed its copies of our descriptors.
+  char ready = 0;
+  ssize_t got;
+  while ((got = ::recv(sv[0], &ready, 1, 0)) < 0 && errno == EINTR) {
+  }
+  if (got != 1) {
+    ::close(sv[0]);
+    ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
     return nullptr;
   }
   g_spawner = new Spawner(base::Fd(sv[0]), static_cast<pid_t>(pid));
