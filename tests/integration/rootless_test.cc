@@ -158,3 +158,45 @@ TEST_CASE("rootless: a uid_range the user namespace does not map is refused at s
   CHECK(r.err.find("policy.uid_range: 200000-265535 is not inside this user namespace's mapped uids (0-65535)") != std::string::npos);
   CHECK(sub.leftovers().empty());
 }
+
+TEST_CASE("rootless: the daemon, root of a user namespace, runs submitted cells in its delegated subtree and leaves nothing", "[rootless]") {
+  if (::geteuid() != 0) CELLOS_SKIP("needs root to hand out a user namespace and a cgroup subtree");
+  const uid_t u = outer_first();
+  RootlessFleet f("uid_range = \"1000-1999\"\n");
+  const std::string ok = f.spec_file("rld-ok", "", R"({"argv":[")" + f.probe + R"(","write","/tmp/x"]})");
+  const std::string oom = f.spec_file("rld-oom", "",
+      R"({"argv":[")" + f.probe + R"(","alloc","64"],"limits":{"memoryMaxBytes":16777216}})");
+  const std::string d = f.dir.path();
+  const std::string cfg = " --config " + f.config;
+  write_text(d + "/inner.sh",
+             CELLOS_REACTOR_BIN + cfg + " >" + d + "/daemon.out 2>&1 &\n"
+             "D=$!\n"
+             // The daemon is up once its status socket answers.
+             "i=0; until " CELLOS_REACTOR_BIN " status" + cfg + " >/dev/null 2>&1; do\n"
+             "  i=$((i+1)); [ $i -gt 300 ] && exit 97; sleep 0.1; done\n"
+             "for s in " + ok + " " + oom + "; do\n"
+             "  " CELLOS_REACTOR_BIN " submit $s" + cfg + " --wait >/dev/null; echo \"status $(basename $s .json) $?\"\n"
+             "done\n"
+             "kill -TERM $D; wait $D; echo \"daemon $?\"\n");
+  chown_tree(d, u);
+  DelegatedSubtree sub(unique_id("rootless"), u);
+  auto r = run_rootless({.outer_first = u, .count = 65536, .subtree = &sub, .input = "", .timeout_s = 90},
+                        {"/bin/sh", d + "/inner.sh"});
+  INFO(r.out << r.err << read_text(d + "/daemon.out"));
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("status rld-ok 0") != std::string::npos);
+  CHECK(r.out.find("status rld-oom 137") != std::string::npos);
+  CHECK(r.out.find("daemon 0") != std::string::npos);
+  auto oomed = f.data_of("rld-oom", "command.v1.completed");
+  REQUIRE(oomed.size() == 1);
+  CHECK(oomed[0]["reason"] == "oom");
+  REQUIRE(f.data_of("rld-ok", "command.v1.completed").size() == 1);
+  CHECK(f.data_of("rld-ok", "command.v1.completed")[0]["exitCode"] == 0);
+  CHECK(fs::exists(d + "/state/uids.lock"));
+  for (const auto& top : sub.dirs()) {
+    CHECK_FALSE(fs::exists(top + "/cellos/" + f.host_id + "/rld-ok"));
+    CHECK_FALSE(fs::exists(top + "/cellos/" + f.host_id + "/rld-oom"));
+  }
+  auto v = run_process({CELLOS_REACTOR_BIN, "verify", f.events});
+  CHECK(v.status == 0);
+}
