@@ -115,10 +115,11 @@ base::Result<std::unique_ptr<NestedLink>> NestedLink::create(const NestedLinkOpt
   const int outer_dup = ::fcntl(o.outer_netns_fd, F_DUPFD_CLOEXEC, 0);
   if (outer_dup < 0) return base::sys_error("fcntl F_DUPFD_CLOEXEC", "outer netns");
   l->outer_.reset(outer_dup);
-  auto nf = NetlinkSocket::open_in(o.outer_netns_fd, NETLINK_NETFILTER);
-  if (!nf) return std::move(nf).error().context("nested link: outer netns");
-  l->nf_ = std::move(*nf);
-  CELLOS_TRY(check_forward_filter(l->nf_));
+  {
+    auto nf = NetlinkSocket::open_in(o.outer_netns_fd, NETLINK_NETFILTER);
+    if (!nf) return std::move(nf).error().context("nested link: outer netns");
+    CELLOS_TRY(check_forward_filter(*nf));
+  }
   auto rt_a = NetlinkSocket::open_in(o.outer_netns_fd, NETLINK_ROUTE);
   if (!rt_a) return std::move(rt_a).error().context("nested link: outer netns");
   auto rt_b = NetlinkSocket::open_in(inner, NETLINK_ROUTE);
@@ -138,39 +139,28 @@ base::Result<std::unique_ptr<NestedLink>> NestedLink::create(const NestedLinkOpt
   }
 
   // The pair, made in A with its peer created directly in B: nest0 is up at once, eth0 waits
-  // for its address. B's end is not ours to delete; it goes with B (see ~NestedLink).
+  // for its address. It goes with B (see ~NestedLink). The masquerade of the link subnet is
+  // the cell's ruleset's (CellRuleset::forward), there before the link.
   CELLOS_TRY(rtnl::create_veth(*rt_a, {kNestedLinkIfname, "eth0", inner, 0}));
   auto outer_end = rtnl::link_index(*rt_a, kNestedLinkIfname);
   if (!outer_end) return std::move(outer_end).error();
-  // What the host is to a cell, A is to B: masquerade of the link subnet out of every other
-  // interface, nothing from the link delivered to A itself, no flow opened into the link.
-  // (The cell's own input and forward chains already log and drop those two; these count
-  // whatever might reach them.)
-  l->table_ = true;
-  CELLOS_TRY(install_host_ruleset(l->nf_, HostRuleset{kTable, ip(kNetwork), kPrefixLen, *outer_end}));
-  CELLOS_TRY(rtnl::add_address(*rt_a, *outer_end, ip(kOuterAddress), kPrefixLen));
+  CELLOS_TRY(rtnl::add_address(*rt_a, *outer_end, ip(kOuterAddress), kNestedLinkPrefixLen));
 
   auto inner_end = rtnl::link_index(*rt_b, "eth0");
   if (!inner_end) return std::move(inner_end).error().context("nested link: " + inner_what);
-  CELLOS_TRY(rtnl::add_address(*rt_b, *inner_end, ip(kInnerAddress), kPrefixLen));
+  CELLOS_TRY(rtnl::add_address(*rt_b, *inner_end, ip(kInnerAddress), kNestedLinkPrefixLen));
   CELLOS_TRY(rtnl::set_link_up(*rt_b, *inner_end));
   CELLOS_TRY(rtnl::add_default_route(*rt_b, ip(kOuterAddress)));
   return l;
 }
 
 NestedLink::~NestedLink() {
-  if (table_ && nf_.valid()) {
-    auto r = delete_table(nf_, NFPROTO_INET, kTable);
-    if (!r.ok() && r.error().err != ENOENT)
-      std::fprintf(stderr, "cellos-reactor: nested link: %s\n", r.error().message().c_str());
-  }
-  if (forwarding_ && outer_.valid()) {
-    auto scope = NetnsScope::enter(outer_.get(), "outer netns");
-    auto r = scope ? base::write_file_at(AT_FDCWD, "/proc/sys/net/ipv4/ip_forward", "0")
-                   : base::Result<void>(std::move(scope).error());
-    if (!r.ok())
-      std::fprintf(stderr, "cellos-reactor: nested link: %s\n", r.error().message().c_str());
-  }
+  if (!forwarding_ || !outer_.valid()) return;
+  auto scope = NetnsScope::enter(outer_.get(), "outer netns");
+  auto r = scope ? base::write_file_at(AT_FDCWD, "/proc/sys/net/ipv4/ip_forward", "0")
+                 : base::Result<void>(std::move(scope).error());
+  if (!r.ok())
+    std::fprintf(stderr, "cellos-reactor: nested link: %s\n", r.error().message().c_str());
 }
 
 }  // namespace cellos::netns

@@ -2,9 +2,9 @@
 // (docs/nested.md, "The network of a nested cell").
 //
 //   outer (A): the cell's CellNetwork, owned by the host's user namespace: the uplink veth
-//              `eth0`, the cell's ruleset (with CellRuleset::forward), and what this adds:
-//              veth end `nest0` 169.254.77.1/30, forwarding on, strict reverse-path filter on
-//              nest0, a table masquerading the link subnet out of A
+//              `eth0`, the cell's ruleset (with CellRuleset::forward: the forward and input
+//              filters and the link's masquerade), and what this adds: veth end `nest0`
+//              169.254.77.1/30, forwarding on, strict reverse-path filter on nest0
 //   inner (B): owned by the nested cell's user namespace, where the nested reactor is root:
 //              veth end `eth0` 169.254.77.2/30, default route via 169.254.77.1
 //
@@ -26,7 +26,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
-#include "netns/netlink.h"
+#include "netns/nft.h"
 
 namespace cellos::netns {
 
@@ -43,17 +43,14 @@ struct NestedLinkOptions {
 
 class NestedLink {
  public:
-  static constexpr const char* kSubnet = "169.254.77.0/30";
-  static constexpr const char* kNetwork = "169.254.77.0";
+  // In kNestedLinkNetwork / kNestedLinkPrefixLen (netns/nft.h).
   static constexpr const char* kOuterAddress = "169.254.77.1";
   static constexpr const char* kInnerAddress = "169.254.77.2";
-  static constexpr int kPrefixLen = 30;
-  // The link's own table in A: the masquerade (and the host-ruleset backstops, see .cc).
-  static constexpr const char* kTable = "cellos-nested";
 
-  // From the reactor's thread, which ends in the namespace it started in.
+  // From the reactor's thread, which ends in the namespace it started in. On failure A's
+  // forwarding is off again; a pair already made goes with B, whose process the caller ends.
   static base::Result<std::unique_ptr<NestedLink>> create(const NestedLinkOptions& options);
-  // Deletes kTable and turns A's forwarding off. The veth pair is not deleted here (that
+  // Turns A's forwarding off. The veth pair is not deleted here (that
   // waits for RCU grace periods, 20-27 ms, on the reactor's thread): it goes with B, whose
   // last process ending makes the kernel delete B's end and with it A's.
   ~NestedLink();
@@ -62,9 +59,8 @@ class NestedLink {
 
  private:
   NestedLink() = default;
-  base::Fd outer_;     // a dup of A, for the destructor
-  NetlinkSocket nf_;   // nfnetlink in A
-  bool table_ = false, forwarding_ = false;
+  base::Fd outer_;  // a dup of A, for the destructor
+  bool forwarding_ = false;
 };
 
 }  // namespace cellos::netns

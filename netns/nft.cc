@@ -418,7 +418,7 @@ namespace {
 
 // CellRuleset::forward: the chains that filter what the nested namespace behind the link
 // sends. Appended to the cell's batch, so the table is never there without them.
-constexpr size_t kForwardRules = 6;
+constexpr size_t kForwardRules = 7;
 
 void add_forward_chains(Batch& b, const std::string& table, const CellRuleset& r, bool has4,
                         bool has6) {
@@ -470,6 +470,22 @@ void add_forward_chains(Batch& b, const std::string& table, const CellRuleset& r
     RuleBuilder drop(fam, table, "input", "input-drop");
     from_link(drop, NFT_CMP_EQ).counter().verdict(NF_DROP);
     b.rule(fam, drop);
+  }
+  // What the host is to this namespace, this namespace is to the one behind the link: its
+  // traffic leaves with this namespace's uplink address (which the host masquerades again).
+  // By source: a postrouting hook has no input interface. Only the link's addresses can
+  // arrive from it (NestedLink turns on strict reverse-path filtering there).
+  b.chain(fam, table, {"postrouting", "nat", NF_INET_POST_ROUTING, 100, NF_ACCEPT});
+  {
+    RuleBuilder rb(fam, table, "postrouting", "forward-masquerade");
+    rb.meta(NFT_META_NFPROTO).eq_u8(NFPROTO_IPV4);
+    in_addr net{};
+    inet_pton(AF_INET, kNestedLinkNetwork, &net);
+    const uint32_t m = htonl(~0u << (32 - kNestedLinkPrefixLen));
+    rb.payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4).mask(&m, 4).cmp(NFT_CMP_EQ, &net, 4);
+    rb.meta(NFT_META_OIFNAME).cmp(NFT_CMP_NEQ, link.data(), static_cast<uint32_t>(link.size()));
+    rb.counter().masquerade();
+    b.rule(fam, rb);
   }
 }
 
