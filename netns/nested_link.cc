@@ -19,6 +19,7 @@ namespace cellos::netns {
 namespace {
 
 constexpr const char* kThreadNetns = "/proc/thread-self/ns/net";
+constexpr const char* kIpForward = "/proc/sys/net/ipv4/ip_forward";
 
 // Runs the reactor's thread inside an existing network namespace for its lifetime (sysctls
 // under /proc/sys/net are those of the opening thread's namespace), then returns it home.
@@ -134,8 +135,12 @@ base::Result<std::unique_ptr<NestedLink>> NestedLink::create(const NestedLinkOpt
     if (!scope) return std::move(scope).error().context("nested link");
     CELLOS_TRY(base::write_file_at(AT_FDCWD, "/proc/sys/net/ipv6/conf/default/disable_ipv6", "1"));
     CELLOS_TRY(base::write_file_at(AT_FDCWD, "/proc/sys/net/ipv4/conf/default/rp_filter", "1"));
-    l->forwarding_ = true;  // from here the destructor turns it off again
-    CELLOS_TRY(base::write_file_at(AT_FDCWD, "/proc/sys/net/ipv4/ip_forward", "1"));
+    // A new namespace's IPv4 settings start as the host's (net.core.devconf_inherit_init_net
+    // = 0), so forwarding may be on already: the destructor puts back what was there.
+    auto was = base::read_file_at(AT_FDCWD, kIpForward);
+    if (!was) return std::move(was).error().context("nested link");
+    l->forwarding_was_ = was->substr(0, 1) == "1" ? "1" : "0";
+    CELLOS_TRY(base::write_file_at(AT_FDCWD, kIpForward, "1"));
   }
 
   // The pair, made in A with its peer created directly in B: nest0 is up at once, eth0 waits
@@ -155,9 +160,9 @@ base::Result<std::unique_ptr<NestedLink>> NestedLink::create(const NestedLinkOpt
 }
 
 NestedLink::~NestedLink() {
-  if (!forwarding_ || !outer_.valid()) return;
+  if (forwarding_was_.empty() || !outer_.valid()) return;
   auto scope = NetnsScope::enter(outer_.get(), "outer netns");
-  auto r = scope ? base::write_file_at(AT_FDCWD, "/proc/sys/net/ipv4/ip_forward", "0")
+  auto r = scope ? base::write_file_at(AT_FDCWD, kIpForward, forwarding_was_)
                  : base::Result<void>(std::move(scope).error());
   if (!r.ok())
     std::fprintf(stderr, "cellos-reactor: nested link: %s\n", r.error().message().c_str());

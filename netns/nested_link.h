@@ -23,6 +23,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <string>
 
 #include "base/fd.h"
 #include "base/result.h"
@@ -48,9 +49,9 @@ class NestedLink {
   static constexpr const char* kInnerAddress = "169.254.77.2";
 
   // From the reactor's thread, which ends in the namespace it started in. On failure A's
-  // forwarding is off again; a pair already made goes with B, whose process the caller ends.
+  // forwarding is back as it was; a pair already made goes with B, whose process the caller ends.
   static base::Result<std::unique_ptr<NestedLink>> create(const NestedLinkOptions& options);
-  // Turns A's forwarding off. The veth pair is not deleted here (that
+  // Puts A's forwarding back as it was. The veth pair is not deleted here (that
   // waits for RCU grace periods, 20-27 ms, on the reactor's thread): it goes with B, whose
   // last process ending makes the kernel delete B's end and with it A's.
   ~NestedLink();
@@ -59,8 +60,8 @@ class NestedLink {
 
  private:
   NestedLink() = default;
-  base::Fd outer_;  // a dup of A, for the destructor
-  bool forwarding_ = false;
+  base::Fd outer_;              // a dup of A, for the destructor
+  std::string forwarding_was_;  // A's ip_forward before create() ("0" / "1"); empty: untouched
 };
 
 }  // namespace cellos::netns

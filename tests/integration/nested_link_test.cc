@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -214,7 +215,7 @@ class InnerCell {
       // Become the namespace's root (the host uid the map gives it) and nothing more.
       if (::setgroups(0, nullptr) != 0 || ::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)
         ::_exit(22);
-      put("uid_on_host", std::to_string(::getuid()));
+      put("uid_in_b", std::to_string(::getuid()));
       // Even holding descriptors of the host's namespace and of A, it cannot join either.
       put("join_host", ::setns(home.get(), CLONE_NEWNET) == 0 ? "joined" : std::to_string(errno));
       body(put);
@@ -349,12 +350,14 @@ TEST_CASE("nested link: without the forward chains a ruleset is what it always w
                                          "forward-established", "forward-inbound",
                                          "forward-nflog", "forward-drop", "input-nflog",
                                          "input-drop", "forward-masquerade"});
-  // A namespace whose ruleset has no forward chain gets no link (nor forwarding).
+  // A namespace whose ruleset has no forward chain gets no link, and its sysctls are left as
+  // they were (a new namespace's IPv4 ones start as the host's: devconf_inherit_init_net).
+  const std::string forwarding = sysctl_in(off->netns_fd(), "/proc/sys/net/ipv4/ip_forward");
   InnerCell child([](auto put) { put("ran", "yes"); });
   auto refused = netns::NestedLink::create({off->netns_fd(), child.pid(), -1});
   REQUIRE_FALSE(refused.ok());
   CHECK_THAT(refused.error().message(), Catch::Contains("no forward chain"));
-  CHECK(sysctl_in(off->netns_fd(), "/proc/sys/net/ipv4/ip_forward") == "0");
+  CHECK(sysctl_in(off->netns_fd(), "/proc/sys/net/ipv4/ip_forward") == forwarding);
   CHECK(in_netns(off->netns_fd(), [] { return if_nametoindex(netns::kNestedLinkIfname); }) == 0);
   // Nor a link to the outer namespace itself, or to the reactor's own.
   auto self = netns::NestedLink::create({on->netns_fd(), 0, on->netns_fd()});
@@ -368,8 +371,8 @@ TEST_CASE("nested link: without the forward chains a ruleset is what it always w
   CHECK(child.finish()["ran"] == "yes");
 }
 
-TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-list; denials "
-          "are nflog records in A; its root's flush widens nothing; nothing is left",
+TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-list, denials "
+          "are nflog records in A, its root's flush widens nothing, nothing is left",
           "[net][nested]") {
   std::string why;
   if (!test::can_build_test_hosts(&why)) CELLOS_SKIP(why);
@@ -393,10 +396,11 @@ TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-l
                  target(gateway(), host_port, IPPROTO_TCP, "egress[3]")});
   const int A = parent.net->netns_fd();
   const std::string a_uplink_ip = parent.net->address().value();
+  const std::string gw = gateway();  // here: the child has a pid of its own
   // Services of A itself, on every address of A.
-  test::Greeter a_service;
-  in_netns(A, [&] { return a_service.listen_tcp("0.0.0.0", a_port); });
-  a_service.start();
+  auto a_service = std::make_unique<test::Greeter>();
+  in_netns(A, [&] { return a_service->listen_tcp("0.0.0.0", a_port); });
+  a_service->start();
   auto ring = must(reactor::Ring::create({}));
   std::vector<netns::DenyRecord> denied;
   netns::NflogOptions lo;
@@ -414,7 +418,7 @@ TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-l
     put("allowed_udp", udp_ping(a.ip(), udp_ok));
     put("denied_port", tcp_connect(a.ip(), tcp_other));
     put("host_address", tcp_connect(a.root_ip(), host_port));
-    put("gateway", tcp_connect(gateway(), host_port));
+    put("gateway", tcp_connect(gw, host_port));
     put("outer_link_address", tcp_connect(netns::NestedLink::kOuterAddress, a_port));
     put("outer_uplink_address", tcp_connect(a_uplink_ip, a_port));
     // Root of B: a table of its own, then every table it can see flushed, then the same.
@@ -430,12 +434,14 @@ TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-l
     auto rt = netns::NetlinkSocket::open(NETLINK_ROUTE);
     auto eth0 = rt.ok() ? netns::rtnl::link_index(*rt, "eth0") : base::Result<int>(rt.error());
     in_addr spoof{};
-    inet_pton(AF_INET, gateway().c_str(), &spoof);
+    inet_pton(AF_INET, gw.c_str(), &spoof);
     auto added = eth0.ok() ? netns::rtnl::add_address(*rt, *eth0, spoof, 32)
                            : base::Result<void>(eth0.error());
     put("spoof_address", added.ok() ? "added" : added.error().message());
-    put("spoofed_source", tcp_connect(a.ip(), tcp_ok, gateway()));
+    put("spoofed_source", tcp_connect(a.ip(), tcp_ok, gw));
   });
+  // Off first, to see it turned on and put back (a new namespace starts with the host's).
+  must(in_netns(A, [] { return base::write_file_at(AT_FDCWD, "/proc/sys/net/ipv4/ip_forward", "0"); }));
   auto link = must(netns::NestedLink::create({A, child.pid(), -1}));
   CHECK(sysctl_in(A, "/proc/sys/net/ipv4/ip_forward") == "1");
   CHECK(sysctl_in(A, std::string("/proc/sys/net/ipv4/conf/") + netns::kNestedLinkIfname +
@@ -446,7 +452,7 @@ TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-l
   auto r = child.finish();
   for (const auto& [k, v] : r) UNSCOPED_INFO(k << " = " << v);
 
-  CHECK(r["uid_on_host"] == "0");  // root in B (the host sees InnerCell::host_uid())
+  CHECK(r["uid_in_b"] == "0");  // root in B (the host sees InnerCell::host_uid())
   CHECK(r["join_host"] == std::to_string(EPERM));
   CHECK(r["join_outer"] == std::to_string(EPERM));
   CHECK(r["delete_outer_table"] == std::to_string(EPERM));
@@ -466,6 +472,10 @@ TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-l
 
   // A's counters: the allow-list counted forwarded flows; each denial logged, then dropped.
   auto counters = must(parent.net->counters());
+  std::string all;
+  for (const auto& c : counters) all += c.tag + "=" + std::to_string(c.packets) + " ";
+  for (const auto& [k, v] : r) all += "\n" + k + ": " + v;
+  INFO("A's counters: " << all);
   CHECK(packets(counters, "egress[0]") >= 2);  // the two allowed connections' SYNs
   CHECK(packets(counters, "egress[1]") == 1);
   CHECK(packets(counters, "egress[2]") == 0);  // declared, but input from the link is dropped
@@ -509,6 +519,10 @@ TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-l
   CHECK(link_gone);
   link.reset();
   CHECK(sysctl_in(A, "/proc/sys/net/ipv4/ip_forward") == "0");
+  // Every socket in A holds A: the uplink's veth goes only once A does.
+  listener.reset();
+  a_service.reset();
+  a_nf = netns::NetlinkSocket();
   parent.check_gone();
 }
 
@@ -593,5 +607,6 @@ TEST_CASE("nested link: a nested reactor's bridge, NAT and cell behind B: the ne
   listener->stop();
   REQUIRE(run_until(*ring, [&] { return !listener->in_flight(); }));
   link.reset();
+  listener.reset();
   parent.check_gone();
 }
