@@ -148,10 +148,15 @@ std::string tcp_connect(const std::string& ip, int port, const std::string& src 
 }
 
 // "ok pong", "blocked", "timeout" or "error <errno>".
-std::string udp_ping(const std::string& ip, int port) {
+std::string udp_ping(const std::string& ip, int port, const std::string& src = "") {
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return "error socket";
   base::Fd owned(fd);
+  if (!src.empty()) {
+    sockaddr_in s = sa(src, 0);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&s), sizeof s) != 0)
+      return "error bind " + std::to_string(errno);
+  }
   sockaddr_in d = sa(ip, port);
   if (::sendto(fd, "ping", 4, 0, reinterpret_cast<sockaddr*>(&d), sizeof d) < 0)
     return errno == EPERM ? "blocked" : "error " + std::to_string(errno);
@@ -190,10 +195,13 @@ using Results = std::map<std::string, std::string>;
 
 // A child in a user and network namespace of its own (B), mapped to `host_uid` (unused on
 // the host: the child is nobody there, root in B). Construction returns once it has
-// unshared and its maps are written; go() lets it run `body`; finish() waits for it.
+// unshared and its maps are written; go() lets it run `body`; finish() waits for it. The
+// body's second argument, sync(), stops it until the test has seen it (wait_sync()) and
+// called go() again.
 class InnerCell {
  public:
-  using Body = std::function<void(std::function<void(const std::string&, const std::string&)>)>;
+  using Put = std::function<void(const std::string&, const std::string&)>;
+  using Body = std::function<void(Put, std::function<void()>)>;
   explicit InnerCell(Body body) {
     auto ready = must(base::make_pipe()), go = must(base::make_pipe()),
          out = must(base::make_pipe());
@@ -218,7 +226,12 @@ class InnerCell {
       put("uid_in_b", std::to_string(::getuid()));
       // Even holding descriptors of the host's namespace and of A, it cannot join either.
       put("join_host", ::setns(home.get(), CLONE_NEWNET) == 0 ? "joined" : std::to_string(errno));
-      body(put);
+      auto sync = [&] {
+        put("sync", "");
+        char again = 0;
+        if (::read(go.read.get(), &again, 1) != 1 || again != 'g') ::_exit(23);
+      };
+      body(put, sync);
       ::_exit(0);
     }
     ready.write.reset();
@@ -241,8 +254,15 @@ class InnerCell {
   static uint32_t host_uid() { return 2100000000u + static_cast<uint32_t>(::getpid() % 100000); }
   pid_t pid() const { return pid_; }
   void go() { REQUIRE(::write(go_.get(), "g", 1) == 1); }
+  // Reads the child's lines up to its sync().
+  void wait_sync() {
+    for (char c = 0; !text_.ends_with("sync=\n");) {
+      REQUIRE(::read(out_.get(), &c, 1) == 1);
+      text_ += c;
+    }
+  }
   Results finish() {
-    auto text = must(base::read_fd(out_.get(), "child results"));
+    auto text = text_ + must(base::read_fd(out_.get(), "child results"));
     int status = 0;
     REQUIRE(::waitpid(pid_, &status, 0) == pid_);
     pid_ = 0;
@@ -261,6 +281,7 @@ class InnerCell {
  private:
   pid_t pid_ = 0;
   base::Fd go_, out_;
+  std::string text_;
 };
 
 struct Tick final : base::Completion {
@@ -302,12 +323,13 @@ struct Parent {
   std::string host_id = "nl" + std::to_string(::getpid());
   std::unique_ptr<netns::HostUplink> uplink;
   std::unique_ptr<netns::CellNetwork> net;
-  explicit Parent(std::vector<netns::EgressTarget> targets) {
+  explicit Parent(std::vector<netns::EgressTarget> targets, bool dns_sets = false) {
     uplink = must(netns::HostUplink::create({host_id, "", cell_subnet()}));
     netns::CellNetOptions o;
     o.ruleset.targets = std::move(targets);
     o.ruleset.nflog_group = kNflogGroup;
     o.ruleset.forward = true;
+    o.ruleset.dns_sets = dns_sets;
     o.uplink = uplink.get();
     net = must(netns::CellNetwork::create(o));
   }
@@ -353,7 +375,7 @@ TEST_CASE("nested link: without the forward chains a ruleset is what it always w
   // A namespace whose ruleset has no forward chain gets no link, and its sysctls are left as
   // they were (a new namespace's IPv4 ones start as the host's: devconf_inherit_init_net).
   const std::string forwarding = sysctl_in(off->netns_fd(), "/proc/sys/net/ipv4/ip_forward");
-  InnerCell child([](auto put) { put("ran", "yes"); });
+  InnerCell child([](auto put, auto) { put("ran", "yes"); });
   auto refused = netns::NestedLink::create({off->netns_fd(), child.pid(), -1});
   REQUIRE_FALSE(refused.ok());
   CHECK_THAT(refused.error().message(), Catch::Contains("no forward chain"));
@@ -410,7 +432,7 @@ TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-l
   // kernel checks the sender's capabilities too.
   auto a_nf = must(netns::NetlinkSocket::open_in(A, NETLINK_NETFILTER));
 
-  InnerCell child([&](auto put) {
+  InnerCell child([&](auto put, auto) {
     put("join_outer", ::setns(A, CLONE_NEWNET) == 0 ? "joined" : std::to_string(errno));
     auto del = netns::delete_table(a_nf, NFPROTO_INET, netns::kCellTable);
     put("delete_outer_table", del.ok() ? "deleted" : std::to_string(del.error().err));
@@ -438,7 +460,8 @@ TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-l
     auto added = eth0.ok() ? netns::rtnl::add_address(*rt, *eth0, spoof, 32)
                            : base::Result<void>(eth0.error());
     put("spoof_address", added.ok() ? "added" : added.error().message());
-    put("spoofed_source", tcp_connect(a.ip(), tcp_ok, gw));
+    // udp, to a counted destination, so the count shows it never reached the forward hook
+    put("spoofed_source", udp_ping(a.ip(), udp_ok, gw));
   });
   // Off first, to see it turned on and put back (a new namespace starts with the host's).
   must(in_netns(A, [] { return base::write_file_at(AT_FDCWD, "/proc/sys/net/ipv4/ip_forward", "0"); }));
@@ -477,7 +500,7 @@ TEST_CASE("nested link: the inner namespace reaches exactly the parent's allow-l
   for (const auto& [k, v] : r) all += "\n" + k + ": " + v;
   INFO("A's counters: " << all);
   CHECK(packets(counters, "egress[0]") >= 2);  // the two allowed connections' SYNs
-  CHECK(packets(counters, "egress[1]") == 1);
+  CHECK(packets(counters, "egress[1]") == 1);  // the spoofed datagram never got this far
   CHECK(packets(counters, "egress[2]") == 0);  // declared, but input from the link is dropped
   CHECK(packets(counters, "egress[3]") >= 1);  // A let it go; the host table dropped it
   CHECK(packets(counters, "forward-established") >= 4);
@@ -545,7 +568,7 @@ TEST_CASE("nested link: a nested reactor's bridge, NAT and cell behind B: the ne
   lo.on_record = [&](const netns::DenyRecord& r) { denied.push_back(r); };
   auto listener = must(parent.net->open_nflog(*ring, lo));
 
-  InnerCell child([&](auto put) {
+  InnerCell child([&](auto put, auto) {
     // What a nested reactor with `[network] uplink = "nat"` makes in B, with the same code,
     // and its cell's namespace C (with the nested cell's own ruleset) on it.
     auto uplink = netns::HostUplink::create({"nested", "", "10.213.0.0/24"});
@@ -608,5 +631,37 @@ TEST_CASE("nested link: a nested reactor's bridge, NAT and cell behind B: the ne
   REQUIRE(run_until(*ring, [&] { return !listener->in_flight(); }));
   link.reset();
   listener.reset();
+  parent.check_gone();
+}
+
+TEST_CASE("nested link: an address the parent's DNS authority opens is open to the inner "
+          "namespace too, through the same set and counter", "[net][nested]") {
+  std::string why;
+  if (!test::can_build_test_hosts(&why)) CELLOS_SKIP(why);
+  test::TestHost a(30);
+  const int port = a.tcp();
+  a.start();
+  // No target at all: only the dns4/dns6 sets, which the parent's proxy fills.
+  Parent parent({}, /*dns_sets=*/true);
+  const int A = parent.net->netns_fd();
+  InnerCell child([&](auto put, auto sync) {
+    put("before", tcp_connect(a.ip(), port));
+    sync();
+    put("after", tcp_connect(a.ip(), port));
+  });
+  auto link = must(netns::NestedLink::create({A, child.pid(), -1}));
+  child.go();
+  child.wait_sync();
+  // What CellDns does when it hands out an answer for a named egress rule.
+  netns::DnsSetElement e{target(a.ip(), port, IPPROTO_TCP, ""), 60000};
+  must(parent.net->update_dns_sets({e}, {}));
+  child.go();
+  auto r = child.finish();
+  CHECK(r["before"] == "timeout");
+  CHECK(r["after"] == "ok hello");
+  auto counters = must(parent.net->counters());
+  CHECK(packets(counters, "dns") == 1);  // the one SYN of the connection it opened
+  CHECK(packets(counters, "forward-nflog") >= 1);
+  link.reset();
   parent.check_gone();
 }
