@@ -414,8 +414,86 @@ base::Result<void> update_dns_sets(NetlinkSocket& nf, const std::vector<DnsSetEl
   return b.commit("nft dns set elements");
 }
 
+namespace {
+
+// CellRuleset::forward: the chains that filter what the nested namespace behind the link
+// sends. Appended to the cell's batch, so the table is never there without them.
+constexpr size_t kForwardRules = 7;
+
+void add_forward_chains(Batch& b, const std::string& table, const CellRuleset& r, bool has4,
+                        bool has6) {
+  const int fam = NFPROTO_INET;
+  std::array<char, 16> link{};  // meta iifname loads IFNAMSIZ bytes, zero-padded
+  std::strncpy(link.data(), kNestedLinkIfname, link.size() - 1);
+  // Named, not by index: the ruleset goes in before the link exists (no window without it).
+  auto from_link = [&](RuleBuilder& rb, uint32_t op) -> RuleBuilder& {
+    rb.meta(NFT_META_IIFNAME);
+    return rb.cmp(op, link.data(), static_cast<uint32_t>(link.size()));
+  };
+  b.chain(fam, table, {"forward", "filter", NF_INET_FORWARD, 0, NF_DROP});
+  auto rule = [&](const std::string& tag) { return RuleBuilder(fam, table, "forward", tag); };
+  {
+    auto rb = rule("forward-established");
+    rb.established().counter().verdict(NF_ACCEPT);
+    b.rule(fam, rb);
+  }
+  {
+    // A new flow from the uplink side into the nested namespace: never (as the host table
+    // keeps anyone from opening a flow into a cell).
+    auto rb = rule("forward-inbound");
+    from_link(rb, NFT_CMP_NEQ).counter().verdict(NF_DROP);
+    b.rule(fam, rb);
+  }
+  for (auto [present, proto, chain] : {std::tuple{has4, NFPROTO_IPV4, kEgress4},
+                                       std::tuple{has6, NFPROTO_IPV6, kEgress6}}) {
+    if (!present) continue;
+    auto rb = rule("");
+    rb.meta(NFT_META_NFPROTO).eq_u8(static_cast<uint8_t>(proto)).verdict(NFT_JUMP, chain);
+    b.rule(fam, rb);
+  }
+  {
+    auto rb = rule("forward-nflog");
+    rb.counter().log(r.nflog_group, kDenyPrefix);
+    b.rule(fam, rb);
+    auto drop = rule("forward-drop");
+    drop.counter().verdict(NF_DROP);
+    b.rule(fam, drop);
+  }
+  // The outer namespace's own addresses and services are not on anyone's allow-list: what
+  // the link delivers locally is a denied flow. (ARP, which routing over the link needs, is
+  // not seen by an inet table.)
+  b.chain(fam, table, {"input", "filter", NF_INET_LOCAL_IN, 0, NF_ACCEPT});
+  {
+    RuleBuilder rb(fam, table, "input", "input-nflog");
+    from_link(rb, NFT_CMP_EQ).counter().log(r.nflog_group, kDenyPrefix);
+    b.rule(fam, rb);
+    RuleBuilder drop(fam, table, "input", "input-drop");
+    from_link(drop, NFT_CMP_EQ).counter().verdict(NF_DROP);
+    b.rule(fam, drop);
+  }
+  // What the host is to this namespace, this namespace is to the one behind the link: its
+  // traffic leaves with this namespace's uplink address (which the host masquerades again).
+  // By source: a postrouting hook has no input interface. Only the link's addresses can
+  // arrive from it (NestedLink turns on strict reverse-path filtering there).
+  b.chain(fam, table, {"postrouting", "nat", NF_INET_POST_ROUTING, 100, NF_ACCEPT});
+  {
+    RuleBuilder rb(fam, table, "postrouting", "forward-masquerade");
+    rb.meta(NFT_META_NFPROTO).eq_u8(NFPROTO_IPV4);
+    in_addr net{};
+    inet_pton(AF_INET, kNestedLinkNetwork, &net);
+    const uint32_t m = htonl(~0u << (32 - kNestedLinkPrefixLen));
+    rb.payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4).mask(&m, 4).cmp(NFT_CMP_EQ, &net, 4);
+    rb.meta(NFT_META_OIFNAME).cmp(NFT_CMP_NEQ, link.data(), static_cast<uint32_t>(link.size()));
+    rb.counter().masquerade();
+    b.rule(fam, rb);
+  }
+}
+
+}  // namespace
+
 size_t cell_rule_count(const CellRuleset& r) {
-  return 4 + r.targets.size() + (r.append_invalid_rule ? 1 : 0) + (r.dns_sets ? 2 : 0);
+  return 4 + r.targets.size() + (r.append_invalid_rule ? 1 : 0) + (r.dns_sets ? 2 : 0) +
+         (r.forward ? kForwardRules : 0);
 }
 
 base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r) {
@@ -514,6 +592,7 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
     drop.counter().verdict(NF_DROP);
     b.rule(fam, drop);
   }
+  if (r.forward) add_forward_chains(b, table, r, has4, has6);
   return b.commit("nft table inet " + table);
 }
 
@@ -671,9 +750,11 @@ base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int fami
       }
     }
   std::vector<RuleCounter> out;
+  std::set<std::string> emitted;  // a chain two base chains jump to (forward) counts once
   auto emit = [&](const std::vector<Entry>& list, auto&& self) -> void {
     for (const Entry& e : list) {
-      if (!e.jump.empty() && rules.count(e.jump)) self(rules[e.jump], self);
+      if (!e.jump.empty() && rules.count(e.jump) && emitted.insert(e.jump).second)
+        self(rules[e.jump], self);
       if (!e.targets.empty())
         for (const RuleCounter& c : elements[e.targets]) out.push_back(c);
       if (e.counted) out.push_back(e.c);

@@ -43,8 +43,23 @@ struct CellRuleset {
   // in a 32-bit register as the target rules load them) and one counted rule per family,
   // tag "dns", accepting what they hold. The cell's DNS proxy fills them (update_dns_sets).
   bool dns_sets = false;
+  // A nested cell (docs/nested.md, "The network of a nested cell"): this namespace is the
+  // outer one, and the nested reactor's namespace behind it reaches the uplink through it,
+  // arriving on kNestedLinkIfname. Adds chain forward (hook forward, policy drop):
+  // established accept · not from the link: drop (tag forward-inbound) · the same jumps to
+  // egress4/egress6 (one allow-list, one set of counters and of dns sets for both hooks) ·
+  // log to `nflog_group` with kDenyPrefix · drop; and chain input (hook input, policy accept):
+  // from the link, log · drop (nothing behind the link talks to this namespace itself); and
+  // chain postrouting (nat): the link subnet masqueraded out of every other interface.
+  // Off: the batch is exactly what it was before this field existed.
+  bool forward = false;
 };
 constexpr const char* kCellTable = "cellos";
+// The outer end of a nested cell's link (netns/nested_link.h), in the outer namespace, and
+// the link's subnet (nested_link.h says why this one).
+constexpr const char* kNestedLinkIfname = "nest0";
+constexpr const char* kNestedLinkNetwork = "169.254.77.0";
+constexpr int kNestedLinkPrefixLen = 30;
 // The NFLOG prefix of the final log-and-drop: every deny record of a cell carries it. The
 // kernel keeps prefixes under 128 bytes; short, because it is copied into every record.
 constexpr const char* kDenyPrefix = "egress_default_deny";
