@@ -67,7 +67,7 @@ void add_event_commands(CLI::App& app, std::optional<int>& exit_code) {
   verify->add_option("--public-key", *pub, "host.pub of the writer (without it: integrity only)");
   auto no_nested = std::make_shared<bool>(false);
   verify->add_flag("--no-nested", *no_nested,
-                   "do not follow the nested cells' sealed sub-logs (sinks/sublog_seal.h)");
+                   "do not follow the sealed logs of nested cells (docs/nested.md)");
   verify->callback([&exit_code, file, pub, no_nested] {
     sinks::TrailOptions o;
     o.top.path = *file;

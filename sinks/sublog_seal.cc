@@ -377,6 +377,11 @@ struct Walker {
     if (key->key_id() != s.key_id)
       return fail(where + ": the recorded keyId " + base::clip(s.key_id, 64) +
                   " is not the recorded key's id " + key->key_id());
+    // No seal of ours records more (seal_sublog refuses larger files): a claim beyond it would
+    // only make verify read that much.
+    if (s.size_bytes > kMaxSublogBytes)
+      return fail(where + ": sealed as " + std::to_string(s.size_bytes) + " bytes, over the " +
+                  base::size_text(kMaxSublogBytes) + " a seal reads");
     FileRead f = read_beneath(dirfd, s.path, s.size_bytes);
     if (f.over)
       return fail(where + ": " + std::to_string(f.size) + " bytes, not the " +
