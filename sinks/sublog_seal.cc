@@ -353,14 +353,15 @@ struct Walker {
 
   bool seal(int dirfd, const std::string& display, uint64_t line_no, const Json& j, unsigned depth,
             const std::string& nesting) {
-    std::string where = "depth " + std::to_string(depth) + ", seal at line " + std::to_string(line_no) +
-                        " of " + display;
+    const std::string at = "seal at line " + std::to_string(line_no) + " of " + base::clip(display);
     auto data = j.find("data");
     NestedSealedData s;
-    if (data == j.end()) return fail(where + ": the seal has no data");
-    if (auto e = from_object(*data, s); !e.empty()) return fail(where + ": the seal is unreadable: " + e);
+    if (data == j.end()) return fail("depth " + std::to_string(depth) + ", " + at + ": the seal has no data");
+    if (auto e = from_object(*data, s); !e.empty())
+      return fail("depth " + std::to_string(depth) + ", " + at + ": the seal is unreadable: " + e);
     const std::string chain = nesting.empty() ? s.nesting_path : nesting + " > " + s.nesting_path;
-    where += " (" + base::clip(chain) + ")";
+    // As verify prints a sub-log that is intact: "depth 2 (host-a/c1 > inner/c2), seal at ...".
+    std::string where = "depth " + std::to_string(depth) + " (" + base::clip(chain) + "), " + at;
     if (depth > o.max_depth)
       return fail(where + ": nested deeper than " + std::to_string(o.max_depth) +
                   " levels: not followed");
