@@ -118,6 +118,14 @@ TEST_CASE("nested trail: real reactors' logs sealed two and three deep verify wi
     CHECK(n.status == 0);
     CHECK_THAT(n.out, Contains("1 sealed sub-log(s) of nested cells not followed (--no-nested)"));
   }
+  SECTION("the whole tree copied elsewhere verifies there: the paths are relative") {
+    TempDir elsewhere;
+    fs::copy(root, elsewhere.path() + "/audit", fs::copy_options::recursive);
+    auto c = verify(elsewhere.path() + "/audit/events.jsonl", root + "/keys0/host.pub");
+    INFO(c.out << c.err);
+    CHECK(c.status == 0);
+    CHECK_THAT(c.out, Contains("nested trail intact: 2 sub-log(s) at depths 1..2"));
+  }
   SECTION("a byte of the real reactor's log changed: one line naming depth 2, exit 1") {
     std::string t = read_text(d2);
     t[t.find("\"cellId\":\"") + 10] ^= 1;
