@@ -418,6 +418,39 @@ TEST_CASE("nested trail: hostile seals in a signed parent log are refused by nam
   CHECK_THAT(r->problem, Contains(want) && Contains("depth 1"));
 }
 
+TEST_CASE("nested trail: a live parent log is followed in its sealed part only", "[sublog]") {
+  Trail t(false);
+  auto ls = lines_of_file(t.top);
+  TrailOptions o;
+  o.top.path = t.top;
+  o.top.public_key_path = t.root + "/keys/host.pub";
+  o.top_live = true;  // as when its writer holds the lock
+  SECTION("a record being written after the seal's batch: the seal is followed") {
+    test::write_text(t.top, read_whole(t.top).value() + "{\"specversion\":");
+    auto r = verify_trail(o);
+    REQUIRE(r.ok());
+    CHECK(r->top.tail_pending);
+    CHECK(r->ok);
+    CHECK(r->logs.size() == 1);
+    o.top_live = false;  // the same file with no writer: a truncated tail, nothing followed
+    r = verify_trail(o);
+    REQUIRE(r.ok());
+    CHECK_FALSE(r->ok);
+    CHECK(r->logs.empty());
+  }
+  SECTION("the seal in a batch not sealed yet: not followed") {
+    REQUIRE(ls.back().find("batch_sealed") != std::string::npos);
+    ls.pop_back();
+    REQUIRE(ls.back().find(kNestedSealedType) != std::string::npos);
+    write_lines(t.top, ls);
+    auto r = verify_trail(o);
+    REQUIRE(r.ok());
+    CHECK(r->top.tail_pending);
+    CHECK(r->ok);
+    CHECK(r->logs.empty());
+  }
+}
+
 TEST_CASE("nested trail: depth is bounded", "[sublog]") {
   // Nine levels, each log one directory below the one sealing it: the deepest first.
   TempDir dir;
@@ -451,6 +484,34 @@ TEST_CASE("nested trail: depth is bounded", "[sublog]") {
   INFO(r->problem);
   CHECK(r->ok);
   CHECK(r->deepest == 9);
+}
+
+TEST_CASE("nested trail: a seal's data of the wrong shape is named, never thrown", "[sublog]") {
+  NestedSealedData d;
+  d.cell_id = "c1";
+  d.path = "nested/c1/events.jsonl";
+  d.public_key = std::string(32, 'k');
+  d.sha256 = std::string(32, 's');
+  auto good = nlohmann::json::parse(sealed_to_json(d));
+  REQUIRE(sealed_from_json(good.dump()).ok());
+  auto bad = [&](const char* field, nlohmann::json value) {
+    auto j = good;
+    if (value.is_discarded()) j.erase(field); else j[field] = value;
+    auto r = sealed_from_json(j.dump());
+    REQUIRE_FALSE(r.ok());
+    return r.error().message();
+  };
+  CHECK_THAT(bad("sizeBytes", -1), Contains("sizeBytes missing or not an unsigned integer"));
+  CHECK_THAT(bad("sizeBytes", "12"), Contains("sizeBytes"));
+  CHECK_THAT(bad("path", 7), Contains("path missing or not a string"));
+  CHECK_THAT(bad("verified", "yes"), Contains("verified missing or not a boolean"));
+  CHECK_THAT(bad("sha256", "xyz"), Contains("sha256 is not a hex SHA-256"));
+  CHECK_THAT(bad("headDigest", std::string(62, 'a')), Contains("headDigest is not a hex SHA-256"));
+  CHECK_THAT(bad("publicKey", "%%%"), Contains("publicKey is not base64"));
+  CHECK_THAT(bad("error", nlohmann::json::array()), Contains("error missing or not a string"));
+  CHECK_THAT(bad("tornBytes", nlohmann::json::value_t::discarded), Contains("tornBytes"));
+  CHECK_FALSE(sealed_from_json("[1,2]").ok());
+  CHECK_FALSE(sealed_from_json("{").ok());
 }
 
 TEST_CASE("nested trail: check_sealed_path", "[sublog]") {
