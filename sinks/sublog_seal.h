@@ -49,16 +49,17 @@ struct SublogSealOptions {
   uint64_t max_bytes = kMaxSublogBytes;
 };
 
-// Reads, hashes and verifies the sub-log; blocking (it reads the whole file once: run it in a
-// helper process, `cellos-reactor nested seal`, or bound max_bytes). Never fails: every
-// problem is a NestedSealedData with verified == false and error set.
+// Reads, hashes and verifies the sub-log. Blocking (it reads the whole file once), so the
+// reactor never calls it: SublogSealJob (sublog_seal_job.h) runs it in `cellos-reactor
+// seal-sublog`. Never fails: every problem is a NestedSealedData with verified == false and
+// error set.
 NestedSealedData seal_sublog(const SublogSealOptions& options);
 
 // A path a seal may record: relative, components neither empty nor "." nor "..", no NUL, at
 // most 4096 bytes. "" when fine, else why not.
 std::string check_sealed_path(std::string_view path);
 
-// The seal's fields as one JSON object (the event's data; `nested seal` prints it) and back.
+// The seal's fields as one JSON object (the event's data; `seal-sublog` prints it) and back.
 std::string sealed_to_json(const NestedSealedData& d);
 base::Result<NestedSealedData> sealed_from_json(std::string_view text);
 
