@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "reactor/nats_commands.h"
+#include "reactor/seal_sublog_command.h"
 #include "sinks/signing.h"
+#include "sinks/sublog_seal.h"
 #include "sinks/verify.h"
 
 namespace cellos::reactor {
@@ -63,27 +65,44 @@ void add_event_commands(CLI::App& app, std::optional<int>& exit_code) {
   auto pub = std::make_shared<std::string>();
   verify->add_option("file", *file, "event log (JSONL or packed Cap'n Proto)")->required();
   verify->add_option("--public-key", *pub, "host.pub of the writer (without it: integrity only)");
-  verify->callback([&exit_code, file, pub] {
-    sinks::VerifyOptions o;
-    o.path = *file;
-    if (!pub->empty()) o.public_key_path = *pub;
-    auto r = sinks::verify_log(o);
-    if (!r) {
-      exit_code = fail(r.error().message());  // already "verify: ..."
-      return;
-    }
+  auto no_nested = std::make_shared<bool>(false);
+  verify->add_flag("--no-nested", *no_nested,
+                   "do not follow the sealed logs of nested cells (docs/nested.md)");
+  verify->callback([&exit_code, file, pub, no_nested] {
+    sinks::TrailOptions o;
+    o.top.path = *file;
+    if (!pub->empty()) o.top.public_key_path = *pub;
+    o.follow_nested = !*no_nested;
     // A live log (its writer holds the lock, event_log.cc) may end in a batch not sealed yet:
     // what is sealed is verified; the end is said to be pending, not called tampering.
-    if (!r->ok && r->tail_pending && held_by_writer(*file)) {
-      std::printf("%s: %s\n", file->c_str(), r->live_summary().c_str());
-      exit_code = 0;
+    o.top_live = held_by_writer(*file);
+    auto t = sinks::verify_trail(o);
+    if (!t) {
+      exit_code = fail(t.error().message());  // already "verify: ..."
       return;
     }
-    if (!r->ok) {
+    const sinks::VerifyReport* r = &t->top;
+    if (!r->ok && !(r->tail_pending && o.top_live)) {
       exit_code = fail("verify: " + *file + ": " + r->summary());
       return;
     }
-    std::printf("%s: %s\n", file->c_str(), r->summary().c_str());
+    std::printf("%s: %s\n", file->c_str(), (r->ok ? r->summary() : r->live_summary()).c_str());
+    // Every nested depth it vouches for, one line each, then the first problem below it.
+    for (const auto& l : t->logs)
+      std::printf("%s: depth %u (%s), sealed at line %llu: %s: %s\n", file->c_str(), l.depth,
+                  l.nesting.c_str(), static_cast<unsigned long long>(l.sealed_line), l.path.c_str(),
+                  l.summary.c_str());
+    if (!t->ok) {
+      exit_code = fail("verify: " + *file + ": the log is intact, but not its nested trail: " +
+                       t->problem);
+      return;
+    }
+    if (t->seals_not_followed)
+      std::printf("%s: %llu sealed sub-log(s) of nested cells not followed (--no-nested)\n",
+                  file->c_str(), static_cast<unsigned long long>(t->seals_not_followed));
+    else if (!t->logs.empty())
+      std::printf("%s: nested trail intact: %zu sub-log(s) at depths 1..%u\n", file->c_str(),
+                  t->logs.size(), t->deepest);
     exit_code = 0;
   });
 
@@ -111,6 +130,7 @@ void add_event_commands(CLI::App& app, std::optional<int>& exit_code) {
   });
 
   add_events_fetch_command(*events, exit_code);
+  add_seal_sublog_command(app, exit_code);
 }
 
 }  // namespace cellos::reactor

@@ -262,6 +262,27 @@ struct IdentityIssued {
   expiresAt @9 :Int64;
 }
 
+# dev.cellos.events.cell.nested.v1.sealed: a nested cell's sub-log, verified and pinned by the
+# reactor that ran the cell, at the cell's end (sinks/sublog_seal.h).
+struct NestedSealed {
+  cellId @0 :Text;
+  nestingPath @1 :Text;       # "<host id>/<cell id>", "<host id>/<cell id>/<nested host>/<cell>"
+  path @2 :Text;              # relative to the directory of the log holding this record
+  publicKey @3 :Data;         # the nested reactor's raw Ed25519 public key
+  keyId @4 :Text;
+  headDigest @5 :Data;        # SHA-256 of the sub-log's last manifest line; empty: none
+  lastSeq @6 :UInt64;
+  eventCount @7 :UInt64;
+  batches @8 :UInt64;
+  sizeBytes @9 :UInt64;
+  sha256 @10 :Data;           # of the whole file; empty when it could not be read
+  verified @11 :Bool;
+  error @12 :Text;            # why it failed verification (or could not be read)
+  format @13 :Text;           # "jsonl" | "capnp"
+  unsealedRecords @14 :UInt64;  # records after its last manifest (its reactor was killed)
+  tornBytes @15 :UInt64;      # bytes of a record cut short at its end
+}
+
 struct LogRecord {
   seq @0 :UInt64;
   timeUs @1 :Int64;
@@ -285,6 +306,7 @@ struct LogRecord {
     identityIssued @18 :IdentityIssued;
     artifactExport @19 :ArtifactExport;
     dnsQuery @21 :DnsQuery;
+    nestedSealed @22 :NestedSealed;
   }
   correlationId @20 :Text;    # the CloudEvents extension `correlationid`; unset: omitted
 }

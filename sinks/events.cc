@@ -49,6 +49,9 @@ struct TypeOf {
   const char* operator()(const FlowDecisionData&) const {
     return "dev.cellos.events.cell.observability.v1.network_flow_decision";
   }
+  const char* operator()(const NestedSealedData&) const {
+    return "dev.cellos.events.cell.nested.v1.sealed";
+  }
   const char* operator()(const ExportData&) const {
     return "dev.cellos.events.cell.export.v1.completed";
   }

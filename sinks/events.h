@@ -198,6 +198,25 @@ struct ExportData {
   std::vector<ExportTargetReceiptData> receipts = {};
 };
 
+// A nested cell's sub-log sealed into this log at the cell's end (sinks/sublog_seal.h): what
+// the sub-log's bytes were (size, SHA-256, last manifest digest) and whether they verified
+// against the key the host generated for the nested reactor.
+struct NestedSealedData {
+  std::string cell_id, nesting_path;
+  std::string path;        // relative to the directory of the log recording it; never absolute or ..
+  std::string public_key;  // raw 32 bytes
+  std::string key_id;
+  std::string head_digest;  // raw 32 bytes; "" when the sub-log has no manifest
+  uint64_t last_seq = 0, event_count = 0, batches = 0, size_bytes = 0;
+  std::string sha256;      // raw 32 bytes; "" when the file could not be read
+  bool verified = false;
+  std::string error = {};
+  std::string format = {};
+  // A nested reactor killed (the parent's TTL or kill) leaves its last batch unsealed, or a
+  // record cut short: the seal pins those bytes too, and says how many.
+  uint64_t unsealed_records = 0, torn_bytes = 0;
+};
+
 struct RejectedData {
   std::optional<std::string> cell_id;
   std::string reason;
@@ -233,7 +252,8 @@ struct IdentityIssuedData {
 using EventData =
     std::variant<StartedData, NetworkPolicyData, CompletedData, DestroyedData, RejectedData,
                  NetworkEnforcementData, FlowDecisionData, FlowProbesData, SecretAccessData,
-                 SecretsRevokedData, IdentityIssuedData, ExportData, DnsQueryData>;
+                 SecretsRevokedData, IdentityIssuedData, ExportData, DnsQueryData,
+                 NestedSealedData>;
 
 struct Event {
   EventData data;

@@ -530,6 +530,26 @@ void render_data(LogRecord::Data::Reader d, Out& out) {
       out += ']';
       break;
     }
+    case LogRecord::Data::NESTED_SEALED: {
+      auto s = d.getNestedSealed();
+      f.str("cellId", sv(s.getCellId()));
+      f.str("nestingPath", sv(s.getNestingPath()));
+      f.str("path", sv(s.getPath()));
+      f.str("publicKey", base64(sv(s.getPublicKey())));
+      f.str("keyId", sv(s.getKeyId()));
+      f.hex("headDigest", s.getHeadDigest());
+      f.u("lastSeq", s.getLastSeq());
+      f.u("eventCount", s.getEventCount());
+      f.u("batches", s.getBatches());
+      f.u("sizeBytes", s.getSizeBytes());
+      f.hex("sha256", s.getSha256());
+      f.str("format", sv(s.getFormat()));
+      f.u("unsealedRecords", s.getUnsealedRecords());
+      f.u("tornBytes", s.getTornBytes());
+      f.b("verified", s.getVerified());
+      if (s.hasError() && s.getError().size() > 0) f.str("error", sv(s.getError()));
+      break;
+    }
     case LogRecord::Data::FLOW_PROBES: {
       auto s = d.getFlowProbes();
       f.str("hostId", sv(s.getHostId()));
@@ -664,6 +684,7 @@ const char* record_type(LogRecord::Reader r) {
     case LogRecord::Data::SECRETS_REVOKED: return "dev.cellos.events.cell.secrets.v1.revoked";
     case LogRecord::Data::IDENTITY_ISSUED: return "dev.cellos.events.cell.identity.v1.materialized";
     case LogRecord::Data::ARTIFACT_EXPORT: return "dev.cellos.events.cell.export.v1.completed";
+    case LogRecord::Data::NESTED_SEALED: return "dev.cellos.events.cell.nested.v1.sealed";
     case LogRecord::Data::DNS_QUERY: return dns_event_type(sv(r.getData().getDnsQuery().getKind()));
   }
   return "unknown";

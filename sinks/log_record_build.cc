@@ -193,6 +193,28 @@ struct Build {
       if (!r.error.empty()) set_text([&](auto t) { list[k].setError(t); }, r.error);
     }
   }
+  void operator()(const NestedSealedData& e) const {
+    auto b = d.initNestedSealed();
+    auto bytes = [](const std::string& s) {
+      return capnp::Data::Reader(reinterpret_cast<const kj::byte*>(s.data()), s.size());
+    };
+    set_text([&](auto t) { b.setCellId(t); }, e.cell_id);
+    set_text([&](auto t) { b.setNestingPath(t); }, e.nesting_path);
+    set_text([&](auto t) { b.setPath(t); }, e.path);
+    b.setPublicKey(bytes(e.public_key));
+    set_text([&](auto t) { b.setKeyId(t); }, e.key_id);
+    b.setHeadDigest(bytes(e.head_digest));
+    b.setLastSeq(e.last_seq);
+    b.setEventCount(e.event_count);
+    b.setBatches(e.batches);
+    b.setSizeBytes(e.size_bytes);
+    b.setSha256(bytes(e.sha256));
+    b.setVerified(e.verified);
+    if (!e.error.empty()) set_text([&](auto t) { b.setError(t); }, e.error);
+    set_text([&](auto t) { b.setFormat(t); }, e.format);
+    b.setUnsealedRecords(e.unsealed_records);
+    b.setTornBytes(e.torn_bytes);
+  }
   void operator()(const DnsQueryData& e) const {
     auto b = d.initDnsQuery();
     set_text([&](auto t) { b.setCellId(t); }, e.cell_id);

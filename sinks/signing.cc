@@ -247,6 +247,19 @@ base::Result<SigningKey> SigningKey::load_public(const std::string& path) {
   return k;
 }
 
+base::Result<SigningKey> SigningKey::from_raw_public(std::string_view raw) {
+  if (raw.size() != 32) return base::value_error("ed25519 public key", "not 32 bytes");
+  EVP_PKEY* pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                               reinterpret_cast<const unsigned char*>(raw.data()),
+                                               raw.size());
+  if (!pkey) return ssl_error("EVP_PKEY_new_raw_public_key", "ed25519 public key");
+  SigningKey k;
+  k.impl_ = std::make_unique<Impl>();
+  k.impl_->pkey = pkey;
+  CELLOS_TRY(k.init_id());
+  return k;
+}
+
 std::string SigningKey::sign(std::string_view message) const {
   if (!has_private_) return {};
   unsigned char sig[64];

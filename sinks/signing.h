@@ -38,6 +38,8 @@ class SigningKey {
   static base::Result<SigningKey> load_private(const std::string& path);
   // SubjectPublicKeyInfo PEM public key.
   static base::Result<SigningKey> load_public(const std::string& path);
+  // The public half from its 32 raw bytes (a sealed sub-log records its key this way).
+  static base::Result<SigningKey> from_raw_public(std::string_view raw);
 
   SigningKey(SigningKey&&) noexcept;
   SigningKey& operator=(SigningKey&&) noexcept;
