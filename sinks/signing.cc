@@ -1,18 +1,19 @@
-// The leaf and node hashes are sinks/sha256.h's, not EVP's: EVP_DigestInit_ex fetches the
-// implementation from the provider under a lock on every call, which was a third of the
-// per-event cost (perf, bench/event_bench).
+// The leaf and node hashes use the low-level SHA256_* calls, deprecated in OpenSSL 3 but still
+// there: EVP_DigestInit_ex fetches the implementation from the provider under a lock on every
+// call, which was a third of the per-event cost (perf, bench/event_bench).
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "sinks/signing.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstring>
 
 #include "base/fd.h"
-#include "sinks/sha256.h"
 
 namespace cellos::sinks {
 
@@ -30,16 +31,37 @@ struct SigningKey::Impl {
   }
 };
 
-// The hashes go through sinks/sha256.h (SHA-NI called directly where the CPU has it).
-Digest sha256(std::string_view data) { return sha256_of(data.data(), data.size()); }
+Digest sha256(std::string_view data) {
+  // Not the one-shot SHA256(): in OpenSSL 3 it is EVP_Q_digest, a provider fetch (locks, a
+  // hash table lookup, an allocation) per call.
+  SHA256_CTX ctx;
+  Digest d{};
+  SHA256_Init(&ctx);
+  SHA256_Update(&ctx, data.data(), data.size());
+  SHA256_Final(d.data(), &ctx);
+  return d;
+}
 
 namespace {
+
+Digest hash_prefixed(uint8_t prefix, const void* a, size_t an, const void* b, size_t bn) {
+  SHA256_CTX ctx;
+  Digest d{};
+  SHA256_Init(&ctx);
+  SHA256_Update(&ctx, &prefix, 1);
+  SHA256_Update(&ctx, a, an);
+  if (bn) SHA256_Update(&ctx, b, bn);
+  SHA256_Final(d.data(), &ctx);
+  return d;
+}
 
 Digest merkle_range(const Digest* leaves, size_t n) {
   if (n == 1) return leaves[0];
   size_t k = 1;
   while (k * 2 < n) k *= 2;
-  return sha256_node(merkle_range(leaves, k), merkle_range(leaves + k, n - k));
+  Digest l = merkle_range(leaves, k);
+  Digest r = merkle_range(leaves + k, n - k);
+  return hash_prefixed(0x01, l.data(), l.size(), r.data(), r.size());
 }
 
 base::Error ssl_error(const std::string& call, const std::string& object) {
@@ -48,7 +70,9 @@ base::Error ssl_error(const std::string& call, const std::string& object) {
 
 }  // namespace
 
-Digest merkle_leaf(std::string_view line) { return sha256_prefixed(0x00, line.data(), line.size()); }
+Digest merkle_leaf(std::string_view line) {
+  return hash_prefixed(0x00, line.data(), line.size(), nullptr, 0);
+}
 
 Digest merkle_root(const std::vector<Digest>& leaves) {
   if (leaves.empty()) return sha256("");
