@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <tuple>
 
 namespace cellos::netns {
@@ -143,8 +144,13 @@ class RuleBuilder {
 // One nfnetlink batch: begin, messages (each acked), end.
 class Batch {
  public:
-  Batch(NetlinkSocket& s, size_t messages) : s_(s), buf_(2 * (4096 + messages * kPerMessage)) {
-    b_ = mnl_nlmsg_batch_start(buf_.data(), buf_.size() / 2);
+  // The buffer is not zeroed: every byte sent is written first, and a room sized for the
+  // worst case (a few hundred KiB at 200 targets) cost a memset and its page faults per
+  // install when it was (perf: ~5% of a 200-target install).
+  Batch(NetlinkSocket& s, size_t messages)
+      : s_(s), size_(2 * (4096 + messages * kPerMessage)),
+        buf_(std::make_unique_for_overwrite<char[]>(size_)) {
+    b_ = mnl_nlmsg_batch_start(buf_.get(), size_ / 2);
     nftnl_batch_begin(cur(), s_.next_seq());
     mnl_nlmsg_batch_next(b_);
   }
@@ -214,7 +220,7 @@ class Batch {
   }
   // Elements (key, userdata) added to a set created in this batch.
   void tagged_elements(int family, const std::string& table, const char* set, uint32_t id,
-                       const std::vector<std::pair<std::vector<uint8_t>, std::string>>& elems) {
+                       std::span<const std::pair<std::vector<uint8_t>, std::string>> elems) {
     nftnl_set* s = nftnl_set_alloc();
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
     nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
@@ -277,7 +283,8 @@ class Batch {
     if (!mnl_nlmsg_batch_next(b_)) overflow_ = true;
   }
   NetlinkSocket& s_;
-  std::vector<char> buf_;
+  size_t size_;
+  std::unique_ptr<char[]> buf_;
   mnl_nlmsg_batch* b_ = nullptr;
   nlmsghdr* last_ = nullptr;
   bool overflow_ = false;
@@ -483,7 +490,7 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
     // Messages of 64 elements (~6 KiB): well inside the batch's per-message room.
     for (size_t at = 0; at < elems->size(); at += 64) {
       const auto end = elems->begin() + static_cast<long>(std::min(elems->size(), at + 64));
-      b.tagged_elements(fam, table, name, id, {elems->begin() + static_cast<long>(at), end});
+      b.tagged_elements(fam, table, name, id, {elems->begin() + static_cast<long>(at), end});  // a view
     }
   }
   if (has4) b.chain(fam, table, {kEgress4, nullptr, 0, 0, 0});
