@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "bench/bench_stats.h"
+#include "bench/nft_text.h"
 #include "bench/report_line.h"
 #include "cells/cgroup.h"
 #include "cells/config.h"
@@ -82,26 +83,6 @@ netns::CellRuleset ruleset(int targets) {
     r.targets.push_back(*t);
   }
   return r;
-}
-
-// The same ruleset in nft's language: host targets in a set whose elements each carry a
-// counter (what install_cell_ruleset builds), the family chain jumped to once.
-std::string nft_text(const netns::CellRuleset& r) {
-  std::string elems;
-  for (const auto& t : r.targets) {
-    char ip[16];
-    std::snprintf(ip, sizeof ip, "%u.%u.%u.%u", t.addr[0], t.addr[1], t.addr[2], t.addr[3]);
-    elems += std::string(elems.empty() ? "" : ", ") + ip + " . tcp . " + std::to_string(t.port);
-  }
-  std::string s = "table inet cellos {\n"
-                  " set targets4 {\n  type ipv4_addr . inet_proto . inet_service\n  counter\n"
-                  "  elements = { " + elems + " }\n }\n"
-                  " chain egress4 {\n  ip daddr . meta l4proto . th dport @targets4 accept\n }\n"
-                  " chain output {\n  type filter hook output priority 0; policy drop;\n"
-                  "  oif \"lo\" counter accept\n  ct state established,related counter accept\n"
-                  "  meta nfproto ipv4 jump egress4\n"
-                  "  counter log group 1\n  counter drop\n }\n}\n";
-  return s;
 }
 
 double libnftnl_once(const netns::CellRuleset& r) {
@@ -164,7 +145,8 @@ int main(int argc, char** argv) {
   for (int targets : {1, 20, 200}) {
     auto r = ruleset(targets);
     const std::string file = dir + "/ruleset-" + std::to_string(targets) + ".nft";
-    std::ofstream(file) << nft_text(r);
+    // The same ruleset in nft's language (tests/unit/nft_hits_test.cc: it lists the same).
+    std::ofstream(file) << cellos::bench::nft_text(r);
     std::vector<double> lib, tool;
     for (int i = 0; i < 3; ++i) libnftnl_once(r), nft_once(file);  // warm-up
     for (int i = 0; i < std::max(n, nft_n); ++i) {

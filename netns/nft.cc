@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <tuple>
 
 namespace cellos::netns {
@@ -100,6 +101,17 @@ class RuleBuilder {
     nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SET_ID, set_id);
     return *this;
   }
+  // `add @set { key }`: puts the key in a set of this batch (the kernel makes the element on
+  // the first packet, with the set's expressions, then runs them: a counter counts that
+  // packet too); when the set cannot take it the rule stops here (NFT_BREAK).
+  RuleBuilder& dynset_add(const char* set, uint32_t set_id, uint32_t sreg) {
+    nftnl_expr* e = add("dynset");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SREG_KEY, sreg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_OP, NFT_DYNSET_OP_ADD);
+    nftnl_expr_set_str(e, NFTNL_EXPR_DYNSET_SET_NAME, set);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_DYNSET_SET_ID, set_id);
+    return *this;
+  }
   RuleBuilder& log(uint16_t group, const char* prefix) {
     nftnl_expr* e = add("log");
     nftnl_expr_set_u16(e, NFTNL_EXPR_LOG_GROUP, group);
@@ -132,8 +144,13 @@ class RuleBuilder {
 // One nfnetlink batch: begin, messages (each acked), end.
 class Batch {
  public:
-  Batch(NetlinkSocket& s, size_t messages) : s_(s), buf_(2 * (4096 + messages * kPerMessage)) {
-    b_ = mnl_nlmsg_batch_start(buf_.data(), buf_.size() / 2);
+  // The buffer is not zeroed: every byte sent is written first, and a room sized for the
+  // worst case (a few hundred KiB at 200 targets) cost a memset and its page faults per
+  // install when it was (perf: ~5% of a 200-target install).
+  Batch(NetlinkSocket& s, size_t messages)
+      : s_(s), size_(2 * (4096 + messages * kPerMessage)),
+        buf_(std::make_unique_for_overwrite<char[]>(size_)) {
+    b_ = mnl_nlmsg_batch_start(buf_.get(), size_ / 2);
     nftnl_batch_begin(cur(), s_.next_seq());
     mnl_nlmsg_batch_next(b_);
   }
@@ -176,17 +193,25 @@ class Batch {
   }
   // A set created in this batch; rules of the batch name it by `id`. `counted`: every element
   // carries a counter of its own (nft's `set { ...; counter; }`), so a lookup that matches an
-  // element counts on that element.
+  // element counts on that element. `size` (nft's `size N`): the most elements it holds; a
+  // set of known size and no dynamic updates gets the kernel's fixed-size hash instead of
+  // the resizable one (which starts at a handful of buckets and regrows while filled).
   void set(int family, const std::string& table, const char* name, uint32_t id, uint32_t key_len,
-           uint32_t flags, bool counted = false) {
+           uint32_t flags, bool counted = false, uint32_t size = 0) {
     nftnl_set* s = nftnl_set_alloc();
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
     nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
     nftnl_set_set_str(s, NFTNL_SET_NAME, name);
     nftnl_set_set_u32(s, NFTNL_SET_ID, id);
     nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, key_len);
+    // Every set of a cell table is keyed address . protocol . port: nft's datatype of that
+    // concatenation (ipv4_addr / ipv6_addr, inet_proto, inet_service, 6 bits each), so that
+    // `nft list ruleset` in a cell's namespace shows its elements as nft would have written them.
+    if (key_len == 12 || key_len == 24)
+      nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, ((key_len == 12 ? 7u : 8u) << 12) | (12u << 6) | 13u);
     nftnl_set_set_u32(s, NFTNL_SET_FLAGS, flags);
     if (counted) nftnl_set_add_expr(s, nftnl_expr_alloc("counter"));
+    if (size) nftnl_set_set_u32(s, NFTNL_SET_DESC_SIZE, size);
     nlmsghdr* h = nftnl_nlmsg_build_hdr(cur(), NFT_MSG_NEWSET, static_cast<uint16_t>(family),
                                         NLM_F_CREATE, s_.next_seq());
     nftnl_set_nlmsg_build_payload(h, s);
@@ -195,7 +220,7 @@ class Batch {
   }
   // Elements (key, userdata) added to a set created in this batch.
   void tagged_elements(int family, const std::string& table, const char* set, uint32_t id,
-                       const std::vector<std::pair<std::vector<uint8_t>, std::string>>& elems) {
+                       std::span<const std::pair<std::vector<uint8_t>, std::string>> elems) {
     nftnl_set* s = nftnl_set_alloc();
     nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
     nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
@@ -258,7 +283,8 @@ class Batch {
     if (!mnl_nlmsg_batch_next(b_)) overflow_ = true;
   }
   NetlinkSocket& s_;
-  std::vector<char> buf_;
+  size_t size_;
+  std::unique_ptr<char[]> buf_;
   mnl_nlmsg_batch* b_ = nullptr;
   nlmsghdr* last_ = nullptr;
   bool overflow_ = false;
@@ -357,11 +383,20 @@ constexpr uint32_t kDnsSet4Id = 1, kDnsSet6Id = 2;
 
 // The host targets' sets. A rule per target cost the kernel ~5 us to install (each expression
 // looked up by name and allocated, a counter per rule): 200 targets took ~1 ms, most of a
-// cell's ruleset. An element of a hashed set is one key and one counter, and the lookup is
-// one hash probe per packet instead of a walk of every rule.
+// cell's ruleset. An element of a hashed set is one key, and the lookup is one hash probe per
+// packet instead of a walk of every rule.
 constexpr const char* kTargets4 = "targets4";
 constexpr const char* kTargets6 = "targets6";
 constexpr uint32_t kTargets4Id = 3, kTargets6Id = 4;
+// Their counters. A counter per element installed with the element cost two per-CPU
+// allocations and a free each (the kernel clones the set's counter into a scratch
+// expression, then into the element: perf, most of a 200-target install). These dynamic
+// sets start empty: the lookup rule adds a matching packet's key (`add @hits4 { key }`), so
+// the kernel makes an element, with its counter, on a target's first packet and counts
+// every packet after on it. A target that sends nothing costs no counter and reads back 0.
+constexpr const char* kHits4 = "hits4";
+constexpr const char* kHits6 = "hits6";
+constexpr uint32_t kHits4Id = 5, kHits6Id = 6;
 
 bool covers(const EgressTarget& g, const EgressTarget& t) {
   if (g.family != t.family || g.l4proto != t.l4proto || g.port != t.port) return false;
@@ -502,8 +537,9 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
   bool has4 = false, has6 = false;
   for (const EgressTarget& t : r.targets) (t.family == AF_INET ? has4 : has6) = true;
   if (r.dns_sets) has4 = has6 = true;
-  // Host targets go into a set per family, each element with its own counter and its tag;
-  // prefixes (and hosts an earlier rule shadows) stay rules, after the set's lookup.
+  // Host targets go into a set per family, each element with its tag, their counters into the
+  // family's hits set; prefixes (and hosts an earlier rule shadows) stay rules, after the
+  // set's lookup.
   std::vector<std::pair<std::vector<uint8_t>, std::string>> elems4, elems6;
   std::vector<const EgressTarget*> as_rules;
   for (size_t i = 0; i < r.targets.size(); ++i) {
@@ -514,21 +550,25 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
     }
     (t.family == AF_INET ? elems4 : elems6).emplace_back(dns_key(t), element_udata(i, t.tag));
   }
-  // Table, three chains, two jumps, four sets and the rules.
-  Batch b(nf, cell_rule_count(r) + 8 + (elems4.size() + elems6.size()) / 8);
+  // Table, three chains, two jumps, six sets, four lookup rules and the rules.
+  Batch b(nf, cell_rule_count(r) + 14 + (elems4.size() + elems6.size()) / 8);
   b.table(fam, table, NFT_MSG_NEWTABLE);
   if (r.dns_sets) {
     b.set(fam, table, kDnsSet4, kDnsSet4Id, 12, NFT_SET_TIMEOUT);
     b.set(fam, table, kDnsSet6, kDnsSet6Id, 24, NFT_SET_TIMEOUT);
   }
-  for (auto [elems, name, id, klen] : {std::tuple{&elems4, kTargets4, kTargets4Id, 12u},
-                                       std::tuple{&elems6, kTargets6, kTargets6Id, 24u}}) {
+  for (auto [elems, name, id, hits, hits_id, klen] :
+       {std::tuple{&elems4, kTargets4, kTargets4Id, kHits4, kHits4Id, 12u},
+        std::tuple{&elems6, kTargets6, kTargets6Id, kHits6, kHits6Id, 24u}}) {
     if (elems->empty()) continue;
-    b.set(fam, table, name, id, klen, 0, /*counted=*/true);
+    const auto n = static_cast<uint32_t>(elems->size());
+    b.set(fam, table, name, id, klen, 0, /*counted=*/false, n);
+    // Sized like the targets: only a key of the targets set is ever added, so it never fills.
+    b.set(fam, table, hits, hits_id, klen, NFT_SET_EVAL, /*counted=*/true, n);
     // Messages of 64 elements (~6 KiB): well inside the batch's per-message room.
     for (size_t at = 0; at < elems->size(); at += 64) {
       const auto end = elems->begin() + static_cast<long>(std::min(elems->size(), at + 64));
-      b.tagged_elements(fam, table, name, id, {elems->begin() + static_cast<long>(at), end});
+      b.tagged_elements(fam, table, name, id, {elems->begin() + static_cast<long>(at), end});  // a view
     }
   }
   if (has4) b.chain(fam, table, {kEgress4, nullptr, 0, 0, 0});
@@ -553,14 +593,23 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
     rb.meta(NFT_META_NFPROTO).eq_u8(static_cast<uint8_t>(proto)).verdict(NFT_JUMP, chain);
     b.rule(fam, rb);
   }
-  for (auto [elems, v4, name, id] : {std::tuple{&elems4, true, kTargets4, kTargets4Id},
-                                     std::tuple{&elems6, false, kTargets6, kTargets6Id}}) {
+  for (auto [elems, v4, name, id, hits, hits_id] :
+       {std::tuple{&elems4, true, kTargets4, kTargets4Id, kHits4, kHits4Id},
+        std::tuple{&elems6, false, kTargets6, kTargets6Id, kHits6, kHits6Id}}) {
     if (elems->empty()) continue;
-    // No counter here: the elements count (read_counters puts them in this rule's place).
+    // No counter here: the hits set's elements count (read_counters puts them, in declared
+    // order, in this rule's place). A lookup leaves the key's registers as they were.
     RuleBuilder rb(fam, table, v4 ? kEgress4 : kEgress6, "");
     load_dns_key(rb, v4);
-    rb.lookup(name, id, NFT_REG32_00).verdict(NF_ACCEPT);
+    rb.lookup(name, id, NFT_REG32_00).dynset_add(hits, hits_id, NFT_REG32_00).verdict(NF_ACCEPT);
     b.rule(fam, rb);
+    // Should the kernel fail to make a first packet's hits element (an atomic allocation on
+    // the packet path), that rule stops short of its accept; this one still accepts the
+    // packet (uncounted), so the verdict never depends on the counter.
+    RuleBuilder fallback(fam, table, v4 ? kEgress4 : kEgress6, "");
+    load_dns_key(fallback, v4);
+    fallback.lookup(name, id, NFT_REG32_00).verdict(NF_ACCEPT);
+    b.rule(fam, fallback);
   }
   for (const EgressTarget* t : as_rules) {
     RuleBuilder rb(fam, table, t->family == AF_INET ? kEgress4 : kEgress6, t->tag);
@@ -643,10 +692,15 @@ base::Result<void> delete_table(NetlinkSocket& nf, int family, const std::string
 
 namespace {
 
-// A target set's elements, each as its tag and counter, in the targets' declared order.
-base::Result<std::vector<RuleCounter>> read_element_counters(NetlinkSocket& nf, int family,
-                                                             const std::string& table,
-                                                             const std::string& set) {
+// One element of a dumped set: its key, userdata and counter (zero when it has none).
+struct SetElement {
+  std::string key, udata;
+  uint64_t packets = 0, bytes = 0;
+};
+
+base::Result<std::vector<SetElement>> read_elements(NetlinkSocket& nf, int family,
+                                                    const std::string& table,
+                                                    const std::string& set) {
   std::array<char, 1024> req{};
   nlmsghdr* h = nftnl_nlmsg_build_hdr(req.data(), NFT_MSG_GETSETELEM,
                                       static_cast<uint16_t>(family), NLM_F_DUMP, nf.next_seq());
@@ -654,34 +708,73 @@ base::Result<std::vector<RuleCounter>> read_element_counters(NetlinkSocket& nf, 
   nftnl_set_set_str(filter.get(), NFTNL_SET_TABLE, table.c_str());
   nftnl_set_set_str(filter.get(), NFTNL_SET_NAME, set.c_str());
   nftnl_set_elems_nlmsg_build_payload(h, filter.get());
-  std::vector<std::pair<uint32_t, RuleCounter>> found;
+  std::vector<SetElement> found;
   auto r = nf.dump(h, [&](const nlmsghdr* msg) {
     std::unique_ptr<nftnl_set, void (*)(const nftnl_set*)> s(nftnl_set_alloc(), nftnl_set_free);
     if (nftnl_set_elems_nlmsg_parse(msg, s.get()) < 0) return;
     nftnl_set_elems_iter* it = nftnl_set_elems_iter_create(s.get());
     for (nftnl_set_elem* e = nftnl_set_elems_iter_next(it); e; e = nftnl_set_elems_iter_next(it)) {
+      SetElement el;
       uint32_t len = 0;
-      const auto* u = static_cast<const uint8_t*>(nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &len));
-      if (u == nullptr || len < 4) continue;
-      std::pair<uint32_t, RuleCounter> c;
-      c.first = uint32_t{u[0]} << 24 | uint32_t{u[1]} << 16 | uint32_t{u[2]} << 8 | u[3];
-      c.second.tag.assign(reinterpret_cast<const char*>(u + 4), len - 4);
+      if (const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len))
+        el.key.assign(static_cast<const char*>(k), len);
+      len = 0;
+      if (const void* u = nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &len))
+        el.udata.assign(static_cast<const char*>(u), len);
       nftnl_set_elem_expr_foreach(
           e,
           [](nftnl_expr* x, void* data) {
-            auto* rc = static_cast<RuleCounter*>(data);
+            auto* el = static_cast<SetElement*>(data);
             if (std::strcmp(nftnl_expr_get_str(x, NFTNL_EXPR_NAME), "counter") == 0) {
-              rc->packets = nftnl_expr_get_u64(x, NFTNL_EXPR_CTR_PACKETS);
-              rc->bytes = nftnl_expr_get_u64(x, NFTNL_EXPR_CTR_BYTES);
+              el->packets = nftnl_expr_get_u64(x, NFTNL_EXPR_CTR_PACKETS);
+              el->bytes = nftnl_expr_get_u64(x, NFTNL_EXPR_CTR_BYTES);
             }
             return 0;
           },
-          &c.second);
-      found.push_back(std::move(c));
+          &el);
+      found.push_back(std::move(el));
     }
     nftnl_set_elems_iter_destroy(it);
   }, "nft list set " + set);
   if (!r) return std::move(r).error();
+  return found;
+}
+
+// A target set's elements, each as its tag and counter, in the targets' declared order. The
+// counters are the `hits` set's elements of the same key (a target without one has sent
+// nothing); without a hits set, the target elements' own counters.
+base::Result<std::vector<RuleCounter>> read_element_counters(NetlinkSocket& nf, int family,
+                                                             const std::string& table,
+                                                             const std::string& set,
+                                                             const std::string& hits) {
+  auto targets = read_elements(nf, family, table, set);
+  if (!targets) return std::move(targets).error();
+  std::map<std::string, const SetElement*> by_key;
+  std::vector<SetElement> hit;
+  if (!hits.empty()) {
+    auto h = read_elements(nf, family, table, hits);
+    if (!h) return std::move(h).error();
+    hit = std::move(*h);
+    for (const SetElement& e : hit) by_key[e.key] = &e;
+  }
+  std::vector<std::pair<uint32_t, RuleCounter>> found;
+  for (const SetElement& e : *targets) {
+    if (e.udata.size() < 4) continue;
+    const auto* u = reinterpret_cast<const uint8_t*>(e.udata.data());
+    std::pair<uint32_t, RuleCounter> c;
+    c.first = uint32_t{u[0]} << 24 | uint32_t{u[1]} << 16 | uint32_t{u[2]} << 8 | u[3];
+    c.second.tag = e.udata.substr(4);
+    const SetElement* counted = &e;
+    if (!hits.empty()) {
+      auto it = by_key.find(e.key);
+      counted = it == by_key.end() ? nullptr : it->second;
+    }
+    if (counted) {
+      c.second.packets = counted->packets;
+      c.second.bytes = counted->bytes;
+    }
+    found.push_back(std::move(c));
+  }
   std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   std::vector<RuleCounter> out;
   for (auto& [i, c] : found) out.push_back(std::move(c));
@@ -706,6 +799,7 @@ base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int fami
     bool counted = false;
     std::string jump;
     std::string targets;  // a lookup in a target set: its elements' counters stand here
+    std::string hits;     // the set the rule adds matching keys to (their counters)
   };
   std::vector<std::string> chains;
   std::map<std::string, std::vector<Entry>> rules;
@@ -729,6 +823,9 @@ base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int fami
         const char* set = nftnl_expr_get_str(x, NFTNL_EXPR_LOOKUP_SET);
         if (set && (std::strcmp(set, kTargets4) == 0 || std::strcmp(set, kTargets6) == 0))
           e.targets = set;
+      } else if (std::strcmp(name, "dynset") == 0) {
+        const char* set = nftnl_expr_get_str(x, NFTNL_EXPR_DYNSET_SET_NAME);
+        if (set) e.hits = set;
       }
     }
     nftnl_expr_iter_destroy(it);
@@ -739,23 +836,27 @@ base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int fami
   }, "nft list table " + table);
   if (!r) return std::move(r).error();
   std::set<std::string> targets;
-  std::map<std::string, std::vector<RuleCounter>> elements;  // by target set
+  // By target set, from the first rule that looks it up (the counting one: the uncounted
+  // fallback after it stands for nothing).
+  std::map<std::string, std::vector<RuleCounter>> elements;
   for (const auto& [chain, list] : rules)
     for (const Entry& e : list) {
       if (!e.jump.empty()) targets.insert(e.jump);
-      if (!e.targets.empty()) {
-        auto el = read_element_counters(nf, family, table, e.targets);
+      if (!e.targets.empty() && !elements.count(e.targets)) {
+        auto el = read_element_counters(nf, family, table, e.targets, e.hits);
         if (!el) return std::move(el).error();
         elements[e.targets] = std::move(*el);
       }
     }
   std::vector<RuleCounter> out;
   std::set<std::string> emitted;  // a chain two base chains jump to (forward) counts once
+  // A target set two rules look up (the counting one and its uncounted fallback) counts once.
+  std::set<std::string> emitted_targets;
   auto emit = [&](const std::vector<Entry>& list, auto&& self) -> void {
     for (const Entry& e : list) {
       if (!e.jump.empty() && rules.count(e.jump) && emitted.insert(e.jump).second)
         self(rules[e.jump], self);
-      if (!e.targets.empty())
+      if (!e.targets.empty() && emitted_targets.insert(e.targets).second)
         for (const RuleCounter& c : elements[e.targets]) out.push_back(c);
       if (e.counted) out.push_back(e.c);
     }

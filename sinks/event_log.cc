@@ -103,7 +103,7 @@ base::Result<void> EventLog::recover() {
   seal(true, tail->torn_bytes);
   hold_writes_ = false;
   std::string bytes;
-  for (auto& c : pending_) bytes += c.bytes;
+  for (auto& c : pending_) bytes.append(c.bytes, 0, c.len);
   pending_.clear();
   buffered_ = 0;
   CELLOS_TRY(write_sync(bytes));
@@ -280,12 +280,16 @@ void EventLog::seal(bool recovered, uint64_t truncated_bytes) {
   }
   append_record(r, false);
   const size_t size = batch_len_;
-  batch_.resize(batch_len_);
-  pending_.push_back(Chunk{std::move(batch_), batch_events_, next_seq_ - 1});
+  pending_.push_back(Chunk{std::move(batch_), size, batch_events_, next_seq_ - 1});
   // The next batch reuses a buffer a finished write gave back: batches of ~200 KiB are past
   // malloc's mmap threshold, and a fresh one each time cost page faults on every batch. Its
-  // old bytes stay as the slack lines are rendered into (resizing only zero-fills growth).
-  batch_ = std::move(spare_);
+  // old bytes stay as the slack lines are rendered into (resizing only zero-fills growth, and
+  // a reused buffer kept its size: perf showed the zero-fill of one spare, refilled per batch).
+  batch_.clear();
+  if (!spares_.empty()) {
+    batch_ = std::move(spares_.back());
+    spares_.pop_back();
+  }
   batch_len_ = 0;
   if (batch_.size() < size + size / 4) batch_.resize(size + size / 4);
   leaves_.clear();
@@ -313,14 +317,16 @@ void EventLog::on_batch_timer(int) {
 
 void EventLog::kick() {
   if (write_op_.busy() || retry_op_.busy() || hold_writes_) return;
-  if (inflight_.bytes.empty()) {
+  if (inflight_.len == 0) {
     if (pending_.empty()) return;
     inflight_ = std::move(pending_.front());
     pending_.pop_front();
     // A backlog of small batches (the sink was slow or failing) goes out in larger writes;
     // batches of 64 KiB and more go as they are (merging would only copy them again).
-    while (!pending_.empty() && inflight_.bytes.size() + pending_.front().bytes.size() < (64u << 10)) {
-      inflight_.bytes += pending_.front().bytes;
+    while (!pending_.empty() && inflight_.len + pending_.front().len < (64u << 10)) {
+      inflight_.bytes.resize(inflight_.len);
+      inflight_.bytes.append(pending_.front().bytes, 0, pending_.front().len);
+      inflight_.len = inflight_.bytes.size();
       inflight_.events += pending_.front().events;
       inflight_.last_seq = pending_.front().last_seq;
       pending_.pop_front();
@@ -329,7 +335,7 @@ void EventLog::kick() {
   }
   io_.write(fd_.get(),
             std::as_bytes(std::span(inflight_.bytes.data() + inflight_done_,
-                                    inflight_.bytes.size() - inflight_done_)),
+                                    inflight_.len - inflight_done_)),
             write_op_.arm());
 }
 
@@ -364,7 +370,7 @@ void EventLog::on_write(int res) {
     return;
   }
   inflight_done_ += static_cast<size_t>(res);
-  if (inflight_done_ < inflight_.bytes.size()) {
+  if (inflight_done_ < inflight_.len) {
     kick();  // a short write: the rest, at once (a full disk reports ENOSPC on the next one)
     return;
   }
@@ -395,8 +401,8 @@ void EventLog::on_write(int res) {
   }
   events_written_ += inflight_.events;
   written_seq_ = inflight_.last_seq;
-  buffered_ -= inflight_.bytes.size();
-  if (inflight_.bytes.capacity() > spare_.capacity()) spare_ = std::move(inflight_.bytes);
+  buffered_ -= inflight_.len;
+  if (spares_.size() < kSpares) spares_.push_back(std::move(inflight_.bytes));
   inflight_ = Chunk{};
   kick();
   for (const auto& fn : on_written_) fn(written_seq_);
@@ -417,7 +423,7 @@ void EventLog::flush() {
 
 bool EventLog::drained() const {
   return !write_op_.busy() && !timer_op_.busy() && !retry_op_.busy() && pending_.empty() &&
-         inflight_.bytes.empty() && leaves_.empty();
+         inflight_.len == 0 && leaves_.empty();
 }
 
 }  // namespace cellos::sinks

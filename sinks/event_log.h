@@ -74,7 +74,10 @@ class EventLog final : public EventSink {
 
  private:
   struct Chunk {
+    // bytes[0, len) are the records; a reused buffer keeps its whole size past them, so the
+    // next batch rendered into it never zero-fills room it already had.
     std::string bytes;
+    size_t len = 0;
     uint64_t events = 0;  // event records in it (manifests and gaps not counted)
     uint64_t last_seq = 0;  // of its last manifest
   };
@@ -115,7 +118,10 @@ class EventLog final : public EventSink {
   uint64_t batch_first_seq_ = 0;
   uint64_t batch_events_ = 0;
   int64_t batch_opened_us_ = 0;
-  std::string line_, scratch_, spare_;
+  std::string line_, scratch_;
+  // Buffers finished writes gave back, for the next batches (at most kSpares of them).
+  std::vector<std::string> spares_;
+  static constexpr size_t kSpares = 4;
   // The header start_record() set on the record being built (its id is in scratch_; its
   // subject and correlation id live as long as the emit() that passed them).
   RecordHeader header_;
