@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cells/root_switch.h"
+#include "cells/sys_template.h"
 #include "netns/loopback.h"
 
 namespace cellos::cells {
@@ -87,7 +89,11 @@ void place_fds(const ChildPlan& p) {
     if (::dup2(src[i], i) < 0) _exit(125);
   // Only 0-3 cross into the init; execveat still reaches the init binary through fd 4.
   for (int i = kInitFd; i < n; ++i) ::fcntl(i, F_SETFD, FD_CLOEXEC);
-  if (::close_range(static_cast<unsigned>(n), ~0U, 0) != 0) fail(kStageFds, "close_range");
+  // The sysfs template (kSysTemplateFd, above n) stays until make_sys has cloned it.
+  const bool keep = p.sys_template_fd == kSysTemplateFd;
+  if (keep && n < kSysTemplateFd && ::close_range(static_cast<unsigned>(n), kSysTemplateFd - 1, 0) != 0)
+    fail(kStageFds, "close_range");
+  if (::close_range(keep ? kSysTemplateFd + 1 : static_cast<unsigned>(n), ~0U, 0) != 0) fail(kStageFds, "close_range");
 }
 
 // Scripts reopen their output through /dev/stdout (/proc/self/fd/1), which checks the pipe
@@ -388,9 +394,9 @@ void graft_host_paths(const ChildPlan& p, int root) {
   }
 }
 
-// The cell's root: a fresh tmpfs holding the allowed host paths, then made the root with
-// pivot_root, and the host's root detached from this namespace, so no path, file descriptor or
-// mount of the cell leads back to a host file outside the view.
+// The cell's root: a fresh tmpfs holding the allowed host paths, then made the root
+// (root_switch.h), so no path, file descriptor or mount of the cell leads back to a host file
+// outside the view.
 // The broker's host directory, cloned (with its socket) onto /run/cellos of the root being
 // built: read-only, which still lets connect(2) reach the socket, and nothing else of the
 // host's state dir. `tree` is the clone, taken before the staging tmpfs could cover the path.
@@ -436,11 +442,12 @@ void make_root(const ChildPlan& p) {
     if (::mount("sysfs", kStagingSys, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
       fail(kStageSys, "mount sysfs on", "/sys");
   }
-  // pivot_root(".", "."): the old root ends up stacked on the new one, and detaching "." then
-  // takes it (and every host mount below it) out of the namespace.
-  if (::chdir(kStagingDir) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
-      ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0)
-    fail(kStageRootView, "pivot_root to", kStagingDir);
+  // The new root moved onto "/" and chrooted into (root_switch.h: no walk over every task on
+  // the host, which pivot_root makes).
+  if (int err = switch_root_to(kStagingDir); err != 0) {
+    errno = err;
+    fail(kStageRootView, "switch the root to", kStagingDir);
+  }
 }
 
 // The v1 hierarchy a cgroup.procs path of the plan lies in: "memory" of
@@ -497,7 +504,15 @@ void open_v1_trees(const ChildPlan& p, V1Trees& t) {
 
 void make_sys(const ChildPlan& p, const V1Trees& v1) {
   constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
-  if (!p.rootless && ::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys, "mount sysfs on", "/sys");
+  if (p.sys_template_fd >= 0 && !p.rootless) {
+    if (int err = attach_sys_template(p.sys_template_fd, "/sys"); err != 0) {
+      errno = err;
+      fail(kStageSys, "clone the sysfs template onto", "/sys");
+    }
+    ::close(p.sys_template_fd);
+  } else if (!p.rootless && ::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) {
+    fail(kStageSys, "mount sysfs on", "/sys");
+  }
   if (p.n_v1_procs_paths == 0) {
     if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup");
     return;
