@@ -136,10 +136,15 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
   int null = ::open("/dev/null", O_RDWR);  // 0, the lowest free number
   if (null != 0 || ::dup2(0, 1) != 1 || ::dup2(0, 2) != 2) _exit(1);
   // The sysfs template at its fixed number; without one, each cell mounts its own sysfs.
-  if (int t = make_sys_template(); t >= 0) {
+  // Its network namespace stays open here for the spawner's life (cells close their copy).
+  int template_netns = -1;
+  if (int t = make_sys_template(&template_netns); t == kSysTemplateFd) {
+    g_sys_template = true;
+  } else if (t >= 0) {
     g_sys_template = ::dup3(t, kSysTemplateFd, O_CLOEXEC) == kSysTemplateFd;
     ::close(t);
   }
+  if (!g_sys_template && template_netns >= 0) ::close(template_netns);
   // Ready: from here on it holds none of the reactor's descriptors. The reactor waits for this
   // byte, so no copy of, say, its flock'ed event log outlives a reactor that exits at once (a
   // `run` that rejects its spec): the next writer would find the lock taken.

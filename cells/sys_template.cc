@@ -22,12 +22,15 @@ int fail_with(int err, int a = -1, int b = -1) {
 
 }  // namespace
 
-int make_sys_template() {
+int make_sys_template(int* netns_fd) {
   int home = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
   if (home < 0) return -1;
   if (::unshare(CLONE_NEWNET) != 0) return fail_with(errno, home);
   int mnt = -1;
-  int err = netns::bring_up_loopback();
+  // sysfs holds only a passive reference to its namespace: without a live one the namespace
+  // is dismantled and its lo leaves the template's /sys/class/net.
+  *netns_fd = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  int err = *netns_fd < 0 ? errno : netns::bring_up_loopback();
   // sysfs takes its network namespace from the caller at fsopen.
   int fs = err == 0 ? static_cast<int>(::syscall(SYS_fsopen, "sysfs", FSOPEN_CLOEXEC)) : -1;
   if (err == 0 && fs < 0) err = errno;
@@ -39,15 +42,19 @@ int make_sys_template() {
     if (mnt < 0) err = errno;
   }
   if (fs >= 0) ::close(fs);
-  // Back home whatever happened: the template namespace lives on through the superblock only.
+  // Back home whatever happened: the template namespace lives on through *netns_fd.
   if (::setns(home, CLONE_NEWNET) != 0) {
     // A spawner stuck in the wrong namespace would be harmless to cells (each gets its own or
     // joins a prepared one), but say so rather than go on half-done.
-    return fail_with(errno, home, mnt);
+    err = errno;
+    mnt = fail_with(err, home, mnt);
+  } else {
+    ::close(home);
   }
-  ::close(home);
-  if (err != 0) return fail_with(err, mnt);
-  return mnt;
+  if (err == 0) return mnt;
+  if (*netns_fd >= 0) ::close(*netns_fd);
+  *netns_fd = -1;
+  return fail_with(err, mnt);
 }
 
 int attach_sys_template(int fd, const char* path) {

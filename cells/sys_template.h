@@ -19,9 +19,10 @@ namespace cellos::cells {
 
 // The template: a detached sysfs mount (fsmount, close-on-exec) made in a fresh network
 // namespace whose `lo` is brought up; the caller's network namespace is the same on return.
-// -1 with errno set when it cannot be made (the cells then mount sysfs each, as before).
-// Allocation-free (the spawner calls it).
-int make_sys_template();
+// *netns_fd is that namespace, which the caller keeps open as long as the template (sysfs
+// alone does not keep it alive). -1 with errno set when it cannot be made (the cells then
+// mount sysfs each, as before). Allocation-free (the spawner calls it).
+int make_sys_template(int* netns_fd);
 
 // In the cell's setup: a clone of the template `fd` attached at `path` (its attributes are
 // the template's). 0 or an errno.
