@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cells/cgroup_view.h"
 #include "cells/root_switch.h"
 #include "cells/sys_template.h"
 #include "netns/loopback.h"
@@ -502,7 +503,16 @@ void open_v1_trees(const ChildPlan& p, V1Trees& t) {
   }
 }
 
-void make_sys(const ChildPlan& p, const V1Trees& v1) {
+// The cell's cgroup2 at `at`: its leaf bound from the host (cgroup_view.h) when `leaf` holds
+// one, else a cgroup2 mount in its cgroup namespace.
+bool attach_cgroup2(int leaf, const char* at, unsigned long flags) {
+  if (leaf < 0) return ::mount("cgroup2", at, "cgroup2", flags, nullptr) == 0;
+  const bool ok = ::syscall(SYS_move_mount, leaf, "", AT_FDCWD, at, MOVE_MOUNT_F_EMPTY_PATH) == 0;
+  ::close(leaf);
+  return ok;
+}
+
+void make_sys(const ChildPlan& p, const V1Trees& v1, int cgroup2_leaf) {
   constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
   if (p.sys_template_fd >= 0 && !p.rootless) {
     if (int err = attach_sys_template(p.sys_template_fd, "/sys"); err != 0) {
@@ -514,7 +524,7 @@ void make_sys(const ChildPlan& p, const V1Trees& v1) {
     fail(kStageSys, "mount sysfs on", "/sys");
   }
   if (p.n_v1_procs_paths == 0) {
-    if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup");
+    if (!attach_cgroup2(cgroup2_leaf, "/sys/fs/cgroup", kFlags)) fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup");
     return;
   }
   // The directory holding the hierarchies is the root tmpfs's kCgroupStaging (made by
@@ -527,7 +537,7 @@ void make_sys(const ChildPlan& p, const V1Trees& v1) {
                                       MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) == 0;
   if (!staged ||
       ::mkdir("/sys/fs/cgroup/unified", 0555) != 0 ||
-      ::mount("cgroup2", "/sys/fs/cgroup/unified", "cgroup2", kFlags, nullptr) != 0)
+      !attach_cgroup2(cgroup2_leaf, "/sys/fs/cgroup/unified", kFlags))
     fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup/unified");
   for (int i = 0; i < p.n_v1_procs_paths; ++i) {
     PathBuf name, at;
@@ -646,7 +656,7 @@ void bind_resolv_conf(int tree) {
   ::close(tree);
 }
 
-void make_mounts(const ChildPlan& p) {
+void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   // Private first: nothing mounted below may propagate back to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
   InputTrees inputs;
@@ -701,7 +711,7 @@ void make_mounts(const ChildPlan& p) {
   // gives /sys/fs/cgroup a small tmpfs of its own instead).
   if (p.n_v1_procs_paths > 0 && !p.rootless && ::mkdir(kCgroupStaging, 0755) != 0)
     fail(kStageSys, "mkdir", kCgroupStaging);
-  make_sys(p, v1);
+  make_sys(p, v1, cgroup2_leaf);
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
   if (!p.rootless && ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(kStageProc, "mount proc on", "/proc");
@@ -764,11 +774,14 @@ void cell_setup_main(const ChildPlan& p) {
   // Now that the cell is in all its cgroups (v2 from clone, v1 just above): its cgroup
   // namespace is rooted at its leaves, so /proc/self/cgroup and /sys/fs/cgroup name no host
   // path and no other cell.
+  // Its cgroup2 leaf, cloned while /proc/self/cgroup still names the host's path (before the
+  // cgroup namespace): bound at /sys/fs/cgroup instead of a cgroup2 superblock per cell.
+  const int cgroup2_leaf = p.rootless ? -1 : open_cgroup2_leaf();
   if (::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");
   // The init outlives nothing it supervises: if the reactor dies, the cell dies with it. The
   // setting survives the exec below (the init binary is not set-uid).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  make_mounts(p);
+  make_mounts(p, cgroup2_leaf);
   if (::sethostname(p.hostname, std::strlen(p.hostname)) != 0) fail(kStageHostname, "sethostname", p.hostname);
   if (int err = netns::bring_up_loopback(); err != 0) {
     errno = err;
