@@ -5,8 +5,9 @@
 // walk was about 29% of a cell's setup CPU, and it grows with every process on the host. The
 // setup is the only process of its mount namespace, so nothing needs moving. Instead the new
 // root is moved onto "/" and the setup chroots into it, the way switch_root(8) leaves an
-// initramfs: the host's root stays in the namespace, covered by the cell's root and reachable
-// by no path, descriptor or /proc link of the cell. docs/security.md ("The cell's root")
+// initramfs, after detaching the host's other mounts: the host's root file system stays in the
+// namespace, covered by the cell's root and reachable by no path, descriptor or /proc link of
+// the cell. docs/security.md ("The cell's root")
 // gives the argument and isolation_test "a cell cannot reach the host's root ..." tries it.
 #pragma once
 
