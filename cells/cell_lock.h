@@ -1,10 +1,12 @@
 // CellLock: at most one running cell per id on a host, across reactor processes.
 //
-// One byte-range lock per id in a single file, <state_dir>/cells.lock: an open-file-description
-// (OFD) write lock on the byte at a 62-bit hash of the id. The kernel drops it when the holder
-// dies, so a crashed reactor never leaves an id blocked. One descriptor per process rather than
-// one per cell: the fleet daemon runs thousands of cells under a descriptor limit it may not
-// raise (20000 on our CI machines), and locking costs two fcntl calls instead of six syscalls.
+// One byte-range lock per id: an open-file-description (OFD) write lock on the byte at a 62-bit
+// hash of the id, in one of 64 files chosen by that hash (<state_dir>/cells.lock.00 to .3f,
+// so no file's lock list, which the kernel walks on every lock, holds more than a 64th of the
+// live cells). The kernel drops it when the holder dies, so a crashed reactor never leaves an
+// id blocked. At most 64 descriptors per process rather than one per cell: the fleet daemon
+// runs thousands of cells under a descriptor limit it may not raise (20000 on our CI
+// machines), and locking costs two fcntl calls instead of six syscalls.
 // Two different ids share a byte only if their 62-bit hashes collide (about 1 in 10^11 for
 // 5,000 running cells); such a cell is refused as "already running", never run twice.
 #pragma once

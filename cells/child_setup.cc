@@ -14,6 +14,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cells/cgroup_view.h"
+#include "cells/root_switch.h"
+#include "cells/sys_template.h"
 #include "netns/loopback.h"
 
 namespace cellos::cells {
@@ -87,7 +90,11 @@ void place_fds(const ChildPlan& p) {
     if (::dup2(src[i], i) < 0) _exit(125);
   // Only 0-3 cross into the init; execveat still reaches the init binary through fd 4.
   for (int i = kInitFd; i < n; ++i) ::fcntl(i, F_SETFD, FD_CLOEXEC);
-  if (::close_range(static_cast<unsigned>(n), ~0U, 0) != 0) fail(kStageFds, "close_range");
+  // The sysfs template (kSysTemplateFd, above n) stays until make_sys has cloned it.
+  const bool keep = p.sys_template_fd == kSysTemplateFd;
+  if (keep && n < kSysTemplateFd && ::close_range(static_cast<unsigned>(n), kSysTemplateFd - 1, 0) != 0)
+    fail(kStageFds, "close_range");
+  if (::close_range(keep ? kSysTemplateFd + 1 : static_cast<unsigned>(n), ~0U, 0) != 0) fail(kStageFds, "close_range");
 }
 
 // Scripts reopen their output through /dev/stdout (/proc/self/fd/1), which checks the pipe
@@ -388,9 +395,9 @@ void graft_host_paths(const ChildPlan& p, int root) {
   }
 }
 
-// The cell's root: a fresh tmpfs holding the allowed host paths, then made the root with
-// pivot_root, and the host's root detached from this namespace, so no path, file descriptor or
-// mount of the cell leads back to a host file outside the view.
+// The cell's root: a fresh tmpfs holding the allowed host paths, then made the root
+// (root_switch.h), so no path, file descriptor or mount of the cell leads back to a host file
+// outside the view.
 // The broker's host directory, cloned (with its socket) onto /run/cellos of the root being
 // built: read-only, which still lets connect(2) reach the socket, and nothing else of the
 // host's state dir. `tree` is the clone, taken before the staging tmpfs could cover the path.
@@ -436,11 +443,12 @@ void make_root(const ChildPlan& p) {
     if (::mount("sysfs", kStagingSys, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
       fail(kStageSys, "mount sysfs on", "/sys");
   }
-  // pivot_root(".", "."): the old root ends up stacked on the new one, and detaching "." then
-  // takes it (and every host mount below it) out of the namespace.
-  if (::chdir(kStagingDir) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
-      ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0)
-    fail(kStageRootView, "pivot_root to", kStagingDir);
+  // The new root moved onto "/" and chrooted into (root_switch.h: no walk over every task on
+  // the host, which pivot_root makes).
+  if (int err = switch_root_to(kStagingDir); err != 0) {
+    errno = err;
+    fail(kStageRootView, "switch the root to", kStagingDir);
+  }
 }
 
 // The v1 hierarchy a cgroup.procs path of the plan lies in: "memory" of
@@ -495,11 +503,28 @@ void open_v1_trees(const ChildPlan& p, V1Trees& t) {
   }
 }
 
-void make_sys(const ChildPlan& p, const V1Trees& v1) {
+// The cell's cgroup2 at `at`: its leaf bound from the host (cgroup_view.h) when `leaf` holds
+// one, else a cgroup2 mount in its cgroup namespace.
+bool attach_cgroup2(int leaf, const char* at, unsigned long flags) {
+  if (leaf < 0) return ::mount("cgroup2", at, "cgroup2", flags, nullptr) == 0;
+  const bool ok = ::syscall(SYS_move_mount, leaf, "", AT_FDCWD, at, MOVE_MOUNT_F_EMPTY_PATH) == 0;
+  ::close(leaf);
+  return ok;
+}
+
+void make_sys(const ChildPlan& p, const V1Trees& v1, int cgroup2_leaf) {
   constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
-  if (!p.rootless && ::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) fail(kStageSys, "mount sysfs on", "/sys");
+  if (p.sys_template_fd >= 0 && !p.rootless) {
+    if (int err = attach_sys_template(p.sys_template_fd, "/sys"); err != 0) {
+      errno = err;
+      fail(kStageSys, "clone the sysfs template onto", "/sys");
+    }
+    ::close(p.sys_template_fd);
+  } else if (!p.rootless && ::mount("sysfs", "/sys", "sysfs", kFlags, nullptr) != 0) {
+    fail(kStageSys, "mount sysfs on", "/sys");
+  }
   if (p.n_v1_procs_paths == 0) {
-    if (::mount("cgroup2", "/sys/fs/cgroup", "cgroup2", kFlags, nullptr) != 0) fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup");
+    if (!attach_cgroup2(cgroup2_leaf, "/sys/fs/cgroup", kFlags)) fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup");
     return;
   }
   // The directory holding the hierarchies is the root tmpfs's kCgroupStaging (made by
@@ -512,7 +537,7 @@ void make_sys(const ChildPlan& p, const V1Trees& v1) {
                                       MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC) == 0;
   if (!staged ||
       ::mkdir("/sys/fs/cgroup/unified", 0555) != 0 ||
-      ::mount("cgroup2", "/sys/fs/cgroup/unified", "cgroup2", kFlags, nullptr) != 0)
+      !attach_cgroup2(cgroup2_leaf, "/sys/fs/cgroup/unified", kFlags))
     fail(kStageSys, "mount cgroup2 on", "/sys/fs/cgroup/unified");
   for (int i = 0; i < p.n_v1_procs_paths; ++i) {
     PathBuf name, at;
@@ -631,7 +656,7 @@ void bind_resolv_conf(int tree) {
   ::close(tree);
 }
 
-void make_mounts(const ChildPlan& p) {
+void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   // Private first: nothing mounted below may propagate back to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
   InputTrees inputs;
@@ -686,7 +711,7 @@ void make_mounts(const ChildPlan& p) {
   // gives /sys/fs/cgroup a small tmpfs of its own instead).
   if (p.n_v1_procs_paths > 0 && !p.rootless && ::mkdir(kCgroupStaging, 0755) != 0)
     fail(kStageSys, "mkdir", kCgroupStaging);
-  make_sys(p, v1);
+  make_sys(p, v1, cgroup2_leaf);
   // The cell's own /proc: it shows only the processes of the cell's pid namespace.
   if (!p.rootless && ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(kStageProc, "mount proc on", "/proc");
@@ -749,11 +774,14 @@ void cell_setup_main(const ChildPlan& p) {
   // Now that the cell is in all its cgroups (v2 from clone, v1 just above): its cgroup
   // namespace is rooted at its leaves, so /proc/self/cgroup and /sys/fs/cgroup name no host
   // path and no other cell.
+  // Its cgroup2 leaf, cloned while /proc/self/cgroup still names the host's path (before the
+  // cgroup namespace): bound at /sys/fs/cgroup instead of a cgroup2 superblock per cell.
+  const int cgroup2_leaf = p.rootless ? -1 : open_cgroup2_leaf();
   if (::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");
   // The init outlives nothing it supervises: if the reactor dies, the cell dies with it. The
   // setting survives the exec below (the init binary is not set-uid).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  make_mounts(p);
+  make_mounts(p, cgroup2_leaf);
   if (::sethostname(p.hostname, std::strlen(p.hostname)) != 0) fail(kStageHostname, "sethostname", p.hostname);
   if (int err = netns::bring_up_loopback(); err != 0) {
     errno = err;

@@ -68,7 +68,13 @@ struct ChildPlan {
   bool rootless = false;
   // A host file bound read-only over /etc/resolv.conf, or null.
   const char* resolv_conf = nullptr;
+  // The spawner's sysfs template (sys_template.h), cloned onto /sys instead of a fresh sysfs
+  // mount; -1: mount one. Only for a cell in a fresh network namespace of its own (netns_fd
+  // -1), never rootless. At a number above the fixed ones (kSysTemplateFd), kept by place_fds.
+  int sys_template_fd = -1;
 };
+// Where the spawner keeps its sysfs template: above the cell's fixed descriptors (0-6).
+inline constexpr int kSysTemplateFd = 7;
 inline constexpr int kMaxPlanInputs = 16;
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "cells/cell_init.h"
+#include "cells/sys_template.h"
 
 namespace cellos::cells {
 namespace {
@@ -31,6 +32,9 @@ struct Reply {
   int32_t pid = -1;
   int32_t err = 0;
 };
+
+// Whether kSysTemplateFd holds the sysfs template (sys_template.h).
+bool g_sys_template = false;
 
 Spawner* g_spawner = nullptr;
 bool g_tried = false;
@@ -78,6 +82,7 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
                  CLONE_NEWUTS;
     if (d.want_pidfd) args.flags |= CLONE_PIDFD;
     if (d.plan.netns_fd < 0) args.flags |= CLONE_NEWNET;
+    if (g_sys_template && d.plan.netns_fd < 0 && !d.plan.rootless) d.plan.sys_template_fd = kSysTemplateFd;
     args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
     // CLONE_PARENT takes the exit signal from the spawner's own (SIGCHLD); clone3 wants 0 here.
     args.exit_signal = 0;
@@ -130,6 +135,16 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
   ::close_range(kInit + 1, ~0U, 0);
   int null = ::open("/dev/null", O_RDWR);  // 0, the lowest free number
   if (null != 0 || ::dup2(0, 1) != 1 || ::dup2(0, 2) != 2) _exit(1);
+  // The sysfs template at its fixed number; without one, each cell mounts its own sysfs.
+  // Its network namespace stays open here for the spawner's life (cells close their copy).
+  int template_netns = -1;
+  if (int t = make_sys_template(&template_netns); t == kSysTemplateFd) {
+    g_sys_template = true;
+  } else if (t >= 0) {
+    g_sys_template = ::dup3(t, kSysTemplateFd, O_CLOEXEC) == kSysTemplateFd;
+    ::close(t);
+  }
+  if (!g_sys_template && template_netns >= 0) ::close(template_netns);
   // Ready: from here on it holds none of the reactor's descriptors. The reactor waits for this
   // byte, so no copy of, say, its flock'ed event log outlives a reactor that exits at once (a
   // `run` that rejects its spec): the next writer would find the lock taken.

@@ -5,7 +5,8 @@
 // descriptor it did not ask for. Cloned from the reactor, that is O(live cells): each live cell
 // holds its pipes there, so with thousands of cells alive most of a spawn went to dup_fd and to
 // close_range's filp_flush of other cells' files. The spawner holds a handful of descriptors
-// (its socket, the init's memfd, /dev/null) plus the few each request brings, so a spawn costs
+// (its socket, the init's memfd, /dev/null, the sysfs template of sys_template.h and its network
+// namespace) plus the few each request brings, so a spawn costs
 // the same with 0 or 5,000 cells alive. It also runs on the other CPU: the reactor waits only
 // for the clone itself (the reply carries the pid), not for the cell's setup, which the spawner's
 // child does while the reactor goes on.

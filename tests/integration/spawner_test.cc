@@ -78,10 +78,11 @@ TEST_CASE("cells are cloned by a spawner holding a few descriptors, and are the 
   // it reaps by pid through its ring.
   CHECK(inits.size() == 1);
   CHECK(spawners.size() == 1);
-  // /dev/null at 0-2, its socket and the init binary's memfd: nothing of the reactor's, whose
-  // table holds the cell's pipes, its event log, its ring...
+  // /dev/null at 0-2, its socket, the init binary's memfd, the sysfs template and its network
+  // namespace (sys_template.h): nothing of the reactor's, whose table holds the cell's pipes,
+  // its event log, its ring...
   for (pid_t s : spawners) {
-    CHECK(open_fds(s) == 5);
+    CHECK(open_fds(s) == 7);
     CHECK(open_fds(run) > open_fds(s));
   }
   // Stopping the reactor stops the cell (reaped by the reactor: the shutdown outcome), and the
