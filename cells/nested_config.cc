@@ -63,7 +63,6 @@ std::string nested_fleet_toml(const NestedConfigInput& in) {
   t += "[host]\nid = " + quoted(in.cell_id) + "\nstate_dir = " + quoted(kNestedStatePath) + "\n";
   t += "[events]\nsigning_key = " + quoted(std::string(kNestedStatePath) + "/nested.key") + "\n";
   t += "[policy]\nuid_range = \"1000-" + std::to_string(p.cells_uid_last) + "\"\n";
-  t += "argv0_allow_prefixes = [\"/usr/bin\", \"/bin\", \"/usr/local/bin\", \"/cellos/bin\"]\n";
   t += "default_ttl_seconds = " + std::to_string(ttl) + "\n";
   t += "max_ttl_seconds = " + std::to_string(std::max<uint64_t>(ttl, 1)) + "\n";
   t += std::string("allowed_backends = ") +
