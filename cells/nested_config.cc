@@ -77,7 +77,8 @@ std::string nested_fleet_toml(const NestedConfigInput& in) {
     t += "uid_range = \"" + std::to_string(p.inner.uid_first) + "-" +
          std::to_string(p.inner.uid_last) + "\"\n";
   }
-  t += "[policy.ceiling]\nparent = " + quoted(in.parent_host + "/" + in.cell_id) + "\n";
+  // Named as the refusals say it: "exceeds cell ci-7's memory limit".
+  t += "[policy.ceiling]\nparent = " + quoted("cell " + in.cell_id) + "\n";
   t += "memory_max_bytes = " + std::to_string(in.memory_max_bytes) + "\n";
   t += "pids_max = " + std::to_string(in.pids_max) + "\n";
   t += "deadline_unix_seconds = " + std::to_string(in.deadline_unix_seconds) + "\n";

@@ -114,6 +114,7 @@ TEST_CASE("nested policy: the generated fleet.toml narrows at each level and par
   CHECK(c.policy.ceiling->deadline_unix_seconds == 1800000100u);
   CHECK(c.policy.ceiling->secrets == std::vector<std::string>{"DB_PASSWORD"});
   CHECK(c.policy.ceiling->egress.empty());
+  CHECK(c.policy.ceiling->parent == "cell ci-7");
   CHECK(c.policy.default_ttl_seconds <= 100);
   CHECK(c.policy.default_limits.memory_max_bytes <= 268435456u);
   CHECK(cells::plan_nested(in).max_user_namespaces == 2);
