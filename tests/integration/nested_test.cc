@@ -15,8 +15,13 @@
 #include <sstream>
 #include <thread>
 
+#include "cells/config.h"
+#include "reactor/event_log_config.h"
+#include "reactor/host.h"
+#include "reactor/supervisor.h"
 #include "tests/support/test_support.h"
 
+using namespace cellos;
 using namespace cellos::test;
 namespace fs = std::filesystem;
 
@@ -256,4 +261,46 @@ TEST_CASE("nested: killing the parent mid-run ends every nested cell at every de
   for (const auto& e : log)
     destroyed |= e.value("subject", "") == top && e.value("type", "").ends_with("lifecycle.v1.destroyed");
   CHECK(destroyed);
+}
+
+TEST_CASE("nested: one nested cell more than policy.nested.max_cells fails its setup naming the key; the others run", "[nested]") {
+  if (::geteuid() != 0) CELLOS_SKIP("needs root to map a user namespace and delegate cgroups");
+  const uint32_t first = blocks_first();
+  Fleet fleet("[policy]\nallowed_backends = [\"native\", \"nested\"]\n[policy.nested]\nmax_depth = 1\n"
+              "max_cells = 1\nuid_block_size = 65536\nuid_range = \"" + std::to_string(first) + "-" +
+              std::to_string(first + 2 * 65536 - 1) + "\"\n");
+  cells::Config config = cells::load_config(fleet.config_path());
+  REQUIRE(base::make_dirs(config.host.state_dir).ok());
+  reactor::HostOptions ho;
+  ho.config = &config;
+  ho.events_path = fleet.events_path();
+  ho.cgroups = reactor::cgroup_placement_for_run(config);
+  auto host = reactor::Host::create(std::move(ho));
+  REQUIRE(host.ok());
+  std::map<std::string, std::pair<int, std::string>> outcome;
+  auto sup = std::make_unique<reactor::Supervisor>(
+      **host, reactor::SupervisorOptions{[&](const cells::Cell& c) {
+        outcome[c.id()] = {c.outcome().exit_status(), c.outcome().error};
+      }});
+  const std::string a = unique_id("mc-a"), b = unique_id("mc-b");
+  // Both are added at once: the first is still sleeping when the second starts.
+  for (const auto& [id, argv] : {std::pair{a, std::vector<std::string>{"/bin/sleep", "3"}},
+                                 std::pair{b, std::vector<std::string>{"/bin/true"}}}) {
+    cells::CellOptions co;
+    co.spec.id = id;
+    co.spec.run.argv = argv;
+    co.spec.run.backend = "nested";
+    co.spec.ttl_seconds = 60;
+    co.env = {"PATH=/usr/bin:/bin"};
+    co.run_id = id;
+    sup->add(std::move(co));
+  }
+  REQUIRE(sup->run_until_idle().ok());
+  sup.reset();
+  INFO(outcome[a].second << " / " << outcome[b].second);
+  CHECK(outcome[a].first == 0);
+  CHECK(outcome[b].first != 0);
+  CHECK(outcome[b].second.find("policy.nested.max_cells: 1 nested cells already live on this reactor") !=
+        std::string::npos);
+  (*host)->cgroups().remove_empty_parents();
 }
