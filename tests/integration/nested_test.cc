@@ -123,7 +123,7 @@ bool have_python() { return fs::exists("/usr/bin/python3"); }
 
 }  // namespace
 
-TEST_CASE("nested: a nested reactor runs three cells (ok, OOM-killed inside, refused by the ceiling) and the parent goes on; its verified log is kept, nothing else", "[nested]") {
+TEST_CASE("nested: a nested reactor runs three cells (ok, OOM-killed inside, refused by the ceiling) and the parent goes on, its verified log kept and nothing else", "[nested]") {
   if (::geteuid() != 0) CELLOS_SKIP("needs root to map a user namespace and delegate cgroups");
   if (!have_python()) CELLOS_SKIP("needs /usr/bin/python3 to allocate memory in the inner cell");
   Fleet f(nested_toml(1));
@@ -263,7 +263,7 @@ TEST_CASE("nested: killing the parent mid-run ends every nested cell at every de
   CHECK(destroyed);
 }
 
-TEST_CASE("nested: one nested cell more than policy.nested.max_cells fails its setup naming the key; the others run", "[nested]") {
+TEST_CASE("nested: one nested cell more than policy.nested.max_cells fails its setup naming the key while the others run", "[nested]") {
   if (::geteuid() != 0) CELLOS_SKIP("needs root to map a user namespace and delegate cgroups");
   const uint32_t first = blocks_first();
   Fleet fleet("[policy]\nallowed_backends = [\"native\", \"nested\"]\n[policy.nested]\nmax_depth = 1\n"
