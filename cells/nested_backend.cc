@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -231,6 +232,19 @@ base::Result<Started> NestedCell::start(const StartRequest& r) {
   auto l = launch(lo);
   if (!l) return std::move(l).error();
   sync->read.reset();
+  // Until the child is released it is ours to clean up: on a failure below it reads EOF and
+  // exits 125 at once, and is reaped here (the Cell never watches a cell whose start failed).
+  struct Reaper {
+    base::Fd* sync;
+    pid_t pid;
+    bool armed = true;
+    ~Reaper() {
+      if (!armed) return;
+      sync->reset();
+      while (::waitpid(pid, nullptr, __WALL) < 0 && errno == EINTR) {
+      }
+    }
+  } reaper{&sync->write, l->pid};
   // The child waits on the pipe: its maps first ("0 <block> <size>": its root is the block's
   // first uid), by this privileged side, which holds CAP_SETUID over the uids mapped.
   const std::string map = "0 " + std::to_string(root_) + " " + std::to_string(np.uid_block_size) + "\n";
@@ -249,6 +263,7 @@ base::Result<Started> NestedCell::start(const StartRequest& r) {
   // refused at admission (check_nested_spec).
   const char go = 1;
   if (::write(sync->write.get(), &go, 1) != 1) return base::sys_error("write", "the nested cell's start pipe");
+  reaper.armed = false;
   return Started{l->pid, std::move(l->pidfd), std::move(l->stdout_read), std::move(l->stderr_read),
                  std::move(l->status_read)};
 }

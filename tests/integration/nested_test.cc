@@ -304,3 +304,31 @@ TEST_CASE("nested: one nested cell more than policy.nested.max_cells fails its s
         std::string::npos);
   (*host)->cgroups().remove_empty_parents();
 }
+
+TEST_CASE("nested: the daemon runs inside a nested cell, rootless, and runs the cells submitted to it", "[nested]") {
+  if (::geteuid() != 0) CELLOS_SKIP("needs root to map a user namespace and delegate cgroups");
+  Fleet f(nested_toml(1));
+  const std::string top = unique_id("dm");
+  const std::string inner = script_spec("dm-ok", "echo daemon-cell-ran", "", nlohmann::json::object(), 20);
+  const std::string script =
+      "cd /tmp\n" + write_file_lines("ok.json", inner) +
+      "/cellos/bin/cellos-reactor --config /cellos/fleet.toml > /tmp/daemon.log 2>&1 &\n"
+      "D=$!\n"
+      // Bounded: the daemon answers status once it serves.
+      "i=0; until /cellos/bin/cellos-reactor status --config /cellos/fleet.toml >/dev/null 2>&1; do\n"
+      "  i=$((i+1)); [ $i -gt 300 ] && { echo no-daemon; cat /tmp/daemon.log; exit 9; }; sleep 0.1; done\n"
+      "/cellos/bin/cellos-reactor submit --wait ok.json --config /cellos/fleet.toml; echo \"status dm-ok $?\"\n"
+      "kill -TERM $D; wait $D; echo \"daemon $?\"\n";
+  auto r = f.run(script_spec(top, script, "nested", nlohmann::json::object(), 120), {}, 120);
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("daemon-cell-ran") != std::string::npos);
+  CHECK(r.out.find("status dm-ok 0") != std::string::npos);
+  CHECK(r.out.find("daemon 0") != std::string::npos);
+  const auto inner_log = read_log(f.state_dir() + "/nested/" + top + "/events.jsonl");
+  auto done = data_of(inner_log, "dm-ok", "command.v1.completed");
+  REQUIRE_FALSE(done.is_null());
+  CHECK(done["exitCode"] == 0);
+  CHECK(leftover_cgroups(f, top).empty());
+  check_host_files_after(f, top);
+}
