@@ -141,6 +141,11 @@ TEST_CASE("nested: a nested reactor runs three cells (ok, OOM-killed inside, ref
                              run_inner("big.json", "in-big") +
                              // The kernel's bound: no depth left, so no user namespace at all.
                              "unshare -U /bin/true 2>/dev/null; echo \"userns $?\"\n"
+                             // The nested seccomp filter: a reactor's tools, not the kernel's
+                             // (bpf is syscall 321, init_module 175 on x86-64).
+                             "/usr/bin/python3 -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True); "
+                             "print(\"bpf\", l.syscall(321, 0, 0, 0), ctypes.get_errno()); "
+                             "print(\"init_module\", l.syscall(175, 0, 0, 0), ctypes.get_errno())'\n"
                              "echo parent-done\n";
   auto r = f.run(script_spec(parent, script, "nested",
                              {{"limits", {{"memoryMaxBytes", 268435456}}}}, 120),
@@ -155,6 +160,10 @@ TEST_CASE("nested: a nested reactor runs three cells (ok, OOM-killed inside, ref
   CHECK(r.err.find("spec.run.limits.memoryMaxBytes: 536870912 exceeds cell " + parent +
                    "'s memory limit of 268435456 (policy.ceiling.memory_max_bytes)") != std::string::npos);
   CHECK(r.out.find("userns 0") == std::string::npos);
+#if defined(__x86_64__)
+  CHECK(r.out.find("bpf -1 1\n") != std::string::npos);  // EPERM
+  CHECK(r.out.find("init_module -1 1\n") != std::string::npos);
+#endif
   CHECK(r.out.find("parent-done") != std::string::npos);
   // The host level: the parent cell ran on the nested backend and ended well.
   CHECK(r.event("lifecycle.v1.started")["backend"] == "nested");
