@@ -157,6 +157,17 @@ base::Result<void> NestedCell::make_files(const StartRequest& r, uint32_t block_
   if (auto w = write_owned(files_.state_dir + "/nested.key", key->private_pem(), 0600, root_); !w) return w;
   ::unlink(files_.public_key.c_str());
   if (auto w = write_owned(files_.public_key, key->public_pem(), 0644, 0); !w) return w;
+  // The cell's secrets (env delivery: each is NAME=value in its environment), for its
+  // reactor's [secrets] dir: readable by the block's root only.
+  if (!r.secret_refs.empty()) {
+    const std::string dir = files_.state_dir + "/" + kNestedSecretsDir;
+    if (::mkdir(dir.c_str(), 0700) != 0 || ::chown(dir.c_str(), root_, root_) != 0)
+      return base::sys_error("mkdir", dir);
+    for (const auto& name : r.secret_refs)
+      for (const auto& kv : r.env)
+        if (kv.size() > name.size() && kv.compare(0, name.size(), name) == 0 && kv[name.size()] == '=')
+          if (auto w = write_owned(dir + "/" + name, kv.substr(name.size() + 1), 0400, root_); !w) return w;
+  }
   NestedConfigInput in;
   in.cell_id = id_;
   in.parent_host = c.host.id;

@@ -85,6 +85,13 @@ std::string nested_fleet_toml(const NestedConfigInput& in) {
   t += "secrets = [";
   for (size_t i = 0; i < in.secrets.size(); ++i) t += (i ? ", " : "") + quoted(in.secrets[i]);
   t += "]\n";
+  // The cell's own secrets, handed on: their values are files the host wrote in the state dir
+  // (nested_backend.cc), each granted to any of the nested reactor's cells; nothing else is.
+  if (!in.secrets.empty()) {
+    t += "[secrets]\ndir = " + quoted(std::string(kNestedStatePath) + "/" + kNestedSecretsDir) + "\n";
+    t += "[secrets.grants]\n";
+    for (const auto& name : in.secrets) t += name + " = [\"*\"]\n";
+  }
   return t;
 }
 

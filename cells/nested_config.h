@@ -4,7 +4,9 @@
 // Everything in it only narrows what its parent cell was given: uid_range inside the cell's
 // mapped block; [policy.ceiling] from the cell's own authority (memory and pids limits, secret
 // names, the cell's end as deadline; no egress: the nested backend has no network link yet);
-// [policy.nested] with one level of depth less; default limits and TTL inside the ceiling, so a
+// [secrets] with the cell's own secrets (values written by the host, each granted to every
+// nested cell: the ceiling already holds them to the cell's); [policy.nested] with one level
+// of depth less; default limits and TTL inside the ceiling, so a
 // spec that names no limits is not refused for defaults wider than the parent.
 #pragma once
 
@@ -15,6 +17,9 @@
 #include "cells/nested_policy.h"
 
 namespace cellos::cells {
+
+// The nested reactor's [secrets] dir, below its state dir: one file per secret of the cell.
+inline constexpr const char* kNestedSecretsDir = "secrets";
 
 struct NestedConfigInput {
   std::string cell_id;      // the nested reactor's host id, and the ceiling's parent name

@@ -341,3 +341,34 @@ TEST_CASE("nested: the daemon runs inside a nested cell, rootless, and runs the 
   CHECK(leftover_cgroups(f, top).empty());
   check_host_files_after(f, top);
 }
+
+TEST_CASE("nested: a nested cell hands its own secrets on to its reactor's cells and no other", "[nested]") {
+  if (::geteuid() != 0) CELLOS_SKIP("needs root to map a user namespace and delegate cgroups");
+  TempDir secrets;
+  write_text(secrets.path() + "/NEST_SECRET", "s3cret-value\n");
+  write_text(secrets.path() + "/OTHER_SECRET", "not-for-nested\n");
+  Fleet f(nested_toml(1) + "[secrets]\ndir = \"" + secrets.path() +
+          "\"\n[secrets.grants]\nNEST_SECRET = [\"*\"]\nOTHER_SECRET = [\"*\"]\n");
+  const std::string top = unique_id("sec");
+  auto with_secret = [](const std::string& id, const std::string& name) {
+    nlohmann::json s = nlohmann::json::parse(
+        script_spec(id, "echo \"inner sees ${" + name + ":-nothing}\"", "", nlohmann::json::object(), 20));
+    s["spec"]["authority"]["secretRefs"] = {name};
+    return s.dump();
+  };
+  const std::string script = "cd /tmp\n" + write_file_lines("ok.json", with_secret("sec-ok", "NEST_SECRET")) +
+                             write_file_lines("other.json", with_secret("sec-other", "OTHER_SECRET")) +
+                             run_inner("ok.json", "sec-ok") + run_inner("other.json", "sec-other");
+  nlohmann::json parent = nlohmann::json::parse(script_spec(top, script, "nested", nlohmann::json::object(), 120));
+  parent["spec"]["authority"]["secretRefs"] = {"NEST_SECRET"};
+  auto r = f.run(parent.dump(), {}, 120);
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("inner sees s3cret-value") != std::string::npos);
+  CHECK(r.out.find("status sec-ok 0") != std::string::npos);
+  CHECK(r.out.find("not-for-nested") == std::string::npos);
+  CHECK(r.out.find("status sec-other 0") == std::string::npos);
+  CHECK(r.err.find("spec.authority.secretRefs[0]: secret OTHER_SECRET is not granted to cell sec-other") != std::string::npos);
+  // The values lived in the nested state dir only while the cell ran.
+  check_host_files_after(f, top);
+}

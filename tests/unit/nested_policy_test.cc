@@ -115,6 +115,10 @@ TEST_CASE("nested policy: the generated fleet.toml narrows at each level and par
   CHECK(c.policy.ceiling->secrets == std::vector<std::string>{"DB_PASSWORD"});
   CHECK(c.policy.ceiling->egress.empty());
   CHECK(c.policy.ceiling->parent == "cell ci-7");
+  // Its secrets, handed on: granted to its cells, read from its state dir.
+  CHECK(c.secrets.dir == "/cellos/state/secrets");
+  CHECK(c.policy.secret_grants.at("DB_PASSWORD") == std::vector<std::string>{"*"});
+  CHECK(c.policy.secret_grants.size() == 1);
   CHECK(c.policy.default_ttl_seconds <= 100);
   CHECK(c.policy.default_limits.memory_max_bytes <= 268435456u);
   CHECK(cells::plan_nested(in).max_user_namespaces == 2);
