@@ -218,7 +218,8 @@ base::Result<Started> NestedCell::start(const StartRequest& r) {
         return base::sys_error("chown (cgroup delegation)", path);
     }
 
-  auto exe = readlink_of("/proc/self/exe");
+  auto exe = np.reactor_binary.empty() ? readlink_of("/proc/self/exe")
+                                        : base::Result<std::string>(np.reactor_binary);
   if (!exe) return std::move(exe).error();
   auto sync = base::make_pipe();
   if (!sync) return std::move(sync).error();

@@ -27,6 +27,9 @@ struct NestedPolicy {
   uint32_t uid_block_size = 65536;    // uids each nested cell's user namespace maps
   uint32_t uid_first = 1000000;       // [policy.nested] uid_range: where the blocks come from
   uint32_t uid_last = 1000000 + 16 * 65536 - 1;
+  // The binary bound at /cellos/bin/cellos-reactor: empty, the running one (/proc/self/exe).
+  // Not a fleet.toml key: a program embedding the reactor (a benchmark) names cellos-reactor.
+  std::string reactor_binary = {};
 };
 
 // The kernel's hard limit of nested user namespaces is 32; a nested cell is one level.
