@@ -2,6 +2,7 @@
 
 #include "cells/cell_export.h"
 #include "cells/inputs.h"
+#include "cells/nested_policy.h"
 #include "cells/program_path.h"
 
 
@@ -43,6 +44,10 @@ Admission admit(std::string_view text, const AdmissionOptions& o) {
                                            "backend, spec.run.backend \"native\")");
       return a;
     }
+  }
+  if (auto r = check_nested_spec(*spec, *o.config); !r) {
+    a.refusal = std::move(r).error();
+    return a;
   }
   if (auto r = check_export(*spec, *o.config); !r) {
     a.refusal = std::move(r).error();

@@ -88,6 +88,18 @@ struct StartRequest {
   // A host file bound read-only over the cell's /etc/resolv.conf (a cell with a dnsAuthority:
   // cells/cell_dns.h), or empty.
   std::string resolv_conf;
+  // The cell's authority, for a backend that hands it on (nested_backend.h writes it as the
+  // nested reactor's [policy.ceiling]): its memory limit, its end (unix seconds), its secrets.
+  uint64_t memory_max_bytes = 0;
+  uint64_t deadline_unix_seconds = 0;
+  std::vector<std::string> secret_refs = {};
+};
+
+// A nested cell's files on the host (nested_backend.h): its reactor's state dir, that
+// reactor's event log (kept after the cell's end) and the public key it signs with (outside
+// the state dir, which the nested cell can write).
+struct NestedCellFiles {
+  std::string state_dir, event_log, public_key;
 };
 
 // What the Cell keeps of a started cell.
@@ -105,6 +117,11 @@ class BackendCell {
  public:
   virtual ~BackendCell() = default;
   virtual base::Result<Started> start(const StartRequest& request) = 0;
+  // Called before each attempt to remove the cell's leaf (its processes are gone): a backend
+  // whose cell made cgroups below the leaf (a nested reactor) removes them here.
+  virtual void before_leaf_removal() {}
+  // The nested backend's files; null for every other backend.
+  virtual const NestedCellFiles* nested_files() const { return nullptr; }
 };
 
 class Backend {

@@ -5,6 +5,7 @@
 #include "cells/backend.h"
 #include "cells/gvisor_backend.h"
 #include "cells/native_backend.h"
+#include "cells/nested_backend.h"
 
 namespace cellos::cells {
 namespace {
@@ -17,6 +18,7 @@ struct Registered {
 constexpr std::array kBackends{
     Registered{"native", &make_native_backend},
     Registered{"gvisor", &make_gvisor_backend},
+    Registered{"nested", &make_nested_backend},
 };
 
 }  // namespace

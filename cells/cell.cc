@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include "base/text.h"
 #include "cells/egress.h"
@@ -197,6 +198,11 @@ void Cell::start() {
     if (!resolv) return fail_setup(resolv.error().message());
     req.resolv_conf = *resolv;
   }
+  req.memory_max_bytes = effective_limits().memory_max_bytes;
+  req.deadline_unix_seconds =
+      static_cast<uint64_t>(::time(nullptr)) +
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(effective_deadline()).count());
+  req.secret_refs = spec.secret_refs;
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = backend_cell_->start(req);
   if (!launched) return fail_setup(launched.error().message());
@@ -704,6 +710,7 @@ void Cell::note_setup_failure() {
 
 void Cell::teardown() {
   if (leaf_ && !leaf_->removed()) {
+    if (backend_cell_) backend_cell_->before_leaf_removal();
     auto r = leaf_->remove();
     if (!r.ok()) {
       if (++remove_attempts_ < kMaxRemoveAttempts) {

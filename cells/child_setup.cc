@@ -1,6 +1,8 @@
 #include "cells/child_setup.h"
 
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
@@ -444,8 +446,8 @@ void make_root(const ChildPlan& p) {
       fail(kStageSys, "mount sysfs on", "/sys");
   }
   // The new root moved onto "/" and chrooted into (root_switch.h: no walk over every task on
-  // the host, which pivot_root makes).
-  if (int err = switch_root_to(kStagingDir); err != 0) {
+  // the host, which pivot_root makes); a nested cell, which may chroot, gets pivot_root.
+  if (int err = p.nested ? pivot_root_to(kStagingDir) : switch_root_to(kStagingDir); err != 0) {
     errno = err;
     fail(kStageRootView, "switch the root to", kStagingDir);
   }
@@ -483,6 +485,7 @@ struct V1Trees {
 
 void open_v1_trees(const ChildPlan& p, V1Trees& t) {
   for (int i = 0; i < kMaxV1Trees; ++i) t.fd[i] = -1;
+  if (p.nested) return;  // fresh, writable mounts in its cgroup namespace instead (make_sys)
   for (int i = 0; i < p.n_v1_procs_paths && i < kMaxV1Trees; ++i) {
     PathBuf dir;
     size_t len = std::strlen(p.v1_procs_paths[i]);
@@ -513,7 +516,10 @@ bool attach_cgroup2(int leaf, const char* at, unsigned long flags) {
 }
 
 void make_sys(const ChildPlan& p, const V1Trees& v1, int cgroup2_leaf) {
-  constexpr unsigned long kFlags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  // A nested cell's reactor makes its cells' cgroups below its own: its hierarchies are
+  // writable (the files it may write are the ones the host chowned to it: nested_backend.h).
+  // A nested cell is rootless too, so it never gets the template nor the bound leaf.
+  const unsigned long kFlags = (p.nested ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC;
   if (p.sys_template_fd >= 0 && !p.rootless) {
     if (int err = attach_sys_template(p.sys_template_fd, "/sys"); err != 0) {
       errno = err;
@@ -656,6 +662,75 @@ void bind_resolv_conf(int tree) {
   ::close(tree);
 }
 
+// A nested cell's reactor binary, fleet.toml (both read-only) and state dir (writable),
+// cloned while the child is still the host's uid 0 (the paths may lie below directories only
+// root may enter) and moved to their kNested* paths once the view's root is in place.
+struct NestedTrees {
+  int exe = -1, config = -1, state = -1;
+};
+
+int clone_for_nested(const char* path, uint64_t attrs) {
+  int tree = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
+  if (tree < 0) fail(kStageRootView, "open_tree", path);
+  mount_attr attr{};
+  attr.attr_set = attrs;
+  if (::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
+    fail(kStageRootView, "mount_setattr", path);
+  return tree;
+}
+
+NestedTrees g_nested;  // the child's own copy (fork-like clone): no allocation
+
+void open_nested_trees(const ChildPlan& p) {
+  g_nested.exe = clone_for_nested(p.nested_exe, kHostMountAttrs);
+  g_nested.config = clone_for_nested(p.nested_config, kHostMountAttrs | MOUNT_ATTR_NOEXEC);
+  g_nested.state = clone_for_nested(p.nested_state_dir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+}
+
+void attach_nested_trees() {
+  struct {
+    int fd;
+    const char* path;
+    bool dir;
+  } const at[] = {{g_nested.exe, kNestedExePath, false},
+                  {g_nested.config, kNestedConfigPath, false},
+                  {g_nested.state, kNestedStatePath, true}};
+  for (const auto& a : at) {
+    if (int err = make_dirs_at(AT_FDCWD, a.path, a.dir); err != 0) {
+      errno = err;
+      fail(kStageRootView, "mkdir -p", a.path);
+    }
+    if (!a.dir) {
+      int fd = ::open(a.path, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+      if (fd < 0) fail(kStageRootView, "create", a.path);
+      ::close(fd);
+    }
+    if (::syscall(SYS_move_mount, a.fd, "", AT_FDCWD, a.path, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+      fail(kStageRootView, "bind the nested reactor's file at", a.path);
+    ::close(a.fd);
+  }
+}
+
+// Root of the cell's user namespace (its uid and gid 0 are the block's first, mapped by the
+// parent while the child waited), with the kernel's bound on user namespaces below it written
+// in its own namespace, and CAP_SYS_RESOURCE out of its bounding set so nothing it execs can
+// raise that bound again (the sysctl is writable only with that capability in the namespace).
+void become_nested_root(const ChildPlan& p) {
+  if (::setgroups(0, nullptr) != 0 || ::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)
+    fail(kStageCredentials, "become root of", "the cell's user namespace");
+  char digits[12];
+  int n = 0;
+  uint32_t v = p.nested_max_user_namespaces;
+  do digits[n++] = static_cast<char>('0' + v % 10), v /= 10;
+  while (v != 0);
+  char text[12];
+  for (int i = 0; i < n; ++i) text[i] = digits[n - 1 - i];
+  text[n] = '\0';
+  if (!write_all("/proc/sys/user/max_user_namespaces", text))
+    fail(kStageCredentials, "write", "/proc/sys/user/max_user_namespaces");
+  if (::prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE) != 0) fail(kStageCapabilities, "drop", "CAP_SYS_RESOURCE");
+}
+
 void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   // Private first: nothing mounted below may propagate back to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
@@ -704,6 +779,7 @@ void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
     fail(kStageWorkspace, "mount tmpfs on", workdir);
   }
   attach_inputs(p, inputs);
+  if (p.nested) attach_nested_trees();
 
   make_dev(dev_trees);
   // /sys before /proc: on a hybrid host its cgroup directory is made under /proc of the root
@@ -756,6 +832,14 @@ const char* child_stage_name(int32_t stage) {
 }
 
 void cell_setup_main(const ChildPlan& p) {
+  // A nested cell: nothing until the parent has written its uid and gid maps (and made its
+  // network link): one byte, or EOF when the parent gave up on it.
+  if (p.nested) {
+    char go = 0;
+    while (::read(p.nested_sync_fd, &go, 1) < 0 && errno == EINTR) {
+    }
+    if (go != 1) _exit(125);
+  }
   // First, while the plan's descriptors are still where the parent left them: join the
   // namespace that holds the cell's veth and its nft ruleset. The status pipe is not yet at
   // its fixed number, so a failure is reported through the parent's descriptor for it.
@@ -769,8 +853,14 @@ void cell_setup_main(const ChildPlan& p) {
     _exit(125);
   }
   place_fds(p);
-  own_stdio(p);
+  // A nested cell's pipes belong to the host's root, whom its user namespace does not map: no
+  // chown of them is possible from inside (its stdout is still fd 1, not /dev/stdout).
+  if (!p.nested) own_stdio(p);
   write_cgroup_limits(p);
+  if (p.nested) {
+    open_nested_trees(p);
+    become_nested_root(p);
+  }
   // Now that the cell is in all its cgroups (v2 from clone, v1 just above): its cgroup
   // namespace is rooted at its leaves, so /proc/self/cgroup and /sys/fs/cgroup name no host
   // path and no other cell.

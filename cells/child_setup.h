@@ -72,9 +72,25 @@ struct ChildPlan {
   // mount; -1: mount one. Only for a cell in a fresh network namespace of its own (netns_fd
   // -1), never rootless. At a number above the fixed ones (kSysTemplateFd), kept by place_fds.
   int sys_template_fd = -1;
+  // A nested cell (cells/nested_backend.h): the child waits for one byte on nested_sync_fd (its
+  // maps are written meanwhile), makes its cgroup writes while it is still the host's uid 0,
+  // becomes root of its user namespace, writes max_user_namespaces there, and builds a view
+  // with writable cgroup mounts, the reactor binary, its fleet.toml and its state dir
+  // (kNested* paths). rootless is set too: /dev and proc/sysfs as a user namespace's root.
+  bool nested = false;
+  int nested_sync_fd = -1;
+  uint32_t nested_max_user_namespaces = 0;
+  const char* nested_exe = nullptr;
+  const char* nested_config = nullptr;
+  const char* nested_state_dir = nullptr;
 };
 // Where the spawner keeps its sysfs template: above the cell's fixed descriptors (0-6).
 inline constexpr int kSysTemplateFd = 7;
+
+// Where a nested cell finds its reactor, its generated fleet.toml and its state dir.
+inline constexpr const char* kNestedExePath = "/cellos/bin/cellos-reactor";
+inline constexpr const char* kNestedConfigPath = "/cellos/fleet.toml";
+inline constexpr const char* kNestedStatePath = "/cellos/state";
 inline constexpr int kMaxPlanInputs = 16;
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).

@@ -100,6 +100,11 @@ class ConfigParser {
     if (!listed) allowed.clear();
     if (std::find(allowed.begin(), allowed.end(), cfg.cells.backend) == allowed.end())
       allowed.insert(allowed.begin(), cfg.cells.backend);
+    if (auto r = check_nested_policy(cfg); !r) {
+      const std::string m = r.error().message();  // "key: reason"
+      const size_t colon = m.find(": ");
+      fail(m.substr(0, colon), colon == std::string::npos ? m : m.substr(colon + 2));
+    }
     if (cfg.events.per_event_signing && cfg.events.signing_key.empty())
       fail("events.per_event_signing", "needs events.signing_key");
     if (cfg.events.nats.enabled) {
@@ -286,6 +291,31 @@ class ConfigParser {
     }
   }
 
+  // [policy.nested] (cells/nested_policy.h).
+  void parse_nested(const toml::table& t, NestedPolicy& n) const {
+    check_keys(t, "policy.nested", {"max_depth", "max_cells", "uid_block_size", "uid_range"});
+    if (const toml::node* v = t.get("max_depth"))
+      n.max_depth = static_cast<uint32_t>(integer(*v, "policy.nested.max_depth", 0, kMaxNestedDepth));
+    if (const toml::node* v = t.get("max_cells"))
+      n.max_cells = static_cast<uint32_t>(integer(*v, "policy.nested.max_cells", 1, 1024));
+    if (const toml::node* v = t.get("uid_block_size"))
+      n.uid_block_size = static_cast<uint32_t>(
+          integer(*v, "policy.nested.uid_block_size", kMinUidBlock, 1 << 24));
+    if (const toml::node* v = t.get("uid_range")) {
+      const std::string s = string_value(*v, "policy.nested.uid_range");
+      unsigned long first = 0, last = 0;
+      char tail = 0;
+      if (std::sscanf(s.c_str(), "%lu-%lu%c", &first, &last, &tail) != 2 || first < 1 ||
+          last > 4294967294UL || first > last || s.find_first_of(" +") != std::string::npos ||
+          (first <= 65534 && 65534 <= last))
+        fail("policy.nested.uid_range",
+             "must be \"FIRST-LAST\" with 1 <= FIRST <= LAST <= 4294967294, not holding 65534 "
+             "(nobody)");
+      n.uid_first = static_cast<uint32_t>(first);
+      n.uid_last = static_cast<uint32_t>(last);
+    }
+  }
+
   // [policy.ceiling] (cells/ceiling.h): written by a parent for the reactor it runs in a cell.
   void parse_ceiling(const toml::table& t, PolicyConfig& policy) const {
     check_keys(t, "policy.ceiling",
@@ -325,8 +355,9 @@ class ConfigParser {
                 "run_as_gid", "default_limits", "max_limits", "allowed_egress_hosts",
                 "forbid_egress", "host_paths", "uid_range", "require_runtime_secret_delivery",
                 "input_grants", "allowed_backends", "allowed_dns_names",
-                "allowed_dns_resolvers", "internal_dns_names", "ceiling"});
+                "allowed_dns_resolvers", "internal_dns_names", "ceiling", "nested"});
     if (const toml::table* c = table(t, "ceiling", "policy.ceiling")) parse_ceiling(*c, policy);
+    if (const toml::table* n = table(t, "nested", "policy.nested")) parse_nested(*n, policy.nested);
     if (const toml::node* n = t.get("require_runtime_secret_delivery"))
       policy.require_runtime_secret_delivery =
           boolean(*n, "policy.require_runtime_secret_delivery");
@@ -338,7 +369,7 @@ class ConfigParser {
       policy.allowed_backends.clear();
       for (size_t i = 0; i < a->size(); ++i) {
         std::string b = one_of(*a->get(i), "policy.allowed_backends[" + std::to_string(i) + "]",
-                               {"native", "gvisor"});
+                               {"native", "gvisor", "nested"});
         if (std::find(policy.allowed_backends.begin(), policy.allowed_backends.end(), b) ==
             policy.allowed_backends.end())
           policy.allowed_backends.push_back(std::move(b));

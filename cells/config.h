@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cells/ceiling.h"
+#include "cells/nested_policy.h"
 
 namespace cellos::cells {
 
@@ -71,6 +72,8 @@ struct PolicyConfig {
   // [policy.ceiling] (cells/ceiling.h): the authority of the cell this reactor runs inside, which
   // no admitted spec may exceed. Unset: no parent (a host reactor).
   std::optional<AuthorityCeiling> ceiling = {};
+  // [policy.nested] (cells/nested_policy.h): specs asking for the nested backend.
+  NestedPolicy nested = {};
 };
 
 struct HostConfig {

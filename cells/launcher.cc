@@ -67,6 +67,14 @@ long clone3_call(clone_args* args, int (*fn)(void*), void* arg) {
 constexpr bool kShareMemory = false;
 #endif
 
+// Fork-like (the child gets a copy of the caller's memory, so the plan it reads stays valid
+// while the caller goes on): a nested cell, whose child waits for its maps.
+long clone3_fork(clone_args* args, ChildPlan* plan) {
+  long pid = ::syscall(SYS_clone3, args, sizeof *args);
+  if (pid == 0) cell_setup_main(*plan);
+  return pid < 0 ? -errno : pid;
+}
+
 // The cell cloned by the caller itself (no spawner): the child copies the caller's descriptor
 // table and closes what it did not ask for, which grows with the caller's open descriptors.
 base::Result<Spawned> clone_here(const WirePlan& wire, int devnull, int init_fd,
@@ -79,10 +87,13 @@ base::Result<Spawned> clone_here(const WirePlan& wire, int devnull, int init_fd,
   int pidfd = -1;
   clone_args args{};
   args.flags = CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS;
+  // A nested cell: every namespace above is owned by its new user namespace.
+  if (d.plan.nested) args.flags |= CLONE_NEWUSER;
   if (d.want_pidfd) args.flags |= CLONE_PIDFD;
   // A prepared namespace is joined by the child (setns), which needs no flag here.
   if (d.plan.netns_fd < 0) args.flags |= CLONE_NEWNET;
-  if (kShareMemory) {
+  // A nested child waits for its maps: the caller must go on, so no CLONE_VFORK.
+  if (kShareMemory && !d.plan.nested) {
     args.flags |= CLONE_VM | CLONE_VFORK;
     args.stack = reinterpret_cast<uint64_t>(g_child_stack);
     args.stack_size = sizeof g_child_stack;
@@ -90,7 +101,7 @@ base::Result<Spawned> clone_here(const WirePlan& wire, int devnull, int init_fd,
   args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   args.cgroup = static_cast<uint64_t>(d.cgroup_fd);
-  long pid = clone3_call(&args, setup_entry, &d.plan);
+  long pid = d.plan.nested ? clone3_fork(&args, &d.plan) : clone3_call(&args, setup_entry, &d.plan);
   if (pid < 0) return base::sys_error("clone3", "cell " + hostname, static_cast<int>(-pid));
   Spawned s;
   s.pid = static_cast<pid_t>(pid);
@@ -115,7 +126,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
 
   // Everything the child reads is built here, before clone: the child only makes syscalls.
   std::vector<std::string> init_args{kCellInitName, std::to_string(o.uid), std::to_string(o.gid),
-                                     std::to_string(cap_last_cap()), "--",
+                                     std::to_string(cap_last_cap()), o.nested ? "--nested" : "--",
                                      o.program.empty() ? o.argv.at(0) : o.program};
   init_args.insert(init_args.end(), o.argv.begin(), o.argv.end());
   WirePlan wire;
@@ -127,7 +138,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   base::Fd pidfd;
   // The spawner (spawner.h) clones the cell from a small descriptor table; a plan too large
   // for its buffers, or a host where it could not start, takes the launcher's own clone.
-  Spawner* spawner = wire.bytes.size() <= kMaxWirePlan && wire.pointers <= kMaxWirePointers
+  Spawner* spawner = !o.nested && wire.bytes.size() <= kMaxWirePlan && wire.pointers <= kMaxWirePointers
                          ? Spawner::get()
                          : nullptr;
   if (spawner) {

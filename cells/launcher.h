@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,15 @@ struct LaunchOptions {
   int workspace_mount_fd = -1;  // a detached tmpfs to move onto workdir, or -1 (cell_export.h)
   int tmp_mount_fd = -1;        // likewise onto /tmp (both or neither)
   std::string resolv_conf;  // bound over /etc/resolv.conf when set (StartRequest)
+  // A nested cell (cells/nested_backend.h): cloned with CLONE_NEWUSER too, by the launcher
+  // itself (never the spawner), fork-like (not CLONE_VFORK): the child waits on sync_fd until
+  // the caller has written its uid and gid maps, then runs as root of its user namespace.
+  struct Nested {
+    int sync_fd = -1;             // read end; the child goes on after one byte
+    uint32_t max_user_namespaces = 0;  // written in the cell's user namespace (the kernel's bound)
+    std::string exe, config, state_dir;  // host paths bound at kNested* in the view
+  };
+  std::optional<Nested> nested = {};
 };
 
 // What the parent keeps of a launched cell.

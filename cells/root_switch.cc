@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -89,6 +90,15 @@ int switch_root_to(const char* dir) {
   if (::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0) return errno;
   if (::chroot(".") != 0) return errno;
   if (::chdir("/") != 0) return errno;
+  return 0;
+}
+
+int pivot_root_to(const char* dir) {
+  // pivot_root(".", "."): the old root ends up stacked on the new one, and detaching "." then
+  // takes it (and every host mount below it) out of the namespace.
+  if (::chdir(dir) != 0 || ::syscall(SYS_pivot_root, ".", ".") != 0 ||
+      ::umount2(".", MNT_DETACH) != 0 || ::chdir("/") != 0)
+    return errno;
   return 0;
 }
 

@@ -18,4 +18,12 @@ namespace cellos::cells {
 // Runs in the clone child: no allocation. 0 or an errno.
 int switch_root_to(const char* dir);
 
+// pivot_root(2) to `dir`, the old root then detached: nothing of the host's root file system
+// is left in the namespace at all. For a cell whose command may chroot (a nested cell is root
+// of its user namespace, with CAP_SYS_CHROOT there and a seccomp filter that allows chroot):
+// after switch_root_to, a chroot into a subdirectory and ".." past it would reach the covered
+// host root file system, which pivot_root leaves no trace of. It pays the walk over every
+// task; nested cells are few. 0 or an errno.
+int pivot_root_to(const char* dir);
+
 }  // namespace cellos::cells

@@ -14,4 +14,10 @@ const base::Result<SeccompProgram>& default_seccomp_program() {
   return program;
 }
 
+const base::Result<SeccompProgram>& nested_seccomp_program() {
+  static const base::Result<SeccompProgram> program =
+      SeccompProgram(std::vector<sock_filter>(std::begin(kNestedFilter), std::end(kNestedFilter)));
+  return program;
+}
+
 }  // namespace cellos::cells

@@ -51,4 +51,13 @@ const base::Result<SeccompProgram>& default_seccomp_program();
 // step and tests link). Tests check it matches the embedded program instruction for instruction.
 base::Result<SeccompProgram> build_default_seccomp_program();
 
+// A nested cell's command (spec.run.backend "nested", docs/nested.md): the default policy with
+// what a reactor needs lifted: mount and the new mount API, pivot_root, unshare, setns, the
+// namespace flags of clone, clone3 (CLONE_INTO_CGROUP), sethostname, io_uring, and netlink's
+// NETLINK_NETFILTER beside NETLINK_ROUTE. Still refused: modules, kexec, reboot, bpf,
+// perf_event_open, ptrace and cross-process memory, keyrings, clocks, swap, quotas, handle-based
+// opens, userfaultfd, fanotify, tty injection. Embedded as kNestedFilter for the init.
+base::Result<SeccompProgram> build_nested_seccomp_program();
+const base::Result<SeccompProgram>& nested_seccomp_program();
+
 }  // namespace cellos::cells

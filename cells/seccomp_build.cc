@@ -16,6 +16,7 @@
 #include <iterator>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/fd.h"
@@ -51,6 +52,22 @@ constexpr const char* kRefused[] = {
     // Handle-based opens walk around the mount namespace (the "shocker" escape).
     "open_by_handle_at", "name_to_handle_at",
 };
+
+// What a nested cell's command may do that other cells' may not (build_nested_seccomp_program):
+// it runs a reactor, which mounts, pivots, makes namespaces, names hosts, clones into cgroups
+// (clone3) and runs its io_uring. The rest of kRefused (modules, kexec, bpf, perf, ptrace,
+// keyrings, clocks, handle opens, ...) stays refused at every depth.
+constexpr const char* kNestedAllowed[] = {
+    "mount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
+    "open_tree", "mount_setattr", "unshare", "setns", "sethostname", "io_uring_setup",
+    "io_uring_enter", "io_uring_register",
+};
+
+bool nested_allowed(const char* name) {
+  for (const char* n : kNestedAllowed)
+    if (std::string_view(n) == name) return true;
+  return false;
+}
 
 // clone(2) takes its flags in arg0, so each namespace bit can be refused on its own. clone3(2)
 // takes them behind a pointer seccomp cannot read, so clone3 is refused as a whole (below).
@@ -175,9 +192,20 @@ Result<void> add_family_rules(scmp_filter_ctx ctx, const char* name,
   return base::ok();
 }
 
-Result<void> add_socket_rules(scmp_filter_ctx ctx) {
+Result<void> add_socket_rules(scmp_filter_ctx ctx, bool nested) {
   CELLOS_TRY(add_family_rules(ctx, "socket", kSocketFamilies));
   CELLOS_TRY(add_family_rules(ctx, "socketpair", kSocketpairFamilies));
+  if (nested) {
+    // A nested reactor also speaks NETLINK_NETFILTER (its cells' nft rulesets and nflog):
+    // every other protocol is refused, a union of single-comparison rules as above.
+    for (uint64_t proto = 1; proto < 32; ++proto) {
+      if (proto == NETLINK_NETFILTER) continue;
+      scmp_arg_cmp eq[] = {SCMP_A0(SCMP_CMP_EQ, AF_NETLINK), SCMP_A2(SCMP_CMP_EQ, proto)};
+      CELLOS_TRY(add_rule(ctx, SCMP_ACT_ERRNO(EPROTONOSUPPORT), "socket", 2, eq));
+    }
+    scmp_arg_cmp above[] = {SCMP_A0(SCMP_CMP_EQ, AF_NETLINK), SCMP_A2(SCMP_CMP_GE, 32)};
+    return add_rule(ctx, SCMP_ACT_ERRNO(EPROTONOSUPPORT), "socket", 2, above);
+  }
   // Netlink: only the allowed protocol (arg2): family == AF_NETLINK and protocol != it, one
   // comparison per argument in one rule.
   static_assert(std::size(kNetlinkProtocols) == 1, "one allowed protocol: one NE rule");
@@ -186,9 +214,21 @@ Result<void> add_socket_rules(scmp_filter_ctx ctx) {
   return add_rule(ctx, SCMP_ACT_ERRNO(EPROTONOSUPPORT), "socket", 2, netlink);
 }
 
-Result<void> add_rules(scmp_filter_ctx ctx) {
+Result<void> add_rules(scmp_filter_ctx ctx, bool nested) {
   const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
-  for (const char* name : kRefused) CELLOS_TRY(add_rule(ctx, eperm, name));
+  for (const char* name : kRefused)
+    if (!nested || !nested_allowed(name)) CELLOS_TRY(add_rule(ctx, eperm, name));
+  if (nested) {
+    // Namespaces and clone3 (CLONE_INTO_CGROUP) are the nested reactor's tools; the rest is the
+    // default's.
+    CELLOS_TRY(add_personality_rules(ctx));
+    CELLOS_TRY(add_socket_rules(ctx, true));
+    for (uint64_t req : kRefusedIoctls) {
+      scmp_arg_cmp cmp = SCMP_A1(SCMP_CMP_MASKED_EQ, kLow32, req);
+      CELLOS_TRY(add_rule(ctx, eperm, "ioctl", 1, &cmp));
+    }
+    return base::ok();
+  }
 
   // One rule per bit: libseccomp ANDs the conditions of a rule, so "any of these bits set" is
   // an OR of rules, each testing (flags & bit) == bit.
@@ -203,7 +243,7 @@ Result<void> add_rules(scmp_filter_ctx ctx) {
 
   CELLOS_TRY(add_personality_rules(ctx));
 
-  CELLOS_TRY(add_socket_rules(ctx));
+  CELLOS_TRY(add_socket_rules(ctx, false));
 
   for (uint64_t req : kRefusedIoctls) {
     scmp_arg_cmp cmp = SCMP_A1(SCMP_CMP_MASKED_EQ, kLow32, req);
@@ -247,7 +287,8 @@ Result<std::vector<sock_filter>> export_bpf(scmp_filter_ctx ctx) {
 
 }  // namespace
 
-base::Result<SeccompProgram> build_default_seccomp_program() {
+namespace {
+base::Result<SeccompProgram> build_program(bool nested) {
   Ctx ctx(seccomp_init(SCMP_ACT_ALLOW));
   if (ctx.get() == nullptr) return base::value_error("seccomp_init", "returned no context");
 
@@ -265,10 +306,15 @@ base::Result<SeccompProgram> build_default_seccomp_program() {
   rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2);
   if (rc < 0) return seccomp_error("seccomp_attr_set", "SCMP_FLTATR_CTL_OPTIMIZE", rc);
 
-  CELLOS_TRY(add_rules(ctx.get()));
+  CELLOS_TRY(add_rules(ctx.get(), nested));
   auto insns = export_bpf(ctx.get());
   if (!insns) return std::move(insns).error();
   return SeccompProgram(std::move(insns).value());
 }
+}  // namespace
+
+base::Result<SeccompProgram> build_default_seccomp_program() { return build_program(false); }
+
+base::Result<SeccompProgram> build_nested_seccomp_program() { return build_program(true); }
 
 }  // namespace cellos::cells

@@ -11,13 +11,18 @@ constexpr uint32_t kMagic = 0x43454c31;  // "CEL1"
 
 // The string lists of a plan, in the order they follow the header.
 enum List { kInitArgv, kEnv, kWorkdir, kHostname, kKnobPaths, kKnobValues, kV1Procs, kHostPaths,
-            kMasked, kBroker, kInputHost, kInputCell, kResolv, kListCount };
+            kMasked, kBroker, kInputHost, kInputCell, kResolv, kNestedExe, kNestedConfig,
+            kNestedState, kListCount };
 
 struct Header {
   uint32_t magic = kMagic;
   uint32_t uid = 0, gid = 0;
   uint32_t want_pidfd = 1;
   uint32_t rootless = 0;  // ChildPlan::rootless
+  // ChildPlan::nested: a descriptor number valid in the cloning process (the launcher's own
+  // clone: nested plans never go to the spawner), and the user namespace bound.
+  int32_t nested_sync_fd = -1;
+  uint32_t nested_max_userns = 0;
   uint32_t counts[kListCount] = {};
 };
 
@@ -71,6 +76,14 @@ bool encode_plan(const LaunchOptions& o, const std::vector<std::string>& init_ar
   put_list(body, h, kInputHost, o.input_host_paths);
   put_list(body, h, kInputCell, o.input_paths);
   put_one(body, h, kResolv, o.resolv_conf, true);
+  if (o.nested) {
+    h.rootless = 1;
+    h.nested_sync_fd = o.nested->sync_fd;
+    h.nested_max_userns = o.nested->max_user_namespaces;
+    put_one(body, h, kNestedExe, o.nested->exe, false);
+    put_one(body, h, kNestedConfig, o.nested->config, false);
+    put_one(body, h, kNestedState, o.nested->state_dir, false);
+  }
   out.pointers = kListCount;
   for (uint32_t c : h.counts) out.pointers += c;
   out.bytes.assign(reinterpret_cast<const char*>(&h), sizeof h);
@@ -143,6 +156,14 @@ bool decode_plan(const char* bytes, size_t len, const int* fds, int stdin_fd, in
   p.tmp_mount_fd = fds[kWireTmp];
   p.resolv_conf = h.counts[kResolv] ? lists[kResolv][0] : nullptr;
   p.rootless = h.rootless != 0;
+  if (h.counts[kNestedExe] == 1 && h.counts[kNestedConfig] == 1 && h.counts[kNestedState] == 1) {
+    p.nested = true;
+    p.nested_sync_fd = h.nested_sync_fd;
+    p.nested_max_user_namespaces = h.nested_max_userns;
+    p.nested_exe = lists[kNestedExe][0];
+    p.nested_config = lists[kNestedConfig][0];
+    p.nested_state_dir = lists[kNestedState][0];
+  }
   out.cgroup_fd = fds[kWireCgroup];
   out.want_pidfd = h.want_pidfd != 0;
   return true;

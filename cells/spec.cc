@@ -513,8 +513,8 @@ Result<void> parse_run(const Json& v, Spec& spec) {
   if (const Json* b = find(v, "backend")) {
     std::string name;
     CELLOS_TRY(read_string(*b, child(path, "backend"), name));
-    if (name != "native" && name != "gvisor")
-      return value_error(child(path, "backend"), "must be \"native\" or \"gvisor\"");
+    if (name != "native" && name != "gvisor" && name != "nested")
+      return value_error(child(path, "backend"), "must be \"native\", \"gvisor\" or \"nested\"");
     run.backend = std::move(name);
   }
   return base::ok();

@@ -86,6 +86,10 @@ struct Command {
   char** envp = nullptr;
   int32_t stage = stage::kStageSpawn;
   long err = 0;  // a negative errno once something failed
+  // "--nested" instead of "--": the command of a nested cell (docs/nested.md) stays root of
+  // the cell's user namespace with its capabilities there (it runs a reactor), under the nested
+  // seccomp filter; no_new_privs as for every command.
+  bool nested = false;
 };
 
 // Everything between the spawn and the command's execve, in the order the kernel needs it.
@@ -102,37 +106,44 @@ long become_command(Command& c) {
   sys(__NR_umask, 022);
 
   long r;
-  c.stage = stage::kStageCapabilities;
-  // Keep-caps off and locked, no ambient raise, and root gets no capabilities back on exec.
-  if ((r = sys(__NR_prctl, PR_SET_SECUREBITS,
-               SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_NOROOT |
-                   SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
-                   SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)) < 0)
-    return r;
-  for (unsigned long cap = 0; cap <= c.cap_last_cap; ++cap)
-    if ((r = sys(__NR_prctl, PR_CAPBSET_DROP, static_cast<long>(cap))) < 0 && r != -22) return r;
-  if ((r = sys(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)) < 0) return r;
+  if (!c.nested) {
+    c.stage = stage::kStageCapabilities;
+    // Keep-caps off and locked, no ambient raise, and root gets no capabilities back on exec.
+    if ((r = sys(__NR_prctl, PR_SET_SECUREBITS,
+                 SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_NOROOT |
+                     SECBIT_NOROOT_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
+                     SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED)) < 0)
+      return r;
+    for (unsigned long cap = 0; cap <= c.cap_last_cap; ++cap)
+      if ((r = sys(__NR_prctl, PR_CAPBSET_DROP, static_cast<long>(cap))) < 0 && r != -22) return r;
+    if ((r = sys(__NR_prctl, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)) < 0) return r;
 
-  c.stage = stage::kStageCredentials;
-  if ((r = sys(__NR_setgroups, 0, 0)) < 0) return r;
-  if ((r = sys(__NR_setresgid, c.gid, c.gid, c.gid)) < 0) return r;
-  // With keep-caps off, leaving uid 0 clears the permitted and effective sets.
-  if ((r = sys(__NR_setresuid, c.uid, c.uid, c.uid)) < 0) return r;
+    c.stage = stage::kStageCredentials;
+    if ((r = sys(__NR_setgroups, 0, 0)) < 0) return r;
+    if ((r = sys(__NR_setresgid, c.gid, c.gid, c.gid)) < 0) return r;
+    // With keep-caps off, leaving uid 0 clears the permitted and effective sets.
+    if ((r = sys(__NR_setresuid, c.uid, c.uid, c.uid)) < 0) return r;
 
-  c.stage = stage::kStageCapabilities;
-  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-  __user_cap_data_struct data[2]{};  // inheritable too: setuid does not clear it
-  if ((r = sys(__NR_capset, reinterpret_cast<long>(&hdr), reinterpret_cast<long>(data))) < 0)
-    return r;
+    c.stage = stage::kStageCapabilities;
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};  // inheritable too: setuid does not clear it
+    if ((r = sys(__NR_capset, reinterpret_cast<long>(&hdr), reinterpret_cast<long>(data))) < 0)
+      return r;
+  }
 
   c.stage = stage::kStageNoNewPrivs;
   if ((r = sys(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1)) < 0) return r;
 
   c.stage = stage::kStageSeccomp;
-  sock_fprog prog{static_cast<unsigned short>(sizeof kDefaultFilter / sizeof kDefaultFilter[0]),
-                  const_cast<sock_filter*>(kDefaultFilter)};
-  if ((r = sys(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, reinterpret_cast<long>(&prog))) < 0)
-    return r;
+  {
+    sock_fprog prog{static_cast<unsigned short>(sizeof kDefaultFilter / sizeof kDefaultFilter[0]),
+                    const_cast<sock_filter*>(kDefaultFilter)};
+    if (c.nested)
+      prog = {static_cast<unsigned short>(sizeof kNestedFilter / sizeof kNestedFilter[0]),
+              const_cast<sock_filter*>(kNestedFilter)};
+    if ((r = sys(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, reinterpret_cast<long>(&prog))) < 0)
+      return r;
+  }
 
   c.stage = stage::kStageExec;
   return sys(__NR_execve, reinterpret_cast<long>(c.program), reinterpret_cast<long>(c.argv),
@@ -173,12 +184,13 @@ int init_main(int argc, char** argv, char** envp) {
   Command c;
   if (argc < 7 || !parse_number(argv[1], 0xfffffffeUL, &c.uid) ||
       !parse_number(argv[2], 0xfffffffeUL, &c.gid) || !parse_number(argv[3], 63, &c.cap_last_cap) ||
-      !equal(argv[4], "--") || sys(__NR_fcntl, kStatusFd, F_GETFD) < 0) {
+      !(equal(argv[4], "--") || equal(argv[4], "--nested")) || sys(__NR_fcntl, kStatusFd, F_GETFD) < 0) {
     static const char kUsage[] = "cellos-init: started by cellos-reactor inside a cell, not by hand\n";
     sys(__NR_write, 2, reinterpret_cast<long>(kUsage), sizeof kUsage - 1);
     return 125;
   }
   sys(__NR_fcntl, kStatusFd, F_SETFD, FD_CLOEXEC);  // the command must not inherit it
+  c.nested = equal(argv[4], "--nested");
   c.program = argv[5];
   c.argv = argv + 6;
   c.envp = envp;

@@ -269,7 +269,7 @@ TEST_CASE("gvisor: a spec chooses its backend only among policy.allowed_backends
   bad["spec"]["run"]["backend"] = "firecracker";
   auto unknown = native.run(bad.dump());
   CHECK(unknown.status == 125);
-  CHECK_THAT(unknown.err, Catch::Contains("spec.run.backend: must be \"native\" or \"gvisor\""));
+  CHECK_THAT(unknown.err, Catch::Contains("spec.run.backend: must be \"native\", \"gvisor\" or \"nested\""));
 
   REQUIRE_GVISOR();
   Fleet both("[policy]\nargv0_allow_prefixes = [\"/usr/bin\", \"/bin\"]\n"

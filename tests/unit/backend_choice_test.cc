@@ -64,7 +64,7 @@ TEST_CASE("backends: bad [cells] and allowed_backends values are refused naming 
   CHECK(error_of("[policy]\nallowed_backends = \"gvisor\"\n") ==
         "fleet.toml: policy.allowed_backends: must be an array of backend names");
   CHECK(error_of("[policy]\nallowed_backends = [\"qemu\"]\n") ==
-        "fleet.toml: policy.allowed_backends[0]: must be one of \"native\", \"gvisor\"");
+        "fleet.toml: policy.allowed_backends[0]: must be one of \"native\", \"gvisor\", \"nested\"");
 }
 
 TEST_CASE("backends: spec.run.backend is admitted only when the policy allows it", "[backend]") {
@@ -72,7 +72,7 @@ TEST_CASE("backends: spec.run.backend is admitted only when the policy allows it
   auto bad = parse_spec(R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell","spec":{"id":"b",
       "run":{"argv":["/bin/true"],"backend":"firecracker"}}})");
   REQUIRE_FALSE(bad.ok());
-  CHECK(bad.error().message() == "spec.run.backend: must be \"native\" or \"gvisor\"");
+  CHECK(bad.error().message() == "spec.run.backend: must be \"native\", \"gvisor\" or \"nested\"");
   auto typed = parse_spec(R"({"apiVersion":"cellos.io/v1","kind":"ExecutionCell","spec":{"id":"b",
       "run":{"argv":["/bin/true"],"backend":1}}})");
   REQUIRE_FALSE(typed.ok());
