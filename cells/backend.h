@@ -93,6 +93,12 @@ struct StartRequest {
   uint64_t memory_max_bytes = 0;
   uint64_t deadline_unix_seconds = 0;
   std::vector<std::string> secret_refs = {};
+  // Its egress rules as the ceiling writes them ("host:port", "host:port/tcp", "[v6]:port").
+  std::vector<std::string> egress = {};
+  // The directory of the event log the cell's events go to ("" when it is stdout): a nested
+  // cell's sub-log lives below it (<log dir>/nested/<cell id>/), since a seal records the
+  // sub-log's path relative to the log (sinks/sublog_seal.h).
+  std::string log_dir = {};
 };
 
 // A nested cell's files on the host (nested_backend.h): its reactor's state dir, that
@@ -100,6 +106,7 @@ struct StartRequest {
 // the state dir, which the nested cell can write).
 struct NestedCellFiles {
   std::string state_dir, event_log, public_key;
+  std::string public_key_raw;  // the 32 bytes of that key, for the seal
 };
 
 // What the Cell keeps of a started cell.

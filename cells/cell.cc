@@ -203,6 +203,15 @@ void Cell::start() {
       static_cast<uint64_t>(::time(nullptr)) +
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(effective_deadline()).count());
   req.secret_refs = spec.secret_refs;
+  for (const auto& rule : spec.egress_rules) {
+    const bool v6 = rule.host.find(':') != std::string::npos;
+    req.egress.push_back((v6 ? "[" + rule.host + "]" : rule.host) + ":" + std::to_string(rule.port) +
+                         (rule.protocol ? "/" + *rule.protocol : ""));
+  }
+  if (const std::string log = events_path(); log != "-") {
+    const size_t slash = log.rfind('/');
+    req.log_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : log.substr(0, slash);
+  }
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = backend_cell_->start(req);
   if (!launched) return fail_setup(launched.error().message());
@@ -247,6 +256,13 @@ base::Result<void> Cell::prepare_network() {
   // Without a flow monitor nothing but nft can enforce, whatever was asked for.
   o.install_ruleset = host_.flows ? host_.flows->nft_enforces()
                                   : host_.config->network.enforcement != "none";
+  // A nested cell's traffic is forwarded through this namespace from one its reactor owns
+  // (netns/nested_link.h): the ruleset filters the forward hook too, and is always installed,
+  // since the link is made only behind it.
+  if (backend_->name() == "nested") {
+    o.ruleset.forward = true;
+    o.install_ruleset = true;
+  }
   auto net = netns::CellNetwork::create(o);
   if (!net) return std::move(net).error().context("network");
   net_ = std::move(*net);
@@ -366,6 +382,7 @@ void Cell::fail_setup(std::string error) {
 void Cell::kill(KillCause cause) {
   // Past its command, a cell may still be exporting: killing it stops the export too.
   if (export_ && !export_->done()) export_->abort();
+  if (seal_ && !seal_->done()) seal_->abort();
   if (!launched_ || exit_.reaped || killed_ != KillCause::kNone) return;
   killed_ = cause;
   // cgroup.kill takes every process at once, daemonized grandchildren included. Killing init
@@ -708,6 +725,42 @@ void Cell::note_setup_failure() {
   (void)!::write(fd->get(), line.data(), line.size());
 }
 
+std::string Cell::events_path() const {
+  return host_.events_path.empty() ? host_.config->events_path() : host_.events_path;
+}
+
+bool Cell::finish_nested_seal() {
+  if (seal_done_) return true;
+  if (seal_) return false;  // running: its end re-enters maybe_finish
+  const NestedCellFiles* files = backend_cell_ ? backend_cell_->nested_files() : nullptr;
+  if (!files) {
+    seal_done_ = true;
+    return true;
+  }
+  // The leaf is empty (removed just before): nothing below writes the sub-log any more.
+  sinks::SublogSealJobOptions o;
+  o.io = host_.io;
+  o.seal.log_path = events_path();
+  o.seal.sublog_path = files->event_log;
+  o.seal.public_key = files->public_key_raw;
+  o.seal.cell_id = opts_.spec.id;
+  o.seal.nesting_path = host_.config->host.id + "/" + opts_.spec.id;
+  const sinks::SublogSealOptions seal = o.seal;
+  o.on_done = [this](sinks::NestedSealedData d) {
+    emit(std::move(d));
+    seal_done_ = true;
+    after(defer_, std::chrono::nanoseconds(0), nullptr);
+  };
+  auto job = sinks::SublogSealJob::start(std::move(o));
+  if (!job) {
+    emit(sinks::failed_seal(seal, "seal: " + job.error().message()));
+    seal_done_ = true;
+    return true;
+  }
+  seal_ = std::move(*job);
+  return false;
+}
+
 void Cell::teardown() {
   if (leaf_ && !leaf_->removed()) {
     if (backend_cell_) backend_cell_->before_leaf_removal();
@@ -721,6 +774,8 @@ void Cell::teardown() {
                    r.error().message().c_str());
     }
   }
+  // A nested cell's reactor log, sealed into this log now that nothing writes it.
+  if (!finish_nested_seal()) return;
   pidfd_.reset();
   // The processes are gone: whatever the backend made for the cell goes too.
   backend_cell_.reset();

@@ -36,6 +36,7 @@
 #include "cells/uid_pool.h"
 #include "netns/cell_net.h"
 #include "sinks/events.h"
+#include "sinks/sublog_seal_job.h"
 
 namespace cellos::cells {
 
@@ -57,6 +58,9 @@ struct CellHost {
   flows::FlowMonitor* flows = nullptr;
   // Mints workload identity tokens ([identity] signing_key); null: none configured.
   const IdentityIssuer* identity = nullptr;
+  // The event log the cells' events go to, when not config->events_path() (a `run` beside a
+  // daemon writes a log of its own): a nested cell's sub-log is sealed relative to it.
+  std::string events_path = {};
 };
 
 struct CellOptions {
@@ -189,6 +193,10 @@ class Cell {
   bool close_broker();
   // After completed, before teardown: spec.export through an ExportJob. False while it runs.
   bool finish_export();
+  // Seals a nested cell's sub-log into the log (sinks/sublog_seal_job.h) once its leaf is
+  // empty; false while the seal runs.
+  bool finish_nested_seal();
+  std::string events_path() const;
   CgroupLimits effective_limits() const;
   std::chrono::milliseconds effective_deadline() const;
 
@@ -208,6 +216,8 @@ class Cell {
   base::Fd held_workspace_, held_tmp_;  // the workspace and /tmp, kept for spec.export (cell_export.h)
   std::unique_ptr<ExportJob> export_;
   bool export_done_ = false;
+  std::unique_ptr<sinks::SublogSealJob> seal_;
+  bool seal_done_ = false;
   base::Fd pidfd_;
   pid_t pid_ = -1;
   std::chrono::steady_clock::time_point launched_at_;

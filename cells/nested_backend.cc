@@ -16,6 +16,7 @@
 #include "cells/nested_config.h"
 #include "cells/rootless.h"
 #include "cells/uid_pool.h"
+#include "netns/nested_link.h"
 #include "sinks/signing.h"
 
 namespace cellos::cells {
@@ -98,6 +99,9 @@ class NestedCell final : public BackendCell {
   std::vector<std::string> cgroup_dirs_;  // the leaf in every hierarchy
   NestedCellFiles files_;
   uint32_t max_user_namespaces_ = 0;
+  // The veth from the cell's host-owned namespace (the parent's ruleset) into its own; gone
+  // before the Cell's CellNetwork (the Cell resets its backend cell first).
+  std::unique_ptr<netns::NestedLink> link_;
 };
 
 class NestedBackend final : public Backend {
@@ -138,7 +142,8 @@ void NestedCell::before_leaf_removal() {
 
 base::Result<void> NestedCell::make_files(const StartRequest& r, uint32_t block_size) {
   const Config& c = backend_->config();
-  const std::string base = nested_host_dir(c);
+  // Below the log the cell's events go to: the seal records the sub-log's path relative to it.
+  const std::string base = r.log_dir.empty() ? nested_host_dir(c) : r.log_dir + "/nested";
   if (auto m = base::make_dirs(base, 0711); !m) return m;
   files_.state_dir = base + "/" + id_;
   files_.event_log = files_.state_dir + "/" + kNestedLogName;
@@ -157,6 +162,7 @@ base::Result<void> NestedCell::make_files(const StartRequest& r, uint32_t block_
   if (auto w = write_owned(files_.state_dir + "/nested.key", key->private_pem(), 0600, root_); !w) return w;
   ::unlink(files_.public_key.c_str());
   if (auto w = write_owned(files_.public_key, key->public_pem(), 0644, 0); !w) return w;
+  files_.public_key_raw = key->raw_public_key();
   // The cell's secrets (env delivery: each is NAME=value in its environment), for its
   // reactor's [secrets] dir: readable by the block's root only.
   if (!r.secret_refs.empty()) {
@@ -178,6 +184,7 @@ base::Result<void> NestedCell::make_files(const StartRequest& r, uint32_t block_
   in.deadline_unix_seconds = r.deadline_unix_seconds;
   in.now_unix_seconds = static_cast<uint64_t>(::time(nullptr));
   in.secrets = r.secret_refs;
+  in.egress = r.egress;
   max_user_namespaces_ = plan_nested(in).max_user_namespaces;
   ::unlink(config_path_.c_str());
   return write_owned(config_path_, nested_fleet_toml(in), 0644, 0);
@@ -267,12 +274,14 @@ base::Result<Started> NestedCell::start(const StartRequest& r) {
     if (::write(fd->get(), map.data(), map.size()) != static_cast<ssize_t>(map.size()))
       return base::sys_error("write", proc + f);
   }
-  // NESTED-LINK: here, after the clone and while the child waits, the cell's network link is
-  // made: NestedLink::create({.outer_netns_fd = <the cell's CellNetwork netns_fd()>,
-  // .inner_pid = l->pid}) (netns/nested_link.h, branch nested-net): a veth from the host-owned
-  // namespace holding the parent's ruleset into the namespace the child was cloned with
-  // (CLONE_NEWNET, owned by its user namespace). Until then nested specs with egress are
-  // refused at admission (check_nested_spec).
+  // With egress, the link: a veth from the host-owned namespace holding the parent's ruleset
+  // (with its forward chains: Cell::prepare_network) into the namespace the child was cloned
+  // with (owned by its user namespace), made while the child waits (netns/nested_link.h).
+  if (r.netns_fd >= 0) {
+    auto link = netns::NestedLink::create({.outer_netns_fd = r.netns_fd, .inner_pid = l->pid});
+    if (!link) return std::move(link).error().context("the nested cell's network link");
+    link_ = std::move(*link);
+  }
   const char go = 1;
   if (::write(sync->write.get(), &go, 1) != 1) return base::sys_error("write", "the nested cell's start pipe");
   reaper.armed = false;

@@ -82,9 +82,15 @@ std::string nested_fleet_toml(const NestedConfigInput& in) {
   t += "memory_max_bytes = " + std::to_string(in.memory_max_bytes) + "\n";
   t += "pids_max = " + std::to_string(in.pids_max) + "\n";
   t += "deadline_unix_seconds = " + std::to_string(in.deadline_unix_seconds) + "\n";
+  t += "egress = [";
+  for (size_t i = 0; i < in.egress.size(); ++i) t += (i ? ", " : "") + quoted(in.egress[i]);
+  t += "]\n";
   t += "secrets = [";
   for (size_t i = 0; i < in.secrets.size(); ++i) t += (i ? ", " : "") + quoted(in.secrets[i]);
   t += "]\n";
+  // With egress, the nested reactor's cells get out through its own bridge and NAT in the
+  // cell's network namespace, then through the link and the parent's ruleset.
+  if (!in.egress.empty()) t += "[network]\nuplink = \"nat\"\n";
   // The cell's own secrets, handed on: their values are files the host wrote in the state dir
   // (nested_backend.cc), each granted to any of the nested reactor's cells; nothing else is.
   if (!in.secrets.empty()) {

@@ -31,6 +31,7 @@ struct NestedConfigInput {
   uint64_t deadline_unix_seconds = 0;  // the cell's end
   uint64_t now_unix_seconds = 0;
   std::vector<std::string> secrets;    // names the cell was granted
+  std::vector<std::string> egress;     // the cell's egress rules ("host:port[/proto]")
 };
 
 // The nested reactor's [policy.nested] and how many user namespaces the kernel lets the cell

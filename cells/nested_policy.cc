@@ -36,20 +36,19 @@ base::Result<void> check_nested_spec(const Spec& spec, const Config& c) {
                              "\"nested\": this reactor has no nesting depth left "
                              "(policy.nested.max_depth is 0)");
   // What the nested backend does not serve yet, refused rather than silently dropped.
-  const char* field = !spec.egress_rules.empty()
-                          ? "spec.authority.egressRules"
-                      : spec.dns_authority              ? "spec.authority.dnsAuthority"
+  const char* field = spec.dns_authority ? "spec.authority.dnsAuthority"
                       : spec.runtime_delivery()         ? "spec.run.secretDelivery"
                       : !spec.inputs.empty()            ? "spec.inputs"
                       : !spec.export_artifacts.empty()  ? "spec.export"
                       : spec.identity                   ? "spec.identity"
                                                         : nullptr;
   if (field)
-    return base::value_error(field, std::string("not supported by the nested backend yet") +
-                                        (field == std::string("spec.authority.egressRules")
-                                             ? " (its network link to the parent's ruleset is "
-                                               "not built: a nested cell has no egress)"
-                                             : ""));
+    return base::value_error(field,
+                             std::string("not supported by the nested backend yet") +
+                                 (field == std::string("spec.authority.dnsAuthority")
+                                      ? " (the parent's DNS proxy listens in the namespace in "
+                                        "front of the nested cell's, which it cannot reach)"
+                                      : ""));
   return base::ok();
 }
 

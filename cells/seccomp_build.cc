@@ -54,11 +54,13 @@ constexpr const char* kRefused[] = {
 };
 
 // What a nested cell's command may do that other cells' may not (build_nested_seccomp_program):
-// it runs a reactor, which mounts, pivots, makes namespaces, names hosts, clones into cgroups
-// (clone3) and runs its io_uring. The rest of kRefused (modules, kexec, bpf, perf, ptrace,
+// it runs a reactor, which mounts, switches its cells' roots (move + chroot: cells/root_switch.h),
+// makes namespaces, names hosts, clones into cgroups (clone3) and runs its io_uring. chroot is
+// safe to allow here only because the nested cell's own root was made by pivot_root, with
+// nothing of the host's root file system left in its namespace to chroot out to. The rest of kRefused (modules, kexec, bpf, perf, ptrace,
 // keyrings, clocks, handle opens, ...) stays refused at every depth.
 constexpr const char* kNestedAllowed[] = {
-    "mount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
+    "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount",
     "open_tree", "mount_setattr", "unshare", "setns", "sethostname", "io_uring_setup",
     "io_uring_enter", "io_uring_register",
 };

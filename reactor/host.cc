@@ -84,7 +84,8 @@ cells::CellHost Host::cell_host() {
                          .backend = backend_.get(),
                          .backends = std::move(backends),
                          .flows = flows_.get(),
-                         .identity = identity_.get()};
+                         .identity = identity_.get(),
+                         .events_path = opts_.events_path.value_or(opts_.config->events_path())};
 }
 
 void Host::signalled(int signo) {

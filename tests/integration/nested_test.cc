@@ -19,6 +19,7 @@
 #include "reactor/event_log_config.h"
 #include "reactor/host.h"
 #include "reactor/supervisor.h"
+#include "tests/support/test_hosts.h"
 #include "tests/support/test_support.h"
 
 using namespace cellos;
@@ -79,6 +80,20 @@ nlohmann::json data_of(const std::vector<nlohmann::json>& log, const std::string
   return nullptr;
 }
 
+// Where the host keeps its nested cells' sub-logs: below its own log's directory, since a seal
+// records the sub-log's path relative to that log.
+std::string nested_base(const Fleet& f) {
+  return fs::path(f.events_path()).parent_path().string() + "/nested/";
+}
+
+// The parent's log verified, its seals followed into every sub-log.
+void check_trail(const Fleet& f, int sublogs) {
+  auto v = run_process({CELLOS_REACTOR_BIN, "verify", f.events_path()});
+  INFO(v.out << v.err);
+  CHECK(v.status == 0);
+  CHECK(v.out.find("nested trail intact: " + std::to_string(sublogs) + " sub-log") != std::string::npos);
+}
+
 // Processes running as a uid of [first, first + count).
 std::vector<int> processes_of_uids(uint32_t first, uint32_t count) {
   std::vector<int> out;
@@ -109,7 +124,7 @@ std::string leftover_cgroups(const Fleet& f, const std::string& cell) {
 // What the host keeps of a nested cell after its end: its reactor's event log and the public
 // key that verifies it, nothing else.
 void check_host_files_after(const Fleet& f, const std::string& cell) {
-  const std::string base = f.state_dir() + "/nested/";
+  const std::string base = nested_base(f);
   CHECK(fs::exists(base + cell + "/events.jsonl"));
   CHECK_FALSE(fs::exists(base + cell + "/nested.key"));
   CHECK_FALSE(fs::exists(base + cell + ".toml"));
@@ -172,9 +187,9 @@ TEST_CASE("nested: a nested reactor runs three cells (ok, OOM-killed inside, ref
   CHECK(done["exitCode"] == 0);
 
   // The nested level, from the log the host keeps, verified with the key the host made for it.
-  const std::string log = f.state_dir() + "/nested/" + parent + "/events.jsonl";
+  const std::string log = nested_base(f) + parent + "/events.jsonl";
   auto v = run_process({CELLOS_REACTOR_BIN, "verify", log, "--public-key",
-                        f.state_dir() + "/nested/" + parent + ".pub"});
+                        nested_base(f) + parent + ".pub"});
   INFO(v.out << v.err);
   CHECK(v.status == 0);
   CHECK(v.out.find("signatures verified") != std::string::npos);
@@ -192,6 +207,18 @@ TEST_CASE("nested: a nested reactor runs three cells (ok, OOM-killed inside, ref
   CHECK(leftover_cgroups(f, parent).empty());
   check_host_files_after(f, parent);
   CHECK(processes_of_uids(blocks_first(), 2 * 1048576).empty());
+
+  // One evidence trail: the sub-log sealed into the host's log at the cell's end, before its
+  // destroyed event, and `verify` of the host's log proves both levels.
+  const auto sealed = r.event("cell.nested.v1.sealed");
+  REQUIRE_FALSE(sealed.is_null());
+  CHECK(sealed["verified"] == true);
+  CHECK(sealed["path"] == "nested/" + parent + "/events.jsonl");
+  size_t events = 0;  // the sub-log's CloudEvents (its manifest lines are not events)
+  for (const auto& e : inner) events += e.value("type", "").ends_with("batch_sealed") ? 0 : 1;
+  CHECK(events > 0);
+  CHECK(sealed["eventCount"].get<uint64_t>() == events);
+  check_trail(f, 1);
 }
 
 TEST_CASE("nested: depth 2 works where policy allows it, and depth 3 is refused by the reactor and the kernel", "[nested]") {
@@ -247,7 +274,7 @@ TEST_CASE("nested: killing the parent mid-run ends every nested cell at every de
   const std::string script = "cd /tmp\n" + write_file_lines("mid.json", mid) + run_inner("mid.json", "k-mid");
   const pid_t run = f.start_run(script_spec(top, script, "nested", nlohmann::json::object(), 120));
   // Running when the depth-2 reactor's log shows its cell started (bounded, no fixed sleep).
-  const std::string mid_log = f.state_dir() + "/nested/" + top + "/nested/k-mid/events.jsonl";
+  const std::string mid_log = nested_base(f) + top + "/nested/k-mid/events.jsonl";
   bool started = false;
   for (int i = 0; i < 600 && !started; ++i) {
     for (const auto& e : read_log(mid_log))
@@ -334,7 +361,7 @@ TEST_CASE("nested: the daemon runs inside a nested cell, rootless, and runs the 
   CHECK(r.out.find("daemon-cell-ran") != std::string::npos);
   CHECK(r.out.find("status dm-ok 0") != std::string::npos);
   CHECK(r.out.find("daemon 0") != std::string::npos);
-  const auto inner_log = read_log(f.state_dir() + "/nested/" + top + "/events.jsonl");
+  const auto inner_log = read_log(nested_base(f) + top + "/events.jsonl");
   auto done = data_of(inner_log, "dm-ok", "command.v1.completed");
   REQUIRE_FALSE(done.is_null());
   CHECK(done["exitCode"] == 0);
@@ -371,4 +398,72 @@ TEST_CASE("nested: a nested cell hands its own secrets on to its reactor's cells
   CHECK(r.err.find("spec.authority.secretRefs[0]: secret OTHER_SECRET is not granted to cell sec-other") != std::string::npos);
   // The values lived in the nested state dir only while the cell ran.
   check_host_files_after(f, top);
+}
+
+TEST_CASE("nested: a nested cell reaches exactly its parent's egress: its reactor's cell gets out through the link, a wider spec is refused, and its root's own traffic beyond the rules never leaves, even after flushing nft", "[nested][net]") {
+  if (::geteuid() != 0) CELLOS_SKIP("needs root to map a user namespace and delegate cgroups");
+  if (!have_python()) CELLOS_SKIP("needs /usr/bin/python3 for the connects");
+  std::string why;
+  if (!can_build_test_hosts(&why)) CELLOS_SKIP(why);
+  TestHost a(30);
+  const int port_ok = a.tcp(), port_other = a.tcp();
+  a.start();
+  const std::string subnet = "10.214." + std::to_string(::getpid() % 250) + ".0/24";
+  Fleet f(nested_toml(1) + "[network]\nuplink = \"nat\"\nsubnet = \"" + subnet + "\"\n");
+  const std::string parent = unique_id("nnet");
+  const std::string ok_s = std::to_string(port_ok), other_s = std::to_string(port_other);
+  // A connect that prints what the greeter says, or why not (exit 1).
+  const std::string connect =
+      "/usr/bin/python3 -c 'import socket, sys\ntry:\n  s = socket.create_connection((sys.argv[1], "
+      "int(sys.argv[2])), 3); print(sys.argv[3], s.recv(5).decode())\nexcept OSError as e:\n  "
+      "print(sys.argv[3], \"refused\", type(e).__name__); sys.exit(1)' ";
+  auto inner = [&](const std::string& id, int port, const std::string& tag) {
+    nlohmann::json s = make_spec(id, {"/bin/sh", "-c", connect + a.ip() + " " + std::to_string(port) + " " + tag});
+    s["spec"]["authority"]["egressRules"] = nlohmann::json::array(
+        {{{"host", a.ip()}, {"port", port}, {"protocol", "tcp"}}});
+    s["spec"]["lifetime"]["ttlSeconds"] = 30;
+    return s.dump();
+  };
+  const std::string script =
+      "cd /tmp\n" + write_file_lines("ok.json", inner("in-net-ok", port_ok, "inner-ok")) +
+      write_file_lines("wide.json", inner("in-net-wide", port_other, "inner-wide")) +
+      run_inner("ok.json", "in-net-ok") + run_inner("wide.json", "in-net-wide") +
+      // The nested cell's root itself: what the parent allows answers, the rest does not,
+      // and flushing every ruleset it can see changes nothing.
+      connect + a.ip() + " " + ok_s + " direct-ok\n" + connect + a.ip() + " " + other_s +
+      " direct-other\n" + "/usr/sbin/nft flush ruleset; echo \"flush $?\"\n" + connect + a.ip() +
+      " " + other_s + " flushed-other\n" + "echo parent-done\n";
+  nlohmann::json spec = nlohmann::json::parse(script_spec(
+      parent, script, "nested", {{"limits", {{"memoryMaxBytes", 268435456}}}}, 120));
+  spec["spec"]["authority"]["egressRules"] = nlohmann::json::array(
+      {{{"host", a.ip()}, {"port", port_ok}, {"protocol", "tcp"}}});
+  auto r = f.run(spec.dump(), {}, 120);
+  INFO(r.out << r.err);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("inner-ok hello") != std::string::npos);
+  CHECK(r.out.find("status in-net-ok 0") != std::string::npos);
+  CHECK(r.err.find("is wider than cell " + parent + "'s egress") != std::string::npos);
+  CHECK(r.out.find("inner-wide") == std::string::npos);
+  CHECK(r.out.find("direct-ok hello") != std::string::npos);
+  CHECK(r.out.find("direct-other refused") != std::string::npos);
+  CHECK(r.out.find("flush 0") != std::string::npos);
+  CHECK(r.out.find("flushed-other refused") != std::string::npos);
+  CHECK(r.out.find("parent-done") != std::string::npos);
+  // The parent's log: B's traffic beyond the rules denied in the parent's namespace.
+  bool denied = false;
+  for (const auto& e : r.events)
+    if (e.value("type", "").ends_with("network_flow_decision") && e["data"]["decision"] == "deny" &&
+        e["data"]["dstAddr"] == a.ip() && e["data"]["dstPort"] == port_other)
+      denied = true;
+  CHECK(denied);
+  // The nested level: its cell's flow allowed by its own reactor, in the sealed sub-log.
+  const auto in_log = read_log(nested_base(f) + parent + "/events.jsonl");
+  auto in_ok = data_of(in_log, "in-net-ok", "command.v1.completed");
+  REQUIRE_FALSE(in_ok.is_null());
+  CHECK(in_ok["exitCode"] == 0);
+  CHECK_FALSE(data_of(in_log, "in-net-wide", "rejected").is_null());
+  check_trail(f, 1);
+  CHECK(leftover_cgroups(f, parent).empty());
+  check_host_files_after(f, parent);
+  CHECK(processes_of_uids(blocks_first(), 2 * 1048576).empty());
 }
