@@ -37,6 +37,8 @@
 
 namespace cellos::cells {
 
+class PreparedCell;
+
 struct BackendTraits {
   // The status pipe carries ChildStatus records (setup stage and errno, exec errors, the
   // command's own wait status); false: the root process's exit status is the command's.
@@ -88,6 +90,9 @@ struct StartRequest {
   // A host file bound read-only over the cell's /etc/resolv.conf (a cell with a dnsAuthority:
   // cells/cell_dns.h), or empty.
   std::string resolv_conf;
+  // A prepared cell of the warm pool (prepared_cell.h) to bind instead of cloning one; null:
+  // clone. Only the native backend is handed one (WarmPool::refusal).
+  PreparedCell* prepared = nullptr;
 };
 
 // What the Cell keeps of a started cell.

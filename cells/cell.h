@@ -39,6 +39,8 @@
 
 namespace cellos::cells {
 
+class WarmPool;
+
 // Host-wide services a cell uses; owned by the reactor and outliving every cell.
 struct CellHost {
   base::IoPort* io = nullptr;
@@ -57,6 +59,8 @@ struct CellHost {
   flows::FlowMonitor* flows = nullptr;
   // Mints workload identity tokens ([identity] signing_key); null: none configured.
   const IdentityIssuer* identity = nullptr;
+  // The daemon's warm pool (warm_pool.h); null: every cell takes the cold path (`run`).
+  WarmPool* pool = nullptr;
 };
 
 struct CellOptions {

@@ -68,6 +68,8 @@ struct ChildPlan {
   bool rootless = false;
   // A host file bound read-only over /etc/resolv.conf, or null.
   const char* resolv_conf = nullptr;
+  // A prepared cell (prepared_cell.h) joined its v1 leaves ahead of demand: not again here.
+  bool v1_joined = false;
 };
 inline constexpr int kMaxPlanInputs = 16;
 

@@ -189,6 +189,15 @@ struct IntakeConfig {
   IntakeNatsConfig nats;
 };
 
+// [pool]: the daemon's warm pool (cells/warm_pool.h): cells prepared ahead of demand (process,
+// namespaces, cgroup leaf joined) that admission binds to a spec. `run` without a daemon has
+// none. The pool holds max(size, cells admitted in the last second), at most max_size.
+struct PoolConfig {
+  bool enabled = true;
+  uint64_t size = 2;
+  uint64_t max_size = 8;
+};
+
 // [export]: where spec.export artifacts go (cells/cell_export.h). No target, no export: a spec
 // declaring artifacts is then rejected at admission.
 struct ExportConfig {
@@ -213,6 +222,7 @@ struct Config {
   IntakeConfig intake;
   ExportConfig exports;  // [export]
   CellsConfig cells;
+  PoolConfig pool;  // [pool]
   std::string source = "<built-in defaults>";  // the file it came from, for messages
 
   std::string events_path() const {

@@ -84,7 +84,8 @@ cells::CellHost Host::cell_host() {
                          .backend = backend_.get(),
                          .backends = std::move(backends),
                          .flows = flows_.get(),
-                         .identity = identity_.get()};
+                         .identity = identity_.get(),
+                         .pool = pool_};
 }
 
 void Host::signalled(int signo) {
