@@ -9,6 +9,15 @@
 //                                                seccomp, events
 //   bwrap    bwrap --unshare-all --die-with-parent --ro-bind / / --tmpfs /tmp /bin/true
 //                                                the best-known peer
+//   pooled   PATH run SPEC --via-daemon --config POOL_FLEET
+//                                                the same cell handed to a daemon with a warm
+//                                                pool ([pool] size = 2): the cell binds a
+//                                                prepared process (cells/warm_pool.h)
+//   dcold    PATH run SPEC --via-daemon --config COLD_FLEET
+//                                                the same through a daemon without a pool
+//                                                ([pool] enabled = false): what the pool saves
+//
+// The two daemons are started by the benchmark (their own state dirs) and stopped at its end.
 //
 // Each invocation is posix_spawn + waitpid, timed with CLOCK_MONOTONIC. The three run
 // interleaved, round-robin, with the starting tool rotating each round, so drift and noise on
@@ -319,6 +328,61 @@ class TempDir {
   fs::path path_;
 };
 
+// A fleet daemon the benchmark starts for the pooled and daemon-cold tools, SIGTERM'd at the end.
+class Daemon {
+ public:
+  bool start(const std::string& reactor, const fs::path& fleet, int devnull) {
+    std::vector<std::string> argv = {reactor, "--config", fleet.string()};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, devnull, 1);
+    posix_spawn_file_actions_adddup2(&fa, devnull, 2);
+    int rc = posix_spawn(&pid_, argv[0].c_str(), &fa, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+      std::fprintf(stderr, "spawn_bench: starting %s: %s\n", join(argv).c_str(), std::strerror(rc));
+      pid_ = -1;
+      return false;
+    }
+    // Serving once `status` answers (at most 20 s).
+    std::vector<std::string> status = {reactor, "status", "--config", fleet.string()};
+    std::vector<char*> sargs;
+    for (auto& a : status) sargs.push_back(a.data());
+    sargs.push_back(nullptr);
+    for (int i = 0; i < 200; ++i) {
+      pid_t p;
+      posix_spawn_file_actions_t q;
+      posix_spawn_file_actions_init(&q);
+      posix_spawn_file_actions_adddup2(&q, devnull, 1);
+      posix_spawn_file_actions_adddup2(&q, devnull, 2);
+      int s = 1;
+      if (posix_spawn(&p, status[0].c_str(), &q, nullptr, sargs.data(), environ) == 0)
+        ::waitpid(p, &s, 0);
+      posix_spawn_file_actions_destroy(&q);
+      if (s == 0) {
+        // The pool fills while the reactor is idle: give it that moment.
+        ::usleep(300 * 1000);
+        return true;
+      }
+      ::usleep(100 * 1000);
+    }
+    std::fprintf(stderr, "spawn_bench: %s did not start serving\n", join(argv).c_str());
+    return false;
+  }
+  ~Daemon() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    int s = 0;
+    ::waitpid(pid_, &s, 0);
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
 int bench(const Options& opt) {
   // The floor program ships beside this one (the build puts both in bench/).
   std::error_code ec;
@@ -360,6 +424,23 @@ int bench(const Options& opt) {
                              (tmp.path() / "state").string() + "\"\n"))
     return 1;
 
+  // The daemons' fleets: their own state dirs (and so their own cgroup parents' leaves).
+  const fs::path pool_fleet = tmp.path() / "fleet-pool.toml";
+  const fs::path cold_fleet = tmp.path() / "fleet-dcold.toml";
+  if (!write_file(pool_fleet, "[host]\nid = \"bench\"\nstate_dir = \"" +
+                                  (tmp.path() / "pool-state").string() +
+                                  "\"\n[pool]\nsize = 2\n") ||
+      !write_file(cold_fleet, "[host]\nid = \"bench-dcold\"\nstate_dir = \"" +
+                                  (tmp.path() / "dcold-state").string() +
+                                  "\"\n[pool]\nenabled = false\n"))
+    return 1;
+  int daemon_null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  Daemon pool_daemon, cold_daemon;
+  if (daemon_null < 0 || !pool_daemon.start(*reactor, pool_fleet, daemon_null) ||
+      !cold_daemon.start(*reactor, cold_fleet, daemon_null))
+    return 1;
+  ::close(daemon_null);
+
   std::vector<Tool> tools;
   tools.push_back({"floor", {*floor}, {}});
   tools.push_back({"reactor",
@@ -372,6 +453,12 @@ int bench(const Options& opt) {
                       "--tmpfs", "/tmp", "/bin/true"},
                      {}});
   }
+  tools.push_back({"pooled",
+                   {*reactor, "run", spec.string(), "--via-daemon", "--config", pool_fleet.string()},
+                   {}});
+  tools.push_back({"dcold",
+                   {*reactor, "run", spec.string(), "--via-daemon", "--config", cold_fleet.string()},
+                   {}});
 
   utsname u{};
   ::uname(&u);
@@ -406,6 +493,11 @@ int bench(const Options& opt) {
     print_ratio("reactor/bwrap median", stats[1].median, stats[2].median, 0.5);
   else
     std::printf("%-22s skipped (bwrap not installed)\n", "reactor/bwrap median");
+  const size_t pooled = bwrap ? 3 : 2, dcold = pooled + 1;
+  print_ratio("pooled/floor median", stats[pooled].median, stats[0].median, 1.5);
+  if (bwrap) print_ratio("pooled/bwrap median", stats[pooled].median, stats[2].median, 0.5);
+  std::printf("%-22s %.2f (the pool's saving through the same daemon path)\n",
+              "pooled/dcold median", stats[pooled].median / stats[dcold].median);
 
   if (csv != nullptr) {
     std::fprintf(csv, "tool,iteration,ms\n");
@@ -438,6 +530,12 @@ int bench(const Options& opt) {
   if (bwrap)
     rep.metric("reactor/bwrap median", stats[1].median / stats[2].median, "x", "<= 0.5",
                stats[1].median / stats[2].median <= 0.5);
+  rep.metric("pooled/floor median", stats[pooled].median / stats[0].median, "x", "<= 1.5",
+             stats[pooled].median / stats[0].median <= 1.5);
+  if (bwrap)
+    rep.metric("pooled/bwrap median", stats[pooled].median / stats[2].median, "x", "<= 0.5",
+               stats[pooled].median / stats[2].median <= 0.5);
+  rep.metric("pooled/dcold median", stats[pooled].median / stats[dcold].median, "x");
   rep.field("n", static_cast<double>(opt.n)).field("reproduce", join(again));
   if (!opt.csv.empty()) rep.field("samples", fs::absolute(opt.csv).string());
   rep.print();
