@@ -8,10 +8,10 @@
 //               last destroyed event: cells/s. Peer in the same run: the same N
 //               `bwrap --unshare-all --die-with-parent --ro-bind / / --tmpfs /tmp /bin/true`
 //               driven by `xargs -P2` (two at a time: one per vCPU here). Target: >= 2x bwrap.
-//               Measured twice: the daemon with its warm pool ([pool] defaults: prepared cells
-//               bound at admission, cells/warm_pool.h) and with [pool] enabled = false.
-//   density     S cells of `sleep 600` at once: reactor RSS per cell ((VmRSS growth + the Pss
-//               of the warm pool's prepared processes) / S; target <= 16 KiB), reactor CPU while they sleep (target ~0), time to admit them all.
+//               Measured twice: the daemon with its warm pool ([pool] enabled = true, default
+//               sizes: prepared cells bound at admission, cells/warm_pool.h) and without.
+//   density     S cells of `sleep 600` at once, [pool] enabled: reactor RSS per cell ((VmRSS
+//               growth + the Pss of the warm pool's prepared processes) / S; target <= 16 KiB), reactor CPU while they sleep (target ~0), time to admit them all.
 //   syscalls    `perf stat --no-inherit -e raw_syscalls:sys_enter -p <daemon>` around K
 //               /bin/true cells: the reactor's own syscalls per cell lifecycle (children and
 //               io_uring's kernel workers excluded). Target <= 30.
@@ -264,7 +264,7 @@ double daemon_seconds(const Options& o, const std::string& extra_toml) {
 }
 
 void throughput(const Options& o) {
-  const double reactor_s = daemon_seconds(o, "");  // the warm pool on: its defaults
+  const double reactor_s = daemon_seconds(o, "[pool]\nenabled = true\n");  // size, max_size: defaults
   const double nopool_s = daemon_seconds(o, "[pool]\nenabled = false\n");
 
   // The peer: the same number of isolated /bin/true, two at a time.
@@ -289,7 +289,7 @@ void throughput(const Options& o) {
 }
 
 void density(const Options& o) {
-  Fleet f(o.reactor, "bench-dense", o.sleepers + 10);
+  Fleet f(o.reactor, "bench-dense", o.sleepers + 10, "[pool]\nenabled = true\n");
   f.stage(o.sleepers, R"(["/bin/sleep","600"])", "s");
   f.start();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));

@@ -131,6 +131,9 @@ class Cell {
   // When the command was launched (zero before), and its memory use now (0 when unknown).
   std::chrono::steady_clock::time_point launched_at() const { return launched_at_; }
   uint64_t memory_bytes() const { return leaf_ ? leaf_->memory_bytes() : 0; }
+  // Its cgroup leaf below the hierarchies' roots ("cellos/<host>/<id>", or a warm pool's
+  // ".pool-*" leaf: warm_pool.h); empty before it has one.
+  std::string cgroup_path() const { return leaf_ ? leaf_->relative_path() : std::string(); }
 
  private:
   // One Completion per kind of operation; each knows its cell and whether it is in flight.

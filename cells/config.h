@@ -191,9 +191,11 @@ struct IntakeConfig {
 
 // [pool]: the daemon's warm pool (cells/warm_pool.h): cells prepared ahead of demand (process,
 // namespaces, cgroup leaf joined) that admission binds to a spec. `run` without a daemon has
-// none. The pool holds max(size, cells admitted in the last second), at most max_size.
+// none. The pool holds max(size, cells admitted in the last second), at most max_size. Off by
+// default: a pooled cell's leaf keeps its neutral name (cgroup2 cannot rename), so a host that
+// finds cells' cgroups by id (<parent>/cellos/<host>/<cell id>) opts in knowingly.
 struct PoolConfig {
-  bool enabled = true;
+  bool enabled = false;
   uint64_t size = 2;
   uint64_t max_size = 8;
 };

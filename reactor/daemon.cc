@@ -403,7 +403,8 @@ std::string Daemon::snapshot() const {
                     {"pid", c->pid()},
                     {"backend", c->backend_name()},
                     {"ageSeconds", std::chrono::duration<double>(now - c->launched_at()).count()},
-                    {"memoryBytes", c->memory_bytes()}});
+                    {"memoryBytes", c->memory_bytes()},
+                    {"cgroup", c->cgroup_path()}});
   }
   ordered_json j = {{"hostId", config_.host.id},
                     {"pid", ::getpid()},

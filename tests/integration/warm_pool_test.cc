@@ -20,7 +20,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const char* kPoolOn = "[pool]\nsize = 2\nmax_size = 4\n";
+const char* kPoolOn = "[pool]\nenabled = true\nsize = 2\nmax_size = 4\n";
 const char* kPoolOff = "[pool]\nenabled = false\n";
 
 // The admission field of the cell's started event ("" when there is none yet).
@@ -203,7 +203,7 @@ TEST_CASE("a pooled cell with egress rules reaches exactly its declared host:por
 
 TEST_CASE("two specs through the same pool share nothing, and the pool refills", "[daemon][pool]") {
   // One prepared cell at a time: the second spec gets the cell prepared after the first.
-  Fleet fleet("[pool]\nsize = 1\nmax_size = 1\n");
+  Fleet fleet("[pool]\nenabled = true\nsize = 1\nmax_size = 1\n");
   DaemonProcess daemon(fleet);
   REQUIRE(pool_ready(fleet, 1));
   const std::string a = unique_id("pool-a"), b = unique_id("pool-b");
@@ -280,6 +280,17 @@ TEST_CASE("a pooled cell's TTL kills it, and a stopped daemon leaves nothing pre
     json spec = make_spec(id, {"/bin/sleep", "300"});
     spec["spec"]["lifetime"] = {{"ttlSeconds", 1}};
     spool(fleet, spec);
+    // `status` names it by id and gives its leaf: a prepared one's, under the fleet's parent.
+    std::string seen;
+    CHECK(eventually([&] {
+      const json st = status_of(fleet);
+      if (!st["cells"].empty()) seen = st["cells"].dump();
+      for (const auto& c : st["cells"])
+        if (c.value("id", "") == id)
+          return c.value("cgroup", "").find("cellos/" + fleet.host_id() + "/.pool-") != std::string::npos;
+      return false;
+    }, 30s));
+    INFO(seen);
     REQUIRE(eventually([&] { return destroyed(fleet, id); }, 30s));
     CHECK(admission_of(fleet, id) == "pool");
     CHECK(completed_of(fleet, id)["reason"] == "timeout");
