@@ -8,8 +8,10 @@
 //               last destroyed event: cells/s. Peer in the same run: the same N
 //               `bwrap --unshare-all --die-with-parent --ro-bind / / --tmpfs /tmp /bin/true`
 //               driven by `xargs -P2` (two at a time: one per vCPU here). Target: >= 2x bwrap.
-//   density     S cells of `sleep 600` at once: reactor RSS per cell (VmRSS growth / S; target
-//               <= 16 KiB), reactor CPU while they sleep (target ~0), time to admit them all.
+//               Measured twice: the daemon with its warm pool ([pool] enabled = true, default
+//               sizes: prepared cells bound at admission, cells/warm_pool.h) and without.
+//   density     S cells of `sleep 600` at once, [pool] enabled: reactor RSS per cell ((VmRSS
+//               growth + the Pss of the warm pool's prepared processes) / S; target <= 16 KiB), reactor CPU while they sleep (target ~0), time to admit them all.
 //   syscalls    `perf stat --no-inherit -e raw_syscalls:sys_enter -p <daemon>` around K
 //               /bin/true cells: the reactor's own syscalls per cell lifecycle (children and
 //               io_uring's kernel workers excluded). Target <= 30.
@@ -30,6 +32,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -126,14 +129,17 @@ class LogCounter {
 // A throwaway fleet: state dir, fleet.toml, and the daemon serving it.
 class Fleet {
  public:
-  Fleet(const std::string& reactor, const std::string& name, long max_cells) : reactor_(reactor) {
+  Fleet(const std::string& reactor, const std::string& name, long max_cells,
+        const std::string& extra_toml = "")
+      : reactor_(reactor) {
     char tmpl[] = "/var/tmp/cellos-bench-XXXXXX";
     if (!::mkdtemp(tmpl)) die("mkdtemp failed");
     dir_ = tmpl;
     host_ = name + "-" + std::to_string(::getpid());
     std::ofstream(dir_ + "/fleet.toml")
         << "[host]\nid = \"" << host_ << "\"\nstate_dir = \"" << dir_ << "/state\"\n"
-        << "max_concurrent_cells = " << max_cells << "\nshutdown_grace_seconds = 0\n";
+        << "max_concurrent_cells = " << max_cells << "\nshutdown_grace_seconds = 0\n"
+        << extra_toml;
     fs::create_directories(dir_ + "/state/spool");
     fs::create_directories(dir_ + "/staging");
   }
@@ -205,6 +211,25 @@ long cpu_ticks(pid_t pid) {
   return ut + st;
 }
 
+// The warm pool's share of memory: the proportional set size of the daemon's prepared cells
+// (cells/prepared_cell.h: children named cellos-prepared), which share most pages with the
+// spawner they are forked from.
+long pool_pss_kib(pid_t daemon) {
+  long total = 0;
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename();
+    if (pid.empty() || !std::isdigit(static_cast<unsigned char>(pid[0]))) continue;
+    std::string stat = read_text("/proc/" + pid + "/stat");
+    if (stat.find("(cellos-prepared)") == std::string::npos) continue;
+    auto close = stat.rfind(')');
+    if (std::atol(stat.c_str() + close + 4) != daemon) continue;
+    std::ifstream in("/proc/" + pid + "/smaps_rollup");
+    for (std::string line; std::getline(in, line);)
+      if (line.rfind("Pss:", 0) == 0) total += std::atol(line.c_str() + 4);
+  }
+  return total;
+}
+
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -222,16 +247,25 @@ void wait_count(LogCounter& log, const std::string& needle, long n, int timeout_
 const std::string kDestroyed = "lifecycle.v1.destroyed\"";
 const std::string kStarted = "lifecycle.v1.started\"";
 
-void throughput(const Options& o) {
-  Fleet f(o.reactor, "bench-tput", 64);
+// Seconds for the daemon of a fresh fleet (with `extra_toml`) to run N /bin/true cells.
+double daemon_seconds(const Options& o, const std::string& extra_toml) {
+  Fleet f(o.reactor, "bench-tput", 64, extra_toml);
   f.stage(o.cells, R"(["/bin/true"])", "t");
   f.start();
+  // The pool fills while the daemon is idle.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   LogCounter log(f.events());
   auto t0 = Clock::now();
   f.rename_all();
   wait_count(log, kDestroyed, o.cells, 600);
-  double reactor_s = seconds_since(t0);
+  double s = seconds_since(t0);
   f.stop();
+  return s;
+}
+
+void throughput(const Options& o) {
+  const double reactor_s = daemon_seconds(o, "[pool]\nenabled = true\n");  // size, max_size: defaults
+  const double nopool_s = daemon_seconds(o, "[pool]\nenabled = false\n");
 
   // The peer: the same number of isolated /bin/true, two at a time.
   std::string cmd = "seq " + std::to_string(o.cells) +
@@ -241,19 +275,21 @@ void throughput(const Options& o) {
   int st = wait_for(spawn({"/bin/sh", "-c", cmd}));
   double bwrap_s = seconds_since(t1);
   if (st != 0) die("bwrap peer failed: exit status " + std::to_string(st));
-  double r = o.cells / reactor_s, b = o.cells / bwrap_s;
-  std::printf("throughput  cells=%ld  reactor %.0f cells/s (%.2f s)  bwrap xargs -P2 %.0f cells/s "
-              "(%.2f s)  ratio %.2fx  target >= 2x: %s\n",
-              o.cells, r, reactor_s, b, bwrap_s, r / b, r / b >= 2 ? "MET" : "MISSED");
+  double r = o.cells / reactor_s, b = o.cells / bwrap_s, np = o.cells / nopool_s;
+  std::printf("throughput  cells=%ld  reactor %.0f cells/s (%.2f s)  without the pool %.0f cells/s "
+              "(%.2f s)  bwrap xargs -P2 %.0f cells/s (%.2f s)  ratio %.2fx  target >= 2x: %s\n",
+              o.cells, r, reactor_s, np, nopool_s, b, bwrap_s, r / b, r / b >= 2 ? "MET" : "MISSED");
   cellos::bench::ReportLine("daemon", "throughput")
       .row("reactor daemon (spool)", {{"cells", static_cast<double>(o.cells)}, {"seconds", reactor_s}, {"cells/s", r}})
+      .row("reactor daemon, [pool] off", {{"cells", static_cast<double>(o.cells)}, {"seconds", nopool_s}, {"cells/s", np}})
       .row("bwrap, xargs -P2", {{"cells", static_cast<double>(o.cells)}, {"seconds", bwrap_s}, {"cells/s", b}})
       .metric("throughput reactor / bwrap -P2", r / b, "x", ">= 2", r / b >= 2)
+      .metric("throughput pool on / off", r / np, "x")
       .print();
 }
 
 void density(const Options& o) {
-  Fleet f(o.reactor, "bench-dense", o.sleepers + 10);
+  Fleet f(o.reactor, "bench-dense", o.sleepers + 10, "[pool]\nenabled = true\n");
   f.stage(o.sleepers, R"(["/bin/sleep","600"])", "s");
   f.start();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -266,6 +302,7 @@ void density(const Options& o) {
   // Let the last metrics write pass, then watch the daemon while every cell sleeps.
   std::this_thread::sleep_for(std::chrono::seconds(2));
   long rss1 = proc_field_kib(f.pid(), "VmRSS:");
+  const long pool_kib = pool_pss_kib(f.pid());
   long c0 = cpu_ticks(f.pid());
   const int watch_s = 10;
   std::this_thread::sleep_for(std::chrono::seconds(watch_s));
@@ -278,20 +315,21 @@ void density(const Options& o) {
     for (std::string line; std::getline(in, line);)
       if (line.find(kStarted) != std::string::npos) out << line << "\n";
   }
-  double per_cell = static_cast<double>(rss1 - rss0) / o.sleepers;
+  double per_cell = static_cast<double>(rss1 - rss0 + pool_kib) / o.sleepers;
   double cpu_pct = 100.0 * static_cast<double>(c1 - c0) / ::sysconf(_SC_CLK_TCK) / watch_s;
   auto t1 = Clock::now();
   f.stop();
   double stop_s = seconds_since(t1);
   std::printf("density     cells=%ld  admitted in %.2f s (%.0f cells/s)  reactor RSS %ld -> %ld KiB "
-              "= %.1f KiB/cell (target <= 16: %s)  reactor CPU while sleeping %.2f%% over %d s "
+              "+ warm pool %ld KiB = %.1f KiB/cell (target <= 16: %s)  reactor CPU while sleeping %.2f%% over %d s "
               "(%ld ticks)  stop+teardown %.2f s\n",
-              o.sleepers, admit_s, o.sleepers / admit_s, rss0, rss1, per_cell,
+              o.sleepers, admit_s, o.sleepers / admit_s, rss0, rss1, pool_kib, per_cell,
               per_cell <= 16 ? "MET" : "MISSED", cpu_pct, watch_s, c1 - c0, stop_s);
   cellos::bench::ReportLine rep("daemon", "density");
   rep.row(std::to_string(o.sleepers) + " sleepers", {{"admitted in s", admit_s},
                                                      {"cells/s", o.sleepers / admit_s},
                                                      {"RSS KiB/cell", per_cell},
+                                                     {"pool KiB", static_cast<double>(pool_kib)},
                                                      {"CPU % sleeping", cpu_pct},
                                                      {"stop s", stop_s}})
       .metric("admission rate, " + std::to_string(o.sleepers) + " sleepers", o.sleepers / admit_s, "cells/s")

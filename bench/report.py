@@ -42,7 +42,8 @@ def bench_table(b, out, quick):
     raw = os.path.join(out, "raw")
     return [
         dict(name="spawn", what="one isolated `/bin/true` end to end: the kernel's floor, "
-             "`cellos-reactor run`, and bwrap (the peer), interleaved",
+             "`cellos-reactor run`, bwrap (the peer), and `run --via-daemon` to a daemon with a warm pool "
+             "(pooled) and without (dcold), interleaved",
              cmd=[bin_("spawn_bench"), "--reactor", reactor, "-n", "10" if q else "500",
                   "--warmup", "2" if q else "20", "--csv", os.path.join(raw, "spawn.csv")],
              target="bench-spawn", needs=[], timeout=120 if q else 600),

@@ -9,6 +9,15 @@
 //                                                seccomp, events
 //   bwrap    bwrap --unshare-all --die-with-parent --ro-bind / / --tmpfs /tmp /bin/true
 //                                                the best-known peer
+//   pooled   PATH run SPEC --via-daemon --config POOL_FLEET
+//                                                the same cell handed to a daemon with a warm
+//                                                pool ([pool] size = 2): the cell binds a
+//                                                prepared process (cells/warm_pool.h)
+//   dcold    PATH run SPEC --via-daemon --config COLD_FLEET
+//                                                the same through a daemon without a pool
+//                                                ([pool] enabled = false): what the pool saves
+//
+// The two daemons are started by the benchmark (their own state dirs) and stopped at its end.
 //
 // Each invocation is posix_spawn + waitpid, timed with CLOCK_MONOTONIC. The three run
 // interleaved, round-robin, with the starting tool rotating each round, so drift and noise on
@@ -182,6 +191,19 @@ std::optional<std::string> find_in_path(const std::string& name) {
   return std::nullopt;
 }
 
+// The daemon's own admission latency (admitted -> the cell's process started or bound), mean
+// ms, from its metrics.prom (cellos_spawn_latency_seconds_sum / _count); -1 if absent.
+double daemon_spawn_ms(const fs::path& state_dir) {
+  std::ifstream in(state_dir / "metrics.prom");
+  double sum = -1, count = 0;
+  for (std::string line; std::getline(in, line);) {
+    auto value = [&] { return std::strtod(line.c_str() + line.rfind(' ') + 1, nullptr); };
+    if (line.rfind("cellos_spawn_latency_seconds_sum", 0) == 0) sum = value();
+    if (line.rfind("cellos_spawn_latency_seconds_count", 0) == 0) count = value();
+  }
+  return sum < 0 || count <= 0 ? -1 : 1000.0 * sum / count;
+}
+
 bool write_file(const fs::path& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << data;
@@ -319,6 +341,63 @@ class TempDir {
   fs::path path_;
 };
 
+// A fleet daemon the benchmark starts for the pooled and daemon-cold tools, SIGTERM'd at the end.
+class Daemon {
+ public:
+  bool start(const std::string& reactor, const fs::path& fleet, int devnull) {
+    std::vector<std::string> argv = {reactor, "--config", fleet.string()};
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, devnull, 1);
+    posix_spawn_file_actions_adddup2(&fa, devnull, 2);
+    int rc = posix_spawn(&pid_, argv[0].c_str(), &fa, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+      std::fprintf(stderr, "spawn_bench: starting %s: %s\n", join(argv).c_str(), std::strerror(rc));
+      pid_ = -1;
+      return false;
+    }
+    // Serving once `status` answers (at most 20 s).
+    std::vector<std::string> status = {reactor, "status", "--config", fleet.string()};
+    std::vector<char*> sargs;
+    for (auto& a : status) sargs.push_back(a.data());
+    sargs.push_back(nullptr);
+    for (int i = 0; i < 200; ++i) {
+      pid_t p;
+      posix_spawn_file_actions_t q;
+      posix_spawn_file_actions_init(&q);
+      posix_spawn_file_actions_adddup2(&q, devnull, 1);
+      posix_spawn_file_actions_adddup2(&q, devnull, 2);
+      int s = 1;
+      if (posix_spawn(&p, status[0].c_str(), &q, nullptr, sargs.data(), environ) == 0)
+        ::waitpid(p, &s, 0);
+      posix_spawn_file_actions_destroy(&q);
+      if (s == 0) {
+        // The pool fills while the reactor is idle: give it that moment.
+        ::usleep(300 * 1000);
+        return true;
+      }
+      ::usleep(100 * 1000);
+    }
+    std::fprintf(stderr, "spawn_bench: %s did not start serving\n", join(argv).c_str());
+    return false;
+  }
+  ~Daemon() { stop(); }
+  void stop() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGTERM);
+    int s = 0;
+    ::waitpid(pid_, &s, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
 int bench(const Options& opt) {
   // The floor program ships beside this one (the build puts both in bench/).
   std::error_code ec;
@@ -360,6 +439,23 @@ int bench(const Options& opt) {
                              (tmp.path() / "state").string() + "\"\n"))
     return 1;
 
+  // The daemons' fleets: their own state dirs (and so their own cgroup parents' leaves).
+  const fs::path pool_fleet = tmp.path() / "fleet-pool.toml";
+  const fs::path cold_fleet = tmp.path() / "fleet-dcold.toml";
+  if (!write_file(pool_fleet, "[host]\nid = \"bench\"\nstate_dir = \"" +
+                                  (tmp.path() / "pool-state").string() +
+                                  "\"\n[pool]\nenabled = true\nsize = 2\n") ||
+      !write_file(cold_fleet, "[host]\nid = \"bench-dcold\"\nstate_dir = \"" +
+                                  (tmp.path() / "dcold-state").string() +
+                                  "\"\n[pool]\nenabled = false\n"))
+    return 1;
+  int daemon_null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  Daemon pool_daemon, cold_daemon;
+  if (daemon_null < 0 || !pool_daemon.start(*reactor, pool_fleet, daemon_null) ||
+      !cold_daemon.start(*reactor, cold_fleet, daemon_null))
+    return 1;
+  ::close(daemon_null);
+
   std::vector<Tool> tools;
   tools.push_back({"floor", {*floor}, {}});
   tools.push_back({"reactor",
@@ -372,6 +468,12 @@ int bench(const Options& opt) {
                       "--tmpfs", "/tmp", "/bin/true"},
                      {}});
   }
+  tools.push_back({"pooled",
+                   {*reactor, "run", spec.string(), "--via-daemon", "--config", pool_fleet.string()},
+                   {}});
+  tools.push_back({"dcold",
+                   {*reactor, "run", spec.string(), "--via-daemon", "--config", cold_fleet.string()},
+                   {}});
 
   utsname u{};
   ::uname(&u);
@@ -393,6 +495,11 @@ int bench(const Options& opt) {
   ::close(devnull);
   if (!ok) return 1;
 
+  // Stopped now: their last metrics are written on the way out.
+  pool_daemon.stop();
+  cold_daemon.stop();
+  const double pool_admit_ms = daemon_spawn_ms(tmp.path() / "pool-state");
+  const double cold_admit_ms = daemon_spawn_ms(tmp.path() / "dcold-state");
   std::printf("\n%-8s %10s %10s %10s\n", "command", "median ms", "p99 ms", "mean ms");
   std::vector<Stats> stats;
   for (const Tool& t : tools) {
@@ -406,6 +513,13 @@ int bench(const Options& opt) {
     print_ratio("reactor/bwrap median", stats[1].median, stats[2].median, 0.5);
   else
     std::printf("%-22s skipped (bwrap not installed)\n", "reactor/bwrap median");
+  const size_t pooled = bwrap ? 3 : 2, dcold = pooled + 1;
+  print_ratio("pooled/floor median", stats[pooled].median, stats[0].median, 1.5);
+  if (bwrap) print_ratio("pooled/bwrap median", stats[pooled].median, stats[2].median, 0.5);
+  std::printf("%-22s %.2f (the pool's saving through the same daemon path)\n",
+              "pooled/dcold median", stats[pooled].median / stats[dcold].median);
+  std::printf("%-22s pooled %.3f ms, dcold %.3f ms (the daemon's own, admitted -> started)\n",
+              "daemon admission mean", pool_admit_ms, cold_admit_ms);
 
   if (csv != nullptr) {
     std::fprintf(csv, "tool,iteration,ms\n");
@@ -438,6 +552,14 @@ int bench(const Options& opt) {
   if (bwrap)
     rep.metric("reactor/bwrap median", stats[1].median / stats[2].median, "x", "<= 0.5",
                stats[1].median / stats[2].median <= 0.5);
+  rep.metric("pooled/floor median", stats[pooled].median / stats[0].median, "x", "<= 1.5",
+             stats[pooled].median / stats[0].median <= 1.5);
+  if (bwrap)
+    rep.metric("pooled/bwrap median", stats[pooled].median / stats[2].median, "x", "<= 0.5",
+               stats[pooled].median / stats[2].median <= 0.5);
+  rep.metric("pooled/dcold median", stats[pooled].median / stats[dcold].median, "x");
+  rep.metric("daemon admission mean, pooled", pool_admit_ms, "ms");
+  rep.metric("daemon admission mean, dcold", cold_admit_ms, "ms");
   rep.field("n", static_cast<double>(opt.n)).field("reproduce", join(again));
   if (!opt.csv.empty()) rep.field("samples", fs::absolute(opt.csv).string());
   rep.print();

@@ -37,6 +37,8 @@
 
 namespace cellos::cells {
 
+class PreparedCell;
+
 struct BackendTraits {
   // The status pipe carries ChildStatus records (setup stage and errno, exec errors, the
   // command's own wait status); false: the root process's exit status is the command's.
@@ -99,6 +101,9 @@ struct StartRequest {
   // cell's sub-log lives below it (<log dir>/nested/<cell id>/), since a seal records the
   // sub-log's path relative to the log (sinks/sublog_seal.h).
   std::string log_dir = {};
+  // A prepared cell of the warm pool (prepared_cell.h) to bind instead of cloning one; null:
+  // clone. Only the native backend is handed one (WarmPool::refusal).
+  PreparedCell* prepared = nullptr;
 };
 
 // A nested cell's files on the host (nested_backend.h): its reactor's state dir, that

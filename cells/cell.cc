@@ -15,6 +15,7 @@
 #include "cells/program_path.h"
 #include "cells/root_view.h"
 #include "cells/rootless.h"
+#include "cells/warm_pool.h"
 
 namespace cellos::cells {
 namespace {
@@ -109,9 +110,12 @@ void Cell::start() {
   lock_.emplace(std::move(*lock));
 
   const std::string& program = spec.run.program.empty() ? spec.run.argv[0] : spec.run.program;
+  // The warm pool (warm_pool.h): a prepared cell this spec is bound to, or null (cold path).
+  std::unique_ptr<PreparedCell> warm =
+      host_.pool ? host_.pool->take(spec, effective_limits(), *backend_) : nullptr;
   emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id,
                           spec.correlation_id.value_or(""), program,
-                          std::string(backend_->name())});
+                          std::string(backend_->name()), warm ? "pool" : "cold"});
   // Hostnames were resolved at admission (egress.h); one that was not fails the cell's setup
   // (egress_targets names it), after its policy event says what was declared.
   sinks::NetworkPolicyData policy{spec.id, "clone_newnet", {}};
@@ -131,7 +135,8 @@ void Cell::start() {
     return;
   }
 
-  auto leaf = host_.cgroups->create_leaf(spec.id, effective_limits());
+  auto leaf = warm ? host_.cgroups->adopt_leaf(std::move(warm->leaf()), effective_limits())
+                      : host_.cgroups->create_leaf(spec.id, effective_limits());
   if (!leaf) return fail_setup(leaf.error().message());
   leaf_.emplace(std::move(*leaf));
 
@@ -212,6 +217,7 @@ void Cell::start() {
     const size_t slash = log.rfind('/');
     req.log_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : log.substr(0, slash);
   }
+  req.prepared = warm.get();
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = backend_cell_->start(req);
   if (!launched) return fail_setup(launched.error().message());

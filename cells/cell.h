@@ -40,6 +40,8 @@
 
 namespace cellos::cells {
 
+class WarmPool;
+
 // Host-wide services a cell uses; owned by the reactor and outliving every cell.
 struct CellHost {
   base::IoPort* io = nullptr;
@@ -61,6 +63,8 @@ struct CellHost {
   // The event log the cells' events go to, when not config->events_path() (a `run` beside a
   // daemon writes a log of its own): a nested cell's sub-log is sealed relative to it.
   std::string events_path = {};
+  // The daemon's warm pool (warm_pool.h); null: every cell takes the cold path (`run`).
+  WarmPool* pool = nullptr;
 };
 
 struct CellOptions {
@@ -131,6 +135,9 @@ class Cell {
   // When the command was launched (zero before), and its memory use now (0 when unknown).
   std::chrono::steady_clock::time_point launched_at() const { return launched_at_; }
   uint64_t memory_bytes() const { return leaf_ ? leaf_->memory_bytes() : 0; }
+  // Its cgroup leaf below the hierarchies' roots ("cellos/<host>/<id>", or a warm pool's
+  // ".pool-*" leaf: warm_pool.h); empty before it has one.
+  std::string cgroup_path() const { return leaf_ ? leaf_->relative_path() : std::string(); }
 
  private:
   // One Completion per kind of operation; each knows its cell and whether it is in flight.

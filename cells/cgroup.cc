@@ -161,13 +161,30 @@ void CgroupTree::remove_empty_parents() const {
 
 Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
                                            const CgroupLimits& limits) const {
+  return make_leaf(name, limits, false);
+}
+
+Result<CgroupLeaf> CgroupTree::adopt_leaf(CgroupLeaf&& prepared, const CgroupLimits& limits) const {
+  const std::string rel = prepared.rel_;
+  if (rel.size() <= parent_.size() + 1 || rel.compare(0, parent_.size() + 1, parent_ + "/") != 0)
+    return base::value_error("adopt cgroup", "\"" + rel + "\" is not a leaf of " + parent_);
+  auto leaf = make_leaf(rel.substr(parent_.size() + 1), limits, true);
+  if (leaf) prepared.dirs_.clear();
+  return leaf;
+}
+
+Result<CgroupLeaf> CgroupTree::make_leaf(const std::string& name, const CgroupLimits& limits,
+                                         bool adopt) const {
   CgroupLeaf leaf;
   leaf.rel_ = parent_ + "/" + name;
   bool reused = false;  // a leaf left by a crashed reactor keeps its old limits
   // A v1 cpu leaf costs a mkdir and an rmdir of a cgroup; make one only for a cell with cpuMax.
   for (const std::string& h : hierarchies(limits.cpu_max.has_value())) {
     std::string dir = h + "/" + leaf.rel_;
-    if (::mkdir(dir.c_str(), 0755) != 0) {
+    if (adopt) {
+      // Made with the prepared cell (no v1 cpu leaf: the pool serves no cpuMax on such hosts).
+      reused = true;
+    } else if (::mkdir(dir.c_str(), 0755) != 0) {
       if (errno != EEXIST) return base::sys_error("mkdir", "cgroup \"" + dir + "\"");
       // The caller holds the cell's lock, so an existing leaf is either still running under
       // another state dir (refuse) or left by a crashed reactor (empty: reuse it).

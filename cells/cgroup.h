@@ -67,6 +67,10 @@ class CgroupTree {
   // v1_procs_paths()) for the cell's setup to carry out as root before anything of the cell
   // runs: the reactor spends no syscalls on them.
   base::Result<CgroupLeaf> create_leaf(const std::string& name, const CgroupLimits& limits) const;
+  // A prepared cell's leaf (warm_pool.h), already made and holding the prepared process, given
+  // the limits of the spec it is bound to: the same leaf with those writes planned. `leaf` lets
+  // go of its directories (the returned leaf removes them).
+  base::Result<CgroupLeaf> adopt_leaf(CgroupLeaf&& leaf, const CgroupLimits& limits) const;
 
   // Removes the parent dirs that are empty (another reactor may still use them: best effort).
   // `run` keeps them: like a systemd slice they are host infrastructure, made once and shared
@@ -85,6 +89,8 @@ class CgroupTree {
       : roots_(std::move(roots)), parent_(std::move(parent)) {}
   // The unified root plus each distinct v1 root in use (the cpu one only when asked for).
   std::vector<std::string> hierarchies(bool with_cpu = true) const;
+  base::Result<CgroupLeaf> make_leaf(const std::string& name, const CgroupLimits& limits,
+                                     bool adopt) const;
   CgroupRoots roots_;
   std::string parent_;
   std::string delegated_;

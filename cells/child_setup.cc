@@ -129,7 +129,7 @@ void write_cgroup_limits(const ChildPlan& p) {
     _exit(125);
   }
   // "0" means the writer itself; the command inherits the membership.
-  for (int i = 0; i < p.n_v1_procs_paths; ++i)
+  for (int i = 0; i < p.n_v1_procs_paths && !p.v1_joined; ++i)
     if (!write_all(p.v1_procs_paths[i], "0")) fail(kStageCgroupV1, "write", p.v1_procs_paths[i]);
 }
 

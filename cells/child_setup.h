@@ -83,6 +83,8 @@ struct ChildPlan {
   const char* nested_exe = nullptr;
   const char* nested_config = nullptr;
   const char* nested_state_dir = nullptr;
+  // A prepared cell (prepared_cell.h) joined its v1 leaves ahead of demand: not again here.
+  bool v1_joined = false;
 };
 // Where the spawner keeps its sysfs template: above the cell's fixed descriptors (0-6).
 inline constexpr int kSysTemplateFd = 7;

@@ -72,7 +72,7 @@ class ConfigParser {
 
   void parse(const toml::table& root, Config& cfg) const {
     check_keys(root, "", {"host", "policy", "secrets", "events", "logs", "network", "flows", "intake",
-                          "identity", "export", "cells"});
+                          "identity", "export", "cells", "pool"});
     if (const toml::table* t = table(root, "export", "export")) parse_export(*t, cfg.exports);
     if (const toml::table* t = table(root, "host", "host")) parse_host(*t, cfg.host);
     if (const toml::table* t = table(root, "policy", "policy")) parse_policy(*t, cfg.policy);
@@ -94,6 +94,7 @@ class ConfigParser {
           fail("export.dir", "overlaps " + v + ", which every cell sees (policy.host_paths / "
                              "argv0_allow_prefixes)");
     if (const toml::table* t = table(root, "cells", "cells")) parse_cells(*t, cfg.cells);
+    if (const toml::table* t = table(root, "pool", "pool")) parse_pool(*t, cfg.pool);
     // The host default is always allowed; listing others lets a spec choose them.
     auto& allowed = cfg.policy.allowed_backends;
     const toml::node* listed = root["policy"]["allowed_backends"].node();
@@ -626,6 +627,17 @@ class ConfigParser {
       cells.runsc = absolute_path(*n, "cells.runsc", /*allow_root=*/false);
     if (const toml::node* n = t.get("gvisor_platform"))
       cells.gvisor_platform = one_of(*n, "cells.gvisor_platform", {"ptrace", "kvm", "systrap"});
+  }
+
+  void parse_pool(const toml::table& t, PoolConfig& pool) const {
+    check_keys(t, "pool", {"enabled", "size", "max_size"});
+    if (const toml::node* n = t.get("enabled")) pool.enabled = boolean(*n, "pool.enabled");
+    if (const toml::node* n = t.get("max_size"))
+      pool.max_size = static_cast<uint64_t>(integer(*n, "pool.max_size", 0, 1024));
+    if (const toml::node* n = t.get("size"))
+      pool.size = static_cast<uint64_t>(integer(*n, "pool.size", 0, 1024));
+    else pool.size = std::min(pool.size, pool.max_size);  // the default, under a smaller max
+    if (pool.size > pool.max_size) fail("pool.size", "must be <= pool.max_size");
   }
 
   void parse_logs(const toml::table& t, LogsConfig& logs) const {

@@ -192,6 +192,17 @@ struct IntakeConfig {
   IntakeNatsConfig nats;
 };
 
+// [pool]: the daemon's warm pool (cells/warm_pool.h): cells prepared ahead of demand (process,
+// namespaces, cgroup leaf joined) that admission binds to a spec. `run` without a daemon has
+// none. The pool holds max(size, cells admitted in the last second), at most max_size. Off by
+// default: a pooled cell's leaf keeps its neutral name (cgroup2 cannot rename), so a host that
+// finds cells' cgroups by id (<parent>/cellos/<host>/<cell id>) opts in knowingly.
+struct PoolConfig {
+  bool enabled = false;
+  uint64_t size = 2;
+  uint64_t max_size = 8;
+};
+
 // [export]: where spec.export artifacts go (cells/cell_export.h). No target, no export: a spec
 // declaring artifacts is then rejected at admission.
 struct ExportConfig {
@@ -216,6 +227,7 @@ struct Config {
   IntakeConfig intake;
   ExportConfig exports;  // [export]
   CellsConfig cells;
+  PoolConfig pool;  // [pool]
   std::string source = "<built-in defaults>";  // the file it came from, for messages
 
   std::string events_path() const {

@@ -111,6 +111,14 @@ base::Result<Spawned> clone_here(const WirePlan& wire, int devnull, int init_fd,
 
 }  // namespace
 
+std::vector<std::string> cell_init_args(const LaunchOptions& o) {
+  std::vector<std::string> init_args{kCellInitName, std::to_string(o.uid), std::to_string(o.gid),
+                                     std::to_string(cap_last_cap()), o.nested ? "--nested" : "--",
+                                     o.program.empty() ? o.argv.at(0) : o.program};
+  init_args.insert(init_args.end(), o.argv.begin(), o.argv.end());
+  return init_args;
+}
+
 base::Result<Launched> launch(const LaunchOptions& o) {
   const auto& init = cell_init_binary();
   if (!init.ok()) return init.error();
@@ -125,10 +133,7 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   if (!devnull.ok()) return devnull.error();
 
   // Everything the child reads is built here, before clone: the child only makes syscalls.
-  std::vector<std::string> init_args{kCellInitName, std::to_string(o.uid), std::to_string(o.gid),
-                                     std::to_string(cap_last_cap()), o.nested ? "--nested" : "--",
-                                     o.program.empty() ? o.argv.at(0) : o.program};
-  init_args.insert(init_args.end(), o.argv.begin(), o.argv.end());
+  const std::vector<std::string> init_args = cell_init_args(o);
   WirePlan wire;
   std::string why;
   if (!encode_plan(o, init_args, out->write.get(), err->write.get(), status->write.get(), wire, &why))

@@ -63,4 +63,7 @@ struct Launched {
 // CLONE_NEWNET (or setns into netns_fd). Failures of the child's own setup arrive later on status_read.
 base::Result<Launched> launch(const LaunchOptions& options);
 
+// The cell init's command line for `options` (cell_init.h): what the plan's init_argv holds.
+std::vector<std::string> cell_init_args(const LaunchOptions& options);
+
 }  // namespace cellos::cells

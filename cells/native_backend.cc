@@ -2,6 +2,7 @@
 
 #include "cells/cell_init.h"
 #include "cells/launcher.h"
+#include "cells/prepared_cell.h"
 #include "cells/spawner.h"
 
 namespace cellos::cells {
@@ -33,7 +34,7 @@ class NativeCell final : public BackendCell {
     lo.netns_fd = r.netns_fd;
     lo.broker_dir = r.broker_dir;
     lo.resolv_conf = r.resolv_conf;
-    auto l = launch(lo);
+    auto l = r.prepared ? r.prepared->bind(lo) : launch(lo);
     if (!l) return std::move(l).error();
     return Started{l->pid, std::move(l->pidfd), std::move(l->stdout_read),
                    std::move(l->stderr_read), std::move(l->status_read)};

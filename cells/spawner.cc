@@ -15,6 +15,7 @@
 
 #include "cells/cell_init.h"
 #include "cells/sys_template.h"
+#include "cells/prepared_cell.h"
 
 namespace cellos::cells {
 namespace {
@@ -27,6 +28,7 @@ constexpr int kInit = 4;
 // waits for a reply (kReplyWanted), then the plan's bytes.
 using FdMask = uint32_t;
 constexpr FdMask kReplyWanted = 1u << 31;
+constexpr FdMask kPrepare = 1u << 30;  // a warm pool's prepared cell (prepared_cell.h)
 
 struct Reply {
   int32_t pid = -1;
@@ -90,7 +92,10 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
     // Fork-like, not CLONE_VM|CLONE_VFORK: the spawner's memory is small, and the reply goes
     // back now rather than after the cell's setup.
     long pid = ::syscall(SYS_clone3, &args, sizeof args);
-    if (pid == 0) cell_setup_main(d.plan);
+    if (pid == 0) {
+      if (mask & kPrepare) prepared_cell_main(d.plan);
+      cell_setup_main(d.plan);
+    }
     if (pid < 0) r.err = errno;
     else r.pid = static_cast<int32_t>(pid);
   }
@@ -231,9 +236,9 @@ void Spawner::lost() {
 }
 
 base::Result<Spawned> Spawner::spawn(const WirePlan& plan, bool want_pidfd, const char* cell,
-                                     bool* not_sent) {
+                                     bool* not_sent, bool prepare) {
   *not_sent = false;
-  FdMask mask = want_pidfd ? kReplyWanted : 0;
+  FdMask mask = (want_pidfd ? kReplyWanted : 0) | (prepare ? kPrepare : 0);
   int fds[kWireFdCount];
   int n_fds = 0;
   for (int i = 0; i < kWireFdCount; ++i)

@@ -51,8 +51,10 @@ class Spawner {
   // With want_pidfd false the call returns once the request is sent, with pid 0: the pid comes
   // as a ChildStatus::kSpawned record on the cell's status pipe (or a kSetupFailed record of
   // stage kStageClone), so the reactor never waits for the spawner.
+  // With `prepare`, the child is a prepared cell of the warm pool (prepared_cell.h): the plan
+  // names its leaf and its bind socket (the status slot), and it waits there for its spec.
   base::Result<Spawned> spawn(const WirePlan& plan, bool want_pidfd, const char* cell,
-                              bool* not_sent);
+                              bool* not_sent, bool prepare = false);
 
   pid_t pid() const { return pid_; }
 

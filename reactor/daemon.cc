@@ -16,6 +16,7 @@
 #include "cells/admission.h"
 #include "cells/egress.h"
 #include "cells/secrets.h"
+#include "cells/warm_pool.h"
 #include "reactor/cgroup_parent.h"
 #include "reactor/finished_cells.h"
 #include "reactor/host.h"
@@ -84,6 +85,7 @@ class Daemon final : public IntakeSink {
   void changed();
   void publish_metrics();
   std::string snapshot() const;
+  nlohmann::ordered_json pool_json() const;  // `status`'s "pool": the warm pool's counters
   bool all_settled() const;
   bool all_caught_up() const;
 
@@ -94,6 +96,8 @@ class Daemon final : public IntakeSink {
   std::unique_ptr<Host> host_;
   // NATS-delivered cells' completed events wait for their completion record (completion_gate.h).
   std::unique_ptr<CompletionGate> gate_;
+  // [pool]: cells prepared ahead of demand (cells/warm_pool.h); null when off.
+  std::unique_ptr<cells::WarmPool> pool_;
   std::unique_ptr<Supervisor> sup_;
   std::vector<std::unique_ptr<Intake>> intakes_;
   std::unique_ptr<StatusServer> status_;
@@ -328,6 +332,8 @@ void Daemon::on_signal(int signo) {
     return;
   }
   stopping_ = true;
+  // No cell is admitted from now on: nothing prepared is kept (processes, leaves).
+  if (pool_) pool_->shutdown();
   for (auto& in : intakes_) in->stop();
   if (status_) status_->draining();
   // Waiting specs an intake takes back (to run elsewhere) leave the queue; the rest (spool
@@ -374,6 +380,14 @@ void Daemon::publish_metrics() {
     complain("metrics: " + r.error().message());
 }
 
+nlohmann::ordered_json Daemon::pool_json() const {
+  if (!pool_) return {{"enabled", false}};
+  const cells::WarmPoolStats s = pool_->stats();
+  return {{"enabled", true},      {"ready", s.ready},     {"starting", s.starting},
+          {"hits", s.hits},       {"misses", s.misses},   {"cold", s.cold},
+          {"prepared", s.prepared}, {"discarded", s.discarded}};
+}
+
 std::string Daemon::snapshot() const {
   using nlohmann::ordered_json;
   const auto now = std::chrono::steady_clock::now();
@@ -389,7 +403,8 @@ std::string Daemon::snapshot() const {
                     {"pid", c->pid()},
                     {"backend", c->backend_name()},
                     {"ageSeconds", std::chrono::duration<double>(now - c->launched_at()).count()},
-                    {"memoryBytes", c->memory_bytes()}});
+                    {"memoryBytes", c->memory_bytes()},
+                    {"cgroup", c->cgroup_path()}});
   }
   ordered_json j = {{"hostId", config_.host.id},
                     {"pid", ::getpid()},
@@ -400,6 +415,7 @@ std::string Daemon::snapshot() const {
                     {"failed", failed_},
                     {"rejected", metrics_.rejected},
                     {"cells", std::move(list)},
+                    {"pool", pool_json()},
                     {"recentlyFinished", finished_.recent()}};
   return j.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }
@@ -464,6 +480,11 @@ base::Result<void> Daemon::start() {
   host_ = std::move(*host);
   host_->on_signal([this](int signo) { on_signal(signo); });
   if (config_.intake.nats.enabled) gate_ = std::make_unique<CompletionGate>(host_->events());
+  if (config_.pool.enabled && config_.pool.max_size > 0 && config_.cells.backend == "native") {
+    pool_ = std::make_unique<cells::WarmPool>(cells::WarmPoolOptions{
+        &host_->ring(), &host_->cgroups(), config_.pool, !host_->ring().can_wait_pid()});
+    host_->set_pool(pool_.get());
+  }
   sup_ = std::make_unique<Supervisor>(
       *host_, SupervisorOptions{[this](const cells::Cell& c) { on_cell_done(c); }, gate_.get()});
   // The flow probes load now, not at the first networked cell: whether they run (and who
@@ -513,6 +534,8 @@ base::Result<void> Daemon::start() {
     if (auto r = in->start(); !r) return std::move(r).error();
     in->offer_room(free_slots());
   }
+  // After recovery (which reclaims a dead daemon's prepared leaves) and the intakes' start.
+  if (pool_) pool_->start();
   changed();
   return base::ok();
 }
@@ -555,6 +578,10 @@ int Daemon::run() {
   }
   grace_.cancel();
   retry_.cancel();
+  if (pool_) {
+    pool_->shutdown();  // a daemon that stopped on an error never took a signal
+    if (r) r = sup_->run_until([&] { return pool_->idle(); });
+  }
   metrics_dirty_ = true;
   publish_metrics();
   host_->cgroups().remove_empty_parents();

@@ -85,7 +85,8 @@ cells::CellHost Host::cell_host() {
                          .backends = std::move(backends),
                          .flows = flows_.get(),
                          .identity = identity_.get(),
-                         .events_path = opts_.events_path.value_or(opts_.config->events_path())};
+                         .events_path = opts_.events_path.value_or(opts_.config->events_path()),
+                         .pool = pool_};
 }
 
 void Host::signalled(int signo) {

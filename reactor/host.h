@@ -56,6 +56,9 @@ class Host {
   netns::Resolver& resolver() { return *resolver_; }
   // The services a cell uses (cell.h).
   cells::CellHost cell_host();
+  // The daemon's warm pool (cells/warm_pool.h), handed to cells from cell_host(); owned by the
+  // caller, set before the first cell_host().
+  void set_pool(cells::WarmPool* pool) { pool_ = pool; }
 
   // SIGINT/SIGTERM, on the reactor thread. Until a handler is set, signals are remembered only.
   void on_signal(std::function<void(int signo)> handler) { on_signal_ = std::move(handler); }
@@ -82,6 +85,7 @@ class Host {
   std::unique_ptr<cells::IdentityIssuer> identity_;
   std::function<void(int)> on_signal_;
   int stop_signal_ = 0;
+  cells::WarmPool* pool_ = nullptr;
 };
 
 }  // namespace cellos::reactor

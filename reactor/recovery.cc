@@ -10,6 +10,7 @@
 
 #include "cells/cell_lock.h"
 #include "cells/gvisor_backend.h"
+#include "cells/prepared_cell.h"
 
 namespace cellos::reactor {
 
@@ -48,6 +49,12 @@ std::vector<std::string> recover_lost_cells(const RecoveryOptions& o) {
       if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(std::move(id));
   std::vector<std::string> lost;
   for (const std::string& id : ids) {
+    // A prepared cell of a dead daemon's warm pool (cells/prepared_cell.h): no cell, no spec,
+    // nothing to report; its process and leaf go.
+    if (id.rfind(cells::kPreparedLeafPrefix, 0) == 0) {
+      (void)o.tree->reclaim_leaf(id, o.reclaim_wait);
+      continue;
+    }
     auto lock = cells::CellLock::acquire(o.dirs->state, id);
     if (!lock) continue;
     if (auto r = o.tree->reclaim_leaf(id, o.reclaim_wait); !r)

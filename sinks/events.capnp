@@ -22,6 +22,7 @@ struct Started {
   correlationId @3 :Text;     # spec.correlation.correlationId; unset or empty: omitted
   argv0Path @4 :Text;         # the program run (a bare argv[0] resolved); unset or empty: omitted
   backend @5 :Text;           # "native" | "gvisor": what runs the cell (cells/backend.h)
+  admission @6 :Text;         # "pool" | "cold": a prepared cell or a fresh clone (cells/warm_pool.h)
 }
 
 struct NetworkPolicy {

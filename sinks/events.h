@@ -23,6 +23,9 @@ struct StartedData {
   // cell's PATH ("" when not known, e.g. an event built in code).
   std::string argv0_path = {};
   std::string backend = {};  // what runs the cell: "native" | "gvisor"
+  // How it was admitted: "pool" (a prepared cell of the warm pool was bound to the spec:
+  // cells/warm_pool.h) | "cold" (cloned for it); "" when not said (an event built in code).
+  std::string admission = {};
 };
 
 struct DeclaredEgress {

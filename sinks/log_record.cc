@@ -357,6 +357,7 @@ void render_data(LogRecord::Data::Reader d, Out& out) {
         f.str("correlationId", sv(s.getCorrelationId()));
       if (s.hasArgv0Path() && s.getArgv0Path().size()) f.str("argv0Path", sv(s.getArgv0Path()));
       if (s.hasBackend() && s.getBackend().size() > 0) f.str("backend", sv(s.getBackend()));
+      if (s.hasAdmission() && s.getAdmission().size() > 0) f.str("admission", sv(s.getAdmission()));
       break;
     }
     case LogRecord::Data::NETWORK_POLICY: {

@@ -34,6 +34,7 @@ struct Build {
       set_text([&](auto t) { b.setCorrelationId(t); }, e.correlation_id);
     if (!e.argv0_path.empty()) set_text([&](auto t) { b.setArgv0Path(t); }, e.argv0_path);
     if (!e.backend.empty()) set_text([&](auto t) { b.setBackend(t); }, e.backend);
+    if (!e.admission.empty()) set_text([&](auto t) { b.setAdmission(t); }, e.admission);
   }
   void operator()(const NetworkPolicyData& e) const {
     auto b = d.initNetworkPolicy();
