@@ -73,9 +73,10 @@ TEST_CASE("nested policy: admission refuses nested where policy forbids it, and 
         "spec.run.backend: \"nested\" is not in policy.allowed_backends (native)");
   const auto allowed = cells::parse_config(kAllowed, "fleet.toml");
   CHECK(refusal(allowed, "") == "");
-  CHECK(refusal(allowed, "", R"(,"authority":{"egressRules":[{"host":"10.1.2.3","port":443}]})") ==
-        "spec.authority.egressRules: not supported by the nested backend yet (its network link "
-        "to the parent's ruleset is not built: a nested cell has no egress)");
+  // Egress goes through the link behind the parent's ruleset; DNS authority does not yet.
+  CHECK(refusal(allowed, "", R"(,"authority":{"egressRules":[{"host":"10.1.2.3","port":443}]})") == "");
+  CHECK(refusal(allowed, "", R"(,"authority":{"egressRules":[{"host":"10.1.2.3","port":443}],"dnsAuthority":{"hostnameAllowlist":["a.example.test"],"resolvers":[{"resolverId":"r","endpoint":"10.1.2.4","protocol":"do53-udp"}]}})")
+            .starts_with("spec.authority.dnsAuthority: not supported by the nested backend yet"));
   CHECK(refusal(allowed, R"(,"secretDelivery":"runtimeBroker")") ==
         "spec.run.secretDelivery: not supported by the nested backend yet");
   // Not a nested spec: none of this applies.

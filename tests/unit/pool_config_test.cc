@@ -23,7 +23,7 @@ TEST_CASE("[pool] is off by default, sized 2 up to 8", "[config][pool]") {
   CHECK(c.pool.max_size == 8);
 }
 
-TEST_CASE("[pool] keys land in Config; a default size follows a smaller max_size", "[config][pool]") {
+TEST_CASE("[pool] keys land in Config, and a default size follows a smaller max_size", "[config][pool]") {
   const Config c = parse_config("[pool]\nenabled = true\nsize = 3\nmax_size = 5\n", "fleet.toml");
   CHECK(c.pool.enabled);
   CHECK(c.pool.size == 3);
