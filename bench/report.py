@@ -29,7 +29,7 @@ import time
 
 # The sections every report has, in order (--verify checks them).
 SECTIONS = ["Machine", "Summary", "peers", "spawn", "cell", "nft", "net-run", "events", "flow-probes", "dns",
-            "spec", "gvisor", "nats", "flows", "daemon", "throughput against concurrency"]
+            "spec", "gvisor", "nested", "nats", "flows", "daemon", "throughput against concurrency"]
 # Figures every report on a machine with the project's dependencies has (--verify checks them).
 REQUIRED_FIGURES = ["spawn-latency.png", "throughput-concurrency.png", "admission-live-cells.png"]
 
@@ -85,6 +85,12 @@ def bench_table(b, out, quick):
                   "--parallel", "2" if q else "8", "--csv", os.path.join(raw, "gvisor.csv")],
              target="bench-gvisor", needs=["runsc"], timeout=180 if q else 600,
              note=None if q else "n=20 here (bench-gvisor runs 40): a runsc start is ~0.25 s"),
+        dict(name="nested", what="a nested cell (`spec.run.backend: \"nested\"`) against a native "
+             "cell of the same reactor, and a nested cell whose command runs an inner `run` (a cell "
+             "at depth 1, the nested reactor's start included), interleaved",
+             cmd=[bin_("nested_bench"), "-n", "3" if q else "20", "--warmup", "1" if q else "2",
+                  "--csv", os.path.join(raw, "nested.csv")],
+             target="bench-nested", needs=[], timeout=180 if q else 600),
         dict(name="nats", what="specs/s through NATS JetStream to 3 daemons vs the spool on one; "
              "event batches/s published",
              cmd=[bin_("nats_bench"), "--reactor", reactor, "--specs", "20" if q else "1000",

@@ -400,7 +400,7 @@ TEST_CASE("nested: a nested cell hands its own secrets on to its reactor's cells
   check_host_files_after(f, top);
 }
 
-TEST_CASE("nested: a nested cell reaches exactly its parent's egress: its reactor's cell gets out through the link, a wider spec is refused, and its root's own traffic beyond the rules never leaves, even after flushing nft", "[nested][net]") {
+TEST_CASE("nested: a nested cell reaches exactly its parent's egress: its reactor's cells get out through the link or are denied by their own rules, a wider spec is refused, and its root's own traffic beyond the rules never leaves, even after flushing nft", "[nested][net]") {
   if (::geteuid() != 0) CELLOS_SKIP("needs root to map a user namespace and delegate cgroups");
   if (!have_python()) CELLOS_SKIP("needs /usr/bin/python3 for the connects");
   std::string why;
@@ -417,8 +417,9 @@ TEST_CASE("nested: a nested cell reaches exactly its parent's egress: its reacto
       "/usr/bin/python3 -c 'import socket, sys\ntry:\n  s = socket.create_connection((sys.argv[1], "
       "int(sys.argv[2])), 3); print(sys.argv[3], s.recv(5).decode())\nexcept OSError as e:\n  "
       "print(sys.argv[3], \"refused\", type(e).__name__); sys.exit(1)' ";
-  auto inner = [&](const std::string& id, int port, const std::string& tag) {
-    nlohmann::json s = make_spec(id, {"/bin/sh", "-c", connect + a.ip() + " " + std::to_string(port) + " " + tag});
+  // An inner cell declaring `port` and connecting to `to` (its own ruleset denies the rest).
+  auto inner = [&](const std::string& id, int port, const std::string& tag, int to = 0) {
+    nlohmann::json s = make_spec(id, {"/bin/sh", "-c", connect + a.ip() + " " + std::to_string(to ? to : port) + " " + tag});
     s["spec"]["authority"]["egressRules"] = nlohmann::json::array(
         {{{"host", a.ip()}, {"port", port}, {"protocol", "tcp"}}});
     s["spec"]["lifetime"]["ttlSeconds"] = 30;
@@ -427,7 +428,9 @@ TEST_CASE("nested: a nested cell reaches exactly its parent's egress: its reacto
   const std::string script =
       "cd /tmp\n" + write_file_lines("ok.json", inner("in-net-ok", port_ok, "inner-ok")) +
       write_file_lines("wide.json", inner("in-net-wide", port_other, "inner-wide")) +
+      write_file_lines("deny.json", inner("in-net-deny", port_ok, "inner-deny", port_other)) +
       run_inner("ok.json", "in-net-ok") + run_inner("wide.json", "in-net-wide") +
+      run_inner("deny.json", "in-net-deny") +
       // The nested cell's root itself: what the parent allows answers, the rest does not,
       // and flushing every ruleset it can see changes nothing.
       connect + a.ip() + " " + ok_s + " direct-ok\n" + connect + a.ip() + " " + other_s +
@@ -444,6 +447,8 @@ TEST_CASE("nested: a nested cell reaches exactly its parent's egress: its reacto
   CHECK(r.out.find("status in-net-ok 0") != std::string::npos);
   CHECK(r.err.find("is wider than cell " + parent + "'s egress") != std::string::npos);
   CHECK(r.out.find("inner-wide") == std::string::npos);
+  CHECK(r.out.find("inner-deny refused") != std::string::npos);
+  CHECK(r.out.find("status in-net-deny 1") != std::string::npos);
   CHECK(r.out.find("direct-ok hello") != std::string::npos);
   CHECK(r.out.find("direct-other refused") != std::string::npos);
   CHECK(r.out.find("flush 0") != std::string::npos);
@@ -462,6 +467,13 @@ TEST_CASE("nested: a nested cell reaches exactly its parent's egress: its reacto
   REQUIRE_FALSE(in_ok.is_null());
   CHECK(in_ok["exitCode"] == 0);
   CHECK_FALSE(data_of(in_log, "in-net-wide", "rejected").is_null());
+  // Denied by the nested reactor's own ruleset for its cell, recorded in the sub-log.
+  bool inner_denied = false;
+  for (const auto& e : in_log)
+    if (e.value("subject", "") == "in-net-deny" && e.value("type", "").ends_with("network_flow_decision") &&
+        e["data"]["decision"] == "deny" && e["data"]["dstPort"] == port_other)
+      inner_denied = true;
+  CHECK(inner_denied);
   check_trail(f, 1);
   CHECK(leftover_cgroups(f, parent).empty());
   check_host_files_after(f, parent);
