@@ -189,31 +189,7 @@ base::Result<Launched> PreparedCell::bind(const LaunchOptions& o) {
   if (wire.bytes.size() > kMaxWirePlan || wire.pointers > kMaxWirePointers)
     return base::value_error("warm pool", "the cell's plan is too large for a prepared cell");
   wire.fds[kWireCgroup] = -1;  // it is in its leaf already
-  FdMask mask = 0;
-  int fds[kWireFdCount];
-  int n_fds = 0;
-  for (int i = 0; i < kWireFdCount; ++i)
-    if (wire.fds[i] >= 0) {
-      mask |= 1u << i;
-      fds[n_fds++] = wire.fds[i];
-    }
-  iovec iov[2] = {{&mask, sizeof mask}, {wire.bytes.data(), wire.bytes.size()}};
-  msghdr m{};
-  m.msg_iov = iov;
-  m.msg_iovlen = 2;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kWireFdCount)];
-  if (n_fds > 0) {
-    m.msg_control = control;
-    m.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
-  }
-  ssize_t sent;
-  while ((sent = ::sendmsg(sock_.get(), &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-  }
+  const ssize_t sent = send_plan(sock_.get(), wire, 0);
   if (sent < 0) return base::sys_error("bind the spec to prepared cell", name_);
   bound_ = true;
   sock_.reset();

@@ -1,5 +1,8 @@
 #include "cells/spawn_plan.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <cstring>
 
 #include "cells/rootless.h"
@@ -167,6 +170,35 @@ bool decode_plan(const char* bytes, size_t len, const int* fds, int stdin_fd, in
   out.cgroup_fd = fds[kWireCgroup];
   out.want_pidfd = h.want_pidfd != 0;
   return true;
+}
+
+ssize_t send_plan(int sock, const WirePlan& plan, uint32_t flags) {
+  uint32_t mask = flags;
+  int fds[kWireFdCount];
+  int n_fds = 0;
+  for (int i = 0; i < kWireFdCount; ++i)
+    if (plan.fds[i] >= 0) {
+      mask |= 1u << i;
+      fds[n_fds++] = plan.fds[i];
+    }
+  iovec iov[2] = {{&mask, sizeof mask}, {const_cast<char*>(plan.bytes.data()), plan.bytes.size()}};
+  msghdr m{};
+  m.msg_iov = iov;
+  m.msg_iovlen = 2;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kWireFdCount)];
+  if (n_fds > 0) {
+    m.msg_control = control;
+    m.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
+  }
+  ssize_t sent;
+  while ((sent = ::sendmsg(sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  return sent;
 }
 
 }  // namespace cellos::cells

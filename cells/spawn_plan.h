@@ -32,6 +32,11 @@ struct WirePlan {
   size_t pointers = 0;  // what decoding needs: one per string, one per list's terminator
 };
 
+// Sends `plan` on the unix socket `sock` as one message: a 32-bit mask (`flags` | bit i for each
+// fds[i] present), then the bytes, the present fds as SCM_RIGHTS. The spawner and a prepared
+// cell (prepared_cell.h) read it the same way. The sendmsg result (-1 with errno set).
+ssize_t send_plan(int sock, const WirePlan& plan, uint32_t flags);
+
 // The plan for `o` whose init runs `init_args`; the stdio and status write ends are given.
 // False (with *why) when it is not expressible (too many inputs).
 bool encode_plan(const LaunchOptions& o, const std::vector<std::string>& init_args, int stdout_w,

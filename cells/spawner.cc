@@ -238,31 +238,7 @@ void Spawner::lost() {
 base::Result<Spawned> Spawner::spawn(const WirePlan& plan, bool want_pidfd, const char* cell,
                                      bool* not_sent, bool prepare) {
   *not_sent = false;
-  FdMask mask = (want_pidfd ? kReplyWanted : 0) | (prepare ? kPrepare : 0);
-  int fds[kWireFdCount];
-  int n_fds = 0;
-  for (int i = 0; i < kWireFdCount; ++i)
-    if (plan.fds[i] >= 0) {
-      mask |= 1u << i;
-      fds[n_fds++] = plan.fds[i];
-    }
-  iovec iov[2] = {{&mask, sizeof mask}, {const_cast<char*>(plan.bytes.data()), plan.bytes.size()}};
-  msghdr m{};
-  m.msg_iov = iov;
-  m.msg_iovlen = 2;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kWireFdCount)];
-  if (n_fds > 0) {
-    m.msg_control = control;
-    m.msg_controllen = CMSG_SPACE(sizeof(int) * n_fds);
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * n_fds);
-    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * n_fds);
-  }
-  ssize_t sent;
-  while ((sent = ::sendmsg(sock_.get(), &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-  }
+  const ssize_t sent = send_plan(sock_.get(), plan, (want_pidfd ? kReplyWanted : 0) | (prepare ? kPrepare : 0));
   if (sent < 0) {
     // Nothing was cloned: the caller may clone the cell itself.
     int err = errno;
