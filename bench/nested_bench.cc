@@ -82,7 +82,9 @@ int main(int argc, char** argv) {
 
   cellos::reactor::HostOptions ho;
   ho.config = &config;
-  ho.events_path = "/dev/null";
+  // A real log, as a host has: a nested cell's sub-log is sealed into it at the cell's end
+  // (docs/nested.md, Auditing), and that seal is part of what a nested cell costs.
+  ho.events_path = dir + "/events.jsonl";
   ho.cgroups = cellos::reactor::cgroup_placement_for_run(config);
   auto host = cellos::reactor::Host::create(std::move(ho));
   if (!host) return fail(host.error().message());

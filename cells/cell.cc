@@ -1,6 +1,7 @@
 #include "cells/cell.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -213,9 +214,13 @@ void Cell::start() {
     req.egress.push_back((v6 ? "[" + rule.host + "]" : rule.host) + ":" + std::to_string(rule.port) +
                          (rule.protocol ? "/" + *rule.protocol : ""));
   }
-  if (const std::string log = events_path(); log != "-") {
+  // Only a log that is a file can hold a nested cell's seal; a nested cell beside another log
+  // ("-", /dev/null) keeps its sub-log in <state_dir>/nested and its seal says it failed.
+  if (const std::string log = events_path(); backend_->name() == "nested" && log != "-") {
+    struct stat st{};
     const size_t slash = log.rfind('/');
-    req.log_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : log.substr(0, slash);
+    if (::stat(log.c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      req.log_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : log.substr(0, slash);
   }
   req.prepared = warm.get();
   launched_at_ = std::chrono::steady_clock::now();
@@ -751,6 +756,10 @@ bool Cell::finish_nested_seal() {
   o.seal.public_key = files->public_key_raw;
   o.seal.cell_id = opts_.spec.id;
   o.seal.nesting_path = host_.config->host.id + "/" + opts_.spec.id;
+  // The helper is a cellos-reactor (`seal-sublog`): this binary, or the one the nested cells
+  // run when this is not one (a bench driving the reactor in-process).
+  if (!host_.config->policy.nested.reactor_binary.empty())
+    o.helper = host_.config->policy.nested.reactor_binary;
   const sinks::SublogSealOptions seal = o.seal;
   o.on_done = [this](sinks::NestedSealedData d) {
     emit(std::move(d));
