@@ -140,16 +140,6 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
   ::close_range(kInit + 1, ~0U, 0);
   int null = ::open("/dev/null", O_RDWR);  // 0, the lowest free number
   if (null != 0 || ::dup2(0, 1) != 1 || ::dup2(0, 2) != 2) _exit(1);
-  // The sysfs template at its fixed number; without one, each cell mounts its own sysfs.
-  // Its network namespace stays open here for the spawner's life (cells close their copy).
-  int template_netns = -1;
-  if (int t = make_sys_template(&template_netns); t == kSysTemplateFd) {
-    g_sys_template = true;
-  } else if (t >= 0) {
-    g_sys_template = ::dup3(t, kSysTemplateFd, O_CLOEXEC) == kSysTemplateFd;
-    ::close(t);
-  }
-  if (!g_sys_template && template_netns >= 0) ::close(template_netns);
   // Ready: from here on it holds none of the reactor's descriptors. The reactor waits for this
   // byte, so no copy of, say, its flock'ed event log outlives a reactor that exits at once (a
   // `run` that rejects its spec): the next writer would find the lock taken.
@@ -157,6 +147,7 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
   if (::send(kSock, &ready, 1, MSG_NOSIGNAL) != 1) _exit(1);
 
   static char buf[kMaxWirePlan + sizeof(FdMask)];
+  bool template_tried = false;
   for (;;) {
     iovec iov{buf, sizeof buf};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kWireFdCount)];
@@ -190,6 +181,21 @@ void serve_one(char* buf, size_t len, const int* received, int n_received, FdMas
     // A cut request cannot be decoded; its sender gets an EINVAL reply (if it waits for one).
     serve_one(buf + sizeof mask, whole ? static_cast<size_t>(n) - sizeof mask : 0, received,
               n_received, whole ? mask : kReplyWanted);
+    // The sysfs template, made once the first cell is on its way: a `run` (one cell) never
+    // pays for it (a network namespace and a sysfs mount, ~1 ms), a daemon pays once, between
+    // its first and second cells. At its fixed number; its network namespace stays open here
+    // for the spawner's life (cells close their copy). Without one, each cell mounts its own.
+    if (!template_tried) {
+      template_tried = true;
+      int template_netns = -1;
+      if (int t = make_sys_template(&template_netns); t == kSysTemplateFd) {
+        g_sys_template = true;
+      } else if (t >= 0) {
+        g_sys_template = ::dup3(t, kSysTemplateFd, O_CLOEXEC) == kSysTemplateFd;
+        ::close(t);
+      }
+      if (!g_sys_template && template_netns >= 0) ::close(template_netns);
+    }
   }
 }
 

@@ -25,6 +25,7 @@ class CompletionGate final : public sinks::EventSink {
 
   void emit(const sinks::Event& e) override;
   void flush() override { log_.flush(); }
+  void seal_now() override { log_.seal_now(); }
   // Held events are not the log's: the daemon releases them (release_all) before it drains.
   bool drained() const override { return log_.drained(); }
   uint64_t events_written() const override { return log_.events_written(); }

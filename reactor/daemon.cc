@@ -315,6 +315,9 @@ void Daemon::on_cell_done(const cells::Cell& c) {
   const bool held = gate_ && gate_->gated(c.id()) && !o.refused;
   finished_.add(c, held ? FinishedCells::kHeld : host_->events().emitted_seq(),
                 host_->events().written_seq());
+  // A client waits for this cell's finished line, told once its events are on disk: write
+  // them now rather than at the batch timer.
+  if (!held && status_ && status_->watched(c.id())) host_->events().seal_now();
   paused_ = false;  // a cell's descriptors and memory are free again
   changed();
   pump();

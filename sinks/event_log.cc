@@ -421,6 +421,12 @@ void EventLog::flush() {
   kick();
 }
 
+void EventLog::seal_now() {
+  // The batch timer stays armed: on_batch_timer finds the batch empty, or re-arms for a newer
+  // one's deadline.
+  if (!leaves_.empty()) seal(false, 0);
+}
+
 bool EventLog::drained() const {
   return !write_op_.busy() && !timer_op_.busy() && !retry_op_.busy() && pending_.empty() &&
          inflight_.len == 0 && leaves_.empty();

@@ -58,6 +58,7 @@ class EventLog final : public EventSink {
 
   void emit(const Event& e) override;
   void flush() override;
+  void seal_now() override;
   bool drained() const override;
   uint64_t events_written() const override { return events_written_; }
   uint64_t emitted_seq() const override { return next_seq_ - 1; }

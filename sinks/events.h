@@ -282,6 +282,10 @@ class EventSink {
   // Closes the open batch now (a sink that batches). The reactor calls it when it is about to
   // stop, then runs completions until drained().
   virtual void flush() {}
+  // Closes the open batch now without ending anything (a sink that batches): someone waits for
+  // an event already emitted to be on disk (`submit --wait`, `run --via-daemon`), and the
+  // batch timer would add up to [events] batch_max_delay_ms to every such wait.
+  virtual void seal_now() {}
   // True when nothing is buffered or in flight: the reactor may exit without losing an event.
   virtual bool drained() const { return true; }
   // Events that reached the sink's file (a metric; batches count when their write completed).

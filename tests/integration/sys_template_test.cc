@@ -34,13 +34,16 @@ TEST_CASE("cells without a veth share one template sysfs listing lo only, and a 
               ".0/24\"\n");
   DaemonProcess daemon(fleet);
   const std::string a = unique_id("sysa"), b = unique_id("sysb"), n = unique_id("sysnet");
+  // The spawner makes the template once its first cell is on its way (a `run` never does).
+  spool(fleet, make_spec(unique_id("sysfirst"), {"/bin/true"}));
+  REQUIRE(eventually([&] { return events_of(fleet, "lifecycle.v1.destroyed").size() >= 1; }));
   spool(fleet, make_spec(a, {"/bin/sh", "-c", kShowSys}));
   spool(fleet, make_spec(b, {"/bin/sh", "-c", kShowSys}));
   auto net = make_spec(n, {"/bin/sh", "-c", kShowSys});
   // Any rule gives the cell its veth; the cell sends nothing.
   net["spec"]["authority"] = {{"egressRules", {{{"host", "127.0.0.1"}, {"port", 443}, {"protocol", "tcp"}}}}};
   spool(fleet, net);
-  REQUIRE(eventually([&] { return events_of(fleet, "lifecycle.v1.destroyed").size() >= 3; }));
+  REQUIRE(eventually([&] { return events_of(fleet, "lifecycle.v1.destroyed").size() >= 4; }));
   for (const auto& c : events_of(fleet, "command.v1.completed")) CHECK(c["data"]["exitCode"] == 0);
   const std::string oa = out_of(fleet, a), ob = out_of(fleet, b), on = out_of(fleet, n);
   INFO("a: " << oa << "b: " << ob << "net: " << on << daemon.err());
