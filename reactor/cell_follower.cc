@@ -22,13 +22,14 @@ CellFollower::CellFollower(base::Fd conn)
 
 // The daemon creates both log files (empty) before it says the cell started, so they can be
 // opened at once.
-void CellFollower::Log::open(const std::string& path, int inotify_fd) {
+void CellFollower::Log::open(const std::string& log_path) {
+  path = log_path;
   fd = base::Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) {
-    say_refused("cannot follow " + path + ": " + std::strerror(errno));
-    return;
-  }
-  (void)::inotify_add_watch(inotify_fd, path.c_str(), IN_MODIFY);
+  if (!fd) say_refused("cannot follow " + path + ": " + std::strerror(errno));
+}
+
+void CellFollower::Log::watch(int inotify_fd) const {
+  if (fd) (void)::inotify_add_watch(inotify_fd, path.c_str(), IN_MODIFY);
 }
 
 void CellFollower::Log::pump() {
@@ -44,8 +45,8 @@ void CellFollower::Log::pump() {
 }
 
 void CellFollower::follow(const nlohmann::json& started) {
-  out_.open(started.value("stdout", ""), inotify_.get());
-  err_.open(started.value("stderr", ""), inotify_.get());
+  out_.open(started.value("stdout", ""));
+  err_.open(started.value("stderr", ""));
   pump();
 }
 
@@ -67,10 +68,19 @@ CellFollower::Next CellFollower::next(nlohmann::json& line, int extra_fd) {
       return Next::kLine;
     }
     pollfd fds[3] = {{conn_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}, {extra_fd, POLLIN, 0}};
-    if (::poll(fds, extra_fd >= 0 ? 3 : 2, -1) < 0) {
+    const bool following = out_.fd.valid() || err_.fd.valid();
+    const int ready = ::poll(fds, extra_fd >= 0 ? 3 : 2, following && !watching_ ? kWatchAfterMs : -1);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       error_ = std::string("poll: ") + std::strerror(errno);
       return Next::kError;
+    }
+    if (ready == 0) {  // still running: watch the logs from now on, and copy what came so far
+      watching_ = true;
+      out_.watch(inotify_.get());
+      err_.watch(inotify_.get());
+      pump();
+      continue;
     }
     if (fds[1].revents & POLLIN) {
       char ev[4096];

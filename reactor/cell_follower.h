@@ -39,11 +39,19 @@ class CellFollower {
   struct Log {
     base::Fd fd;
     FILE* out = nullptr;
-    void open(const std::string& path, int inotify_fd);
+    std::string path;
+    void open(const std::string& log_path);
+    void watch(int inotify_fd) const;
     void pump();
   };
+  // Watches on the logs only for a cell still running after kWatchAfter: closing an inotify
+  // instance that holds marks waits for an SRCU grace period (~16 ms measured here, more than a
+  // short cell's whole run), while one that never held a mark closes at once; a short cell's
+  // output is read once, at its end.
+  static constexpr int kWatchAfterMs = 20;
+  bool watching_ = false;
   base::Fd conn_, inotify_;
-  Log out_{{}, stdout}, err_{{}, stderr};
+  Log out_{{}, stdout, {}}, err_{{}, stderr, {}};
   std::string buffer_, error_;
 };
 
