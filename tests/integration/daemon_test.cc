@@ -189,13 +189,14 @@ TEST_CASE("SIGTERM lets cells finish within the grace period, then kills the res
   DaemonProcess daemon(fleet);
   const std::string quick = unique_id("quick"), slow = unique_id("slow");
   // Every running cell gets SIGTERM when the grace starts: this one finishes its work anyway.
-  spool(fleet, sh_spec(quick, "trap '' TERM; sleep 0.7"));
+  spool(fleet, sh_spec(quick, "trap '' TERM; s=0.7; sleep $s"));
   // Ignores the SIGTERM every cell gets at the grace's start: killed at its end.
-  spool(fleet, sh_spec(slow, "trap '' TERM; sleep 311"));
+  spool(fleet, sh_spec(slow, "trap '' TERM; s=311; sleep $s"));
   std::vector<std::string> waiting;
   for (int i = 0; i < 3; ++i) waiting.push_back(spool(fleet, sh_spec(unique_id("wait"), "true")));
   REQUIRE(eventually([&] { return events_of(fleet, "lifecycle.v1.started").size() >= 2; }));
-  // Their traps are set once they sleep.
+  // Their traps are set once they sleep. The shells' own command lines say "sleep $s", so
+  // "sleep 311" is the sleep process alone, never a shell that has not set its trap yet.
   REQUIRE(eventually([&] {
     return !processes_with("sleep 0.7").empty() && !processes_with("sleep 311").empty();
   }));
@@ -221,7 +222,7 @@ TEST_CASE("a second SIGTERM kills running cells at once", "[daemon]") {
   Fleet fleet("", "", "shutdown_grace_seconds = 3600");
   DaemonProcess daemon(fleet);
   const std::string id = unique_id("stubborn");
-  spool(fleet, sh_spec(id, "trap '' TERM; sleep 312"));
+  spool(fleet, sh_spec(id, "trap '' TERM; s=312; sleep $s"));
   REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.started").empty(); }));
   REQUIRE(eventually([&] { return !processes_with("sleep 312").empty(); }));
   daemon.signal(SIGTERM);
@@ -388,7 +389,7 @@ TEST_CASE("while the daemon drains after SIGTERM, status still answers and says 
           "[daemon]") {
   Fleet fleet("", "", "shutdown_grace_seconds = 3600");
   DaemonProcess daemon(fleet);
-  spool(fleet, sh_spec(unique_id("draining"), "trap '' TERM; sleep 313"));
+  spool(fleet, sh_spec(unique_id("draining"), "trap '' TERM; s=313; sleep $s"));
   REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.started").empty(); }));
   REQUIRE(eventually([&] { return !processes_with("sleep 313").empty(); }));
   daemon.signal(SIGTERM);

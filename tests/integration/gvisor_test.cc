@@ -499,9 +499,15 @@ TEST_CASE("gvisor: every process of the sandbox sits in the cell's leaf, under i
                        read_text("/sys/fs/cgroup/pids" + rel + "/cgroup.procs") == procs &&
                        read_text("/sys/fs/cgroup/cpu" + rel + "/cgroup.procs") == procs);
   }));
-  // runsc, its gofer and its sandbox: each is a process of the leaf.
-  const auto runsc = processes_with("--root=" + fleet.state_dir() + "/gvisor/" + id);
-  CHECK(runsc.size() >= 3);
+  // runsc, its gofer and its sandbox: each is a process of the leaf. Four processes in the
+  // leaf can come before the third of them has its command line (the sandbox re-execs), so
+  // the leaf is read again with them.
+  std::vector<int> runsc;
+  CHECK(eventually([&] {
+    runsc = processes_with("--root=" + fleet.state_dir() + "/gvisor/" + id);
+    procs = read_text(unified + "/cgroup.procs");
+    return runsc.size() >= 3;
+  }));
   for (int pid : runsc) CHECK(procs.find(std::to_string(pid) + "\n") != std::string::npos);
   // The limits hold where this host keeps each controller (v1 on a hybrid host, else v2), and
   // the same processes are there.
