@@ -1,7 +1,6 @@
 #include "cells/cell.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -209,19 +208,8 @@ void Cell::start() {
       static_cast<uint64_t>(::time(nullptr)) +
       static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(effective_deadline()).count());
   req.secret_refs = spec.secret_refs;
-  for (const auto& rule : spec.egress_rules) {
-    const bool v6 = rule.host.find(':') != std::string::npos;
-    req.egress.push_back((v6 ? "[" + rule.host + "]" : rule.host) + ":" + std::to_string(rule.port) +
-                         (rule.protocol ? "/" + *rule.protocol : ""));
-  }
-  // Only a log that is a file can hold a nested cell's seal; a nested cell beside another log
-  // ("-", /dev/null) keeps its sub-log in <state_dir>/nested and its seal says it failed.
-  if (const std::string log = events_path(); backend_->name() == "nested" && log != "-") {
-    struct stat st{};
-    const size_t slash = log.rfind('/');
-    if (::stat(log.c_str(), &st) == 0 && S_ISREG(st.st_mode))
-      req.log_dir = slash == std::string::npos ? "." : slash == 0 ? "/" : log.substr(0, slash);
-  }
+  // What a nested cell's reactor is given (its ceiling, where its sub-log lives): others skip it.
+  if (backend_->name() == "nested") describe_for_nested(req);
   req.prepared = warm.get();
   launched_at_ = std::chrono::steady_clock::now();
   auto launched = backend_cell_->start(req);
@@ -734,46 +722,6 @@ void Cell::note_setup_failure() {
   const std::string line = "[cellos-reactor: setup failed, the command did not run (exit status " +
                            std::to_string(outcome_.exit_status()) + "): " + outcome_.error + "]\n";
   (void)!::write(fd->get(), line.data(), line.size());
-}
-
-std::string Cell::events_path() const {
-  return host_.events_path.empty() ? host_.config->events_path() : host_.events_path;
-}
-
-bool Cell::finish_nested_seal() {
-  if (seal_done_) return true;
-  if (seal_) return false;  // running: its end re-enters maybe_finish
-  const NestedCellFiles* files = backend_cell_ ? backend_cell_->nested_files() : nullptr;
-  if (!files) {
-    seal_done_ = true;
-    return true;
-  }
-  // The leaf is empty (removed just before): nothing below writes the sub-log any more.
-  sinks::SublogSealJobOptions o;
-  o.io = host_.io;
-  o.seal.log_path = events_path();
-  o.seal.sublog_path = files->event_log;
-  o.seal.public_key = files->public_key_raw;
-  o.seal.cell_id = opts_.spec.id;
-  o.seal.nesting_path = host_.config->host.id + "/" + opts_.spec.id;
-  // The helper is a cellos-reactor (`seal-sublog`): this binary, or the one the nested cells
-  // run when this is not one (a bench driving the reactor in-process).
-  if (!host_.config->policy.nested.reactor_binary.empty())
-    o.helper = host_.config->policy.nested.reactor_binary;
-  const sinks::SublogSealOptions seal = o.seal;
-  o.on_done = [this](sinks::NestedSealedData d) {
-    emit(std::move(d));
-    seal_done_ = true;
-    after(defer_, std::chrono::nanoseconds(0), nullptr);
-  };
-  auto job = sinks::SublogSealJob::start(std::move(o));
-  if (!job) {
-    emit(sinks::failed_seal(seal, "seal: " + job.error().message()));
-    seal_done_ = true;
-    return true;
-  }
-  seal_ = std::move(*job);
-  return false;
 }
 
 void Cell::teardown() {

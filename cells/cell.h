@@ -203,6 +203,8 @@ class Cell {
   // Seals a nested cell's sub-log into the log (sinks/sublog_seal_job.h) once its leaf is
   // empty; false while the seal runs.
   bool finish_nested_seal();
+  // Fills the StartRequest fields only a nested cell needs (cell_nested.cc).
+  void describe_for_nested(StartRequest& req) const;
   std::string events_path() const;
   CgroupLimits effective_limits() const;
   std::chrono::milliseconds effective_deadline() const;

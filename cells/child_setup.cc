@@ -17,12 +17,13 @@
 #include <cstring>
 
 #include "cells/cgroup_view.h"
+#include "cells/child_setup_internal.h"
 #include "cells/root_switch.h"
 #include "cells/sys_template.h"
 #include "netns/loopback.h"
 
 namespace cellos::cells {
-namespace {
+namespace child {
 
 // Fixed descriptor numbers in the cell. 0-2 are the command's stdio, inherited as they are;
 // 3 is the status pipe, kept across the exec into the init; the rest are close-on-exec.
@@ -39,9 +40,6 @@ constexpr const char* kStagingDir = "/tmp";
 // On a hybrid host, where the cell's /sys/fs/cgroup is built on the root tmpfs before it is
 // bound into place (make_sys); /proc of the root tmpfs, covered by procfs right after.
 constexpr const char* kCgroupStaging = "/proc/cgroup";
-
-// Host mounts in the view: read-only, no set-uid, no device nodes.
-constexpr uint64_t kHostMountAttrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
 
 // Appends `text` to `out` (at `at`), never past the record's field: no allocation in the child.
 size_t put(char (&out)[sizeof ChildStatus{}.what], size_t at, const char* text) {
@@ -65,7 +63,7 @@ size_t put(char (&out)[sizeof ChildStatus{}.what], size_t at, const char* text) 
 
 // A setup step failed: its stage, errno, and (where it is known) the call and its object, so the
 // error reads "mount tmpfs on /work: Operation not permitted".
-[[noreturn]] void fail(int32_t stage, const char* call = nullptr, const char* object = nullptr) {
+[[noreturn]] void fail(int32_t stage, const char* call, const char* object) {
   report_and_exit(ChildStatus::kSetupFailed, stage, errno, call, object);
 }
 
@@ -662,75 +660,6 @@ void bind_resolv_conf(int tree) {
   ::close(tree);
 }
 
-// A nested cell's reactor binary, fleet.toml (both read-only) and state dir (writable),
-// cloned while the child is still the host's uid 0 (the paths may lie below directories only
-// root may enter) and moved to their kNested* paths once the view's root is in place.
-struct NestedTrees {
-  int exe = -1, config = -1, state = -1;
-};
-
-int clone_for_nested(const char* path, uint64_t attrs) {
-  int tree = static_cast<int>(::syscall(SYS_open_tree, AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC));
-  if (tree < 0) fail(kStageRootView, "open_tree", path);
-  mount_attr attr{};
-  attr.attr_set = attrs;
-  if (::syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) != 0)
-    fail(kStageRootView, "mount_setattr", path);
-  return tree;
-}
-
-NestedTrees g_nested;  // the child's own copy (fork-like clone): no allocation
-
-void open_nested_trees(const ChildPlan& p) {
-  g_nested.exe = clone_for_nested(p.nested_exe, kHostMountAttrs);
-  g_nested.config = clone_for_nested(p.nested_config, kHostMountAttrs | MOUNT_ATTR_NOEXEC);
-  g_nested.state = clone_for_nested(p.nested_state_dir, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-}
-
-void attach_nested_trees() {
-  struct {
-    int fd;
-    const char* path;
-    bool dir;
-  } const at[] = {{g_nested.exe, kNestedExePath, false},
-                  {g_nested.config, kNestedConfigPath, false},
-                  {g_nested.state, kNestedStatePath, true}};
-  for (const auto& a : at) {
-    if (int err = make_dirs_at(AT_FDCWD, a.path, a.dir); err != 0) {
-      errno = err;
-      fail(kStageRootView, "mkdir -p", a.path);
-    }
-    if (!a.dir) {
-      int fd = ::open(a.path, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-      if (fd < 0) fail(kStageRootView, "create", a.path);
-      ::close(fd);
-    }
-    if (::syscall(SYS_move_mount, a.fd, "", AT_FDCWD, a.path, MOVE_MOUNT_F_EMPTY_PATH) != 0)
-      fail(kStageRootView, "bind the nested reactor's file at", a.path);
-    ::close(a.fd);
-  }
-}
-
-// Root of the cell's user namespace (its uid and gid 0 are the block's first, mapped by the
-// parent while the child waited), with the kernel's bound on user namespaces below it written
-// in its own namespace, and CAP_SYS_RESOURCE out of its bounding set so nothing it execs can
-// raise that bound again (the sysctl is writable only with that capability in the namespace).
-void become_nested_root(const ChildPlan& p) {
-  if (::setgroups(0, nullptr) != 0 || ::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0)
-    fail(kStageCredentials, "become root of", "the cell's user namespace");
-  char digits[12];
-  int n = 0;
-  uint32_t v = p.nested_max_user_namespaces;
-  do digits[n++] = static_cast<char>('0' + v % 10), v /= 10;
-  while (v != 0);
-  char text[12];
-  for (int i = 0; i < n; ++i) text[i] = digits[n - 1 - i];
-  text[n] = '\0';
-  if (!write_all("/proc/sys/user/max_user_namespaces", text))
-    fail(kStageCredentials, "write", "/proc/sys/user/max_user_namespaces");
-  if (::prctl(PR_CAPBSET_DROP, CAP_SYS_RESOURCE) != 0) fail(kStageCapabilities, "drop", "CAP_SYS_RESOURCE");
-}
-
 void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   // Private first: nothing mounted below may propagate back to the host.
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
@@ -797,7 +726,8 @@ void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   if (set_mount_attr("/", 0, kHostMountAttrs) != 0) fail(kStageMountReadonly, "mount_setattr read-only", "/");
 }
 
-}  // namespace
+}  // namespace child
+using namespace child;
 
 const char* child_stage_name(int32_t stage) {
   switch (stage) {

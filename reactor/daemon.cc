@@ -18,6 +18,7 @@
 #include "cells/secrets.h"
 #include "cells/warm_pool.h"
 #include "reactor/cgroup_parent.h"
+#include "reactor/fd_limit.h"
 #include "reactor/finished_cells.h"
 #include "reactor/host.h"
 #include "reactor/intakes.h"
@@ -430,22 +431,6 @@ bool Daemon::all_settled() const {
 bool Daemon::all_caught_up() const {
   return std::all_of(intakes_.begin(), intakes_.end(),
                      [](const auto& i) { return i->caught_up(); });
-}
-
-// Each running cell holds about eight descriptors (pidfd, three pipes, two log files, its lock
-// and cgroup dir): thousands of cells need far more than the usual 1024 or 20000. Root may
-// raise the hard limit up to fs.nr_open.
-void raise_fd_limit() {
-  rlim_t want = 1 << 20;
-  if (auto nr = base::read_file_at(AT_FDCWD, "/proc/sys/fs/nr_open"); nr.ok())
-    want = std::min<rlim_t>(want, std::strtoull(nr->c_str(), nullptr, 10));
-  rlimit cur{};
-  if (::getrlimit(RLIMIT_NOFILE, &cur) != 0 || cur.rlim_cur >= want) return;
-  rlimit next{want, std::max(want, cur.rlim_max)};
-  if (::setrlimit(RLIMIT_NOFILE, &next) != 0) {
-    next = {cur.rlim_max, cur.rlim_max};  // not root enough: the soft limit up to the hard one
-    (void)::setrlimit(RLIMIT_NOFILE, &next);
-  }
 }
 
 base::Result<void> Daemon::start() {
