@@ -116,6 +116,16 @@ class EventLog final : public EventSink {
   std::string batch_;
   size_t batch_len_ = 0;
   std::vector<Digest> leaves_;
+  // JSONL lines of the open batch whose leaf hash is computed at seal(), all together
+  // (sha256_many: 16 at a time where the CPU has AVX-512): leaves_[index] is the hash of
+  // 0x00 || batch_[sep + 1, sep + 1 + len), where batch_[sep] is the previous line's '\n'.
+  struct DeferredLeaf {
+    size_t index, sep, len;
+  };
+  std::vector<DeferredLeaf> deferred_;
+  std::vector<std::string_view> leaf_views_;
+  std::vector<Digest> leaf_digests_;
+  void hash_deferred_leaves();
   uint64_t batch_first_seq_ = 0;
   uint64_t batch_events_ = 0;
   int64_t batch_opened_us_ = 0;
