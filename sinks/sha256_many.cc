@@ -166,6 +166,32 @@ bool detect() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 }
 
+// Messages longer than long_limit are hashed one by one (OpenSSL): a group of lanes runs for
+// as many blocks as its longest message, so one long line among short ones would cost sixteen
+// times its own hash.
+void many_x16(const std::string_view* msgs, size_t n, Digest* out, size_t long_limit) {
+  Lane lanes[16];
+  size_t index[16];
+  Digest digests[16];
+  size_t k = 0;
+  auto run = [&] {
+    for (size_t l = k; l < 16; ++l) lanes[l].blocks = 0;
+    hash16(lanes, k, digests);
+    for (size_t l = 0; l < k; ++l) out[index[l]] = digests[l];
+    k = 0;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    if (msgs[i].size() > long_limit) {
+      sha256_many_scalar(msgs + i, 1, out + i);
+      continue;
+    }
+    lanes[k].set(msgs[i]);
+    index[k++] = i;
+    if (k == 16) run();
+  }
+  if (k) run();
+}
+
 }  // namespace
 
 bool sha256_many_is_simd() {
@@ -174,17 +200,15 @@ bool sha256_many_is_simd() {
 }
 
 void sha256_many_simd(const std::string_view* msgs, size_t n, Digest* out) {
-  Lane lanes[16];
-  for (size_t i = 0; i < n; i += 16) {
-    const size_t count = std::min<size_t>(16, n - i);
-    for (size_t l = 0; l < 16; ++l) {
-      if (l < count)
-        lanes[l].set(msgs[i + l]);
-      else
-        lanes[l].blocks = 0;
-    }
-    hash16(lanes, count, out + i);
-  }
+  many_x16(msgs, n, out, SIZE_MAX);
+}
+
+void sha256_many(const std::string_view* msgs, size_t n, Digest* out) {
+  // A lone message gains nothing from 16 lanes.
+  if (n > 1 && sha256_many_is_simd())
+    many_x16(msgs, n, out, kLongMessage);
+  else
+    sha256_many_scalar(msgs, n, out);
 }
 
 #else
@@ -192,14 +216,9 @@ bool sha256_many_is_simd() { return false; }
 void sha256_many_simd(const std::string_view* msgs, size_t n, Digest* out) {
   sha256_many_scalar(msgs, n, out);
 }
-#endif
-
 void sha256_many(const std::string_view* msgs, size_t n, Digest* out) {
-  // A lone message gains nothing from 16 lanes.
-  if (n > 1 && sha256_many_is_simd())
-    sha256_many_simd(msgs, n, out);
-  else
-    sha256_many_scalar(msgs, n, out);
+  sha256_many_scalar(msgs, n, out);
 }
+#endif
 
 }  // namespace cellos::sinks

@@ -13,14 +13,15 @@
 
 namespace cellos::sinks {
 
-// out[i] = SHA-256(msgs[i]) for i < n.
+// out[i] = SHA-256(msgs[i]) for i < n. Messages over kLongMessage bytes are hashed one by one.
+inline constexpr size_t kLongMessage = 4096;
 void sha256_many(const std::string_view* msgs, size_t n, Digest* out);
 
 // Whether sha256_many takes the 16-lane path on this CPU (AVX-512 F and BW).
 bool sha256_many_is_simd();
 
-// For tests: the same, always through the 16-lane path (the caller checked is_simd) or always
-// through OpenSSL.
+// For tests: the same, every message through the 16-lane path (the caller checked is_simd),
+// or every message through OpenSSL.
 void sha256_many_simd(const std::string_view* msgs, size_t n, Digest* out);
 void sha256_many_scalar(const std::string_view* msgs, size_t n, Digest* out);
 
