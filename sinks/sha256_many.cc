@@ -2,9 +2,9 @@
 // message l). Why not more SHA-NI: OpenSSL already uses it at the rate the CPU gives (two
 // streams interleaved by hand gained nothing, see bench/README.md); sixteen lanes of plain
 // integer work on the vector units take about half the time per event (bench/README.md,
-// events, 2026-12-07). The project
-// builds for plain x86-64, so the vector code is compiled for AVX-512 by function attribute
-// and only called after the CPU (and the kernel's saving of its registers) said it is there.
+// events, 2026-12-07). The project builds for plain x86-64, so the vector code is compiled for
+// AVX-512 by function attribute and only called after the CPU (and the kernel's saving of its
+// registers) said it is there.
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "sinks/sha256_many.h"
 
