@@ -1,11 +1,11 @@
 // EventLog: the signed, batched event log (JSONL CloudEvents lines or a packed Cap'n Proto
 // stream), written through the reactor's ring.
 //
-// emit() builds the event as a Cap'n Proto record in a reused arena, renders its CloudEvents
-// line, hashes it as an RFC 6962 leaf and appends it to the open batch, all in user space. A
-// batch closes at batch_max_events or batch_max_delay (a ring timeout), whichever is first:
-// then a batch_sealed manifest (Merkle root, previous manifest digest, Ed25519 signature) is
-// appended and the whole batch goes to the file in one ring write. Writes are issued one at a
+// emit() builds the event as a Cap'n Proto record in a reused arena and renders its CloudEvents
+// line into the open batch, all in user space. A batch closes at batch_max_events or
+// batch_max_delay (a ring timeout), whichever is first: then its lines are hashed as RFC 6962
+// leaves (together: sha256_many), a batch_sealed manifest (Merkle root, previous manifest
+// digest, Ed25519 signature) is appended and the whole batch goes to the file in one ring write. Writes are issued one at a
 // time, so the file holds whole batches in order.
 //
 // A failing file (ENOSPC, EIO, removed underneath) never blocks emit(): sealed batches wait in
