@@ -6,16 +6,21 @@
 // that makes figures from a loaded machine comparable. The last line is `REPORT {json}`.
 //
 //   build/bench/event_bench [-n 1000000] [--dsse-n 50000] [--repeat 3] [--dir /var/tmp]
-//                           [--csv FILE] [--pin] [--no-peer]
+//                           [--csv FILE] [--pin] [--no-peer] [--lazy-ring]
 //
 // Each mode writes a real file (ext4 under --dir) through a real io_uring Ring, exactly as the
-// reactor does: emit() for every event, ring completions run whenever more than 4 MiB is
+// reactor does: emit() for every event, the ring serviced between events (once per batch, or
+// every 64 events while sealed batches wait), the producer waiting for the disk only past 4 MiB
 // buffered, then flush() and drain. The time includes the drain, so it is end to end. Writes
-// are counted on the IoPort (every write the log asks for is one SQE = one write).
+// are counted on the IoPort (every write the log asks for is one SQE = one write). A second
+// table says where the bench thread's wall time went (on a CPU, waiting for one, asleep on the
+// file) and how much CPU the io_uring workers that copy the batches spent.
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -57,6 +62,10 @@ std::vector<sinks::Event> workload() {
   return out;
 }
 
+// --lazy-ring: the ring serviced only past 4 MiB buffered, as this bench did before
+// 2026-12-07 (for comparison: the writes then wait unsubmitted, and the bench sleeps on them).
+bool lazy_ring = false;
+
 double now_s() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -69,10 +78,42 @@ double cpu_s(clockid_t clock = CLOCK_PROCESS_CPUTIME_ID) {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
+// Where the bench thread's wall time went, so a wall rate below the CPU rate is explained:
+// on a CPU (schedstat's run time), runnable but waiting for a CPU the machine's other load
+// holds (schedstat's run-queue wait), and asleep, of which the part spent waiting for the disk
+// (the producer's back-pressure wait past 4 MiB buffered, and the final drain) is timed here.
+struct ThreadClock {
+  // Seconds on a CPU (the thread's CPU clock: schedstat's own run time lags a running thread
+  // by up to a tick) and runnable but waiting for one (schedstat's run_delay, accounted each
+  // time the thread gets a CPU, so current whenever the thread itself reads it).
+  double run = 0, runq = 0;
+  long minflt = 0, nvcsw = 0, nivcsw = 0;  // getrusage(RUSAGE_THREAD)
+  static ThreadClock now() {
+    ThreadClock t;
+    t.run = cpu_s(CLOCK_THREAD_CPUTIME_ID);
+    if (FILE* f = std::fopen("/proc/thread-self/schedstat", "r")) {
+      unsigned long long run = 0, wait = 0;
+      if (std::fscanf(f, "%llu %llu", &run, &wait) == 2) t.runq = static_cast<double>(wait) / 1e9;
+      std::fclose(f);
+    }
+    rusage ru{};
+    getrusage(RUSAGE_THREAD, &ru);
+    t.minflt = ru.ru_minflt;
+    t.nvcsw = ru.ru_nvcsw;
+    t.nivcsw = ru.ru_nivcsw;
+    return t;
+  }
+  ThreadClock operator-(const ThreadClock& o) const {
+    return {run - o.run, runq - o.runq, minflt - o.minflt, nvcsw - o.nvcsw, nivcsw - o.nivcsw};
+  }
+};
+
 struct Row {
   std::string mode;
   uint64_t events = 0, writes = 0, bytes = 0;
   double secs = 0, cpu = 0, thread_cpu = 0;
+  double disk_wait = 0;  // seconds asleep in the back-pressure wait and the final drain
+  ThreadClock th;
 };
 
 Row run_mode(const std::string& mode, const std::string& dir, uint64_t n, const std::string& key,
@@ -99,23 +140,67 @@ Row run_mode(const std::string& mode, const std::string& dir, uint64_t n, const 
     std::exit(1);
   }
   const auto events = workload();
+  // The reactor's loop submits what a handler queued and dispatches what completed between
+  // events; Ring's only entry point, run_once(), waits for a completion. A POLL_ADD for
+  // POLLOUT on an empty pipe completes at submission, so run_once() with it queued submits
+  // the batch writes the log queued and dispatches finished ones without ever sleeping. Done
+  // once per batch_max_events events (a real reactor services its ring far more often), so a
+  // sealed batch's write is in flight while the next batch is built. Without it the writes
+  // were submitted only once 4 MiB had piled up, then waited for one by one.
+  struct Poke final : base::Completion {
+    bool done = true;
+    void complete(int) override { done = true; }
+  } poke;
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    std::perror("pipe2");
+    std::exit(1);
+  }
+  const ThreadClock th0 = ThreadClock::now();
   const double t0 = now_s(), c0 = cpu_s(), tc0 = cpu_s(CLOCK_THREAD_CPUTIME_ID);
+  double disk_wait = 0;
   for (uint64_t i = 0; i < n; ++i) {
     (*log)->emit(events[i % events.size()]);
+    // Every batch, and every 64 events while sealed batches wait for the file: the log writes
+    // one batch at a time, so a backlog drains one write per ring visit.
+    const uint64_t every = (*log)->buffered_bytes() > (512u << 10) ? 64 : o.batch_max_events;
+    if (!lazy_ring && i % every == every - 1 && poke.done) {
+      poke.done = false;
+      (*ring)->poll(pipe_fds[1], POLLOUT, poke);
+      if (!(*ring)->run_once().ok()) std::exit(1);
+    }
     // The reactor runs completions between events; here, when enough is buffered that a write
     // is certainly in flight (so run_once never waits on the batch timer alone).
     // Past 4 MiB the producer waits for the disk (a real reactor would run completions
     // between events); without this a burst faster than the disk fills max_buffered_bytes and
     // the log records a gap instead of the events.
-    if ((i & 1023) == 0)
+    if ((i & 1023) == 0 && (*log)->buffered_bytes() > (4u << 20)) {
+      const double w0 = now_s();
+      const ThreadClock c = ThreadClock::now();
       while ((*log)->buffered_bytes() > (4u << 20))
         if (!(*ring)->run_once().ok()) std::exit(1);
+      const ThreadClock d = ThreadClock::now() - c;
+      disk_wait += now_s() - w0 - d.run - d.runq;  // asleep in there
+    }
   }
   (*log)->flush();
+  const double d0 = now_s();
+  const ThreadClock dc = ThreadClock::now();
   while (!(*log)->drained())
     if (!(*ring)->run_once().ok()) std::exit(1);
+  {
+    const ThreadClock d = ThreadClock::now() - dc;
+    disk_wait += now_s() - d0 - d.run - d.runq;
+  }
+  while (!poke.done)
+    if (!(*ring)->run_once().ok()) std::exit(1);
   Row r;
-  r.secs = now_s() - t0;
+  const double t1 = now_s();
+  ::close(pipe_fds[0]);
+  ::close(pipe_fds[1]);
+  r.disk_wait = disk_wait;
+  r.th = ThreadClock::now() - th0;
+  r.secs = t1 - t0;
   r.cpu = cpu_s() - c0;
   r.thread_cpu = cpu_s(CLOCK_THREAD_CPUTIME_ID) - tc0;
   r.mode = mode;
@@ -193,12 +278,13 @@ int main(int argc, char** argv) {
     // Only writes a log of N events (unsigned) to FILE and keeps it: the NATS benchmark
     // publishes it.
     else if (a == "--write-log" && i + 1 < argc) write_log = argv[++i];
+    else if (a == "--lazy-ring") lazy_ring = true;
     else if (a == "--no-peer") peer = false;  // profiling: skip the openssl speed runs
     else if (a == "--pin") pin = true;  // the thread on CPU 0 (worse on a shared machine)
     else if (a == "--repeat" && i + 1 < argc) repeat = std::atoi(argv[++i]);
     else {
       std::fprintf(stderr, "usage: event_bench [-n N] [--dsse-n N] [--repeat N] [--dir DIR] "
-                           "[--csv FILE] [--pin] [--no-peer] [--write-log FILE]\n");
+                           "[--csv FILE] [--pin] [--no-peer] [--lazy-ring] [--write-log FILE]\n");
       return 2;
     }
   }
@@ -274,6 +360,19 @@ int main(int argc, char** argv) {
                    static_cast<unsigned long long>(r.bytes));
   }
   if (out) std::fclose(out);
+  // wall = on a CPU + runnable, waiting for a CPU (the machine's other load) + asleep waiting
+  // for the file (the back-pressure wait and the final drain) + asleep otherwise. io-wq-cpu is
+  // the process's CPU time outside this thread: the io_uring workers that copy the batches
+  // into the page cache (on either CPU).
+  std::printf("\nwhere the bench thread's wall time went (ms, best run of each mode):\n");
+  std::printf("%-16s %9s %9s %9s %9s %9s %9s %8s %8s %8s\n", "mode", "wall", "on-cpu",
+              "cpu-wait", "disk-wait", "other", "io-wq-cpu", "minflt", "vol-csw", "invol-csw");
+  for (const auto& r : rows) {
+    const double other = r.secs - r.th.run - r.th.runq - r.disk_wait;
+    std::printf("%-16s %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f %8ld %8ld %8ld\n", r.mode.c_str(),
+                r.secs * 1e3, r.th.run * 1e3, r.th.runq * 1e3, r.disk_wait * 1e3, other * 1e3,
+                (r.cpu - r.thread_cpu) * 1e3, r.th.minflt, r.th.nvcsw, r.th.nivcsw);
+  }
   const double dsse_rate = static_cast<double>(rows[2].events) / rows[2].secs;
   std::printf("\nEd25519 ceiling on this machine: openssl speed ed25519 %.0f sign/s; in-process "
               "EVP %.0f sign/s\n", ossl, evp);
@@ -300,7 +399,13 @@ int main(int argc, char** argv) {
                      {"events/s", static_cast<double>(r.events) / r.secs},
                      {"events/cpu-s", static_cast<double>(r.events) / r.thread_cpu},
                      {"writes/event", static_cast<double>(r.writes) / static_cast<double>(r.events)},
-                     {"bytes/event", static_cast<double>(r.bytes) / static_cast<double>(r.events)}});
+                     {"bytes/event", static_cast<double>(r.bytes) / static_cast<double>(r.events)},
+                     {"wall ms", r.secs * 1e3},
+                     {"on-cpu ms", r.th.run * 1e3},
+                     {"cpu-wait ms", r.th.runq * 1e3},
+                     {"disk-wait ms", r.disk_wait * 1e3},
+                     {"io-wq cpu ms", (r.cpu - r.thread_cpu) * 1e3},
+                     {"minor faults", static_cast<double>(r.th.minflt)}});
   const double batch_rate = static_cast<double>(rows[1].events) / rows[1].secs;
   rep.metric("batch-signed events/s", batch_rate, "events/s", ">= 1000000", batch_rate >= 1e6)
       .metric("batch-signed writes/event",

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "sinks/log_io.h"
+#include "sinks/sha256_many.h"
 
 namespace cellos::sinks {
 namespace {
@@ -179,13 +180,9 @@ void EventLog::append_record(LogRecord::Builder r, bool is_event) {
       batch_opened_us_ = now_mono_us();
     }
     if (opts_.format == LogFormat::kJsonl && before > 0) {
-      // RFC 6962's leaf hash is over 0x00 || line: the byte before the line is the previous
-      // line's '\n', so it stands in for the prefix while the line is hashed in one call
-      // (a separate one-byte update cost a buffered copy and a call per event).
-      char& sep = batch_[before - 1];
-      sep = '\0';
-      leaves_.push_back(sha256(std::string_view(batch_.data() + before - 1, line.size() + 1)));
-      sep = '\n';
+      // Hashed at seal(), with the batch's other lines (hash_deferred_leaves).
+      deferred_.push_back(DeferredLeaf{leaves_.size(), before - 1, line.size()});
+      leaves_.emplace_back();
     } else {
       leaves_.push_back(merkle_leaf(line));
     }
@@ -255,8 +252,29 @@ void EventLog::emit_gap_if_room() {
     arm_batch_timer();
 }
 
+void EventLog::hash_deferred_leaves() {
+  if (deferred_.empty()) return;
+  // RFC 6962's leaf hash is over 0x00 || line: the byte before each line is the previous
+  // line's '\n' (never part of a hashed line), so it stands in for the prefix while the lines
+  // are hashed, and the lines are hashed where they are, without a copy.
+  const size_t n = deferred_.size();
+  leaf_views_.resize(n);
+  leaf_digests_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    batch_[deferred_[i].sep] = '\0';
+    leaf_views_[i] = std::string_view(batch_.data() + deferred_[i].sep, deferred_[i].len + 1);
+  }
+  sha256_many(leaf_views_.data(), n, leaf_digests_.data());
+  for (size_t i = 0; i < n; ++i) {
+    leaves_[deferred_[i].index] = leaf_digests_[i];
+    batch_[deferred_[i].sep] = '\n';
+  }
+  deferred_.clear();
+}
+
 void EventLog::seal(bool recovered, uint64_t truncated_bytes) {
   if (leaves_.empty() && !recovered) return;
+  hash_deferred_leaves();
   const Digest root = merkle_root(leaves_);
   const uint64_t count = leaves_.size();
   const uint64_t first = count ? batch_first_seq_ : 0;
@@ -362,6 +380,7 @@ void EventLog::on_write(int res) {
       inflight_ = Chunk{};
       batch_len_ = 0;
       leaves_.clear();
+      deferred_.clear();
       batch_events_ = 0;
       buffered_ = 0;
       return;

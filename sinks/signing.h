@@ -23,6 +23,8 @@ Digest merkle_leaf(std::string_view line);
 // RFC 6962 root over leaf hashes (node = SHA-256(0x01 || left || right); the split is the
 // largest power of two below n). The empty tree's root is SHA-256("").
 Digest merkle_root(const std::vector<Digest>& leaves);
+// The same root by RFC 6962's recursive definition, one node at a time (for tests).
+Digest merkle_root_recursive(const std::vector<Digest>& leaves);
 
 std::string to_hex(const uint8_t* p, size_t n);
 inline std::string to_hex(const Digest& d) { return to_hex(d.data(), d.size()); }
