@@ -10,8 +10,9 @@
 //            listener, flow probes attached to the cell's cgroup, the end-of-cell flush
 // and prints the median, p99 and mean of each and egress/plain (target <= 1.2). Both use one
 // fleet.toml of the bench's own (host id, state dir in a mkdtemp directory, removed at the
-// end); events go to /dev/null. The BPF object is pinned at the fleet's default bpf_pin_dir,
-// so the warm-up rounds include the one load the host pays; the measured ones reuse it.
+// end); events go to /dev/null. The BPF object is pinned under a bpf_pin_dir of the bench's
+// own (removed at the end), so the warm-up rounds include the one load a host pays and the
+// measured ones reuse it, whatever other reactors on the host hold.
 // --unpinned adds a third row: the egress cell with `[flows] bpf_pin_dir = ""` (a private BPF
 // load per `run`, as before the pins), to show what the pins save.
 #include <fcntl.h>
@@ -95,8 +96,26 @@ int main(int argc, char** argv) {
     ~RemoveDir() { std::filesystem::remove_all(path); }
   } remove_dir{dir};
   const std::string host = "netrun" + std::to_string(::getpid());
+  // The bench's own pin root (removed at the end, with the hook keeper's cgroup if the bench
+  // made it): a reactor of another build, or a daemon holding the host's pins, would otherwise
+  // make the measured runs load a private object (probe_pins.h).
+  const std::string pins = "/sys/fs/bpf/cellos-net-run-bench-" + std::to_string(::getpid());
+  const std::string cg2 = std::filesystem::exists("/sys/fs/cgroup/unified/cgroup.procs")
+                              ? "/sys/fs/cgroup/unified"
+                              : "/sys/fs/cgroup";
+  const std::string keeper = cg2 + "/cellos/.bpf-keep";
+  const bool had_keeper = std::filesystem::exists(keeper);
+  struct RemovePins {
+    std::string pins, keeper;
+    bool keep_keeper;
+    ~RemovePins() {
+      std::error_code ec;
+      std::filesystem::remove_all(pins, ec);  // unpinning detaches the keeper's links
+      if (!keep_keeper) ::rmdir(keeper.c_str());
+    }
+  } remove_pins{pins, keeper, had_keeper};
   std::ofstream(dir + "/fleet.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
-                                     << "/state\"\n";
+                                     << "/state\"\n[flows]\nbpf_pin_dir = \"" << pins << "\"\n";
   std::ofstream(dir + "/unpinned.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
                                         << "/state\"\n[flows]\nbpf_pin_dir = \"\"\n";
   std::ofstream(dir + "/plain.json")
@@ -134,7 +153,9 @@ int main(int argc, char** argv) {
       if (i >= warmup) row.ms.push_back(ms), row.cpu.push_back(cpu);
     }
   }
-  // `run` keeps its cgroup parents for the next cell: remove them (empty by now).
+  // `run` keeps its cgroup parents for the next cell: remove them (empty by now), and the
+  // hook keeper's cgroup when the bench made it (hook_keeper.h).
+  if (!had_keeper) ::rmdir(keeper.c_str());
   for (const char* h : {"unified", "memory", "pids", "cpu"}) {
     const std::string root = std::string("/sys/fs/cgroup/") + h + "/cellos";
     ::rmdir((root + "/" + host).c_str());

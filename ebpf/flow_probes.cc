@@ -127,7 +127,6 @@ base::Result<std::unique_ptr<FlowProbes>> FlowProbes::load(const FlowProbeOption
         std::span(static_cast<const std::byte*>(elf), elf_size), pin_parameters(o));
     auto d = lock_pin_dir(o.pin_dir, digest);
     if (d) {
-      remove_stale_pins(o.pin_dir, digest);
       auto fds = get_pins(*d, pin_names());
       if (fds) {
         // Taken from the pins: the object another reactor loaded, verified and pinned.
@@ -142,10 +141,14 @@ base::Result<std::unique_ptr<FlowProbes>> FlowProbes::load(const FlowProbeOption
         p->ring_.reset(rb);
         p->reset_for_reuse();
         p->reused_ = true;
+        p->pin_path_ = d->path;
         p->pin_lock_ = std::move(d->dir);
         return p;
       }
       clear_pins(*d);  // a partial set (a loader died while pinning): start again
+      // Other builds' directories go when this one is first loaded, not on every reuse: the
+      // reuse path stays a lock and ten bpf_obj_gets.
+      remove_stale_pins(o.pin_dir, digest);
       pins = std::move(*d);
     } else {
       p->pin_note_ = d.error().message();
@@ -184,7 +187,10 @@ base::Result<std::unique_ptr<FlowProbes>> FlowProbes::load(const FlowProbeOption
     auto pinned = pin_all(*pins, pin_names(),
                           {b.flows, b.cell_config, b.cell_storage, b.allow, b.events, b.stats,
                            b.progs[0], b.progs[1], b.progs[2], b.progs[3]});
-    if (pinned) p->pin_lock_ = std::move(pins->dir);
+    if (pinned) {
+      p->pin_path_ = pins->path;
+      p->pin_lock_ = std::move(pins->dir);
+    }
     else p->pin_note_ = pinned.error().message();
   }
   return p;
