@@ -1,7 +1,7 @@
 // net_run_bench: what a networked cell costs through `cellos-reactor run`, against the same
 // cell without egress.
 //
-//   net_run_bench --reactor PATH [-n 100] [--warmup 5] [--unpinned] [--csv FILE]
+//   net_run_bench --reactor PATH [-n 100] [--warmup 5] [--unpinned] [--before PATH] [--csv FILE]
 //
 // Interleaves, N rounds of (first command of each round alternating):
 //   plain    cellos-reactor run plain.json   /bin/true, no egress rule (loopback-only netns)
@@ -15,6 +15,9 @@
 // measured ones reuse it, whatever other reactors on the host hold.
 // --unpinned adds a third row: the egress cell with `[flows] bpf_pin_dir = ""` (a private BPF
 // load per `run`, as before the pins), to show what the pins save.
+// --before PATH adds the plain and egress rows of another build's reactor (a pin root of its
+// own), interleaved with the same rounds: an A/B in one time window, which on a shared machine
+// is the only comparison that means anything.
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -75,7 +78,7 @@ int run_once(const std::vector<std::string>& args, double* cpu_ms) {
 int main(int argc, char** argv) {
   int n = 100, warmup = 5;
   bool unpinned = false;
-  std::string reactor, csv;
+  std::string reactor, csv, before;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--reactor" && i + 1 < argc) reactor = argv[++i];
@@ -83,10 +86,12 @@ int main(int argc, char** argv) {
     else if (a == "--warmup" && i + 1 < argc) warmup = std::atoi(argv[++i]);
     else if (a == "--csv" && i + 1 < argc) csv = argv[++i];
     else if (a == "--unpinned") unpinned = true;
-    else die("usage: net_run_bench --reactor PATH [-n N] [--warmup N] [--unpinned] [--csv FILE]");
+    else if (a == "--before" && i + 1 < argc) before = argv[++i];
+    else die("usage: net_run_bench --reactor PATH [-n N] [--warmup N] [--unpinned] [--before PATH] [--csv FILE]");
   }
   if (reactor.empty() || n < 1) die("--reactor PATH is required, -n >= 1");
   reactor = std::filesystem::absolute(reactor).lexically_normal();
+  if (!before.empty()) before = std::filesystem::absolute(before).lexically_normal();
 
   char tmpl[] = "/tmp/cellos-net-run-bench-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
@@ -113,9 +118,12 @@ int main(int argc, char** argv) {
       std::filesystem::remove_all(pins, ec);  // unpinning detaches the keeper's links
       if (!keep_keeper) ::rmdir(keeper.c_str());
     }
-  } remove_pins{pins, keeper, had_keeper};
+  } remove_pins{pins, keeper, had_keeper}, remove_before_pins{pins + "-before", keeper, had_keeper};
   std::ofstream(dir + "/fleet.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
                                      << "/state\"\n[flows]\nbpf_pin_dir = \"" << pins << "\"\n";
+  std::ofstream(dir + "/before.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
+                                      << "/state\"\n[flows]\nbpf_pin_dir = \"" << pins
+                                      << "-before\"\n";
   std::ofstream(dir + "/unpinned.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
                                         << "/state\"\n[flows]\nbpf_pin_dir = \"\"\n";
   std::ofstream(dir + "/plain.json")
@@ -137,6 +145,11 @@ int main(int argc, char** argv) {
   };
   if (unpinned)
     rows.push_back({"unpinned", {reactor, "run", dir + "/egress.json", "--config", dir + "/unpinned.toml", "--events", "/dev/null"}, {}, {}});
+  const size_t before_row = rows.size();
+  if (!before.empty()) {
+    rows.push_back({"plain-before", {before, "run", dir + "/plain.json", "--config", dir + "/before.toml", "--events", "/dev/null"}, {}, {}});
+    rows.push_back({"egress-before", {before, "run", dir + "/egress.json", "--config", dir + "/before.toml", "--events", "/dev/null"}, {}, {}});
+  }
   const size_t nrows = rows.size();
   for (int i = 0; i < warmup + n; ++i) {
     for (size_t k = 0; k < nrows; ++k) {
@@ -184,14 +197,28 @@ int main(int argc, char** argv) {
     std::printf("%-8s %10.3f %10.3f %10.3f %12.3f   (egress, bpf_pin_dir = \"\": a BPF load per run)\n",
                 "unpinned", u2.median, u2.p99, u2.mean, stats(rows[2].cpu).median);
   }
+  double before_ratio = 0, before_cpu_ratio = 0;
+  if (!before.empty()) {
+    auto pb = stats(rows[before_row].ms), eb = stats(rows[before_row + 1].ms);
+    auto pbc = stats(rows[before_row].cpu), ebc = stats(rows[before_row + 1].cpu);
+    std::printf("%-8s %10.3f %10.3f %10.3f %12.3f   (--before %s)\n", "plain-b", pb.median, pb.p99,
+                pb.mean, pbc.median, before.c_str());
+    std::printf("%-8s %10.3f %10.3f %10.3f %12.3f\n", "egress-b", eb.median, eb.p99, eb.mean,
+                ebc.median);
+    before_ratio = eb.median / pb.median;
+    before_cpu_ratio = ebc.median / pbc.median;
+    std::printf("\nbefore: egress/plain median %6.2f, cpu median %6.2f\n", before_ratio,
+                before_cpu_ratio);
+  }
   const double ratio = e.median / p.median;
   std::printf("\negress/plain median %6.2f   (target <= 1.2)  %s\n", ratio,
               ratio <= 1.2 ? "PASS" : "MISS");
   std::printf("egress/plain cpu median %6.2f   (user + system time of run and cell: less load-sensitive)\n",
               ec.median / pc.median);
   if (unpinned) std::printf("unpinned/plain median %6.2f\n", unpinned_median / p.median);
-  std::printf("reproduce: %s --reactor %s -n %d --warmup %d%s\n", argv[0], reactor.c_str(), n, warmup,
-              unpinned ? " --unpinned" : "");
+  std::printf("reproduce: %s --reactor %s -n %d --warmup %d%s%s%s\n", argv[0], reactor.c_str(), n,
+              warmup, unpinned ? " --unpinned" : "", before.empty() ? "" : " --before ",
+              before.c_str());
   if (!csv.empty()) {
     std::ofstream out(csv);
     out << "row,iteration,ms,cpu_ms\n";
@@ -205,6 +232,10 @@ int main(int argc, char** argv) {
   if (unpinned) rep.row("unpinned egress", {{"median ms", unpinned_median}});
   rep.metric("egress/plain median", ratio, "x", "<= 1.2", ratio <= 1.2 ? 1 : 0);
   rep.metric("egress/plain cpu median", ec.median / pc.median, "x");
+  if (!before.empty()) {
+    rep.metric("before: egress/plain median", before_ratio, "x");
+    rep.metric("before: egress/plain cpu median", before_cpu_ratio, "x");
+  }
   if (!csv.empty()) rep.field("samples", std::filesystem::absolute(csv).string());
   rep.print();
   return 0;

@@ -142,6 +142,9 @@ class FlowProbes {
   base::Fd pin_lock_;
   std::string pin_path_;         // the locked pin directory ("" when not pinned)
   bool keeper_checked_ = false;  // hook_keeper.h: looked at once, by the first attach
+  // The flow map was empty at load or reset and no program has made a flow since (while
+  // flows_created reads 0): walks are skipped (walk_flows).
+  bool flows_known_empty_ = false;
   bool reused_ = false;
   std::string pin_note_;
   std::unique_ptr<::ring_buffer, RingDeleter> ring_;
