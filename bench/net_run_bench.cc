@@ -3,7 +3,8 @@
 //
 //   net_run_bench --reactor PATH [-n 100] [--warmup 5] [--unpinned] [--before PATH] [--csv FILE]
 //
-// Interleaves, N rounds of (first command of each round alternating):
+// Interleaves, N rounds of (first command of each round alternating; with more than two rows,
+// each round in a shuffled order):
 //   plain    cellos-reactor run plain.json   /bin/true, no egress rule (loopback-only netns)
 //   egress   cellos-reactor run egress.json  /bin/true, one egress rule (10.9.0.1:443/tcp; /bin/true
 //            sends nothing): prepared netns, nft ruleset, nflog
@@ -26,7 +27,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <random>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -151,9 +154,15 @@ int main(int argc, char** argv) {
     rows.push_back({"egress-before", {before, "run", dir + "/egress.json", "--config", dir + "/before.toml", "--events", "/dev/null"}, {}, {}});
   }
   const size_t nrows = rows.size();
+  // Each round in a new order: with a fixed rotation every row would always follow the same
+  // one, whose leftovers (a namespace the kernel is still cleaning up) it would always pay.
+  std::vector<size_t> order(nrows);
+  std::mt19937 rng(12345);
   for (int i = 0; i < warmup + n; ++i) {
+    for (size_t k = 0; k < nrows; ++k) order[k] = (static_cast<size_t>(i) + k) % nrows;
+    if (nrows > 2) std::shuffle(order.begin(), order.end(), rng);
     for (size_t k = 0; k < nrows; ++k) {
-      Row& row = rows[(static_cast<size_t>(i) + k) % nrows];
+      Row& row = rows[order[k]];
       auto t0 = Clock::now();
       double cpu = 0;
       const int st = run_once(row.args, &cpu);
