@@ -3,6 +3,7 @@
 // (FlowProbes::walk_flows). Real kernel, pins in a bpffs of the test's own.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -10,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 #include <array>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -127,6 +129,44 @@ TEST_CASE("the hook keeper: one link per hook on an empty cgroup, pinned with th
     auto a = attach_cell(**priv, cell, other_keeper.path());
     for (auto t : kTypes) CHECK(attached(other_keeper.fd(), t) == 0);
   }
+}
+
+TEST_CASE("the hook keeper is made afresh by the next reactor once its cgroup was removed",
+          "[ebpf]") {
+  if (auto why = ebpf_unavailable(); !why.empty()) CELLOS_SKIP(why);
+  OwnBpffs fs;
+  const ebpf::FlowProbeOptions o = pinned_options(fs);
+  // A keeper directory keep_hooks makes itself (removed at the end whatever happens).
+  struct Dir {
+    std::string path = std::string(kCgroup2Root) + "/cellos-ebpf-test-keep-" +
+                       std::to_string(::getpid());
+    ~Dir() { ::rmdir(path.c_str()); }
+  } keeper;
+  std::string pins;
+  {
+    auto first = ebpf::FlowProbes::load(o);
+    REQUIRE(first.ok());
+    pins = (*first)->pin_path();
+    TestCgroup cell;
+    auto a = attach_cell(**first, cell, keeper.path);
+    CHECK(ebpf::hooks_kept(pins));
+  }
+  REQUIRE(::rmdir(keeper.path.c_str()) == 0);  // its links are detached with it
+  // The kernel releases a removed cgroup's programs asynchronously (after an RCU grace period,
+  // from a work item): poll for it, bounded, rather than assume a time.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (ebpf::hooks_kept(pins) && std::chrono::steady_clock::now() < deadline)
+    ::usleep(10 * 1000);
+  REQUIRE_FALSE(ebpf::hooks_kept(pins));
+  auto again = ebpf::FlowProbes::load(o);
+  REQUIRE(again.ok());
+  REQUIRE((*again)->reused());
+  TestCgroup cell;
+  auto a = attach_cell(**again, cell, keeper.path);
+  CHECK(ebpf::hooks_kept(pins));
+  base::Fd dir(::open(keeper.path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  REQUIRE(dir.valid());
+  for (auto t : kTypes) CHECK(attached(dir.get(), t) == 1);
 }
 
 TEST_CASE("flows a crashed user of the pins left are removed by the next user, whose drains "
