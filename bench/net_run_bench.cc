@@ -1,19 +1,24 @@
 // net_run_bench: what a networked cell costs through `cellos-reactor run`, against the same
 // cell without egress.
 //
-//   net_run_bench --reactor PATH [-n 100] [--warmup 5] [--unpinned] [--csv FILE]
+//   net_run_bench --reactor PATH [-n 100] [--warmup 5] [--unpinned] [--before PATH] [--csv FILE]
 //
-// Interleaves, N rounds of (first command of each round alternating):
+// Interleaves, N rounds of (first command of each round alternating; with more than two rows,
+// each round in a shuffled order):
 //   plain    cellos-reactor run plain.json   /bin/true, no egress rule (loopback-only netns)
 //   egress   cellos-reactor run egress.json  /bin/true, one egress rule (10.9.0.1:443/tcp; /bin/true
 //            sends nothing): prepared netns, nft ruleset, nflog
 //            listener, flow probes attached to the cell's cgroup, the end-of-cell flush
 // and prints the median, p99 and mean of each and egress/plain (target <= 1.2). Both use one
 // fleet.toml of the bench's own (host id, state dir in a mkdtemp directory, removed at the
-// end); events go to /dev/null. The BPF object is pinned at the fleet's default bpf_pin_dir,
-// so the warm-up rounds include the one load the host pays; the measured ones reuse it.
+// end); events go to /dev/null. The BPF object is pinned under a bpf_pin_dir of the bench's
+// own (removed at the end), so the warm-up rounds include the one load a host pays and the
+// measured ones reuse it, whatever other reactors on the host hold.
 // --unpinned adds a third row: the egress cell with `[flows] bpf_pin_dir = ""` (a private BPF
 // load per `run`, as before the pins), to show what the pins save.
+// --before PATH adds the plain and egress rows of another build's reactor (a pin root of its
+// own), interleaved with the same rounds: an A/B in one time window, which on a shared machine
+// is the only comparison that means anything.
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -22,7 +27,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <random>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -74,7 +81,7 @@ int run_once(const std::vector<std::string>& args, double* cpu_ms) {
 int main(int argc, char** argv) {
   int n = 100, warmup = 5;
   bool unpinned = false;
-  std::string reactor, csv;
+  std::string reactor, csv, before;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--reactor" && i + 1 < argc) reactor = argv[++i];
@@ -82,10 +89,12 @@ int main(int argc, char** argv) {
     else if (a == "--warmup" && i + 1 < argc) warmup = std::atoi(argv[++i]);
     else if (a == "--csv" && i + 1 < argc) csv = argv[++i];
     else if (a == "--unpinned") unpinned = true;
-    else die("usage: net_run_bench --reactor PATH [-n N] [--warmup N] [--unpinned] [--csv FILE]");
+    else if (a == "--before" && i + 1 < argc) before = argv[++i];
+    else die("usage: net_run_bench --reactor PATH [-n N] [--warmup N] [--unpinned] [--before PATH] [--csv FILE]");
   }
   if (reactor.empty() || n < 1) die("--reactor PATH is required, -n >= 1");
   reactor = std::filesystem::absolute(reactor).lexically_normal();
+  if (!before.empty()) before = std::filesystem::absolute(before).lexically_normal();
 
   char tmpl[] = "/tmp/cellos-net-run-bench-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
@@ -95,8 +104,29 @@ int main(int argc, char** argv) {
     ~RemoveDir() { std::filesystem::remove_all(path); }
   } remove_dir{dir};
   const std::string host = "netrun" + std::to_string(::getpid());
+  // The bench's own pin root (removed at the end, with the hook keeper's cgroup if the bench
+  // made it): a reactor of another build, or a daemon holding the host's pins, would otherwise
+  // make the measured runs load a private object (probe_pins.h).
+  const std::string pins = "/sys/fs/bpf/cellos-net-run-bench-" + std::to_string(::getpid());
+  const std::string cg2 = std::filesystem::exists("/sys/fs/cgroup/unified/cgroup.procs")
+                              ? "/sys/fs/cgroup/unified"
+                              : "/sys/fs/cgroup";
+  const std::string keeper = cg2 + "/cellos/.bpf-keep";
+  const bool had_keeper = std::filesystem::exists(keeper);
+  struct RemovePins {
+    std::string pins, keeper;
+    bool keep_keeper;
+    ~RemovePins() {
+      std::error_code ec;
+      std::filesystem::remove_all(pins, ec);  // unpinning detaches the keeper's links
+      if (!keep_keeper) ::rmdir(keeper.c_str());
+    }
+  } remove_pins{pins, keeper, had_keeper}, remove_before_pins{pins + "-before", keeper, had_keeper};
   std::ofstream(dir + "/fleet.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
-                                     << "/state\"\n";
+                                     << "/state\"\n[flows]\nbpf_pin_dir = \"" << pins << "\"\n";
+  std::ofstream(dir + "/before.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
+                                      << "/state\"\n[flows]\nbpf_pin_dir = \"" << pins
+                                      << "-before\"\n";
   std::ofstream(dir + "/unpinned.toml") << "[host]\nid = \"" << host << "\"\nstate_dir = \"" << dir
                                         << "/state\"\n[flows]\nbpf_pin_dir = \"\"\n";
   std::ofstream(dir + "/plain.json")
@@ -118,10 +148,21 @@ int main(int argc, char** argv) {
   };
   if (unpinned)
     rows.push_back({"unpinned", {reactor, "run", dir + "/egress.json", "--config", dir + "/unpinned.toml", "--events", "/dev/null"}, {}, {}});
+  const size_t before_row = rows.size();
+  if (!before.empty()) {
+    rows.push_back({"plain-before", {before, "run", dir + "/plain.json", "--config", dir + "/before.toml", "--events", "/dev/null"}, {}, {}});
+    rows.push_back({"egress-before", {before, "run", dir + "/egress.json", "--config", dir + "/before.toml", "--events", "/dev/null"}, {}, {}});
+  }
   const size_t nrows = rows.size();
+  // Each round in a new order: with a fixed rotation every row would always follow the same
+  // one, whose leftovers (a namespace the kernel is still cleaning up) it would always pay.
+  std::vector<size_t> order(nrows);
+  std::mt19937 rng(12345);
   for (int i = 0; i < warmup + n; ++i) {
+    for (size_t k = 0; k < nrows; ++k) order[k] = (static_cast<size_t>(i) + k) % nrows;
+    if (nrows > 2) std::shuffle(order.begin(), order.end(), rng);
     for (size_t k = 0; k < nrows; ++k) {
-      Row& row = rows[(static_cast<size_t>(i) + k) % nrows];
+      Row& row = rows[order[k]];
       auto t0 = Clock::now();
       double cpu = 0;
       const int st = run_once(row.args, &cpu);
@@ -134,7 +175,9 @@ int main(int argc, char** argv) {
       if (i >= warmup) row.ms.push_back(ms), row.cpu.push_back(cpu);
     }
   }
-  // `run` keeps its cgroup parents for the next cell: remove them (empty by now).
+  // `run` keeps its cgroup parents for the next cell: remove them (empty by now), and the
+  // hook keeper's cgroup when the bench made it (hook_keeper.h).
+  if (!had_keeper) ::rmdir(keeper.c_str());
   for (const char* h : {"unified", "memory", "pids", "cpu"}) {
     const std::string root = std::string("/sys/fs/cgroup/") + h + "/cellos";
     ::rmdir((root + "/" + host).c_str());
@@ -163,14 +206,28 @@ int main(int argc, char** argv) {
     std::printf("%-8s %10.3f %10.3f %10.3f %12.3f   (egress, bpf_pin_dir = \"\": a BPF load per run)\n",
                 "unpinned", u2.median, u2.p99, u2.mean, stats(rows[2].cpu).median);
   }
+  double before_ratio = 0, before_cpu_ratio = 0;
+  if (!before.empty()) {
+    auto pb = stats(rows[before_row].ms), eb = stats(rows[before_row + 1].ms);
+    auto pbc = stats(rows[before_row].cpu), ebc = stats(rows[before_row + 1].cpu);
+    std::printf("%-8s %10.3f %10.3f %10.3f %12.3f   (--before %s)\n", "plain-b", pb.median, pb.p99,
+                pb.mean, pbc.median, before.c_str());
+    std::printf("%-8s %10.3f %10.3f %10.3f %12.3f\n", "egress-b", eb.median, eb.p99, eb.mean,
+                ebc.median);
+    before_ratio = eb.median / pb.median;
+    before_cpu_ratio = ebc.median / pbc.median;
+    std::printf("\nbefore: egress/plain median %6.2f, cpu median %6.2f\n", before_ratio,
+                before_cpu_ratio);
+  }
   const double ratio = e.median / p.median;
   std::printf("\negress/plain median %6.2f   (target <= 1.2)  %s\n", ratio,
               ratio <= 1.2 ? "PASS" : "MISS");
   std::printf("egress/plain cpu median %6.2f   (user + system time of run and cell: less load-sensitive)\n",
               ec.median / pc.median);
   if (unpinned) std::printf("unpinned/plain median %6.2f\n", unpinned_median / p.median);
-  std::printf("reproduce: %s --reactor %s -n %d --warmup %d%s\n", argv[0], reactor.c_str(), n, warmup,
-              unpinned ? " --unpinned" : "");
+  std::printf("reproduce: %s --reactor %s -n %d --warmup %d%s%s%s\n", argv[0], reactor.c_str(), n,
+              warmup, unpinned ? " --unpinned" : "", before.empty() ? "" : " --before ",
+              before.c_str());
   if (!csv.empty()) {
     std::ofstream out(csv);
     out << "row,iteration,ms,cpu_ms\n";
@@ -184,6 +241,10 @@ int main(int argc, char** argv) {
   if (unpinned) rep.row("unpinned egress", {{"median ms", unpinned_median}});
   rep.metric("egress/plain median", ratio, "x", "<= 1.2", ratio <= 1.2 ? 1 : 0);
   rep.metric("egress/plain cpu median", ec.median / pc.median, "x");
+  if (!before.empty()) {
+    rep.metric("before: egress/plain median", before_ratio, "x");
+    rep.metric("before: egress/plain cpu median", before_cpu_ratio, "x");
+  }
   if (!csv.empty()) rep.field("samples", std::filesystem::absolute(csv).string());
   rep.print();
   return 0;

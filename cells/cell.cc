@@ -12,6 +12,7 @@
 
 #include "base/text.h"
 #include "cells/egress.h"
+#include "ebpf/hook_keeper.h"
 #include "cells/program_path.h"
 #include "cells/root_view.h"
 #include "cells/rootless.h"
@@ -274,6 +275,13 @@ base::Result<void> Cell::watch_flows() {
   if (!targets) return std::move(targets).error();
   flows::FlowMonitor::CellOptions o{opts_.spec.id, leaf_->v2_dirfd(), std::move(*targets), net_.get()};
   o.correlation_id = opts_.spec.correlation_id.value_or("");
+  // Beside the host parents ("cellos/.bpf-keep"): keeps the kernel's cgroup-BPF hooks on
+  // between cells and `run`s (ebpf/hook_keeper.h).
+  const std::string& parent = host_.cgroups->parent();
+  const auto slash = parent.rfind('/');
+  o.keeper_cgroup = host_.cgroups->roots().unified + "/" +
+                    (slash == std::string::npos ? "" : parent.substr(0, slash + 1)) +
+                    ebpf::kKeeperCgroup;
   auto flows = host_.flows->open_cell(std::move(o));
   if (!flows) return std::move(flows).error();
   flows_ = std::move(*flows);

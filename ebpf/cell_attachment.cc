@@ -9,6 +9,7 @@
 
 #include "ebpf/abi.h"
 #include "ebpf/flow_probes.h"
+#include "ebpf/hook_keeper.h"
 #include "ebpf/probe_pins.h"
 
 namespace cellos::ebpf {
@@ -89,6 +90,12 @@ base::Result<CellAttachment> FlowProbes::attach(const CellAttachOptions& o) {
     a.allow_.push_back(r);
   }
 
+  // Once per reactor, before its first cell's links: with the hooks kept on, attaching and
+  // detaching a cell patches no kernel text (hook_keeper.h). Best effort by design.
+  if (!keeper_checked_ && pinned() && !o.keeper_cgroup.empty()) {
+    keeper_checked_ = true;
+    (void)keep_hooks(pin_path_, o.keeper_cgroup, obj_.progs);
+  }
   static constexpr bpf_attach_type kHooks[] = {BPF_CGROUP_INET_EGRESS, BPF_CGROUP_INET_INGRESS,
                                                BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT};
   for (size_t i = 0; i < std::size(kHooks); ++i) {

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "base/result.h"
@@ -33,6 +34,9 @@ struct CellAttachOptions {
   bool enforce = false;    // [network] enforcement = bpf: refuse/drop what `allow` misses
   bool allow_loopback = true;  // with enforce: connects to loopback and packets via lo pass
   std::vector<AllowRule> allow;
+  // A cgroup2 directory to keep the hooks switched on from (hook_keeper.h), made if missing;
+  // only used when the object is pinned. Empty: none (each cell's attach switches them).
+  std::string keeper_cgroup = {};
 };
 
 class CellAttachment {

@@ -127,7 +127,6 @@ base::Result<std::unique_ptr<FlowProbes>> FlowProbes::load(const FlowProbeOption
         std::span(static_cast<const std::byte*>(elf), elf_size), pin_parameters(o));
     auto d = lock_pin_dir(o.pin_dir, digest);
     if (d) {
-      remove_stale_pins(o.pin_dir, digest);
       auto fds = get_pins(*d, pin_names());
       if (fds) {
         // Taken from the pins: the object another reactor loaded, verified and pinned.
@@ -142,10 +141,14 @@ base::Result<std::unique_ptr<FlowProbes>> FlowProbes::load(const FlowProbeOption
         p->ring_.reset(rb);
         p->reset_for_reuse();
         p->reused_ = true;
+        p->pin_path_ = d->path;
         p->pin_lock_ = std::move(d->dir);
         return p;
       }
       clear_pins(*d);  // a partial set (a loader died while pinning): start again
+      // Other builds' directories go when this one is first loaded, not on every reuse: the
+      // reuse path stays a lock and ten bpf_obj_gets.
+      remove_stale_pins(o.pin_dir, digest);
       pins = std::move(*d);
     } else {
       p->pin_note_ = d.error().message();
@@ -174,6 +177,7 @@ base::Result<std::unique_ptr<FlowProbes>> FlowProbes::load(const FlowProbeOption
              {bpf_program__fd(s->progs.cellos_egress), bpf_program__fd(s->progs.cellos_ingress),
               bpf_program__fd(s->progs.cellos_connect4), bpf_program__fd(s->progs.cellos_connect6)}};
 
+  p->flows_known_empty_ = true;  // just created: empty, counters zero
   // The ring buffer context is a slot consume() fills with its callback for its duration.
   ::ring_buffer* rb = ring_buffer__new(p->obj_.events, on_record, &p->consuming_, nullptr);
   if (rb == nullptr) return bpf_error("ring_buffer__new", "events", errno, log);
@@ -184,7 +188,10 @@ base::Result<std::unique_ptr<FlowProbes>> FlowProbes::load(const FlowProbeOption
     auto pinned = pin_all(*pins, pin_names(),
                           {b.flows, b.cell_config, b.cell_storage, b.allow, b.events, b.stats,
                            b.progs[0], b.progs[1], b.progs[2], b.progs[3]});
-    if (pinned) p->pin_lock_ = std::move(pins->dir);
+    if (pinned) {
+      p->pin_path_ = pins->path;
+      p->pin_lock_ = std::move(pins->dir);
+    }
     else p->pin_note_ = pinned.error().message();
   }
   return p;
@@ -192,18 +199,33 @@ base::Result<std::unique_ptr<FlowProbes>> FlowProbes::load(const FlowProbeOption
 
 void FlowProbes::reset_for_reuse() {
   // Keys one at a time from the start: the maps are empty or nearly (a previous user deletes
-  // its cells' entries at their teardown; only a crash leaves any).
+  // its cells' entries at their teardown; only a crash leaves any). Even an empty hash map
+  // costs a walk of all its buckets (~50 us for the 64 Ki-entry flow map), so the flow map is
+  // walked only when it may hold something: every entry is made by a program that then counts
+  // it in flows_created, and each user starts from an emptied map with zeroed counters (or
+  // leaves the marker below), so counters of zero mean an empty map.
+  auto before = counters();
+  const bool flows_may_exist = !before.ok() || before->flows_created != 0;
+  bool emptied = true;
   for (int fd : {obj_.flows, obj_.cell_config, obj_.allow}) {
+    if (fd == obj_.flows && !flows_may_exist) continue;
     std::array<std::byte, 64> key{};  // the largest key (cellos_flow_key) is 48 bytes
     while (bpf_map_get_next_key(fd, nullptr, key.data()) == 0)
-      if (bpf_map_delete_elem(fd, key.data()) != 0) break;
+      if (bpf_map_delete_elem(fd, key.data()) != 0 && errno != ENOENT) {
+        emptied = fd != obj_.flows && emptied;
+        break;
+      }
   }
   const int ncpu = libbpf_num_possible_cpus();
   if (ncpu > 0) {
     std::vector<cellos_stats> zero(static_cast<size_t>(ncpu));
+    // A flow map that could not be emptied keeps one "created" flow as a marker, so neither
+    // this user nor the next takes it for empty.
+    if (!emptied) zero[0].flows_created = 1;
     const uint32_t k = 0;
     bpf_map_update_elem(obj_.stats, &k, zero.data(), BPF_ANY);
   }
+  flows_known_empty_ = emptied;
   consuming_ = nullptr;  // records of a previous user: read and dropped
   ring_buffer__consume(ring_.get());
 }
@@ -220,6 +242,14 @@ base::Result<size_t> FlowProbes::consume(const RecordCallback& cb) {
 
 base::Result<size_t> FlowProbes::walk_flows(uint64_t cgroup_id, bool all,
                                             const DrainOptions& options, const FlowCallback& cb) {
+  // Until a program makes its first flow the map is empty (reset_for_reuse): one lookup of
+  // the counters instead of a walk of every bucket (two walks per cell's end: its last
+  // drain and the removal of its entries).
+  if (flows_known_empty_) {
+    auto st = counters();
+    if (st.ok() && st->flows_created == 0) return 0;
+    flows_known_empty_ = false;
+  }
   const int fd = obj_.flows;
   // Batches: one syscall per 256 entries instead of two per entry (get_next_key + lookup).
   size_t batch = 256;

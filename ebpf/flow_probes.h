@@ -69,6 +69,9 @@ class FlowProbes {
   bool pinned() const { return pin_lock_.valid(); }
   // Why the object is not pinned when pin_dir was set ("" when pinned).
   const std::string& pin_note() const { return pin_note_; }
+  // The pin directory this reactor holds ("" when not pinned): where the hook keeper's links
+  // are pinned (hook_keeper.h).
+  const std::string& pin_path() const { return pin_path_; }
   ~FlowProbes();
   FlowProbes(const FlowProbes&) = delete;
   FlowProbes& operator=(const FlowProbes&) = delete;
@@ -137,6 +140,11 @@ class FlowProbes {
   } obj_;
   std::vector<base::Fd> held_;
   base::Fd pin_lock_;
+  std::string pin_path_;         // the locked pin directory ("" when not pinned)
+  bool keeper_checked_ = false;  // hook_keeper.h: looked at once, by the first attach
+  // The flow map was empty at load or reset and no program has made a flow since (while
+  // flows_created reads 0): walks are skipped (walk_flows).
+  bool flows_known_empty_ = false;
   bool reused_ = false;
   std::string pin_note_;
   std::unique_ptr<::ring_buffer, RingDeleter> ring_;

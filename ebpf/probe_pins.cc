@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 namespace cellos::ebpf {
 namespace {
@@ -45,9 +46,17 @@ void unlink_all(int dirfd) {
 }  // namespace
 
 std::string probe_digest(std::span<const std::byte> elf, const std::string& parameters) {
+  // FNV-1a over 64-bit words (then the tail bytes): every `run` with egress hashes the whole
+  // embedded object (~150 KiB), which byte by byte took ~0.1 ms, a twentieth of a cell.
   uint64_t h = 1469598103934665603ull;
   auto mix = [&h](const std::byte* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<uint8_t>(p[i])) * 1099511628211ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      h = (h ^ w) * 1099511628211ull;
+    }
+    for (; i < n; ++i) h = (h ^ static_cast<uint8_t>(p[i])) * 1099511628211ull;
   };
   mix(elf.data(), elf.size());
   mix(reinterpret_cast<const std::byte*>(parameters.data()), parameters.size());

@@ -19,11 +19,14 @@
 //  - Only an identical object is reused. <digest> covers the embedded ELF (programs, map
 //    definitions and, through its BTF, the layouts shared with user space), the map sizes
 //    and the kernel release. A directory with another digest is stale (another build, other
-//    sizes): it is removed by the next load that can lock it.
+//    sizes): it is removed by the next fresh load (one that found no usable pins) that can
+//    lock it; a reuse does not look (it stays a lock and ten bpf_obj_gets).
 //
 // Clean-up: pins live in bpffs (memory) until reboot or until removed. `rm -r <root>` while
 // no reactor runs frees everything (the flow map's preallocated entries are the bulk:
-// max_flows x ~150 bytes); `[flows] bpf_pin_dir = ""` turns pinning off.
+// max_flows x ~150 bytes), the hook keeper's links (`keep_*`, hook_keeper.h) included; its
+// empty cgroup `cellos/.bpf-keep` goes with `rmdir`. `[flows] bpf_pin_dir = ""` turns
+// pinning, and so the keeper, off.
 #pragma once
 
 #include <span>

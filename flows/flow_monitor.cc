@@ -231,6 +231,7 @@ base::Result<std::unique_ptr<CellFlows>> FlowMonitor::open_cell(CellOptions o) {
     ao.cgroup_id = *id;
     ao.account = opts_.config->flows.probes;
     ao.enforce = bpf_enforces();
+    ao.keeper_cgroup = o.keeper_cgroup;
     for (const auto& g : o.targets) ao.allow.push_back({g.family, g.addr, g.prefix_len, g.port, g.l4proto});
     auto att = probes_->attach(ao);
     if (!att) return std::move(att).error().context("flow probes");

@@ -74,6 +74,7 @@ class FlowMonitor {
     std::vector<netns::EgressTarget> targets;
     netns::CellNetwork* net = nullptr;  // for the nflog listener (nft enforcement)
     std::string correlation_id = {};    // the cell's spec.correlation, on its flow events
+    std::string keeper_cgroup = {};     // ebpf::CellAttachOptions::keeper_cgroup
   };
   // Attaches the probes and opens the listener before the cell is cloned, so its first packet
   // is seen and (bpf) judged.

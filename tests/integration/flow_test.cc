@@ -206,6 +206,43 @@ TEST_CASE("flows: nft, bpf and both deny the same destinations with the same rea
   CHECK(denies["both"] == expected);
 }
 
+TEST_CASE("flows: a cell whose only packet is a denied datagram sent as it exits has that deny "
+          "recorded and counted, in every mode", "[net][flows]") {
+  // The end of a cell skips work when nothing was seen (the flow map is read only once a
+  // program made a flow; the keeper leaves the hooks on): the last packet must still count.
+  std::string why;
+  if (!can_build_test_hosts(&why)) CELLOS_SKIP(why);
+  TestHost host(30);
+  const int udp_no = host.udp(), udp_ok = host.udp();
+  host.start();
+  for (const std::string mode : {"nft", "bpf", "both"}) {
+    DYNAMIC_SECTION("mode " << mode) {}
+    Fleet fleet(nat_toml(mode));
+    auto spec = make_spec(unique_id("last-" + mode),
+                          {fleet.probe(), "udp-fire", host.ip(), std::to_string(udp_no)});
+    spec["spec"]["authority"]["egressRules"] = {rule(host.ip(), udp_ok, "udp")};
+    auto r = fleet.run(spec.dump());
+    INFO(mode << "\n" << r.out << r.err);
+    REQUIRE(r.status == 0);
+    auto probes = r.event("host.observability.v1.flow_probes");
+    if (probes["active"] != true) CELLOS_SKIP("flow probes off: " + probes["reason"].get<std::string>());
+    size_t denies = 0;
+    for (const auto& d : of_type(r.events, "network_flow_decision"))
+      if (d["decision"] == "deny") {
+        ++denies;
+        CHECK(d["dstAddr"] == host.ip());
+        CHECK(d["dstPort"] == udp_no);
+        CHECK(d["reasonCode"] == "egress_default_deny");
+      }
+    CHECK(denies >= 1);
+    const json s = r.event("lifecycle.v1.destroyed")["flows"];
+    CHECK(s["deniedFlows"] == 1);
+    CHECK(s["nflogGaps"] == 0);
+    CHECK(s["lostRecords"] == 0);
+    if (mode != "bpf") CHECK(counter(r.event("network_enforcement"), "drop", "packets") >= 1);
+  }
+}
+
 TEST_CASE("flows: a BPF object that cannot load leaves probes off, said once, nft still enforcing",
           "[net][flows]") {
   std::string why;

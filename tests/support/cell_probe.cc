@@ -29,7 +29,7 @@ int usage() {
   std::fprintf(stderr,
                "usage: cell_probe fds | alloc MB | connect IP PORT | loopback-echo | "
                "fork N | daemonize MARKER | write PATH | mount | sleep S | "
-               "tcp-connect IP PORT | udp-send IP PORT | udp-session IP PORT GAP | udp-burst IP PORT COUNT SIZE | "
+               "tcp-connect IP PORT | udp-send IP PORT | udp-fire IP PORT | udp-session IP PORT GAP | udp-burst IP PORT COUNT SIZE | "
                "unix-connect PATH | abstract-connect NAME | socket FAMILY TYPE PROTO | "
                "socketpair FAMILY | inotify N | inotify-hog MARKER | broker-get PATH NAME...\n");
   return 2;
@@ -258,6 +258,16 @@ int udp_session(const char* ip, int port, int gap) {
 
 // One socket, `count` datagrams of `size` bytes, then up to 1.5 s for the replies (the test
 // hosts answer each with "pong"): "udp-burst sent N received M".
+// One datagram, and exit at once (no reply awaited): the cell's last act is that packet.
+int udp_fire(const char* ip, int port) {
+  sockaddr_in a;
+  if (!make_addr(ip, port, a)) return usage();
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  const bool sent = sendto(s, "last", 4, 0, reinterpret_cast<sockaddr*>(&a), sizeof a) == 4;
+  std::printf("udp-fire %s\n", sent ? "sent" : std::strerror(errno));
+  return 0;
+}
+
 int udp_burst(const char* ip, int port, int count, int size) {
   sockaddr_in a;
   if (!make_addr(ip, port, a) || count < 0 || size < 0 || size > 60000) return usage();
@@ -440,6 +450,7 @@ int main(int argc, char** argv) {
   if (cmd == "udp-session" && argc == 5)
     return udp_session(argv[2], std::atoi(argv[3]), std::atoi(argv[4]));
   if (cmd == "udp-send" && argc == 4) return udp_send(argv[2], std::atoi(argv[3]));
+  if (cmd == "udp-fire" && argc == 4) return udp_fire(argv[2], std::atoi(argv[3]));
   if (cmd == "udp-burst" && argc == 6)
     return udp_burst(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), std::atoi(argv[5]));
   if (cmd == "listen-once" && argc == 4) return listen_once(std::atoi(argv[2]), std::atoi(argv[3]));
