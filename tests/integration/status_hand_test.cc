@@ -1,0 +1,102 @@
+// The status socket's `hand ID NAME` (reactor/status.h), what `run --via-daemon` asks: the
+// daemon registers the wait, then itself moves the spec the client staged under its hidden
+// spool name into the spool; the client hears `started` and `finished` with no `watching`
+// line. A NAME that is not a staged spool name, or one that is not there, renames nothing and
+// gets one error line.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstring>
+
+#include "tests/support/daemon_support.h"
+#include "tests/support/test_support.h"
+
+using namespace cellos::test;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Sends one request line and returns every line until the daemon closes the connection (at
+// most 60 s: a missing end is a failure, reported as what came so far).
+std::vector<json> ask(const Fleet& fleet, const std::string& request) {
+  std::vector<json> lines;
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const std::string path = fleet.state_dir() + "/reactor.sock";
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+  const std::string line = request + "\n";
+  REQUIRE(::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()));
+  std::string buf;
+  for (;;) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 60000) <= 0) break;
+    char chunk[4096];
+    ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n <= 0) break;
+    buf.append(chunk, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  size_t at = 0;
+  for (size_t nl; (nl = buf.find('\n', at)) != std::string::npos; at = nl + 1)
+    lines.push_back(json::parse(buf.substr(at, nl - at), nullptr, false));
+  return lines;
+}
+
+std::string stage(const Fleet& fleet, const std::string& name, const json& spec) {
+  write_text(fleet.state_dir() + "/spool/" + name, spec.dump());
+  return name;
+}
+
+}  // namespace
+
+TEST_CASE("hand: the daemon moves the staged spec into the spool after registering the wait",
+          "[status][run-via-daemon]") {
+  Fleet fleet;
+  DaemonProcess daemon(fleet);
+  const std::string id = unique_id("hand");
+  const std::string staged =
+      stage(fleet, ".00000000000000000001-000001-" + id + ".json.tmp",
+            make_spec(id, {"/bin/sh", "-c", "echo handed; exit 6"}));
+  // Staged, the spec is nobody's: the spool intake reads no hidden name.
+  auto lines = ask(fleet, "hand " + id + " " + staged);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].value("event", "") == "started");
+  CHECK(lines[1].value("event", "") == "finished");
+  CHECK(lines[1].value("exitStatus", -1) == 6);
+  CHECK(read_text(lines[0].value("stdout", "")) == "handed\n");
+  // Taken and settled like any spool entry: nothing left under either name.
+  CHECK(dir_entries(fleet.state_dir() + "/spool").empty());
+  CHECK(!path_exists(fleet.state_dir() + "/spool/" + staged));
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait() == 0);
+}
+
+TEST_CASE("hand: a name that is not a staged spool entry renames nothing and gets one error",
+          "[status][run-via-daemon]") {
+  Fleet fleet;
+  DaemonProcess daemon(fleet);
+  const std::string id = unique_id("hand-bad");
+  // A file outside the spool, reached by a path: never moved.
+  const std::string outside = fleet.dir() + "/outside.json.tmp";
+  write_text(outside, make_spec(id, {"/bin/true"}).dump());
+  for (const std::string& name :
+       {std::string("../outside.json.tmp"), std::string("visible.json"), std::string(".x.json"),
+        std::string(".tmp"), std::string(".missing-" + id + ".json.tmp"), std::string("")}) {
+    INFO(name);
+    auto lines = ask(fleet, "hand " + id + " " + name);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].contains("error"));
+  }
+  CHECK(path_exists(outside));
+  CHECK(dir_entries(fleet.state_dir() + "/spool").empty());
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait() == 0);
+}
