@@ -12,6 +12,8 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <future>
+#include <sys/stat.h>
 
 #include "tests/support/daemon_support.h"
 #include "tests/support/test_support.h"
@@ -100,4 +102,96 @@ TEST_CASE("hand: a name that is not a staged spool entry renames nothing and get
   CHECK(dir_entries(fleet.state_dir() + "/spool").empty());
   daemon.signal(SIGTERM);
   CHECK(daemon.wait() == 0);
+}
+
+namespace {
+
+// One request line from an accepted connection (at most 30 s).
+std::string read_line(int fd) {
+  std::string got;
+  char ch;
+  while (got.find('\n') == std::string::npos) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 30000) <= 0 || ::read(fd, &ch, 1) != 1) break;
+    got += ch;
+  }
+  return got;
+}
+
+void say(int fd, const json& line) {
+  const std::string s = line.dump() + "\n";
+  (void)!::write(fd, s.data(), s.size());
+}
+
+int accept_one(int listener) {
+  pollfd p{listener, POLLIN, 0};
+  if (::poll(&p, 1, 30000) <= 0) return -1;
+  return ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+}
+
+}  // namespace
+
+TEST_CASE("run --via-daemon falls back to wait and its own rename with a daemon that does not "
+          "know hand",
+          "[status][run-via-daemon]") {
+  // A stand-in for an older daemon on the fleet's socket: it refuses `hand` as an unknown
+  // request, answers `wait ID`, and reports a run once the spec shows up in the spool.
+  Fleet fleet;
+  const std::string spool = fleet.state_dir() + "/spool";
+  ::mkdir(fleet.state_dir().c_str(), 0755);
+  ::mkdir(spool.c_str(), 0755);
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const std::string path = fleet.state_dir() + "/reactor.sock";
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(::bind(listener, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  const std::string id = unique_id("hand-old");
+  const std::string out_log = fleet.dir() + "/old.stdout", err_log = fleet.dir() + "/old.stderr";
+  write_text(out_log, "from-the-old-daemon\n");
+  write_text(err_log, "");
+
+  auto server = std::async(std::launch::async, [&]() -> std::string {
+    int c1 = accept_one(listener);
+    if (c1 < 0) return "no first connection";
+    const std::string first = read_line(c1);
+    say(c1, {{"error", "unknown request (expected `status`, `wait ID`, `stop ID` or `kill ID`)"}});
+    ::close(c1);
+    if (first.rfind("hand " + id + " ", 0) != 0) return "first request: " + first;
+    int c2 = accept_one(listener);
+    if (c2 < 0) return "no second connection";
+    const std::string second = read_line(c2);
+    if (second != "wait " + id + "\n") {
+      ::close(c2);
+      return "second request: " + second;
+    }
+    say(c2, {{"event", "watching"}, {"id", id}});
+    // The client renames the spec in only now: a visible entry, the staged name gone.
+    std::string entry;
+    eventually([&] {
+      for (const auto& n : dir_entries(spool))
+        if (!n.empty() && n[0] != '.') entry = n;
+      return !entry.empty();
+    }, 30s);
+    say(c2, {{"event", "started"}, {"id", id}, {"runId", "r1"}, {"stdout", out_log},
+             {"stderr", err_log}});
+    say(c2, {{"event", "finished"}, {"id", id}, {"runId", "r1"}, {"exitStatus", 5},
+             {"reason", "exited"}, {"forced", false}});
+    ::close(c2);
+    return entry;
+  });
+  auto r = run_process({CELLOS_REACTOR_BIN, "run", "-", "--via-daemon", "--config",
+                        fleet.config_path()},
+                       make_spec(id, {"/bin/true"}).dump());
+  const std::string entry = server.get();
+  ::close(listener);
+  INFO(r.err);
+  INFO(entry);
+  CHECK(r.status == 5);
+  CHECK(r.out == "from-the-old-daemon\n");
+  // The spec went into the spool under its entry name, and no staged file was left behind.
+  CHECK(entry.ends_with("-" + id + ".json"));
+  for (const auto& n : dir_entries(spool)) CHECK(n == entry);
 }
