@@ -4,6 +4,8 @@
 // line. A NAME that is not a staged spool name, or one that is not there, renames nothing and
 // gets one error line.
 #include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -12,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstring>
+#include <filesystem>
 #include <future>
 #include <sys/stat.h>
 
@@ -53,6 +56,15 @@ std::vector<json> ask(const Fleet& fleet, const std::string& request) {
   return lines;
 }
 
+// Every name in `dir`, hidden ones too (dir_entries leaves those out).
+std::vector<std::string> all_entries(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    out.push_back(e.path().filename().string());
+  return out;
+}
+
 std::string stage(const Fleet& fleet, const std::string& name, const json& spec) {
   write_text(fleet.state_dir() + "/spool/" + name, spec.dump());
   return name;
@@ -76,8 +88,7 @@ TEST_CASE("hand: the daemon moves the staged spec into the spool after registeri
   CHECK(lines[1].value("exitStatus", -1) == 6);
   CHECK(read_text(lines[0].value("stdout", "")) == "handed\n");
   // Taken and settled like any spool entry: nothing left under either name.
-  CHECK(dir_entries(fleet.state_dir() + "/spool").empty());
-  CHECK(!path_exists(fleet.state_dir() + "/spool/" + staged));
+  CHECK(all_entries(fleet.state_dir() + "/spool").empty());
   daemon.signal(SIGTERM);
   CHECK(daemon.wait() == 0);
 }
@@ -99,7 +110,7 @@ TEST_CASE("hand: a name that is not a staged spool entry renames nothing and get
     CHECK(lines[0].contains("error"));
   }
   CHECK(path_exists(outside));
-  CHECK(dir_entries(fleet.state_dir() + "/spool").empty());
+  CHECK(all_entries(fleet.state_dir() + "/spool").empty());
   daemon.signal(SIGTERM);
   CHECK(daemon.wait() == 0);
 }
@@ -193,5 +204,58 @@ TEST_CASE("run --via-daemon falls back to wait and its own rename with a daemon 
   CHECK(r.out == "from-the-old-daemon\n");
   // The spec went into the spool under its entry name, and no staged file was left behind.
   CHECK(entry.ends_with("-" + id + ".json"));
-  for (const auto& n : dir_entries(spool)) CHECK(n == entry);
+  CHECK(all_entries(spool) == std::vector<std::string>{entry});
+}
+
+TEST_CASE("run --via-daemon interrupted before the daemon took its spec withdraws it: nothing "
+          "runs, exit 130",
+          "[status][run-via-daemon]") {
+  // A stand-in daemon that accepts `hand` and then does nothing: the spec stays staged.
+  Fleet fleet;
+  const std::string spool = fleet.state_dir() + "/spool";
+  ::mkdir(fleet.state_dir().c_str(), 0755);
+  ::mkdir(spool.c_str(), 0755);
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const std::string path = fleet.state_dir() + "/reactor.sock";
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(::bind(listener, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  const std::string id = unique_id("hand-int");
+  const std::string spec_path = fleet.dir() + "/int.json", err_path = fleet.dir() + "/int.err";
+  write_text(spec_path, make_spec(id, {"/bin/true"}).dump());
+  const std::string bin = CELLOS_REACTOR_BIN;
+  const std::string config = fleet.config_path();
+  std::vector<const char*> argv{bin.c_str(), "run", spec_path.c_str(), "--via-daemon",
+                                "--config", config.c_str(), nullptr};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = -1;
+  REQUIRE(posix_spawn(&pid, argv[0], &fa, nullptr, const_cast<char**>(argv.data()), environ) == 0);
+  posix_spawn_file_actions_destroy(&fa);
+  int c = accept_one(listener);
+  const std::string request = c >= 0 ? read_line(c) : "";
+  // The client asked (its signals are a descriptor of its poll by now) and its spec is staged.
+  const auto before = all_entries(spool);
+  const bool staged = before.size() == 1 && before[0][0] == '.';
+  ::kill(pid, SIGINT);
+  int status = -1;
+  const bool exited = eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 30s);
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+  }
+  if (c >= 0) ::close(c);
+  ::close(listener);
+  INFO(read_text(err_path));
+  CHECK(request.rfind("hand " + id + " ", 0) == 0);
+  CHECK(staged);
+  REQUIRE(exited);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 128 + SIGINT);
+  CHECK(read_text(err_path).find("nothing ran") != std::string::npos);
+  CHECK(all_entries(spool).empty());
 }
