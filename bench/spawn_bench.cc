@@ -1,6 +1,6 @@
 // spawn_bench: how long one isolated /bin/true takes, end to end, through three launchers.
 //
-//   spawn_bench --reactor PATH [-n 500] [--warmup 20] [--csv FILE]
+//   spawn_bench --reactor PATH [-n 500] [--warmup 20] [--csv FILE] [--compare PATH2]
 //
 //   floor    <dir of spawn_bench>/spawn_floor   clone3 with new namespaces + exec + waitid: the
 //                                                kernel's floor
@@ -16,6 +16,10 @@
 //   dcold    PATH run SPEC --via-daemon --config COLD_FLEET
 //                                                the same through a daemon without a pool
 //                                                ([pool] enabled = false): what the pool saves
+//   pcmp     PATH2 run SPEC --via-daemon --config CMP_FLEET      (only with --compare)
+//                                                the pooled row through another build (a
+//                                                daemon of PATH2 with the same pool): a before/
+//                                                after of the pooled path, interleaved
 //
 // The two daemons are started by the benchmark (their own state dirs) and stopped at its end.
 //
@@ -59,6 +63,7 @@ struct Options {
   long n = 500;
   long warmup = 20;
   std::string csv;
+  std::string compare;  // another cellos-reactor: the pcmp row
 };
 
 struct Tool {
@@ -107,11 +112,12 @@ std::optional<long> parse_count(const char* s, long min) {
 
 void usage(FILE* to) {
   std::fprintf(to,
-               "usage: spawn_bench --reactor PATH [-n N] [--warmup W] [--csv FILE]\n"
+               "usage: spawn_bench --reactor PATH [-n N] [--warmup W] [--csv FILE] [--compare PATH2]\n"
                "  --reactor PATH  the cellos-reactor binary to measure (required)\n"
                "  -n N            measured invocations per command (default 500)\n"
                "  --warmup W      unmeasured rounds first (default 20)\n"
-               "  --csv FILE      write one row per measured invocation: tool,iteration,ms\n");
+               "  --csv FILE      write one row per measured invocation: tool,iteration,ms\n"
+               "  --compare PATH2 also the pooled row through a daemon of PATH2 (row pcmp)\n");
 }
 
 // Returns the options, or an exit code (0 for --help, 2 for a usage error).
@@ -133,6 +139,8 @@ std::variant<Options, int> parse_args(int argc, char** argv) {
       o.reactor = v;
     } else if (a == "--csv") {
       o.csv = v;
+    } else if (a == "--compare") {
+      o.compare = v;
     } else if (a == "-n" || a == "--warmup") {
       auto c = parse_count(v, a == "-n" ? 1 : 0);
       if (!c) {
@@ -410,6 +418,11 @@ int bench(const Options& opt) {
   auto reactor = executable(opt.reactor, "--reactor");
   if (!floor || !reactor) return 1;
   auto bwrap = find_in_path("bwrap");
+  std::optional<std::string> compare;
+  if (!opt.compare.empty()) {
+    compare = executable(opt.compare, "--compare");
+    if (!compare) return 1;
+  }
 
   // Opened before measuring: a bad --csv path should not cost a whole run.
   FILE* csv = nullptr;
@@ -449,10 +462,16 @@ int bench(const Options& opt) {
                                   (tmp.path() / "dcold-state").string() +
                                   "\"\n[pool]\nenabled = false\n"))
     return 1;
+  const fs::path cmp_fleet = tmp.path() / "fleet-pcmp.toml";
+  if (compare && !write_file(cmp_fleet, "[host]\nid = \"bench-pcmp\"\nstate_dir = \"" +
+                                            (tmp.path() / "pcmp-state").string() +
+                                            "\"\n[pool]\nenabled = true\nsize = 2\n"))
+    return 1;
   int daemon_null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  Daemon pool_daemon, cold_daemon;
+  Daemon pool_daemon, cold_daemon, cmp_daemon;
   if (daemon_null < 0 || !pool_daemon.start(*reactor, pool_fleet, daemon_null) ||
-      !cold_daemon.start(*reactor, cold_fleet, daemon_null))
+      !cold_daemon.start(*reactor, cold_fleet, daemon_null) ||
+      (compare && !cmp_daemon.start(*compare, cmp_fleet, daemon_null)))
     return 1;
   ::close(daemon_null);
 
@@ -474,6 +493,10 @@ int bench(const Options& opt) {
   tools.push_back({"dcold",
                    {*reactor, "run", spec.string(), "--via-daemon", "--config", cold_fleet.string()},
                    {}});
+  if (compare)
+    tools.push_back({"pcmp",
+                     {*compare, "run", spec.string(), "--via-daemon", "--config", cmp_fleet.string()},
+                     {}});
 
   utsname u{};
   ::uname(&u);
@@ -498,6 +521,7 @@ int bench(const Options& opt) {
   // Stopped now: their last metrics are written on the way out.
   pool_daemon.stop();
   cold_daemon.stop();
+  cmp_daemon.stop();
   const double pool_admit_ms = daemon_spawn_ms(tmp.path() / "pool-state");
   const double cold_admit_ms = daemon_spawn_ms(tmp.path() / "dcold-state");
   std::printf("\n%-8s %10s %10s %10s\n", "command", "median ms", "p99 ms", "mean ms");
@@ -520,6 +544,10 @@ int bench(const Options& opt) {
               "pooled/dcold median", stats[pooled].median / stats[dcold].median);
   std::printf("%-22s pooled %.3f ms, dcold %.3f ms (the daemon's own, admitted -> started)\n",
               "daemon admission mean", pool_admit_ms, cold_admit_ms);
+  const size_t pcmp = dcold + 1;
+  if (compare)
+    std::printf("%-22s %.3f (pooled through --reactor against pooled through --compare)\n",
+                "pooled/pcmp median", stats[pooled].median / stats[pcmp].median);
 
   if (csv != nullptr) {
     std::fprintf(csv, "tool,iteration,ms\n");
@@ -539,6 +567,10 @@ int bench(const Options& opt) {
   if (!opt.csv.empty()) {
     again.push_back("--csv");
     again.push_back(fs::absolute(opt.csv).string());
+  }
+  if (compare) {
+    again.push_back("--compare");
+    again.push_back(*compare);
   }
   std::printf("reproduce: %s\n", join(again).c_str());
 
@@ -560,6 +592,7 @@ int bench(const Options& opt) {
   rep.metric("pooled/dcold median", stats[pooled].median / stats[dcold].median, "x");
   rep.metric("daemon admission mean, pooled", pool_admit_ms, "ms");
   rep.metric("daemon admission mean, dcold", cold_admit_ms, "ms");
+  if (compare) rep.metric("pooled/pcmp median", stats[pooled].median / stats[pcmp].median, "x");
   rep.field("n", static_cast<double>(opt.n)).field("reproduce", join(again));
   if (!opt.csv.empty()) rep.field("samples", fs::absolute(opt.csv).string());
   rep.print();

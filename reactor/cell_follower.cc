@@ -2,9 +2,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/inotify.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -15,9 +15,8 @@ int say_refused(const std::string& line) {
   return 125;
 }
 
-CellFollower::CellFollower(base::Fd conn)
-    : conn_(std::move(conn)), inotify_(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)) {
-  if (!inotify_) error_ = std::string("inotify_init1: ") + std::strerror(errno);
+CellFollower::CellFollower(base::Fd conn) : conn_(std::move(conn)) {
+  if (!conn_) error_ = "no connection to the daemon";
 }
 
 // The daemon creates both log files (empty) before it says the cell started, so they can be
@@ -28,31 +27,33 @@ void CellFollower::Log::open(const std::string& log_path) {
   if (!fd) say_refused("cannot follow " + path + ": " + std::strerror(errno));
 }
 
-void CellFollower::Log::watch(int inotify_fd) const {
-  if (fd) (void)::inotify_add_watch(inotify_fd, path.c_str(), IN_MODIFY);
-}
-
-void CellFollower::Log::pump() {
-  if (!fd) return;
+bool CellFollower::Log::pump() {
+  if (!fd) return false;
+  bool copied = false;
   char buf[65536];
   for (;;) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     std::fwrite(buf, 1, static_cast<size_t>(n), out);
+    copied = true;
   }
-  std::fflush(out);
+  if (copied) std::fflush(out);
+  return copied;
 }
 
 void CellFollower::follow(const nlohmann::json& started) {
   out_.open(started.value("stdout", ""));
   err_.open(started.value("stderr", ""));
+  read_every_ms_ = kFirstReadMs;
   pump();
 }
 
 void CellFollower::pump() {
-  out_.pump();
-  err_.pump();
+  // Both, always: || would skip stderr when stdout had something.
+  const bool out = out_.pump();
+  const bool err = err_.pump();
+  read_every_ms_ = out || err ? kFirstReadMs : std::min(read_every_ms_ * 2, kMaxReadMs);
 }
 
 CellFollower::Next CellFollower::next(nlohmann::json& line, int extra_fd) {
@@ -67,28 +68,19 @@ CellFollower::Next CellFollower::next(nlohmann::json& line, int extra_fd) {
       }
       return Next::kLine;
     }
-    pollfd fds[3] = {{conn_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}, {extra_fd, POLLIN, 0}};
+    pollfd fds[2] = {{conn_.get(), POLLIN, 0}, {extra_fd, POLLIN, 0}};
     const bool following = out_.fd.valid() || err_.fd.valid();
-    const int ready = ::poll(fds, extra_fd >= 0 ? 3 : 2, following && !watching_ ? kWatchAfterMs : -1);
+    const int ready = ::poll(fds, extra_fd >= 0 ? 2 : 1, following ? read_every_ms_ : -1);
     if (ready < 0) {
       if (errno == EINTR) continue;
       error_ = std::string("poll: ") + std::strerror(errno);
       return Next::kError;
     }
-    if (ready == 0) {  // still running: watch the logs from now on, and copy what came so far
-      watching_ = true;
-      out_.watch(inotify_.get());
-      err_.watch(inotify_.get());
+    if (ready == 0) {  // still running: copy what came so far
       pump();
       continue;
     }
-    if (fds[1].revents & POLLIN) {
-      char ev[4096];
-      while (::read(inotify_.get(), ev, sizeof ev) > 0) {
-      }
-      pump();
-    }
-    if (extra_fd >= 0 && (fds[2].revents & POLLIN)) return Next::kExtra;
+    if (extra_fd >= 0 && (fds[1].revents & POLLIN)) return Next::kExtra;
     if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
     char chunk[4096];
     ssize_t n = ::read(conn_.get(), chunk, sizeof chunk);

@@ -496,6 +496,8 @@ base::Result<void> Daemon::start() {
   finished_.set_status(status_.get());
   // `run --via-daemon`'s SIGINT/SIGTERM: its cell stops as `run` stops its own (the spec's
   // grace, then killed; a second signal kills it now).
+  // `run --via-daemon` hands its staged spec over with its wait (status.h `hand`).
+  status_->set_spool_dir(dirs_.spool);
   status_->set_control([this](std::string_view verb, const std::string& id) {
     for (const auto& [raw, cell] : sup_->cells()) {
       if (cell->id() != id || cell->finished()) continue;

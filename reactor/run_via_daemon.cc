@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "base/fd.h"
@@ -59,35 +60,49 @@ void control(const std::string& state_dir, const std::string& verb, const std::s
 std::optional<int> run_via_daemon(const cells::Config& config, const std::string& cell_id,
                                   const std::string& spec_text) {
   const StateDirs dirs(config.host.state_dir);
-  Signals sig;  // before the spec is queued: a ^C from now on is ours to handle
-  auto conn = connect_status(dirs.state, "wait " + cell_id);
+  Signals sig;  // before the spec is staged: a ^C from now on is ours to handle
+  // Staged under a hidden name no intake reads, before the daemon is asked: the daemon moves it
+  // into the spool itself once our wait is registered (`hand`), so the client sleeps from
+  // its request to its cell's start. Removed on every way out (the daemon renamed it: gone).
+  // No spool dir yet means no daemon ever served this state dir.
+  if (::access(dirs.spool.c_str(), F_OK) != 0 && errno == ENOENT) return std::nullopt;
+  auto staged = stage_in_spool(dirs, cell_id, spec_text);
+  if (!staged) return say(staged.error().message());
+  struct Unstage {
+    const std::string& path;
+    ~Unstage() { ::unlink(path.c_str()); }
+  } unstage{staged->staged};
+  const std::string staged_name = staged->staged.substr(dirs.spool.size() + 1);
+  // Withdraws the spec if the daemon has not taken it yet: true when nothing will run.
+  auto withdraw = [&] {
+    return ::unlink(staged->staged.c_str()) == 0 || ::unlink(staged->entry.c_str()) == 0;
+  };
+
+  auto conn = connect_status(dirs.state, "hand " + cell_id + " " + staged_name);
   if (!conn) {
     const int e = conn.error().err;
     if (e == ENOENT || e == ECONNREFUSED) return std::nullopt;  // no daemon: run it here
     return say("--via-daemon: " + conn.error().message());
   }
-  CellFollower follower(std::move(*conn));
-  if (!follower.ok()) return say(follower.error());
-  std::string spooled;
-  bool watching = false, started = false;
+  auto follower = std::make_unique<CellFollower>(std::move(*conn));
+  if (!follower->ok()) return say(follower->error());
+  // `hand`: the daemon queued the spec with our wait. Without it (an older daemon, or one that
+  // could not rename), `wait` and our own rename once it watches.
+  bool handed = true, watching = true, started = false;
   int signo = 0, signals = 0;
 
   for (;;) {
     nlohmann::json j;
-    switch (follower.next(j, sig.fd.get())) {
+    switch (follower->next(j, sig.fd.get())) {
       case CellFollower::Next::kLine:
         break;
       case CellFollower::Next::kExtra:
         if (int s = sig.take()) {
           signo = s;
           ++signals;
-          if (!started && !spooled.empty() && ::unlink(spooled.c_str()) == 0) {
+          if (!started && withdraw()) {
             say(std::string("stopped by ") + strsignal(s) + " before the daemon started cell " +
                 cell_id + ": nothing ran");
-            return 128 + s;
-          }
-          if (!started && spooled.empty()) {
-            say(std::string("stopped by ") + strsignal(s) + ": nothing was queued");
             return 128 + s;
           }
           // Started, or being started (the daemon took the spec): stopped as `run` stops its own.
@@ -99,33 +114,42 @@ std::optional<int> run_via_daemon(const cells::Config& config, const std::string
                    " finished (it died?); `cellos-reactor show " + cell_id +
                    "` tells what the log holds");
       case CellFollower::Next::kError:
-        return say("--via-daemon: " + follower.error());
+        return say("--via-daemon: " + follower->error());
     }
     const std::string event = j.value("event", "");
+    if (event.empty() && handed && !started) {
+      // `hand` refused (nothing was renamed): the older exchange on a connection of its own.
+      handed = false;
+      watching = false;
+      auto again = connect_status(dirs.state, "wait " + cell_id);
+      if (!again) return say("--via-daemon: " + again.error().message());
+      follower = std::make_unique<CellFollower>(std::move(*again));
+      continue;
+    }
     if (event.empty()) return say("--via-daemon: the daemon refused: " + j.value("error", ""));
     if (event == "watching" && !watching) {
       watching = true;
       // Only now: the daemon listens, so the cell's start cannot be missed.
-      auto path = submit_to_spool(dirs, cell_id, spec_text);
-      if (!path) return say(path.error().message());
-      spooled = *path;
+      if (::rename(staged->staged.c_str(), staged->entry.c_str()) != 0)
+        return say("--via-daemon: rename \"" + staged->staged + "\" to \"" + staged->entry +
+                   "\": " + std::strerror(errno));
     } else if (event == "started" && !started) {
       started = true;
-      follower.follow(j);
+      follower->follow(j);
       // A signal came while the daemon was taking the spec: the cell stops now.
       if (signals) control(dirs.state, signals > 1 ? "kill" : "stop", cell_id);
     } else if (event == "rejected") {
       return say(j.value("reason", "rejected"));
-    } else if (event == "stopped" && !watching) {
-      return say("--via-daemon: the daemon serving " + dirs.state +
-                 " is stopping; nothing was queued");
     } else if (event == "stopped") {
-      if (!started && !spooled.empty() && ::unlink(spooled.c_str()) == 0)
+      if (!started && ::unlink(staged->staged.c_str()) == 0)
+        return say("--via-daemon: the daemon serving " + dirs.state +
+                   " is stopping; nothing was queued");
+      if (!started && withdraw())
         return say("--via-daemon: the daemon stopped before cell " + cell_id +
                    " started; nothing ran");
       return say("--via-daemon: the daemon stopped before cell " + cell_id + " started");
     } else if (event == "finished") {
-      follower.pump();
+      follower->pump();
       const int status = j.value("exitStatus", kSetupFailed);
       // As `run`: the cause of a 125-127 in one line; a cell it had killed after a signal
       // reports that signal.

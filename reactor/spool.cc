@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string_view>
 
+#include "base/fd.h"
 #include "base/input_limits.h"
 #include "base/json.h"
 #include "base/text.h"
@@ -190,6 +192,44 @@ base::Result<std::string> submit_to_spool(const StateDirs& dirs, const std::stri
   std::string path = dirs.spool + "/" + stamp + cell_id + ".json";
   CELLOS_TRY(base::replace_file(path, spec_text, 0640));
   return path;
+}
+
+base::Result<StagedSpec> stage_in_spool(const StateDirs& dirs, const std::string& cell_id,
+                                        const std::string& spec_text) {
+  CELLOS_TRY(base::make_dirs(dirs.spool));
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  char stamp[48];
+  std::snprintf(stamp, sizeof stamp, "%020lld-%06d-", static_cast<long long>(
+                    now.tv_sec * 1000000000LL + now.tv_nsec), static_cast<int>(::getpid() % 1000000));
+  const std::string name = std::string(stamp) + cell_id + ".json";
+  StagedSpec s{dirs.spool + "/." + name + ".tmp", dirs.spool + "/" + name};
+  // O_EXCL: the name is this process's (time and pid); never write through what is there.
+  int fd = ::open(s.staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
+  if (fd < 0) return base::sys_error("open", "\"" + s.staged + "\"");
+  base::Fd f(fd);
+  size_t off = 0;
+  while (off < spec_text.size()) {
+    ssize_t n = ::write(fd, spec_text.data() + off, spec_text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      base::Error e = base::sys_error("write", "\"" + s.staged + "\"");
+      ::unlink(s.staged.c_str());
+      return e;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return s;
+}
+
+std::string staged_entry_name(std::string_view staged) {
+  constexpr std::string_view kTmp = ".tmp";
+  if (staged.size() <= 1 + kTmp.size() || staged.front() != '.' || !staged.ends_with(kTmp) ||
+      staged.find('/') != std::string_view::npos || staged.find('\0') != std::string_view::npos)
+    return {};
+  std::string entry(staged.substr(1, staged.size() - 1 - kTmp.size()));
+  if (!is_entry_name(entry.c_str()) || entry == "." || entry == "..") return {};
+  return entry;
 }
 
 base::Result<std::unique_ptr<SpoolWatcher>> SpoolWatcher::create(base::IoPort& io,

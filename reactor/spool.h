@@ -62,6 +62,19 @@ size_t prune_rejected(const StateDirs& dirs, const RejectedBounds& bounds = {});
 base::Result<std::string> submit_to_spool(const StateDirs& dirs, const std::string& cell_id,
                                           const std::string& spec_text);
 
+// The first half of submit_to_spool for `run --via-daemon`: the spec written under its hidden
+// temp name (".<entry>.tmp", which no intake reads) and left there; the daemon moves it in
+// itself once it has registered the client's wait (status.h, `hand`), or the client does
+// (an older daemon). `staged` and `entry` are full paths.
+struct StagedSpec {
+  std::string staged, entry;
+};
+base::Result<StagedSpec> stage_in_spool(const StateDirs& dirs, const std::string& cell_id,
+                                        const std::string& spec_text);
+// The entry name a staged name (".<entry>.tmp", one path component) moves to, or empty when
+// `staged` is not such a name.
+std::string staged_entry_name(std::string_view staged);
+
 // inotify on the spool, read through the ring. Reports names as they are renamed or written
 // in; reports an overflow of the kernel's event queue as a request to rescan.
 class SpoolWatcher final : public base::Completion {

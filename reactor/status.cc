@@ -1,5 +1,7 @@
 #include "reactor/status.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 
 #include "cells/config.h"
 #include "reactor/run_command.h"
+#include "reactor/spool.h"
 
 namespace cellos::reactor {
 namespace {
@@ -143,12 +146,13 @@ void StatusServer::request(Conn& c, std::string_view line) {
   if (line.starts_with("wait ") && (stopped_ || draining_))
     return c.send(nlohmann::json{{"event", "stopped"}}.dump(), true);
   if (line.starts_with("wait ") && line.size() > 5) {
-    c.waiting_for = std::string(line.substr(5));
+    wait_for(c, std::string(line.substr(5)));
     c.send(nlohmann::json{{"event", "watching"}, {"id", c.waiting_for}}.dump(), false);
-    // Its next read ends when the client leaves: then it is forgotten.
-    ring_.read(c.fd.get(), std::as_writable_bytes(std::span(c.in)), c.arm_read());
     return;
   }
+  if (line.starts_with("hand ") && (stopped_ || draining_))
+    return c.send(nlohmann::json{{"event", "stopped"}}.dump(), true);
+  if (line.starts_with("hand ")) return hand(c, line.substr(5));
   for (std::string_view verb : {"stop", "kill"}) {
     if (!line.starts_with(verb) || line.size() <= verb.size() + 1 || line[verb.size()] != ' ')
       continue;
@@ -161,9 +165,38 @@ void StatusServer::request(Conn& c, std::string_view line) {
                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                   true);
   }
-  c.send(nlohmann::json{{"error", "unknown request (expected `status`, `wait ID`, `stop ID` or "
-                                  "`kill ID`)"}}.dump(),
+  c.send(nlohmann::json{{"error", "unknown request (expected `status`, `wait ID`, `hand ID NAME`, "
+                                  "`stop ID` or `kill ID`)"}}.dump(),
          true);
+}
+
+void StatusServer::wait_for(Conn& c, std::string id) {
+  c.waiting_for = std::move(id);
+  // Its next read ends when the client leaves: then it is forgotten.
+  ring_.read(c.fd.get(), std::as_writable_bytes(std::span(c.in)), c.arm_read());
+}
+
+void StatusServer::hand(Conn& c, std::string_view args) {
+  auto refuse = [&](const std::string& why) {
+    c.send(nlohmann::json{{"error", "hand: " + why}}.dump(-1, ' ', false,
+                                                         nlohmann::json::error_handler_t::replace),
+           true);
+  };
+  const size_t sp = args.find(' ');
+  if (sp == std::string_view::npos || sp == 0) return refuse("expected `hand ID NAME`");
+  const std::string id(args.substr(0, sp));
+  const std::string_view staged = args.substr(sp + 1);
+  const std::string entry = staged_entry_name(staged);
+  if (spool_dir_.empty()) return refuse("this daemon takes no handed specs");
+  if (entry.empty()) return refuse("not a staged spool name: " + std::string(staged));
+  // The waiter first, then the entry: the cell's start cannot come before the wait.
+  wait_for(c, id);
+  const std::string from = spool_dir_ + "/" + std::string(staged), to = spool_dir_ + "/" + entry;
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+    const int err = errno;
+    c.waiting_for.clear();
+    return refuse("rename " + std::string(staged) + ": " + std::strerror(err));
+  }
 }
 
 void StatusServer::Acceptor::complete(int res) {

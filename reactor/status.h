@@ -8,6 +8,15 @@
 //                 (reason, exit code, exit status); or `rejected`; or `stopped` when the daemon
 //                 exits first. The connection closes after the last. A client that goes away is
 //                 forgotten (its read sees the end of the stream).
+//   `hand ID NAME` `run --via-daemon`: as `wait ID` without the `watching` line, and the daemon
+//                 itself then renames the spec the client staged in the spool under the hidden
+//                 name NAME (".<entry>.tmp", spool.h stage_in_spool) to <entry>, which the spool
+//                 intake takes as any entry. One round trip fewer than `wait` + the client's
+//                 own rename, and no wake-up of the client before its cell starts. The rename
+//                 is one the client may make itself (it wrote the file), never replaces an
+//                 entry, and stays inside the spool. A bad NAME or a failed rename: one
+//                 {"error":...} line and nothing renamed (the client then falls back to
+//                 `wait`, as it does with a daemon that does not know `hand`).
 //   `stop ID`     `run --via-daemon` on SIGINT/SIGTERM: cell ID gets SIGTERM and its spec's
 //   `kill ID`     grace (stop), or is killed now (kill), as `run` does to its own cell. One
 //                 line: {"event":"stopping"|"killing"} or {"error":...} when ID does not run.
@@ -53,6 +62,8 @@ class StatusServer {
   // `stop ID` / `kill ID`: `verb` is "stop" or "kill"; returns false when no cell ID runs.
   using Control = std::function<bool(std::string_view verb, const std::string& id)>;
   void set_control(Control c) { control_ = std::move(c); }
+  // The spool directory `hand` renames in (unset: `hand` is refused and clients use `wait`).
+  void set_spool_dir(std::string dir) { spool_dir_ = std::move(dir); }
 
  private:
   struct Acceptor final : base::Completion {
@@ -88,6 +99,8 @@ class StatusServer {
   void arm_accept();
   void collect();
   void request(Conn& c, std::string_view line);
+  void hand(Conn& c, std::string_view args);
+  void wait_for(Conn& c, std::string id);
 
   Ring& ring_;
   std::string path_;
@@ -98,6 +111,7 @@ class StatusServer {
   bool draining_ = false;
   std::vector<std::unique_ptr<Conn>> conns_;
   Control control_;
+  std::string spool_dir_;
 };
 
 // Connects to the daemon serving `state_dir` and sends `request` (one line); an error names the
