@@ -1,5 +1,6 @@
 // The daemon's per-cell log files (docs/daemon.md, Logs): created when a stream's first bytes
 // arrive, none for a quiet stream, and a reused id's old logs emptied when its new cell starts.
+#include <signal.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -27,7 +28,7 @@ TEST_CASE("daemon logs: a stream gets its file when it writes, a quiet stream no
 
   spool(fleet, make_spec(talk, {"/bin/sh", "-c", "echo hello"}));
   spool(fleet, make_spec(quiet, {"/bin/true"}));
-  spool(fleet, make_spec(bad, {"/nonexistent/cellos-no-such-program"}));
+  spool(fleet, make_spec(bad, {"/usr/bin/cellos-no-such-program"}));
   REQUIRE(eventually([&] { return events_of(fleet, "lifecycle.v1.destroyed").size() >= 3; },
                      std::chrono::seconds(60)));
 

@@ -1,7 +1,6 @@
 // The ring's file work that nobody waits on (close) and its small-file read (three
 // linked SQEs on a direct descriptor): what the daemon moved off its own syscalls.
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -39,11 +38,6 @@ struct TempDir {
   }
   ~TempDir() { (void)!std::system(("rm -rf '" + path + "'").c_str()); }
 };
-
-bool exists(const std::string& p) {
-  struct stat st{};
-  return ::lstat(p.c_str(), &st) == 0;
-}
 
 TEST_CASE("ring: close(fd) of a pipe's write end gives its reader EOF once submitted", "[ring]") {
   auto ring = make_ring();
