@@ -30,6 +30,10 @@ class CountingPort final : public IoPort {
   void recv_multishot(int fd, BufferRing& r, MultishotCompletion& c) override {
     inner_.recv_multishot(fd, r, c);
   }
+  void close(int fd) override { inner_.close(fd); }
+  void read_small_file(std::string path, size_t limit, FileText done) override {
+    inner_.read_small_file(std::move(path), limit, std::move(done));
+  }
   void cancel(Completion& c) override { inner_.cancel(c); }
   void cancel(MultishotCompletion& c) override { inner_.cancel(c); }
   uint64_t writes = 0;

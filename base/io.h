@@ -13,7 +13,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <functional>
 #include <span>
+#include <string>
 
 #include "base/result.h"
 
@@ -106,6 +108,20 @@ class IoPort {
     c.shot(Shot{-EOPNOTSUPP, -1, false});
   }
   virtual void cancel(MultishotCompletion& c) { (void)c; }
+  // File work the reactor thread would otherwise do with a syscall of its own per cell: the
+  // ring carries it in the io_uring_enter it makes anyway. The defaults here make the plain
+  // syscalls at once (ports without a ring).
+  //
+  // Closes `fd`, which the caller gives up now. The descriptor stays open (and its number
+  // taken) until the next submission, which the reactor makes before it waits: a pipe's write
+  // end closed so still gives its reader EOF.
+  virtual void close(int fd);
+  // Reads at most `limit` bytes (up to 4096) of the small file at `path` (cgroup counters, ...)
+  // and calls `done` with its text or the error, from a completion round (never from inside
+  // this call on a ring with a free slot; the default, and a ring without one, read at once
+  // and call it before returning).
+  using FileText = std::function<void(Result<std::string>)>;
+  virtual void read_small_file(std::string path, size_t limit, FileText done);
   // Asks the kernel to cancel the operation owned by `c`. `c` still gets its own completion
   // (usually -ECANCELED); the cancel request itself reports nowhere.
   virtual void cancel(Completion& c) = 0;

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/io.h"
 #include "base/result.h"
 #include "cells/config.h"
 
@@ -82,6 +83,7 @@ struct StartRequest {
   uint64_t pids_max = 0;
   // CLONE_PIDFD. Off when the reactor watches exits by pid (IoPort::can_wait_pid).
   bool want_pidfd = true;
+  base::IoPort* io = nullptr;  // launcher.h's LaunchOptions::io
   // The cell's prepared network namespace, or -1: a new, empty one. Not owned.
   int netns_fd = -1;
   // Runtime secret delivery: the host directory holding the broker socket, which the view

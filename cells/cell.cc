@@ -1,6 +1,7 @@
 #include "cells/cell.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -196,6 +197,7 @@ void Cell::start() {
   }
   for (const auto& path : leaf_->v1_procs_paths()) req.v1_procs_paths.push_back(path.c_str());
   req.want_pidfd = !host_.io->can_wait_pid();
+  req.io = host_.io;
   req.pids_max = effective_limits().pids_max;
   if (net_) req.netns_fd = net_->netns_fd();
   if (broker_) req.broker_dir = broker_->host_dir();
@@ -219,8 +221,8 @@ void Cell::start() {
   pid_ = launched->pid;
   pidfd_ = std::move(launched->pidfd);
   if (broker_ && pid_ > 0) broker_->set_cell_pid(pid_);
-  // clone3 placed the child; the leaf's dir fd is not needed again.
-  leaf_->close_v2_dir();
+  // clone3 placed the child; the leaf's dir fd is not needed again (closed by the ring).
+  host_.io->close(leaf_->release_v2_dir());
 
   out_.from = std::move(launched->stdout_read);
   out_.to = opts_.stdout_fd;
@@ -436,8 +438,9 @@ void Cell::StreamPump::complete(int res) {
   if (!writing) {
     if (res <= 0) {  // EOF, or the pipe failed: either way nothing more will come
       eof = true;
-      from.reset();
-      owned.reset();
+      // Closed through the ring, in the submission the reactor makes anyway.
+      cell->host_.io->close(from.release());
+      cell->host_.io->close(owned.release());
       return cell->maybe_finish();
     }
     accept(static_cast<size_t>(res));
@@ -455,8 +458,23 @@ void Cell::StreamPump::complete(int res) {
 // A chunk just read: pass on what fits under the cap; at the cap, write the cut notice once
 // in its place. Output whose destination is gone, or past the cap, is drained and dropped so
 // the cell never blocks on a full pipe.
+namespace {
+
+// A cell's log file for appending, created with its directory when either is missing (the
+// daemon makes neither for a cell nobody follows: cell.h).
+base::Result<base::Fd> open_log(const std::string& path) {
+  auto fd = base::open_at(AT_FDCWD, path, O_WRONLY | O_CREAT | O_APPEND, 0640);
+  if (fd || fd.error().err != ENOENT) return fd;
+  const std::string dir = path.substr(0, path.rfind('/'));
+  if (::mkdir(dir.c_str(), 0750) != 0 && errno != EEXIST)
+    return base::sys_error("mkdir", "\"" + dir + "\"");
+  return base::open_at(AT_FDCWD, path, O_WRONLY | O_CREAT | O_APPEND, 0640);
+}
+
+}  // namespace
+
 bool Cell::StreamPump::open_sink() {
-  auto fd = base::open_at(AT_FDCWD, *path, O_WRONLY | O_CREAT | O_APPEND, 0640);
+  auto fd = open_log(*path);
   if (!fd) {
     std::fprintf(stderr, "cellos-reactor: cell %s: %s: %s; dropping its output\n",
                  cell->id().c_str(), name, fd.error().message().c_str());
@@ -502,7 +520,7 @@ void Cell::StatusReader::complete(int res) {
     return arm();
   }
   eof = true;
-  from.reset();
+  cell->host_.io->close(from.release());
   if (cell->launched_ && cell->pid_ == 0 && !cell->exit_.reaped) {
     // The spawner never said a pid (its clone failed, and said so, or it died): nothing of the
     // cell runs, so there is no exit to wait for.
@@ -571,6 +589,7 @@ void Cell::maybe_finish() {
       return;
   }
   if (!completed_emitted_) {
+    if (launched_ && !read_usage()) return;  // its end re-enters maybe_finish
     if (!finish_flows()) return;  // the last flow reports come before completed
     if (launched_) decide_outcome();
     completed_emitted_ = true;
@@ -652,7 +671,7 @@ void Cell::decide_outcome() {
   // The counters outlive the processes until the leaf is removed (teardown, after this).
   CgroupUsage usage;
   if (leaf_) {
-    usage = leaf_->usage();
+    usage = usage_ ? *usage_ : leaf_->usage();
     outcome_.resources =
         sinks::ResourcesData{usage.memory_peak_bytes, usage.cpu_usec, usage.pids_peak, usage.oom_kills};
   }
@@ -725,7 +744,7 @@ void Cell::decide_outcome() {
 // path, so a plain write rather than the ring; the pump has closed the file by now.
 void Cell::note_setup_failure() {
   if (opts_.stderr_path.empty()) return;
-  auto fd = base::open_at(AT_FDCWD, opts_.stderr_path, O_WRONLY | O_CREAT | O_APPEND, 0640);
+  auto fd = open_log(opts_.stderr_path);
   if (!fd) return;
   const std::string line = "[cellos-reactor: setup failed, the command did not run (exit status " +
                            std::to_string(outcome_.exit_status()) + "): " + outcome_.error + "]\n";

@@ -76,7 +76,8 @@ struct CellOptions {
   int stdout_fd = STDOUT_FILENO;  // where the cell's streams are copied
   int stderr_fd = STDERR_FILENO;
   // Instead of the fds: files opened (O_APPEND) when the stream's first bytes arrive and closed
-  // at its end, so a cell that is quiet holds no descriptor for its logs.
+  // at its end, so a cell that is quiet holds no descriptor for its logs. A file (and its
+  // directory, mode 0750) that does not exist yet is created then: a quiet stream has none.
   std::string stdout_path, stderr_path;
   // Per stream: past this many bytes the copy is cut with a marker line and the rest of the
   // stream is drained and dropped (the cell keeps running). 0: no cap.
@@ -181,6 +182,8 @@ class Cell {
   void watch_exit();  // the init's exit, through the ring (by pidfd, or by pid)
   void maybe_finish();
   void decide_outcome();
+  // Starts the reads of the leaf's counters; true once usage_ holds them (or there is no leaf).
+  bool read_usage();
   void note_setup_failure();
   void teardown();
   void emit(sinks::EventData d);
@@ -248,6 +251,11 @@ class Cell {
   std::chrono::seconds stop_grace_{0};
   bool launched_ = false, completed_emitted_ = false, finished_ = false;
   CellOutcome outcome_;
+  // The leaf's counters, read through the ring once the processes are gone (read_usage): no
+  // open/read/close of the reactor's own per counter file.
+  std::optional<CgroupUsage> usage_;
+  int usage_pending_ = 0;
+  std::array<std::optional<std::string>, CgroupLeaf::kUsageFiles> usage_texts_;
 };
 
 }  // namespace cellos::cells

@@ -275,30 +275,42 @@ Result<void> CgroupLeaf::signal_all(int sig) const {
   return base::ok();
 }
 
-CgroupUsage CgroupLeaf::usage() const {
+std::array<std::string, CgroupLeaf::kUsageFiles> CgroupLeaf::usage_files() const {
+  std::array<std::string, kUsageFiles> f;
+  if (!memory_dir_.empty()) {
+    f[0] = memory_dir_ + (memory_v2_ ? "/memory.peak" : "/memory.max_usage_in_bytes");
+    f[1] = memory_dir_ + (memory_v2_ ? "/memory.events" : "/memory.oom_control");
+  }
+  if (!pids_dir_.empty()) f[2] = pids_dir_ + "/pids.peak";
+  // cgroup2 counts CPU time in every cgroup whatever the controllers (cpu.stat's core keys),
+  // so the hybrid hosts' v2 leaf has it too.
+  if (!dirs_.empty()) f[3] = dirs_.front() + "/cpu.stat";
+  return f;
+}
+
+CgroupUsage CgroupLeaf::parse_usage(const std::array<std::optional<std::string>, kUsageFiles>& t) {
   CgroupUsage u;
-  auto number = [](const std::string& path) -> std::optional<uint64_t> {
-    auto text = read_knob(path);
-    if (!text.ok() || text->empty() || !std::isdigit(static_cast<unsigned char>((*text)[0])))
+  auto number = [](const std::optional<std::string>& text) -> std::optional<uint64_t> {
+    if (!text || text->empty() || !std::isdigit(static_cast<unsigned char>((*text)[0])))
       return std::nullopt;
     return std::strtoull(text->c_str(), nullptr, 10);
   };
-  if (!memory_dir_.empty()) {
-    u.memory_peak_bytes =
-        number(memory_dir_ + (memory_v2_ ? "/memory.peak" : "/memory.max_usage_in_bytes"));
-    auto text = read_knob(
-        memory_dir_ + (memory_v2_ ? "/memory.events" : "/memory.oom_control"));
-    if (text.ok()) u.oom_kills = counter(*text, "oom_kill");
-  }
-  if (!pids_dir_.empty()) u.pids_peak = number(pids_dir_ + "/pids.peak");
-  // cgroup2 counts CPU time in every cgroup whatever the controllers (cpu.stat's core keys),
-  // so the hybrid hosts' v2 leaf has it too.
-  if (!dirs_.empty()) {
-    auto text = read_knob(dirs_.front() + "/cpu.stat");
-    if (text.ok() && text->find("usage_usec") != std::string::npos)
-      u.cpu_usec = counter(*text, "usage_usec");
-  }
+  u.memory_peak_bytes = number(t[0]);
+  if (t[1]) u.oom_kills = counter(*t[1], "oom_kill");
+  u.pids_peak = number(t[2]);
+  if (t[3] && t[3]->find("usage_usec") != std::string::npos) u.cpu_usec = counter(*t[3], "usage_usec");
   return u;
+}
+
+CgroupUsage CgroupLeaf::usage() const {
+  std::array<std::optional<std::string>, kUsageFiles> texts;
+  const auto files = usage_files();
+  for (size_t i = 0; i < kUsageFiles; ++i) {
+    if (files[i].empty()) continue;
+    auto text = read_knob(files[i]);
+    if (text.ok()) texts[i] = std::move(*text);
+  }
+  return parse_usage(texts);
 }
 
 uint64_t CgroupLeaf::memory_bytes() const {

@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -115,6 +116,8 @@ class CgroupLeaf {
   const std::vector<std::string>& v1_procs_paths() const { return v1_procs_paths_; }
   // Once clone3 has placed the child, the v2 dir fd is not needed until the next cell.
   void close_v2_dir() { v2_dir_.reset(); }
+  // The same, handing the descriptor to the caller (who closes it through its ring).
+  int release_v2_dir() { return v2_dir_.release(); }
   const std::string& relative_path() const { return rel_; }
 
   // Kills every process in the leaf at once (cgroup.kill). Fails where the kernel has no
@@ -129,6 +132,12 @@ class CgroupLeaf {
   bool oom_killed() const { return usage().oom_kills > 0; }
   // The leaf's counters now; a few small reads, done once per cell at its end.
   CgroupUsage usage() const;
+  // usage() in two halves, for a caller that reads the files itself (the cell, through its
+  // ring): the files it reads (kUsageFiles of them; "" where this host has none), and what
+  // their texts (nullopt: unreadable) say.
+  static constexpr size_t kUsageFiles = 4;
+  std::array<std::string, kUsageFiles> usage_files() const;
+  static CgroupUsage parse_usage(const std::array<std::optional<std::string>, kUsageFiles>& texts);
   // Current memory use of the leaf (memory.current / memory.usage_in_bytes); 0 if unknown.
   uint64_t memory_bytes() const;
   // rmdir in every hierarchy. EBUSY while a process is still exiting: the caller retries.

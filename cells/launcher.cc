@@ -163,6 +163,13 @@ base::Result<Launched> launch(const LaunchOptions& o) {
     pidfd = std::move(local->pidfd);
   }
 
+  if (o.io) {
+    // The spawner (or the clone) holds its own copies now: ours go in the ring's next
+    // submission, before the reactor waits for anything, so the readers still see EOF.
+    o.io->close(out->write.release());
+    o.io->close(err->write.release());
+    o.io->close(status->write.release());
+  }
   Launched l;
   l.pid = pid;
   l.pidfd = std::move(pidfd);

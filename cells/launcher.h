@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/fd.h"
+#include "base/io.h"
 
 namespace cellos::cells {
 
@@ -24,6 +25,9 @@ struct LaunchOptions {
   int cgroup_v2_dirfd = -1;              // CLONE_INTO_CGROUP target
   // CLONE_PIDFD. Off when the reactor watches exits by pid (IoPort::can_wait_pid).
   bool want_pidfd = true;
+  // Where the reactor's copies of the cell's pipe write ends are closed once the spawner has
+  // them: through the ring (no close syscall per pipe). Null: closed here.
+  base::IoPort* io = nullptr;
   // Limit writes and v1 joins the child makes itself (CgroupLeafOptions::defer_writes).
   std::vector<const char*> knob_paths, knob_values;
   std::vector<const char*> v1_procs_paths;

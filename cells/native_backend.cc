@@ -31,6 +31,7 @@ class NativeCell final : public BackendCell {
     lo.knob_values = r.knob_values;
     lo.v1_procs_paths = r.v1_procs_paths;
     lo.want_pidfd = r.want_pidfd;
+    lo.io = r.io;
     lo.netns_fd = r.netns_fd;
     lo.broker_dir = r.broker_dir;
     lo.resolv_conf = r.resolv_conf;

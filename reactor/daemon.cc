@@ -252,9 +252,18 @@ bool Daemon::launch(WaitingSpec w) {
     return true;
   }
   const std::string logdir = dirs_.logs + "/" + id;
-  // The log files exist (empty) from the start, but are opened only when output arrives: a
-  // quiet cell holds no descriptor for them. A reused id's old logs are emptied.
+  // The log files are created when their stream's first bytes arrive (cell.h's stdout_path),
+  // not here: creating a directory and two files per cell was most of the reactor thread's CPU
+  // per cell (ext4 inode allocation), and a quiet cell needs none. Two exceptions, made here: a
+  // client following the cell (submit --wait, run --via-daemon) opens both files once told the
+  // cell started, so they exist first; and a reused id's old logs are emptied, so no stale
+  // output stands for a stream that stays quiet this time (one access() finds them).
+  const bool watched = status_ && status_->watched(id);
   auto made = [&]() -> base::Result<void> {
+    if (!watched && ::access(logdir.c_str(), F_OK) != 0) {
+      if (errno == ENOENT) return base::ok();
+      return base::sys_error("access", "\"" + logdir + "\"");
+    }
     bool fresh = ::mkdir(logdir.c_str(), 0750) == 0;
     if (!fresh && errno != EEXIST) return base::sys_error("mkdir", "\"" + logdir + "\"");
     for (const char* stream : {"/stdout", "/stderr"}) {

@@ -1,9 +1,11 @@
 #include "reactor/ring.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstdint>
@@ -20,6 +22,8 @@ constexpr uint8_t kOpWaitid = 50;
 uint64_t tag(base::Completion& c) { return reinterpret_cast<uint64_t>(&c); }
 // The low bit tells run_once which interface the address is (see ring.h).
 constexpr uint64_t kMultishot = 1;
+// user_data of close(fd): nobody waits for it, but close() of the ring does (see untracked_).
+constexpr uint64_t kFireAndForget = 2;
 uint64_t tag(base::MultishotCompletion& c) { return reinterpret_cast<uint64_t>(&c) | kMultishot; }
 
 // Fallback for kernels without IORING_OP_WAITID: a pidfd polls readable once its process has
@@ -47,7 +51,69 @@ class PollThenWait final : public base::Completion {
   base::Completion& next_;
 };
 
+// Slots in the ring's registered file table: at most this many small-file reads in flight
+// (four per finishing cell, for a moment); more wait for none, they read with plain syscalls.
+constexpr unsigned kFileSlots = 256;
+
 }  // namespace
+
+// One read_small_file: OPENAT (direct) -> READ (fixed file) -> CLOSE (direct), linked. Each SQE
+// has a completion of its own here, so the object goes only after all three have reported.
+// The READ is hard-linked to the CLOSE: a failed read still frees the slot; a failed OPENAT
+// cancels both (nothing to close).
+class SmallRead {
+ public:
+  SmallRead(Ring& ring, std::string path, size_t limit, base::IoPort::FileText done,
+            unsigned slot)
+      : ring_(ring), path_(std::move(path)), limit_(std::min(limit, buf_.size())),
+        done_(std::move(done)), slot_(slot) {}
+  struct Step final : base::Completion {
+    SmallRead* self = nullptr;
+    int res = 0;
+    void complete(int r) override {
+      res = r;
+      self->step_done();
+    }
+  };
+  void queue() {
+    ring_.reserve(3);
+    open_.self = read_.self = close_.self = this;
+    io_uring_sqe* sqe = ring_.next_sqe();
+    io_uring_prep_openat_direct(sqe, AT_FDCWD, path_.c_str(), O_RDONLY, 0, slot_);
+    sqe->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(sqe, tag(open_));
+    sqe = ring_.next_sqe();
+    io_uring_prep_read(sqe, static_cast<int>(slot_), buf_.data(), static_cast<unsigned>(limit_), 0);
+    sqe->flags |= IOSQE_FIXED_FILE | IOSQE_IO_HARDLINK;
+    io_uring_sqe_set_data64(sqe, tag(read_));
+    sqe = ring_.next_sqe();
+    io_uring_prep_close_direct(sqe, slot_);
+    io_uring_sqe_set_data64(sqe, tag(close_));
+  }
+
+ private:
+  void step_done() {
+    if (--pending_ > 0) return;
+    ring_.free_slots_.push_back(slot_);
+    base::Result<std::string> r =
+        open_.res < 0   ? base::sys_error("open", "\"" + path_ + "\"", -open_.res)
+        : read_.res < 0 ? base::sys_error("read", "\"" + path_ + "\"", -read_.res)
+                        : base::Result<std::string>(std::string(buf_.data(), static_cast<size_t>(read_.res)));
+    base::IoPort::FileText done = std::move(done_);
+    delete this;
+    done(std::move(r));
+  }
+  static uint64_t tag(base::Completion& c) { return reinterpret_cast<uint64_t>(&c); }
+
+  Ring& ring_;
+  std::string path_;
+  std::array<char, 4096> buf_;
+  size_t limit_;
+  base::IoPort::FileText done_;
+  unsigned slot_;
+  int pending_ = 3;
+  Step open_, read_, close_;
+};
 
 // A provided-buffer ring: the ring of buffer descriptors (page-aligned, pinned by the kernel at
 // registration) and the buffers it points at, registered under one group id.
@@ -143,15 +209,68 @@ base::Result<std::unique_ptr<Ring>> Ring::create(const RingOptions& options) {
   unsigned max_workers[2] = {options.max_io_workers, options.max_io_workers};
   (void)io_uring_register_iowq_max_workers(&r->ring_, max_workers);
   if (options.use_waitid) r->probe();
+  // A sparse file table for read_small_file's direct descriptors; without it (old kernels),
+  // those reads are plain syscalls.
+  if (io_uring_register_files_sparse(&r->ring_, kFileSlots) == 0)
+    for (unsigned i = kFileSlots; i > 0; --i) r->free_slots_.push_back(i - 1);
   return r;
 }
 
 Ring::~Ring() { close(); }
 
 void Ring::close() {
-  if (initialised_) io_uring_queue_exit(&ring_);
+  if (initialised_) {
+    // Queued closes are carried out, not dropped with the ring: the process may live on
+    // (tests, a library user), and a descriptor left open leaks, and a pipe's write end left
+    // open keeps its reader from ever seeing EOF.
+    for (const Reaped& r : reaped_)
+      if (r.data == kFireAndForget) --untracked_;
+    while (untracked_ > 0) {
+      if (int rc = io_uring_submit_and_wait(&ring_, 1); rc < 0 && rc != -EINTR) break;
+      io_uring_cqe* cqe = nullptr;
+      while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+        if (io_uring_cqe_get_data64(cqe) == kFireAndForget) --untracked_;
+        io_uring_cqe_seen(&ring_, cqe);
+      }
+    }
+    io_uring_queue_exit(&ring_);
+  }
   reaped_.clear();
+  free_slots_.clear();
   initialised_ = false;
+}
+
+void Ring::submitted() {
+  pending_timespecs_.clear();
+}
+
+void Ring::reserve(unsigned n) {
+  while (io_uring_sq_space_left(&ring_) < n) {
+    int rc = io_uring_submit(&ring_);
+    submitted();
+    if (rc == -EBUSY || rc == -EAGAIN) reap_into_backlog();
+    else if (rc < 0 && rc != -EINTR) {
+      std::fprintf(stderr, "cellos-reactor: io_uring_submit: %s\n", std::strerror(-rc));
+      std::abort();
+    }
+  }
+}
+
+void Ring::close(int fd) {
+  if (fd < 0) return;
+  if (!initialised_) return base::IoPort::close(fd);
+  io_uring_sqe* sqe = next_sqe();
+  io_uring_prep_close(sqe, fd);
+  io_uring_sqe_set_data64(sqe, kFireAndForget);
+  ++untracked_;
+}
+
+void Ring::read_small_file(std::string path, size_t limit, FileText done) {
+  if (!initialised_ || free_slots_.empty())
+    return base::IoPort::read_small_file(std::move(path), limit, std::move(done));
+  const unsigned slot = free_slots_.back();
+  free_slots_.pop_back();
+  (new SmallRead(*this, std::move(path), limit, std::move(done), slot))->queue();
 }
 
 void Ring::probe() {
@@ -181,7 +300,7 @@ io_uring_sqe* Ring::next_sqe() {
   while (sqe == nullptr) {
     // The submission queue is full: hand what is queued to the kernel and take a fresh slot.
     int rc = io_uring_submit(&ring_);
-    pending_timespecs_.clear();
+    submitted();
     if (rc == -EBUSY || rc == -EAGAIN) {
       // The completion queue is full (or the kernel is short of memory for the request): take
       // completions off it, to dispatch later from run_once (never from inside a handler that
@@ -200,6 +319,10 @@ io_uring_sqe* Ring::next_sqe() {
 
 void Ring::dispatch(const Reaped& r) {
   if (r.data == 0) return;  // a cancel request's own CQE: nobody waits for it
+  if (r.data == kFireAndForget) {
+    --untracked_;
+    return;
+  }
   if (r.data & kMultishot) {
     base::Shot shot{r.res, -1, (r.flags & IORING_CQE_F_MORE) != 0};
     if (r.flags & IORING_CQE_F_BUFFER) shot.buffer = static_cast<int>(r.flags >> IORING_CQE_BUFFER_SHIFT);
@@ -304,7 +427,7 @@ void Ring::recv_multishot(int fd, base::BufferRing& ring, base::MultishotComplet
 base::Result<unsigned> Ring::run_once() {
   // Completions already set aside: submit what is queued, but wait for nothing.
   int rc = reaped_.empty() ? io_uring_submit_and_wait(&ring_, 1) : io_uring_submit(&ring_);
-  pending_timespecs_.clear();
+  submitted();
   if (rc < 0 && rc != -EINTR && rc != -ETIME && rc != -EBUSY)
     return base::sys_error("io_uring_submit_and_wait", "", -rc);
   unsigned n = 0;
@@ -313,7 +436,7 @@ base::Result<unsigned> Ring::run_once() {
   backlog.swap(reaped_);
   for (const Reaped& r : backlog) {
     dispatch(r);
-    if (r.data != 0) ++n;
+    if (r.data != 0 && r.data != kFireAndForget) ++n;
   }
   io_uring_cqe* cqe = nullptr;
   // Dispatch one at a time: a completion handler may queue new SQEs or destroy objects whose
@@ -322,7 +445,7 @@ base::Result<unsigned> Ring::run_once() {
     Reaped r{io_uring_cqe_get_data64(cqe), cqe->res, cqe->flags};
     io_uring_cqe_seen(&ring_, cqe);
     dispatch(r);
-    if (r.data != 0) ++n;
+    if (r.data != 0 && r.data != kFireAndForget) ++n;
   }
   return n;
 }

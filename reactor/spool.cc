@@ -80,11 +80,19 @@ std::vector<std::string> scan_spool(const StateDirs& dirs) {
   return names;
 }
 
-base::Result<std::string> read_spool_entry(const StateDirs& dirs, const std::string& name) {
+base::Result<std::string> read_spool_entry(const StateDirs& dirs, const std::string& name,
+                                           base::IoPort* io) {
   const std::string path = dirs.spool + "/" + name;
   // O_NONBLOCK: a FIFO dropped into the spool must not hang the reactor on open.
   auto fd = base::open_at(AT_FDCWD, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   if (!fd) return std::move(fd).error();
+  struct CloseThrough {
+    base::Fd& fd;
+    base::IoPort* io;
+    ~CloseThrough() {
+      if (io) io->close(fd.release());
+    }
+  } close_through{*fd, io};
   struct stat st{};
   if (::fstat(fd->get(), &st) != 0) return base::sys_error("fstat", "\"" + path + "\"");
   if (!S_ISREG(st.st_mode))

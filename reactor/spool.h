@@ -32,7 +32,9 @@ std::vector<std::string> scan_spool(const StateDirs& dirs);
 
 // The spec text of a spool entry: a regular file (no symlink followed), at most
 // base::kMaxSpecBytes (1 MiB, the cap of every intake).
-base::Result<std::string> read_spool_entry(const StateDirs& dirs, const std::string& name);
+// With `io`, its descriptor is closed through that port (the daemon's ring) rather than here.
+base::Result<std::string> read_spool_entry(const StateDirs& dirs, const std::string& name,
+                                           base::IoPort* io = nullptr);
 
 // spool/<name> -> active/<cellId>.json
 base::Result<std::string> move_to_active(const StateDirs& dirs, const std::string& name,

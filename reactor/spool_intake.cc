@@ -43,7 +43,7 @@ void SpoolIntake::rescan() {
 void SpoolIntake::offer(const std::string& name) {
   if (stopped_ || sink_.stopping()) return;
   IntakeEntry e{this, name, {}, {}, 0};
-  auto text = read_spool_entry(dirs_, name);
+  auto text = read_spool_entry(dirs_, name, &io_);
   if (!text) {
     // Gone already: taken by this daemon after a rescan, or withdrawn by its submitter.
     if (text.error().err == ENOENT) return;
@@ -92,6 +92,8 @@ void SpoolIntake::refuse(const IntakeEntry& e, const std::optional<std::string>&
 }
 
 void SpoolIntake::finished(const IntakeEntry&, const cells::Cell& cell, uint64_t) {
+  // Here, not through the ring: once the cell's destroyed event is in the log (written after
+  // this), its active/ entry must be gone, or a start after a crash would report it lost.
   ::unlink(active_path(dirs_, cell.id()).c_str());
 }
 
