@@ -170,7 +170,13 @@ Result<CgroupLeaf> CgroupTree::adopt_leaf(CgroupLeaf&& prepared, const CgroupLim
   if (rel.size() <= parent_.size() + 1 || rel.compare(0, parent_.size() + 1, parent_ + "/") != 0)
     return base::value_error("adopt cgroup", "\"" + rel + "\" is not a leaf of " + parent_);
   auto leaf = make_leaf(rel.substr(parent_.size() + 1), limits, true, nullptr);
-  if (leaf) prepared.dirs_.clear();
+  if (leaf) {
+    prepared.dirs_.clear();
+    // A prepared leaf taken from the stock (leaf_stock.h) had its resets done when the prepared
+    // process joined it; its OOM count still starts from the count at hand-over.
+    leaf->memory_from_stock_ = prepared.memory_from_stock_;
+    leaf->oom_kills_base_ = prepared.oom_kills_base_;
+  }
   return leaf;
 }
 

@@ -10,11 +10,18 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <map>
+#include <memory>
 #include <sstream>
 
+#include "cells/config.h"
+#include "cells/leaf_stock.h"
+#include "reactor/host.h"
+#include "reactor/supervisor.h"
 #include "tests/support/daemon_support.h"
 #include "tests/support/test_support.h"
 
+using namespace cellos;
 using namespace cellos::test;
 using nlohmann::json;
 
@@ -194,4 +201,52 @@ TEST_CASE("a killed daemon's stock is removed by the next daemon's recovery, rep
     CHECK(next.wait() == 0);
   }
   CHECK_FALSE(path_exists(memory_parent(fleet)));
+}
+
+TEST_CASE("a nested cell's delegated memory leaf is never stocked, a native cell's is",
+          "[stock][nested]") {
+  if (!hybrid_host())
+    CELLOS_SKIP("no v1 memory hierarchy: this host keeps no stock (cgroup2 cannot rename)");
+  if (::geteuid() != 0) CELLOS_SKIP("needs root to map a user namespace and delegate cgroups");
+  // Host uids for the nested block, apart from nested_test's and the rootless tests' ranges.
+  const uint32_t first = 300000000u + static_cast<uint32_t>(::getpid() % 1000) * (1u << 21);
+  Fleet fleet("[policy]\nallowed_backends = [\"native\", \"nested\"]\n[policy.nested]\n"
+              "max_depth = 1\nmax_cells = 1\nuid_block_size = 65536\nuid_range = \"" +
+              std::to_string(first) + "-" + std::to_string(first + 65536 - 1) + "\"\n");
+  cells::Config config = cells::load_config(fleet.config_path());
+  REQUIRE(base::make_dirs(config.host.state_dir).ok());
+  reactor::HostOptions ho;
+  ho.config = &config;
+  ho.events_path = fleet.events_path();
+  ho.cgroups = reactor::cgroup_placement_for_run(config);
+  auto host = reactor::Host::create(std::move(ho));
+  REQUIRE(host.ok());
+  cells::LeafStock stock((*host)->cgroups(), 4);
+  REQUIRE(stock.usable());
+  (*host)->set_leaf_stock(&stock);
+  std::map<std::string, int> status;
+  auto sup = std::make_unique<reactor::Supervisor>(
+      **host, reactor::SupervisorOptions{[&](const cells::Cell& c) {
+        status[c.id()] = c.outcome().exit_status();
+      }});
+  auto run = [&](const std::string& id, const char* backend) {
+    cells::CellOptions co;
+    co.spec.id = id;
+    co.spec.run.argv = {"/bin/true"};
+    co.spec.run.backend = backend;
+    co.spec.ttl_seconds = 60;
+    co.env = {"PATH=/usr/bin:/bin"};
+    co.run_id = id;
+    sup->add(std::move(co));
+    REQUIRE(sup->run_until_idle().ok());
+    CHECK(status[id] == 0);
+  };
+  run(unique_id("nested"), "nested");
+  CHECK(stock.size() == 0);
+  run(unique_id("native"), "native");
+  CHECK(stock.size() == 1);
+  sup.reset();
+  stock.clear();
+  CHECK(stocked(fleet).empty());
+  (*host)->cgroups().remove_empty_parents();
 }
