@@ -7,7 +7,8 @@
 
 namespace cellos::cells {
 
-LeafStock::LeafStock(const CgroupTree& tree, uint64_t max) : max_(max) {
+LeafStock::LeafStock(const CgroupTree& tree, uint64_t max)
+    : prefix_(std::string(kStockLeafPrefix) + std::to_string(::getpid()) + "-"), max_(max) {
   const CgroupRoots& r = tree.roots();
   if (!r.memory.empty() && !r.memory_v2) memory_parent_ = r.memory + "/" + tree.parent();
 }
@@ -31,8 +32,7 @@ std::optional<LeafStock::Taken> LeafStock::take(const std::string& name) {
 
 bool LeafStock::give(const std::string& dir, uint64_t oom_kills_raw) {
   if (!usable() || leaves_.size() >= max_) return false;
-  std::string to = memory_parent_ + "/" + kStockLeafPrefix + std::to_string(::getpid()) + "-" +
-                   std::to_string(next_++);
+  std::string to = memory_parent_ + "/" + prefix_ + std::to_string(next_++);
   if (::rename(dir.c_str(), to.c_str()) != 0) return false;
   leaves_.push_back({std::move(to), oom_kills_raw});
   return true;

@@ -69,6 +69,7 @@ class LeafStock {
     uint64_t oom_kills_raw;
   };
   std::string memory_parent_;  // <memory root>/<parent>; empty: unusable
+  std::string prefix_;         // ".stock-<pid>-": getpid once, not a syscall per cell
   uint64_t max_;
   uint64_t next_ = 0;
   std::vector<Entry> leaves_;

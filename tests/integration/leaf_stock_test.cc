@@ -33,8 +33,12 @@ std::string memory_parent(const Fleet& f) { return "/sys/fs/cgroup/memory/cellos
 
 std::vector<std::string> stocked(const Fleet& f) {
   std::vector<std::string> out;
-  for (const auto& n : dir_entries(memory_parent(f)))
-    if (n.starts_with(".stock-")) out.push_back(n);
+  if (DIR* d = ::opendir(memory_parent(f).c_str())) {
+    while (dirent* e = ::readdir(d))
+      if (std::string(e->d_name).starts_with(".stock-")) out.push_back(e->d_name);
+    ::closedir(d);
+  }
+  std::sort(out.begin(), out.end());
   return out;
 }
 
@@ -193,7 +197,11 @@ TEST_CASE("a killed daemon's stock is removed by the next daemon's recovery, rep
   }
   CHECK(stocked(fleet) == left);  // nothing removed it: the daemon died
   {
-    DaemonProcess next(fleet);  // answers its status socket once recovery is done
+    DaemonProcess next(fleet);
+    // It says it serves once its recovery is done (the dead daemon's socket file is still
+    // there, so the socket's existence says nothing).
+    REQUIRE(eventually([&] { return next.err().find("serving") != std::string::npos; }));
+    INFO(next.err());
     for (const auto& n : left) CHECK_FALSE(path_exists(memory_parent(fleet) + "/" + n));
     for (const auto& e : events_of(fleet, "lifecycle.v1.destroyed"))
       CHECK(e["data"].value("reason", "") != "lost");

@@ -103,16 +103,22 @@ TEST_CASE("the stock keeps at most its bound, gives nothing when empty, and clea
   Fake f;
   CgroupTree tree = f.hybrid();
   LeafStock stock(tree, 1);
-  for (const char* id : {"a", "b"}) {
-    auto l = tree.create_leaf(id, CgroupLimits{1 << 20, 1, {}}, &stock);
-    REQUIRE(l.ok());
-    f.counters(id, 0);
-    (void)l->usage();
+  {
+    // Two cells alive at once end one after the other.
+    auto a = tree.create_leaf("a", CgroupLimits{1 << 20, 1, {}}, &stock);
+    auto b = tree.create_leaf("b", CgroupLimits{1 << 20, 1, {}}, &stock);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    for (const char* id : {"a", "b"}) f.counters(id, 0);
+    (void)a->usage();
+    (void)b->usage();
     // The fake's memory leaf holds a file, so rmdir fails where the kernel's would not: the
     // first leaf goes to the stock, the second finds it full and is left to remove.
-    (void)l->remove(&stock);
+    CHECK(a->remove(&stock).ok());
+    CHECK_FALSE(b->remove(&stock).ok());
   }
   CHECK(stock.size() == 1);
+  CHECK_FALSE(path_exists(f.dir("memory/cellos/h/a")));
   CHECK(path_exists(f.dir("memory/cellos/h/b")));  // not stocked: full
   fs::remove_all(f.dir("memory/cellos/h/b"));
   // A leaf whose end was never read (no OOM count to start the next cell from) is not stocked.
@@ -137,3 +143,5 @@ TEST_CASE("a pure cgroup2 host keeps no stock: its memory controller is in the l
   CHECK_FALSE(stock.usable());
   CHECK_FALSE(LeafStock(f.hybrid(), 0).usable());
 }
+
+}  // namespace cellos::cells
