@@ -138,7 +138,7 @@ void Cell::start() {
   }
 
   auto leaf = warm ? host_.cgroups->adopt_leaf(std::move(warm->leaf()), effective_limits())
-                      : host_.cgroups->create_leaf(spec.id, effective_limits());
+                      : host_.cgroups->create_leaf(spec.id, effective_limits(), host_.leaf_stock);
   if (!leaf) return fail_setup(leaf.error().message());
   leaf_.emplace(std::move(*leaf));
 
@@ -672,6 +672,9 @@ void Cell::decide_outcome() {
   CgroupUsage usage;
   if (leaf_) {
     usage = usage_ ? *usage_ : leaf_->usage();
+    // A stocked memory leaf's peak is reset by the planned writes of the cell's setup: one that
+    // failed may not have got there, and the peak would be the previous cell's.
+    if (setup_error_ && leaf_->memory_from_stock()) usage.memory_peak_bytes.reset();
     outcome_.resources =
         sinks::ResourcesData{usage.memory_peak_bytes, usage.cpu_usec, usage.pids_peak, usage.oom_kills};
   }
@@ -754,7 +757,9 @@ void Cell::note_setup_failure() {
 void Cell::teardown() {
   if (leaf_ && !leaf_->removed()) {
     if (backend_cell_) backend_cell_->before_leaf_removal();
-    auto r = leaf_->remove();
+    // Only a native cell's memory leaf is stocked: a nested cell's leaf was delegated (chowned)
+    // to the reactor inside it, so it holds state a later cell must not inherit.
+    auto r = leaf_->remove(backend_->name() == "native" ? host_.leaf_stock : nullptr);
     if (!r.ok()) {
       if (++remove_attempts_ < kMaxRemoveAttempts) {
         after(retry_, kRemoveRetry, nullptr);

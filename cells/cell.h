@@ -41,6 +41,7 @@
 namespace cellos::cells {
 
 class WarmPool;
+class LeafStock;
 
 // Host-wide services a cell uses; owned by the reactor and outliving every cell.
 struct CellHost {
@@ -65,6 +66,9 @@ struct CellHost {
   std::string events_path = {};
   // The daemon's warm pool (warm_pool.h); null: every cell takes the cold path (`run`).
   WarmPool* pool = nullptr;
+  // The daemon's stock of empty v1 memory leaves (leaf_stock.h); null: each cell makes and
+  // removes its own (`run`, pure-v2 hosts).
+  LeafStock* leaf_stock = nullptr;
 };
 
 struct CellOptions {

@@ -17,12 +17,12 @@ bool Cell::read_usage() {
     host_.io->read_small_file(files[i], 4096, [this, i](base::Result<std::string> r) {
       if (r) usage_texts_[i] = std::move(*r);
       if (--usage_pending_ > 0) return;
-      usage_ = CgroupLeaf::parse_usage(usage_texts_);
+      usage_ = leaf_->parse_usage(usage_texts_);
       maybe_finish();
     });
   }
   if (--usage_pending_ > 0) return false;
-  usage_ = CgroupLeaf::parse_usage(usage_texts_);
+  usage_ = leaf_->parse_usage(usage_texts_);
   return true;
 }
 

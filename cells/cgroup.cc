@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "cells/leaf_stock.h"
 #include "cells/spec.h"
 
 namespace cellos::cells {
@@ -159,28 +160,43 @@ void CgroupTree::remove_empty_parents() const {
   }
 }
 
-Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name,
-                                           const CgroupLimits& limits) const {
-  return make_leaf(name, limits, false);
+Result<CgroupLeaf> CgroupTree::create_leaf(const std::string& name, const CgroupLimits& limits,
+                                           LeafStock* stock) const {
+  return make_leaf(name, limits, false, stock);
 }
 
 Result<CgroupLeaf> CgroupTree::adopt_leaf(CgroupLeaf&& prepared, const CgroupLimits& limits) const {
   const std::string rel = prepared.rel_;
   if (rel.size() <= parent_.size() + 1 || rel.compare(0, parent_.size() + 1, parent_ + "/") != 0)
     return base::value_error("adopt cgroup", "\"" + rel + "\" is not a leaf of " + parent_);
-  auto leaf = make_leaf(rel.substr(parent_.size() + 1), limits, true);
-  if (leaf) prepared.dirs_.clear();
+  auto leaf = make_leaf(rel.substr(parent_.size() + 1), limits, true, nullptr);
+  if (leaf) {
+    prepared.dirs_.clear();
+    // A prepared leaf taken from the stock (leaf_stock.h) had its resets done when the prepared
+    // process joined it; its OOM count still starts from the count at hand-over.
+    leaf->memory_from_stock_ = prepared.memory_from_stock_;
+    leaf->oom_kills_base_ = prepared.oom_kills_base_;
+  }
   return leaf;
 }
 
 Result<CgroupLeaf> CgroupTree::make_leaf(const std::string& name, const CgroupLimits& limits,
-                                         bool adopt) const {
+                                         bool adopt, LeafStock* stock) const {
   CgroupLeaf leaf;
   leaf.rel_ = parent_ + "/" + name;
   bool reused = false;  // a leaf left by a crashed reactor keeps its old limits
   // A v1 cpu leaf costs a mkdir and an rmdir of a cgroup; make one only for a cell with cpuMax.
   for (const std::string& h : hierarchies(limits.cpu_max.has_value())) {
     std::string dir = h + "/" + leaf.rel_;
+    if (!adopt && stock && h == roots_.memory && !roots_.memory_v2) {
+      if (auto taken = stock->take(name)) {
+        // A leaf of an ended cell, renamed to this cell's id (leaf_stock.h).
+        leaf.memory_from_stock_ = true;
+        leaf.oom_kills_base_ = taken->oom_kills_base;
+        leaf.dirs_.push_back(std::move(taken->dir));
+        continue;
+      }
+    }
     if (adopt) {
       // Made with the prepared cell (no v1 cpu leaf: the pool serves no cpuMax on such hosts).
       reused = true;
@@ -222,9 +238,23 @@ Result<CgroupLeaf> CgroupTree::make_leaf(const std::string& name, const CgroupLi
       // lift memsw first (a fresh leaf's is unlimited already), set the limit, then bring
       // memsw down to it (no swap past the limit).
       const bool memsw = memsw_;
-      if (memsw && reused) CELLOS_TRY(knob(d, "memory.memsw.limit_in_bytes", "-1"));
+      const bool stocked = leaf.memory_from_stock_;
+      // A stocked leaf first gives back what its last cell left charged to it (page cache of
+      // files it wrote, slab): the next cell's limit must not count it. No process is in the
+      // leaf, so the reclaim can take it all.
+      if (stocked) CELLOS_TRY(knob(d, "memory.force_empty", "0"));
+      if (memsw && (reused || stocked)) CELLOS_TRY(knob(d, "memory.memsw.limit_in_bytes", "-1"));
       CELLOS_TRY(knob(d, "memory.limit_in_bytes", bytes));
       if (memsw) CELLOS_TRY(knob(d, "memory.memsw.limit_in_bytes", bytes));
+      if (stocked) {
+        // The peak and fail counters restart at the (emptied) usage: the cell's own from here.
+        CELLOS_TRY(knob(d, "memory.max_usage_in_bytes", "0"));
+        CELLOS_TRY(knob(d, "memory.failcnt", "0"));
+        if (memsw) {
+          CELLOS_TRY(knob(d, "memory.memsw.max_usage_in_bytes", "0"));
+          CELLOS_TRY(knob(d, "memory.memsw.failcnt", "0"));
+        }
+      }
     }
     leaf.memory_dir_ = d;
     leaf.memory_v2_ = roots_.memory_v2;
@@ -288,7 +318,8 @@ std::array<std::string, CgroupLeaf::kUsageFiles> CgroupLeaf::usage_files() const
   return f;
 }
 
-CgroupUsage CgroupLeaf::parse_usage(const std::array<std::optional<std::string>, kUsageFiles>& t) {
+CgroupUsage CgroupLeaf::parse_usage(
+    const std::array<std::optional<std::string>, kUsageFiles>& t) const {
   CgroupUsage u;
   auto number = [](const std::optional<std::string>& text) -> std::optional<uint64_t> {
     if (!text || text->empty() || !std::isdigit(static_cast<unsigned char>((*text)[0])))
@@ -296,7 +327,13 @@ CgroupUsage CgroupLeaf::parse_usage(const std::array<std::optional<std::string>,
     return std::strtoull(text->c_str(), nullptr, 10);
   };
   u.memory_peak_bytes = number(t[0]);
-  if (t[1]) u.oom_kills = counter(*t[1], "oom_kill");
+  if (t[1]) {
+    // A stocked leaf's OOM count carries the cells' before it (it cannot be reset): the
+    // difference from its value at hand-over is this cell's.
+    const uint64_t raw = counter(*t[1], "oom_kill");
+    oom_kills_raw_ = raw;
+    u.oom_kills = raw >= oom_kills_base_ ? raw - oom_kills_base_ : 0;
+  }
   u.pids_peak = number(t[2]);
   if (t[3] && t[3]->find("usage_usec") != std::string::npos) u.cpu_usec = counter(*t[3], "usage_usec");
   return u;
@@ -363,12 +400,17 @@ Result<void> CgroupTree::reclaim_leaf(const std::string& name,
   return base::ok();
 }
 
-Result<void> CgroupLeaf::remove() {
+Result<void> CgroupLeaf::remove(LeafStock* stock) {
   v2_dir_.reset();
   // Leaves go first in every hierarchy; keep the ones that are still busy for a retry.
   std::vector<std::string> left;
   Result<void> result;
   for (const std::string& d : dirs_) {
+    // dirs_ holds the cgroup2 leaf first: `left` empty means it is gone, so no process is left
+    // in the cell's cgroups and the memory leaf can serve another cell.
+    if (stock && left.empty() && !memory_v2_ && d == memory_dir_ && oom_kills_raw_ &&
+        stock->give(d, *oom_kills_raw_))
+      continue;
     if (::rmdir(d.c_str()) == 0 || errno == ENOENT) continue;
     if (result.ok()) result = base::sys_error("rmdir", "cgroup \"" + d + "\"");
     left.push_back(d);

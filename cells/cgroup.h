@@ -40,6 +40,7 @@ struct CgroupLimits {
 };
 
 class CgroupLeaf;
+class LeafStock;
 
 // What a cell's processes used over its life, read from its leaf after they are gone (the
 // kernel keeps the counters until the leaf is removed). Unset: this host's hierarchies do not
@@ -67,7 +68,10 @@ class CgroupTree {
   // The leaf in every hierarchy in use. Its limits and v1 joins are planned (writes(),
   // v1_procs_paths()) for the cell's setup to carry out as root before anything of the cell
   // runs: the reactor spends no syscalls on them.
-  base::Result<CgroupLeaf> create_leaf(const std::string& name, const CgroupLimits& limits) const;
+  // `stock` (leaf_stock.h): where the v1 memory leaf comes from when it has one (renamed to
+  // `name`, its charge and counters reset by the planned writes); null: made with mkdir.
+  base::Result<CgroupLeaf> create_leaf(const std::string& name, const CgroupLimits& limits,
+                                       LeafStock* stock = nullptr) const;
   // A prepared cell's leaf (warm_pool.h), already made and holding the prepared process, given
   // the limits of the spec it is bound to: the same leaf with those writes planned. `leaf` lets
   // go of its directories (the returned leaf removes them).
@@ -91,7 +95,7 @@ class CgroupTree {
   // The unified root plus each distinct v1 root in use (the cpu one only when asked for).
   std::vector<std::string> hierarchies(bool with_cpu = true) const;
   base::Result<CgroupLeaf> make_leaf(const std::string& name, const CgroupLimits& limits,
-                                     bool adopt) const;
+                                     bool adopt, LeafStock* stock) const;
   CgroupRoots roots_;
   std::string parent_;
   std::string delegated_;
@@ -137,11 +141,19 @@ class CgroupLeaf {
   // their texts (nullopt: unreadable) say.
   static constexpr size_t kUsageFiles = 4;
   std::array<std::string, kUsageFiles> usage_files() const;
-  static CgroupUsage parse_usage(const std::array<std::optional<std::string>, kUsageFiles>& texts);
+  CgroupUsage parse_usage(const std::array<std::optional<std::string>, kUsageFiles>& texts) const;
   // Current memory use of the leaf (memory.current / memory.usage_in_bytes); 0 if unknown.
   uint64_t memory_bytes() const;
   // rmdir in every hierarchy. EBUSY while a process is still exiting: the caller retries.
-  base::Result<void> remove();
+  // `stock`: the v1 memory leaf goes there instead (renamed) once the cgroup2 leaf, which holds
+  // every process of the cell, is gone and usage() has read its OOM count; a full stock or a
+  // failed rename removes it as without one.
+  base::Result<void> remove(LeafStock* stock = nullptr);
+  // The v1 memory leaf came from the stock: until the cell's setup has run the planned resets,
+  // its peak is the previous cell's (Cell reports none for a setup that failed).
+  bool memory_from_stock() const { return memory_from_stock_; }
+  // The v1 memory leaf's directory ("" on pure v2 or without a memory controller).
+  const std::string& memory_dir() const { return memory_dir_; }
   bool removed() const { return dirs_.empty(); }
 
  private:
@@ -152,6 +164,11 @@ class CgroupLeaf {
   std::string memory_dir_;          // where memory.events / memory.oom_control live
   std::string pids_dir_;            // where pids.peak lives
   bool memory_v2_ = false;
+  bool memory_from_stock_ = false;
+  // The v1 memory.oom_control oom_kill count when the leaf was handed to this cell (it cannot be
+  // reset): usage() reports the difference. The last raw count read, for the stock.
+  uint64_t oom_kills_base_ = 0;
+  mutable std::optional<uint64_t> oom_kills_raw_;
   base::Fd v2_dir_;
   std::vector<KnobWrite> writes_;
   std::vector<std::string> v1_procs_paths_;

@@ -186,7 +186,9 @@ class ConfigParser {
 
   void parse_host(const toml::table& t, HostConfig& host) const {
     check_keys(t, "host", {"id", "state_dir", "max_concurrent_cells", "shutdown_grace_seconds",
-                           "cgroup_parent"});
+                           "cgroup_parent", "cgroup_leaf_stock"});
+    if (const toml::node* n = t.get("cgroup_leaf_stock"))
+      host.cgroup_leaf_stock = integer(*n, "host.cgroup_leaf_stock", 0, 4096);
     if (const toml::node* n = t.get("cgroup_parent"))
       host.cgroup_parent = absolute_path(*n, "host.cgroup_parent", /*allow_root=*/true);
     if (const toml::node* n = t.get("max_concurrent_cells"))

@@ -85,6 +85,9 @@ struct HostConfig {
   // <cgroup_parent>/cellos/<id>/. Empty: the daemon's own cgroup when a service manager gave it
   // one (systemd's Delegate=yes), else the roots; `run` always the roots.
   std::string cgroup_parent;
+  // The daemon keeps up to this many empty v1 memory cgroups of ended cells and gives them to
+  // the next cells renamed (cells/leaf_stock.h); 0: a memory cgroup made and removed per cell.
+  uint64_t cgroup_leaf_stock = 64;
 };
 
 struct LogsConfig {

@@ -99,6 +99,8 @@ class Daemon final : public IntakeSink {
   std::unique_ptr<CompletionGate> gate_;
   // [pool]: cells prepared ahead of demand (cells/warm_pool.h); null when off.
   std::unique_ptr<cells::WarmPool> pool_;
+  // Empty v1 memory leaves of ended cells, for the next cells (cells/leaf_stock.h).
+  std::unique_ptr<cells::LeafStock> stock_;
   std::unique_ptr<Supervisor> sup_;
   std::vector<std::unique_ptr<Intake>> intakes_;
   std::unique_ptr<StatusServer> status_;
@@ -482,6 +484,8 @@ base::Result<void> Daemon::start() {
         &host_->ring(), &host_->cgroups(), config_.pool, !host_->ring().can_wait_pid()});
     host_->set_pool(pool_.get());
   }
+  stock_ = std::make_unique<cells::LeafStock>(host_->cgroups(), config_.host.cgroup_leaf_stock);
+  if (stock_->usable()) host_->set_leaf_stock(stock_.get());
   sup_ = std::make_unique<Supervisor>(
       *host_, SupervisorOptions{[this](const cells::Cell& c) { on_cell_done(c); }, gate_.get()});
   // The flow probes load now, not at the first networked cell: whether they run (and who
@@ -583,6 +587,8 @@ int Daemon::run() {
   }
   metrics_dirty_ = true;
   publish_metrics();
+  // Every cell is gone: the stocked leaves go with them (no daemon leaves a stock behind).
+  if (stock_) stock_->clear();
   host_->cgroups().remove_empty_parents();
   if (!r) return complain(r.error().message());
   std::fprintf(stderr, "cellos-reactor: stopped (%llu succeeded, %llu failed, %llu rejected; "

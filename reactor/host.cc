@@ -86,7 +86,8 @@ cells::CellHost Host::cell_host() {
                          .flows = flows_.get(),
                          .identity = identity_.get(),
                          .events_path = opts_.events_path.value_or(opts_.config->events_path()),
-                         .pool = pool_};
+                         .pool = pool_,
+                         .leaf_stock = leaf_stock_};
 }
 
 void Host::signalled(int signo) {

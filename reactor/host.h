@@ -17,6 +17,7 @@
 #include "cells/cell.h"
 #include "cells/cgroup.h"
 #include "cells/config.h"
+#include "cells/leaf_stock.h"
 #include "flows/flow_monitor.h"
 #include "netns/resolver.h"
 #include "netns/uplink.h"
@@ -59,6 +60,8 @@ class Host {
   // The daemon's warm pool (cells/warm_pool.h), handed to cells from cell_host(); owned by the
   // caller, set before the first cell_host().
   void set_pool(cells::WarmPool* pool) { pool_ = pool; }
+  // The daemon's stock of memory leaves (cells/leaf_stock.h), handed to cells likewise.
+  void set_leaf_stock(cells::LeafStock* stock) { leaf_stock_ = stock; }
 
   // SIGINT/SIGTERM, on the reactor thread. Until a handler is set, signals are remembered only.
   void on_signal(std::function<void(int signo)> handler) { on_signal_ = std::move(handler); }
@@ -86,6 +89,7 @@ class Host {
   std::function<void(int)> on_signal_;
   int stop_signal_ = 0;
   cells::WarmPool* pool_ = nullptr;
+  cells::LeafStock* leaf_stock_ = nullptr;
 };
 
 }  // namespace cellos::reactor

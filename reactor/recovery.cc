@@ -10,6 +10,7 @@
 
 #include "cells/cell_lock.h"
 #include "cells/gvisor_backend.h"
+#include "cells/leaf_stock.h"
 #include "cells/prepared_cell.h"
 
 namespace cellos::reactor {
@@ -51,7 +52,8 @@ std::vector<std::string> recover_lost_cells(const RecoveryOptions& o) {
   for (const std::string& id : ids) {
     // A prepared cell of a dead daemon's warm pool (cells/prepared_cell.h): no cell, no spec,
     // nothing to report; its process and leaf go.
-    if (id.rfind(cells::kPreparedLeafPrefix, 0) == 0) {
+    // An empty memory leaf of a dead daemon's stock (cells/leaf_stock.h): no cell either.
+    if (id.rfind(cells::kPreparedLeafPrefix, 0) == 0 || id.rfind(cells::kStockLeafPrefix, 0) == 0) {
       (void)o.tree->reclaim_leaf(id, o.reclaim_wait);
       continue;
     }

@@ -147,6 +147,15 @@ Fleet::Fleet(const std::string& extra_toml, const std::string& events_toml,
 Fleet::~Fleet() {
   for (const char* h : {"unified", "memory", "pids", "cpu"}) {
     const std::string root = std::string("/sys/fs/cgroup/") + h + "/cellos";
+    // A daemon the test killed (DaemonProcess's SIGKILL) leaves its stock of empty memory
+    // leaves (cells/leaf_stock.h) for a next daemon's recovery that never comes here.
+    if (DIR* d = ::opendir((root + "/" + host_id_).c_str())) {
+      std::vector<std::string> stocked;
+      while (dirent* e = ::readdir(d))
+        if (std::string(e->d_name).starts_with(".stock-")) stocked.push_back(e->d_name);
+      ::closedir(d);
+      for (const auto& n : stocked) ::rmdir((root + "/" + host_id_ + "/" + n).c_str());
+    }
     ::rmdir((root + "/" + host_id_).c_str());
     ::rmdir(root.c_str());  // only if no other fleet uses it
   }

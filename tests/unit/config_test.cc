@@ -122,6 +122,7 @@ jsonl = "/var/log/cellos/events.jsonl"
 TEST_CASE("daemon, log, network and event-log keys land in Config", "[config]") {
   Config d = parse_config("", "fleet.toml");
   CHECK(d.host.max_concurrent_cells == 64);
+  CHECK(d.host.cgroup_leaf_stock == 64);
   CHECK(d.host.shutdown_grace_seconds == 30);
   CHECK(d.logs.max_bytes_per_stream == 16u << 20);
   CHECK(d.network.uplink == "none");
@@ -135,6 +136,7 @@ TEST_CASE("daemon, log, network and event-log keys land in Config", "[config]") 
 [host]
 max_concurrent_cells = 8
 shutdown_grace_seconds = 0
+cgroup_leaf_stock = 0
 [logs]
 max_bytes_per_stream = 4096
 [network]
@@ -154,6 +156,7 @@ max_buffered_bytes = 1048576
                           "fleet.toml");
   CHECK(c.host.max_concurrent_cells == 8);
   CHECK(c.host.shutdown_grace_seconds == 0);
+  CHECK(c.host.cgroup_leaf_stock == 0);
   CHECK(c.logs.max_bytes_per_stream == 4096);
   CHECK(c.network.uplink == "nat");
   CHECK(c.network.subnet == "10.77.0.0/16");
@@ -168,6 +171,8 @@ max_buffered_bytes = 1048576
 
   check_rejections({
       {"[host]\nmax_concurrent_cells = 0\n", "fleet.toml: host.max_concurrent_cells: must be"},
+      {"[host]\ncgroup_leaf_stock = 4097\n", "fleet.toml: host.cgroup_leaf_stock: must be"},
+      {"[host]\ncgroup_leaf_stock = -1\n", "fleet.toml: host.cgroup_leaf_stock: must be"},
       {"[network]\nuplink = \"bridge\"\n", "fleet.toml: network.uplink: must be one of"},
       {"[network]\nsubnet = \"10.0.0.0\"\n", "fleet.toml: network.subnet: must be an IPv4 CIDR"},
       {"[policy]\nallowed_egress_hosts = [\"a.*.com\"]\n",
