@@ -115,6 +115,7 @@ void Cell::start() {
   // The warm pool (warm_pool.h): a prepared cell this spec is bound to, or null (cold path).
   std::unique_ptr<PreparedCell> warm =
       host_.pool ? host_.pool->take(spec, effective_limits(), *backend_) : nullptr;
+  pooled_ = warm != nullptr;
   emit(sinks::StartedData{spec.id, opts_.run_id, host_.config->host.id,
                           spec.correlation_id.value_or(""), program,
                           std::string(backend_->name()), warm ? "pool" : "cold"});
@@ -757,9 +758,12 @@ void Cell::note_setup_failure() {
 void Cell::teardown() {
   if (leaf_ && !leaf_->removed()) {
     if (backend_cell_) backend_cell_->before_leaf_removal();
-    // Only a native cell's memory leaf is stocked: a nested cell's leaf was delegated (chowned)
-    // to the reactor inside it, so it holds state a later cell must not inherit.
-    auto r = leaf_->remove(backend_->name() == "native" ? host_.leaf_stock : nullptr);
+    // Only a cold native cell's memory leaf is stocked: a nested cell's leaf was delegated
+    // (chowned) to the reactor inside it, so it holds state a later cell must not inherit; a
+    // pooled cell's leaf held its prepared process from before the spec, and handing such
+    // leaves on made the next cells' memory.force_empty scan every shrinker of the host, over
+    // and over (a fifth of a 2,000-cell burst's CPU).
+    auto r = leaf_->remove(backend_->name() == "native" && !pooled_ ? host_.leaf_stock : nullptr);
     if (!r.ok()) {
       if (++remove_attempts_ < kMaxRemoveAttempts) {
         after(retry_, kRemoveRetry, nullptr);

@@ -247,6 +247,7 @@ class Cell {
   base::Timer ttl_, retry_, defer_, linger_, grace_;
   bool lingered_ = false;
   int remove_attempts_ = 0;
+  bool pooled_ = false;  // bound to a prepared cell of the warm pool
 
   std::optional<ChildStatus> setup_error_;  // kSetupFailed / kExecFailed from the child
   std::optional<int> command_status_;       // waitpid status of the command

@@ -17,8 +17,10 @@
 // are rewritten, its charge is reclaimed (memory.force_empty) and its peak and fail counters
 // reset (a write of 0) by the next cell's setup before that cell joins it, and its OOM-kill
 // count, which cannot be reset, is reported as the difference from the count at hand-over.
-// Only leaves of cells of the native backend are stocked: a nested cell's leaf was delegated
-// (chowned) to the cell's own reactor.
+// Only leaves of cold cells of the native backend are stocked: a nested cell's leaf was
+// delegated (chowned) to the cell's own reactor; a warm pool's cell's leaf is removed (the
+// next cells' memory.force_empty of such leaves, which had held a prepared process from
+// before its spec, reclaimed over and over through every shrinker of the host: measured).
 //
 // Named "<parent>/.stock-<daemon pid>-<n>" while stocked: no cell id starts with '.', so the
 // next daemon's recovery knows them for what they are and removes them (reactor/recovery.cc).
