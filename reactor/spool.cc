@@ -189,15 +189,25 @@ size_t prune_rejected(const StateDirs& dirs, const RejectedBounds& bounds) {
   return removed;
 }
 
-base::Result<std::string> submit_to_spool(const StateDirs& dirs, const std::string& cell_id,
-                                          const std::string& spec_text) {
-  CELLOS_TRY(base::make_dirs(dirs.spool));
+namespace {
+
+// A spool entry's name: its submission time and the submitter's pid, so two submitters never
+// pick the same name.
+std::string spool_entry_name(const std::string& cell_id) {
   timespec now{};
   ::clock_gettime(CLOCK_REALTIME, &now);
   char stamp[48];
   std::snprintf(stamp, sizeof stamp, "%020lld-%06d-", static_cast<long long>(
                     now.tv_sec * 1000000000LL + now.tv_nsec), static_cast<int>(::getpid() % 1000000));
-  std::string path = dirs.spool + "/" + stamp + cell_id + ".json";
+  return std::string(stamp) + cell_id + ".json";
+}
+
+}  // namespace
+
+base::Result<std::string> submit_to_spool(const StateDirs& dirs, const std::string& cell_id,
+                                          const std::string& spec_text) {
+  CELLOS_TRY(base::make_dirs(dirs.spool));
+  std::string path = dirs.spool + "/" + spool_entry_name(cell_id);
   CELLOS_TRY(base::replace_file(path, spec_text, 0640));
   return path;
 }
@@ -205,12 +215,7 @@ base::Result<std::string> submit_to_spool(const StateDirs& dirs, const std::stri
 base::Result<StagedSpec> stage_in_spool(const StateDirs& dirs, const std::string& cell_id,
                                         const std::string& spec_text) {
   CELLOS_TRY(base::make_dirs(dirs.spool));
-  timespec now{};
-  ::clock_gettime(CLOCK_REALTIME, &now);
-  char stamp[48];
-  std::snprintf(stamp, sizeof stamp, "%020lld-%06d-", static_cast<long long>(
-                    now.tv_sec * 1000000000LL + now.tv_nsec), static_cast<int>(::getpid() % 1000000));
-  const std::string name = std::string(stamp) + cell_id + ".json";
+  const std::string name = spool_entry_name(cell_id);
   StagedSpec s{dirs.spool + "/." + name + ".tmp", dirs.spool + "/" + name};
   // O_EXCL: the name is this process's (time and pid); never write through what is there.
   int fd = ::open(s.staged.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);

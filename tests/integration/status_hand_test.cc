@@ -140,6 +140,22 @@ int accept_one(int listener) {
   return ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
 }
 
+// The fleet's state dir and spool, and a listening socket where its daemon's would be: a
+// stand-in daemon the test plays itself.
+int stand_in_socket(const Fleet& fleet) {
+  ::mkdir(fleet.state_dir().c_str(), 0755);
+  ::mkdir((fleet.state_dir() + "/spool").c_str(), 0755);
+  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const std::string path = fleet.state_dir() + "/reactor.sock";
+  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  REQUIRE(::bind(listener, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  return listener;
+}
+
 }  // namespace
 
 TEST_CASE("run --via-daemon falls back to wait and its own rename with a daemon that does not "
@@ -149,16 +165,7 @@ TEST_CASE("run --via-daemon falls back to wait and its own rename with a daemon 
   // request, answers `wait ID`, and reports a run once the spec shows up in the spool.
   Fleet fleet;
   const std::string spool = fleet.state_dir() + "/spool";
-  ::mkdir(fleet.state_dir().c_str(), 0755);
-  ::mkdir(spool.c_str(), 0755);
-  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(listener >= 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  const std::string path = fleet.state_dir() + "/reactor.sock";
-  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-  REQUIRE(::bind(listener, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(listener, 4) == 0);
+  const int listener = stand_in_socket(fleet);
   const std::string id = unique_id("hand-old");
   const std::string out_log = fleet.dir() + "/old.stdout", err_log = fleet.dir() + "/old.stderr";
   write_text(out_log, "from-the-old-daemon\n");
@@ -213,16 +220,7 @@ TEST_CASE("run --via-daemon interrupted before the daemon took its spec withdraw
   // A stand-in daemon that accepts `hand` and then does nothing: the spec stays staged.
   Fleet fleet;
   const std::string spool = fleet.state_dir() + "/spool";
-  ::mkdir(fleet.state_dir().c_str(), 0755);
-  ::mkdir(spool.c_str(), 0755);
-  int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(listener >= 0);
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  const std::string path = fleet.state_dir() + "/reactor.sock";
-  std::memcpy(a.sun_path, path.c_str(), path.size() + 1);
-  REQUIRE(::bind(listener, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(listener, 4) == 0);
+  const int listener = stand_in_socket(fleet);
   const std::string id = unique_id("hand-int");
   const std::string spec_path = fleet.dir() + "/int.json", err_path = fleet.dir() + "/int.err";
   write_text(spec_path, make_spec(id, {"/bin/true"}).dump());
