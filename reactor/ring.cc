@@ -24,6 +24,10 @@ uint64_t tag(base::Completion& c) { return reinterpret_cast<uint64_t>(&c); }
 constexpr uint64_t kMultishot = 1;
 // user_data of close(fd): nobody waits for it, but close() of the ring does (see untracked_).
 constexpr uint64_t kFireAndForget = 2;
+// user_data of the timer queue's kernel timeouts: (id << 3) | kTick. A completion's address is
+// 8-aligned, so its low three bits are 0; kMultishot sets bit 0; kFireAndForget is the value 2.
+constexpr uint64_t kTick = 4;
+constexpr uint64_t kLowBits = 7;
 uint64_t tag(base::MultishotCompletion& c) { return reinterpret_cast<uint64_t>(&c) | kMultishot; }
 
 // Fallback for kernels without IORING_OP_WAITID: a pidfd polls readable once its process has
@@ -237,6 +241,8 @@ void Ring::close() {
   }
   reaped_.clear();
   free_slots_.clear();
+  timers_.clear();
+  ticks_.clear();
   initialised_ = false;
 }
 
@@ -317,12 +323,13 @@ io_uring_sqe* Ring::next_sqe() {
   return sqe;
 }
 
-void Ring::dispatch(const Reaped& r) {
-  if (r.data == 0) return;  // a cancel request's own CQE: nobody waits for it
+unsigned Ring::dispatch(const Reaped& r) {
+  if (r.data == 0) return 0;  // a cancel request's own CQE: nobody waits for it
   if (r.data == kFireAndForget) {
     --untracked_;
-    return;
+    return 0;
   }
+  if ((r.data & kLowBits) == kTick) return on_tick(r.data >> 3);
   if (r.data & kMultishot) {
     base::Shot shot{r.res, -1, (r.flags & IORING_CQE_F_MORE) != 0};
     if (r.flags & IORING_CQE_F_BUFFER) shot.buffer = static_cast<int>(r.flags >> IORING_CQE_BUFFER_SHIFT);
@@ -330,6 +337,47 @@ void Ring::dispatch(const Reaped& r) {
   } else {
     reinterpret_cast<base::Completion*>(r.data)->complete(r.res);
   }
+  return 1;
+}
+
+void Ring::arm_tick(TimerQueue::Clock::time_point deadline) {
+  // A kernel timeout already armed for this deadline or an earlier one wakes the loop in time.
+  for (const auto& [id, at] : ticks_)
+    if (at <= deadline) return;
+  const auto ns = std::max<int64_t>(
+      0, std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - TimerQueue::Clock::now())
+             .count());
+  // The SQE first: taking it may submit (queue full) and clear pending_timespecs_.
+  io_uring_sqe* sqe = next_sqe();
+  __kernel_timespec& ts = pending_timespecs_.emplace_back();
+  ts.tv_sec = ns / 1000000000;
+  ts.tv_nsec = ns % 1000000000;
+  io_uring_prep_timeout(sqe, &ts, 0, 0);
+  const uint64_t id = next_tick_++;
+  io_uring_sqe_set_data64(sqe, (id << 3) | kTick);
+  ticks_.emplace(id, deadline);
+}
+
+unsigned Ring::on_tick(uint64_t id) {
+  ticks_.erase(id);
+  // A relative kernel timeout ends no earlier than its deadline (it counts from the
+  // submission, after the deadline was computed); anything not yet due gets a tick of its own.
+  const auto now = TimerQueue::Clock::now();
+  const uint64_t before = timers_.next_seq();
+  unsigned n = 0;
+  while (base::Completion* c = timers_.pop_due(now, before)) due_.push_back(c);
+  // Completed in deadline order; a handler may add timers (queued for the next turn) or cancel
+  // one of these (it still completes, with -ETIME: it was due).
+  std::vector<base::Completion*> due;
+  due.swap(due_);
+  for (size_t i = 0; i < due.size(); ++i) {
+    due_.assign(due.begin() + static_cast<std::ptrdiff_t>(i) + 1, due.end());
+    due[i]->complete(-ETIME);
+    ++n;
+  }
+  due_.clear();
+  if (auto e = timers_.earliest()) arm_tick(*e);
+  return n;
 }
 
 void Ring::read(int fd, std::span<std::byte> buf, base::Completion& c) {
@@ -352,14 +400,10 @@ void Ring::write(int fd, std::span<const std::byte> buf, base::Completion& c) {
 }
 
 void Ring::timeout(std::chrono::nanoseconds after, base::Completion& c) {
-  auto ns = after.count() < 0 ? 0 : after.count();
-  // The SQE first: taking it may submit (queue full) and clear pending_timespecs_.
-  io_uring_sqe* sqe = next_sqe();
-  __kernel_timespec& ts = pending_timespecs_.emplace_back();
-  ts.tv_sec = ns / 1000000000;
-  ts.tv_nsec = ns % 1000000000;
-  io_uring_prep_timeout(sqe, &ts, 0, 0);
-  io_uring_sqe_set_data64(sqe, tag(c));
+  const auto deadline =
+      TimerQueue::Clock::now() + std::max(after, std::chrono::nanoseconds(0));
+  timers_.add(deadline, c);
+  arm_tick(deadline);
 }
 
 void Ring::wait_exit(int pidfd, siginfo_t* info, base::Completion& c) {
@@ -390,6 +434,14 @@ void Ring::wait_exit_pid(pid_t pid, siginfo_t* info, base::Completion& c) {
 
 void Ring::cancel(base::Completion& c) {
   if (!initialised_) return;  // closed: nothing is in flight any more
+  if (timers_.remove(c)) {
+    // A queued timer: completed with -ECANCELED from the next run_once, as the kernel's
+    // cancel of a timeout would be (never from inside the caller).
+    reaped_.push_back({tag(c), -ECANCELED, 0});
+    return;
+  }
+  // Due and being completed by the current tick: it completes with -ETIME.
+  if (std::find(due_.begin(), due_.end(), &c) != due_.end()) return;
   io_uring_sqe* sqe = next_sqe();
   io_uring_prep_cancel64(sqe, tag(c), 0);
   io_uring_sqe_set_data64(sqe, 0);
@@ -434,18 +486,14 @@ base::Result<unsigned> Ring::run_once() {
   // Completions a full queue made us set aside come first: they happened first.
   std::vector<Reaped> backlog;
   backlog.swap(reaped_);
-  for (const Reaped& r : backlog) {
-    dispatch(r);
-    if (r.data != 0 && r.data != kFireAndForget) ++n;
-  }
+  for (const Reaped& r : backlog) n += dispatch(r);
   io_uring_cqe* cqe = nullptr;
   // Dispatch one at a time: a completion handler may queue new SQEs or destroy objects whose
   // other operations are still in flight (they get their own CQEs later).
   while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
     Reaped r{io_uring_cqe_get_data64(cqe), cqe->res, cqe->flags};
     io_uring_cqe_seen(&ring_, cqe);
-    dispatch(r);
-    if (r.data != 0 && r.data != kFireAndForget) ++n;
+    n += dispatch(r);
   }
   return n;
 }

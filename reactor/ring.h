@@ -13,12 +13,14 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
 #include <string>
 #include <memory>
 #include <vector>
 
 #include "base/io.h"
 #include "base/result.h"
+#include "reactor/timer_queue.h"
 
 namespace cellos::reactor {
 
@@ -105,7 +107,20 @@ class Ring final : public base::IoPort {
   };
   std::vector<Reaped> reaped_;
   void reap_into_backlog();
-  void dispatch(const Reaped& r);
+  // How many waiting completions it completed (a kernel timeout of the timer queue's may
+  // complete several timers, or none).
+  unsigned dispatch(const Reaped& r);
+
+  // Timers (timer_queue.h): queued here; the kernel holds one IORING_OP_TIMEOUT per deadline
+  // the queue's earliest was at when it was armed ("ticks", by id), usually just one.
+  TimerQueue timers_;
+  std::map<uint64_t, TimerQueue::Clock::time_point> ticks_;
+  uint64_t next_tick_ = 0;
+  // Timers being completed by the current tick: a cancel of one of them does nothing more (it
+  // completes with -ETIME, as a kernel timeout that was due would have).
+  std::vector<base::Completion*> due_;
+  void arm_tick(TimerQueue::Clock::time_point deadline);
+  unsigned on_tick(uint64_t id);
 };
 
 }  // namespace cellos::reactor
