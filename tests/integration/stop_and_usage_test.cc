@@ -34,11 +34,12 @@ TEST_CASE("at daemon SIGTERM cells get SIGTERM first: a trap runs and exits in t
   DaemonProcess daemon(fleet);
   const std::string polite = unique_id("polite"), stubborn = unique_id("stubborn");
   // `sleep & wait`: the shell runs its trap as soon as the signal arrives.
-  spool(fleet, sh_spec(polite, "trap 'echo got TERM; exit 3' TERM; sleep 321 & wait"));
+  spool(fleet, sh_spec(polite, "trap 'echo got TERM; exit 3' TERM; s=321; sleep $s & wait"));
   // An ignored SIGTERM is inherited by sleep too: nothing in this cell leaves on SIGTERM.
-  spool(fleet, sh_spec(stubborn, "trap '' TERM; sleep 322"));
+  spool(fleet, sh_spec(stubborn, "trap '' TERM; s=322; sleep $s"));
   REQUIRE(eventually([&] { return events_of(fleet, "lifecycle.v1.started").size() == 2; }));
-  // Both shells have set their traps once they are sleeping.
+  // Both shells have set their traps once they are sleeping. The shells' own command lines say
+  // "sleep $s", so only the sleeps match (a shell seen before its trap would die of SIGTERM).
   REQUIRE(eventually([&] {
     return !processes_with("sleep 321").empty() && !processes_with("sleep 322").empty();
   }));
@@ -67,7 +68,7 @@ TEST_CASE("a cell's gracefulShutdownSeconds shortens the daemon's grace for that
   Fleet fleet("", "", "shutdown_grace_seconds = 3600");
   DaemonProcess daemon(fleet);
   const std::string id = unique_id("short");
-  auto spec = sh_spec(id, "trap '' TERM; sleep 323");
+  auto spec = sh_spec(id, "trap '' TERM; s=323; sleep $s");  // only the sleep matches below
   spec["spec"]["run"]["limits"] = {{"gracefulShutdownSeconds", 1}};
   spool(fleet, spec);
   REQUIRE(eventually([&] { return !events_of(fleet, "lifecycle.v1.started").empty(); }));
