@@ -119,15 +119,38 @@ std::vector<std::string> cell_init_args(const LaunchOptions& o) {
   return init_args;
 }
 
+base::Result<CellPipes> CellPipes::make() {
+  CellPipes p;
+  for (base::Pipe* pipe : {&p.out, &p.err, &p.status}) {
+    auto made = base::make_pipe();
+    if (!made) return std::move(made).error();
+    *pipe = std::move(*made);
+  }
+  return p;
+}
+
+Launched CellPipes::keep(pid_t pid, base::Fd pidfd, base::IoPort* io) {
+  if (io) {
+    // Before the reactor waits for anything, so the readers still see EOF when the cell ends.
+    io->close(out.write.release());
+    io->close(err.write.release());
+    io->close(status.write.release());
+  }
+  Launched l;
+  l.pid = pid;
+  l.pidfd = std::move(pidfd);
+  l.stdout_read = std::move(out.read);
+  l.stderr_read = std::move(err.read);
+  l.status_read = std::move(status.read);
+  // The write ends now live only in the cell, so EOF on them means the cell let go.
+  return l;
+}
+
 base::Result<Launched> launch(const LaunchOptions& o) {
   const auto& init = cell_init_binary();
   if (!init.ok()) return init.error();
-  auto out = base::make_pipe();
-  if (!out) return std::move(out).error();
-  auto err = base::make_pipe();
-  if (!err) return std::move(err).error();
-  auto status = base::make_pipe();
-  if (!status) return std::move(status).error();
+  auto pipes = CellPipes::make();
+  if (!pipes) return std::move(pipes).error();
   // Every cell's stdin: opened once, shared (reads of /dev/null carry no state).
   static const base::Result<base::Fd> devnull = base::open_at(AT_FDCWD, "/dev/null", O_RDONLY);
   if (!devnull.ok()) return devnull.error();
@@ -136,7 +159,8 @@ base::Result<Launched> launch(const LaunchOptions& o) {
   const std::vector<std::string> init_args = cell_init_args(o);
   WirePlan wire;
   std::string why;
-  if (!encode_plan(o, init_args, out->write.get(), err->write.get(), status->write.get(), wire, &why))
+  if (!encode_plan(o, init_args, pipes->out.write.get(), pipes->err.write.get(),
+                   pipes->status.write.get(), wire, &why))
     return base::value_error("launch", why);
 
   pid_t pid = -1;  // 0 once sent to the spawner without a pidfd: the pid comes later
@@ -163,21 +187,8 @@ base::Result<Launched> launch(const LaunchOptions& o) {
     pidfd = std::move(local->pidfd);
   }
 
-  if (o.io) {
-    // The spawner (or the clone) holds its own copies now: ours go in the ring's next
-    // submission, before the reactor waits for anything, so the readers still see EOF.
-    o.io->close(out->write.release());
-    o.io->close(err->write.release());
-    o.io->close(status->write.release());
-  }
-  Launched l;
-  l.pid = pid;
-  l.pidfd = std::move(pidfd);
-  l.stdout_read = std::move(out->read);
-  l.stderr_read = std::move(err->read);
-  l.status_read = std::move(status->read);
-  // The write ends now live only in the cell, so EOF on them means the cell let go.
-  return l;
+  // The spawner (or the clone) holds its own copies of the write ends now.
+  return pipes->keep(pid, std::move(pidfd), o.io);
 }
 
 }  // namespace cellos::cells

@@ -63,6 +63,16 @@ struct Launched {
   base::Fd status_read;  // ChildStatus records, then EOF when the cell's init is gone
 };
 
+// A cell's three pipes (stdout, stderr, status records): made before its plan is sent; once the
+// cell (or the spawner) holds its own copies of the write ends, the parent keeps the read ends.
+struct CellPipes {
+  base::Pipe out, err, status;
+  static base::Result<CellPipes> make();
+  // The read ends as a Launched; ours of the write ends are closed through `io` (the ring's
+  // next submission, no syscall of the reactor's own) when there is one, else here.
+  Launched keep(pid_t pid, base::Fd pidfd, base::IoPort* io);
+};
+
 // CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
 // CLONE_NEWNET (or setns into netns_fd). Failures of the child's own setup arrive later on status_read.
 base::Result<Launched> launch(const LaunchOptions& options);

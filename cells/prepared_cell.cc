@@ -175,16 +175,12 @@ PreparedCell::State PreparedCell::poll() {
 
 base::Result<Launched> PreparedCell::bind(const LaunchOptions& o) {
   if (poll() != State::kReady) return base::value_error("warm pool", "prepared cell " + name_ + " is not ready");
-  auto out = base::make_pipe();
-  if (!out) return std::move(out).error();
-  auto err = base::make_pipe();
-  if (!err) return std::move(err).error();
-  auto status = base::make_pipe();
-  if (!status) return std::move(status).error();
+  auto pipes = CellPipes::make();
+  if (!pipes) return std::move(pipes).error();
   WirePlan wire;
   std::string why;
-  if (!encode_plan(o, cell_init_args(o), out->write.get(), err->write.get(), status->write.get(),
-                   wire, &why))
+  if (!encode_plan(o, cell_init_args(o), pipes->out.write.get(), pipes->err.write.get(),
+                   pipes->status.write.get(), wire, &why))
     return base::value_error("launch", why);
   if (wire.bytes.size() > kMaxWirePlan || wire.pointers > kMaxWirePointers)
     return base::value_error("warm pool", "the cell's plan is too large for a prepared cell");
@@ -193,13 +189,8 @@ base::Result<Launched> PreparedCell::bind(const LaunchOptions& o) {
   if (sent < 0) return base::sys_error("bind the spec to prepared cell", name_);
   bound_ = true;
   sock_.reset();
-  Launched l;
-  l.pid = pid_;
-  l.pidfd = std::move(pidfd_);
-  l.stdout_read = std::move(out->read);
-  l.stderr_read = std::move(err->read);
-  l.status_read = std::move(status->read);
-  return l;
+  // The prepared process holds its copies of the write ends now (SCM_RIGHTS).
+  return pipes->keep(pid_, std::move(pidfd_), o.io);
 }
 
 void PreparedCell::reap() {

@@ -17,6 +17,7 @@
 #include "cells/egress.h"
 #include "cells/secrets.h"
 #include "cells/warm_pool.h"
+#include "reactor/cell_logs.h"
 #include "reactor/cgroup_parent.h"
 #include "reactor/fd_limit.h"
 #include "reactor/finished_cells.h"
@@ -254,28 +255,9 @@ bool Daemon::launch(WaitingSpec w) {
     return true;
   }
   const std::string logdir = dirs_.logs + "/" + id;
-  // The log files are created when their stream's first bytes arrive (cell.h's stdout_path),
-  // not here: creating a directory and two files per cell was most of the reactor thread's CPU
-  // per cell (ext4 inode allocation), and a quiet cell needs none. Two exceptions, made here: a
-  // client following the cell (submit --wait, run --via-daemon) opens both files once told the
-  // cell started, so they exist first; and a reused id's old logs are emptied, so no stale
-  // output stands for a stream that stays quiet this time (one access() finds them).
+  // Only for a followed cell, or to empty a reused id's old logs (cell_logs.h).
   const bool watched = status_ && status_->watched(id);
-  auto made = [&]() -> base::Result<void> {
-    if (!watched && ::access(logdir.c_str(), F_OK) != 0) {
-      if (errno == ENOENT) return base::ok();
-      return base::sys_error("access", "\"" + logdir + "\"");
-    }
-    bool fresh = ::mkdir(logdir.c_str(), 0750) == 0;
-    if (!fresh && errno != EEXIST) return base::sys_error("mkdir", "\"" + logdir + "\"");
-    for (const char* stream : {"/stdout", "/stderr"}) {
-      const std::string path = logdir + stream;
-      if (::mknodat(AT_FDCWD, path.c_str(), S_IFREG | 0640, 0) == 0) continue;
-      if (errno != EEXIST || ::truncate(path.c_str(), 0) != 0)
-        return base::sys_error(errno == EEXIST ? "truncate" : "mknod", "\"" + path + "\"");
-    }
-    return base::ok();
-  }();
+  auto made = prepare_cell_logs(logdir, watched);
   if (!made) {
     if (transient_errno(made.error().err) && w.entry.from->deactivate(w.entry, id))
       return requeue(std::move(w));
@@ -292,7 +274,7 @@ bool Daemon::launch(WaitingSpec w) {
   co.stderr_path = logdir + "/stderr";
   co.max_stream_bytes = config_.logs.max_bytes_per_stream;
   running_.emplace(id, std::move(w.entry));
-  if (status_ && status_->watched(id))
+  if (watched)
     status_->tell(id, StatusServer::Step::kStarted, co.run_id,
                   nlohmann::json{{"event", "started"},
                                  {"id", id},
