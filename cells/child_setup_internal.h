@@ -10,6 +10,16 @@
 
 namespace cellos::cells::child {
 
+// A path buffer: the child must not allocate (a raw clone3 runs no atfork handlers, so a
+// malloc lock held by another thread of the reactor at clone time would never be released).
+struct PathBuf {
+  char s[4096];
+};
+
+// On a hybrid host, where the cell's /sys/fs/cgroup is built on the root tmpfs before it is
+// bound into place (make_sys); /proc of the root tmpfs, covered by procfs right after.
+inline constexpr const char* kCgroupStaging = "/proc/cgroup";
+
 // Host mounts in the view: read-only, no set-uid, no device nodes.
 inline constexpr uint64_t kHostMountAttrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
 
@@ -21,6 +31,20 @@ bool write_all(const char* path, const char* value);
 // mkdir -p of the absolute, normalised `path` below the directory `root` (AT_FDCWD: below
 // "/"); with `last` false, of its parent only. 0 or an errno.
 int make_dirs_at(int root, const char* path, bool last);
+
+// mount_setattr(2) of `path` (AT_FDCWD-relative) setting `set`: 0 or -1 with errno.
+int set_mount_attr(const char* path, unsigned flags, uint64_t set);
+
+// The cell's /sys and its cgroups there (child_sys.cc). Its v1 leaves are cloned while the
+// host's root is still there (open_v1_trees; -1: mounted in the cell's cgroup namespace
+// instead), and placed by make_sys once the view's root is in place, with the cgroup2 leaf
+// (cgroup_view.h) or a cgroup2 mount.
+inline constexpr int kMaxV1Trees = 8;
+struct V1Trees {
+  int fd[kMaxV1Trees];
+};
+void open_v1_trees(const ChildPlan& p, V1Trees& t);
+void make_sys(const ChildPlan& p, const V1Trees& v1, int cgroup2_leaf);
 
 // A nested cell (child_nested.cc): its reactor binary, fleet.toml and state dir cloned while the
 // child is still the host's uid 0, attached once the view's root is in place; and becoming
