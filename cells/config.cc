@@ -34,7 +34,6 @@ namespace cellos::cells {
 namespace {
 
 constexpr int64_t kNoMax = std::numeric_limits<int64_t>::max();
-constexpr size_t kMaxConfigBytes = 1 << 20;
 
 // Text for a one-line message: control characters (a quoted TOML key may hold a newline) are
 // shown as \xNN, and long text is cut.
@@ -775,28 +774,6 @@ Config parse_config(const std::string& toml_text, const std::string& source) {
   Config cfg = default_config();
   cfg.source = source;
   ConfigParser(source).parse(root, cfg);
-  return cfg;
-}
-
-Config load_config(const std::string& path) {
-  auto text = base::read_regular_file(path, kMaxConfigBytes);
-  if (!text) {
-    const auto& e = text.error();
-    throw ConfigError(path + ": cannot read: " +
-                      (e.detail.empty() ? std::string(std::strerror(e.err)) : e.detail));
-  }
-  Config cfg = parse_config(text.value(), path);
-  // Checked here, not in parse_config (which tests feed text): a missing secrets dir would
-  // otherwise surface only when the first cell naming a secret is refused.
-  if (!cfg.secrets.dir.empty()) {
-    struct stat st {};
-    if (::stat(cfg.secrets.dir.c_str(), &st) != 0)
-      throw ConfigError(path + ": secrets.dir: \"" + base::clip(cfg.secrets.dir) +
-                        "\": " + std::strerror(errno));
-    if (!S_ISDIR(st.st_mode))
-      throw ConfigError(path + ": secrets.dir: \"" + base::clip(cfg.secrets.dir) +
-                        "\": not a directory");
-  }
   return cfg;
 }
 
