@@ -99,14 +99,23 @@ Result<void> replace_file(const std::string& path, std::string_view data, unsign
 
 Result<void> make_dirs(const std::string& path, unsigned mode) {
   if (::mkdir(path.c_str(), mode) == 0 || errno == EEXIST) return ok();
-  size_t pos = 0;
-  while (pos != std::string::npos) {
-    pos = path.find('/', pos + 1);
-    std::string cur = path.substr(0, pos);
-    if (::mkdir(cur.c_str(), mode) != 0 && errno != EEXIST)
+  // An ancestor made (or found) a moment ago can be gone by the next step: another process
+  // removing its empty parents (cgroup parents shared by the reactors of a host). Walk again.
+  for (int attempt = 0;; ++attempt) {
+    size_t pos = 0;
+    bool vanished = false;
+    while (pos != std::string::npos) {
+      pos = path.find('/', pos + 1);
+      std::string cur = path.substr(0, pos);
+      if (::mkdir(cur.c_str(), mode) == 0 || errno == EEXIST) continue;
+      if (errno == ENOENT && attempt < 8) {
+        vanished = true;
+        break;
+      }
       return sys_error("mkdir", "\"" + cur + "\"");
+    }
+    if (!vanished) return ok();
   }
-  return ok();
 }
 
 Result<std::string> read_fd(int fd, const std::string& what, size_t limit) {

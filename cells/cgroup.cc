@@ -200,7 +200,11 @@ Result<CgroupLeaf> CgroupTree::make_leaf(const std::string& name, const CgroupLi
     if (adopt) {
       // Made with the prepared cell (no v1 cpu leaf: the pool serves no cpuMax on such hosts).
       reused = true;
-    } else if (::mkdir(dir.c_str(), 0755) != 0) {
+    } else if (::mkdir(dir.c_str(), 0755) != 0 &&
+               // The parent, empty until this leaf, removed meanwhile by another reactor of the
+               // host tidying its empty parents: made again, once.
+               !(errno == ENOENT && base::make_dirs(h + "/" + parent_).ok() &&
+                 ::mkdir(dir.c_str(), 0755) == 0)) {
       if (errno != EEXIST) return base::sys_error("mkdir", "cgroup \"" + dir + "\"");
       // The caller holds the cell's lock, so an existing leaf is either still running under
       // another state dir (refuse) or left by a crashed reactor (empty: reuse it).
