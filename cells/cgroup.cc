@@ -245,7 +245,8 @@ Result<CgroupLeaf> CgroupTree::make_leaf(const std::string& name, const CgroupLi
       const bool stocked = leaf.memory_from_stock_;
       // A stocked leaf first gives back what its last cell left charged to it (page cache of
       // files it wrote, slab): the next cell's limit must not count it. No process is in the
-      // leaf, so the reclaim can take it all.
+      // leaf, so the reclaim can take it all. The setup skips this write when the leaf holds
+      // no page and little kernel memory (leaf_reclaim.h).
       if (stocked) CELLOS_TRY(knob(d, "memory.force_empty", "0"));
       if (memsw && (reused || stocked)) CELLOS_TRY(knob(d, "memory.memsw.limit_in_bytes", "-1"));
       CELLOS_TRY(knob(d, "memory.limit_in_bytes", bytes));

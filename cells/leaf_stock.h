@@ -14,7 +14,8 @@
 // cannot be reset (v1 pids.peak).
 //
 // A stocked leaf carries nothing of its last cell to the next (cgroup.h, make_leaf): its limits
-// are rewritten, its charge is reclaimed (memory.force_empty) and its peak and fail counters
+// are rewritten, its charge is reclaimed (memory.force_empty, unless it holds no page and
+// little kernel memory: leaf_reclaim.h) and its peak and fail counters
 // reset (a write of 0) by the next cell's setup before that cell joins it, and its OOM-kill
 // count, which cannot be reset, is reported as the difference from the count at hand-over.
 // Only leaves of cold cells of the native backend are stocked: a nested cell's leaf was

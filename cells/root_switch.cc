@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,61 +23,111 @@ const char* field(char*& at, char* end) {
   return start;
 }
 
-// Detaches every host mount directly below "/" but the one at `keep` (where the new root is
-// stacked), each with its subtree: the host's /proc, /sys, /dev, /run, /boot... leave the
-// cell's namespace now, as pivot_root's detach of the old root took them, and what stays
-// covered by the cell's root is the host's root file system alone (and its mount at `keep`,
-// if it has one). One umount2 per top-level host mount, none of which walks the host's tasks.
-// Best effort: a mount that will not go (locked in a user namespace) stays covered all the
-// same, and a mount table past the buffer's 16 KiB is left as it is past there.
-void detach_host_mounts(const char* keep) {
-  char buf[16384];
+// The host mounts directly below "/" (the root's children in /proc/self/mountinfo), but "/"
+// itself (a mount stacked on the root), the one at `keep` and escaped names (a space or newline
+// in the path: left, covered like the root). Fills points[] with pointers into buf (NUL-cut);
+// returns how many. One read: the first line whose mount point is "/" names the root's id (the
+// first on every kernel we know), and its children are the lines with that parent id.
+int top_level_mounts(char* buf, size_t size, const char* keep, const char** points, int max) {
   int fd = ::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  if (fd < 0) return 0;
+  ssize_t n = ::read(fd, buf, size - 1);
   ::close(fd);
-  if (n <= 0) return;
+  if (n <= 0) return 0;
   char* const end = buf + n;
-  // The root's id: the line whose mount point is "/" (the first on every kernel we know).
+  // Per complete line: its id, parent id and mount point (cut in place by field()).
+  constexpr int kMaxLines = 512;
+  long ids[kMaxLines], parents[kMaxLines];
+  const char* at_point[kMaxLines];
+  int lines = 0;
   long root_id = -1;
-  for (char* line = buf; line < end && root_id < 0;) {
+  for (char* line = buf; line < end && lines < kMaxLines;) {
     char* eol = static_cast<char*>(std::memchr(line, '\n', static_cast<size_t>(end - line)));
-    if (!eol) break;
-    // Only the first five fields are needed; parse a copy-free view of them.
+    if (!eol) break;  // a cut last line
     char* at = line;
     const char* id = field(at, eol);
-    (void)field(at, eol);  // parent id
+    const char* parent = field(at, eol);
     (void)field(at, eol);  // major:minor
     (void)field(at, eol);  // root
     const char* point = field(at, eol);
-    if (id && point && std::strcmp(point, "/") == 0) root_id = std::strtol(id, nullptr, 10);
-    // field() wrote NULs into this line; nothing reads it again.
     line = eol + 1;
+    if (!id || !parent || !point) continue;
+    ids[lines] = std::strtol(id, nullptr, 10);
+    parents[lines] = std::strtol(parent, nullptr, 10);
+    at_point[lines] = point;
+    if (root_id < 0 && std::strcmp(point, "/") == 0) root_id = ids[lines];
+    ++lines;
   }
-  if (root_id < 0) return;
-  // The fields of the first pass are cut; read again for the children.
-  fd = ::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  n = ::read(fd, buf, sizeof buf - 1);
-  ::close(fd);
-  if (n <= 0) return;
-  char* const end2 = buf + n;
-  for (char* line = buf; line < end2;) {
-    char* eol = static_cast<char*>(std::memchr(line, '\n', static_cast<size_t>(end2 - line)));
-    if (!eol) break;  // a cut last line
-    char* at = line;
-    (void)field(at, eol);
-    const char* parent = field(at, eol);
-    (void)field(at, eol);
-    (void)field(at, eol);
-    const char* point = field(at, eol);
-    line = eol + 1;
-    if (!parent || !point || std::strtol(parent, nullptr, 10) != root_id) continue;
-    // "/" itself (a mount stacked on the root), the new root's place, and escaped names
-    // (a space or newline in the path: left, covered like the root) are not detached.
+  int k = 0;
+  for (int i = 0; i < lines && k < max; ++i) {
+    if (parents[i] != root_id || ids[i] == root_id) continue;
+    const char* point = at_point[i];
     if (std::strcmp(point, "/") == 0 || std::strcmp(point, keep) == 0 || std::strchr(point, '\\')) continue;
-    (void)::umount2(point, MNT_DETACH);
+    points[k++] = point;
   }
+  return root_id < 0 ? 0 : k;
+}
+
+// Detaches every host mount directly below "/" but the one at `keep` (where the new root is
+// stacked, a tmpfs), each with its subtree: the host's /proc, /sys, /dev, /run, /boot... leave
+// the cell's namespace now, as pivot_root's detach of the old root took them, and what stays
+// covered by the cell's root is the host's root file system alone (and its mount at `keep`).
+//
+// In one umount2: every umount2 that takes mounts away ends in an expedited RCU grace period
+// (namespace_unlock -> synchronize_rcu_expedited), which a cell's setup waited for once per
+// top-level host mount, 1 ms or more each on a busy host (perf sched, bench/README.md
+// "daemon"). So the mounts are first moved (MS_MOVE, no grace period) below one holder, a bind
+// of an empty directory of the new root's tmpfs onto itself (no new superblock), and the
+// holder is detached with all of them at once. A mount that will not move (locked in a user
+// namespace) or a holder that cannot be made falls back to a umount2 of its own. Best effort:
+// a mount that will not go stays covered all the same, and a mount table past the buffer's
+// 16 KiB is left as it is past there.
+void detach_host_mounts(const char* keep) {
+  char buf[16384];
+  constexpr int kMaxTop = 64;
+  const char* points[kMaxTop];
+  const int k = top_level_mounts(buf, sizeof buf, keep, points, kMaxTop);
+  if (k == 0) return;
+  // "<keep>/.host" and "<keep>/.host/<i>": below the new root's own tmpfs, removed after.
+  char holder[256], slot[272];
+  const size_t keep_len = std::strlen(keep);
+  bool held = keep_len + sizeof "/.host" <= sizeof holder;
+  if (held) {
+    std::memcpy(holder, keep, keep_len);
+    std::memcpy(holder + keep_len, "/.host", sizeof "/.host");
+    held = ::mkdir(holder, 0700) == 0;
+    if (held && ::mount(holder, holder, nullptr, MS_BIND, nullptr) != 0) {
+      ::rmdir(holder);
+      held = false;
+    }
+  }
+  auto slot_path = [&](int i) {
+    // holder + "/" + i, without snprintf (which may allocate).
+    char digits[12];
+    int n = 0;
+    do digits[n++] = static_cast<char>('0' + i % 10), i /= 10;
+    while (i != 0);
+    size_t len = std::strlen(holder);
+    std::memcpy(slot, holder, len);
+    slot[len++] = '/';
+    while (n > 0) slot[len++] = digits[--n];
+    slot[len] = '\0';
+    return slot;
+  };
+  for (int i = 0; i < k; ++i) {
+    if (held) {
+      const char* to = slot_path(i);
+      if (::mkdir(to, 0700) == 0 && ::mount(points[i], to, nullptr, MS_MOVE, nullptr) == 0) {
+        continue;
+      }
+    }
+    (void)::umount2(points[i], MNT_DETACH);
+  }
+  if (!held) return;
+  // One grace period for all of them; then the holder's directories go from the tmpfs.
+  (void)::umount2(holder, MNT_DETACH);
+  for (int i = 0; i < k; ++i) (void)::rmdir(slot_path(i));
+  (void)::rmdir(holder);
 }
 
 }  // namespace

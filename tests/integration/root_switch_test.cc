@@ -52,6 +52,8 @@ TEST_CASE("a cell cannot reach the host's root: not by '..', /proc links, the mo
       // Every spelling of a directory at or above the cell's root.
       "for d in / /.. /../.. /proc/1/root /proc/1/root/.. /proc/self/root/.. /proc/self/cwd/../..; do "
       "  test -e $d/" + m + " && echo visible $d; done; "
+      // Nor the holder the host's mounts were detached through (root_switch.cc).
+      "test -e /.host && echo visible /.host; "
       // cd .. from the root, as far as it goes: still the cell's root (it holds tmp, proc, ...).
       "cd / && cd .. && cd .. && pwd -P && ls -a | grep -qx proc && echo still-cell-root; "
       // The same directory by device and inode.

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cells/cgroup.h"
+#include "cells/leaf_reclaim.h"
 #include "tests/support/test_support.h"
 
 namespace cellos::cells {
@@ -142,6 +143,22 @@ TEST_CASE("a pure cgroup2 host keeps no stock: its memory controller is in the l
   LeafStock stock(tree, 64);
   CHECK_FALSE(stock.usable());
   CHECK_FALSE(LeafStock(f.hybrid(), 0).usable());
+}
+
+TEST_CASE("a stocked leaf's reclaim is skipped only when it holds no page and little kernel memory",
+          "[stock]") {
+  // Nothing but kernel objects, a few hundred KiB (a /bin/true cell's): nothing to give back.
+  CHECK_FALSE(stocked_leaf_needs_reclaim(0, 0));
+  CHECK_FALSE(stocked_leaf_needs_reclaim(245760, 245760));
+  CHECK_FALSE(stocked_leaf_needs_reclaim(kSkipReclaimKmemMax, kSkipReclaimKmemMax));
+  // One page more than its kernel memory (page cache, anon, shmem, a CPU's precharge): reclaim.
+  CHECK(stocked_leaf_needs_reclaim(245760 + 4096, 245760));
+  CHECK(stocked_leaf_needs_reclaim(32ll << 20, 0));
+  // Kernel memory past the bound (cached dentries piling up from cell to cell): reclaim.
+  CHECK(stocked_leaf_needs_reclaim(kSkipReclaimKmemMax + 4096, kSkipReclaimKmemMax + 4096));
+  // A counter that could not be read: reclaim, as before.
+  CHECK(stocked_leaf_needs_reclaim(-1, 0));
+  CHECK(stocked_leaf_needs_reclaim(0, -1));
 }
 
 }  // namespace cellos::cells
