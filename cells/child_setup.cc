@@ -86,6 +86,13 @@ void place_fds(const ChildPlan& p) {
     if (::dup2(src[i], i) < 0) _exit(125);
   // Only 0-3 cross into the init; execveat still reaches the init binary through fd 4.
   for (int i = kInitFd; i < n; ++i) ::fcntl(i, F_SETFD, FD_CLOEXEC);
+  // A prepared view's parked leaf clones (kPreparedViewFd...) stay until make_sys binds them.
+  if (p.view_prepared) {
+    if (::close_range(static_cast<unsigned>(n), kPreparedViewFd - 1, 0) != 0 ||
+        ::close_range(kPreparedViewFd + kPreparedViewFds, ~0U, 0) != 0)
+      fail(kStageFds, "close_range");
+    return;
+  }
   // The sysfs template (kSysTemplateFd, above n) stays until make_sys has cloned it.
   const bool keep = p.sys_template_fd == kSysTemplateFd;
   if (keep && n < kSysTemplateFd && ::close_range(static_cast<unsigned>(n), kSysTemplateFd - 1, 0) != 0)
@@ -538,17 +545,34 @@ void bind_resolv_conf(int tree) {
   ::close(tree);
 }
 
+// Whether `fd` is an open descriptor (a parked slot of a prepared view may be empty).
+bool is_open(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
+
 void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
-  // Private first: nothing mounted below may propagate back to the host.
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
   InputTrees inputs;
-  open_inputs(p, inputs);
-  const int resolv = p.resolv_conf ? clone_resolv_conf(p.resolv_conf) : -1;
+  int resolv = -1;
   V1Trees v1;
-  open_v1_trees(p, v1);
   int dev_trees[kNumDevNodes];
-  open_dev_trees(p, dev_trees);
-  make_root(p);
+  if (p.view_prepared) {
+    // Made at the preparation (prepare_cell_view): private, leaf clones parked, root built and
+    // switched to. A prepared cell serves no spec with inputs, a resolv.conf or a broker (the
+    // pool sends those cold): they are opened from the host's root, which is gone here.
+    if (p.n_inputs > 0 || p.resolv_conf || p.broker_dir) {
+      errno = EINVAL;
+      fail(kStageRootView, "a prepared view has no host root for", "spec.inputs, resolv.conf or the broker");
+    }
+    for (int i = 0; i < kMaxV1Trees; ++i)
+      v1.fd[i] = is_open(kPreparedViewFd + 1 + i) ? kPreparedViewFd + 1 + i : -1;
+    open_dev_trees(p, dev_trees);
+  } else {
+    // Private first: nothing mounted below may propagate back to the host.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
+    open_inputs(p, inputs);
+    resolv = p.resolv_conf ? clone_resolv_conf(p.resolv_conf) : -1;
+    open_v1_trees(p, v1);
+    open_dev_trees(p, dev_trees);
+    make_root(p);
+  }
 
   const char* workdir = p.workdir;
   if (p.workspace_mount_fd >= 0) {
@@ -604,8 +628,45 @@ void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   if (set_mount_attr("/", 0, kHostMountAttrs) != 0) fail(kStageMountReadonly, "mount_setattr read-only", "/");
 }
 
+// Moves each of `fds` (-1: none) to kPreparedViewFd + its index, close-on-exec, through
+// descriptors above the slots so that no move clobbers another source.
+void park_view_fds(int (&fds)[kPreparedViewFds]) {
+  for (int& fd : fds) {
+    if (fd < 0) continue;
+    const int lifted = ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
+    if (lifted < 0) fail(kStageFds, "fcntl F_DUPFD_CLOEXEC");
+    ::close(fd);
+    fd = lifted;
+  }
+  for (int i = 0; i < kPreparedViewFds; ++i) {
+    if (fds[i] < 0) continue;
+    if (::dup3(fds[i], kPreparedViewFd + i, O_CLOEXEC) < 0) fail(kStageFds, "dup3");
+    ::close(fds[i]);
+  }
+}
+
 }  // namespace child
 using namespace child;
+
+void prepare_cell_view(const ChildPlan& prep) {
+  static_assert(kPreparedViewFds == 1 + kMaxV1Trees, "one slot for cgroup2, one per v1 tree");
+  // fail() reports on kStatusFd, which the preparation has no pipe for: /dev/null (fd 0) takes
+  // the number, so no descriptor opened below lands there and gets the record.
+  if (::dup3(0, kStatusFd, O_CLOEXEC) < 0) _exit(125);
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    fail(kStageMountPrivate, "mount --make-rprivate", "/");
+  // As cell_setup_main does for a cold cell: the cgroup2 leaf cloned while /proc/self/cgroup
+  // still names the host's path, then the namespace rooted at the leaves the process is in.
+  int parked[kPreparedViewFds];
+  parked[0] = prep.rootless ? -1 : open_cgroup2_leaf();
+  if (::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");
+  V1Trees v1;
+  open_v1_trees(prep, v1);
+  for (int i = 0; i < kMaxV1Trees; ++i) parked[1 + i] = v1.fd[i];
+  make_root(prep);
+  park_view_fds(parked);
+  ::close(kStatusFd);
+}
 
 const char* child_stage_name(int32_t stage) {
   switch (stage) {
@@ -674,8 +735,11 @@ void cell_setup_main(const ChildPlan& p) {
   // path and no other cell.
   // Its cgroup2 leaf, cloned while /proc/self/cgroup still names the host's path (before the
   // cgroup namespace): bound at /sys/fs/cgroup instead of a cgroup2 superblock per cell.
-  const int cgroup2_leaf = p.rootless ? -1 : open_cgroup2_leaf();
-  if (::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");
+  // A prepared view entered its cgroup namespace at the preparation, its leaf clone parked.
+  const int cgroup2_leaf = p.view_prepared ? (is_open(kPreparedViewFd) ? kPreparedViewFd : -1)
+                           : p.rootless    ? -1
+                                           : open_cgroup2_leaf();
+  if (!p.view_prepared && ::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");
   // The init outlives nothing it supervises: if the reactor dies, the cell dies with it. The
   // setting survives the exec below (the init binary is not set-uid).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -5,9 +5,11 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <linux/magic.h>
 #include <thread>
 
 #include "tests/support/daemon_support.h"
@@ -262,6 +264,66 @@ TEST_CASE("a spec the pool cannot serve takes the cold path", "[daemon][pool]") 
   (void)run_cell(fleet, make_spec(plain, {"/bin/true"}));
   CHECK(admission_of(fleet, plain) == "pool");
   if (cpu_v1) CHECK(status_of(fleet)["pool"]["cold"] == 1);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait() == 0);
+}
+
+TEST_CASE("a spec with inputs takes the cold path and sees its input", "[daemon][pool][inputs]") {
+  // A prepared cell's root view is built before its spec, without the host's root to open
+  // inputs from (prepared_cell.h): such a spec must be set up cold, and work.
+  TempDir granted;
+  const std::string checkout = granted.path() + "/pool-inp";
+  ::mkdir(checkout.c_str(), 0755);
+  write_text(checkout + "/README", "from the host\n");
+  ::chmod((checkout + "/README").c_str(), 0644);
+  Fleet fleet(std::string(kPoolOn) + "[policy.input_grants]\n\"" + granted.path() +
+              "\" = [\"pool-*\"]\n");
+  DaemonProcess daemon(fleet);
+  REQUIRE(pool_ready(fleet, 2));
+  const std::string id = unique_id("pool-inp");
+  json spec = make_spec(id, {"/bin/cat", "/work/src/README"});
+  spec["spec"]["inputs"] = {{{"hostPath", checkout}, {"path", "/work/src"}}};
+  CHECK(run_cell(fleet, spec) == "from the host\n");
+  CHECK(admission_of(fleet, id) == "cold");
+  CHECK(status_of(fleet)["pool"]["cold"] == 1);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait() == 0);
+}
+
+TEST_CASE("a prepared cell's root is its own empty view before any spec is bound",
+          "[daemon][pool]") {
+  // The view's root is built at the preparation (prepare_cell_view): a fresh tmpfs holding the
+  // policy's host paths, read-only, and the view's own empty places; nothing of a spec.
+  Fleet fleet(kPoolOn);
+  DaemonProcess daemon(fleet);
+  REQUIRE(pool_ready(fleet, 2));
+  const auto prepared = prepared_processes(daemon.pid());
+  REQUIRE(!prepared.empty());
+  for (int pid : prepared) {
+    const std::string root = "/proc/" + std::to_string(pid) + "/root";
+    struct statfs sf{};
+    REQUIRE(::statfs(root.c_str(), &sf) == 0);
+    CHECK(sf.f_type == TMPFS_MAGIC);
+    // The view's own places exist and are empty; the host's /tmp is not what it shows.
+    for (const char* own : {"/tmp", "/dev", "/proc", "/sys"}) {
+      INFO(root + own);
+      DIR* d = ::opendir((root + own).c_str());
+      REQUIRE(d != nullptr);
+      int entries = 0;
+      while (dirent* e = ::readdir(d))
+        if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") ++entries;
+      ::closedir(d);
+      CHECK(entries == 0);
+    }
+    // The policy's host paths are there (read-only binds of the host's).
+    struct stat st{};
+    CHECK(::stat((root + "/usr/bin").c_str(), &st) == 0);
+  }
+  // And a spec bound to one gets its own places on that root.
+  const std::string id = unique_id("pool-view");
+  CHECK(run_cell(fleet, make_spec(id, {"/bin/sh", "-c", "echo x > /tmp/f && cat /tmp/f && hostname"})) ==
+        "x\n" + id + "\n");
+  CHECK(admission_of(fleet, id) == "pool");
   daemon.signal(SIGTERM);
   CHECK(daemon.wait() == 0);
 }
