@@ -612,7 +612,9 @@ void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   attach_inputs(p, inputs);
   if (p.nested) attach_nested_trees();
 
-  make_dev(dev_trees);
+  // A prepared view has its /dev already (prepare_cell_view); umask as make_dev leaves it.
+  if (p.view_prepared) ::umask(0);
+  else make_dev(dev_trees);
   // /sys before /proc: on a hybrid host its cgroup directory is made under /proc of the root
   // tmpfs, hidden there once procfs covers it (rootless, procfs is there already: make_sys
   // gives /sys/fs/cgroup a small tmpfs of its own instead).
@@ -664,6 +666,20 @@ void prepare_cell_view(const ChildPlan& prep) {
   open_v1_trees(prep, v1);
   for (int i = 0; i < kMaxV1Trees; ++i) parked[1 + i] = v1.fd[i];
   make_root(prep);
+  // /dev depends on no spec (for a root daemon: its nodes are made here, not bound from the
+  // host); the umask make_dev sets is restored, and set again at the bind where a cold cell's
+  // setup would have set it.
+  int dev_trees[kNumDevNodes];
+  open_dev_trees(prep, dev_trees);
+  const mode_t umask_before = ::umask(0);
+  make_dev(dev_trees);
+  ::umask(umask_before);
+  // The loopback of the namespace the process was cloned with; a spec with egress rules brings
+  // its own namespace (joined at the bind, whose loopback is brought up then).
+  if (int err = netns::bring_up_loopback(); err != 0) {
+    errno = err;
+    fail(kStageLoopback, "bring up", "lo");
+  }
   park_view_fds(parked);
   ::close(kStatusFd);
 }
@@ -745,7 +761,10 @@ void cell_setup_main(const ChildPlan& p) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   make_mounts(p, cgroup2_leaf);
   if (::sethostname(p.hostname, std::strlen(p.hostname)) != 0) fail(kStageHostname, "sethostname", p.hostname);
-  if (int err = netns::bring_up_loopback(); err != 0) {
+  // A prepared cell brought up the loopback of its own namespace at the preparation; one that
+  // joined the spec's (egress) namespace instead brings up that one's here.
+  const bool lo_up = p.view_prepared && p.netns_fd < 0;
+  if (int err = lo_up ? 0 : netns::bring_up_loopback(); err != 0) {
     errno = err;
     fail(kStageLoopback, "bring up", "lo");
   }

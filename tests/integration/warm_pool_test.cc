@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 #include <linux/magic.h>
+#include <set>
 #include <thread>
 
 #include "tests/support/daemon_support.h"
@@ -114,7 +115,11 @@ json authority_spec(const std::string& id) {
       "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
       "cat /sys/fs/cgroup/memory.max); "
       "echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); "
-      "echo cwd=$(pwd)";
+      "echo cwd=$(pwd); "
+      // What a prepared cell makes before its spec (its /dev, its loopback) and the umask its
+      // command starts with: the same as a cold cell's.
+      "echo dev=$(ls -A /dev | tr '\\n' ' '); echo umask=$(umask); "
+      "echo lo=$(cat /sys/class/net/lo/operstate); echo mounts=$(wc -l < /proc/self/mountinfo)";
   json spec = make_spec(id, {"/bin/sh", "-c", script});
   spec["spec"]["run"]["env"] = {{"POOL_TEST_VALUE", "blue"}, {"CELL", id}};
   spec["spec"]["run"]["limits"] = {{"memoryMaxBytes", 48 << 20}, {"pidsMax", 37}};
@@ -290,7 +295,7 @@ TEST_CASE("a spec with inputs takes the cold path and sees its input", "[daemon]
   CHECK(daemon.wait() == 0);
 }
 
-TEST_CASE("a prepared cell's root is its own empty view before any spec is bound",
+TEST_CASE("a prepared cell's root is its own view, holding nothing of a spec, before any bind",
           "[daemon][pool]") {
   // The view's root is built at the preparation (prepare_cell_view): a fresh tmpfs holding the
   // policy's host paths, read-only, and the view's own empty places; nothing of a spec.
@@ -302,19 +307,28 @@ TEST_CASE("a prepared cell's root is its own empty view before any spec is bound
   for (int pid : prepared) {
     const std::string root = "/proc/" + std::to_string(pid) + "/root";
     struct statfs sf{};
+    struct stat sf_dir{};
     REQUIRE(::statfs(root.c_str(), &sf) == 0);
     CHECK(sf.f_type == TMPFS_MAGIC);
-    // The view's own places exist and are empty; the host's /tmp is not what it shows.
-    for (const char* own : {"/tmp", "/dev", "/proc", "/sys"}) {
+    auto entries_of = [](const std::string& dir) {
+      std::set<std::string> names;
+      if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d))
+          if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.insert(e->d_name);
+        ::closedir(d);
+      }
+      return names;
+    };
+    // The view's own places exist and are empty (the host's /tmp is not what it shows), but
+    // /dev, which holds the view's own nodes and links and nothing of the host's.
+    for (const char* own : {"/tmp", "/proc", "/sys"}) {
       INFO(root + own);
-      DIR* d = ::opendir((root + own).c_str());
-      REQUIRE(d != nullptr);
-      int entries = 0;
-      while (dirent* e = ::readdir(d))
-        if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") ++entries;
-      ::closedir(d);
-      CHECK(entries == 0);
+      REQUIRE(::stat((root + own).c_str(), &sf_dir) == 0);
+      CHECK(entries_of(root + own).empty());
     }
+    CHECK(entries_of(root + "/dev") == std::set<std::string>{"null", "zero", "full", "random",
+                                                              "urandom", "fd", "stdin", "stdout",
+                                                              "stderr"});
     // The policy's host paths are there (read-only binds of the host's).
     struct stat st{};
     CHECK(::stat((root + "/usr/bin").c_str(), &st) == 0);
