@@ -545,8 +545,10 @@ void bind_resolv_conf(int tree) {
   ::close(tree);
 }
 
-// Whether `fd` is an open descriptor (a parked slot of a prepared view may be empty).
-bool is_open(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
+// The parked clone in slot `i` of a prepared view, or -1 (its slot holds /dev/null).
+int parked_fd(const ChildPlan& p, int i) {
+  return (p.view_parked & (1u << i)) ? kPreparedViewFd + i : -1;
+}
 
 void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   InputTrees inputs;
@@ -562,7 +564,7 @@ void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
       fail(kStageRootView, "a prepared view has no host root for", "spec.inputs, resolv.conf or the broker");
     }
     for (int i = 0; i < kMaxV1Trees; ++i)
-      v1.fd[i] = is_open(kPreparedViewFd + 1 + i) ? kPreparedViewFd + 1 + i : -1;
+      v1.fd[i] = parked_fd(p, 1 + i);
     open_dev_trees(p, dev_trees);
   } else {
     // Private first: nothing mounted below may propagate back to the host.
@@ -631,8 +633,9 @@ void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
 }
 
 // Moves each of `fds` (-1: none) to kPreparedViewFd + its index, close-on-exec, through
-// descriptors above the slots so that no move clobbers another source.
-void park_view_fds(int (&fds)[kPreparedViewFds]) {
+// descriptors above the slots so that no move clobbers another source; an empty slot gets
+// /dev/null (fd 0). Returns which slots hold one of `fds`.
+uint32_t park_view_fds(int (&fds)[kPreparedViewFds]) {
   for (int& fd : fds) {
     if (fd < 0) continue;
     const int lifted = ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
@@ -640,17 +643,20 @@ void park_view_fds(int (&fds)[kPreparedViewFds]) {
     ::close(fd);
     fd = lifted;
   }
+  uint32_t parked = 0;
   for (int i = 0; i < kPreparedViewFds; ++i) {
+    if (::dup3(fds[i] < 0 ? 0 : fds[i], kPreparedViewFd + i, O_CLOEXEC) < 0) fail(kStageFds, "dup3");
     if (fds[i] < 0) continue;
-    if (::dup3(fds[i], kPreparedViewFd + i, O_CLOEXEC) < 0) fail(kStageFds, "dup3");
     ::close(fds[i]);
+    parked |= 1u << i;
   }
+  return parked;
 }
 
 }  // namespace child
 using namespace child;
 
-void prepare_cell_view(const ChildPlan& prep) {
+uint32_t prepare_cell_view(const ChildPlan& prep) {
   static_assert(kPreparedViewFds == 1 + kMaxV1Trees, "one slot for cgroup2, one per v1 tree");
   // fail() reports on kStatusFd, which the preparation has no pipe for: /dev/null (fd 0) takes
   // the number, so no descriptor opened below lands there and gets the record.
@@ -680,8 +686,9 @@ void prepare_cell_view(const ChildPlan& prep) {
     errno = err;
     fail(kStageLoopback, "bring up", "lo");
   }
-  park_view_fds(parked);
+  const uint32_t held = park_view_fds(parked);
   ::close(kStatusFd);
+  return held;
 }
 
 const char* child_stage_name(int32_t stage) {
@@ -752,7 +759,7 @@ void cell_setup_main(const ChildPlan& p) {
   // Its cgroup2 leaf, cloned while /proc/self/cgroup still names the host's path (before the
   // cgroup namespace): bound at /sys/fs/cgroup instead of a cgroup2 superblock per cell.
   // A prepared view entered its cgroup namespace at the preparation, its leaf clone parked.
-  const int cgroup2_leaf = p.view_prepared ? (is_open(kPreparedViewFd) ? kPreparedViewFd : -1)
+  const int cgroup2_leaf = p.view_prepared ? parked_fd(p, 0)
                            : p.rootless    ? -1
                                            : open_cgroup2_leaf();
   if (!p.view_prepared && ::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");

@@ -88,6 +88,9 @@ struct ChildPlan {
   // ... and built its view's root ahead of demand (prepare_cell_view): the setup starts from
   // that root, its cgroup namespace and the leaf clones parked at kPreparedViewFd.
   bool view_prepared = false;
+  // Which of the kPreparedViewFd slots hold a leaf clone (bit i: slot i); the others hold
+  // /dev/null, so that no descriptor received at the bind lands in the parked range.
+  uint32_t view_parked = 0;
 };
 // Where the spawner keeps its sysfs template: above the cell's fixed descriptors (0-6).
 inline constexpr int kSysTemplateFd = 7;
@@ -113,6 +116,7 @@ inline constexpr int kMaxPlanInputs = 16;
 // make_root a cold cell runs). What depends on a spec (/tmp, the workspace, inputs, /dev,
 // /sys, /proc, the masks, the hostname, the read-only flip of the root) waits for
 // cell_setup_main with view_prepared. Exits 125 on a failure (the pool discards the cell).
-void prepare_cell_view(const ChildPlan& prep);
+// Returns which slots hold a clone (ChildPlan::view_parked).
+uint32_t prepare_cell_view(const ChildPlan& prep);
 
 }  // namespace cellos::cells

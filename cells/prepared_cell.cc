@@ -56,7 +56,7 @@ void prepared_cell_main(const ChildPlan& prep) {
       _exit(125);
     }
   // The view's root, built before any spec (prepare_cell_view): the bind only adds the spec's.
-  prepare_cell_view(prep);
+  const uint32_t parked = prepare_cell_view(prep);
   if (::send(kBind, &kReady, 1, MSG_NOSIGNAL) != 1) _exit(0);
 
   // The spec's plan. Static: this process is a copy of the spawner, one thread, allocation-free.
@@ -106,6 +106,7 @@ void prepared_cell_main(const ChildPlan& prep) {
   }
   d.plan.v1_joined = true;
   d.plan.view_prepared = true;
+  d.plan.view_parked = parked;
   // The parked v1 clones are bound in v1_procs_paths order: the spec's leaf must be the one
   // this process prepared (the pool adopts that leaf, so any difference is a bug, refused).
   bool same_leaf = d.plan.n_v1_procs_paths == prep.n_v1_procs_paths;

@@ -119,7 +119,9 @@ json authority_spec(const std::string& id) {
       // What a prepared cell makes before its spec (its /dev, its loopback) and the umask its
       // command starts with: the same as a cold cell's.
       "echo dev=$(ls -A /dev | tr '\\n' ' '); echo umask=$(umask); "
-      "echo lo=$(cat /sys/class/net/lo/operstate); echo mounts=$(wc -l < /proc/self/mountinfo)";
+      "echo lo=$(cat /sys/class/net/lo/operstate); echo mounts=$(wc -l < /proc/self/mountinfo); "
+      // Nothing the prepared process held (its parked leaf clones) reaches the command.
+      "echo fds=$(ls /proc/$$/fd | tr '\\n' ' ')";
   json spec = make_spec(id, {"/bin/sh", "-c", script});
   spec["spec"]["run"]["env"] = {{"POOL_TEST_VALUE", "blue"}, {"CELL", id}};
   spec["spec"]["run"]["limits"] = {{"memoryMaxBytes", 48 << 20}, {"pidsMax", 37}};
