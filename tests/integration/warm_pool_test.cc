@@ -120,8 +120,10 @@ json authority_spec(const std::string& id) {
       // command starts with: the same as a cold cell's.
       "echo dev=$(ls -A /dev | tr '\\n' ' '); echo umask=$(umask); "
       "echo lo=$(cat /sys/class/net/lo/operstate); echo mounts=$(wc -l < /proc/self/mountinfo); "
-      // Nothing the prepared process held (its parked leaf clones) reaches the command.
-      "echo fds=$(ls /proc/$$/fd | tr '\\n' ' ')";
+      // Nothing the prepared process held (its parked leaf clones) reaches the command: the
+      // descriptors a program of the cell starts with (ls's own, not the shell's, whose
+      // command substitutions hold pipes for a moment).
+      "echo fds=$(ls /proc/self/fd | tr '\\n' ' ')";
   json spec = make_spec(id, {"/bin/sh", "-c", script});
   spec["spec"]["run"]["env"] = {{"POOL_TEST_VALUE", "blue"}, {"CELL", id}};
   spec["spec"]["run"]["limits"] = {{"memoryMaxBytes", 48 << 20}, {"pidsMax", 37}};
