@@ -87,6 +87,13 @@ void place_fds(const ChildPlan& p) {
     if (::dup2(src[i], i) < 0) _exit(125);
   // Only 0-3 cross into the init; execveat still reaches the init binary through fd 4.
   for (int i = kInitFd; i < n; ++i) ::fcntl(i, F_SETFD, FD_CLOEXEC);
+  // A prepared view's parked leaf clones (kPreparedViewFd...) stay until make_sys binds them.
+  if (p.view_prepared) {
+    if (::close_range(static_cast<unsigned>(n), kPreparedViewFd - 1, 0) != 0 ||
+        ::close_range(kPreparedViewFd + kPreparedViewFds, ~0U, 0) != 0)
+      fail(kStageFds, "close_range");
+    return;
+  }
   // The sysfs template (kSysTemplateFd, above n) stays until make_sys has cloned it.
   const bool keep = p.sys_template_fd == kSysTemplateFd;
   if (keep && n < kSysTemplateFd && ::close_range(static_cast<unsigned>(n), kSysTemplateFd - 1, 0) != 0)
@@ -575,17 +582,36 @@ void bind_resolv_conf(int tree) {
   ::close(tree);
 }
 
+// The parked clone in slot `i` of a prepared view, or -1 (its slot holds /dev/null).
+int parked_fd(const ChildPlan& p, int i) {
+  return (p.view_parked & (1u << i)) ? kPreparedViewFd + i : -1;
+}
+
 void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
-  // Private first: nothing mounted below may propagate back to the host.
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
   InputTrees inputs;
-  open_inputs(p, inputs);
-  const int resolv = p.resolv_conf ? clone_resolv_conf(p.resolv_conf) : -1;
+  int resolv = -1;
   V1Trees v1;
-  open_v1_trees(p, v1);
   int dev_trees[kNumDevNodes];
-  open_dev_trees(p, dev_trees);
-  make_root(p);
+  if (p.view_prepared) {
+    // Made at the preparation (prepare_cell_view): private, leaf clones parked, root built and
+    // switched to. A prepared cell serves no spec with inputs, a resolv.conf or a broker (the
+    // pool sends those cold): they are opened from the host's root, which is gone here.
+    if (p.n_inputs > 0 || p.resolv_conf || p.broker_dir) {
+      errno = EINVAL;
+      fail(kStageRootView, "a prepared view has no host root for", "spec.inputs, resolv.conf or the broker");
+    }
+    for (int i = 0; i < kMaxV1Trees; ++i)
+      v1.fd[i] = parked_fd(p, 1 + i);
+    open_dev_trees(p, dev_trees);
+  } else {
+    // Private first: nothing mounted below may propagate back to the host.
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(kStageMountPrivate, "mount --make-rprivate", "/");
+    open_inputs(p, inputs);
+    resolv = p.resolv_conf ? clone_resolv_conf(p.resolv_conf) : -1;
+    open_v1_trees(p, v1);
+    open_dev_trees(p, dev_trees);
+    make_root(p);
+  }
 
   const char* workdir = p.workdir;
   if (p.workspace_mount_fd >= 0) {
@@ -625,7 +651,9 @@ void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   attach_inputs(p, inputs);
   if (p.nested) attach_nested_trees();
 
-  make_dev(dev_trees);
+  // A prepared view has its /dev already (prepare_cell_view); umask as make_dev leaves it.
+  if (p.view_prepared) ::umask(0);
+  else make_dev(dev_trees);
   // /sys before /proc: on a hybrid host its cgroup directory is made under /proc of the root
   // tmpfs, hidden there once procfs covers it (rootless, procfs is there already: make_sys
   // gives /sys/fs/cgroup a small tmpfs of its own instead).
@@ -641,8 +669,64 @@ void make_mounts(const ChildPlan& p, int cgroup2_leaf) {
   if (set_mount_attr("/", 0, kHostMountAttrs) != 0) fail(kStageMountReadonly, "mount_setattr read-only", "/");
 }
 
+// Moves each of `fds` (-1: none) to kPreparedViewFd + its index, close-on-exec, through
+// descriptors above the slots so that no move clobbers another source; an empty slot gets
+// /dev/null (fd 0). Returns which slots hold one of `fds`.
+uint32_t park_view_fds(int (&fds)[kPreparedViewFds]) {
+  for (int& fd : fds) {
+    if (fd < 0) continue;
+    const int lifted = ::fcntl(fd, F_DUPFD_CLOEXEC, 64);
+    if (lifted < 0) fail(kStageFds, "fcntl F_DUPFD_CLOEXEC");
+    ::close(fd);
+    fd = lifted;
+  }
+  uint32_t parked = 0;
+  for (int i = 0; i < kPreparedViewFds; ++i) {
+    if (::dup3(fds[i] < 0 ? 0 : fds[i], kPreparedViewFd + i, O_CLOEXEC) < 0) fail(kStageFds, "dup3");
+    if (fds[i] < 0) continue;
+    ::close(fds[i]);
+    parked |= 1u << i;
+  }
+  return parked;
+}
+
 }  // namespace child
 using namespace child;
+
+uint32_t prepare_cell_view(const ChildPlan& prep) {
+  static_assert(kPreparedViewFds == 1 + kMaxV1Trees, "one slot for cgroup2, one per v1 tree");
+  // fail() reports on kStatusFd, which the preparation has no pipe for: /dev/null (fd 0) takes
+  // the number, so no descriptor opened below lands there and gets the record.
+  if (::dup3(0, kStatusFd, O_CLOEXEC) < 0) _exit(125);
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    fail(kStageMountPrivate, "mount --make-rprivate", "/");
+  // As cell_setup_main does for a cold cell: the cgroup2 leaf cloned while /proc/self/cgroup
+  // still names the host's path, then the namespace rooted at the leaves the process is in.
+  int parked[kPreparedViewFds];
+  parked[0] = prep.rootless ? -1 : open_cgroup2_leaf();
+  if (::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");
+  V1Trees v1;
+  open_v1_trees(prep, v1);
+  for (int i = 0; i < kMaxV1Trees; ++i) parked[1 + i] = v1.fd[i];
+  make_root(prep);
+  // /dev depends on no spec (for a root daemon: its nodes are made here, not bound from the
+  // host); the umask make_dev sets is restored, and set again at the bind where a cold cell's
+  // setup would have set it.
+  int dev_trees[kNumDevNodes];
+  open_dev_trees(prep, dev_trees);
+  const mode_t umask_before = ::umask(0);
+  make_dev(dev_trees);
+  ::umask(umask_before);
+  // The loopback of the namespace the process was cloned with; a spec with egress rules brings
+  // its own namespace (joined at the bind, whose loopback is brought up then).
+  if (int err = netns::bring_up_loopback(); err != 0) {
+    errno = err;
+    fail(kStageLoopback, "bring up", "lo");
+  }
+  const uint32_t held = park_view_fds(parked);
+  ::close(kStatusFd);
+  return held;
+}
 
 const char* child_stage_name(int32_t stage) {
   switch (stage) {
@@ -711,14 +795,20 @@ void cell_setup_main(const ChildPlan& p) {
   // path and no other cell.
   // Its cgroup2 leaf, cloned while /proc/self/cgroup still names the host's path (before the
   // cgroup namespace): bound at /sys/fs/cgroup instead of a cgroup2 superblock per cell.
-  const int cgroup2_leaf = p.rootless ? -1 : open_cgroup2_leaf();
-  if (::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");
+  // A prepared view entered its cgroup namespace at the preparation, its leaf clone parked.
+  const int cgroup2_leaf = p.view_prepared ? parked_fd(p, 0)
+                           : p.rootless    ? -1
+                                           : open_cgroup2_leaf();
+  if (!p.view_prepared && ::unshare(CLONE_NEWCGROUP) != 0) fail(kStageCgroupNs, "unshare", "CLONE_NEWCGROUP");
   // The init outlives nothing it supervises: if the reactor dies, the cell dies with it. The
   // setting survives the exec below (the init binary is not set-uid).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   make_mounts(p, cgroup2_leaf);
   if (::sethostname(p.hostname, std::strlen(p.hostname)) != 0) fail(kStageHostname, "sethostname", p.hostname);
-  if (int err = netns::bring_up_loopback(); err != 0) {
+  // A prepared cell brought up the loopback of its own namespace at the preparation; one that
+  // joined the spec's (egress) namespace instead brings up that one's here.
+  const bool lo_up = p.view_prepared && p.netns_fd < 0;
+  if (int err = lo_up ? 0 : netns::bring_up_loopback(); err != 0) {
     errno = err;
     fail(kStageLoopback, "bring up", "lo");
   }

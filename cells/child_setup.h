@@ -85,9 +85,20 @@ struct ChildPlan {
   const char* nested_state_dir = nullptr;
   // A prepared cell (prepared_cell.h) joined its v1 leaves ahead of demand: not again here.
   bool v1_joined = false;
+  // ... and built its view's root ahead of demand (prepare_cell_view): the setup starts from
+  // that root, its cgroup namespace and the leaf clones parked at kPreparedViewFd.
+  bool view_prepared = false;
+  // Which of the kPreparedViewFd slots hold a leaf clone (bit i: slot i); the others hold
+  // /dev/null, so that no descriptor received at the bind lands in the parked range.
+  uint32_t view_parked = 0;
 };
 // Where the spawner keeps its sysfs template: above the cell's fixed descriptors (0-6).
 inline constexpr int kSysTemplateFd = 7;
+// Where a prepared cell keeps, from its preparation to its bind, the clones of its cgroup2 leaf
+// (kPreparedViewFd) and of its v1 leaves (the next ones, in v1_procs_paths order); a slot with
+// no clone is left closed.
+inline constexpr int kPreparedViewFd = 8;
+inline constexpr int kPreparedViewFds = 9;
 
 // Where a nested cell finds its reactor, its generated fleet.toml and its state dir.
 inline constexpr const char* kNestedExePath = "/cellos/bin/cellos-reactor";
@@ -97,5 +108,15 @@ inline constexpr int kMaxPlanInputs = 16;
 
 // Runs in the clone3 child; never returns (it execs the init or exits 125 after reporting).
 [[noreturn]] void cell_setup_main(const ChildPlan& plan);
+
+// A prepared cell's setup made before any spec (prepared_cell.h), from its preparing plan
+// `prep` (its v1 leaves and the policy's host paths, nothing of a spec): the mount namespace
+// made private, the cgroup2 and v1 leaf clones taken and parked (kPreparedViewFd), a cgroup
+// namespace rooted at its leaves, and the view's root built and switched to (the same
+// make_root a cold cell runs). What depends on a spec (/tmp, the workspace, inputs, /dev,
+// /sys, /proc, the masks, the hostname, the read-only flip of the root) waits for
+// cell_setup_main with view_prepared. Exits 125 on a failure (the pool discards the cell).
+// Returns which slots hold a clone (ChildPlan::view_parked).
+uint32_t prepare_cell_view(const ChildPlan& prep);
 
 }  // namespace cellos::cells

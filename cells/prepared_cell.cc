@@ -55,6 +55,8 @@ void prepared_cell_main(const ChildPlan& prep) {
       (void)::send(kBind, &kPrepareFailed, 1, MSG_NOSIGNAL);
       _exit(125);
     }
+  // The view's root, built before any spec (prepare_cell_view): the bind only adds the spec's.
+  const uint32_t parked = prepare_cell_view(prep);
   if (::send(kBind, &kReady, 1, MSG_NOSIGNAL) != 1) _exit(0);
 
   // The spec's plan. Static: this process is a copy of the spawner, one thread, allocation-free.
@@ -103,13 +105,32 @@ void prepared_cell_main(const ChildPlan& prep) {
     _exit(125);
   }
   d.plan.v1_joined = true;
-  // From here on, exactly a cold cell's setup (place_fds closes the socket with the rest).
+  d.plan.view_prepared = true;
+  d.plan.view_parked = parked;
+  // The parked v1 clones are bound in v1_procs_paths order: the spec's leaf must be the one
+  // this process prepared (the pool adopts that leaf, so any difference is a bug, refused).
+  bool same_leaf = d.plan.n_v1_procs_paths == prep.n_v1_procs_paths;
+  for (int i = 0; same_leaf && i < prep.n_v1_procs_paths; ++i)
+    same_leaf = std::strcmp(d.plan.v1_procs_paths[i], prep.v1_procs_paths[i]) == 0;
+  if (!same_leaf) {
+    if (fds[kWireStatus] >= 0) {
+      ChildStatus s;
+      s.kind = ChildStatus::kSetupFailed;
+      s.stage = kStageSys;
+      s.err = EINVAL;
+      ssize_t w = ::write(fds[kWireStatus], &s, sizeof s);
+      (void)w;
+    }
+    _exit(125);
+  }
+  // From here on, a cold cell's setup from its root view on (place_fds closes the socket with
+  // the rest, but for the parked leaf clones).
   cell_setup_main(d.plan);
 }
 
-base::Result<std::unique_ptr<PreparedCell>> PreparedCell::start(const CgroupTree& tree,
-                                                                const std::string& name,
-                                                                bool want_pidfd) {
+base::Result<std::unique_ptr<PreparedCell>> PreparedCell::start(
+    const CgroupTree& tree, const std::string& name, bool want_pidfd,
+    const std::vector<std::string>& host_paths) {
   Spawner* spawner = Spawner::get();
   if (!spawner) return base::value_error("warm pool", "no spawner process to prepare cells");
   std::unique_ptr<PreparedCell> p(new PreparedCell());
@@ -133,6 +154,7 @@ base::Result<std::unique_ptr<PreparedCell>> PreparedCell::start(const CgroupTree
   o.hostname = name;
   o.cgroup_v2_dirfd = p->leaf_->v2_dirfd();
   o.want_pidfd = want_pidfd;
+  o.host_paths = host_paths;
   for (const auto& path : p->leaf_->v1_procs_paths()) o.v1_procs_paths.push_back(path.c_str());
   WirePlan wire;
   std::string why;
@@ -175,11 +197,26 @@ PreparedCell::State PreparedCell::poll() {
 
 base::Result<Launched> PreparedCell::bind(const LaunchOptions& o) {
   if (poll() != State::kReady) return base::value_error("warm pool", "prepared cell " + name_ + " is not ready");
+  // Its root view was built at the preparation, without the host paths a spec opens from the
+  // host's root (the pool sends such specs cold: WarmPool::refusal).
+  if (!o.input_host_paths.empty() || !o.resolv_conf.empty() || !o.broker_dir.empty())
+    return base::value_error("warm pool", "prepared cell " + name_ +
+                                              " cannot take spec.inputs, a resolv.conf or a broker");
+  // The spec's limits, written here before its plan is sent: the prepared process no longer
+  // sees the host's /sys/fs/cgroup paths (its root is the view), and the limits are in place
+  // before anything of the spec runs, as a cold cell's are.
+  for (size_t i = 0; i < o.knob_paths.size(); ++i)
+    if (auto r = base::write_file_at(AT_FDCWD, o.knob_paths[i], o.knob_values[i]); !r)
+      return std::move(r).error().context(std::string("write the cgroup limits (") +
+                                          o.knob_values[i] + ")");
+  LaunchOptions plan = o;
+  plan.knob_paths.clear();
+  plan.knob_values.clear();
   auto pipes = CellPipes::make();
   if (!pipes) return std::move(pipes).error();
   WirePlan wire;
   std::string why;
-  if (!encode_plan(o, cell_init_args(o), pipes->out.write.get(), pipes->err.write.get(),
+  if (!encode_plan(plan, cell_init_args(plan), pipes->out.write.get(), pipes->err.write.get(),
                    pipes->status.write.get(), wire, &why))
     return base::value_error("launch", why);
   if (wire.bytes.size() > kMaxWirePlan || wire.pointers > kMaxWirePointers)

@@ -19,6 +19,12 @@ std::string WarmPool::refusal(const Spec& spec, const CgroupLimits& limits,
   if (backend.name() != "native") return "backend " + std::string(backend.name());
   if (!spec.export_artifacts.empty()) return "spec.export";
   if (limits.cpu_max && !o_.tree->roots().cpu_v2) return "cpuMax on a v1 cpu controller";
+  // A prepared cell's root view is built before its spec, without the host's root: what a
+  // spec has opened from there (its inputs, the dnsAuthority's resolv.conf, the runtime
+  // secret broker's directory) needs a cell set up from the host.
+  if (!spec.inputs.empty()) return "spec.inputs";
+  if (spec.dns_authority) return "dnsAuthority";
+  if (spec.runtime_delivery()) return "runtime secret delivery";
   if (running_rootless()) return "rootless";
   return {};
 }
@@ -89,7 +95,7 @@ void WarmPool::tick() {
   if (cells_.size() >= target()) return;  // full: no timer until the next take
   auto p = PreparedCell::start(*o_.tree, kPreparedLeafPrefix + std::to_string(::getpid()) + "-" +
                                              std::to_string(++seq_),
-                               o_.want_pidfd);
+                               o_.want_pidfd, o_.host_paths);
   if (!p) {
     // Not fatal: admissions take the cold path. Said once per failure burst, retried later.
     std::fprintf(stderr, "cellos-reactor: warm pool: %s\n", p.error().message().c_str());

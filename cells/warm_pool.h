@@ -12,7 +12,9 @@
 // What the pool does not serve (the cell takes the cold path, and its `started` event says
 // "admission": "cold"): a backend other than the host's native one, spec.export (its workspace
 // and /tmp are tmpfs the reactor holds and hands the clone), a cpuMax on a host whose cpu
-// controller is v1 (prepared leaves have no v1 cpu leaf), a rootless reactor, an empty pool.
+// controller is v1 (prepared leaves have no v1 cpu leaf), spec.inputs, a dnsAuthority or
+// runtime secret delivery (a prepared cell's root is built before its spec, without the host
+// paths those open: prepared_cell.h), a rootless reactor, an empty pool.
 //
 // Nothing prepared outlives the pool: shutdown() (and the destructor) closes each prepared
 // cell's socket, kills its leaf, reaps its process and removes its leaf. Leaves a crashed
@@ -25,6 +27,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/completion.h"
 #include "base/io.h"
@@ -41,6 +44,8 @@ struct WarmPoolOptions {
   const CgroupTree* tree = nullptr;
   PoolConfig config;
   bool want_pidfd = false;  // the ring cannot wait by pid: prepared cells come with a pidfd
+  // The policy's root view (root_view_paths): each prepared cell builds its root from it.
+  std::vector<std::string> host_paths = {};
 };
 
 struct WarmPoolStats {

@@ -16,6 +16,7 @@
 #include "cells/admission.h"
 #include "cells/egress.h"
 #include "cells/secrets.h"
+#include "cells/root_view.h"
 #include "cells/warm_pool.h"
 #include "reactor/cell_logs.h"
 #include "reactor/cgroup_parent.h"
@@ -463,7 +464,8 @@ base::Result<void> Daemon::start() {
   if (config_.intake.nats.enabled) gate_ = std::make_unique<CompletionGate>(host_->events());
   if (config_.pool.enabled && config_.pool.max_size > 0 && config_.cells.backend == "native") {
     pool_ = std::make_unique<cells::WarmPool>(cells::WarmPoolOptions{
-        &host_->ring(), &host_->cgroups(), config_.pool, !host_->ring().can_wait_pid()});
+        &host_->ring(), &host_->cgroups(), config_.pool, !host_->ring().can_wait_pid(),
+        cells::root_view_paths(config_.policy)});
     host_->set_pool(pool_.get());
   }
   stock_ = std::make_unique<cells::LeafStock>(host_->cgroups(), config_.host.cgroup_leaf_stock);

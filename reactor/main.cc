@@ -11,8 +11,13 @@
 #include "reactor/show_command.h"
 #include "reactor/status.h"
 #include "reactor/run_command.h"
+#include "reactor/run_fast_args.h"
 
 int main(int argc, char** argv) {
+  // `run SPEC --via-daemon`: a one-shot client whose start-up is on its cell's latency; the
+  // plain form is read without building the whole command line (run_fast_args.h).
+  if (auto fast = cellos::reactor::match_run_via_daemon(argc, argv))
+    return cellos::reactor::run_command(*fast);
 
   CLI::App app{"cellos-reactor: runs untrusted CI commands as isolated cells"};
   app.require_subcommand(0, 1);

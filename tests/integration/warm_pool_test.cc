@@ -5,9 +5,12 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <linux/magic.h>
+#include <set>
 #include <thread>
 
 #include "tests/support/daemon_support.h"
@@ -112,7 +115,15 @@ json authority_spec(const std::string& id) {
       "echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
       "cat /sys/fs/cgroup/memory.max); "
       "echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); "
-      "echo cwd=$(pwd)";
+      "echo cwd=$(pwd); "
+      // What a prepared cell makes before its spec (its /dev, its loopback) and the umask its
+      // command starts with: the same as a cold cell's.
+      "echo dev=$(ls -A /dev | tr '\\n' ' '); echo umask=$(umask); "
+      "echo lo=$(cat /sys/class/net/lo/operstate); echo mounts=$(wc -l < /proc/self/mountinfo); "
+      // Nothing the prepared process held (its parked leaf clones) reaches the command: the
+      // descriptors a program of the cell starts with (ls's own, not the shell's, whose
+      // command substitutions hold pipes for a moment).
+      "echo fds=$(ls /proc/self/fd | tr '\\n' ' ')";
   json spec = make_spec(id, {"/bin/sh", "-c", script});
   spec["spec"]["run"]["env"] = {{"POOL_TEST_VALUE", "blue"}, {"CELL", id}};
   spec["spec"]["run"]["limits"] = {{"memoryMaxBytes", 48 << 20}, {"pidsMax", 37}};
@@ -262,6 +273,75 @@ TEST_CASE("a spec the pool cannot serve takes the cold path", "[daemon][pool]") 
   (void)run_cell(fleet, make_spec(plain, {"/bin/true"}));
   CHECK(admission_of(fleet, plain) == "pool");
   if (cpu_v1) CHECK(status_of(fleet)["pool"]["cold"] == 1);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait() == 0);
+}
+
+TEST_CASE("a spec with inputs takes the cold path and sees its input", "[daemon][pool][inputs]") {
+  // A prepared cell's root view is built before its spec, without the host's root to open
+  // inputs from (prepared_cell.h): such a spec must be set up cold, and work.
+  TempDir granted;
+  const std::string checkout = granted.path() + "/pool-inp";
+  ::mkdir(checkout.c_str(), 0755);
+  write_text(checkout + "/README", "from the host\n");
+  ::chmod((checkout + "/README").c_str(), 0644);
+  Fleet fleet(std::string(kPoolOn) + "[policy.input_grants]\n\"" + granted.path() +
+              "\" = [\"pool-*\"]\n");
+  DaemonProcess daemon(fleet);
+  REQUIRE(pool_ready(fleet, 2));
+  const std::string id = unique_id("pool-inp");
+  json spec = make_spec(id, {"/bin/cat", "/work/src/README"});
+  spec["spec"]["inputs"] = {{{"hostPath", checkout}, {"path", "/work/src"}}};
+  CHECK(run_cell(fleet, spec) == "from the host\n");
+  CHECK(admission_of(fleet, id) == "cold");
+  CHECK(status_of(fleet)["pool"]["cold"] == 1);
+  daemon.signal(SIGTERM);
+  CHECK(daemon.wait() == 0);
+}
+
+TEST_CASE("a prepared cell's root is its own view, holding nothing of a spec, before any bind",
+          "[daemon][pool]") {
+  // The view's root is built at the preparation (prepare_cell_view): a fresh tmpfs holding the
+  // policy's host paths, read-only, and the view's own empty places; nothing of a spec.
+  Fleet fleet(kPoolOn);
+  DaemonProcess daemon(fleet);
+  REQUIRE(pool_ready(fleet, 2));
+  const auto prepared = prepared_processes(daemon.pid());
+  REQUIRE(!prepared.empty());
+  for (int pid : prepared) {
+    const std::string root = "/proc/" + std::to_string(pid) + "/root";
+    struct statfs sf{};
+    struct stat sf_dir{};
+    REQUIRE(::statfs(root.c_str(), &sf) == 0);
+    CHECK(sf.f_type == TMPFS_MAGIC);
+    auto entries_of = [](const std::string& dir) {
+      std::set<std::string> names;
+      if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d))
+          if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") names.insert(e->d_name);
+        ::closedir(d);
+      }
+      return names;
+    };
+    // The view's own places exist and are empty (the host's /tmp is not what it shows), but
+    // /dev, which holds the view's own nodes and links and nothing of the host's.
+    for (const char* own : {"/tmp", "/proc", "/sys"}) {
+      INFO(root + own);
+      REQUIRE(::stat((root + own).c_str(), &sf_dir) == 0);
+      CHECK(entries_of(root + own).empty());
+    }
+    CHECK(entries_of(root + "/dev") == std::set<std::string>{"null", "zero", "full", "random",
+                                                              "urandom", "fd", "stdin", "stdout",
+                                                              "stderr"});
+    // The policy's host paths are there (read-only binds of the host's).
+    struct stat st{};
+    CHECK(::stat((root + "/usr/bin").c_str(), &st) == 0);
+  }
+  // And a spec bound to one gets its own places on that root.
+  const std::string id = unique_id("pool-view");
+  CHECK(run_cell(fleet, make_spec(id, {"/bin/sh", "-c", "echo x > /tmp/f && cat /tmp/f && hostname"})) ==
+        "x\n" + id + "\n");
+  CHECK(admission_of(fleet, id) == "pool");
   daemon.signal(SIGTERM);
   CHECK(daemon.wait() == 0);
 }
