@@ -1,6 +1,6 @@
 // nft_bench: what a cell's network authority costs.
 //
-//   nft_bench [-n 100] [--nft-n 20] [--cells 100] [--csv FILE]
+//   nft_bench [-n 100] [--nft-n 20] [--cells 100] [--targets 1,20,200] [--csv FILE]
 //
 // 1. Ruleset install, per cell, for 1, 20 and 200 egress targets, each into a fresh network
 //    namespace: one libnftnl batch over a NETLINK_NETFILTER socket opened in that namespace
@@ -121,13 +121,25 @@ double nft_once(const std::string& file) {
 int main(int argc, char** argv) {
   int n = 100, nft_n = 20, cells = 100;
   std::string csv;
+  // --targets: which ruleset sizes part 1 measures (for a profile of one size alone).
+  std::vector<int> sizes = {1, 20, 200};
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-n" && i + 1 < argc) n = std::atoi(argv[++i]);
     else if (a == "--nft-n" && i + 1 < argc) nft_n = std::atoi(argv[++i]);
     else if (a == "--cells" && i + 1 < argc) cells = std::atoi(argv[++i]);
     else if (a == "--csv" && i + 1 < argc) csv = argv[++i];
-    else die("usage: nft_bench [-n N] [--nft-n N] [--cells N] [--csv FILE]");
+    else if (a == "--targets" && i + 1 < argc) {
+      sizes.clear();
+      std::string list = argv[++i];
+      for (size_t at = 0; at <= list.size();) {
+        size_t comma = std::min(list.find(',', at), list.size());
+        const int v = std::atoi(list.substr(at, comma - at).c_str());
+        if (v < 1 || v > 60000) die("--targets: a comma-separated list of counts 1..60000");
+        sizes.push_back(v);
+        at = comma + 1;
+      }
+    } else die("usage: nft_bench [-n N] [--nft-n N] [--cells N] [--targets 1,20,200] [--csv FILE]");
   }
   char tmpl[] = "/tmp/cellos-nft-bench-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) die("mkdtemp");
@@ -142,7 +154,7 @@ int main(int argc, char** argv) {
   std::printf("nft_bench: ruleset install per cell, fresh namespace each time (median of %d / %d)\n\n",
               n, nft_n);
   std::printf("%8s %14s %14s %10s\n", "targets", "libnftnl ms", "nft -f ms", "speedup");
-  for (int targets : {1, 20, 200}) {
+  for (int targets : sizes) {
     auto r = ruleset(targets);
     const std::string file = dir + "/ruleset-" + std::to_string(targets) + ".nft";
     // The same ruleset in nft's language (tests/unit/nft_hits_test.cc: it lists the same).
@@ -241,9 +253,13 @@ int main(int argc, char** argv) {
   hosts.front()->cgroups().remove_empty_parents();
   hosts.clear();
   if (!csv.empty()) std::ofstream(csv) << csv_rows;
-  std::printf("\nreproduce: %s -n %d --nft-n %d --cells %d\n", argv[0], n, nft_n, cells);
-  rep.field("reproduce", std::string(argv[0]) + " -n " + std::to_string(n) + " --nft-n " +
-                             std::to_string(nft_n) + " --cells " + std::to_string(cells))
-      .print();
+  std::string reproduce = std::string(argv[0]) + " -n " + std::to_string(n) + " --nft-n " +
+                          std::to_string(nft_n) + " --cells " + std::to_string(cells);
+  if (sizes != std::vector<int>{1, 20, 200}) {
+    reproduce += " --targets ";
+    for (size_t i = 0; i < sizes.size(); ++i) reproduce += (i ? "," : "") + std::to_string(sizes[i]);
+  }
+  std::printf("\nreproduce: %s\n", reproduce.c_str());
+  rep.field("reproduce", reproduce).print();
   return 0;
 }

@@ -82,6 +82,7 @@ base::Result<std::unique_ptr<CellNetwork>> CellNetwork::create(const CellNetOpti
     CELLOS_TRY(install_cell_ruleset(n->nf_, o.ruleset));
     n->rules_applied_ = cell_rule_count(o.ruleset);
     n->nflog_group_ = o.ruleset.nflog_group;
+    n->targets_ = o.ruleset.targets;  // names the set elements' counters (read_counters)
   }
   if (!o.uplink) return n;
 
@@ -141,7 +142,7 @@ base::Result<void> CellNetwork::update_dns_sets(const std::vector<DnsSetElement>
 }
 
 base::Result<std::vector<RuleCounter>> CellNetwork::counters() {
-  return read_counters(nf_, NFPROTO_INET, kCellTable);
+  return read_counters(nf_, NFPROTO_INET, kCellTable, targets_);
 }
 
 }  // namespace cellos::netns

@@ -67,6 +67,7 @@ class CellNetwork {
   std::string veth_;
   size_t rules_applied_ = 0;
   uint16_t nflog_group_ = 0;
+  std::vector<EgressTarget> targets_;  // the installed ruleset's
 };
 
 }  // namespace cellos::netns

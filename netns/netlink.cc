@@ -56,14 +56,17 @@ base::Result<void> NetlinkSocket::send_and_ack(std::span<const std::byte> buf, i
                                                const std::string& what) {
   if (mnl_socket_sendto(sock_.get(), buf.data(), buf.size()) < 0)
     return base::sys_error("sendmsg", what);
-  std::vector<std::byte> rx(kRecvBuf);
+  // Kept for the thread's next batch and not zeroed (the kernel writes what is read): a
+  // zero-filled 64 KiB per batch cost page faults and heap trims per install (netlink.h says
+  // why nothing here calls back into this socket while it is in use).
+  thread_local const auto rx = std::make_unique_for_overwrite<std::byte[]>(kRecvBuf);
   int seen = 0;
   while (seen < acks) {
-    ssize_t n = mnl_socket_recvfrom(sock_.get(), rx.data(), rx.size());
+    ssize_t n = mnl_socket_recvfrom(sock_.get(), rx.get(), kRecvBuf);
     if (n < 0) return base::sys_error("recvmsg", what);
     // Walk the replies ourselves: each NLMSG_ERROR is an ack (error 0) or the failure.
     int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(rx.data()); mnl_nlmsg_ok(h, len);
+    for (auto* h = reinterpret_cast<const nlmsghdr*>(rx.get()); mnl_nlmsg_ok(h, len);
          h = mnl_nlmsg_next(h, &len)) {
       if (h->nlmsg_type != NLMSG_ERROR) continue;
       auto* e = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(h));

@@ -41,6 +41,8 @@ class NetlinkSocket {
 
   // Sends `buf` (one message or a batch) and reads replies until `acks` acknowledgements have
   // arrived, or the first error, which becomes the Result's errno. `what` names the object.
+  // Reads into a buffer the calling thread keeps between calls (no call back, so no call
+  // of it can begin while another runs on the thread).
   base::Result<void> send_and_ack(std::span<const std::byte> buf, int acks,
                                   const std::string& what);
 

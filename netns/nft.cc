@@ -21,6 +21,7 @@
 #include <set>
 #include <span>
 #include <tuple>
+#include <unordered_set>
 
 namespace cellos::netns {
 namespace {
@@ -30,6 +31,14 @@ constexpr uint32_t kReg = NFT_REG_1;
 constexpr uint32_t kLoopbackIndex = 1;
 // Every cell rule is a few hundred bytes at most; the host ruleset is a handful of rules.
 constexpr size_t kPerMessage = 1024;
+// A target set's element in a NEWSETELEM message: its nest, the key's nest and the key (at
+// most 24 bytes) with their headers, 40 bytes; rounded up.
+constexpr size_t kPerElement = 48;
+// Elements per NEWSETELEM message: 1,024 x 40 bytes, so that the kernel's error for one
+// (which echoes the message) still fits the 64 KiB the acks are read into. One
+// message for a ruleset's targets instead of a message per 64 saves the kernel a table and
+// set lookup and a policy walk per message.
+constexpr size_t kElementsPerMessage = 1024;
 
 // Expressions appended to a rule, in evaluation order.
 class RuleBuilder {
@@ -137,16 +146,58 @@ class RuleBuilder {
   RulePtr r_;
 };
 
+// The room batches are built in, kept for the thread's next batch. Allocated per batch (tens of
+// KiB, from the heap's top, given back to the kernel at the free), it cost page faults and two
+// brk calls per install, and the 200-target install was ~10 % slower (A/B, bench/README.md).
+// Grown when a batch needs more, never shrunk; a second batch built while one is (none is
+// today) gets a room of its own.
+class BatchRoom {
+ public:
+  explicit BatchRoom(size_t size) {
+    Shared& s = shared();
+    if (s.in_use) {
+      own_ = std::make_unique_for_overwrite<char[]>(size);
+      data_ = own_.get();
+      return;
+    }
+    if (s.capacity < size) {
+      s.room = std::make_unique_for_overwrite<char[]>(size);
+      s.capacity = size;
+    }
+    s.in_use = true;
+    data_ = s.room.get();
+  }
+  ~BatchRoom() {
+    if (!own_) shared().in_use = false;
+  }
+  BatchRoom(const BatchRoom&) = delete;
+  BatchRoom& operator=(const BatchRoom&) = delete;
+  char* data() const { return data_; }
+
+ private:
+  struct Shared {
+    std::unique_ptr<char[]> room;
+    size_t capacity = 0;
+    bool in_use = false;
+  };
+  static Shared& shared() {
+    thread_local Shared s;
+    return s;
+  }
+  std::unique_ptr<char[]> own_;
+  char* data_ = nullptr;
+};
+
 // One nfnetlink batch: begin, messages (each acked), end.
 class Batch {
  public:
-  // The buffer is not zeroed: every byte sent is written first, and a room sized for the
-  // worst case (a few hundred KiB at 200 targets) cost a memset and its page faults per
-  // install when it was (perf: ~5% of a 200-target install).
-  Batch(NetlinkSocket& s, size_t messages)
-      : s_(s), size_(2 * (4096 + messages * kPerMessage)),
-        buf_(std::make_unique_for_overwrite<char[]>(size_)) {
-    b_ = mnl_nlmsg_batch_start(buf_.get(), size_ / 2);
+  // The room is not zeroed: every byte sent is written first, and zeroing a room sized for
+  // the worst case cost a memset and its page faults per install when it was (perf: ~5% of
+  // a 200-target install). `messages` of up to kPerMessage bytes, and `extra` bytes of set
+  // elements besides.
+  Batch(NetlinkSocket& s, size_t messages, size_t extra = 0)
+      : s_(s), size_(2 * (4096 + messages * kPerMessage + extra)), room_(size_) {
+    b_ = mnl_nlmsg_batch_start(room_.data(), size_ / 2);
     nftnl_batch_begin(cur(), s_.next_seq());
     mnl_nlmsg_batch_next(b_);
   }
@@ -214,25 +265,26 @@ class Batch {
     nftnl_set_free(s);
     next();
   }
-  // Elements (key, userdata) added to a set created in this batch.
-  void tagged_elements(int family, const std::string& table, const char* set, uint32_t id,
-                       std::span<const std::pair<std::vector<uint8_t>, std::string>> elems) {
-    nftnl_set* s = nftnl_set_alloc();
-    nftnl_set_set_u32(s, NFTNL_SET_FAMILY, static_cast<uint32_t>(family));
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, table.c_str());
-    nftnl_set_set_str(s, NFTNL_SET_NAME, set);
-    nftnl_set_set_u32(s, NFTNL_SET_ID, id);
-    for (const auto& [key, udata] : elems) {
-      nftnl_set_elem* e = nftnl_set_elem_alloc();
-      nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key.data(), static_cast<uint32_t>(key.size()));
-      nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, udata.data(),
-                         static_cast<uint32_t>(udata.size()));
-      nftnl_set_elem_add(s, e);
-    }
+  // Keys added to a set created in this batch. Written with libmnl directly: libnftnl would
+  // allocate, copy and free an object per element (perf: most of the install's user-space time
+  // at 200 targets). The same attributes nftnl_set_elems_nlmsg_build_payload writes.
+  void keys(int family, const std::string& table, const char* set, uint32_t id,
+            std::span<const SetKey> keys) {
     nlmsghdr* h = nftnl_nlmsg_build_hdr(cur(), NFT_MSG_NEWSETELEM, static_cast<uint16_t>(family),
                                         NLM_F_CREATE, s_.next_seq());
-    nftnl_set_elems_nlmsg_build_payload(h, s);
-    nftnl_set_free(s);
+    mnl_attr_put_strz(h, NFTA_SET_ELEM_LIST_SET, set);
+    mnl_attr_put_u32(h, NFTA_SET_ELEM_LIST_SET_ID, htonl(id));
+    mnl_attr_put_strz(h, NFTA_SET_ELEM_LIST_TABLE, table.c_str());
+    nlattr* list = mnl_attr_nest_start(h, NFTA_SET_ELEM_LIST_ELEMENTS);
+    uint16_t i = 0;
+    for (const SetKey& k : keys) {
+      nlattr* elem = mnl_attr_nest_start(h, ++i);
+      nlattr* key = mnl_attr_nest_start(h, NFTA_SET_ELEM_KEY);
+      mnl_attr_put(h, NFTA_DATA_VALUE, k.len, k.bytes.data());
+      mnl_attr_nest_end(h, key);
+      mnl_attr_nest_end(h, elem);
+    }
+    mnl_attr_nest_end(h, list);
     next();
   }
   // Elements (key, timeout in ms; 0: none) added to or deleted from a set.
@@ -280,7 +332,7 @@ class Batch {
   }
   NetlinkSocket& s_;
   size_t size_;
-  std::unique_ptr<char[]> buf_;
+  BatchRoom room_;
   mnl_nlmsg_batch* b_ = nullptr;
   nlmsghdr* last_ = nullptr;
   bool overflow_ = false;
@@ -356,16 +408,10 @@ base::Result<EgressTarget> parse_target(const std::string& text) {
 
 namespace {
 
-// The key of a dns set element: address . l4proto . port, as match_target loads them into
-// consecutive 32-bit registers (4 + 4 + 4 bytes for IPv4, 16 + 4 + 4 for IPv6).
+// The key of a dns set element: a target set's key (nft_internal.h), as match_target loads it.
 std::vector<uint8_t> dns_key(const EgressTarget& t) {
-  const size_t alen = t.family == AF_INET ? 4 : 16;
-  std::vector<uint8_t> key(alen + 8, 0);
-  std::memcpy(key.data(), t.addr.data(), alen);
-  key[alen] = t.l4proto;
-  const uint16_t port = htons(t.port);
-  std::memcpy(key.data() + alen + 4, &port, 2);
-  return key;
+  const SetKey k = set_key(t);
+  return {k.bytes.begin(), k.bytes.begin() + k.len};
 }
 
 void load_dns_key(RuleBuilder& rb, bool v4) {
@@ -400,28 +446,48 @@ bool covers(const EgressTarget& g, const EgressTarget& t) {
   return true;
 }
 
-// Whether targets[i] may live in its family's set without changing which target a packet
-// matches first: a host (full-length prefix) that no earlier target covers (an earlier
+}  // namespace
+
+SetKey set_key(const EgressTarget& t) {
+  SetKey k;
+  const size_t alen = t.family == AF_INET ? 4 : 16;
+  std::memcpy(k.bytes.data(), t.addr.data(), alen);
+  k.bytes[alen] = t.l4proto;
+  const uint16_t port = htons(t.port);
+  std::memcpy(k.bytes.data() + alen + 4, &port, 2);
+  k.len = static_cast<uint32_t>(alen + 8);
+  return k;
+}
+
+// A target may live in its family's set without changing which target a packet matches
+// first when it is a host (full-length prefix) that no earlier target covers (an earlier
 // prefix, or the same host declared twice). Such a host is disjoint from every earlier
 // target, so looking it up before the remaining rules (prefixes, shadowed hosts, in declared
 // order) gives each packet the target the rules in declared order would; its counter counts
-// exactly what its rule would have.
-bool in_target_set(const std::vector<EgressTarget>& targets, size_t i) {
-  const EgressTarget& t = targets[i];
-  if (t.prefix_len != (t.family == AF_INET ? 32 : 128)) return false;
-  for (size_t j = 0; j < i; ++j)
-    if (covers(targets[j], t)) return false;
-  return true;
+// exactly what its rule would have. One pass: an earlier host covers only its own key (a
+// hash lookup), so only the earlier prefixes are walked (the pairwise walk it replaces was
+// ~4 % of a 200-target install, perf).
+std::vector<bool> target_set_members(const std::vector<EgressTarget>& targets) {
+  std::vector<bool> in(targets.size(), false);
+  std::vector<SetKey> keys(targets.size());
+  std::unordered_set<std::string_view> seen;  // views into `keys`, which never reallocates
+  seen.reserve(targets.size());
+  std::vector<const EgressTarget*> prefixes;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const EgressTarget& t = targets[i];
+    if (t.prefix_len != (t.family == AF_INET ? 32 : 128)) {
+      prefixes.push_back(&t);
+      continue;
+    }
+    keys[i] = set_key(t);  // the key's length tells the families apart
+    if (!seen.insert(keys[i].view()).second) continue;
+    in[i] = std::none_of(prefixes.begin(), prefixes.end(),
+                         [&](const EgressTarget* p) { return covers(*p, t); });
+  }
+  return in;
 }
 
-// An element's userdata: its target's position (4 bytes, big-endian: the counters read back
-// in declared order) and tag.
-std::string element_udata(size_t index, const std::string& tag) {
-  std::string u(4, '\0');
-  for (int b = 0; b < 4; ++b) u[b] = static_cast<char>((index >> (24 - 8 * b)) & 0xff);
-  return u + tag;
-}
-
+namespace {
 }  // namespace
 
 base::Result<void> update_dns_sets(NetlinkSocket& nf, const std::vector<DnsSetElement>& add,
@@ -529,21 +595,26 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
   bool has4 = false, has6 = false;
   for (const EgressTarget& t : r.targets) (t.family == AF_INET ? has4 : has6) = true;
   if (r.dns_sets) has4 = has6 = true;
-  // Host targets go into a set per family, each element with its tag, their counters into the
-  // family's hits set; prefixes (and hosts an earlier rule shadows) stay rules, after the
-  // set's lookup.
-  std::vector<std::pair<std::vector<uint8_t>, std::string>> elems4, elems6;
+  // Host targets go into a set per family (keys only: read_counters names an element by the
+  // target of its key, from the ruleset, so no tag is stored per element; storing one was ~5 %
+  // of a 200-target install), their counters into the family's hits set; prefixes (and hosts
+  // an earlier rule shadows) stay rules, after the set's lookup.
+  std::vector<SetKey> elems4, elems6;
   std::vector<const EgressTarget*> as_rules;
+  const std::vector<bool> members = target_set_members(r.targets);
   for (size_t i = 0; i < r.targets.size(); ++i) {
     const EgressTarget& t = r.targets[i];
-    if (!in_target_set(r.targets, i)) {
+    if (!members[i]) {
       as_rules.push_back(&t);
       continue;
     }
-    (t.family == AF_INET ? elems4 : elems6).emplace_back(dns_key(t), element_udata(i, t.tag));
+    (t.family == AF_INET ? elems4 : elems6).push_back(set_key(t));
   }
-  // Table, three chains, two jumps, six sets, four lookup rules and the rules.
-  Batch b(nf, cell_rule_count(r) + 14 + (elems4.size() + elems6.size()) / 8);
+  // Table, three chains, two jumps, six sets, four lookup rules, the rules and the element
+  // messages; the elements' bytes besides.
+  const size_t elements = elems4.size() + elems6.size();
+  Batch b(nf, cell_rule_count(r) - elements + 14 + 2 + elements / kElementsPerMessage,
+          elements * kPerElement);
   b.table(fam, table, NFT_MSG_NEWTABLE);
   if (r.dns_sets) {
     b.set(fam, table, kDnsSet4, kDnsSet4Id, 12, NFT_SET_TIMEOUT);
@@ -557,10 +628,9 @@ base::Result<void> install_cell_ruleset(NetlinkSocket& nf, const CellRuleset& r)
     b.set(fam, table, name, id, klen, 0, /*counted=*/false, n);
     // Sized like the targets: only a key of the targets set is ever added, so it never fills.
     b.set(fam, table, hits, hits_id, klen, NFT_SET_EVAL, /*counted=*/true, n);
-    // Messages of 64 elements (~6 KiB): well inside the batch's per-message room.
-    for (size_t at = 0; at < elems->size(); at += 64) {
-      const auto end = elems->begin() + static_cast<long>(std::min(elems->size(), at + 64));
-      b.tagged_elements(fam, table, name, id, {elems->begin() + static_cast<long>(at), end});  // a view
+    for (size_t at = 0; at < elems->size(); at += kElementsPerMessage) {
+      const size_t count = std::min(elems->size() - at, kElementsPerMessage);
+      b.keys(fam, table, name, id, std::span<const SetKey>(elems->data() + at, count));
     }
   }
   if (has4) b.chain(fam, table, {kEgress4, nullptr, 0, 0, 0});

@@ -99,8 +99,11 @@ struct RuleCounter {
   uint64_t packets = 0, bytes = 0;
 };
 // One dump of every rule in a table, with each counted rule's tag and counter, in evaluation
-// order (a jump's target chain in place of the jump).
+// order (a jump's target chain in place of the jump). A cell table's host targets are set
+// elements that carry no tag: `targets`, the installed ruleset's, names each by the target of
+// its key (without them, the elements are left out).
 base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int family,
-                                                     const std::string& table);
+                                                     const std::string& table,
+                                                     const std::vector<EgressTarget>& targets = {});
 
 }  // namespace cellos::netns

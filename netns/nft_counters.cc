@@ -24,9 +24,9 @@
 namespace cellos::netns {
 namespace {
 
-// One element of a dumped set: its key, userdata and counter (zero when it has none).
+// One element of a dumped set: its key and counter (zero when it has none).
 struct SetElement {
-  std::string key, udata;
+  std::string key;
   uint64_t packets = 0, bytes = 0;
 };
 
@@ -50,9 +50,6 @@ base::Result<std::vector<SetElement>> read_elements(NetlinkSocket& nf, int famil
       uint32_t len = 0;
       if (const void* k = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len))
         el.key.assign(static_cast<const char*>(k), len);
-      len = 0;
-      if (const void* u = nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &len))
-        el.udata.assign(static_cast<const char*>(u), len);
       nftnl_set_elem_expr_foreach(
           e,
           [](nftnl_expr* x, void* data) {
@@ -72,15 +69,21 @@ base::Result<std::vector<SetElement>> read_elements(NetlinkSocket& nf, int famil
   return found;
 }
 
-// A target set's elements, each as its tag and counter, in the targets' declared order. The
-// counters are the `hits` set's elements of the same key (a target without one has sent
-// nothing); without a hits set, the target elements' own counters.
-base::Result<std::vector<RuleCounter>> read_element_counters(NetlinkSocket& nf, int family,
-                                                             const std::string& table,
-                                                             const std::string& set,
-                                                             const std::string& hits) {
+// A target set's elements, each as its target's tag and counter, in the targets' declared
+// order. An element is named by the target whose key it is (`declared`: the installed
+// ruleset's targets; an element no target names is left out). The counters are the `hits`
+// set's elements of the same key (a target without one has sent nothing); without a hits set,
+// the target elements' own counters.
+base::Result<std::vector<RuleCounter>> read_element_counters(
+    NetlinkSocket& nf, int family, const std::string& table, const std::string& set,
+    const std::string& hits, const std::vector<EgressTarget>& declared) {
   auto targets = read_elements(nf, family, table, set);
   if (!targets) return std::move(targets).error();
+  // The install put exactly the members in the sets, one element per key.
+  std::map<std::string, uint32_t, std::less<>> index_of;
+  const std::vector<bool> members = target_set_members(declared);
+  for (size_t i = 0; i < declared.size(); ++i)
+    if (members[i]) index_of.emplace(set_key(declared[i]).view(), static_cast<uint32_t>(i));
   std::map<std::string, const SetElement*> by_key;
   std::vector<SetElement> hit;
   if (!hits.empty()) {
@@ -91,11 +94,11 @@ base::Result<std::vector<RuleCounter>> read_element_counters(NetlinkSocket& nf, 
   }
   std::vector<std::pair<uint32_t, RuleCounter>> found;
   for (const SetElement& e : *targets) {
-    if (e.udata.size() < 4) continue;
-    const auto* u = reinterpret_cast<const uint8_t*>(e.udata.data());
+    const auto named = index_of.find(e.key);
+    if (named == index_of.end()) continue;
     std::pair<uint32_t, RuleCounter> c;
-    c.first = uint32_t{u[0]} << 24 | uint32_t{u[1]} << 16 | uint32_t{u[2]} << 8 | u[3];
-    c.second.tag = e.udata.substr(4);
+    c.first = named->second;
+    c.second.tag = declared[named->second].tag;
     const SetElement* counted = &e;
     if (!hits.empty()) {
       auto it = by_key.find(e.key);
@@ -116,7 +119,8 @@ base::Result<std::vector<RuleCounter>> read_element_counters(NetlinkSocket& nf, 
 }  // namespace
 
 base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int family,
-                                                     const std::string& table) {
+                                                     const std::string& table,
+                                                     const std::vector<EgressTarget>& declared) {
   std::array<char, 1024> req{};
   nlmsghdr* h = nftnl_rule_nlmsg_build_hdr(req.data(), NFT_MSG_GETRULE,
                                            static_cast<uint16_t>(family), NLM_F_DUMP,
@@ -175,7 +179,7 @@ base::Result<std::vector<RuleCounter>> read_counters(NetlinkSocket& nf, int fami
     for (const Entry& e : list) {
       if (!e.jump.empty()) targets.insert(e.jump);
       if (!e.targets.empty() && !elements.count(e.targets)) {
-        auto el = read_element_counters(nf, family, table, e.targets, e.hits);
+        auto el = read_element_counters(nf, family, table, e.targets, e.hits, declared);
         if (!el) return std::move(el).error();
         elements[e.targets] = std::move(*el);
       }
