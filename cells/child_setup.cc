@@ -112,7 +112,7 @@ bool write_all(const char* path, const char* value) {
 
 void write_cgroup_limits(const ChildPlan& p) {
   for (int i = 0; i < p.n_knobs; ++i) {
-    if (write_all(p.knob_paths[i], p.knob_values[i])) continue;
+    if (write_cgroup_knob(p.knob_paths[i], p.knob_values[i])) continue;
     ChildStatus s;
     s.kind = ChildStatus::kSetupFailed;
     s.stage = kStageCgroupLimits;

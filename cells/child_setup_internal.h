@@ -28,6 +28,9 @@ inline constexpr uint64_t kHostMountAttrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUI
 [[noreturn]] void fail(int32_t stage, const char* call = nullptr, const char* object = nullptr);
 // Writes `value` to the file at `path`; false with errno set.
 bool write_all(const char* path, const char* value);
+// A planned cgroup knob write (child_knobs.cc): write_all, except for a stocked leaf's
+// memory.force_empty when the leaf holds at most kStockReclaimFloorBytes (skipped, true).
+bool write_cgroup_knob(const char* path, const char* value);
 // mkdir -p of the absolute, normalised `path` below the directory `root` (AT_FDCWD: below
 // "/"); with `last` false, of its parent only. 0 or an errno.
 int make_dirs_at(int root, const char* path, bool last);

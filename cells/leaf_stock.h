@@ -14,7 +14,8 @@
 // cannot be reset (v1 pids.peak).
 //
 // A stocked leaf carries nothing of its last cell to the next (cgroup.h, make_leaf): its limits
-// are rewritten, its charge is reclaimed (memory.force_empty) and its peak and fail counters
+// are rewritten, its charge is reclaimed (memory.force_empty, when more than
+// kStockReclaimFloorBytes) and its peak and fail counters
 // reset (a write of 0) by the next cell's setup before that cell joins it, and its OOM-kill
 // count, which cannot be reset, is reported as the difference from the count at hand-over.
 // Only leaves of cold cells of the native backend are stocked: a nested cell's leaf was
@@ -35,6 +36,11 @@
 namespace cellos::cells {
 
 inline constexpr const char* kStockLeafPrefix = ".stock-";
+
+// A stocked leaf holding at most this many bytes is handed over without memory.force_empty
+// (child_knobs.cc says why): such a charge is kernel objects of the cell before still being
+// freed, which reclaim cannot take. Page cache and dentries past it are reclaimed as before.
+inline constexpr uint64_t kStockReclaimFloorBytes = 64 * 1024;
 
 class CgroupTree;
 
