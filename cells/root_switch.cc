@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -22,13 +23,56 @@ const char* field(char*& at, char* end) {
   return start;
 }
 
+// Where detach_all gathers the host's mounts, on the new root's tmpfs (below `keep`).
+constexpr const char kHolder[] = "/.cellos-detach";
+constexpr int kMaxDetached = 64;
+
+// umount2(MNT_DETACH) of each of `points`, in one umount where it can. Every umount that takes
+// mounts out waits for an expedited RCU grace period (namespace_unlock) before it returns:
+// one umount per top-level host mount made a cell's setup wait for several, one after another,
+// which at 5,000 live cells was the largest wait of a cell's start (bench/README.md,
+// "daemon"). So the mounts are first moved (MS_MOVE, no grace period) below one bind mount of
+// a directory of the new root's tmpfs (no new superblock), which is then detached with
+// everything below it, and the directories are removed again: the cell's root is left as it
+// was. A step that fails falls back to a umount of its own for what is left.
+void detach_all(const char* keep, const char* const* points, int n) {
+  char holder[256], sub[256 + 4];
+  const size_t klen = std::strlen(keep), hlen = klen + sizeof kHolder - 1;
+  // The i-th mount's place below the holder: "<holder>/aa", "<holder>/ab", ...
+  auto place = [&](int i) {
+    sub[hlen] = '/';
+    sub[hlen + 1] = static_cast<char>('a' + i / 26);
+    sub[hlen + 2] = static_cast<char>('a' + i % 26);
+    sub[hlen + 3] = '\0';
+    return sub;
+  };
+  int moved = 0;
+  if (n > 1 && hlen < sizeof holder) {
+    std::memcpy(holder, keep, klen);
+    std::memcpy(holder + klen, kHolder, sizeof kHolder);
+    std::memcpy(sub, holder, hlen);
+    // Below "/", which make_mounts made private: the bind is private too, so nothing moved
+    // below it propagates anywhere.
+    if (::mkdir(holder, 0700) == 0 && ::mount(holder, holder, nullptr, MS_BIND, nullptr) == 0) {
+      while (moved < n && ::mkdir(place(moved), 0700) == 0 &&
+             ::mount(points[moved], sub, nullptr, MS_MOVE, nullptr) == 0)
+        ++moved;
+      (void)::umount2(holder, MNT_DETACH);
+    }
+    // A plain directory of the new root again, holding the emptied mount points.
+    for (int i = 0; i <= moved && i < n; ++i) (void)::rmdir(place(i));
+    (void)::rmdir(holder);
+  }
+  for (int i = moved; i < n; ++i) (void)::umount2(points[i], MNT_DETACH);
+}
+
 // Detaches every host mount directly below "/" but the one at `keep` (where the new root is
 // stacked), each with its subtree: the host's /proc, /sys, /dev, /run, /boot... leave the
 // cell's namespace now, as pivot_root's detach of the old root took them, and what stays
 // covered by the cell's root is the host's root file system alone (and its mount at `keep`,
-// if it has one). One umount2 per top-level host mount, none of which walks the host's tasks.
-// Best effort: a mount that will not go (locked in a user namespace) stays covered all the
-// same, and a mount table past the buffer's 16 KiB is left as it is past there.
+// if it has one). None of the umounts walks the host's tasks, and there is one for all of
+// them (detach_all). Best effort: a mount that will not go (locked in a user namespace) stays
+// covered all the same, and a mount table past the buffer's 16 KiB is left as it is past there.
 void detach_host_mounts(const char* keep) {
   char buf[16384];
   int fd = ::open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
@@ -61,6 +105,8 @@ void detach_host_mounts(const char* keep) {
   ::close(fd);
   if (n <= 0) return;
   char* const end2 = buf + n;
+  const char* points[kMaxDetached];
+  int count = 0;
   for (char* line = buf; line < end2;) {
     char* eol = static_cast<char*>(std::memchr(line, '\n', static_cast<size_t>(end2 - line)));
     if (!eol) break;  // a cut last line
@@ -75,8 +121,13 @@ void detach_host_mounts(const char* keep) {
     // "/" itself (a mount stacked on the root), the new root's place, and escaped names
     // (a space or newline in the path: left, covered like the root) are not detached.
     if (std::strcmp(point, "/") == 0 || std::strcmp(point, keep) == 0 || std::strchr(point, '\\')) continue;
-    (void)::umount2(point, MNT_DETACH);
+    if (count == kMaxDetached) {
+      (void)::umount2(point, MNT_DETACH);
+      continue;
+    }
+    points[count++] = point;  // NUL-terminated in buf by field(), which lives until the end
   }
+  detach_all(keep, points, count);
 }
 
 }  // namespace
