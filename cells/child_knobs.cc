@@ -45,12 +45,14 @@ long long leaf_usage(const char* knob_path) {
 
 // memory.force_empty of a stocked leaf (cgroup.cc, make_leaf) is written only when the leaf
 // holds more than kStockReclaimFloorBytes. Why: the write costs even on an empty leaf (it
-// drains every CPU's page lists and waits for that: 1.4 ms per cell with no other cells, 4.5
-// ms at 5,000 live), and a leaf left with a page or a few of kernel objects still being freed
-// (the cell before's, freed after an RCU grace period or with its network namespace) makes it
-// retry reclaim 16 times, each pass through every shrinker of the host, none able to take
-// them: 36 ms per such cell on average at 5,000 live (bench/README.md, "daemon"). What stays is
-// at most the floor, and those objects give their charge back when they are freed.
+// drains every CPU's page lists under one host-wide mutex and waits for that: 1.4 ms per cell
+// with no other cells, 4.5 ms at 5,000 live), and a leaf left holding kernel objects of the
+// cell before that are still being freed (after an RCU grace period, or with its network
+// namespace: one page in most leaves, up to 57 pages measured) makes it retry reclaim 16 times,
+// each pass through every shrinker of the host, none able to take them: 36 ms per such cell
+// on average at 5,000 live, and the cells behind it wait for the mutex (bench/README.md,
+// "daemon"). What stays is at most the floor, and those objects give their charge back when
+// they are freed.
 bool write_cgroup_knob(const char* path, const char* value) {
   if (is_knob(path, kForceEmpty)) {
     const long long usage = leaf_usage(path);

@@ -40,7 +40,7 @@ inline constexpr const char* kStockLeafPrefix = ".stock-";
 // A stocked leaf holding at most this many bytes is handed over without memory.force_empty
 // (child_knobs.cc says why): such a charge is kernel objects of the cell before still being
 // freed, which reclaim cannot take. Page cache and dentries past it are reclaimed as before.
-inline constexpr uint64_t kStockReclaimFloorBytes = 64 * 1024;
+inline constexpr uint64_t kStockReclaimFloorBytes = 256 * 1024;
 
 class CgroupTree;
 

@@ -62,7 +62,9 @@ TEST_CASE("a cell cannot reach the host's root: not by '..', /proc links, the mo
       // chroot(2) (the step that would leave a working directory outside the root) is refused.
       // (/proc/1/root is the init's, which the command may not follow: it is in the loop above
       // all the same.)
-      "/usr/sbin/chroot /tmp /bin/true 2>&1; echo chroot=$?";
+      "/usr/sbin/chroot /tmp /bin/true 2>&1; echo chroot=$?; "
+      // The directory the host's mounts were gathered in to be detached at once is gone.
+      "ls -a / | grep -q cellos-detach && echo detach-holder-left; true";
   auto r = fleet.run(make_spec(unique_id("rootswitch"), {"/bin/sh", "-c", script}).dump());
   INFO(r.out << r.err);
   REQUIRE(r.status == 0);
@@ -71,6 +73,7 @@ TEST_CASE("a cell cannot reach the host's root: not by '..', /proc links, the mo
   CHECK(r.out.find("still-cell-root\n1\n1\n/ tmpfs\n") != std::string::npos);
   // coreutils' chroot exits 125 when chroot(2) fails (127: not found, which proves nothing).
   CHECK(r.out.find("Operation not permitted\nchroot=125") != std::string::npos);
+  CHECK(r.out.find("detach-holder-left") == std::string::npos);
 }
 
 TEST_CASE("a cell's mount namespace keeps none of the host's mounts under its covered root",

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cells/cgroup.h"
+#include "cells/child_setup_internal.h"
 #include "tests/support/test_support.h"
 
 namespace cellos::cells {
@@ -142,6 +143,39 @@ TEST_CASE("a pure cgroup2 host keeps no stock: its memory controller is in the l
   LeafStock stock(tree, 64);
   CHECK_FALSE(stock.usable());
   CHECK_FALSE(LeafStock(f.hybrid(), 0).usable());
+}
+
+// The setup's side (cells/child_knobs.cc), against plain files standing in for the leaf's: the
+// force_empty write is made only when the leaf holds more than kStockReclaimFloorBytes, and
+// every other knob is written as planned.
+TEST_CASE("a stocked leaf's force_empty is written only when it holds more than the floor",
+          "[cgroup][stock]") {
+  test::TempDir tmp;
+  const std::string leaf = tmp.path() + "/leaf";
+  fs::create_directories(leaf);
+  const std::string knob = leaf + "/memory.force_empty";
+  auto write_with_usage = [&](uint64_t usage) {
+    write_text(leaf + "/memory.usage_in_bytes", std::to_string(usage) + "\n");
+    write_text(knob, "");
+    REQUIRE(child::write_cgroup_knob(knob.c_str(), "0"));
+    return test::read_text(knob);
+  };
+  CHECK(write_with_usage(0) == "");
+  CHECK(write_with_usage(4096) == "");
+  CHECK(write_with_usage(kStockReclaimFloorBytes) == "");
+  // Past the floor: 32 MiB of page cache the cell before read, say.
+  CHECK(write_with_usage(kStockReclaimFloorBytes + 4096) == "0");
+  CHECK(write_with_usage(32ull << 20) == "0");
+  // No usage to read: written, as before the floor.
+  fs::remove(leaf + "/memory.usage_in_bytes");
+  write_text(knob, "");
+  REQUIRE(child::write_cgroup_knob(knob.c_str(), "0"));
+  CHECK(test::read_text(knob) == "0");
+  // Other knobs are written whatever the usage.
+  write_text(leaf + "/memory.usage_in_bytes", "0\n");
+  write_text(leaf + "/memory.limit_in_bytes", "");
+  REQUIRE(child::write_cgroup_knob((leaf + "/memory.limit_in_bytes").c_str(), "1048576"));
+  CHECK(test::read_text(leaf + "/memory.limit_in_bytes") == "1048576");
 }
 
 }  // namespace cellos::cells
