@@ -1,5 +1,6 @@
 // An IoPort that passes everything to another and counts the writes on the way: how the event
-// log's tests and benchmark prove "one write per batch" without tracing syscalls.
+// log's tests and benchmark prove "one write per batch" without tracing syscalls. It counts the
+// exit waits too: when a cell arms its own (exit_watch_test).
 #pragma once
 
 #include <cstdint>
@@ -17,9 +18,13 @@ class CountingPort final : public IoPort {
     inner_.write(fd, b, c);
   }
   void timeout(std::chrono::nanoseconds a, Completion& c) override { inner_.timeout(a, c); }
-  void wait_exit(int fd, siginfo_t* i, Completion& c) override { inner_.wait_exit(fd, i, c); }
+  void wait_exit(int fd, siginfo_t* i, Completion& c) override {
+    ++exit_waits;
+    inner_.wait_exit(fd, i, c);
+  }
   bool can_wait_pid() const override { return inner_.can_wait_pid(); }
   void wait_exit_pid(pid_t pid, siginfo_t* i, Completion& c) override {
+    ++exit_waits;
     inner_.wait_exit_pid(pid, i, c);
   }
   void poll(int fd, short events, Completion& c) override { inner_.poll(fd, events, c); }
@@ -37,6 +42,7 @@ class CountingPort final : public IoPort {
   void cancel(Completion& c) override { inner_.cancel(c); }
   void cancel(MultishotCompletion& c) override { inner_.cancel(c); }
   uint64_t writes = 0;
+  uint64_t exit_waits = 0;
 
  private:
   IoPort& inner_;

@@ -2,7 +2,7 @@
 //
 //   daemon_bench --reactor PATH [--cells 2000] [--sleepers 5000] [--syscall-cells 500]
 //                [--only throughput|density|syscalls|admission] [--live 0,1000,5000]
-//                [--admit-cells 1000] [--perf-dir DIR] [--rounds 3]
+//                [--admit-cells 1000] [--perf-dir DIR] [--perf-event EV] [--rounds 3]
 //
 //   throughput  N /bin/true cells renamed into the spool at once, full isolation, until the
 //               last destroyed event: cells/s. Peer in the same run: the same N
@@ -22,7 +22,9 @@
 //               added until L are alive, then --admit-cells /bin/true cells are renamed into the
 //               spool at once and timed to their last destroyed event: the admission rate with
 //               L live cells, and its ratio to the rate at the first L (target >= 80% at 5,000).
-//               --perf-dir DIR: `perf record -g -a` around each timed batch (DIR/perf-L.data).
+//               --perf-dir DIR: `perf record -g -a` of each timed batch (DIR/perf-L.data);
+//               --perf-event EV records EV instead of CPU samples (sched:sched_switch: where
+//               each admitted cell waits).
 //
 // Completion is read from the event log (followed incrementally), so the bench adds no work
 // to the daemon it measures.
@@ -59,7 +61,7 @@ struct Options {
   std::string reactor;
   long cells = 2000, sleepers = 5000, syscall_cells = 500, admit_cells = 1000, rounds = 3;
   std::vector<long> live{0, 1000, 5000};
-  std::string only, perf_dir;
+  std::string only, perf_dir, perf_event;
 };
 
 [[noreturn]] void die(const std::string& msg) {
@@ -399,6 +401,42 @@ void syscalls(const Options& o) {
 }
 
 
+// `perf record -g -a` of the timed batch only: started with its events off, enabled once it
+// has read every task's maps (with thousands of live cells that takes seconds, which a fixed
+// wait missed: the profile then lacked the batch's start). Returns perf's pid.
+pid_t start_perf(const std::string& dir, long live, const std::string& event) {
+  const std::string ctl = dir + "/perf-ctl", ack = dir + "/perf-ack";
+  ::unlink(ctl.c_str());
+  ::unlink(ack.c_str());
+  if (::mkfifo(ctl.c_str(), 0600) != 0 || ::mkfifo(ack.c_str(), 0600) != 0)
+    die("mkfifo in --perf-dir " + dir + ": " + std::strerror(errno));
+  std::vector<std::string> argv{"perf", "record", "-q", "-g", "-a", "-D", "-1", "--control",
+                      "fifo:" + ctl + "," + ack, "-o",
+                      dir + "/perf-" + std::to_string(live) + ".data"};
+  if (!event.empty()) {
+    argv.push_back("-e");
+    argv.push_back(event);
+  }
+  pid_t perf = spawn(argv);
+  // perf opens both once it is ready; a perf that failed to start never does.
+  int c = -1;
+  for (int i = 0; i < 6000 && c < 0; ++i) {
+    c = ::open(ctl.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);  // ENXIO until perf reads
+    if (c < 0 && ::waitpid(perf, nullptr, WNOHANG) == perf) die("perf record exited at start");
+    if (c < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  int a = c < 0 ? -1 : ::open(ack.c_str(), O_RDONLY | O_CLOEXEC);
+  // "enable" is acknowledged once the events are on.
+  char buf[16] = {};
+  if (c < 0 || a < 0 || ::write(c, "enable\n", 7) != 7 || ::read(a, buf, sizeof buf - 1) <= 0)
+    die("perf record did not take its enable command");
+  ::close(c);
+  ::close(a);
+  ::unlink(ctl.c_str());
+  ::unlink(ack.c_str());
+  return perf;
+}
+
 void admission(const Options& o) {
   cellos::bench::ReportLine rep("daemon", "admission");
   long max_live = 0;
@@ -420,10 +458,7 @@ void admission(const Options& o) {
     }
     f.stage(o.admit_cells, R"(["/bin/true"])", "a" + std::to_string(k));
     pid_t perf = -1;
-    if (!o.perf_dir.empty())
-      perf = spawn({"perf", "record", "-q", "-g", "-a", "-o",
-                    o.perf_dir + "/perf-" + std::to_string(live) + ".data"});
-    if (perf > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    if (!o.perf_dir.empty()) perf = start_perf(o.perf_dir, live, o.perf_event);
     auto t0 = Clock::now();
     f.rename_all();
     ++batch;
@@ -472,6 +507,7 @@ int main(int argc, char** argv) {
     else if (a == "--only") o.only = value();
     else if (a == "--admit-cells") o.admit_cells = std::atol(value().c_str());
     else if (a == "--perf-dir") o.perf_dir = value();
+    else if (a == "--perf-event") o.perf_event = value();
     else if (a == "--live") {
       o.live.clear();
       std::stringstream ss(value());

@@ -54,6 +54,10 @@ struct BackendTraits {
   // leaf holds the backend's own processes (runsc's sandbox and its ptrace stubs), which a
   // SIGTERM would kill under the command instead of warning it.
   bool stop_through_root = false;
+  // The status pipe's write end is held by the root process alone (the cell init: its command
+  // gets it close-on-exec), so its EOF comes with the root's exit: the Cell then arms its exit
+  // wait only at that EOF (cell.cc, Cell::watch_exit says why). False: armed at launch.
+  bool status_eof_at_root_exit = true;
 };
 
 // What the Cell hands a backend to start the command: all decided, nothing left to look up.

@@ -239,7 +239,7 @@ void Cell::start() {
   err_.arm();
   status_.arm();
   // pid 0: the spawner sends it on the status pipe (on_status arms the watch then).
-  if (pid_ != 0) watch_exit();
+  if (pid_ != 0 && !backend_->traits().status_eof_at_root_exit) watch_exit();
   after(ttl_, effective_deadline(), [this](int res) {
     if (res == -ETIME)
       stop(KillCause::kTimeout,
@@ -522,6 +522,12 @@ void Cell::StatusReader::complete(int res) {
   }
   eof = true;
   cell->host_.io->close(from.release());
+  // The init closed it by exiting (BackendTraits::status_eof_at_root_exit): now is the time to
+  // wait for that exit (watch_exit).
+  if (cell->launched_ && cell->pid_ != 0 && !cell->exit_.reaped) {
+    cell->watch_exit();
+    return;  // the exit's completion finishes the cell
+  }
   if (cell->launched_ && cell->pid_ == 0 && !cell->exit_.reaped) {
     // The spawner never said a pid (its clone failed, and said so, or it died): nothing of the
     // cell runs, so there is no exit to wait for.
@@ -556,7 +562,17 @@ void Cell::after(base::Timer& t, std::chrono::nanoseconds d, std::function<void(
   });
 }
 
+// When the backend's status pipe ends with its root process (BackendTraits::
+// status_eof_at_root_exit), the wait is armed only at that EOF, not at launch. Why: every
+// waitid in flight, the ring's included, sits on the reactor's one child-exit wait queue, and
+// each exit of any child of the reactor (every cell's init is one: spawner.h) walks that whole
+// queue with the task-list lock held for writing and interrupts off. With one wait per live
+// cell that walk grew with the live cells: 5% of all CPU at 5,000 live sleepers, in the
+// admitted cells' exits (bench/README.md, "daemon"). Armed at EOF, only cells already ending
+// are on the queue. Until the wait completes the init is our unreaped child, so its pid (which
+// kill_init uses) cannot be reused meanwhile.
 void Cell::watch_exit() {
+  if (exit_.in_flight || exit_.reaped) return;
   exit_.in_flight = true;
   if (pidfd_) host_.io->wait_exit(pidfd_.get(), &exit_.info, exit_);
   else host_.io->wait_exit_pid(pid_, &exit_.info, exit_);
@@ -569,7 +585,7 @@ void Cell::on_status(const ChildStatus& s) {
       if (pid_ != 0 || s.wait_status <= 0) break;
       pid_ = s.wait_status;
       if (broker_) broker_->set_cell_pid(pid_);
-      watch_exit();
+      if (!backend_->traits().status_eof_at_root_exit) watch_exit();
       // A kill that came first (cgroup.kill) may have found the cgroup still empty.
       if (killed_ != KillCause::kNone) kill_init();
       break;

@@ -1,7 +1,8 @@
 // Cell: one cell's life, as a state machine driven by reactor completions.
 //
 //   start: lock id ─► started, network_policy ─► cgroup leaf ─► launch (clone3)
-//   running: status pipe · stdout/stderr pumps · exit of init (WAITID on the pidfd) · TTL timer
+//   running: status pipe · stdout/stderr pumps · exit of init (WAITID, armed at the status pipe's
+//            EOF: watch_exit) · TTL timer
 //   done: every stream at EOF and init reaped ─► completed ─► cgroup removed ─► destroyed
 //
 // A cell never ends the process: every failure becomes this cell's setup_failed outcome and its

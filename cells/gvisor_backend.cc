@@ -294,6 +294,8 @@ class GvisorBackend final : public Backend {
   BackendTraits traits() const override {
     BackendTraits t;
     t.status_records = false;
+    // runsc's sandbox and gofer may hold the status pipe past the root's exit.
+    t.status_eof_at_root_exit = false;
     // The cell's sockets are the Sentry's host sockets in the cell's namespace and cgroup
     // (--network=host there): its ruleset, nflog and cgroup probes see them as a native
     // cell's. (gVisor's netstack, --network=sandbox, would send through a packet socket those
