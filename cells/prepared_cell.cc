@@ -39,6 +39,21 @@ bool write_zero(const char* path) {
   return ok;
 }
 
+// A plan the prepared process cannot take (undecodable, or for another leaf than the one it
+// prepared): said on the cell's status pipe, if one came with it, as a setup failure at `stage`,
+// and the process ends without running anything.
+[[noreturn]] void refuse_bind(int status_fd, int32_t stage) {
+  if (status_fd >= 0) {
+    ChildStatus s;
+    s.kind = ChildStatus::kSetupFailed;
+    s.stage = stage;
+    s.err = EINVAL;
+    ssize_t w = ::write(status_fd, &s, sizeof s);
+    (void)w;
+  }
+  _exit(125);
+}
+
 }  // namespace
 
 void prepared_cell_main(const ChildPlan& prep) {
@@ -94,15 +109,7 @@ void prepared_cell_main(const ChildPlan& prep) {
   DecodedPlan d;
   if (!decode_plan(buf + sizeof mask, static_cast<size_t>(n) - sizeof mask, fds, 0, kInit,
                    pointers, kMaxWirePointers, d)) {
-    if (fds[kWireStatus] >= 0) {
-      ChildStatus s;
-      s.kind = ChildStatus::kSetupFailed;
-      s.stage = kStageClone;
-      s.err = EINVAL;
-      ssize_t w = ::write(fds[kWireStatus], &s, sizeof s);
-      (void)w;
-    }
-    _exit(125);
+    refuse_bind(fds[kWireStatus], kStageClone);
   }
   d.plan.v1_joined = true;
   d.plan.view_prepared = true;
@@ -113,15 +120,7 @@ void prepared_cell_main(const ChildPlan& prep) {
   for (int i = 0; same_leaf && i < prep.n_v1_procs_paths; ++i)
     same_leaf = std::strcmp(d.plan.v1_procs_paths[i], prep.v1_procs_paths[i]) == 0;
   if (!same_leaf) {
-    if (fds[kWireStatus] >= 0) {
-      ChildStatus s;
-      s.kind = ChildStatus::kSetupFailed;
-      s.stage = kStageSys;
-      s.err = EINVAL;
-      ssize_t w = ::write(fds[kWireStatus], &s, sizeof s);
-      (void)w;
-    }
-    _exit(125);
+    refuse_bind(fds[kWireStatus], kStageSys);
   }
   // From here on, a cold cell's setup from its root view on (place_fds closes the socket with
   // the rest, but for the parked leaf clones).

@@ -14,6 +14,7 @@
 #include "cells/config.h"
 #include "reactor/host.h"
 #include "tests/support/daemon_support.h"
+#include "tests/support/run_host.h"
 #include "tests/support/test_support.h"
 
 using namespace cellos;
@@ -24,12 +25,7 @@ TEST_CASE("a running cell has no exit wait in flight: it is armed at its status 
           "[exit][daemon]") {
   Fleet fleet;
   cells::Config config = cells::load_config(fleet.config_path());
-  REQUIRE(base::make_dirs(config.host.state_dir).ok());
-  reactor::HostOptions ho;
-  ho.config = &config;
-  ho.events_path = fleet.events_path();
-  ho.cgroups = reactor::cgroup_placement_for_run(config);
-  auto host = reactor::Host::create(std::move(ho));
+  auto host = reactor::Host::create(run_host_options(fleet, config));
   REQUIRE(host.ok());
   base::CountingPort port((*host)->ring());
   cells::CellHost ch = (*host)->cell_host();

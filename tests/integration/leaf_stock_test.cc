@@ -19,6 +19,7 @@
 #include "reactor/host.h"
 #include "reactor/supervisor.h"
 #include "tests/support/daemon_support.h"
+#include "tests/support/run_host.h"
 #include "tests/support/test_support.h"
 
 using namespace cellos;
@@ -222,12 +223,7 @@ TEST_CASE("a nested cell's delegated memory leaf is never stocked, a native cell
               "max_depth = 1\nmax_cells = 1\nuid_block_size = 65536\nuid_range = \"" +
               std::to_string(first) + "-" + std::to_string(first + 65536 - 1) + "\"\n");
   cells::Config config = cells::load_config(fleet.config_path());
-  REQUIRE(base::make_dirs(config.host.state_dir).ok());
-  reactor::HostOptions ho;
-  ho.config = &config;
-  ho.events_path = fleet.events_path();
-  ho.cgroups = reactor::cgroup_placement_for_run(config);
-  auto host = reactor::Host::create(std::move(ho));
+  auto host = reactor::Host::create(run_host_options(fleet, config));
   REQUIRE(host.ok());
   cells::LeafStock stock((*host)->cgroups(), 4);
   REQUIRE(stock.usable());

@@ -20,6 +20,7 @@
 #include "reactor/host.h"
 #include "reactor/supervisor.h"
 #include "tests/support/test_hosts.h"
+#include "tests/support/run_host.h"
 #include "tests/support/test_support.h"
 
 using namespace cellos;
@@ -306,12 +307,7 @@ TEST_CASE("nested: one nested cell more than policy.nested.max_cells fails its s
               "max_cells = 1\nuid_block_size = 65536\nuid_range = \"" + std::to_string(first) + "-" +
               std::to_string(first + 2 * 65536 - 1) + "\"\n");
   cells::Config config = cells::load_config(fleet.config_path());
-  REQUIRE(base::make_dirs(config.host.state_dir).ok());
-  reactor::HostOptions ho;
-  ho.config = &config;
-  ho.events_path = fleet.events_path();
-  ho.cgroups = reactor::cgroup_placement_for_run(config);
-  auto host = reactor::Host::create(std::move(ho));
+  auto host = reactor::Host::create(run_host_options(fleet, config));
   REQUIRE(host.ok());
   std::map<std::string, std::pair<int, std::string>> outcome;
   auto sup = std::make_unique<reactor::Supervisor>(
