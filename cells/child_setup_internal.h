@@ -10,6 +10,13 @@
 
 namespace cellos::cells::child {
 
+// Fixed descriptor numbers in the cell. 0-2 are the command's stdio, inherited as they are;
+// 3 is the status pipe, kept across the exec into the init; the rest are close-on-exec.
+constexpr int kStatusFd = 3;
+constexpr int kInitFd = 4;
+constexpr int kWorkspaceFd = 5;
+constexpr int kTmpFd = 6;
+
 // A path buffer: the child must not allocate (a raw clone3 runs no atfork handlers, so a
 // malloc lock held by another thread of the reactor at clone time would never be released).
 struct PathBuf {
@@ -28,6 +35,10 @@ inline constexpr uint64_t kHostMountAttrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUI
 [[noreturn]] void fail(int32_t stage, const char* call = nullptr, const char* object = nullptr);
 // Writes `value` to the file at `path`; false with errno set.
 bool write_all(const char* path, const char* value);
+// The plan's cgroup knob writes (a stocked leaf's force_empty skipped when it has nothing to
+// reclaim: leaf_reclaim.h), then the v1 leaves joined (child_knobs.cc); a failed write ends
+// the setup, naming which.
+void write_cgroup_limits(const ChildPlan& p);
 // mkdir -p of the absolute, normalised `path` below the directory `root` (AT_FDCWD: below
 // "/"); with `last` false, of its parent only. 0 or an errno.
 int make_dirs_at(int root, const char* path, bool last);
