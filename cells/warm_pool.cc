@@ -93,6 +93,8 @@ void WarmPool::tick() {
     if (quiet < kIdle) return arm(kIdle - quiet);
   }
   if (cells_.size() >= target()) return;  // full: no timer until the next take
+  if (hold(std::chrono::steady_clock::now())) return;
+  hold_since_ = {};
   auto p = PreparedCell::start(*o_.tree, kPreparedLeafPrefix + std::to_string(::getpid()) + "-" +
                                              std::to_string(++seq_),
                                o_.want_pidfd, o_.host_paths);
@@ -106,6 +108,24 @@ void WarmPool::tick() {
   cells_.push_back(std::move(*p));
   if (cells_.size() < target()) arm(std::chrono::nanoseconds(0));
 }
+
+// Measured (bench/README.md, spawn): a refill landing between a pooled cell's exit and its
+// client's exit (the daemon's leaf mkdirs, the spawner's clone and the new process's root view
+// on a 2-CPU host) stretched that tail from ~0.5 to ~2.4 ms. The client's critical path
+// leaves the daemon with its finished line; the refill comes kIdle after that.
+bool WarmPool::hold(std::chrono::steady_clock::time_point now) {
+  using std::chrono::steady_clock;
+  if (hold_since_ != steady_clock::time_point{} && now - hold_since_ >= kMaxHold) return false;
+  std::chrono::nanoseconds wait{0};
+  if (now - told_at_ < kIdle) wait = kIdle - (now - told_at_);
+  else if (o_.client_waiting && o_.client_waiting()) wait = kIdle;  // polled, at most kMaxHold
+  if (wait.count() == 0) return false;
+  if (hold_since_ == steady_clock::time_point{}) hold_since_ = now;
+  arm(wait);
+  return true;
+}
+
+void WarmPool::told() { told_at_ = std::chrono::steady_clock::now(); }
 
 void WarmPool::shutdown() {
   stopped_ = true;

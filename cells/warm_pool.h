@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -46,6 +47,9 @@ struct WarmPoolOptions {
   bool want_pidfd = false;  // the ring cannot wait by pid: prepared cells come with a pidfd
   // The policy's root view (root_view_paths): each prepared cell builds its root from it.
   std::vector<std::string> host_paths = {};
+  // Whether a client (`run --via-daemon`, `submit --wait`) waits for a cell's end: a running
+  // watched cell, or a finished line not yet told. The refill waits while one does (told()).
+  std::function<bool()> client_waiting = {};
 };
 
 struct WarmPoolStats {
@@ -70,6 +74,9 @@ class WarmPool {
   // the next refill back.
   std::unique_ptr<PreparedCell> take(const Spec& spec, const CgroupLimits& limits,
                                      const Backend& backend);
+  // A client was just told its cell's end: the refill waits kIdle more, so the clone of the
+  // next prepared cell does not take the CPU from the client's own exit.
+  void told();
   // Starts filling (the daemon calls it once its host is up).
   void start();
   // Destroys every prepared cell and stops refilling (blocks until they are gone).
@@ -82,17 +89,22 @@ class WarmPool {
 
   // The refill timer's delay after the last admission.
   static constexpr std::chrono::milliseconds kIdle{2};
+  // The longest a waiting client (client_waiting, told) holds the refill back in one stretch:
+  // a steady stream of watched cells never starves the pool.
+  static constexpr std::chrono::milliseconds kMaxHold{20};
 
  private:
   size_t target() const;
   void arm(std::chrono::nanoseconds after);
   void tick();
   void prune();
+  bool hold(std::chrono::steady_clock::time_point now);
 
   WarmPoolOptions o_;
   std::deque<std::unique_ptr<PreparedCell>> cells_;
   std::deque<std::chrono::steady_clock::time_point> demand_;  // takes in the last second
   base::Timer timer_;
+  std::chrono::steady_clock::time_point told_at_{}, hold_since_{};
   bool stopped_ = false, started_ = false;
   uint64_t seq_ = 0;
   WarmPoolStats stats_;
