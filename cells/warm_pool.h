@@ -5,7 +5,8 @@
 // Sizing ([pool] in fleet.toml): the pool aims at max(size, cells taken or missed in the last
 // second), never above max_size. Refilling is off the critical path: it happens on a timer
 // that every admission pushes back (kIdle), so a burst of admissions is never slowed by the
-// pool making cells, and a pause refills it one cell per tick. Each prepared cell costs the
+// pool making cells, and a pause refills it one cell per tick; while a client waits for a
+// cell's end the refill waits too (client_waiting, told, at most kMaxHold). Each prepared cell costs the
 // reactor its leaf's mkdirs and one sendmsg to the spawner; the clone and the v1 joins run in
 // the spawner and the new process, on whatever CPU is free.
 //
