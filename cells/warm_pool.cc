@@ -9,7 +9,7 @@
 
 namespace cellos::cells {
 
-WarmPool::WarmPool(WarmPoolOptions o) : o_(std::move(o)), timer_(o_.io) {}
+WarmPool::WarmPool(WarmPoolOptions o) : o_(std::move(o)), timer_(o_.io), resume_(o_.io) {}
 
 WarmPool::~WarmPool() { shutdown(); }
 
@@ -76,7 +76,7 @@ void WarmPool::arm(std::chrono::nanoseconds after) {
   if (stopped_ || timer_.armed()) return;
   timer_.start(after, [this](int res) {
     if (res == -ECANCELED || stopped_) return;
-    tick();
+    tick(false);
   });
 }
 
@@ -85,10 +85,11 @@ void WarmPool::prune() {
   while (!demand_.empty() && demand_.front() < since) demand_.pop_front();
 }
 
-void WarmPool::tick() {
+void WarmPool::tick(bool after_tell) {
   prune();
-  // Idle time only: an admission within kIdle pushes the refill back.
-  if (!demand_.empty()) {
+  // Idle time only: an admission within kIdle pushes the refill back (but not the admission
+  // of the cell whose client was just told its end: that one is over).
+  if (!after_tell && !demand_.empty()) {
     const auto quiet = std::chrono::steady_clock::now() - demand_.back();
     if (quiet < kIdle) return arm(kIdle - quiet);
   }
@@ -111,25 +112,31 @@ void WarmPool::tick() {
 
 // Measured (bench/README.md, spawn): a refill landing between a pooled cell's exit and its
 // client's exit (the daemon's leaf mkdirs, the spawner's clone and the new process's root view
-// on a 2-CPU host) stretched that tail from ~0.5 to ~2.4 ms. The client's critical path
-// leaves the daemon with its finished line; the refill comes kIdle after that.
+// on a 2-CPU host) stretched that tail from ~0.5 to ~2 ms. So while a client waits, the refill
+// waits, until told() (the finished line is on its way) or kMaxHold.
 bool WarmPool::hold(std::chrono::steady_clock::time_point now) {
-  using std::chrono::steady_clock;
-  if (hold_since_ != steady_clock::time_point{} && now - hold_since_ >= kMaxHold) return false;
-  std::chrono::nanoseconds wait{0};
-  if (now - told_at_ < kIdle) wait = kIdle - (now - told_at_);
-  else if (o_.client_waiting && o_.client_waiting()) wait = kIdle;  // polled, at most kMaxHold
-  if (wait.count() == 0) return false;
-  if (hold_since_ == steady_clock::time_point{}) hold_since_ = now;
-  arm(wait);
+  if (!o_.client_waiting || !o_.client_waiting()) return false;
+  if (hold_since_ == std::chrono::steady_clock::time_point{}) hold_since_ = now;
+  const auto held = now - hold_since_;
+  if (held >= kMaxHold) return false;
+  arm(kMaxHold - held);
   return true;
 }
 
-void WarmPool::told() { told_at_ = std::chrono::steady_clock::now(); }
+void WarmPool::told() {
+  if (!started_ || stopped_ || resume_.armed()) return;
+  // A zero timeout, not a tick from here: the finished line's write is queued on the ring and
+  // goes out with this timer in the same submission, before the refill's work.
+  resume_.start(std::chrono::nanoseconds(0), [this](int res) {
+    if (res == -ECANCELED || stopped_) return;
+    tick(true);
+  });
+}
 
 void WarmPool::shutdown() {
   stopped_ = true;
   timer_.cancel();
+  resume_.cancel();
   cells_.clear();  // each is killed, reaped and its leaf removed
 }
 

@@ -49,7 +49,8 @@ struct WarmPoolOptions {
   // The policy's root view (root_view_paths): each prepared cell builds its root from it.
   std::vector<std::string> host_paths = {};
   // Whether a client (`run --via-daemon`, `submit --wait`) waits for a cell's end: a running
-  // watched cell, or a finished line not yet told. The refill waits while one does (told()).
+  // watched cell, or a finished line not yet told. The refill waits while one does, at most
+  // kMaxHold at a stretch, and comes when told() says the line is on its way.
   std::function<bool()> client_waiting = {};
 };
 
@@ -75,8 +76,7 @@ class WarmPool {
   // the next refill back.
   std::unique_ptr<PreparedCell> take(const Spec& spec, const CgroupLimits& limits,
                                      const Backend& backend);
-  // A client was just told its cell's end: the refill waits kIdle more, so the clone of the
-  // next prepared cell does not take the CPU from the client's own exit.
+  // A client was just told its cell's end: a refill held back for it comes now.
   void told();
   // Starts filling (the daemon calls it once its host is up).
   void start();
@@ -84,7 +84,7 @@ class WarmPool {
   void shutdown();
   WarmPoolStats stats() const;
   // No refill timer in flight (after shutdown(), the owner runs the ring until it is).
-  bool idle() const { return !timer_.armed(); }
+  bool idle() const { return !timer_.armed() && !resume_.armed(); }
   // Pooled cells' leaves share the host's parent; their memory counts like a cell's.
   size_t size() const { return cells_.size(); }
 
@@ -97,7 +97,7 @@ class WarmPool {
  private:
   size_t target() const;
   void arm(std::chrono::nanoseconds after);
-  void tick();
+  void tick(bool after_tell);
   void prune();
   bool hold(std::chrono::steady_clock::time_point now);
 
@@ -105,7 +105,8 @@ class WarmPool {
   std::deque<std::unique_ptr<PreparedCell>> cells_;
   std::deque<std::chrono::steady_clock::time_point> demand_;  // takes in the last second
   base::Timer timer_;
-  std::chrono::steady_clock::time_point told_at_{}, hold_since_{};
+  base::Timer resume_;  // told(): the held refill, now
+  std::chrono::steady_clock::time_point hold_since_{};
   bool stopped_ = false, started_ = false;
   uint64_t seq_ = 0;
   WarmPoolStats stats_;
