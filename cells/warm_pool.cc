@@ -93,7 +93,10 @@ void WarmPool::tick(bool after_tell) {
     const auto quiet = std::chrono::steady_clock::now() - demand_.back();
     if (quiet < kIdle) return arm(kIdle - quiet);
   }
-  if (cells_.size() >= target()) return;  // full: no timer until the next take
+  if (cells_.size() >= target()) {  // full: no timer until the next take
+    hold_since_ = {};
+    return;
+  }
   if (hold(std::chrono::steady_clock::now())) return;
   hold_since_ = {};
   auto p = PreparedCell::start(*o_.tree, kPreparedLeafPrefix + std::to_string(::getpid()) + "-" +

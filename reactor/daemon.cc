@@ -322,9 +322,7 @@ void Daemon::on_cell_done(const cells::Cell& c) {
 bool Daemon::client_waiting() const {
   if (!status_) return false;
   if (finished_.telling()) return true;
-  for (const auto& [id, e] : running_)
-    if (status_->watched(id)) return true;
-  return false;
+  return status_->any_watched([&](const std::string& id) { return running_.count(id) > 0; });
 }
 
 void Daemon::on_signal(int signo) {
