@@ -9,7 +9,7 @@
 
 namespace cellos::cells {
 
-WarmPool::WarmPool(WarmPoolOptions o) : o_(std::move(o)), timer_(o_.io), resume_(o_.io) {}
+WarmPool::WarmPool(WarmPoolOptions o) : o_(std::move(o)), timer_(o_.io) {}
 
 WarmPool::~WarmPool() { shutdown(); }
 
@@ -76,7 +76,7 @@ void WarmPool::arm(std::chrono::nanoseconds after) {
   if (stopped_ || timer_.armed()) return;
   timer_.start(after, [this](int res) {
     if (res == -ECANCELED || stopped_) return;
-    tick(false);
+    tick();
   });
 }
 
@@ -85,20 +85,14 @@ void WarmPool::prune() {
   while (!demand_.empty() && demand_.front() < since) demand_.pop_front();
 }
 
-void WarmPool::tick(bool after_tell) {
+void WarmPool::tick() {
   prune();
-  // Idle time only: an admission within kIdle pushes the refill back (but not the admission
-  // of the cell whose client was just told its end: that one is over).
-  if (!after_tell && !demand_.empty()) {
+  // Idle time only: an admission within kIdle pushes the refill back.
+  if (!demand_.empty()) {
     const auto quiet = std::chrono::steady_clock::now() - demand_.back();
     if (quiet < kIdle) return arm(kIdle - quiet);
   }
-  if (cells_.size() >= target()) {  // full: no timer until the next take
-    hold_since_ = {};
-    return;
-  }
-  if (hold(std::chrono::steady_clock::now())) return;
-  hold_since_ = {};
+  if (cells_.size() >= target()) return;  // full: no timer until the next take
   auto p = PreparedCell::start(*o_.tree, kPreparedLeafPrefix + std::to_string(::getpid()) + "-" +
                                              std::to_string(++seq_),
                                o_.want_pidfd, o_.host_paths);
@@ -113,33 +107,9 @@ void WarmPool::tick(bool after_tell) {
   if (cells_.size() < target()) arm(std::chrono::nanoseconds(0));
 }
 
-// Measured (bench/README.md, spawn): a refill landing between a pooled cell's exit and its
-// client's exit (the daemon's leaf mkdirs, the spawner's clone and the new process's root view
-// on a 2-CPU host) stretched that tail from ~0.5 to ~2 ms. So while a client waits, the refill
-// waits, until told() (the finished line is on its way) or kMaxHold.
-bool WarmPool::hold(std::chrono::steady_clock::time_point now) {
-  if (!o_.client_waiting || !o_.client_waiting()) return false;
-  if (hold_since_ == std::chrono::steady_clock::time_point{}) hold_since_ = now;
-  const auto held = now - hold_since_;
-  if (held >= kMaxHold) return false;
-  arm(kMaxHold - held);
-  return true;
-}
-
-void WarmPool::told() {
-  if (!started_ || stopped_ || resume_.armed()) return;
-  // A zero timeout, not a tick from here: the finished line's write is queued on the ring and
-  // goes out with this timer in the same submission, before the refill's work.
-  resume_.start(std::chrono::nanoseconds(0), [this](int res) {
-    if (res == -ECANCELED || stopped_) return;
-    tick(true);
-  });
-}
-
 void WarmPool::shutdown() {
   stopped_ = true;
   timer_.cancel();
-  resume_.cancel();
   cells_.clear();  // each is killed, reaped and its leaf removed
 }
 

@@ -5,8 +5,7 @@
 // Sizing ([pool] in fleet.toml): the pool aims at max(size, cells taken or missed in the last
 // second), never above max_size. Refilling is off the critical path: it happens on a timer
 // that every admission pushes back (kIdle), so a burst of admissions is never slowed by the
-// pool making cells, and a pause refills it one cell per tick; while a client waits for a
-// cell's end the refill waits too (client_waiting, told, at most kMaxHold). Each prepared cell costs the
+// pool making cells, and a pause refills it one cell per tick. Each prepared cell costs the
 // reactor its leaf's mkdirs and one sendmsg to the spawner; the clone and the v1 joins run in
 // the spawner and the new process, on whatever CPU is free.
 //
@@ -26,7 +25,6 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,10 +46,6 @@ struct WarmPoolOptions {
   bool want_pidfd = false;  // the ring cannot wait by pid: prepared cells come with a pidfd
   // The policy's root view (root_view_paths): each prepared cell builds its root from it.
   std::vector<std::string> host_paths = {};
-  // Whether a client (`run --via-daemon`, `submit --wait`) waits for a cell's end: a running
-  // watched cell, or a finished line not yet told. The refill waits while one does, at most
-  // kMaxHold at a stretch, and comes when told() says the line is on its way.
-  std::function<bool()> client_waiting = {};
 };
 
 struct WarmPoolStats {
@@ -76,37 +70,29 @@ class WarmPool {
   // the next refill back.
   std::unique_ptr<PreparedCell> take(const Spec& spec, const CgroupLimits& limits,
                                      const Backend& backend);
-  // A client was just told its cell's end: a refill held back for it comes now.
-  void told();
   // Starts filling (the daemon calls it once its host is up).
   void start();
   // Destroys every prepared cell and stops refilling (blocks until they are gone).
   void shutdown();
   WarmPoolStats stats() const;
   // No refill timer in flight (after shutdown(), the owner runs the ring until it is).
-  bool idle() const { return !timer_.armed() && !resume_.armed(); }
+  bool idle() const { return !timer_.armed(); }
   // Pooled cells' leaves share the host's parent; their memory counts like a cell's.
   size_t size() const { return cells_.size(); }
 
   // The refill timer's delay after the last admission.
   static constexpr std::chrono::milliseconds kIdle{2};
-  // The longest a waiting client (client_waiting, told) holds the refill back in one stretch:
-  // a steady stream of watched cells never starves the pool.
-  static constexpr std::chrono::milliseconds kMaxHold{20};
 
  private:
   size_t target() const;
   void arm(std::chrono::nanoseconds after);
-  void tick(bool after_tell);
+  void tick();
   void prune();
-  bool hold(std::chrono::steady_clock::time_point now);
 
   WarmPoolOptions o_;
   std::deque<std::unique_ptr<PreparedCell>> cells_;
   std::deque<std::chrono::steady_clock::time_point> demand_;  // takes in the last second
   base::Timer timer_;
-  base::Timer resume_;  // told(): the held refill, now
-  std::chrono::steady_clock::time_point hold_since_{};
   bool stopped_ = false, started_ = false;
   uint64_t seq_ = 0;
   WarmPoolStats stats_;

@@ -91,7 +91,6 @@ class Daemon final : public IntakeSink {
   nlohmann::ordered_json pool_json() const;  // `status`'s "pool": the warm pool's counters
   bool all_settled() const;
   bool all_caught_up() const;
-  bool client_waiting() const;  // the warm pool's refill waits while one does
 
   cells::Config config_;
   StateDirs dirs_;
@@ -319,12 +318,6 @@ void Daemon::on_cell_done(const cells::Cell& c) {
   pump();
 }
 
-bool Daemon::client_waiting() const {
-  if (!status_) return false;
-  if (finished_.telling()) return true;
-  return status_->any_watched([&](const std::string& id) { return running_.count(id) > 0; });
-}
-
 void Daemon::on_signal(int signo) {
   if (stopping_) {
     if (!killing_) {
@@ -472,7 +465,7 @@ base::Result<void> Daemon::start() {
   if (config_.pool.enabled && config_.pool.max_size > 0 && config_.cells.backend == "native") {
     pool_ = std::make_unique<cells::WarmPool>(cells::WarmPoolOptions{
         &host_->ring(), &host_->cgroups(), config_.pool, !host_->ring().can_wait_pid(),
-        cells::root_view_paths(config_.policy), [this] { return client_waiting(); }});
+        cells::root_view_paths(config_.policy)});
     host_->set_pool(pool_.get());
   }
   stock_ = std::make_unique<cells::LeafStock>(host_->cgroups(), config_.host.cgroup_leaf_stock);
@@ -498,7 +491,6 @@ base::Result<void> Daemon::start() {
   if (!status) return std::move(status).error();
   status_ = std::move(*status);
   finished_.set_status(status_.get());
-  if (pool_) finished_.on_told([this] { pool_->told(); });
   // `run --via-daemon`'s SIGINT/SIGTERM: its cell stops as `run` stops its own (the spec's
   // grace, then killed; a second signal kills it now).
   // `run --via-daemon` hands its staged spec over with its wait (status.h `hand`).

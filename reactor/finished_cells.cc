@@ -38,7 +38,6 @@ void FinishedCells::add(const cells::Cell& c, uint64_t emitted, uint64_t written
 
 void FinishedCells::written(uint64_t written_seq) {
   // In order of their seqs, except cells held back (kHeld) which others may pass.
-  bool told = false;
   for (auto it = tells_.begin(); it != tells_.end();) {
     if (it->seq > written_seq) {
       if (it->seq == kHeld) { ++it; continue; }
@@ -46,9 +45,7 @@ void FinishedCells::written(uint64_t written_seq) {
     }
     if (status_) status_->tell(it->id, StatusServer::Step::kFinished, it->run_id, std::move(it->line));
     it = tells_.erase(it);
-    told = true;
   }
-  if (told && on_told_) on_told_();
 }
 
 void FinishedCells::emitted(const std::string& id, uint64_t emitted_seq, uint64_t written_seq) {

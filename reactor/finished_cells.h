@@ -5,7 +5,6 @@
 
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -22,10 +21,6 @@ class FinishedCells {
 
   explicit FinishedCells(StatusServer* status = nullptr) : status_(status) {}
   void set_status(StatusServer* status) { status_ = status; }
-  // Called after finished lines were told (the warm pool's refill waits for it).
-  void on_told(std::function<void()> fn) { on_told_ = std::move(fn); }
-  // A finished line waits for its cell's events to be written.
-  bool telling() const { return !tells_.empty(); }
 
   // A cell just finished; its last event has sequence `emitted`, and the log is on disk
   // through `written`.
@@ -46,7 +41,6 @@ class FinishedCells {
     std::string id, run_id, line;
   };
   StatusServer* status_;
-  std::function<void()> on_told_;
   std::deque<nlohmann::ordered_json> recent_;  // oldest first
   std::deque<Tell> tells_;
 };

@@ -129,12 +129,6 @@ bool StatusServer::watched(const std::string& id) const {
   });
 }
 
-bool StatusServer::any_watched(const std::function<bool(const std::string&)>& pred) const {
-  return std::any_of(conns_.begin(), conns_.end(), [&](const auto& c) {
-    return !c->done && !c->closing && !c->waiting_for.empty() && pred(c->waiting_for);
-  });
-}
-
 void StatusServer::draining() {
   draining_ = true;
   for (auto& c : conns_)

@@ -54,8 +54,6 @@ class StatusServer {
   void tell(const std::string& id, Step step, const std::string& run_id, std::string line);
   // Whether a `wait` client waits on cell `id`: the daemon builds its lines only then.
   bool watched(const std::string& id) const;
-  // Whether any client waits for a cell for which `pred(id)` holds (one pass over the clients).
-  bool any_watched(const std::function<bool(const std::string&)>& pred) const;
   // The daemon drains: nothing not yet started will start. Waiters not bound to a run are told
   // `stopped`, and so is every later `wait`.
   void draining();

@@ -3,9 +3,6 @@
 // the spec the pool served before it, the pool refills, specs it cannot serve go cold, a pooled
 // cell's TTL works, and a stopped daemon leaves no prepared process or leaf behind.
 #include <dirent.h>
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -406,49 +403,4 @@ TEST_CASE("prepared leaves a killed daemon left are reclaimed by the next one, r
   CHECK(prepared_leaves(fleet).empty());
   for (const auto& e : events_of(fleet, "lifecycle.v1.destroyed"))
     CHECK(e.value("subject", "").find(".pool-") == std::string::npos);
-}
-
-TEST_CASE("a client waiting for a long pooled cell does not keep the pool from refilling",
-          "[daemon][pool][run-via-daemon]") {
-  // The refill waits while a client waits for its cell's end (cells/warm_pool.h, kMaxHold),
-  // but only for a while: here the pool of one refills while `run --via-daemon` still waits
-  // for a cell that sleeps a minute. Without that bound the pool would stay empty until the
-  // cell ended.
-  Fleet fleet("[pool]\nenabled = true\nsize = 1\nmax_size = 1\n");
-  DaemonProcess daemon(fleet);
-  REQUIRE(pool_ready(fleet, 1));
-  const std::string id = unique_id("pool-wait");
-  const std::string spec_path = fleet.dir() + "/wait.json", out_path = fleet.dir() + "/wait.out";
-  write_text(spec_path, make_spec(id, {"/bin/sh", "-c", "echo ready; exec sleep 60"}).dump());
-  const std::string bin = CELLOS_REACTOR_BIN;
-  std::vector<const char*> argv{bin.c_str(), "run", spec_path.c_str(), "--via-daemon",
-                                "--config", fleet.config_path().c_str(), nullptr};
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  REQUIRE(posix_spawn(&pid, argv[0], &fa, nullptr, const_cast<char**>(argv.data()), environ) == 0);
-  posix_spawn_file_actions_destroy(&fa);
-  const bool ready = eventually([&] { return read_text(out_path) == "ready\n"; }, 30s);
-  const bool refilled = ready && pool_ready(fleet, 1);
-  int status = -1;
-  const bool still_waiting = ::waitpid(pid, &status, WNOHANG) == 0;
-  ::kill(pid, SIGINT);
-  const bool exited = eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, 30s);
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-  }
-  REQUIRE(ready);
-  CHECK(admission_of(fleet, id) == "pool");
-  CHECK(refilled);
-  CHECK(still_waiting);  // the refill came while the client waited, not after
-  const json pool = status_of(fleet)["pool"];
-  CHECK(pool["hits"] == 1);
-  CHECK(pool["prepared"].get<int>() >= 2);
-  REQUIRE(exited);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 128 + SIGINT);
-  daemon.signal(SIGTERM);
-  CHECK(daemon.wait() == 0);
 }
