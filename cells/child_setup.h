@@ -96,7 +96,7 @@ struct ChildPlan {
 inline constexpr int kSysTemplateFd = 7;
 // Where a prepared cell keeps, from its preparation to its bind, the clones of its cgroup2 leaf
 // (kPreparedViewFd) and of its v1 leaves (the next ones, in v1_procs_paths order); a slot with
-// no clone is left closed.
+// no clone holds /dev/null (ChildPlan::view_parked says which hold one).
 inline constexpr int kPreparedViewFd = 8;
 inline constexpr int kPreparedViewFds = 9;
 

@@ -487,9 +487,6 @@ std::vector<bool> target_set_members(const std::vector<EgressTarget>& targets) {
   return in;
 }
 
-namespace {
-}  // namespace
-
 base::Result<void> update_dns_sets(NetlinkSocket& nf, const std::vector<DnsSetElement>& add,
                                    const std::vector<EgressTarget>& del) {
   if (add.empty() && del.empty()) return base::ok();
