@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "base/file_lock.h"
 #include "cells/cell_lock.h"
 #include "cells/gvisor_backend.h"
 #include "cells/leaf_stock.h"
@@ -19,8 +20,10 @@ base::Result<base::Fd> lock_state_dir(const StateDirs& dirs) {
   const std::string path = dirs.state + "/reactor.lock";
   auto fd = base::open_at(AT_FDCWD, path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (!fd) return std::move(fd).error();
-  if (::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno != EWOULDBLOCK) return base::sys_error("flock", "\"" + path + "\"");
+  base::FlockOptions lo;
+  lo.what = "\"" + path + "\"";
+  if (auto locked = base::flock_exclusive(fd->get(), lo); !locked) {
+    if (locked.error().err != EWOULDBLOCK) return std::move(locked).error();
     auto pid = base::read_fd(fd->get(), path, 64);
     std::string holder =
         pid.ok() && !pid->empty() ? " (pid " + pid->substr(0, pid->find('\n')) + ")" : "";

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/file_lock.h"
 #include "sinks/log_io.h"
 #include "sinks/sha256_many.h"
 
@@ -72,13 +73,16 @@ base::Result<std::unique_ptr<EventLog>> EventLog::open(const EventLogOptions& op
   if (!fd) return std::move(fd).error().context("event log");
   log->fd_ = std::move(*fd);
   // One writer per log: two writers would each number and chain their own lines, and the
-  // interleaved file would read as tampering. The lock dies with its holder.
+  // interleaved file would read as tampering. The lock dies with its holder, though not at
+  // once: a killed writer's in-flight ring writes hold the file a little longer, which
+  // flock_exclusive waits out (base/file_lock.h).
   struct stat st{};
-  if (::fstat(log->fd_.get(), &st) == 0 && S_ISREG(st.st_mode) &&
-      ::flock(log->fd_.get(), LOCK_EX | LOCK_NB) != 0)
-    return base::Error{errno, "flock", "event log \"" + options.path + "\"",
-                       errno == EWOULDBLOCK ? "another writer (a daemon or another run) has it" : "",
-                       {}};
+  if (::fstat(log->fd_.get(), &st) == 0 && S_ISREG(st.st_mode)) {
+    base::FlockOptions lo;
+    lo.what = "event log \"" + options.path + "\"";
+    lo.dead_holder_wait = options.dead_writer_wait;
+    CELLOS_TRY(base::flock_exclusive(log->fd_.get(), lo));
+  }
   if (auto r = log->recover(); !r) return std::move(r).error().context("event log \"" + options.path + "\"");
   return log;
 }
