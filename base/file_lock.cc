@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cinttypes>
@@ -61,9 +62,12 @@ Result<void> flock_exclusive(int fd, const FlockOptions& o) {
     if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return ok();
     if (errno != EWOULDBLOCK) return sys_error("flock", o.what);
     const std::vector<pid_t> holders = flock_holders(st.st_dev, st.st_ino);
+    // This very process as the holder: an earlier open of the same file whose last
+    // references (a ring's requests) are still being dropped; waited for like a dead holder.
+    const pid_t self = ::getpid();
     pid_t live = 0;
     for (pid_t p : holders)
-      if (process_alive(p)) {
+      if (p != self && process_alive(p)) {
         live = p == 0 ? -1 : p;
         break;
       }
@@ -77,9 +81,11 @@ Result<void> flock_exclusive(int fd, const FlockOptions& o) {
     }
     if (std::chrono::steady_clock::now() >= deadline)
       return Error{EWOULDBLOCK, "flock", o.what,
-                   "held by pid " + std::to_string(holders.front()) +
-                       ", which has exited, and not released within " +
-                       std::to_string(o.dead_holder_wait.count()) + " ms",
+                   (holders.front() == self
+                        ? std::string("held by an earlier open of it in this process")
+                        : "held by pid " + std::to_string(holders.front()) + ", which has exited") +
+                       ", and not released within " + std::to_string(o.dead_holder_wait.count()) +
+                       " ms",
                    {}};
     const timespec ts{0, static_cast<long>(std::chrono::nanoseconds(nap).count())};
     ::nanosleep(&ts, nullptr);

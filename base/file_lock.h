@@ -6,8 +6,9 @@
 // requests; the kernel drops them from a worker after the process is reaped, a few
 // milliseconds later, more under load. A daemon restarted at once would then refuse to start
 // ("another writer has it") although no writer lives. So: a lock held only by processes that
-// have exited is waited for, up to a bound; a lock held by a live process is refused at once,
-// naming its pid.
+// have exited, or by this process through an earlier open (a closed log whose ring requests
+// are still being freed), is waited for, up to a bound; a lock held by another live process
+// is refused at once, naming its pid.
 #pragma once
 
 #include <sys/types.h>

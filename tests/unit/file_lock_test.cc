@@ -160,5 +160,25 @@ TEST_CASE("flock_holders names a lock's holder, and nobody once it is released")
   CHECK(base::flock_holders(st.st_dev, st.st_ino).empty());
 }
 
+TEST_CASE("a writer lock this process still holds through another open is waited for, and refused after the bound") {
+  TempDir dir;
+  const std::string path = dir.path() + "/events.jsonl";
+  const int first = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  REQUIRE(first >= 0);
+  REQUIRE(::flock(first, LOCK_EX) == 0);
+  const int second = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(second >= 0);
+  base::FlockOptions o;
+  o.what = "event log";
+  o.dead_holder_wait = std::chrono::milliseconds(100);
+  auto r = base::flock_exclusive(second, o);
+  REQUIRE_FALSE(r.ok());
+  CHECK_THAT(r.error().message(), Contains("held by an earlier open of it in this process") &&
+                                      Contains("not released within 100 ms"));
+  ::close(first);
+  CHECK(base::flock_exclusive(second, o).ok());
+  ::close(second);
+}
+
 }  // namespace
 }  // namespace cellos
