@@ -1,11 +1,9 @@
 // An IoPort that passes everything to another and counts the writes on the way: how the event
 // log's tests and benchmark prove "one write per batch" without tracing syscalls. It counts the
-// exit waits too: when a cell arms its own, and whether it reads its counters before its exit
-// wait completes (exit_watch_test).
+// exit waits too: when a cell arms its own (exit_watch_test).
 #pragma once
 
 #include <cstdint>
-#include <deque>
 
 #include "base/io.h"
 
@@ -22,12 +20,12 @@ class CountingPort final : public IoPort {
   void timeout(std::chrono::nanoseconds a, Completion& c) override { inner_.timeout(a, c); }
   void wait_exit(int fd, siginfo_t* i, Completion& c) override {
     ++exit_waits;
-    inner_.wait_exit(fd, i, counted_exit(c));
+    inner_.wait_exit(fd, i, c);
   }
   bool can_wait_pid() const override { return inner_.can_wait_pid(); }
   void wait_exit_pid(pid_t pid, siginfo_t* i, Completion& c) override {
     ++exit_waits;
-    inner_.wait_exit_pid(pid, i, counted_exit(c));
+    inner_.wait_exit_pid(pid, i, c);
   }
   void poll(int fd, short events, Completion& c) override { inner_.poll(fd, events, c); }
   void accept(int fd, Completion& c) override { inner_.accept(fd, c); }
@@ -39,36 +37,15 @@ class CountingPort final : public IoPort {
   }
   void close(int fd) override { inner_.close(fd); }
   void read_small_file(std::string path, size_t limit, FileText done) override {
-    ++small_reads;
-    if (exits_done < exit_waits) ++small_reads_while_exit_waits;
     inner_.read_small_file(std::move(path), limit, std::move(done));
   }
   void cancel(Completion& c) override { inner_.cancel(c); }
   void cancel(MultishotCompletion& c) override { inner_.cancel(c); }
   uint64_t writes = 0;
   uint64_t exit_waits = 0;
-  uint64_t exits_done = 0;  // exit waits completed
-  uint64_t small_reads = 0;
-  uint64_t small_reads_while_exit_waits = 0;  // asked for while an exit wait was in flight
 
  private:
-  // Stands between an exit wait and its owner's completion, to count it done.
-  struct ExitCounter final : Completion {
-    CountingPort* port = nullptr;
-    Completion* owner = nullptr;
-    void complete(int res) override {
-      ++port->exits_done;
-      owner->complete(res);
-    }
-  };
-  Completion& counted_exit(Completion& c) {
-    exit_counters_.push_back(ExitCounter{});
-    exit_counters_.back().port = this;
-    exit_counters_.back().owner = &c;
-    return exit_counters_.back();
-  }
   IoPort& inner_;
-  std::deque<ExitCounter> exit_counters_;  // never shrinks: a test's few cells
 };
 
 }  // namespace cellos::base

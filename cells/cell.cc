@@ -440,12 +440,6 @@ void Cell::StatusReader::complete(int res) {
   // wait for that exit (watch_exit).
   if (cell->launched_ && cell->pid_ != 0 && !cell->exit_.reaped) {
     cell->watch_exit();
-    // Nothing of the cell was left but its init, which has exited as far as the counters go
-    // (its memory is gone before its files are): they are final now, so they are read while
-    // the reap goes on rather than after it, which a waiting client (`run --via-daemon`)
-    // would otherwise pay for. With processes left, they die only after this EOF (the pid
-    // namespace goes down with its init) and the reads wait for the reap.
-    if (cell->exited_alone_) (void)cell->read_usage();
     return;  // the exit's completion finishes the cell
   }
   if (cell->launched_ && cell->pid_ == 0 && !cell->exit_.reaped) {
@@ -511,10 +505,7 @@ void Cell::on_status(const ChildStatus& s) {
       break;
     case ChildStatus::kSetupFailed:
     case ChildStatus::kExecFailed: setup_error_ = s; break;
-    case ChildStatus::kExited:
-      command_status_ = s.wait_status;
-      exited_alone_ = s.stage == ChildStatus::kExitedAlone && backend_->traits().status_eof_at_root_exit;
-      break;
+    case ChildStatus::kExited: command_status_ = s.wait_status; break;
     default: break;  // kStarted: the command is running
   }
 }

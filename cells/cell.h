@@ -252,7 +252,6 @@ class Cell {
 
   std::optional<ChildStatus> setup_error_;  // kSetupFailed / kExecFailed from the child
   std::optional<int> command_status_;       // waitpid status of the command
-  bool exited_alone_ = false;  // its init said nothing else of the cell was left (kExitedAlone)
   KillCause killed_ = KillCause::kNone;
   KillCause stopping_ = KillCause::kNone;  // stop() sent SIGTERM for this cause
   std::chrono::seconds stop_grace_{0};

@@ -13,12 +13,8 @@ struct ChildStatus {
                         // From the spawner (spawner.h), not the cell: the cell's pid on the
                         // host, in wait_status. Comes before EOF, maybe after the setup's own.
                         kSpawned = 5 };
-  // The stage of a kExited record whose init found no other process of the cell left (its
-  // wait for any child said there was none): once the init exits, the cell's cgroup counters
-  // are final, and the reactor may read them while it waits for that exit.
-  static constexpr int32_t kExitedAlone = 1;
   int32_t kind = 0;
-  int32_t stage = 0;        // a ChildStage, for kSetupFailed / kExecFailed; kExitedAlone or 0
+  int32_t stage = 0;        // a ChildStage, for kSetupFailed / kExecFailed
   int32_t err = 0;          // errno, for kSetupFailed / kExecFailed
   int32_t wait_status = 0;  // waitpid status of the command, for kExited
   // The call and the object that failed, for kSetupFailed from the cell's setup: "mount tmpfs

@@ -35,8 +35,6 @@ namespace stage = cellos::cells;
 
 constexpr int kStatusFd = 3;
 constexpr long kEnoent = 2;
-constexpr long kEchild = 10;
-constexpr long kWnohang = 1;
 
 long sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0) {
   register long r10 asm("r10") = d;
@@ -220,14 +218,7 @@ int init_main(int argc, char** argv, char** envp) {
     long r = sys(__NR_wait4, -1, reinterpret_cast<long>(&status), __WALL, 0);
     if (r == -4) continue;  // EINTR
     if (r == cmd) {
-      // Anything else left? Zombies are reaped on the way; ECHILD means nothing of the cell
-      // runs but this init, so its counters stop with its exit (ChildStatus::kExitedAlone).
-      long more = 0;
-      do {
-        int ignored = 0;
-        more = sys(__NR_wait4, -1, reinterpret_cast<long>(&ignored), __WALL | kWnohang, 0);
-      } while (more > 0 || more == -4);
-      report(ChildStatus::kExited, more == -kEchild ? ChildStatus::kExitedAlone : 0, 0, status);
+      report(ChildStatus::kExited, 0, 0, status);
       return 0;
     }
     if (r < 0) {

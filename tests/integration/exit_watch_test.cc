@@ -1,16 +1,12 @@
 // When a cell's exit wait is armed (cells/cell.cc, Cell::watch_exit): at its status pipe's EOF,
 // which comes with the init's exit, not at launch. Every waitid in flight sits on the reactor's
 // one child-exit wait queue, which each exit of any of its children walks with the task-list
-// lock held: a wait per running cell made that walk grow with the live cells. And when its
-// cgroup counters are read: during the reap when nothing of the cell was left but the init.
+// lock held: a wait per running cell made that walk grow with the live cells.
 #include <signal.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
-#include <optional>
-#include <string>
-#include <vector>
 
 #include "base/completion.h"
 #include "base/counting_port.h"
@@ -74,65 +70,4 @@ TEST_CASE("a running cell has no exit wait in flight: it is armed at its status 
   }
   REQUIRE((*host)->drain_events().ok());
   (*host)->cgroups().remove_empty_parents();
-}
-
-namespace {
-
-struct EndedCell {
-  int exit_status = -1;
-  uint64_t small_reads = 0;
-  uint64_t small_reads_while_exit_waits = 0;
-  std::optional<sinks::ResourcesData> resources;
-};
-
-// Runs argv as one cell on a counting port and says when its counters were read.
-EndedCell run_counted(const std::vector<std::string>& argv) {
-  Fleet fleet;
-  cells::Config config = cells::load_config(fleet.config_path());
-  auto host = reactor::Host::create(run_host_options(fleet, config));
-  REQUIRE(host.ok());
-  base::CountingPort port((*host)->ring());
-  cells::CellHost ch = (*host)->cell_host();
-  ch.io = &port;
-  cells::CellOptions co;
-  co.spec.id = unique_id("counters");
-  co.spec.run.argv = argv;
-  co.spec.ttl_seconds = 120;
-  co.env = {"PATH=/usr/bin:/bin"};
-  co.run_id = co.spec.id;
-  bool finished = false;
-  co.on_finished = [&] { finished = true; };
-  auto cell = std::make_unique<cells::Cell>(ch, std::move(co));
-  cell->start();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!finished && std::chrono::steady_clock::now() < deadline) REQUIRE((*host)->ring().run_once().ok());
-  REQUIRE(finished);
-  EndedCell e{cell->outcome().exit_status(), port.small_reads, port.small_reads_while_exit_waits,
-              cell->outcome().resources};
-  cell.reset();
-  REQUIRE((*host)->drain_events().ok());
-  (*host)->cgroups().remove_empty_parents();
-  return e;
-}
-
-}  // namespace
-
-TEST_CASE("a cell whose command left nothing running has its counters read while its init is "
-          "reaped, and one that left a process has them read after, when that process is dead",
-          "[exit][daemon]") {
-  // Nothing left: the init said so with its exit record (ChildStatus::kExitedAlone).
-  const EndedCell alone = run_counted({"/bin/sh", "-c", "exit 5"});
-  CHECK(alone.exit_status == 5);
-  CHECK(alone.small_reads > 0);
-  CHECK(alone.small_reads_while_exit_waits == alone.small_reads);
-  REQUIRE(alone.resources);
-  CHECK(alone.resources->memory_peak_bytes.value_or(0) > 0);
-  // A sleeper left behind: it runs until the pid namespace goes down with the init, after the
-  // status pipe's EOF, so the counters wait for the reap.
-  const EndedCell left = run_counted({"/bin/sh", "-c", "sleep 30 & exit 6"});
-  CHECK(left.exit_status == 6);
-  CHECK(left.small_reads > 0);
-  CHECK(left.small_reads_while_exit_waits == 0);
-  REQUIRE(left.resources);
-  CHECK(left.resources->memory_peak_bytes.value_or(0) > 0);
 }
