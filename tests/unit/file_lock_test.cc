@@ -27,6 +27,13 @@ namespace {
 using Catch::Contains;
 using test::TempDir;
 
+base::FlockOptions lock_options(std::chrono::milliseconds dead_holder_wait) {
+  base::FlockOptions o;
+  o.what = "event log";
+  o.dead_holder_wait = dead_holder_wait;
+  return o;
+}
+
 // A writer as the daemon is one: the log opened and flock'ed, and buffered writes to it in
 // flight through an io_uring (handed to io-wq on ext4) when SIGKILL comes. Returns its pid once
 // its writes are submitted.
@@ -110,9 +117,8 @@ TEST_CASE("a writer lock a live process holds is refused at once, naming its pid
   const pid_t holder = writer_with_writes_in_flight(path);
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   REQUIRE(fd >= 0);
-  base::FlockOptions o;
-  o.what = "event log";
-  o.dead_holder_wait = std::chrono::minutes(10);  // a wait would show as the other message
+  // A wait would show as the other message.
+  base::FlockOptions o = lock_options(std::chrono::minutes(10));
   auto r = base::flock_exclusive(fd, o);
   ::close(fd);
   ::kill(holder, SIGKILL);
@@ -129,9 +135,7 @@ TEST_CASE("a writer lock kept alive under an exited holder's pid is refused afte
   const auto [exited, keeper] = lock_left_under_exited_pid(path);
   const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   REQUIRE(fd >= 0);
-  base::FlockOptions o;
-  o.what = "event log";
-  o.dead_holder_wait = std::chrono::milliseconds(200);
+  base::FlockOptions o = lock_options(std::chrono::milliseconds(200));
   auto r = base::flock_exclusive(fd, o);
   ::kill(keeper, SIGKILL);  // not our child: reaped by whoever adopted it
   REQUIRE_FALSE(r.ok());
@@ -168,9 +172,7 @@ TEST_CASE("a writer lock this process still holds through another open is waited
   REQUIRE(::flock(first, LOCK_EX) == 0);
   const int second = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   REQUIRE(second >= 0);
-  base::FlockOptions o;
-  o.what = "event log";
-  o.dead_holder_wait = std::chrono::milliseconds(100);
+  base::FlockOptions o = lock_options(std::chrono::milliseconds(100));
   auto r = base::flock_exclusive(second, o);
   REQUIRE_FALSE(r.ok());
   CHECK_THAT(r.error().message(), Contains("held by an earlier open of it in this process") &&
