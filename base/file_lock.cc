@@ -38,7 +38,10 @@ std::vector<pid_t> flock_holders(dev_t dev, ino_t ino) {
 }
 
 bool process_alive(pid_t pid) {
-  if (pid <= 0) return pid < 0;  // 0: gone (untranslatable); negative: a remote holder, live
+  // /proc/locks never names 0 (outside the initial pid namespace it leaves out a lock whose
+  // holder it cannot name: one that has exited, or one outside the namespace). Negative: a
+  // remote holder (a network file system's), live.
+  if (pid <= 0) return pid < 0;
   if (::kill(pid, 0) != 0 && errno == ESRCH) return false;
   // A zombie's descriptors are closed already: what it held is being released, not held.
   char path[32];

@@ -8,7 +8,9 @@
 // ("another writer has it") although no writer lives. So: a lock held only by processes that
 // have exited, or by this process through an earlier open (a closed log whose ring requests
 // are still being freed), is waited for, up to a bound; a lock held by another live process
-// is refused at once, naming its pid.
+// is refused at once, naming its pid. A lock /proc/locks names nobody for is refused at once
+// too: outside the initial pid namespace (a nested reactor) it leaves out holders it cannot
+// name, the exited ones included, and a file system may name the file differently (overlayfs).
 #pragma once
 
 #include <sys/types.h>

@@ -7,7 +7,9 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <signal.h>
+#include <sched.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -180,6 +182,50 @@ TEST_CASE("a writer lock this process still holds through another open is waited
   ::close(first);
   CHECK(base::flock_exclusive(second, o).ok());
   ::close(second);
+}
+
+TEST_CASE("in a pid namespace of its own, a writer lock held from outside is refused at once, as a lock nobody is named for") {
+  TempDir dir;
+  const std::string path = dir.path() + "/events.jsonl";
+  const int held = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  REQUIRE(held >= 0);
+  REQUIRE(::flock(held, LOCK_EX) == 0);  // a live holder, outside the namespace below
+  int out[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    // A new pid namespace with its own /proc, as a nested reactor's cell has.
+    if (::unshare(CLONE_NEWPID | CLONE_NEWNS) != 0) _exit(2);
+    const pid_t inner = ::fork();
+    if (inner < 0) _exit(2);
+    if (inner > 0) {
+      int st = 0;
+      ::waitpid(inner, &st, 0);
+      _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 2);
+    }
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("proc", "/proc", "proc", 0, nullptr) != 0)
+      _exit(2);
+    const int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    // A wait would show as the other message.
+    auto r = base::flock_exclusive(fd, lock_options(std::chrono::minutes(10)));
+    const std::string m = r.ok() ? std::string("taken") : r.error().message();
+    if (::write(out[1], m.data(), m.size()) != static_cast<ssize_t>(m.size())) _exit(2);
+    _exit(0);
+  }
+  ::close(out[1]);
+  std::string said;
+  char buf[512];
+  for (ssize_t n; (n = ::read(out[0], buf, sizeof buf)) > 0;) said.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  int st = 0;
+  REQUIRE(::waitpid(child, &st, 0) == child);
+  ::close(held);
+  REQUIRE(WIFEXITED(st));
+  REQUIRE(WEXITSTATUS(st) == 0);
+  CHECK_THAT(said, Contains("another writer (a daemon or another run) has it"));
+  CHECK_THAT(said, !Contains("(pid "));
 }
 
 }  // namespace
