@@ -10,7 +10,8 @@
 // are still being freed), is waited for, up to a bound; a lock held by another live process
 // is refused at once, naming its pid. A lock /proc/locks names nobody for is refused at once
 // too: outside the initial pid namespace (a nested reactor) it leaves out holders it cannot
-// name, the exited ones included, and a file system may name the file differently (overlayfs).
+// name, the exited ones included, and a file system may give /proc/locks another device or
+// inode number than stat(2) gives.
 #pragma once
 
 #include <sys/types.h>
