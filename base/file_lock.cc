@@ -7,7 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -71,11 +73,12 @@ Result<void> flock_exclusive(int fd, const FlockOptions& o) {
     pid_t live = 0;
     for (pid_t p : holders)
       if (p != self && process_alive(p)) {
-        live = p == 0 ? -1 : p;
+        live = p;  // negative for a remote holder: live, no pid to name
         break;
       }
     // Nobody named: released between the flock and the read (try again), or, every time, a
-    // file system /proc/locks names differently: taken, by whom is not known.
+    // holder /proc/locks leaves out or a file it names by other numbers (file_lock.h): taken,
+    // by whom is not known.
     if (holders.empty() && ++unnamed < 3) continue;
     if (live != 0 || holders.empty()) {
       std::string who = live > 0 ? " (pid " + std::to_string(live) + ")" : "";
