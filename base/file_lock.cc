@@ -58,14 +58,17 @@ bool process_alive(pid_t pid) {
 }
 
 Result<void> flock_exclusive(int fd, const FlockOptions& o) {
+  auto attempt = [fd] { return ::flock(fd, LOCK_EX | LOCK_NB) == 0 ? 0 : errno; };
+  int err = attempt();
+  if (err == 0) return ok();  // the common case: one system call
   struct stat st{};
-  if (::fstat(fd, &st) != 0) return sys_error("fstat", o.what);
+  if (err == EWOULDBLOCK && ::fstat(fd, &st) != 0) return sys_error("fstat", o.what);
   const auto deadline = std::chrono::steady_clock::now() + o.dead_holder_wait;
   std::chrono::milliseconds nap{2};
   int unnamed = 0;
-  for (;;) {
-    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return ok();
-    if (errno != EWOULDBLOCK) return sys_error("flock", o.what);
+  for (;; err = attempt()) {
+    if (err == 0) return ok();
+    if (err != EWOULDBLOCK) return sys_error("flock", o.what, err);
     const std::vector<pid_t> holders = flock_holders(st.st_dev, st.st_ino);
     // This very process as the holder: an earlier open of the same file whose last
     // references (a ring's requests) are still being dropped; waited for like a dead holder.

@@ -80,7 +80,6 @@ base::Result<std::unique_ptr<EventLog>> EventLog::open(const EventLogOptions& op
   if (::fstat(log->fd_.get(), &st) == 0 && S_ISREG(st.st_mode)) {
     base::FlockOptions lo;
     lo.what = "event log \"" + options.path + "\"";
-    lo.dead_holder_wait = options.dead_writer_wait;
     CELLOS_TRY(base::flock_exclusive(log->fd_.get(), lo));
   }
   if (auto r = log->recover(); !r) return std::move(r).error().context("event log \"" + options.path + "\"");

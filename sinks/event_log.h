@@ -44,9 +44,6 @@ struct EventLogOptions {
   // fails after close_retries attempts is given up (reported), so the reactor can exit.
   std::chrono::milliseconds retry_interval{200};
   unsigned close_retries = 10;
-  // How long a writer lock held only by writers that have exited is waited for at open
-  // (base/file_lock.h): a daemon restarted right after a kill.
-  std::chrono::milliseconds dead_writer_wait{10000};
 };
 
 class EventLog final : public EventSink {
